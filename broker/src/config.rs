@@ -1,0 +1,222 @@
+//! Broker settings, by their Kafka names.
+//!
+//! Every setting has a Kafka-style name, a default and a type; `--set NAME=VALUE` overrides it.
+//! The typed fields are what the broker reads; `entries()` is what DescribeConfigs shows.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Long,
+    Bool,
+}
+
+/// (name, default, kind): the settings `--set` accepts.
+const SETTINGS: &[(&str, &str, Kind)] = &[
+    ("node.id", "1", Kind::Int),
+    ("num.partitions", "1", Kind::Int),
+    ("default.replication.factor", "1", Kind::Int),
+    ("auto.create.topics.enable", "true", Kind::Bool),
+    ("socket.request.max.bytes", "104857600", Kind::Int),
+    ("queued.max.requests", "500", Kind::Int),
+    ("message.max.bytes", "1048588", Kind::Int),
+    ("log.segment.bytes", "1073741824", Kind::Long),
+    ("log.index.interval.bytes", "4096", Kind::Int),
+    ("log.retention.ms", "604800000", Kind::Long),
+    ("log.retention.bytes", "-1", Kind::Long),
+    ("log.retention.check.interval.ms", "300000", Kind::Long),
+    ("log.cache.bytes.per.partition", "8388608", Kind::Long),
+    ("offsets.topic.num.partitions", "50", Kind::Int),
+    ("broker.session.timeout.ms", "9000", Kind::Int),
+    ("min.insync.replicas", "1", Kind::Int),
+];
+
+/// A `--set` that cannot be applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownSetting(String),
+    InvalidValue { name: String, value: String },
+    Malformed(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownSetting(name) => write!(f, "unknown setting '{name}'"),
+            ConfigError::InvalidValue { name, value } => {
+                write!(f, "invalid value '{value}' for setting '{name}'")
+            }
+            ConfigError::Malformed(arg) => write!(f, "expected NAME=VALUE, got '{arg}'"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The broker's effective settings.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    overrides: BTreeMap<String, String>,
+    pub node_id: i32,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub queued_max_requests: usize,
+    pub message_max_bytes: usize,
+    pub log_segment_bytes: u64,
+    pub log_index_interval_bytes: usize,
+    pub log_cache_bytes_per_partition: usize,
+    /// `--unsafe-no-fsync`: acks=all does not wait for fdatasync (development only).
+    pub fsync: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self::from_overrides(BTreeMap::new()).expect("defaults are valid")
+    }
+}
+
+impl BrokerConfig {
+    /// Applies `NAME=VALUE` overrides (in order; later ones win) on top of the defaults.
+    pub fn with_overrides<'a>(
+        args: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut overrides = BTreeMap::new();
+        for arg in args {
+            let (name, value) = arg
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Malformed(arg.to_string()))?;
+            let (name, value) = (name.trim(), value.trim());
+            let kind = kind_of(name).ok_or_else(|| ConfigError::UnknownSetting(name.into()))?;
+            if !valid(kind, value) {
+                return Err(ConfigError::InvalidValue {
+                    name: name.into(),
+                    value: value.into(),
+                });
+            }
+            overrides.insert(name.to_string(), value.to_string());
+        }
+        Self::from_overrides(overrides)
+    }
+
+    fn from_overrides(overrides: BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+        let get = |name: &str| -> &str {
+            overrides
+                .get(name)
+                .map(String::as_str)
+                .or_else(|| default_of(name))
+                .expect("setting is in SETTINGS")
+        };
+        let int = |name: &str, min: i64, max: i64| -> Result<i64, ConfigError> {
+            match get(name).parse::<i64>() {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ConfigError::InvalidValue {
+                    name: name.into(),
+                    value: get(name).into(),
+                }),
+            }
+        };
+        Ok(BrokerConfig {
+            node_id: int("node.id", 0, i32::MAX as i64)? as i32,
+            num_partitions: int("num.partitions", 1, 100_000)? as i32,
+            default_replication_factor: int("default.replication.factor", 1, i16::MAX as i64)?
+                as i16,
+            auto_create_topics_enable: get("auto.create.topics.enable") == "true",
+            socket_request_max_bytes: int("socket.request.max.bytes", 1024, i32::MAX as i64)?
+                as usize,
+            queued_max_requests: int("queued.max.requests", 1, 100_000)? as usize,
+            message_max_bytes: int("message.max.bytes", 0, i32::MAX as i64)? as usize,
+            log_segment_bytes: int("log.segment.bytes", 14, i64::MAX)? as u64,
+            log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)?
+                as usize,
+            log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
+                as usize,
+            fsync: true,
+            overrides,
+        })
+    }
+
+    /// Every setting with its effective value and whether it is the default.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str, bool)> + '_ {
+        SETTINGS.iter().map(|(name, default, _)| {
+            match self.overrides.get(*name) {
+                Some(value) => (*name, value.as_str(), false),
+                None => (*name, *default, true),
+            }
+        })
+    }
+}
+
+fn kind_of(name: &str) -> Option<Kind> {
+    SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
+}
+
+fn default_of(name: &str) -> Option<&'static str> {
+    SETTINGS.iter().find(|s| s.0 == name).map(|s| s.1)
+}
+
+fn valid(kind: Kind, value: &str) -> bool {
+    match kind {
+        Kind::Int => value.parse::<i32>().is_ok(),
+        Kind::Long => value.parse::<i64>().is_ok(),
+        Kind::Bool => value == "true" || value == "false",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_kafka() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert!(c.entries().all(|(_, _, is_default)| is_default));
+    }
+
+    #[test]
+    fn overrides_apply_and_are_reported() {
+        let c = BrokerConfig::with_overrides(["num.partitions=4", "auto.create.topics.enable=false"])
+            .unwrap();
+        assert_eq!(c.num_partitions, 4);
+        assert!(!c.auto_create_topics_enable);
+        let (_, value, is_default) = c.entries().find(|e| e.0 == "num.partitions").unwrap();
+        assert_eq!((value, is_default), ("4", false));
+    }
+
+    #[test]
+    fn bad_overrides_are_refused() {
+        for (arg, want) in [
+            ("nope=1", ConfigError::UnknownSetting("nope".into())),
+            ("num.partitions", ConfigError::Malformed("num.partitions".into())),
+            (
+                "num.partitions=x",
+                ConfigError::InvalidValue {
+                    name: "num.partitions".into(),
+                    value: "x".into(),
+                },
+            ),
+            (
+                "num.partitions=0",
+                ConfigError::InvalidValue {
+                    name: "num.partitions".into(),
+                    value: "0".into(),
+                },
+            ),
+            (
+                "auto.create.topics.enable=yes",
+                ConfigError::InvalidValue {
+                    name: "auto.create.topics.enable".into(),
+                    value: "yes".into(),
+                },
+            ),
+        ] {
+            assert_eq!(BrokerConfig::with_overrides([arg]).unwrap_err(), want, "{arg}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! One client connection's requests: version checks, decoding, dispatch and encoding.
+
+use crate::handlers;
+use crate::protocol::{self, FrameStart};
+use crate::shard::Shard;
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use net::{Reply, RequestHandler};
+use std::rc::Rc;
+use tracing::{debug, warn};
+
+/// Serves the Kafka requests of one connection on one shard.
+pub struct KafkaConnection {
+    shard: Rc<Shard>,
+}
+
+impl KafkaConnection {
+    pub fn new(shard: Rc<Shard>) -> Self {
+        KafkaConnection { shard }
+    }
+}
+
+impl RequestHandler for KafkaConnection {
+    fn handle(&self, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
+        Box::pin(serve_request(self.shard.clone(), frame))
+    }
+}
+
+async fn serve_request(shard: Rc<Shard>, frame: Bytes) -> Reply {
+    let Some(start) = FrameStart::parse(&frame) else {
+        debug!("request shorter than a header: closing");
+        return Reply::Close;
+    };
+    let Ok(api_key) = ApiKey::try_from(start.api_key) else {
+        debug!(api_key = start.api_key, "unknown API key: closing");
+        return Reply::Close;
+    };
+    let Some((min, max)) = protocol::advertised_versions(api_key) else {
+        debug!(?api_key, "API not served: closing");
+        return Reply::Close;
+    };
+    if api_key == ApiKey::ApiVersions && start.api_version > max {
+        // Kafka answers an ApiVersions it does not know with a v0 error response that lists
+        // its ranges, so the client can pick a version both sides speak.
+        return encode(
+            ApiKey::ApiVersions,
+            0,
+            start.correlation_id,
+            handlers::api_versions::unsupported_version(),
+        );
+    }
+    let version = start.api_version;
+    if version < min
+        || version > max
+        || (api_key == ApiKey::Produce && version < protocol::PRODUCE_VERSION_MIN_ACCEPTED)
+    {
+        debug!(?api_key, version, "unsupported version: closing");
+        return Reply::Close;
+    }
+    let Some(request) = protocol::decode_request(api_key, version, frame) else {
+        debug!(?api_key, version, "malformed request: closing");
+        return Reply::Close;
+    };
+    let correlation_id = request.header.correlation_id;
+    match handlers::handle(&shard, request).await {
+        Some(body) => encode(api_key, version, correlation_id, body),
+        None => Reply::NoResponse,
+    }
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: ResponseKind) -> Reply {
+    let hint = match &body {
+        ResponseKind::Fetch(fetch) => fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len) + 64)
+            .sum::<usize>(),
+        _ => 256,
+    };
+    match protocol::encode_response(api_key, version, correlation_id, &body, hint + 256) {
+        Ok(frame) => Reply::Frame(frame),
+        Err(e) => {
+            warn!("cannot encode a response, closing the connection: {e}");
+            Reply::Close
+        }
+    }
+}

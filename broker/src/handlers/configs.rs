@@ -1,0 +1,87 @@
+//! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings.
+
+use crate::handlers::code;
+use crate::shard::Shard;
+use controller::topic_config;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub fn describe(
+    shard: &Shard,
+    request: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .iter()
+        .map(|resource| describe_resource(shard, resource))
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default()
+        .with_resource_type(resource.resource_type)
+        .with_resource_name(resource.resource_name.clone());
+    let entries: Vec<(String, String, i8)> = match resource.resource_type {
+        RESOURCE_TOPIC => {
+            let image = shard.image();
+            let Some(topic) = image.topic(resource.resource_name.as_str()) else {
+                return result
+                    .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "This server does not host this topic-partition.",
+                    )));
+            };
+            topic_config::effective(topic)
+                .into_iter()
+                .map(|(name, value, is_default)| {
+                    let source = if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+                    (name, value, source)
+                })
+                .collect()
+        }
+        RESOURCE_BROKER => shard
+            .config
+            .entries()
+            .map(|(name, value, is_default)| {
+                let source = if is_default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+                (name.to_string(), value.to_string(), source)
+            })
+            .collect(),
+        _ => {
+            return result
+                .with_error_code(code::INVALID_REQUEST)
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "Unsupported resource type.",
+                )))
+        }
+    };
+    let configs = entries
+        .into_iter()
+        .filter(|(name, _, _)| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        })
+        .map(|(name, value, source)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_string(name))
+                .with_value(Some(StrBytes::from_string(value)))
+                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                .with_config_source(source)
+        })
+        .collect();
+    result.with_configs(configs)
+}

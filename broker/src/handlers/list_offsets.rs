@@ -1,0 +1,107 @@
+//! ListOffsets (2): earliest, latest, and the first offset at or after a timestamp.
+
+use crate::handlers::{code, resolve_topic};
+use crate::shard::{Routed, Shard};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use std::rc::Rc;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// (error_code, timestamp, offset) for one partition.
+type Found = (i16, i64, i64);
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let image = shard.image();
+    let mut found: Vec<Found> = Vec::new();
+    let mut routed = Vec::new();
+    for topic in &request.topics {
+        let meta = resolve_topic(&image, &topic.name, uuid::Uuid::nil(), false);
+        for partition in &topic.partitions {
+            let slot = found.len();
+            found.push((code::NONE, -1, -1));
+            match meta {
+                Ok(meta) if (0..meta.partitions).contains(&partition.partition_index) => {
+                    routed.push(Routed {
+                        slot,
+                        key: (meta.id, partition.partition_index),
+                        item: partition.timestamp,
+                    })
+                }
+                Ok(_) => found[slot].0 = code::UNKNOWN_TOPIC_OR_PARTITION,
+                Err(error_code) => found[slot].0 = error_code,
+            }
+        }
+    }
+    let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
+    let results = shard.scatter(routed, lookup_all).await;
+    for (slot, result) in slots.into_iter().zip(results) {
+        found[slot] = result;
+    }
+    let mut found = found.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (error_code, timestamp, offset) = found.next().expect("one per partition");
+                    let mut response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error_code)
+                        .with_timestamp(timestamp)
+                        .with_offset(offset);
+                    if version >= 4 {
+                        response = response.with_leader_epoch(if offset >= 0 { 0 } else { -1 });
+                    }
+                    response
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// On the owner shard.
+async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, Found)> {
+    let mut out = Vec::with_capacity(items.len());
+    for Routed { slot, key, item: timestamp } in items {
+        let Some(log) = shard.partition(&key) else {
+            out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1, -1)));
+            continue;
+        };
+        let found = match timestamp {
+            LATEST => (code::NONE, -1, log.high_watermark()),
+            EARLIEST | EARLIEST_LOCAL => (code::NONE, -1, log.log_start_offset()),
+            // Nothing is tiered: Kafka answers "no offset" for an untiered log.
+            LATEST_TIERED => (code::NONE, -1, -1),
+            MAX_TIMESTAMP => (code::UNSUPPORTED_VERSION, -1, -1),
+            ts if ts < 0 => (code::INVALID_REQUEST, -1, -1),
+            ts => match log.offset_for_timestamp(ts).await {
+                Ok(Some((offset, found_ts))) => (code::NONE, found_ts, offset),
+                Ok(None) => (code::NONE, -1, -1),
+                Err(e) => {
+                    tracing::error!(shard = shard.id, "offset lookup failed: {e}");
+                    (code::KAFKA_STORAGE_ERROR, -1, -1)
+                }
+            },
+        };
+        out.push((slot, found));
+    }
+    out
+}

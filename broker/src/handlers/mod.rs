@@ -1,0 +1,86 @@
+//! One module per Kafka API. Each handler takes the decoded request and its version and
+//! returns the response body (or `None` when the request needs no response).
+
+pub mod api_versions;
+pub mod cluster;
+pub mod configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use crate::protocol::Request;
+use crate::shard::Shard;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use std::rc::Rc;
+
+/// Kafka error codes used by the handlers.
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+/// Dispatches a decoded request to its handler.
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind> {
+    let version = request.version;
+    Some(match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(version)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(shard, r, version).await),
+        RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(shard, r, version).await?),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(shard, r, version).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(topics::create(shard, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(topics::delete(shard, r, version).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(shard, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(shard, r, version))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(cluster::describe(shard, r, version))
+        }
+        // Only the APIs in protocol::SUPPORTED_APIS get this far.
+        _ => return None,
+    })
+}
+
+/// Finds a topic named in a request: by id from the versions that carry ids, else by name.
+/// The error is the code Kafka gives for an unknown topic in that case.
+pub fn resolve_topic<'a>(
+    image: &'a controller::MetadataImage,
+    name: &kafka_protocol::messages::TopicName,
+    id: uuid::Uuid,
+    by_id: bool,
+) -> Result<&'a controller::TopicMeta, i16> {
+    if by_id {
+        image
+            .topic_by_id(id.as_bytes())
+            .ok_or(code::UNKNOWN_TOPIC_ID)
+    } else {
+        image
+            .topic(name.as_str())
+            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
+    }
+}

@@ -1,0 +1,172 @@
+//! Produce (0): validate each partition's batch where the request arrived, append it on the
+//! shard that owns the partition, and answer once the batch is written (acks=1) or written
+//! and fdatasync'ed (acks=all).
+
+use crate::handlers::{code, resolve_topic};
+use crate::shard::{Routed, Shard};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use std::rc::Rc;
+use storage::batch::{validate_produce_records, BatchHeader};
+
+/// The answer for one partition.
+#[derive(Clone, Copy, Debug)]
+struct Appended {
+    error_code: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
+impl Appended {
+    fn error(error_code: i16) -> Appended {
+        Appended {
+            error_code,
+            base_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// A validated batch on its way to its partition's owner.
+struct Batch {
+    records: bytes::Bytes,
+    header: BatchHeader,
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let image = shard.image();
+    let by_id = version >= 13;
+    let mut answers: Vec<Option<Appended>> = Vec::new();
+    let mut routed = Vec::new();
+    for topic in &request.topic_data {
+        let meta = resolve_topic(&image, &topic.name, topic.topic_id, by_id);
+        for partition in &topic.partition_data {
+            let slot = answers.len();
+            let checked = meta.and_then(|meta| {
+                if request.transactional_id.is_some() {
+                    return Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+                }
+                if !matches!(acks, -1..=1) {
+                    return Err(code::INVALID_REQUIRED_ACKS);
+                }
+                if partition.index < 0 || partition.index >= meta.partitions {
+                    return Err(code::UNKNOWN_TOPIC_OR_PARTITION);
+                }
+                let records = partition.records.clone().unwrap_or_default();
+                if records.len() > max_message_bytes(shard, meta) {
+                    return Err(code::MESSAGE_TOO_LARGE);
+                }
+                let header = validate_produce_records(&records).map_err(|e| e.kafka_error_code())?;
+                Ok((meta.id, Batch { records, header }))
+            });
+            match checked {
+                Ok((topic_id, batch)) => {
+                    answers.push(None);
+                    routed.push(Routed {
+                        slot,
+                        key: (topic_id, partition.index),
+                        item: batch,
+                    });
+                }
+                Err(error_code) => answers.push(Some(Appended::error(error_code))),
+            }
+        }
+    }
+    let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
+    let sync = acks == -1 && shard.config.fsync;
+    let appended = shard
+        .scatter(routed, move |owner, items| append_all(owner, items, acks, sync))
+        .await;
+    for (slot, outcome) in slots.into_iter().zip(appended) {
+        answers[slot] = Some(outcome);
+    }
+    if acks == 0 {
+        return None;
+    }
+    let mut answers = answers.into_iter().map(|a| a.expect("every slot answered"));
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|partition| {
+                    let answer = answers.next().expect("one answer per partition");
+                    let mut response = PartitionProduceResponse::default()
+                        .with_index(partition.index)
+                        .with_error_code(answer.error_code)
+                        .with_base_offset(answer.base_offset);
+                    if version >= 5 {
+                        response = response.with_log_start_offset(answer.log_start_offset);
+                    }
+                    response
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn max_message_bytes(shard: &Shard, topic: &controller::TopicMeta) -> usize {
+    topic
+        .configs
+        .get("max.message.bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(shard.config.message_max_bytes)
+}
+
+/// On the owner shard: appends every batch (offsets are assigned here, in arrival order),
+/// then waits for all of them to be written, and fdatasync'ed when `sync`.
+async fn append_all(
+    shard: Rc<Shard>,
+    items: Vec<Routed<Batch>>,
+    acks: i16,
+    sync: bool,
+) -> Vec<(usize, Appended)> {
+    let mut answers = Vec::with_capacity(items.len());
+    let mut pending = Vec::new();
+    for Routed { slot, key, item } in items {
+        let Some(log) = shard.partition(&key) else {
+            answers.push((slot, Appended::error(code::NOT_LEADER_OR_FOLLOWER)));
+            continue;
+        };
+        match log.append(&item.records, &item.header) {
+            Ok(outcome) => {
+                pending.push((answers.len(), log, outcome.last_offset));
+                answers.push((
+                    slot,
+                    Appended {
+                        error_code: code::NONE,
+                        base_offset: outcome.base_offset,
+                        log_start_offset: outcome.log_start_offset,
+                    },
+                ));
+            }
+            Err(e) => answers.push((slot, Appended::error(e.kafka_error_code()))),
+        }
+    }
+    if acks == 0 {
+        return answers;
+    }
+    let waits = pending
+        .iter()
+        .map(|(_, log, last_offset)| log.wait_durable(*last_offset, sync));
+    let results = futures::future::join_all(waits).await;
+    for ((index, _, _), result) in pending.iter().zip(results) {
+        if let Err(e) = result {
+            tracing::error!(shard = shard.id, "append failed: {e}");
+            answers[*index].1 = Appended::error(code::KAFKA_STORAGE_ERROR);
+        }
+    }
+    answers
+}

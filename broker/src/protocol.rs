@@ -1,0 +1,123 @@
+//! Kafka request decoding and response encoding, and the API versions this broker serves.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// The APIs served and their version ranges, as a Kafka 4.x broker advertises them (capped by
+/// what the wire codec knows).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    // Produce v0-2 are advertised (older librdkafka turns off compression otherwise) but
+    // rejected if sent, as Kafka 4 does.
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 11),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// Produce versions below this are advertised but refused.
+pub const PRODUCE_VERSION_MIN_ACCEPTED: i16 = 3;
+
+/// The advertised (min, max) versions of an API, if served.
+pub fn advertised_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(key, min, max)| (min, max.min(key.valid_versions().max)))
+}
+
+/// The fixed start of every request header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameStart {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl FrameStart {
+    pub fn parse(frame: &[u8]) -> Option<FrameStart> {
+        if frame.len() < 8 {
+            return None;
+        }
+        Some(FrameStart {
+            api_key: i16::from_be_bytes([frame[0], frame[1]]),
+            api_version: i16::from_be_bytes([frame[2], frame[3]]),
+            correlation_id: i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+        })
+    }
+}
+
+/// A decoded request.
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+/// Decodes a whole request frame; `None` means the request is malformed and the connection
+/// must be closed. Byte fields (record batches) stay slices of `frame`.
+pub fn decode_request(api_key: ApiKey, version: i16, mut frame: Bytes) -> Option<Request> {
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version)).ok()?;
+    let body = RequestKind::decode(api_key, &mut frame, version).ok()?;
+    Some(Request {
+        api_key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// Encodes a response frame, size prefix included.
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+    capacity_hint: usize,
+) -> Result<Bytes, String> {
+    let mut buf = BytesMut::with_capacity(capacity_hint.max(64));
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| format!("{api_key:?} v{version} response header: {e}"))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| format!("{api_key:?} v{version} response: {e}"))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_follow_kafka_4() {
+        assert_eq!(advertised_versions(ApiKey::Produce), Some((0, 13)));
+        assert_eq!(advertised_versions(ApiKey::Fetch).map(|v| v.0), Some(4));
+        assert_eq!(advertised_versions(ApiKey::ApiVersions), Some((0, 4)));
+        assert_eq!(advertised_versions(ApiKey::JoinGroup), None);
+    }
+
+    #[test]
+    fn frame_start_needs_eight_bytes() {
+        assert_eq!(FrameStart::parse(&[0; 7]), None);
+        let start = FrameStart::parse(&[0, 18, 0, 3, 0, 0, 0, 9]).unwrap();
+        assert_eq!(
+            start,
+            FrameStart {
+                api_key: 18,
+                api_version: 3,
+                correlation_id: 9
+            }
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! Startup and shutdown of a node: the data dir lock, the controller, one pinned executor per
+//! shard, the listeners, and the signals that stop it all cleanly.
+
+use crate::config::BrokerConfig;
+use crate::connection::KafkaConnection;
+use crate::shard::{Advertised, Job, Shard};
+use controller::Controller;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// What `spate start` was asked for.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub cores: Option<usize>,
+    pub config: BrokerConfig,
+}
+
+/// Messages from shards to the main thread during startup.
+enum ShardStarted {
+    Ready,
+    Failed(String),
+}
+
+/// Capacity of each cross-shard channel; senders wait when it is full.
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// Locked memory for each executor's io_uring buffers: what we ask for, and the least glommio
+/// works with.
+const IO_MEMORY_BYTES_MAX: usize = 4 << 20;
+const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
+
+/// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
+pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
+    let data_dir = &options.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let _lock = crate::datadir::lock(data_dir)?;
+    crate::datadir::refuse_tmpfs(data_dir)?;
+    let cores = crate::datadir::pick_cores(options.cores)?;
+    let io_memory = io_memory_per_shard(cores.len());
+
+    let controller = Controller::open(data_dir, options.config.node_id)
+        .map_err(|e| format!("cannot open cluster metadata in {}: {e}", data_dir.display()))?;
+    let image = controller.image();
+    let advertised = advertised(&options.listen)?;
+    let listen_addr = resolve(&options.listen)?;
+    if !options.config.fsync {
+        warn!("--unsafe-no-fsync: acks=all is acknowledged WITHOUT fdatasync; acknowledged records can be lost on power failure");
+        eprintln!("WARNING: --unsafe-no-fsync is set: acknowledged records can be lost on a crash or power failure. Development only.");
+    }
+
+    let config = Arc::new(options.config.clone());
+    let controller = Arc::new(Mutex::new(Some(controller)));
+    let shutdown = Arc::new(Shutdown::default());
+    let mesh = MeshBuilder::<Job, _>::full(cores.len(), MESH_CHANNEL_CAPACITY);
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut executors = Vec::with_capacity(cores.len());
+    for (index, core) in cores.iter().enumerate() {
+        let context = ShardContext {
+            mesh: mesh.clone(),
+            config: config.clone(),
+            advertised: advertised.clone(),
+            data_dir: data_dir.clone(),
+            image: image.clone(),
+            controller: controller.clone(),
+            listen_addr,
+            shutdown: shutdown.clone(),
+            started: started_tx.clone(),
+        };
+        let executor = LocalExecutorBuilder::new(Placement::Fixed(*core))
+            .name(&format!("shard-{index}"))
+            .io_memory(io_memory)
+            .spawn(move || shard_main(context))
+            .map_err(|e| format!("cannot start executor on core {core}: {e}"))?;
+        executors.push(executor);
+    }
+    drop(started_tx);
+
+    let mut failure = None;
+    for _ in 0..cores.len() {
+        match started_rx.recv() {
+            Ok(ShardStarted::Ready) => {}
+            Ok(ShardStarted::Failed(reason)) => {
+                failure.get_or_insert(reason);
+            }
+            Err(_) => {
+                failure.get_or_insert("a shard exited during startup".into());
+            }
+        }
+    }
+    if let Some(reason) = failure {
+        shutdown.trigger();
+        for executor in executors {
+            let _ = executor.join();
+        }
+        return Err(reason);
+    }
+    println!(
+        "spate ready: listening on {} with {} shard(s), node id {}, data dir {} ({} ms)",
+        options.listen,
+        cores.len(),
+        config.node_id,
+        data_dir.display(),
+        started_at.elapsed().as_millis()
+    );
+    info!(listen = %options.listen, shards = cores.len(), "ready");
+
+    wait_for_signal()?;
+    info!("shutting down");
+    shutdown.trigger();
+    for executor in executors {
+        executor
+            .join()
+            .map_err(|e| format!("a shard failed while stopping: {e}"))?;
+    }
+    println!("spate stopped: all partitions flushed and synced");
+    Ok(())
+}
+
+/// Everything a shard's executor needs to start.
+struct ShardContext {
+    mesh: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    config: Arc<BrokerConfig>,
+    advertised: Advertised,
+    data_dir: PathBuf,
+    image: Arc<controller::MetadataImage>,
+    controller: Arc<Mutex<Option<Controller>>>,
+    listen_addr: SocketAddr,
+    shutdown: Arc<Shutdown>,
+    started: mpsc::Sender<ShardStarted>,
+}
+
+async fn shard_main(context: ShardContext) {
+    let Ok((senders, receivers)) = context.mesh.join().await else {
+        let _ = context
+            .started
+            .send(ShardStarted::Failed("cannot join the shard mesh".into()));
+        return;
+    };
+    let controller = if senders.peer_id() == 0 {
+        context.controller.lock().expect("startup only").take()
+    } else {
+        None
+    };
+    let shard = Shard::new(
+        senders,
+        context.config.clone(),
+        context.advertised.clone(),
+        context.data_dir.clone(),
+        context.image.clone(),
+        controller,
+    );
+    serve_jobs(&shard, receivers);
+    shard.install_image(context.image.clone()).await;
+    let listener = match TcpListener::bind(context.listen_addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = context.started.send(ShardStarted::Failed(format!(
+                "cannot listen on {}: {e}",
+                context.listen_addr
+            )));
+            shard.close().await;
+            return;
+        }
+    };
+    let _ = context.started.send(ShardStarted::Ready);
+    {
+        let accepting = accept_connections(&shard, &listener);
+        let stopping = context.shutdown.wait();
+        futures::pin_mut!(accepting, stopping);
+        futures::future::select(accepting, stopping).await;
+    }
+    drop(listener);
+    shard.close().await;
+}
+
+/// Runs jobs that other shards send to this one.
+fn serve_jobs(shard: &std::rc::Rc<Shard>, mut receivers: glommio::channels::channel_mesh::Receivers<Job>) {
+    for (_, receiver) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(job) = receiver.recv().await {
+                glommio::spawn_local(job(shard.clone())).detach();
+            }
+        })
+        .detach();
+    }
+}
+
+async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) {
+    let limits = net::ConnectionLimits {
+        frame_bytes_max: shard.config.socket_request_max_bytes,
+        in_flight_max: shard.config.queued_max_requests,
+    };
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let handler = KafkaConnection::new(shard.clone());
+                glommio::spawn_local(net::serve(stream, handler, limits)).detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The shutdown flag every shard waits on.
+#[derive(Default)]
+struct Shutdown {
+    requested: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl Shutdown {
+    fn trigger(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    async fn wait(&self) {
+        loop {
+            if self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+fn wait_for_signal() -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(signal) = signals.forever().next() {
+        info!(signal, "signal received");
+    }
+    Ok(())
+}
+
+/// glommio locks memory for its io_uring buffers. Raises RLIMIT_MEMLOCK to what the shards
+/// want when allowed; otherwise shrinks each shard's share to fit the limit, and says so when
+/// even that is below what glommio needs.
+fn io_memory_per_shard(shards: usize) -> usize {
+    let wanted = (shards * IO_MEMORY_BYTES_MAX) as libc::rlim_t;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let current = unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return IO_MEMORY_BYTES_MIN;
+        }
+        if limit.rlim_cur >= wanted {
+            return IO_MEMORY_BYTES_MAX;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted.max(limit.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+            return IO_MEMORY_BYTES_MAX;
+        }
+        limit.rlim_cur as usize
+    };
+    let share = current / shards.max(1);
+    if share < IO_MEMORY_BYTES_MIN {
+        eprintln!(
+            "WARNING: RLIMIT_MEMLOCK is {current} bytes and cannot be raised; glommio wants at least {IO_MEMORY_BYTES_MIN} per shard. Raise `ulimit -l` or use fewer --cores."
+        );
+        return IO_MEMORY_BYTES_MIN;
+    }
+    share.min(IO_MEMORY_BYTES_MAX)
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr, String> {
+    listen
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid --listen '{listen}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("invalid --listen '{listen}': no address"))
+}
+
+fn advertised(listen: &str) -> Result<Advertised, String> {
+    let (host, port) = listen
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid --listen '{listen}': expected HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid --listen '{listen}': bad port"))?;
+    Ok(Advertised {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        port: port as i32,
+    })
+}

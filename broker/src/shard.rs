@@ -1,0 +1,333 @@
+//! A shard: one pinned glommio executor, the partitions it owns, its copy of the metadata
+//! image, and the channels to every other shard.
+//!
+//! Architecture invariant: only the owning shard touches a partition's log. Work for a
+//! partition owned elsewhere travels as a [`Job`] over the shard mesh and its answer comes back
+//! over a oneshot channel; there is no lock on the produce or fetch path.
+
+use crate::config::BrokerConfig;
+use controller::{
+    ApplyError, ApplyOutcome, Controller, MetadataCommand, MetadataImage, TopicId, TopicMeta,
+};
+use futures::future::LocalBoxFuture;
+use glommio::channels::channel_mesh::Senders;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use storage::{LogConfig, PartitionLog, StorageError};
+use tracing::{info, warn};
+
+/// Work sent to another shard: runs there with that shard's state.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// A partition by topic id and index.
+pub type PartitionKey = (TopicId, i32);
+
+/// The shard that owns a partition. Stable for a given shard count; partitions of one topic
+/// land on consecutive shards.
+pub fn owner_shard(topic_id: &TopicId, partition: i32, shard_count: usize) -> usize {
+    let seed = u64::from_le_bytes(topic_id[..8].try_into().expect("16-byte topic id"));
+    (seed.wrapping_add(partition as u64) % shard_count as u64) as usize
+}
+
+/// An item of a request bound for the shard that owns `key`; `slot` is its place in the
+/// request.
+pub struct Routed<I> {
+    pub slot: usize,
+    pub key: PartitionKey,
+    pub item: I,
+}
+
+/// Where clients reach this broker.
+#[derive(Clone, Debug)]
+pub struct Advertised {
+    pub host: String,
+    pub port: i32,
+}
+
+/// One shard's state. Lives on one executor thread (`Rc`, not `Arc`).
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<BrokerConfig>,
+    pub advertised: Advertised,
+    data_dir: PathBuf,
+    image: RefCell<Arc<MetadataImage>>,
+    partitions: RefCell<HashMap<PartitionKey, PartitionLog, ahash::RandomState>>,
+    peers: Senders<Job>,
+    /// The metadata state machine; only on shard 0, its single writer.
+    controller: Option<RefCell<Controller>>,
+    /// Orders metadata installs on this shard.
+    install_lock: glommio::sync::Semaphore,
+    /// Orders controller commands and their broadcast (shard 0 only).
+    controller_lock: glommio::sync::Semaphore,
+    closed: Cell<bool>,
+}
+
+impl Shard {
+    pub fn new(
+        peers: Senders<Job>,
+        config: Arc<BrokerConfig>,
+        advertised: Advertised,
+        data_dir: PathBuf,
+        image: Arc<MetadataImage>,
+        controller: Option<Controller>,
+    ) -> Rc<Shard> {
+        Rc::new(Shard {
+            id: peers.peer_id(),
+            count: peers.nr_consumers().max(1),
+            config,
+            advertised,
+            data_dir,
+            image: RefCell::new(image),
+            partitions: RefCell::new(HashMap::default()),
+            peers,
+            controller: controller.map(RefCell::new),
+            install_lock: glommio::sync::Semaphore::new(1),
+            controller_lock: glommio::sync::Semaphore::new(1),
+            closed: Cell::new(false),
+        })
+    }
+
+    /// The metadata image this shard serves from.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn partition(&self, key: &PartitionKey) -> Option<PartitionLog> {
+        self.partitions.borrow().get(key).cloned()
+    }
+
+    pub fn owner_of(&self, key: &PartitionKey) -> usize {
+        owner_shard(&key.0, key.1, self.count)
+    }
+
+    /// Runs `work` on shard `target` and returns its result. Runs inline when `target` is
+    /// this shard.
+    pub async fn run_on<R, F, Fut>(self: &Rc<Self>, target: usize, work: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if target == self.id {
+            return work(self.clone()).await;
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = tx.send(work(shard).await);
+            })
+        });
+        if self.peers.send_to(target, job).await.is_err() {
+            panic!("shard {target} is gone while shard {} still runs", self.id);
+        }
+        rx.await.expect("a shard dropped a job without answering")
+    }
+
+    /// Runs `work` on every shard, this one included, and waits for all of them.
+    pub async fn run_on_all<R, F, Fut>(self: &Rc<Self>, work: F) -> Vec<R>
+    where
+        R: Send + 'static,
+        F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let calls = (0..self.count).map(|target| self.run_on(target, work.clone()));
+        futures::future::join_all(calls).await
+    }
+
+    /// Scatter-gather over partition owners: each shard gets the items for the partitions it
+    /// owns, in one job, and `work` turns them into `(slot, output)` pairs there. The outputs
+    /// come back in slot order so callers answer in request order.
+    pub async fn scatter<I, O, F, Fut>(self: &Rc<Self>, items: Vec<Routed<I>>, work: F) -> Vec<O>
+    where
+        I: Send + 'static,
+        O: Send + 'static,
+        F: Fn(Rc<Shard>, Vec<Routed<I>>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Vec<(usize, O)>> + 'static,
+    {
+        let total = items.len();
+        let mut per_shard: Vec<Vec<Routed<I>>> = (0..self.count).map(|_| Vec::new()).collect();
+        for item in items {
+            per_shard[self.owner_of(&item.key)].push(item);
+        }
+        let calls = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(target, items)| {
+                let work = work.clone();
+                self.run_on(target, move |shard| work(shard, items))
+            });
+        let mut outputs: Vec<(usize, O)> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        debug_assert_eq!(outputs.len(), total, "every routed item gets one output");
+        outputs.sort_unstable_by_key(|(slot, _)| *slot);
+        outputs.into_iter().map(|(_, output)| output).collect()
+    }
+
+    /// Applies a metadata command through the controller on shard 0, then installs the new
+    /// image on every shard before answering, so a created topic is writable everywhere once
+    /// the caller hears of it.
+    pub async fn propose(
+        self: &Rc<Self>,
+        command: MetadataCommand,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        self.run_on(0, move |shard| async move {
+            let _order = shard.controller_lock.acquire_permit(1).await;
+            let (outcome, image) = {
+                let controller = shard
+                    .controller
+                    .as_ref()
+                    .expect("shard 0 holds the controller");
+                let mut controller = controller.borrow_mut();
+                let outcome = controller.apply(command)?;
+                (outcome, controller.image())
+            };
+            shard
+                .run_on_all(move |s| {
+                    let image = image.clone();
+                    async move { s.install_image(image).await }
+                })
+                .await;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Makes `image` current on this shard: opens the logs of new partitions it owns and
+    /// deletes those of deleted topics.
+    pub async fn install_image(self: &Rc<Self>, image: Arc<MetadataImage>) {
+        let _order = self.install_lock.acquire_permit(1).await;
+        let current_version = self.image.borrow().version;
+        if image.version < current_version || self.closed.get() {
+            return;
+        }
+        self.drop_deleted_partitions(&image).await;
+        for topic in image.topics.values() {
+            for partition in 0..topic.partitions {
+                let key = (topic.id, partition);
+                if self.owner_of(&key) != self.id || self.partitions.borrow().contains_key(&key)
+                {
+                    continue;
+                }
+                match self.open_partition(topic, partition).await {
+                    Ok(log) => {
+                        self.partitions.borrow_mut().insert(key, log);
+                    }
+                    Err(e) => warn!(shard = self.id, "cannot open partition: {e}"),
+                }
+            }
+        }
+        *self.image.borrow_mut() = image;
+    }
+
+    async fn drop_deleted_partitions(&self, image: &MetadataImage) {
+        let gone: Vec<PartitionKey> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|(id, _)| image.topic_by_id(id).is_none())
+            .copied()
+            .collect();
+        for key in gone {
+            let Some(log) = self.partitions.borrow_mut().remove(&key) else {
+                continue;
+            };
+            let old_name = self
+                .image
+                .borrow()
+                .topic_by_id(&key.0)
+                .map(|t| t.name.clone());
+            if let Err(e) = log.close().await {
+                warn!(shard = self.id, "closing deleted partition: {e}");
+            }
+            if let Some(name) = old_name {
+                remove_partition_dir(&self.partition_dir(&name, key.1));
+            }
+        }
+    }
+
+    async fn open_partition(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+    ) -> Result<PartitionLog, StorageError> {
+        let dir = self.partition_dir(&topic.name, partition);
+        let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
+        info!(
+            shard = self.id,
+            topic = %topic.name,
+            partition,
+            log_end_offset = log.log_end_offset(),
+            "partition opened"
+        );
+        Ok(log)
+    }
+
+    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
+        let segment_bytes = topic
+            .configs
+            .get("segment.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.config.log_segment_bytes);
+        LogConfig {
+            segment_bytes,
+            index_interval_bytes: self.config.log_index_interval_bytes,
+            cache_bytes_max: self.config.log_cache_bytes_per_partition,
+        }
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Flushes, fsyncs and closes every log this shard owns.
+    pub async fn close(&self) {
+        self.closed.set(true);
+        let logs: Vec<PartitionLog> = self.partitions.borrow_mut().drain().map(|e| e.1).collect();
+        let closes = logs.iter().map(|log| log.close());
+        for result in futures::future::join_all(closes).await {
+            if let Err(e) = result {
+                warn!(shard = self.id, "closing partition at shutdown: {e}");
+            }
+        }
+    }
+}
+
+/// Deletes a deleted topic's partition directory. Renamed first so that a topic re-created
+/// under the same name never sees the old files, whatever happens to the removal.
+fn remove_partition_dir(dir: &Path) {
+    let mut doomed = dir.as_os_str().to_owned();
+    doomed.push(format!(".{}-delete", std::process::id()));
+    let doomed = PathBuf::from(doomed);
+    let target = match std::fs::rename(dir, &doomed) {
+        Ok(()) => doomed,
+        Err(_) => dir.to_path_buf(),
+    };
+    if let Err(e) = std::fs::remove_dir_all(&target) {
+        warn!("cannot remove {}: {e}", target.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_shard_spreads_partitions_of_a_topic() {
+        let id: TopicId = [7u8; 16];
+        let owners: Vec<usize> = (0..8).map(|p| owner_shard(&id, p, 4)).collect();
+        for shard in 0..4 {
+            assert_eq!(owners.iter().filter(|&&o| o == shard).count(), 2);
+        }
+        assert!((0..8).all(|p| owner_shard(&id, p, 1) == 0));
+    }
+}

@@ -1,0 +1,94 @@
+//! Errors of the controller, each mapped to a Kafka protocol error code.
+
+use std::fmt;
+
+/// Why a metadata command was refused or could not be made durable.
+#[derive(Debug)]
+pub enum ApplyError {
+    InvalidTopicName(String),
+    TopicAlreadyExists(String),
+    UnknownTopic(String),
+    InvalidPartitions(i32),
+    InvalidReplicationFactor(i16),
+    InvalidConfig {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    /// A malformed command outside the cases above (e.g. a bad producer id count).
+    InvalidRequest(String),
+    /// The metadata log or a snapshot could not be read or written.
+    Storage {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl ApplyError {
+    /// The Kafka protocol error code for this error.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            ApplyError::InvalidTopicName(_) => 17, // INVALID_TOPIC_EXCEPTION
+            ApplyError::TopicAlreadyExists(_) => 36, // TOPIC_ALREADY_EXISTS
+            ApplyError::UnknownTopic(_) => 3,      // UNKNOWN_TOPIC_OR_PARTITION
+            ApplyError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
+            ApplyError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
+            ApplyError::InvalidConfig { .. } => 40, // INVALID_CONFIG
+            ApplyError::InvalidRequest(_) => 42,   // INVALID_REQUEST
+            ApplyError::Storage { .. } => 56,      // KAFKA_STORAGE_ERROR
+        }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: std::io::Error) -> Self {
+        ApplyError::Storage {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A storage error for data that is present but unusable (corruption, gaps).
+    pub(crate) fn corrupt(context: impl Into<String>) -> Self {
+        let context = context.into();
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidData, context.clone());
+        ApplyError::Storage { context, source }
+    }
+
+    pub(crate) fn config(name: &str, value: &str, reason: impl Into<String>) -> Self {
+        ApplyError::InvalidConfig {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::InvalidTopicName(reason) => write!(f, "invalid topic name: {reason}"),
+            ApplyError::TopicAlreadyExists(name) => write!(f, "topic '{name}' already exists"),
+            ApplyError::UnknownTopic(name) => write!(f, "unknown topic '{name}'"),
+            ApplyError::InvalidPartitions(n) => write!(f, "invalid number of partitions: {n}"),
+            ApplyError::InvalidReplicationFactor(rf) => write!(
+                f,
+                "replication factor {rf} is larger than the number of brokers (1) or invalid"
+            ),
+            ApplyError::InvalidConfig {
+                name,
+                value,
+                reason,
+            } => write!(f, "invalid value '{value}' for config {name}: {reason}"),
+            ApplyError::InvalidRequest(reason) => write!(f, "invalid request: {reason}"),
+            ApplyError::Storage { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApplyError::Storage { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

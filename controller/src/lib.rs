@@ -1,0 +1,21 @@
+//! Spate controller: topic and partition metadata as a replicated-ready state machine.
+//!
+//! Commands are validated against an immutable [`MetadataImage`] and resolved into
+//! [`MetadataRecord`]s ([`image`], pure); records are framed with crc32c and rkyv
+//! ([`codec`], pure); [`Controller`] ([`store`]) makes them durable with std::fs as a log
+//! plus snapshots. A later Raft layer feeds the same records into [`MetadataImage::apply`].
+//!
+//! Architecture invariant: no glommio, no async, no network here.
+
+pub mod codec;
+pub mod error;
+pub mod image;
+pub mod store;
+pub mod topic_config;
+
+pub use error::ApplyError;
+pub use image::{
+    is_valid_topic_id, validate_topic_name, ApplyOutcome, MetadataCommand, MetadataImage,
+    MetadataRecord, TopicId, TopicMeta,
+};
+pub use store::{new_cluster_id, Controller, ControllerOptions};

@@ -1,0 +1,120 @@
+//! One client connection: a reader that turns frames into handler tasks, and a writer that
+//! sends their replies in request order.
+
+use crate::frame::{read_frame, FrameError};
+use bytes::Bytes;
+use futures::future::{poll_immediate, select, Either, LocalBoxFuture};
+use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::TcpStream;
+use tracing::debug;
+
+/// What a handler answers to one request frame.
+pub enum Reply {
+    /// A complete response frame, size prefix included.
+    Frame(Bytes),
+    /// The request needs no response (Produce with acks=0).
+    NoResponse,
+    /// The request was malformed: close the connection, as Kafka does.
+    Close,
+}
+
+/// Serves the request frames of connections.
+pub trait RequestHandler {
+    /// Starts serving one request; the returned future runs concurrently with later requests
+    /// of the same connection, and its reply is sent in request order.
+    fn handle(&self, frame: Bytes) -> LocalBoxFuture<'static, Reply>;
+}
+
+/// Per-connection bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// `socket.request.max.bytes`: larger frames close the connection.
+    pub frame_bytes_max: usize,
+    /// Requests read ahead of their replies (Kafka's `queued.max.requests` per connection);
+    /// at the bound the reader waits, which back-pressures the client through TCP.
+    pub in_flight_max: usize,
+}
+
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves one connection until the peer closes it, sends a bad frame, or a handler asks to
+/// close it.
+pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: ConnectionLimits) {
+    let peer = stream.peer_addr().ok();
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(?peer, "set_nodelay failed: {e}");
+    }
+    let (reader, writer) = stream.split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let (replies_tx, replies_rx) = local_channel::new_bounded(limits.in_flight_max.max(1));
+    let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
+    let writer_task = glommio::spawn_local(write_replies(
+        BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer),
+        replies_rx,
+        closed_tx,
+    ));
+    loop {
+        let frame = match select(
+            Box::pin(read_frame(&mut reader, limits.frame_bytes_max)),
+            &mut closed_rx,
+        )
+        .await
+        {
+            Either::Left((frame, _)) => frame,
+            Either::Right(_) => break,
+        };
+        match frame {
+            Ok(Some(frame)) => {
+                let task = glommio::spawn_local(handler.handle(frame));
+                if replies_tx.send(task).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(FrameError::Io(e)) => {
+                debug!(?peer, "connection read error: {e}");
+                break;
+            }
+            Err(e) => {
+                debug!(?peer, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    drop(replies_tx);
+    writer_task.await;
+}
+
+async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
+    mut writer: BufWriter<W>,
+    replies: LocalReceiver<glommio::Task<Reply>>,
+    closed: futures::channel::oneshot::Sender<()>,
+) {
+    loop {
+        // Flush only when no further reply is queued, so pipelined replies share a syscall.
+        let next = match poll_immediate(replies.recv()).await {
+            Some(next) => next,
+            None => {
+                if writer.flush().await.is_err() {
+                    break;
+                }
+                replies.recv().await
+            }
+        };
+        let Some(task) = next else { break };
+        match task.await {
+            Reply::Frame(frame) => {
+                if writer.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            Reply::NoResponse => {}
+            Reply::Close => break,
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.close().await;
+    let _ = closed.send(());
+}

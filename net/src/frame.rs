@@ -1,0 +1,119 @@
+//! Kafka's size-prefixed frames.
+
+use bytes::{Bytes, BytesMut};
+use futures::io::{AsyncRead, AsyncReadExt};
+use std::fmt;
+
+/// Why a frame could not be read; every variant closes the connection, as Kafka does.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the connection in the middle of a frame.
+    Truncated,
+    /// The size prefix is zero or negative.
+    InvalidSize(i32),
+    /// The size prefix exceeds `socket.request.max.bytes`.
+    TooLarge { size: i32, frame_bytes_max: usize },
+    Io(std::io::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Truncated => write!(f, "connection closed in the middle of a frame"),
+            FrameError::InvalidSize(size) => write!(f, "invalid frame size {size}"),
+            FrameError::TooLarge {
+                size,
+                frame_bytes_max,
+            } => write!(
+                f,
+                "frame of {size} bytes exceeds socket.request.max.bytes={frame_bytes_max}"
+            ),
+            FrameError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frame_bytes_max: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut size_bytes = [0u8; 4];
+    let mut filled = 0;
+    while filled < 4 {
+        let n = reader
+            .read(&mut size_bytes[filled..])
+            .await
+            .map_err(FrameError::Io)?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        filled += n;
+    }
+    let size = i32::from_be_bytes(size_bytes);
+    if size <= 0 {
+        return Err(FrameError::InvalidSize(size));
+    }
+    if size as usize > frame_bytes_max {
+        return Err(FrameError::TooLarge {
+            size,
+            frame_bytes_max,
+        });
+    }
+    let mut body = BytesMut::zeroed(size as usize);
+    reader.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    Ok(Some(body.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8], max: usize) -> Result<Option<Bytes>, FrameError> {
+        futures::executor::block_on(read_frame(&mut &input[..], max))
+    }
+
+    #[test]
+    fn reads_a_frame_and_clean_eof() {
+        let mut input = 3i32.to_be_bytes().to_vec();
+        input.extend_from_slice(b"abc");
+        assert_eq!(read(&input, 10).unwrap().unwrap(), Bytes::from_static(b"abc"));
+        assert!(read(&[], 10).unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(matches!(
+            read(&(-1i32).to_be_bytes(), 10),
+            Err(FrameError::InvalidSize(-1))
+        ));
+        assert!(matches!(
+            read(&0i32.to_be_bytes(), 10),
+            Err(FrameError::InvalidSize(0))
+        ));
+        assert!(matches!(
+            read(&11i32.to_be_bytes(), 10),
+            Err(FrameError::TooLarge { size: 11, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_frames_are_errors() {
+        assert!(matches!(read(&[0, 0], 10), Err(FrameError::Truncated)));
+        let mut input = 5i32.to_be_bytes().to_vec();
+        input.extend_from_slice(b"ab");
+        assert!(matches!(read(&input, 10), Err(FrameError::Truncated)));
+    }
+}

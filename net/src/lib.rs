@@ -1,0 +1,12 @@
+//! Kafka wire framing and glommio TCP connection handling.
+//!
+//! This crate is the only place that touches glommio sockets. It knows Kafka's framing (a
+//! big-endian `i32` size followed by that many bytes) and nothing about what a frame means:
+//! each request frame goes to a [`RequestHandler`], and replies go back in request order, as
+//! Kafka requires, while later requests of the same connection are already being served.
+
+mod connection;
+mod frame;
+
+pub use connection::{serve, ConnectionLimits, Reply, RequestHandler};
+pub use frame::{read_frame, FrameError};

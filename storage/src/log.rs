@@ -1,0 +1,1088 @@
+//! `PartitionLog`: one partition's segmented log on one glommio shard.
+//!
+//! Data path: `append` is synchronous. It checks the idempotent producer, assigns offsets,
+//! encodes the entry (see `entry`) straight into the pending write buffer, puts the batch in
+//! the tail cache and advances the log end offset. A single writer task per partition drains
+//! the pending buffer through a [`TailWriter`] (group commit: everything appended while one
+//! write is in flight goes out in the next one) and fdatasyncs when a `wait_durable(sync)`
+//! caller asked for it; concurrent callers share one write and one fdatasync.
+//!
+//! Files in the partition directory:
+//! - `{base:020}.log`: entries, zero padded to a 4 KiB page at the end.
+//! - `{base:020}.index`: sparse index summary of a closed segment, written at roll.
+//! - `producer.snapshot`: producer state covering offsets < the offset in its frame,
+//!   written at roll (after the closed segment is synced) and at close.
+//!
+//! Invariants: the tail cache is a contiguous suffix of the log and never drops an entry that
+//! is not yet written, so any offset not in the cache is readable from disk; entries read
+//! from disk are checksum-verified before their bytes are served.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+use event_listener::Event;
+use glommio::io::DmaFile;
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchHeader, RecordIter, BATCH_HEADER_BYTES};
+use crate::entry::{self, EntryError};
+use crate::index::SegmentIndex;
+use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
+use crate::segment::{self, ScanEnd, TailWriter};
+
+const SNAPSHOT_FILE: &str = "producer.snapshot";
+const SNAPSHOT_MAGIC: u32 = u32::from_le_bytes(*b"SPPS");
+const SNAPSHOT_HEADER_BYTES: usize = 4 + 8 + 4 + 4;
+
+/// Tunables of one partition log.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Roll to a new segment when an append would grow the active one past this.
+    pub segment_bytes: u64,
+    /// Distance in bytes between sparse index points.
+    pub index_interval_bytes: usize,
+    /// Bound of the tail cache (written entries are evicted beyond it; unwritten never are).
+    pub cache_bytes_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 4096,
+            cache_bytes_max: 8 << 20,
+        }
+    }
+}
+
+/// An IO failure with the partition directory and what was being done.
+#[derive(Debug)]
+pub struct StorageError {
+    pub dir: PathBuf,
+    pub context: String,
+    pub source: io::Error,
+}
+
+impl StorageError {
+    fn new(dir: &Path, context: impl Into<String>, source: io::Error) -> Self {
+        StorageError {
+            dir: dir.to_path_buf(),
+            context: context.into(),
+            source,
+        }
+    }
+
+    fn corrupt(dir: &Path, context: impl Into<String>) -> Self {
+        let context = context.into();
+        let source = io::Error::new(io::ErrorKind::InvalidData, context.clone());
+        StorageError::new(dir, context, source)
+    }
+
+    /// KAFKA_STORAGE_ERROR.
+    pub fn kafka_error_code(&self) -> i16 {
+        56
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "storage error in {}: {}: {}",
+            self.dir.display(),
+            self.context,
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Result of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// A retried batch: these are the original offsets and nothing was appended.
+    pub duplicate: bool,
+    pub log_start_offset: i64,
+}
+
+/// Why an append was refused.
+#[derive(Debug)]
+pub enum AppendError {
+    Producer(ProducerError),
+    Storage(StorageError),
+}
+
+impl AppendError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            AppendError::Producer(e) => e.kafka_error_code(),
+            AppendError::Storage(e) => e.kafka_error_code(),
+        }
+    }
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Producer(e) => write!(f, "producer check failed: {e}"),
+            AppendError::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+struct Segment {
+    /// Covers everything appended, including what is still pending.
+    index: SegmentIndex,
+    /// `None` until the writer created the file (after a roll).
+    file: Option<Rc<DmaFile>>,
+    /// Logical bytes already written to the file.
+    written_bytes: u64,
+}
+
+struct CachedBatch {
+    base_offset: i64,
+    last_offset: i64,
+    bytes: Bytes,
+}
+
+enum Pending {
+    /// Encoded entries for the active segment, ending with offset `last_offset`.
+    Data {
+        segment_base: i64,
+        bytes: Vec<u8>,
+        last_offset: i64,
+    },
+    /// Close `closed_base` (sync, index, producer snapshot) and start `new_base`.
+    Roll {
+        closed_base: i64,
+        new_base: i64,
+        snapshot: Vec<u8>,
+    },
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    /// Writer of the active segment; taken by the writer task while it flushes.
+    writer: Option<TailWriter>,
+    log_end_offset: i64,
+    /// Every offset below this is in a file.
+    written_offset: i64,
+    /// Every offset below this is fdatasync'ed.
+    synced_offset: i64,
+    /// A `wait_durable(sync)` caller wants offsets below this synced.
+    sync_target: i64,
+    pending: VecDeque<Pending>,
+    cache: VecDeque<CachedBatch>,
+    cache_bytes: usize,
+    producers: ProducerStateTable,
+    failed: Option<(io::ErrorKind, String)>,
+    closing: bool,
+}
+
+struct Shared {
+    inner: RefCell<Inner>,
+    /// Log end offset advanced.
+    data_event: Event,
+    /// written/synced offsets advanced, or the log failed.
+    durable_event: Event,
+    /// Work for the writer task.
+    writer_wake: Event,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.writer_wake.notify(usize::MAX);
+    }
+}
+
+/// One partition's log; cheap to clone, lives on one shard.
+#[derive(Clone)]
+pub struct PartitionLog {
+    shared: Rc<Shared>,
+}
+
+impl Inner {
+    fn error(&self, context: impl Into<String>, source: io::Error) -> StorageError {
+        StorageError::new(&self.dir, context, source)
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        if let Some((kind, msg)) = &self.failed {
+            return Err(self.error("log failed earlier", io::Error::new(*kind, msg.clone())));
+        }
+        if self.closing {
+            return Err(self.error("log is closed", io::Error::other("closed")));
+        }
+        Ok(())
+    }
+
+    fn has_writer_work(&self) -> bool {
+        self.failed.is_none() && (!self.pending.is_empty() || self.sync_target > self.synced_offset)
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    fn segment_for(&self, offset: i64) -> usize {
+        let i = self
+            .segments
+            .partition_point(|s| s.index.base_offset <= offset);
+        assert!(i > 0, "offset {offset} below the log start");
+        i - 1
+    }
+
+    fn evict_cache(&mut self) {
+        while self.cache_bytes > self.config.cache_bytes_max {
+            match self.cache.front() {
+                Some(c) if c.last_offset < self.written_offset => {
+                    self.cache_bytes -= c.bytes.len();
+                    self.cache.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn roll(&mut self, new_base: i64) {
+        let closed_base = self.active().index.base_offset;
+        let snapshot = encode_snapshot_frame(new_base, &self.producers.encode_snapshot());
+        self.pending.push_back(Pending::Roll {
+            closed_base,
+            new_base,
+            snapshot,
+        });
+        self.segments.push(Segment {
+            index: SegmentIndex::new(new_base),
+            file: None,
+            written_bytes: 0,
+        });
+        info!(dir = %self.dir.display(), closed_base, new_base, "rolling segment");
+    }
+
+    /// Encodes the entry into the pending buffer of the active segment.
+    fn push_pending(&mut self, batch: &[u8], last_offset: i64, max_timestamp: i64) {
+        let segment_base = self.active().index.base_offset;
+        let reuse = matches!(self.pending.back(), Some(Pending::Data { segment_base: b, .. }) if *b == segment_base);
+        if !reuse {
+            self.pending.push_back(Pending::Data {
+                segment_base,
+                bytes: Vec::new(),
+                last_offset,
+            });
+        }
+        let Some(Pending::Data {
+            bytes,
+            last_offset: last,
+            ..
+        }) = self.pending.back_mut()
+        else {
+            unreachable!("pending data pushed above");
+        };
+        entry::encode_entry(bytes, batch, last_offset, max_timestamp);
+        *last = last_offset;
+    }
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) and recovers the log in `dir`.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        let inner = recovery::recover(dir, config).await?;
+        let shared = Rc::new(Shared {
+            inner: RefCell::new(inner),
+            data_event: Event::new(),
+            durable_event: Event::new(),
+            writer_wake: Event::new(),
+        });
+        glommio::spawn_local(writer_loop(Rc::downgrade(&shared))).detach();
+        Ok(PartitionLog { shared })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.inner.borrow().segments[0].index.base_offset
+    }
+
+    /// Next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.inner.borrow().log_end_offset
+    }
+
+    /// Single replica for now: equals the log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    /// Appends one validated batch (see module docs); duplicates return original offsets.
+    pub fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<AppendOutcome, AppendError> {
+        assert_eq!(
+            batch.len(),
+            header.total_bytes(),
+            "append needs exactly one whole batch"
+        );
+        assert!(
+            header.last_offset_delta >= 0,
+            "append needs a validated batch"
+        );
+        let mut inner = self.shared.inner.borrow_mut();
+        inner.check_usable().map_err(AppendError::Storage)?;
+        let log_start_offset = inner.segments[0].index.base_offset;
+        if let SequenceCheck::Duplicate {
+            base_offset,
+            last_offset,
+        } = inner
+            .producers
+            .check(header)
+            .map_err(AppendError::Producer)?
+        {
+            return Ok(AppendOutcome {
+                base_offset,
+                last_offset,
+                duplicate: true,
+                log_start_offset,
+            });
+        }
+        let base_offset = inner.log_end_offset;
+        let last_offset = base_offset + header.last_offset_delta as i64;
+        let mut copy = batch.to_vec();
+        batch::patch_base_offset(&mut copy, base_offset);
+        let entry_bytes = entry::entry_bytes(copy.len());
+        let active_bytes = inner.active().index.size_bytes;
+        if active_bytes > 0 && active_bytes + entry_bytes as u64 > inner.config.segment_bytes {
+            inner.roll(base_offset);
+        }
+        inner.push_pending(&copy, last_offset, header.max_timestamp);
+        let interval = inner.config.index_interval_bytes;
+        inner.active().index.on_append(
+            base_offset,
+            last_offset,
+            entry_bytes,
+            header.max_timestamp,
+            interval,
+        );
+        inner.cache_bytes += copy.len();
+        inner.cache.push_back(CachedBatch {
+            base_offset,
+            last_offset,
+            bytes: Bytes::from(copy),
+        });
+        inner.evict_cache();
+        inner.log_end_offset = last_offset + 1;
+        inner.producers.record(header, base_offset);
+        drop(inner);
+        self.shared.data_event.notify(usize::MAX);
+        self.shared.writer_wake.notify(1);
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            duplicate: false,
+            log_start_offset,
+        })
+    }
+
+    /// Resolves once `offset` is written (and fdatasync'ed with `sync`); group committed.
+    pub async fn wait_durable(&self, offset: i64, sync: bool) -> Result<(), StorageError> {
+        loop {
+            let listener = {
+                let mut inner = self.shared.inner.borrow_mut();
+                if let Some((kind, msg)) = &inner.failed {
+                    return Err(inner.error("write failed", io::Error::new(*kind, msg.clone())));
+                }
+                let target = offset.min(inner.log_end_offset - 1);
+                if target < 0
+                    || (inner.written_offset > target && (!sync || inner.synced_offset > target))
+                {
+                    return Ok(());
+                }
+                if sync {
+                    inner.sync_target = inner.sync_target.max(target + 1);
+                }
+                self.shared.durable_event.listen()
+            };
+            self.shared.writer_wake.notify(1);
+            listener.await;
+        }
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, StorageError> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let mut next = offset.max(self.log_start_offset());
+        loop {
+            let (file, position, limit) = {
+                let inner = self.shared.inner.borrow();
+                if next >= inner.log_end_offset {
+                    return Ok(out);
+                }
+                if inner.cache.front().is_some_and(|c| c.base_offset <= next) {
+                    take_from_cache(&inner.cache, next, max_bytes, &mut out, &mut total);
+                    return Ok(out);
+                }
+                let s = &inner.segments[inner.segment_for(next)];
+                let file = s
+                    .file
+                    .clone()
+                    .expect("uncached data is written, so its file exists");
+                (file, s.index.position_for_offset(next), s.written_bytes)
+            };
+            let mut full = false;
+            let end = segment::scan_entries(&file, position, limit, None, |e| {
+                if e.last_offset < next {
+                    return true;
+                }
+                if !out.is_empty() && total + e.batch.len() > max_bytes {
+                    full = true;
+                    return false;
+                }
+                total += e.batch.len();
+                out.push(Bytes::copy_from_slice(e.batch));
+                full = total >= max_bytes;
+                !full
+            })
+            .await
+            .map_err(|e| self.error(format!("reading offset {next} at position {position}"), e))?;
+            if full {
+                return Ok(out);
+            }
+            next = self.advance_after_scan(next, position, &end)?;
+        }
+    }
+
+    fn advance_after_scan(
+        &self,
+        next: i64,
+        position: u64,
+        end: &ScanEnd,
+    ) -> Result<i64, StorageError> {
+        let dir = self.shared.inner.borrow().dir.clone();
+        if let Some(invalid) = &end.invalid {
+            return Err(StorageError::corrupt(
+                &dir,
+                format!("corrupt entry at position {} reading offset {next} (from {position}): {invalid}", end.end),
+            ));
+        }
+        if end.next_offset <= next {
+            return Err(StorageError::corrupt(
+                &dir,
+                format!("offset {next} not found on disk"),
+            ));
+        }
+        Ok(end.next_offset)
+    }
+
+    fn error(&self, context: impl Into<String>, source: io::Error) -> StorageError {
+        self.shared.inner.borrow().error(context, source)
+    }
+
+    /// Earliest (offset, timestamp) with timestamp >= `ts`, or None.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        // Flush first so the whole log is on disk; ListOffsets by time is rare.
+        let leo = self.log_end_offset();
+        self.wait_durable(leo - 1, false).await?;
+        let candidates: Vec<(Rc<DmaFile>, u64, u64)> = {
+            let inner = self.shared.inner.borrow();
+            inner
+                .segments
+                .iter()
+                .filter(|s| s.index.max_timestamp >= ts && s.file.is_some())
+                .map(|s| {
+                    (
+                        s.file.clone().expect("filtered"),
+                        s.index.position_for_timestamp(ts),
+                        s.written_bytes,
+                    )
+                })
+                .collect()
+        };
+        for (file, position, limit) in candidates {
+            let mut found = None;
+            let end = segment::scan_entries(&file, position, limit, None, |e| {
+                if e.max_timestamp < ts {
+                    return true;
+                }
+                found = first_at_or_after(&e.header, e.batch, ts);
+                found.is_none()
+            })
+            .await
+            .map_err(|e| self.error(format!("timestamp lookup at position {position}"), e))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+            if let Some(invalid) = end.invalid {
+                let dir = self.shared.inner.borrow().dir.clone();
+                return Err(StorageError::corrupt(
+                    &dir,
+                    format!("corrupt entry at {}: {invalid}", end.end),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolves when `log_end_offset() > offset`.
+    pub async fn wait_for_data_after(&self, offset: i64) {
+        loop {
+            if self.log_end_offset() > offset {
+                return;
+            }
+            let listener = self.shared.data_event.listen();
+            if self.log_end_offset() > offset {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Flushes, fdatasyncs, writes the producer snapshot and closes the files.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let leo = {
+            let mut inner = self.shared.inner.borrow_mut();
+            inner.check_usable()?;
+            inner.closing = true;
+            inner.log_end_offset
+        };
+        self.wait_durable(leo - 1, true).await?;
+        let (dir, snapshot, writer, files) = {
+            let mut inner = self.shared.inner.borrow_mut();
+            assert!(
+                inner.pending.is_empty() && inner.synced_offset == leo.max(inner.synced_offset)
+            );
+            let snapshot = encode_snapshot_frame(leo, &inner.producers.encode_snapshot());
+            let files: Vec<_> = inner
+                .segments
+                .iter_mut()
+                .filter_map(|s| s.file.take())
+                .collect();
+            (inner.dir.clone(), snapshot, inner.writer.take(), files)
+        };
+        segment::write_file_atomic(&dir, SNAPSHOT_FILE, snapshot)
+            .await
+            .map_err(|e| StorageError::new(&dir, "writing producer snapshot at close", e))?;
+        drop(writer);
+        for file in files {
+            file.close_rc()
+                .await
+                .map_err(|e| StorageError::new(&dir, "closing segment", e.into()))?;
+        }
+        self.shared.writer_wake.notify(usize::MAX);
+        info!(dir = %dir.display(), log_end_offset = leo, "partition log closed");
+        Ok(())
+    }
+}
+
+fn take_from_cache(
+    cache: &VecDeque<CachedBatch>,
+    next: i64,
+    max_bytes: usize,
+    out: &mut Vec<Bytes>,
+    total: &mut usize,
+) {
+    for c in cache.iter().filter(|c| c.last_offset >= next) {
+        if !out.is_empty() && *total + c.bytes.len() > max_bytes {
+            return;
+        }
+        *total += c.bytes.len();
+        out.push(c.bytes.clone());
+        if *total >= max_bytes {
+            return;
+        }
+    }
+}
+
+/// First record of `batch` with timestamp >= ts (batch granularity when compressed).
+fn first_at_or_after(header: &BatchHeader, batch: &[u8], ts: i64) -> Option<(i64, i64)> {
+    if header.max_timestamp < ts {
+        return None;
+    }
+    if header.compression() != 0 || header.is_log_append_time() {
+        return Some((header.base_offset, header.max_timestamp));
+    }
+    RecordIter::new(&batch[BATCH_HEADER_BYTES..])
+        .map_while(Result::ok)
+        .map(|r| {
+            (
+                header.base_offset + r.offset_delta as i64,
+                header.base_timestamp + r.timestamp_delta,
+            )
+        })
+        .find(|(_, t)| *t >= ts)
+}
+
+fn encode_snapshot_frame(covered_offset: i64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
+    out.extend_from_slice(&covered_offset.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// (covered offset, payload) of a snapshot frame, `None` if it is damaged.
+fn decode_snapshot_frame(buf: &[u8]) -> Option<(i64, &[u8])> {
+    if buf.len() < SNAPSHOT_HEADER_BYTES {
+        return None;
+    }
+    let magic = u32::from_le_bytes(buf[0..4].try_into().ok()?);
+    let offset = i64::from_le_bytes(buf[4..12].try_into().ok()?);
+    let len = u32::from_le_bytes(buf[12..16].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(buf[16..20].try_into().ok()?);
+    let payload = buf.get(SNAPSHOT_HEADER_BYTES..SNAPSHOT_HEADER_BYTES + len)?;
+    (magic == SNAPSHOT_MAGIC && crc32c::crc32c(payload) == crc).then_some((offset, payload))
+}
+
+async fn writer_loop(weak: Weak<Shared>) {
+    loop {
+        let listener = {
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.inner.borrow().has_writer_work() {
+                flush_once(&shared).await;
+                continue;
+            }
+            let inner = shared.inner.borrow();
+            if inner.failed.is_some() || (inner.closing && inner.writer.is_none()) {
+                return;
+            }
+            drop(inner);
+            let listener = shared.writer_wake.listen();
+            if shared.inner.borrow().has_writer_work() {
+                continue;
+            }
+            listener
+        };
+        listener.await;
+    }
+}
+
+/// One group-commit cycle: write everything pending, fdatasync if asked, wake waiters.
+async fn flush_once(shared: &Rc<Shared>) {
+    let (items, writer) = {
+        let mut inner = shared.inner.borrow_mut();
+        (std::mem::take(&mut inner.pending), inner.writer.take())
+    };
+    match write_pending(shared, items, writer).await {
+        Ok(writer) => shared.inner.borrow_mut().writer = Some(writer),
+        Err(e) => {
+            warn!(error = %e, "partition log write failed; the log is now read-only");
+            shared.inner.borrow_mut().failed = Some((e.source.kind(), e.to_string()));
+        }
+    }
+    shared.durable_event.notify(usize::MAX);
+}
+
+async fn write_pending(
+    shared: &Rc<Shared>,
+    items: VecDeque<Pending>,
+    mut writer: Option<TailWriter>,
+) -> Result<TailWriter, StorageError> {
+    let dir = shared.inner.borrow().dir.clone();
+    for item in items {
+        match item {
+            Pending::Data {
+                segment_base,
+                bytes,
+                last_offset,
+            } => {
+                let w = writer.as_mut().expect("active segment has a writer");
+                w.append(&bytes).await.map_err(|e| {
+                    StorageError::new(
+                        &dir,
+                        format!("writing segment {segment_base} up to offset {last_offset}"),
+                        e,
+                    )
+                })?;
+                let mut inner = shared.inner.borrow_mut();
+                let i = inner.segment_for(segment_base);
+                let seg = &mut inner.segments[i];
+                assert_eq!(
+                    seg.index.base_offset, segment_base,
+                    "pending data for an unknown segment"
+                );
+                seg.written_bytes = w.end();
+                assert!(
+                    last_offset >= inner.written_offset,
+                    "written offset goes backwards"
+                );
+                inner.written_offset = last_offset + 1;
+                inner.evict_cache();
+            }
+            Pending::Roll {
+                closed_base,
+                new_base,
+                snapshot,
+            } => {
+                let old = writer.take().expect("active segment has a writer");
+                writer =
+                    Some(roll_files(shared, &dir, old, closed_base, new_base, snapshot).await?);
+            }
+        }
+        shared.durable_event.notify(usize::MAX);
+    }
+    let w = writer.expect("active segment has a writer");
+    let (target, written) = {
+        let inner = shared.inner.borrow();
+        (inner.sync_target, inner.written_offset)
+    };
+    if target > shared.inner.borrow().synced_offset {
+        w.file
+            .fdatasync()
+            .await
+            .map_err(|e| StorageError::new(&dir, "fdatasync of the active segment", e.into()))?;
+        let mut inner = shared.inner.borrow_mut();
+        inner.synced_offset = inner.synced_offset.max(written);
+    }
+    Ok(w)
+}
+
+/// Syncs the closed segment, persists its index and the producer snapshot, creates the next.
+async fn roll_files(
+    shared: &Rc<Shared>,
+    dir: &Path,
+    old: TailWriter,
+    closed_base: i64,
+    new_base: i64,
+    snapshot: Vec<u8>,
+) -> Result<TailWriter, StorageError> {
+    let ctx = |what: &str, e: io::Error| {
+        StorageError::new(dir, format!("{what} (roll {closed_base} -> {new_base})"), e)
+    };
+    old.file
+        .fdatasync()
+        .await
+        .map_err(|e| ctx("fdatasync of closed segment", e.into()))?;
+    let index = {
+        let mut inner = shared.inner.borrow_mut();
+        assert_eq!(
+            inner.written_offset, new_base,
+            "roll before the closed segment is written"
+        );
+        inner.synced_offset = inner.synced_offset.max(new_base);
+        let i = inner.segment_for(closed_base);
+        assert_eq!(inner.segments[i].index.next_offset, new_base);
+        inner.segments[i].index.encode()
+    };
+    segment::write_file_atomic(dir, &segment::file_name(closed_base, "index"), index)
+        .await
+        .map_err(|e| ctx("writing index", e))?;
+    segment::write_file_atomic(dir, SNAPSHOT_FILE, snapshot)
+        .await
+        .map_err(|e| ctx("writing producer snapshot", e))?;
+    let path = dir.join(segment::file_name(new_base, "log"));
+    let file = Rc::new(
+        segment::open_rw(&path)
+            .await
+            .map_err(|e| ctx("creating segment", e))?,
+    );
+    let mut inner = shared.inner.borrow_mut();
+    let i = inner.segment_for(new_base);
+    let seg = &mut inner.segments[i];
+    assert_eq!(seg.index.base_offset, new_base);
+    seg.file = Some(file.clone());
+    Ok(TailWriter::new(file, 0, Vec::new()))
+}
+
+mod recovery {
+    //! Rebuilds `Inner` from the directory: closed segments from their index files (scanning
+    //! when missing or inconsistent), the active segment by scanning and truncating a torn
+    //! tail, producer state from the snapshot plus replay of later batches.
+
+    use super::*;
+
+    pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, StorageError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::new(dir, "creating partition dir", e))?;
+        let mut bases = list_segments(dir)?;
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        let (mut producers, snapshot_offset) = load_snapshot(dir).await?;
+        let mut segments = Vec::with_capacity(bases.len());
+        for (i, base) in bases.iter().enumerate().take(bases.len() - 1) {
+            let seg = open_closed(dir, *base, bases[i + 1], &config).await?;
+            if seg.index.next_offset > snapshot_offset {
+                replay(dir, &seg, snapshot_offset, &mut producers).await?;
+            }
+            segments.push(seg);
+        }
+        let active_base = *bases.last().expect("at least one segment");
+        let expected = segments
+            .last()
+            .map_or(active_base, |s: &Segment| s.index.next_offset);
+        if expected != active_base {
+            return Err(StorageError::corrupt(
+                dir,
+                format!("segment {active_base} does not follow offset {expected}"),
+            ));
+        }
+        let (active, writer) =
+            open_active(dir, active_base, &config, snapshot_offset, &mut producers).await?;
+        let log_end_offset = active.index.next_offset;
+        segments.push(active);
+        if snapshot_offset > log_end_offset {
+            warn!(dir = %dir.display(), snapshot_offset, log_end_offset, "producer snapshot ahead of the log; rebuilding");
+            producers = ProducerStateTable::new();
+            for seg in &segments {
+                replay(dir, seg, segments[0].index.base_offset, &mut producers).await?;
+            }
+        }
+        info!(dir = %dir.display(), segments = segments.len(), log_end_offset, "partition log recovered");
+        Ok(Inner {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            writer: Some(writer),
+            log_end_offset,
+            written_offset: log_end_offset,
+            synced_offset: log_end_offset,
+            sync_target: 0,
+            pending: VecDeque::new(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            producers,
+            failed: None,
+            closing: false,
+        })
+    }
+
+    fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| StorageError::new(dir, "listing partition dir", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::new(dir, "listing partition dir", e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+                continue;
+            };
+            match stem.parse::<i64>() {
+                Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+                _ => warn!(dir = %dir.display(), file = ?name, "ignoring unexpected .log file"),
+            }
+        }
+        bases.sort_unstable();
+        Ok(bases)
+    }
+
+    async fn load_snapshot(dir: &Path) -> Result<(ProducerStateTable, i64), StorageError> {
+        let bytes = segment::read_small_file(&dir.join(SNAPSHOT_FILE))
+            .await
+            .map_err(|e| StorageError::new(dir, "reading producer snapshot", e))?;
+        let Some(bytes) = bytes else {
+            return Ok((ProducerStateTable::new(), i64::MIN));
+        };
+        match decode_snapshot_frame(&bytes)
+            .map(|(o, p)| (o, ProducerStateTable::decode_snapshot(p)))
+        {
+            Some((offset, Ok(table))) => Ok((table, offset)),
+            _ => {
+                warn!(dir = %dir.display(), "damaged producer snapshot; rebuilding from the log");
+                Ok((ProducerStateTable::new(), i64::MIN))
+            }
+        }
+    }
+
+    async fn open_closed(
+        dir: &Path,
+        base: i64,
+        next_base: i64,
+        config: &LogConfig,
+    ) -> Result<Segment, StorageError> {
+        let path = dir.join(segment::file_name(base, "log"));
+        let ctx = |what: &str, e: io::Error| {
+            StorageError::new(dir, format!("{what} {}", path.display()), e)
+        };
+        let file = DmaFile::open(&path)
+            .await
+            .map_err(|e| ctx("opening", e.into()))?;
+        let size = file
+            .file_size()
+            .await
+            .map_err(|e| ctx("stat of", e.into()))?;
+        let index_name = segment::file_name(base, "index");
+        let stored = segment::read_small_file(&dir.join(&index_name))
+            .await
+            .map_err(|e| ctx("reading index of", e))?;
+        let trusted = stored.and_then(|b| SegmentIndex::decode(&b)).filter(|i| {
+            i.base_offset == base
+                && i.next_offset == next_base
+                && i.size_bytes <= size
+                && i.size_bytes > 0
+        });
+        let index = match trusted {
+            Some(index) => index,
+            None => {
+                warn!(dir = %dir.display(), base, "segment index missing or inconsistent; rebuilding");
+                let index = rebuild_index(dir, &file, base, size, config).await?;
+                if index.next_offset != next_base || index.size_bytes == 0 {
+                    return Err(StorageError::corrupt(
+                        dir,
+                        format!("closed segment {base} ends at offset {} but the next starts at {next_base}", index.next_offset),
+                    ));
+                }
+                segment::write_file_atomic(dir, &index_name, index.encode())
+                    .await
+                    .map_err(|e| ctx("writing index of", e))?;
+                index
+            }
+        };
+        let written_bytes = index.size_bytes;
+        Ok(Segment {
+            index,
+            file: Some(Rc::new(file)),
+            written_bytes,
+        })
+    }
+
+    async fn rebuild_index(
+        dir: &Path,
+        file: &DmaFile,
+        base: i64,
+        size: u64,
+        config: &LogConfig,
+    ) -> Result<SegmentIndex, StorageError> {
+        let mut index = SegmentIndex::new(base);
+        let interval = config.index_interval_bytes;
+        segment::scan_entries(file, 0, size, Some(base), |e| {
+            index.on_append(
+                e.header.base_offset,
+                e.last_offset,
+                e.entry_bytes,
+                e.max_timestamp,
+                interval,
+            );
+            true
+        })
+        .await
+        .map_err(|e| StorageError::new(dir, format!("scanning segment {base}"), e))?;
+        Ok(index)
+    }
+
+    /// Records producer state of the batches in `seg` at or after `from_offset`.
+    async fn replay(
+        dir: &Path,
+        seg: &Segment,
+        from_offset: i64,
+        producers: &mut ProducerStateTable,
+    ) -> Result<(), StorageError> {
+        let file = seg.file.as_ref().expect("recovered segments have files");
+        let start = seg
+            .index
+            .position_for_offset(from_offset.max(seg.index.base_offset));
+        let end = segment::scan_entries(file, start, seg.written_bytes, None, |e| {
+            if e.header.base_offset >= from_offset {
+                producers.record(&e.header, e.header.base_offset);
+            }
+            true
+        })
+        .await
+        .map_err(|e| {
+            StorageError::new(
+                dir,
+                format!(
+                    "replaying producer state of segment {}",
+                    seg.index.base_offset
+                ),
+                e,
+            )
+        })?;
+        match end.invalid {
+            Some(invalid) => Err(StorageError::corrupt(
+                dir,
+                format!(
+                    "segment {} corrupt at {}: {invalid}",
+                    seg.index.base_offset, end.end
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    async fn open_active(
+        dir: &Path,
+        base: i64,
+        config: &LogConfig,
+        snapshot_offset: i64,
+        producers: &mut ProducerStateTable,
+    ) -> Result<(Segment, TailWriter), StorageError> {
+        let path = dir.join(segment::file_name(base, "log"));
+        let ctx = |what: &str, e: io::Error| {
+            StorageError::new(dir, format!("{what} {}", path.display()), e)
+        };
+        let file = Rc::new(
+            segment::open_rw(&path)
+                .await
+                .map_err(|e| ctx("opening", e))?,
+        );
+        let size = file
+            .file_size()
+            .await
+            .map_err(|e| ctx("stat of", e.into()))?;
+        let mut index = SegmentIndex::new(base);
+        let interval = config.index_interval_bytes;
+        let scan = segment::scan_entries(&file, 0, size, Some(base), |e| {
+            index.on_append(
+                e.header.base_offset,
+                e.last_offset,
+                e.entry_bytes,
+                e.max_timestamp,
+                interval,
+            );
+            if e.header.base_offset >= snapshot_offset {
+                producers.record(&e.header, e.header.base_offset);
+            }
+            true
+        })
+        .await
+        .map_err(|e| ctx("scanning", e))?;
+        let end = scan.end;
+        assert_eq!(end, index.size_bytes);
+        if size != segment::align_up(end)
+            || !matches!(scan.invalid, None | Some(EntryError::BadMagic(0)))
+        {
+            warn!(dir = %dir.display(), base, valid_bytes = end, file_bytes = size, invalid = ?scan.invalid, "truncating torn segment tail");
+        }
+        // Always rewrite the tail page: this zeroes anything after the last valid entry.
+        let tail = segment::read_tail_page(&file, end)
+            .await
+            .map_err(|e| ctx("reading tail of", e))?;
+        file.truncate(segment::align_up(end))
+            .await
+            .map_err(|e| ctx("truncating", e.into()))?;
+        let rewrite = !tail.is_empty();
+        let mut writer = TailWriter::new(file.clone(), end, tail);
+        if rewrite {
+            writer
+                .rewrite_tail()
+                .await
+                .map_err(|e| ctx("zeroing tail of", e))?;
+        }
+        file.fdatasync()
+            .await
+            .map_err(|e| ctx("fdatasync of", e.into()))?;
+        let seg = Segment {
+            index,
+            file: Some(file),
+            written_bytes: end,
+        };
+        Ok((seg, writer))
+    }
+}

@@ -1,0 +1,252 @@
+"""Shared helpers: driving the per-language client programs, creating topics, verifying records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import kafka_wire as w
+import spate_records as R
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = ROOT / "tests" / "clients"
+
+# name -> argv prefix; every program takes `produce ...` / `consume ...` with the same flags.
+CLIENT_CMDS = {
+    "confluent": [sys.executable, str(CLIENTS / "python" / "confluent_client.py")],
+    "kafka-python": [sys.executable, str(CLIENTS / "python" / "kafka_python_client.py")],
+    "java": [
+        "java",
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp",
+        f"{CLIENTS / 'java' / 'classes'}:{CLIENTS / 'java' / 'lib'}/*",
+        "spate.Client",
+    ],
+    "franz-go": [str(CLIENTS / "go" / "bin" / "spate-go-client")],
+    "kafkajs": ["node", str(CLIENTS / "node" / "client.js")],
+}
+
+
+def run_client(client, args, timeout=240):
+    cmd = CLIENT_CMDS[client] + [str(a) for a in args]
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(
+            f"{client} timed out after {timeout}s: {' '.join(cmd)}\nstderr tail:\n"
+            f"{(e.stderr or b'').decode(errors='replace')[-3000:]}"
+        ) from None
+    return p
+
+
+def produce(client, bootstrap, topic, count, acks="all", codec="none", name=None, timeout=240):
+    p = run_client(
+        client,
+        ["produce", "--bootstrap", bootstrap, "--topic", topic, "--count", count, "--acks", acks,
+         "--codec", codec, "--client", name or client],
+        timeout=timeout,
+    )
+    assert p.returncode == 0, (
+        f"{client} produce exited {p.returncode}\nstderr tail:\n{p.stderr.decode(errors='replace')[-4000:]}"
+    )
+
+
+def consume(client, bootstrap, topic, partitions, expect, timeout_s=120):
+    p = run_client(
+        client,
+        ["consume", "--bootstrap", bootstrap, "--topic", topic, "--partitions", partitions,
+         "--expect", expect, "--timeout-s", timeout_s],
+        timeout=timeout_s + 60,
+    )
+    recs = []
+    for line in p.stdout.decode("utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            recs.append(json.loads(line))
+    assert p.returncode == 0, (
+        f"{client} consume exited {p.returncode} after {len(recs)}/{expect} records\n"
+        f"stderr tail:\n{p.stderr.decode(errors='replace')[-4000:]}"
+    )
+    return recs
+
+
+def create_topic(bootstrap, topic, partitions, timeout=30):
+    """CreateTopics through confluent-kafka's AdminClient, then wait until every partition has a leader."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                              operation_timeout=timeout, request_timeout=timeout)
+    fut[topic].result(timeout)
+    wait_topic(bootstrap, topic, partitions, timeout)
+
+
+def wait_topic(bootstrap, topic, partitions, timeout=30):
+    host, port = bootstrap.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with w.Conn(host, int(port)) as c:
+            _, topics = w.metadata_v1(c, [topic])
+        last = topics.get(topic)
+        if last and last[0] == 0 and len(last[1]) == partitions and all(
+            e == 0 and leader >= 0 for e, leader in last[1].values()
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"topic {topic} not ready with {partitions} partitions: {last}")
+
+
+def end_offsets(bootstrap, topic, partitions):
+    host, port = bootstrap.rsplit(":", 1)
+    with w.Conn(host, int(port)) as c:
+        res = w.list_offsets_v1(c, topic, range(partitions), -1)
+    for p, (err, _) in res.items():
+        assert err == 0, f"ListOffsets {topic}/{p}: error {err}"
+    return {p: off for p, (err, off) in res.items()}
+
+
+def verify(records, client, n, bootstrap, topic, partitions):
+    """Everything the cross-client tests promise about a produced-then-consumed record set."""
+    name = client
+    problems = []
+    assert len(records) == n, f"consumed {len(records)} records, expected exactly {n}"
+    seen_pos = set()
+    by_i = {}
+    for r in records:
+        pos = (r["partition"], r["offset"])
+        assert pos not in seen_pos, f"record at partition/offset {pos} delivered twice"
+        seen_pos.add(pos)
+        hdrs = dict((k, v) for k, v in r["headers"])
+        assert "i" in hdrs, f"record without header i: {r}"
+        i = int(hdrs["i"])
+        assert i not in by_i, f"i={i} consumed twice: {by_i[i]} and {r}"
+        by_i[i] = r
+        exp = R.expected(name, i)
+        for field in ("key", "value", "headers", "timestamp"):
+            if r[field] != exp[field]:
+                problems.append(f"i={i} {field}: got {r[field]!r}, expected {exp[field]!r}")
+        if len(problems) > 20:
+            break
+    assert not problems, "record content mismatches:\n" + "\n".join(problems)
+    missing = sorted(set(range(n)) - set(by_i))
+    assert not missing, f"{len(missing)} records missing, first: {missing[:10]}"
+
+    per_part = defaultdict(list)
+    for r in records:
+        per_part[r["partition"]].append(r)
+    assert set(per_part) <= set(range(partitions)), f"unexpected partitions {sorted(per_part)}"
+    for p, recs in per_part.items():
+        recs.sort(key=lambda r: r["offset"])
+        offs = [r["offset"] for r in recs]
+        assert offs == list(range(len(recs))), (
+            f"partition {p}: offsets are not 0..{len(recs) - 1} (first gap near "
+            f"{next((a for a, b in zip(offs, range(len(offs))) if a != b), None)})"
+        )
+        iseq = [int(dict(r["headers"])["i"]) for r in recs]
+        bad = next((k for k in range(1, len(iseq)) if iseq[k] <= iseq[k - 1]), None)
+        assert bad is None, f"partition {p}: production order broken at offset {bad}: i {iseq[bad - 1]} then {iseq[bad]}"
+
+    key_parts = defaultdict(set)
+    for r in records:
+        key_parts[r["key"]].add(r["partition"])
+    split = {k: sorted(v) for k, v in key_parts.items() if len(v) > 1}
+    assert not split, f"{len(split)} keys spread over several partitions, e.g. {list(split.items())[:3]}"
+
+    ends = end_offsets(bootstrap, topic, partitions)
+    for p in range(partitions):
+        assert ends[p] == len(per_part.get(p, [])), (
+            f"partition {p}: end offset {ends[p]} but {len(per_part.get(p, []))} records consumed (extra data?)"
+        )
+
+
+class HealthyClient:
+    """A well-behaved confluent-kafka producer running in a thread while a test misbehaves.
+
+    On stop() it flushes, asserts every record was delivered, then reads the topic back and checks
+    that each partition holds exactly the records sent, in order."""
+
+    def __init__(self, bootstrap, topic="healthy", partitions=2, interval_s=0.005):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.partitions = partitions
+        self.interval = interval_s
+        self.sent = 0
+        self.errors = []
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        from confluent_kafka import Producer
+
+        create_topic(self.bootstrap, self.topic, self.partitions)
+        self.producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "linger.ms": 1,
+                                  "enable.idempotence": True, "message.timeout.ms": 30000})
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        # make sure traffic is flowing before the test misbehaves
+        deadline = time.monotonic() + 20
+        while self.delivered < 20 and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.02)
+        assert self.delivered >= 20, f"healthy client could not get going: {self.errors[:3]}"
+        return self
+
+    def _cb(self, err, msg):
+        if err is not None:
+            self.errors.append(str(err))
+        else:
+            self.delivered += 1
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            self.producer.produce(self.topic, key=f"h{i % 7}".encode(), value=f"healthy-{i}".encode(),
+                                  on_delivery=self._cb)
+            self.sent += 1
+            i += 1
+            self.producer.poll(self.interval)
+
+    def stop_and_verify(self, min_extra_after=20):
+        # keep producing a little after the misbehaviour so "unaffected" covers the aftermath
+        target = self.delivered + min_extra_after
+        deadline = time.monotonic() + 20
+        while self.delivered < target and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.02)
+        self._stop.set()
+        self._thread.join(10)
+        left = self.producer.flush(30)
+        assert not self.errors, f"healthy client saw delivery errors: {self.errors[:5]}"
+        assert left == 0 and self.delivered == self.sent, (
+            f"healthy client: sent {self.sent}, delivered {self.delivered}, unflushed {left}"
+        )
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bootstrap, "enable.auto.commit": False})
+        c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
+        got = defaultdict(list)
+        n = 0
+        deadline = time.monotonic() + 60
+        while n < self.sent and time.monotonic() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error():
+                    continue
+                got[m.partition()].append((m.offset(), int(m.value().decode().split("-")[1])))
+                n += 1
+        c.close()
+        assert n == self.sent, f"healthy client read back {n} of {self.sent} records"
+        for p, recs in got.items():
+            assert [o for o, _ in recs] == list(range(len(recs))), f"healthy partition {p}: offset gaps"
+            seq = [i for _, i in recs]
+            assert seq == sorted(seq), f"healthy partition {p}: order broken"
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)

@@ -1,0 +1,509 @@
+"""Hand-rolled Kafka wire protocol for tests that must control every byte.
+
+Only non-flexible request versions are used (request header v1, response header v0), except
+ApiVersions with an unsupported version, which is sent the way a newer client would (header v2).
+Everything is big-endian; record batches are magic v2 with varint records and a CRC32C over the
+bytes from `attributes` to the end of the batch.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+import crc32c as _crc32c
+
+# API keys
+PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
+API_VERSIONS, CREATE_TOPICS, INIT_PRODUCER_ID = 18, 19, 22
+
+# error codes
+NONE = 0
+CORRUPT_MESSAGE = 2
+UNKNOWN_TOPIC_OR_PARTITION = 3
+UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+DUPLICATE_SEQUENCE_NUMBER = 46
+INVALID_RECORD = 87
+
+
+def crc32c(data: bytes) -> int:
+    return _crc32c.crc32c(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# primitive encoders
+# ---------------------------------------------------------------------------------------------
+def i8(v):
+    return struct.pack(">b", v)
+
+
+def i16(v):
+    return struct.pack(">h", v)
+
+
+def i32(v):
+    return struct.pack(">i", v)
+
+
+def i64(v):
+    return struct.pack(">q", v)
+
+
+def string(s):
+    if s is None:
+        return i16(-1)
+    b = s.encode() if isinstance(s, str) else s
+    return i16(len(b)) + b
+
+
+def bytes_(b):
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def array(items):
+    items = list(items)
+    return i32(len(items)) + b"".join(items)
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Signed zigzag varint (varlong when v is large)."""
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def vbytes(b):
+    if b is None:
+        return varint(-1)
+    return varint(len(b)) + b
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+# ---------------------------------------------------------------------------------------------
+class Reader:
+    def __init__(self, data: bytes):
+        self.d = data
+        self.o = 0
+
+    def take(self, n):
+        if self.o + n > len(self.d):
+            raise ValueError(f"short read: need {n} at {self.o}, have {len(self.d) - self.o}")
+        b = self.d[self.o : self.o + n]
+        self.o += n
+        return b
+
+    def i8(self):
+        return struct.unpack(">b", self.take(1))[0]
+
+    def i16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def u32(self):
+        return struct.unpack(">I", self.take(4))[0]
+
+    def i64(self):
+        return struct.unpack(">q", self.take(8))[0]
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def bytes_(self):
+        n = self.i32()
+        return None if n < 0 else self.take(n)
+
+    def array(self, fn):
+        n = self.i32()
+        return None if n < 0 else [fn(self) for _ in range(n)]
+
+    def uvarint(self):
+        shift = result = 0
+        while True:
+            b = self.take(1)[0]
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def varint(self):
+        v = self.uvarint()
+        return (v >> 1) ^ -(v & 1)
+
+    def vbytes(self):
+        n = self.varint()
+        return None if n < 0 else self.take(n)
+
+    def remaining(self):
+        return len(self.d) - self.o
+
+
+# ---------------------------------------------------------------------------------------------
+# record batches (magic v2)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Rec:
+    key: bytes | None
+    value: bytes | None
+    headers: list = field(default_factory=list)  # [(str, bytes)]
+    timestamp_delta: int = 0
+
+
+def encode_record(offset_delta: int, r: Rec) -> bytes:
+    body = (
+        i8(0)
+        + varint(r.timestamp_delta)
+        + varint(offset_delta)
+        + vbytes(r.key)
+        + vbytes(r.value)
+        + varint(len(r.headers))
+        + b"".join(vbytes(k.encode()) + vbytes(v) for k, v in r.headers)
+    )
+    return varint(len(body)) + body
+
+
+def record_batch(
+    records,
+    *,
+    base_offset=0,
+    base_timestamp=1700000000000,
+    producer_id=-1,
+    producer_epoch=-1,
+    base_sequence=-1,
+    attributes=0,
+    magic=2,
+    count=None,
+    corrupt_crc=False,
+    partition_leader_epoch=-1,
+) -> bytes:
+    records = list(records)
+    recs = b"".join(encode_record(i, r) for i, r in enumerate(records))
+    last_delta = max(len(records) - 1, 0)
+    max_ts = base_timestamp + max((r.timestamp_delta for r in records), default=0)
+    after_crc = (
+        i16(attributes)
+        + i32(last_delta)
+        + i64(base_timestamp)
+        + i64(max_ts)
+        + i64(producer_id)
+        + i16(producer_epoch)
+        + i32(base_sequence)
+        + i32(len(records) if count is None else count)
+        + recs
+    )
+    crc = crc32c(after_crc)
+    if corrupt_crc:
+        crc ^= 0x5A5A5A5A
+    body = i32(partition_leader_epoch) + i8(magic) + struct.pack(">I", crc) + after_crc
+    return i64(base_offset) + i32(len(body)) + body
+
+
+@dataclass
+class Batch:
+    base_offset: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records: list  # [(offset, key, value, headers, timestamp)]
+    crc_ok: bool
+
+
+def decode_batches(data: bytes) -> list[Batch]:
+    """Decode uncompressed v2 batches (as returned by Fetch). Stops at a partial trailing batch."""
+    out = []
+    r = Reader(data or b"")
+    while r.remaining() >= 12:
+        start = r.o
+        base_offset = r.i64()
+        length = r.i32()
+        if r.remaining() < length:
+            break
+        body = Reader(r.take(length))
+        body.i32()  # partition leader epoch
+        magic = body.i8()
+        crc = body.u32()
+        crc_ok = crc32c(body.d[body.o :]) == crc
+        attributes = body.i16()
+        last_delta = body.i32()
+        base_ts = body.i64()
+        body.i64()  # max ts
+        pid = body.i64()
+        epoch = body.i16()
+        seq = body.i32()
+        n = body.i32()
+        recs = []
+        if attributes & 0x07:
+            raise ValueError(f"compressed batch at {start} (attributes {attributes:#x}); tests fetch raw only")
+        for _ in range(n):
+            rl = body.varint()
+            rec = Reader(body.take(rl))
+            rec.i8()
+            ts_delta = rec.varint()
+            off_delta = rec.varint()
+            k = rec.vbytes()
+            v = rec.vbytes()
+            hs = []
+            for _ in range(rec.varint()):
+                hk = rec.vbytes()
+                hv = rec.vbytes()
+                hs.append((hk.decode() if hk is not None else None, hv))
+            recs.append((base_offset + off_delta, k, v, hs, base_ts + ts_delta))
+        out.append(Batch(base_offset, magic, crc, attributes, last_delta, base_ts, pid, epoch, seq, recs, crc_ok))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# connection
+# ---------------------------------------------------------------------------------------------
+class Closed(Exception):
+    pass
+
+
+def request_header(api_key, api_version, correlation_id, client_id="spate-it", flexible=False):
+    h = i16(api_key) + i16(api_version) + i32(correlation_id) + string(client_id)
+    if flexible:
+        h += b"\x00"  # empty tagged fields
+    return h
+
+
+class Conn:
+    def __init__(self, host, port, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.corr = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def send_frame(self, payload: bytes):
+        self.send_raw(i32(len(payload)) + payload)
+
+    def _recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except (ConnectionResetError, BrokenPipeError) as e:
+                raise Closed(str(e)) from e
+            if not chunk:
+                raise Closed(f"EOF after {len(buf)} of {n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def recv_frame(self) -> bytes:
+        (n,) = struct.unpack(">i", self._recv_exact(4))
+        return self._recv_exact(n)
+
+    def request(self, api_key, api_version, body: bytes, flexible=False) -> Reader:
+        self.corr += 1
+        corr = self.corr
+        self.send_frame(request_header(api_key, api_version, corr, flexible=flexible) + body)
+        resp = self.recv_frame()
+        r = Reader(resp)
+        got = r.i32()
+        if got != corr:
+            raise AssertionError(f"correlation id {got} != {corr}")
+        return r
+
+    def expect_closed(self, timeout=10.0) -> bytes:
+        """Wait until the peer closes; returns any bytes it sent first (normally none).
+
+        Raises AssertionError if the connection is still open after `timeout` seconds."""
+        got = bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"connection still open after {timeout}s (received {bytes(got[:64])!r})")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                return bytes(got)
+            if not chunk:
+                return bytes(got)
+            got += chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# requests
+# ---------------------------------------------------------------------------------------------
+def api_versions(conn: Conn, version=0):
+    """Returns (error_code, {api_key: (min, max)})."""
+    r = conn.request(API_VERSIONS, version, b"")
+    return parse_api_versions_v0(r)
+
+
+def parse_api_versions_v0(r: Reader):
+    err = r.i16()
+    ranges = {}
+    for k, lo, hi in r.array(lambda x: (x.i16(), x.i16(), x.i16())):
+        ranges[k] = (lo, hi)
+    return err, ranges
+
+
+def metadata_v1(conn: Conn, topics=None):
+    """Metadata v1. topics=None asks for all topics. Returns {topic: (err, {partition: (err, leader)})}."""
+    body = i32(-1) if topics is None else array(string(t) for t in topics)
+    r = conn.request(METADATA, 1, body)
+    brokers = r.array(lambda x: (x.i32(), x.string(), x.i32(), x.string()))
+    r.i32()  # controller id
+    out = {}
+    for _ in range(r.i32()):
+        terr = r.i16()
+        name = r.string()
+        r.i8()  # is_internal
+        parts = {}
+        for _ in range(r.i32()):
+            perr = r.i16()
+            pidx = r.i32()
+            leader = r.i32()
+            r.array(lambda x: x.i32())
+            r.array(lambda x: x.i32())
+            parts[pidx] = (perr, leader)
+        out[name] = (terr, parts)
+    return brokers, out
+
+
+def init_producer_id_v0(conn: Conn, transactional_id=None, timeout_ms=60000):
+    r = conn.request(INIT_PRODUCER_ID, 0, string(transactional_id) + i32(timeout_ms))
+    r.i32()  # throttle
+    err = r.i16()
+    pid = r.i64()
+    epoch = r.i16()
+    return err, pid, epoch
+
+
+def produce_v3(conn: Conn, topic, partition, batch: bytes, acks=-1, timeout_ms=30000, version=3):
+    """Returns (error_code, base_offset) for the single partition."""
+    body = (
+        string(None)
+        + i16(acks)
+        + i32(timeout_ms)
+        + array([string(topic) + array([i32(partition) + bytes_(batch)])])
+    )
+    r = conn.request(PRODUCE, version, body)
+    results = []
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            idx = r.i32()
+            err = r.i16()
+            base = r.i64()
+            r.i64()  # log append time (v2+)
+            if version >= 5:
+                r.i64()  # log start offset
+            results.append((name, idx, err, base))
+    assert len(results) == 1, results
+    return results[0][2], results[0][3]
+
+
+def fetch_v4(conn: Conn, topic, partition, offset=0, max_bytes=1 << 20, max_wait_ms=100):
+    """Returns (error_code, high_watermark, records_bytes)."""
+    body = (
+        i32(-1)
+        + i32(max_wait_ms)
+        + i32(1)
+        + i32(max_bytes)
+        + i8(0)
+        + array([string(topic) + array([i32(partition) + i64(offset) + i32(max_bytes)])])
+    )
+    r = conn.request(FETCH, 4, body)
+    r.i32()  # throttle
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            r.i32()
+            err = r.i16()
+            hw = r.i64()
+            r.i64()  # last stable offset
+            r.array(lambda x: (x.i64(), x.i64()))
+            recs = r.bytes_()
+            return err, hw, recs
+    raise AssertionError("empty fetch response")
+
+
+def fetch_all_v4(conn: Conn, topic, partition, max_rounds=100):
+    """All records of a partition from offset 0 up to the high watermark (uncompressed batches)."""
+    out = []
+    offset = 0
+    hw = None
+    for _ in range(max_rounds):
+        err, hw, data = fetch_v4(conn, topic, partition, offset)
+        assert err == NONE, f"fetch {topic}/{partition}@{offset}: error {err}"
+        batches = decode_batches(data)
+        for b in batches:
+            assert b.crc_ok, f"fetched batch at {b.base_offset} has a bad CRC"
+            for rec in b.records:
+                if rec[0] >= offset:
+                    out.append(rec)
+        if out:
+            offset = out[-1][0] + 1
+        if offset >= hw or not batches:
+            break
+    return hw, out
+
+
+def list_offsets_v1(conn: Conn, topic, partitions, timestamp=-1):
+    """ListOffsets v1 (timestamp -1 = latest, -2 = earliest). Returns {partition: (err, offset)}."""
+    body = i32(-1) + array([string(topic) + array(i32(p) + i64(timestamp) for p in partitions)])
+    r = conn.request(LIST_OFFSETS, 1, body)
+    out = {}
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            err = r.i16()
+            r.i64()  # timestamp
+            off = r.i64()
+            out[p] = (err, off)
+    return out
+
+
+def create_topics_v2(conn: Conn, topic, partitions, replication=1, timeout_ms=30000):
+    body = (
+        array([string(topic) + i32(partitions) + i16(replication) + array([]) + array([])])
+        + i32(timeout_ms)
+        + i8(0)
+    )
+    r = conn.request(CREATE_TOPICS, 2, body)
+    r.i32()  # throttle
+    res = r.array(lambda x: (x.string(), x.i16(), x.string()))
+    return res[0][1], res[0][2]
