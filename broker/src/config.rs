@@ -130,8 +130,7 @@ impl BrokerConfig {
             queued_max_requests: int("queued.max.requests", 1, 100_000)? as usize,
             message_max_bytes: int("message.max.bytes", 0, i32::MAX as i64)? as usize,
             log_segment_bytes: int("log.segment.bytes", 14, i64::MAX)? as u64,
-            log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)?
-                as usize,
+            log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)? as usize,
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
                 as usize,
             fsync: true,
@@ -141,12 +140,12 @@ impl BrokerConfig {
 
     /// Every setting with its effective value and whether it is the default.
     pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str, bool)> + '_ {
-        SETTINGS.iter().map(|(name, default, _)| {
-            match self.overrides.get(*name) {
+        SETTINGS
+            .iter()
+            .map(|(name, default, _)| match self.overrides.get(*name) {
                 Some(value) => (*name, value.as_str(), false),
                 None => (*name, *default, true),
-            }
-        })
+            })
     }
 }
 
@@ -181,8 +180,9 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_are_reported() {
-        let c = BrokerConfig::with_overrides(["num.partitions=4", "auto.create.topics.enable=false"])
-            .unwrap();
+        let c =
+            BrokerConfig::with_overrides(["num.partitions=4", "auto.create.topics.enable=false"])
+                .unwrap();
         assert_eq!(c.num_partitions, 4);
         assert!(!c.auto_create_topics_enable);
         let (_, value, is_default) = c.entries().find(|e| e.0 == "num.partitions").unwrap();
@@ -193,7 +193,10 @@ mod tests {
     fn bad_overrides_are_refused() {
         for (arg, want) in [
             ("nope=1", ConfigError::UnknownSetting("nope".into())),
-            ("num.partitions", ConfigError::Malformed("num.partitions".into())),
+            (
+                "num.partitions",
+                ConfigError::Malformed("num.partitions".into()),
+            ),
             (
                 "num.partitions=x",
                 ConfigError::InvalidValue {
@@ -216,7 +219,11 @@ mod tests {
                 },
             ),
         ] {
-            assert_eq!(BrokerConfig::with_overrides([arg]).unwrap_err(), want, "{arg}");
+            assert_eq!(
+                BrokerConfig::with_overrides([arg]).unwrap_err(),
+                want,
+                "{arg}"
+            );
         }
     }
 }

@@ -47,8 +47,12 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
-    let controller = Controller::open(data_dir, options.config.node_id)
-        .map_err(|e| format!("cannot open cluster metadata in {}: {e}", data_dir.display()))?;
+    let controller = Controller::open(data_dir, options.config.node_id).map_err(|e| {
+        format!(
+            "cannot open cluster metadata in {}: {e}",
+            data_dir.display()
+        )
+    })?;
     let image = controller.image();
     let advertised = advertised(&options.listen)?;
     let listen_addr = resolve(&options.listen)?;
@@ -183,7 +187,10 @@ async fn shard_main(context: ShardContext) {
 }
 
 /// Runs jobs that other shards send to this one.
-fn serve_jobs(shard: &std::rc::Rc<Shard>, mut receivers: glommio::channels::channel_mesh::Receivers<Job>) {
+fn serve_jobs(
+    shard: &std::rc::Rc<Shard>,
+    mut receivers: glommio::channels::channel_mesh::Receivers<Job>,
+) {
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -303,7 +310,10 @@ fn advertised(listen: &str) -> Result<Advertised, String> {
         .parse()
         .map_err(|_| format!("invalid --listen '{listen}': bad port"))?;
     Ok(Advertised {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port: port as i32,
     })
 }

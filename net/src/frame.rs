@@ -12,7 +12,10 @@ pub enum FrameError {
     /// The size prefix is zero or negative.
     InvalidSize(i32),
     /// The size prefix exceeds `socket.request.max.bytes`.
-    TooLarge { size: i32, frame_bytes_max: usize },
+    TooLarge {
+        size: i32,
+        frame_bytes_max: usize,
+    },
     Io(std::io::Error),
 }
 
@@ -89,7 +92,10 @@ mod tests {
     fn reads_a_frame_and_clean_eof() {
         let mut input = 3i32.to_be_bytes().to_vec();
         input.extend_from_slice(b"abc");
-        assert_eq!(read(&input, 10).unwrap().unwrap(), Bytes::from_static(b"abc"));
+        assert_eq!(
+            read(&input, 10).unwrap().unwrap(),
+            Bytes::from_static(b"abc")
+        );
         assert!(read(&[], 10).unwrap().is_none());
     }
 

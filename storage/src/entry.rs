@@ -25,6 +25,7 @@ pub const ENTRY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Envelope header stored in front of every batch.
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
 pub struct EntryHeader {
     pub magic: u32,
     pub batch_len: u32,
@@ -110,7 +111,7 @@ pub fn access_header(buf: &[u8]) -> Result<&ArchivedEntryHeader, EntryError> {
     if buf.len() < ENTRY_HEADER_BYTES {
         return Err(EntryError::Truncated);
     }
-    if (buf.as_ptr() as usize) % ENTRY_ALIGN_BYTES != 0 {
+    if buf.as_ptr().align_offset(ENTRY_ALIGN_BYTES) != 0 {
         return Err(EntryError::Misaligned);
     }
     let header = rkyv::access::<ArchivedEntryHeader, rancor::Error>(&buf[..ENTRY_HEADER_BYTES])

@@ -33,7 +33,7 @@ use crate::batch::{self, BatchHeader, RecordIter, BATCH_HEADER_BYTES};
 use crate::entry::{self, EntryError};
 use crate::index::SegmentIndex;
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
-use crate::segment::{self, ScanEnd, TailWriter};
+use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
 
 const SNAPSHOT_FILE: &str = "producer.snapshot";
 const SNAPSHOT_MAGIC: u32 = u32::from_le_bytes(*b"SPPS");
@@ -148,7 +148,7 @@ struct Segment {
     /// Covers everything appended, including what is still pending.
     index: SegmentIndex,
     /// `None` until the writer created the file (after a roll).
-    file: Option<Rc<DmaFile>>,
+    file: Option<Rc<SegmentFile>>,
     /// Logical bytes already written to the file.
     written_bytes: u64,
 }
@@ -498,7 +498,7 @@ impl PartitionLog {
         // Flush first so the whole log is on disk; ListOffsets by time is rare.
         let leo = self.log_end_offset();
         self.wait_durable(leo - 1, false).await?;
-        let candidates: Vec<(Rc<DmaFile>, u64, u64)> = {
+        let candidates: Vec<(Rc<SegmentFile>, u64, u64)> = {
             let inner = self.shared.inner.borrow();
             inner
                 .segments
@@ -579,9 +579,12 @@ impl PartitionLog {
             .map_err(|e| StorageError::new(&dir, "writing producer snapshot at close", e))?;
         drop(writer);
         for file in files {
-            file.close_rc()
-                .await
-                .map_err(|e| StorageError::new(&dir, "closing segment", e.into()))?;
+            // A read still in flight holds a reference; its drop closes the file then.
+            if let Ok(file) = Rc::try_unwrap(file) {
+                file.close()
+                    .await
+                    .map_err(|e| StorageError::new(&dir, "closing segment", e))?;
+            }
         }
         self.shared.writer_wake.notify(usize::MAX);
         info!(dir = %dir.display(), log_end_offset = leo, "partition log closed");
@@ -796,7 +799,7 @@ async fn roll_files(
     let i = inner.segment_for(new_base);
     let seg = &mut inner.segments[i];
     assert_eq!(seg.index.base_offset, new_base);
-    seg.file = Some(file.clone());
+    seg.file = Some(Rc::new(SegmentFile::new(file.clone(), path)));
     Ok(TailWriter::new(file, 0, Vec::new()))
 }
 
@@ -910,10 +913,12 @@ mod recovery {
         let ctx = |what: &str, e: io::Error| {
             StorageError::new(dir, format!("{what} {}", path.display()), e)
         };
-        let file = DmaFile::open(&path)
+        let dma = DmaFile::open(&path)
             .await
             .map_err(|e| ctx("opening", e.into()))?;
+        let file = SegmentFile::new(Rc::new(dma), path.clone());
         let size = file
+            .dma
             .file_size()
             .await
             .map_err(|e| ctx("stat of", e.into()))?;
@@ -954,7 +959,7 @@ mod recovery {
 
     async fn rebuild_index(
         dir: &Path,
-        file: &DmaFile,
+        file: &SegmentFile,
         base: i64,
         size: u64,
         config: &LogConfig,
@@ -1027,12 +1032,13 @@ mod recovery {
         let ctx = |what: &str, e: io::Error| {
             StorageError::new(dir, format!("{what} {}", path.display()), e)
         };
-        let file = Rc::new(
+        let dma = Rc::new(
             segment::open_rw(&path)
                 .await
                 .map_err(|e| ctx("opening", e))?,
         );
-        let size = file
+        let file = Rc::new(SegmentFile::new(dma.clone(), path.clone()));
+        let size = dma
             .file_size()
             .await
             .map_err(|e| ctx("stat of", e.into()))?;
@@ -1064,18 +1070,18 @@ mod recovery {
         let tail = segment::read_tail_page(&file, end)
             .await
             .map_err(|e| ctx("reading tail of", e))?;
-        file.truncate(segment::align_up(end))
+        dma.truncate(segment::align_up(end))
             .await
             .map_err(|e| ctx("truncating", e.into()))?;
         let rewrite = !tail.is_empty();
-        let mut writer = TailWriter::new(file.clone(), end, tail);
+        let mut writer = TailWriter::new(dma.clone(), end, tail);
         if rewrite {
             writer
                 .rewrite_tail()
                 .await
                 .map_err(|e| ctx("zeroing tail of", e))?;
         }
-        file.fdatasync()
+        dma.fdatasync()
             .await
             .map_err(|e| ctx("fdatasync of", e.into()))?;
         let seg = Segment {

@@ -2,9 +2,11 @@
 //! entry scanner used by recovery / reads / timestamp lookups, and small atomically replaced
 //! metadata files. This and `log` are the only modules that touch glommio.
 
+use std::cell::RefCell;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions, ReadResult};
 
@@ -39,6 +41,67 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
         .create(true)
         .dma_open(path)
         .await?)
+}
+
+/// Set once an O_DIRECT io_uring read failed with EOPNOTSUPP (seen with glommio 0.9 on some
+/// kernels, glommio issue #605); reads then go through a buffered fd of the same file,
+/// which stays coherent with the DMA writes (direct writes invalidate the page cache).
+static DMA_READ_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// A segment file: the DMA handle plus, when DMA reads are unsupported, a buffered reader.
+pub struct SegmentFile {
+    pub dma: Rc<DmaFile>,
+    path: PathBuf,
+    buffered: RefCell<Option<Rc<BufferedFile>>>,
+}
+
+impl SegmentFile {
+    pub fn new(dma: Rc<DmaFile>, path: PathBuf) -> Self {
+        SegmentFile {
+            dma,
+            path,
+            buffered: RefCell::new(None),
+        }
+    }
+
+    /// Reads [pos, pos+len) (fewer bytes at end of file); `pos` must be page aligned.
+    pub async fn read(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
+        debug_assert_eq!(align_down(pos), pos);
+        if !DMA_READ_UNSUPPORTED.load(Ordering::Relaxed) {
+            match self.dma.read_at_aligned(pos, len).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let e: io::Error = e.into();
+                    if e.kind() != io::ErrorKind::Unsupported {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "O_DIRECT reads unsupported here; reading through the page cache");
+                    DMA_READ_UNSUPPORTED.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let existing = self.buffered.borrow().clone();
+        let file = match existing {
+            Some(f) => f,
+            None => {
+                let f = Rc::new(BufferedFile::open(&self.path).await?);
+                *self.buffered.borrow_mut() = Some(f.clone());
+                f
+            }
+        };
+        Ok(file.read_at(pos, len).await?)
+    }
+
+    /// Closes both handles (the DMA one only if this holds the last reference).
+    pub async fn close(self) -> io::Result<()> {
+        if let Some(b) = self.buffered.into_inner() {
+            if let Ok(b) = Rc::try_unwrap(b) {
+                b.close().await?;
+            }
+        }
+        self.dma.close_rc().await?;
+        Ok(())
+    }
 }
 
 /// Appends bytes at a logical end that need not be page aligned: the partial last page is
@@ -111,13 +174,13 @@ impl TailWriter {
 }
 
 /// Reads the bytes [align_down(end), end) (the partial tail page) of a file.
-pub async fn read_tail_page(file: &DmaFile, end: u64) -> io::Result<Vec<u8>> {
+pub async fn read_tail_page(file: &SegmentFile, end: u64) -> io::Result<Vec<u8>> {
     let start = align_down(end);
     let len = (end - start) as usize;
     if len == 0 {
         return Ok(Vec::new());
     }
-    let r = file.read_at_aligned(start, PAGE_BYTES as usize).await?;
+    let r = file.read(start, PAGE_BYTES as usize).await?;
     if r.len() < len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -136,7 +199,7 @@ pub struct Window {
 
 impl Window {
     /// Bytes [pos, pos+len) or fewer if the file ends first.
-    pub async fn get(&mut self, file: &DmaFile, pos: u64, len: usize) -> io::Result<&[u8]> {
+    pub async fn get(&mut self, file: &SegmentFile, pos: u64, len: usize) -> io::Result<&[u8]> {
         let covered = self
             .data
             .as_ref()
@@ -144,9 +207,7 @@ impl Window {
         if !covered {
             let start = align_down(pos);
             let want = (pos - start) as usize + len.max(READ_WINDOW_BYTES);
-            let data = file
-                .read_at_aligned(start, align_up(want as u64) as usize)
-                .await?;
+            let data = file.read(start, align_up(want as u64) as usize).await?;
             self.start = start;
             self.data = Some(data);
         }
@@ -183,7 +244,7 @@ pub struct ScanEnd {
 /// `limit`, verifying every checksum and offset continuity before calling `visit`; stops at
 /// the first invalid entry or when `visit` returns false.
 pub async fn scan_entries(
-    file: &DmaFile,
+    file: &SegmentFile,
     start: u64,
     limit: u64,
     mut next_offset: Option<i64>,

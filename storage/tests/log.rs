@@ -443,7 +443,7 @@ fn fetch_waiters_wake_on_append() {
         let waiter = {
             let log = log.clone();
             glommio::spawn_local(async move {
-                log.wait_for_data_after(-1).await;
+                log.wait_for_data_after(0).await;
                 log.read(0, 1 << 20).await.unwrap().len()
             })
         };

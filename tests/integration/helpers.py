@@ -228,7 +228,8 @@ class HealthyClient:
         )
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        c = Consumer({"bootstrap.servers": self.bootstrap, "enable.auto.commit": False})
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "spate-it-healthy",
+                      "enable.auto.commit": False})
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
         got = defaultdict(list)
         n = 0

@@ -46,7 +46,11 @@ fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> Descr
             topic_config::effective(topic)
                 .into_iter()
                 .map(|(name, value, is_default)| {
-                    let source = if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC };
+                    let source = if is_default {
+                        SOURCE_DEFAULT
+                    } else {
+                        SOURCE_TOPIC
+                    };
                     (name, value, source)
                 })
                 .collect()
@@ -55,7 +59,11 @@ fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> Descr
             .config
             .entries()
             .map(|(name, value, is_default)| {
-                let source = if is_default { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+                let source = if is_default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_STATIC_BROKER
+                };
                 (name.to_string(), value.to_string(), source)
             })
             .collect(),

@@ -181,7 +181,9 @@ async fn wait_on_owner(shard: Rc<Shard>, items: Vec<(PartitionKey, i64)>, timeou
         .into_iter()
         .filter_map(|(key, offset)| {
             let log = shard.partition(&key)?;
-            Some(Box::pin(async move { log.wait_for_data_after(offset).await }))
+            Some(Box::pin(
+                async move { log.wait_for_data_after(offset).await },
+            ))
         })
         .collect();
     if waits.is_empty() {
@@ -212,7 +214,11 @@ fn limit_total_bytes(reads: &mut [PartitionRead], max_bytes: usize) {
     }
 }
 
-fn build_response(request: &FetchRequest, version: i16, reads: Vec<PartitionRead>) -> FetchResponse {
+fn build_response(
+    request: &FetchRequest,
+    version: i16,
+    reads: Vec<PartitionRead>,
+) -> FetchResponse {
     let mut reads = reads.into_iter();
     let responses = request
         .topics
@@ -272,7 +278,9 @@ mod tests {
 
     #[test]
     fn max_bytes_keeps_whole_batches_and_always_the_first_one() {
-        let cases: &[(&[&[usize]], usize, &[usize])] = &[
+        // (batch sizes per partition, max_bytes, batches kept per partition)
+        type Case = (&'static [&'static [usize]], usize, &'static [usize]);
+        let cases: &[Case] = &[
             (&[&[10, 10], &[10]], 100, &[2, 1]),
             (&[&[10, 10], &[10]], 15, &[1, 0]),
             (&[&[50, 10], &[10]], 20, &[1, 0]),

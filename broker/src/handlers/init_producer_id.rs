@@ -14,12 +14,18 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
         return response.with_error_code(code::NOT_COORDINATOR);
     }
     // An idempotent producer that knows its id asks for an epoch bump (KIP-360).
-    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+    if request.producer_id.0 >= 0
+        && request.producer_epoch >= 0
+        && request.producer_epoch < i16::MAX - 1
+    {
         return response
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match shard.propose(MetadataCommand::AllocateProducerIds { count: 1 }).await {
+    match shard
+        .propose(MetadataCommand::AllocateProducerIds { count: 1 })
+        .await
+    {
         Ok(ApplyOutcome::ProducerIds { first, .. }) => response
             .with_producer_id(ProducerId(first))
             .with_producer_epoch(0),

@@ -31,13 +31,12 @@ pub async fn handle(
             let slot = found.len();
             found.push((code::NONE, -1, -1));
             match meta {
-                Ok(meta) if (0..meta.partitions).contains(&partition.partition_index) => {
-                    routed.push(Routed {
+                Ok(meta) if (0..meta.partitions).contains(&partition.partition_index) => routed
+                    .push(Routed {
                         slot,
                         key: (meta.id, partition.partition_index),
                         item: partition.timestamp,
-                    })
-                }
+                    }),
                 Ok(_) => found[slot].0 = code::UNKNOWN_TOPIC_OR_PARTITION,
                 Err(error_code) => found[slot].0 = error_code,
             }
@@ -80,7 +79,12 @@ pub async fn handle(
 /// On the owner shard.
 async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, Found)> {
     let mut out = Vec::with_capacity(items.len());
-    for Routed { slot, key, item: timestamp } in items {
+    for Routed {
+        slot,
+        key,
+        item: timestamp,
+    } in items
+    {
         let Some(log) = shard.partition(&key) else {
             out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1, -1)));
             continue;

@@ -20,16 +20,18 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         _ => None,
     };
     let topics = match requested {
-        None => image.topics.values().map(|t| topic_entry(shard, t)).collect(),
+        None => image
+            .topics
+            .values()
+            .map(|t| topic_entry(shard, t))
+            .collect(),
         Some(requested) => {
-            let allow_auto_create =
-                shard.config.auto_create_topics_enable && (version < 4 || request.allow_auto_topic_creation);
+            let allow_auto_create = shard.config.auto_create_topics_enable
+                && (version < 4 || request.allow_auto_topic_creation);
             let mut entries = Vec::with_capacity(requested.len());
             for wanted in requested {
                 let entry = match wanted.name {
-                    Some(name) => {
-                        named_topic(shard, &mut image, name, allow_auto_create).await
-                    }
+                    Some(name) => named_topic(shard, &mut image, name, allow_auto_create).await,
                     None => by_id(shard, &image, wanted.topic_id),
                 };
                 entries.push(entry);

@@ -40,7 +40,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
     let version = request.version;
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(shard, r, version).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(shard, r, version).await)
+        }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(shard, r, version).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version).await),
         RequestKind::ListOffsets(r) => {

@@ -61,7 +61,8 @@ pub async fn handle(
                 if records.len() > max_message_bytes(shard, meta) {
                     return Err(code::MESSAGE_TOO_LARGE);
                 }
-                let header = validate_produce_records(&records).map_err(|e| e.kafka_error_code())?;
+                let header =
+                    validate_produce_records(&records).map_err(|e| e.kafka_error_code())?;
                 Ok((meta.id, Batch { records, header }))
             });
             match checked {
@@ -80,7 +81,9 @@ pub async fn handle(
     let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
     let sync = acks == -1 && shard.config.fsync;
     let appended = shard
-        .scatter(routed, move |owner, items| append_all(owner, items, acks, sync))
+        .scatter(routed, move |owner, items| {
+            append_all(owner, items, acks, sync)
+        })
         .await;
     for (slot, outcome) in slots.into_iter().zip(appended) {
         answers[slot] = Some(outcome);

@@ -9,8 +9,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    TopicName,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +33,11 @@ pub async fn create(
     for topic in &request.topics {
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         if name_counts[topic.name.as_str()] > 1 {
-            results.push(failed(result, code::INVALID_REQUEST, "Duplicate topic name."));
+            results.push(failed(
+                result,
+                code::INVALID_REQUEST,
+                "Duplicate topic name.",
+            ));
             continue;
         }
         let command = match command_for(shard, topic) {
@@ -74,8 +77,7 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
         _ => {
             return Err((
                 code::INVALID_REQUEST,
-                "Both numPartitions or replicationFactor and replicasAssignments were set."
-                    .into(),
+                "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
             ))
         }
     };
@@ -88,7 +90,10 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
         let Some(value) = &config.value else {
             return Err((
                 code::INVALID_CONFIG,
-                format!("Null value not supported for topic configs: {}", config.name.as_str()),
+                format!(
+                    "Null value not supported for topic configs: {}",
+                    config.name.as_str()
+                ),
             ));
         };
         configs.insert(config.name.to_string(), value.to_string());
@@ -112,7 +117,11 @@ fn created(result: CreatableTopicResult, meta: &TopicMeta, version: i16) -> Crea
             CreatableTopicConfigs::default()
                 .with_name(StrBytes::from_string(name))
                 .with_value(Some(StrBytes::from_string(value)))
-                .with_config_source(if is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
+                .with_config_source(if is_default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_TOPIC
+                })
         })
         .collect();
     result
@@ -150,8 +159,12 @@ pub async fn delete(
     for (name, id) in wanted {
         let image = shard.image();
         let meta = match &name {
-            Some(name) => image.topic(name.as_str()).ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
-            None => image.topic_by_id(id.as_bytes()).ok_or(code::UNKNOWN_TOPIC_ID),
+            Some(name) => image
+                .topic(name.as_str())
+                .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+            None => image
+                .topic_by_id(id.as_bytes())
+                .ok_or(code::UNKNOWN_TOPIC_ID),
         };
         let mut result = DeletableTopicResult::default().with_name(name.clone());
         if version >= 6 {

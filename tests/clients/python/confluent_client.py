@@ -66,6 +66,8 @@ def consume(a) -> int:
         {
             "bootstrap.servers": a.bootstrap,
             "client.id": "confluent-consumer",
+            # librdkafka insists on a group id even for assign(); nothing is joined or committed.
+            "group.id": "spate-it-assign",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
