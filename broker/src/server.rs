@@ -39,9 +39,11 @@ const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
 
 /// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
 pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
-    let data_dir = &options.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
+    // Absolute, because glommio resolves relative paths of some operations differently.
+    let data_dir = &std::fs::canonicalize(&options.data_dir)
+        .map_err(|e| format!("cannot resolve data dir {}: {e}", options.data_dir.display()))?;
     let _lock = crate::datadir::lock(data_dir)?;
     crate::datadir::refuse_tmpfs(data_dir)?;
     let cores = crate::datadir::pick_cores(options.cores)?;
@@ -72,7 +74,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             mesh: mesh.clone(),
             config: config.clone(),
             advertised: advertised.clone(),
-            data_dir: data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             image: image.clone(),
             controller: controller.clone(),
             listen_addr,

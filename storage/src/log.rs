@@ -306,6 +306,9 @@ impl PartitionLog {
     /// Opens (creating if missing) and recovers the log in `dir`.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, StorageError> {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        // glommio's directory operations fail on relative paths (EBADF): work with absolute ones.
+        let dir = &std::path::absolute(dir)
+            .map_err(|e| StorageError::new(dir, "resolving the partition directory", e))?;
         let inner = recovery::recover(dir, config).await?;
         let shared = Rc::new(Shared {
             inner: RefCell::new(inner),

@@ -167,13 +167,16 @@ class Broker:
 
     def kill(self):
         """Crash: SIGKILL, no chance to flush anything."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the broker and anything it started
-            except ProcessLookupError:
-                pass
+        if self.proc is None:
+            return
+        try:
+            # the broker's own process group: it and anything it started, even if it already exited
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+        self.proc.wait(10)
         if self._reader:
             self._reader.join(5)
 
