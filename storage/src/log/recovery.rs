@@ -1,0 +1,283 @@
+//! Rebuilds `Inner` from the directory: closed segments from their index files (scanning
+//! when missing or inconsistent), the active segment by scanning and truncating a torn
+//! tail, producer state from the snapshot plus replay of later batches.
+
+use super::*;
+
+pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, StorageError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StorageError::new(dir, "creating partition dir", e))?;
+    let mut bases = list_segments(dir)?;
+    if bases.is_empty() {
+        bases.push(0);
+    }
+    let (mut producers, snapshot_offset) = load_snapshot(dir).await?;
+    let mut segments = Vec::with_capacity(bases.len());
+    for (i, base) in bases.iter().enumerate().take(bases.len() - 1) {
+        let seg = open_closed(dir, *base, bases[i + 1], &config).await?;
+        if seg.index.next_offset > snapshot_offset {
+            replay(dir, &seg, snapshot_offset, &mut producers).await?;
+        }
+        segments.push(seg);
+    }
+    let active_base = *bases.last().expect("at least one segment");
+    let expected = segments
+        .last()
+        .map_or(active_base, |s: &Segment| s.index.next_offset);
+    if expected != active_base {
+        return Err(StorageError::corrupt(
+            dir,
+            format!("segment {active_base} does not follow offset {expected}"),
+        ));
+    }
+    let (active, writer) =
+        open_active(dir, active_base, &config, snapshot_offset, &mut producers).await?;
+    let log_end_offset = active.index.next_offset;
+    segments.push(active);
+    if snapshot_offset > log_end_offset {
+        warn!(dir = %dir.display(), snapshot_offset, log_end_offset, "producer snapshot ahead of the log; rebuilding");
+        producers = ProducerStateTable::new();
+        for seg in &segments {
+            replay(dir, seg, segments[0].index.base_offset, &mut producers).await?;
+        }
+    }
+    info!(dir = %dir.display(), segments = segments.len(), log_end_offset, "partition log recovered");
+    Ok(Inner {
+        dir: dir.to_path_buf(),
+        config,
+        segments,
+        writer: Some(writer),
+        log_end_offset,
+        written_offset: log_end_offset,
+        synced_offset: log_end_offset,
+        sync_target: 0,
+        pending: VecDeque::new(),
+        cache: VecDeque::new(),
+        cache_bytes: 0,
+        producers,
+        failed: None,
+        closing: false,
+    })
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut bases = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| StorageError::new(dir, "listing partition dir", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::new(dir, "listing partition dir", e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        match stem.parse::<i64>() {
+            Ok(base) if stem.len() == 20 && base >= 0 => bases.push(base),
+            _ => warn!(dir = %dir.display(), file = ?name, "ignoring unexpected .log file"),
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+async fn load_snapshot(dir: &Path) -> Result<(ProducerStateTable, i64), StorageError> {
+    let bytes = segment::read_small_file(&dir.join(SNAPSHOT_FILE))
+        .await
+        .map_err(|e| StorageError::new(dir, "reading producer snapshot", e))?;
+    let Some(bytes) = bytes else {
+        return Ok((ProducerStateTable::new(), i64::MIN));
+    };
+    match decode_snapshot_frame(&bytes).map(|(o, p)| (o, ProducerStateTable::decode_snapshot(p))) {
+        Some((offset, Ok(table))) => Ok((table, offset)),
+        _ => {
+            warn!(dir = %dir.display(), "damaged producer snapshot; rebuilding from the log");
+            Ok((ProducerStateTable::new(), i64::MIN))
+        }
+    }
+}
+
+async fn open_closed(
+    dir: &Path,
+    base: i64,
+    next_base: i64,
+    config: &LogConfig,
+) -> Result<Segment, StorageError> {
+    let path = dir.join(segment::file_name(base, "log"));
+    let ctx =
+        |what: &str, e: io::Error| StorageError::new(dir, format!("{what} {}", path.display()), e);
+    let dma = DmaFile::open(&path)
+        .await
+        .map_err(|e| ctx("opening", e.into()))?;
+    let file = SegmentFile::new(Rc::new(dma), path.clone());
+    let size = file
+        .dma
+        .file_size()
+        .await
+        .map_err(|e| ctx("stat of", e.into()))?;
+    let index_name = segment::file_name(base, "index");
+    let stored = segment::read_small_file(&dir.join(&index_name))
+        .await
+        .map_err(|e| ctx("reading index of", e))?;
+    let trusted = stored.and_then(|b| SegmentIndex::decode(&b)).filter(|i| {
+        i.base_offset == base
+            && i.next_offset == next_base
+            && i.size_bytes <= size
+            && i.size_bytes > 0
+    });
+    let index = match trusted {
+        Some(index) => index,
+        None => {
+            warn!(dir = %dir.display(), base, "segment index missing or inconsistent; rebuilding");
+            let index = rebuild_index(dir, &file, base, size, config).await?;
+            if index.next_offset != next_base || index.size_bytes == 0 {
+                return Err(StorageError::corrupt(
+                    dir,
+                    format!("closed segment {base} ends at offset {} but the next starts at {next_base}", index.next_offset),
+                ));
+            }
+            segment::write_file_atomic(dir, &index_name, index.encode())
+                .await
+                .map_err(|e| ctx("writing index of", e))?;
+            index
+        }
+    };
+    let written_bytes = index.size_bytes;
+    Ok(Segment {
+        index,
+        file: Some(Rc::new(file)),
+        written_bytes,
+    })
+}
+
+async fn rebuild_index(
+    dir: &Path,
+    file: &SegmentFile,
+    base: i64,
+    size: u64,
+    config: &LogConfig,
+) -> Result<SegmentIndex, StorageError> {
+    let mut index = SegmentIndex::new(base);
+    let interval = config.index_interval_bytes;
+    segment::scan_entries(file, 0, size, Some(base), |e| {
+        index.on_append(
+            e.header.base_offset,
+            e.last_offset,
+            e.entry_bytes,
+            e.max_timestamp,
+            interval,
+        );
+        true
+    })
+    .await
+    .map_err(|e| StorageError::new(dir, format!("scanning segment {base}"), e))?;
+    Ok(index)
+}
+
+/// Records producer state of the batches in `seg` at or after `from_offset`.
+async fn replay(
+    dir: &Path,
+    seg: &Segment,
+    from_offset: i64,
+    producers: &mut ProducerStateTable,
+) -> Result<(), StorageError> {
+    let file = seg.file.as_ref().expect("recovered segments have files");
+    let start = seg
+        .index
+        .position_for_offset(from_offset.max(seg.index.base_offset));
+    let end = segment::scan_entries(file, start, seg.written_bytes, None, |e| {
+        if e.header.base_offset >= from_offset {
+            producers.record(&e.header, e.header.base_offset);
+        }
+        true
+    })
+    .await
+    .map_err(|e| {
+        StorageError::new(
+            dir,
+            format!(
+                "replaying producer state of segment {}",
+                seg.index.base_offset
+            ),
+            e,
+        )
+    })?;
+    match end.invalid {
+        Some(invalid) => Err(StorageError::corrupt(
+            dir,
+            format!(
+                "segment {} corrupt at {}: {invalid}",
+                seg.index.base_offset, end.end
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn open_active(
+    dir: &Path,
+    base: i64,
+    config: &LogConfig,
+    snapshot_offset: i64,
+    producers: &mut ProducerStateTable,
+) -> Result<(Segment, TailWriter), StorageError> {
+    let path = dir.join(segment::file_name(base, "log"));
+    let ctx =
+        |what: &str, e: io::Error| StorageError::new(dir, format!("{what} {}", path.display()), e);
+    let dma = Rc::new(
+        segment::open_rw(&path)
+            .await
+            .map_err(|e| ctx("opening", e))?,
+    );
+    let file = Rc::new(SegmentFile::new(dma.clone(), path.clone()));
+    let size = dma
+        .file_size()
+        .await
+        .map_err(|e| ctx("stat of", e.into()))?;
+    let mut index = SegmentIndex::new(base);
+    let interval = config.index_interval_bytes;
+    let scan = segment::scan_entries(&file, 0, size, Some(base), |e| {
+        index.on_append(
+            e.header.base_offset,
+            e.last_offset,
+            e.entry_bytes,
+            e.max_timestamp,
+            interval,
+        );
+        if e.header.base_offset >= snapshot_offset {
+            producers.record(&e.header, e.header.base_offset);
+        }
+        true
+    })
+    .await
+    .map_err(|e| ctx("scanning", e))?;
+    let end = scan.end;
+    assert_eq!(end, index.size_bytes);
+    if size != segment::align_up(end)
+        || !matches!(scan.invalid, None | Some(EntryError::BadMagic(0)))
+    {
+        warn!(dir = %dir.display(), base, valid_bytes = end, file_bytes = size, invalid = ?scan.invalid, "truncating torn segment tail");
+    }
+    // Always rewrite the tail page: this zeroes anything after the last valid entry.
+    let tail = segment::read_tail_page(&file, end)
+        .await
+        .map_err(|e| ctx("reading tail of", e))?;
+    dma.truncate(segment::align_up(end))
+        .await
+        .map_err(|e| ctx("truncating", e.into()))?;
+    let rewrite = !tail.is_empty();
+    let mut writer = TailWriter::new(dma.clone(), end, tail);
+    if rewrite {
+        writer
+            .rewrite_tail()
+            .await
+            .map_err(|e| ctx("zeroing tail of", e))?;
+    }
+    dma.fdatasync()
+        .await
+        .map_err(|e| ctx("fdatasync of", e.into()))?;
+    let seg = Segment {
+        index,
+        file: Some(file),
+        written_bytes: end,
+    };
+    Ok((seg, writer))
+}

@@ -1,0 +1,177 @@
+//! The writer task of a partition log: group commit of pending entries, fdatasync, segment
+//! roll, and the producer snapshot frame.
+
+use super::*;
+
+pub(super) fn encode_snapshot_frame(covered_offset: i64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
+    out.extend_from_slice(&covered_offset.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// (covered offset, payload) of a snapshot frame, `None` if it is damaged.
+pub(super) fn decode_snapshot_frame(buf: &[u8]) -> Option<(i64, &[u8])> {
+    if buf.len() < SNAPSHOT_HEADER_BYTES {
+        return None;
+    }
+    let magic = u32::from_le_bytes(buf[0..4].try_into().ok()?);
+    let offset = i64::from_le_bytes(buf[4..12].try_into().ok()?);
+    let len = u32::from_le_bytes(buf[12..16].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(buf[16..20].try_into().ok()?);
+    let payload = buf.get(SNAPSHOT_HEADER_BYTES..SNAPSHOT_HEADER_BYTES + len)?;
+    (magic == SNAPSHOT_MAGIC && crc32c::crc32c(payload) == crc).then_some((offset, payload))
+}
+
+pub(super) async fn writer_loop(weak: Weak<Shared>) {
+    loop {
+        let listener = {
+            let Some(shared) = weak.upgrade() else { return };
+            if shared.inner.borrow().has_writer_work() {
+                flush_once(&shared).await;
+                continue;
+            }
+            let inner = shared.inner.borrow();
+            if inner.failed.is_some() || (inner.closing && inner.writer.is_none()) {
+                return;
+            }
+            drop(inner);
+            let listener = shared.writer_wake.listen();
+            if shared.inner.borrow().has_writer_work() {
+                continue;
+            }
+            listener
+        };
+        listener.await;
+    }
+}
+
+/// One group-commit cycle: write everything pending, fdatasync if asked, wake waiters.
+async fn flush_once(shared: &Rc<Shared>) {
+    let (items, writer) = {
+        let mut inner = shared.inner.borrow_mut();
+        (std::mem::take(&mut inner.pending), inner.writer.take())
+    };
+    match write_pending(shared, items, writer).await {
+        Ok(writer) => shared.inner.borrow_mut().writer = Some(writer),
+        Err(e) => {
+            warn!(error = %e, "partition log write failed; the log is now read-only");
+            shared.inner.borrow_mut().failed = Some((e.source.kind(), e.to_string()));
+        }
+    }
+    shared.durable_event.notify(usize::MAX);
+}
+
+async fn write_pending(
+    shared: &Rc<Shared>,
+    items: VecDeque<Pending>,
+    mut writer: Option<TailWriter>,
+) -> Result<TailWriter, StorageError> {
+    let dir = shared.inner.borrow().dir.clone();
+    for item in items {
+        match item {
+            Pending::Data {
+                segment_base,
+                bytes,
+                last_offset,
+            } => {
+                let w = writer.as_mut().expect("active segment has a writer");
+                w.append(&bytes).await.map_err(|e| {
+                    StorageError::new(
+                        &dir,
+                        format!("writing segment {segment_base} up to offset {last_offset}"),
+                        e,
+                    )
+                })?;
+                let mut inner = shared.inner.borrow_mut();
+                let i = inner.segment_for(segment_base);
+                let seg = &mut inner.segments[i];
+                assert_eq!(
+                    seg.index.base_offset, segment_base,
+                    "pending data for an unknown segment"
+                );
+                seg.written_bytes = w.end();
+                assert!(
+                    last_offset >= inner.written_offset,
+                    "written offset goes backwards"
+                );
+                inner.written_offset = last_offset + 1;
+                inner.evict_cache();
+            }
+            Pending::Roll {
+                closed_base,
+                new_base,
+                snapshot,
+            } => {
+                let old = writer.take().expect("active segment has a writer");
+                writer =
+                    Some(roll_files(shared, &dir, old, closed_base, new_base, snapshot).await?);
+            }
+        }
+        shared.durable_event.notify(usize::MAX);
+    }
+    let w = writer.expect("active segment has a writer");
+    let (target, written) = {
+        let inner = shared.inner.borrow();
+        (inner.sync_target, inner.written_offset)
+    };
+    if target > shared.inner.borrow().synced_offset {
+        w.file
+            .fdatasync()
+            .await
+            .map_err(|e| StorageError::new(&dir, "fdatasync of the active segment", e.into()))?;
+        let mut inner = shared.inner.borrow_mut();
+        inner.synced_offset = inner.synced_offset.max(written);
+    }
+    Ok(w)
+}
+
+/// Syncs the closed segment, persists its index and the producer snapshot, creates the next.
+pub(super) async fn roll_files(
+    shared: &Rc<Shared>,
+    dir: &Path,
+    old: TailWriter,
+    closed_base: i64,
+    new_base: i64,
+    snapshot: Vec<u8>,
+) -> Result<TailWriter, StorageError> {
+    let ctx = |what: &str, e: io::Error| {
+        StorageError::new(dir, format!("{what} (roll {closed_base} -> {new_base})"), e)
+    };
+    old.file
+        .fdatasync()
+        .await
+        .map_err(|e| ctx("fdatasync of closed segment", e.into()))?;
+    let index = {
+        let mut inner = shared.inner.borrow_mut();
+        assert_eq!(
+            inner.written_offset, new_base,
+            "roll before the closed segment is written"
+        );
+        inner.synced_offset = inner.synced_offset.max(new_base);
+        let i = inner.segment_for(closed_base);
+        assert_eq!(inner.segments[i].index.next_offset, new_base);
+        inner.segments[i].index.encode()
+    };
+    segment::write_file_atomic(dir, &segment::file_name(closed_base, "index"), index)
+        .await
+        .map_err(|e| ctx("writing index", e))?;
+    segment::write_file_atomic(dir, SNAPSHOT_FILE, snapshot)
+        .await
+        .map_err(|e| ctx("writing producer snapshot", e))?;
+    let path = dir.join(segment::file_name(new_base, "log"));
+    let file = Rc::new(
+        segment::open_rw(&path)
+            .await
+            .map_err(|e| ctx("creating segment", e))?,
+    );
+    let mut inner = shared.inner.borrow_mut();
+    let i = inner.segment_for(new_base);
+    let seg = &mut inner.segments[i];
+    assert_eq!(seg.index.base_offset, new_base);
+    seg.file = Some(Rc::new(SegmentFile::new(file.clone(), path)));
+    Ok(TailWriter::new(file, 0, Vec::new()))
+}
