@@ -42,8 +42,12 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
-    let data_dir = &std::fs::canonicalize(&options.data_dir)
-        .map_err(|e| format!("cannot resolve data dir {}: {e}", options.data_dir.display()))?;
+    let data_dir = &std::fs::canonicalize(&options.data_dir).map_err(|e| {
+        format!(
+            "cannot resolve data dir {}: {e}",
+            options.data_dir.display()
+        )
+    })?;
     let _lock = crate::datadir::lock(data_dir)?;
     crate::datadir::refuse_tmpfs(data_dir)?;
     let cores = crate::datadir::pick_cores(options.cores)?;

@@ -46,7 +46,11 @@ def _raise_memlock():
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     except (ValueError, OSError):
-        pass
+        try:  # without CAP_SYS_RESOURCE: at least the hard limit
+            _, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+        except (ValueError, OSError):
+            pass
     os.setpgrp()  # own process group: never signalled together with pytest
 
 

@@ -1,5 +1,7 @@
 """Idempotent produce over hand-encoded requests: a retried batch is stored once, a gap is refused."""
 
+import time
+
 import kafka_wire as w
 from helpers import create_topic
 
@@ -15,7 +17,12 @@ def test_duplicate_batch_is_stored_once(broker):
     with w.Conn(broker.host, broker.port) as c:
         err, ranges = w.api_versions(c, 0)
         assert err == 0 and w.INIT_PRODUCER_ID in ranges
-        err, pid, epoch = w.init_producer_id_v0(c)
+        deadline = time.monotonic() + 30
+        while True:  # 14/15: coordinator still loading / not available yet: retriable
+            err, pid, epoch = w.init_producer_id_v0(c)
+            if err not in (14, 15) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert err == 0, f"InitProducerId error {err}"
         assert pid >= 0 and epoch >= 0, (pid, epoch)
 
