@@ -1,0 +1,173 @@
+"""Broker behaviour a Kafka user relies on, checked over the wire: Fetch long polling,
+ListOffsets by timestamp, topic admin error codes, and the `spate start` command line."""
+
+import subprocess
+import threading
+import time
+
+from conftest import SPATE_BIN, IT_DIR
+from kafka_wire import (
+    Conn,
+    Rec,
+    create_topics_v2,
+    decode_batches,
+    fetch_v4,
+    list_offsets_v1,
+    metadata_v1,
+    produce_v3,
+    record_batch,
+)
+
+OFFSET_OUT_OF_RANGE = 1
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_TOPIC_EXCEPTION = 17
+TOPIC_ALREADY_EXISTS = 36
+
+
+TS0 = 1_700_000_000_000
+
+
+def records(n):
+    """n records whose timestamps are the batch's base timestamp plus 0..n-1."""
+    return [Rec(key=f"k{i}".encode(), value=f"v{i}".encode(), timestamp_delta=i) for i in range(n)]
+
+
+def make_topic(broker, name, partitions=1):
+    with Conn(broker.host, broker.port) as conn:
+        err, msg = create_topics_v2(conn, name, partitions)
+        assert err == 0, (err, msg)
+
+
+def test_fetch_long_poll_waits_for_max_wait_when_there_is_no_data(broker):
+    make_topic(broker, "idle")
+    with Conn(broker.host, broker.port) as conn:
+        start = time.monotonic()
+        err, hw, data = fetch_v4(conn, "idle", 0, offset=0, max_wait_ms=700)
+        elapsed = time.monotonic() - start
+    assert (err, hw, data) == (0, 0, b"")
+    assert elapsed >= 0.6, f"Fetch answered after {elapsed:.3f}s, before max_wait_ms=700"
+
+
+def test_fetch_long_poll_is_woken_by_a_produce_on_another_connection(broker):
+    # Several partitions so the waiting fetch and the produce may live on different shards.
+    make_topic(broker, "wake", partitions=4)
+    result = {}
+
+    def long_poll():
+        with Conn(broker.host, broker.port) as conn:
+            start = time.monotonic()
+            result["fetch"] = fetch_v4(conn, "wake", 3, offset=0, max_wait_ms=20_000)
+            result["elapsed"] = time.monotonic() - start
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(0.5)
+    with Conn(broker.host, broker.port) as conn:
+        err, base = produce_v3(conn, "wake", 3, record_batch(records(3)))
+        assert (err, base) == (0, 0)
+    poller.join(30)
+    err, hw, data = result["fetch"]
+    assert err == 0 and hw == 3
+    assert [r[0] for b in decode_batches(data) for r in b.records] == [0, 1, 2]
+    assert result["elapsed"] < 10, "the fetch waited for max_wait_ms instead of being woken"
+
+
+def test_fetch_past_the_end_is_out_of_range_and_at_the_end_is_empty(broker):
+    make_topic(broker, "ends")
+    with Conn(broker.host, broker.port) as conn:
+        assert produce_v3(conn, "ends", 0, record_batch(records(2))) == (0, 0)
+        assert fetch_v4(conn, "ends", 0, offset=2, max_wait_ms=0)[:2] == (0, 2)
+        assert fetch_v4(conn, "ends", 0, offset=2, max_wait_ms=0)[2] == b""
+        err, hw, _ = fetch_v4(conn, "ends", 0, offset=3, max_wait_ms=0)
+        assert (err, hw) == (OFFSET_OUT_OF_RANGE, 2)
+
+
+def test_list_offsets_earliest_latest_and_by_timestamp(broker):
+    make_topic(broker, "times")
+    ts0 = TS0
+    with Conn(broker.host, broker.port) as conn:
+        assert produce_v3(conn, "times", 0, record_batch(records(10), base_timestamp=ts0))[0] == 0
+        batch = record_batch(records(10), base_timestamp=ts0 + 100)
+        assert produce_v3(conn, "times", 0, batch)[0] == 0
+        assert list_offsets_v1(conn, "times", [0], -2) == {0: (0, 0)}
+        assert list_offsets_v1(conn, "times", [0], -1) == {0: (0, 20)}
+        # Record-level lookups inside the first and the second batch.
+        assert list_offsets_v1(conn, "times", [0], ts0 + 5) == {0: (0, 5)}
+        assert list_offsets_v1(conn, "times", [0], ts0 + 50) == {0: (0, 10)}
+        assert list_offsets_v1(conn, "times", [0], ts0 + 103) == {0: (0, 13)}
+        # Later than every record: no offset, as Kafka answers.
+        assert list_offsets_v1(conn, "times", [0], ts0 + 10_000) == {0: (0, -1)}
+
+
+def test_create_topics_errors_and_delete(broker):
+    with Conn(broker.host, broker.port) as conn:
+        assert create_topics_v2(conn, "admin-t", 3)[0] == 0
+        assert create_topics_v2(conn, "admin-t", 3)[0] == TOPIC_ALREADY_EXISTS
+        assert create_topics_v2(conn, "bad/name", 1)[0] == INVALID_TOPIC_EXCEPTION
+        assert create_topics_v2(conn, "x" * 250, 1)[0] == INVALID_TOPIC_EXCEPTION
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics(["admin-t"])["admin-t"].result(30)
+    with Conn(broker.host, broker.port) as conn:
+        err, _ = produce_v3(conn, "admin-t", 0, record_batch(records(1)))
+        assert err == UNKNOWN_TOPIC_OR_PARTITION
+        # Re-created under the same name, it starts empty.
+        assert create_topics_v2(conn, "admin-t", 1)[0] == 0
+        assert list_offsets_v1(conn, "admin-t", [0], -1) == {0: (0, 0)}
+
+
+def test_metadata_auto_creates_with_num_partitions(broker_factory):
+    broker = broker_factory(settings={"num.partitions": "4"})
+    with Conn(broker.host, broker.port) as conn:
+        brokers, topics = metadata_v1(conn, ["auto-created"])
+    assert [(b[1], b[2]) for b in brokers] == [(broker.host, broker.port)]
+    error, partitions = topics["auto-created"]
+    assert error == 0
+    assert sorted(partitions) == [0, 1, 2, 3]
+    assert all(err == 0 and leader == brokers[0][0] for err, leader in partitions.values())
+
+
+def test_topic_describe_configs_through_an_admin_client(broker):
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("configured", 2, 1, config={"retention.ms": "3600000"})])[
+        "configured"
+    ].result(30)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "configured")
+    configs = admin.describe_configs([resource])[resource].result(30)
+    assert configs["retention.ms"].value == "3600000"
+    assert not configs["retention.ms"].is_default
+    assert configs["cleanup.policy"].value == "delete"
+    assert configs["cleanup.policy"].is_default
+    cluster = admin.list_topics(timeout=10)
+    assert len(cluster.brokers) == 1 and len(cluster.topics["configured"].partitions) == 2
+
+
+def run_spate(*args, timeout=10):
+    return subprocess.run(
+        [str(SPATE_BIN), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
+    result = run_spate("start", "--data-dir", str(broker.data_dir), "--listen", "127.0.0.1:1")
+    assert result.returncode != 0
+    assert "in use by another spate process" in result.stderr
+    assert broker.alive()
+
+
+def test_bad_command_lines_fail_with_a_reason():
+    data_dir = IT_DIR / "cli-bad-args"
+    for args, reason in [
+        (["start", "--set", "no.such.setting=1"], "unknown setting 'no.such.setting'"),
+        (["start", "--set", "num.partitions=zero"], "invalid value 'zero'"),
+        (["start", "--cores", "0"], "--cores must be at least 1"),
+        (["start", "--listen", "nonsense"], "invalid --listen"),
+        (["start", "--bogus"], "unknown option '--bogus'"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ]:
+        result = run_spate(*args, "--data-dir", str(data_dir)) if args[0] == "start" else run_spate(*args)
+        assert result.returncode != 0, args
+        assert reason in result.stderr, (args, result.stderr)
