@@ -130,10 +130,6 @@ def produce(bootstrap, topic, total_bytes, record_bytes, acks):
     latencies_us = []
     errors = []
 
-    def delivered(err, _msg, sent=None):
-        if err:
-            errors.append(err)
-
     start = time.monotonic()
     for i in range(count):
         sent = time.monotonic()
@@ -213,11 +209,84 @@ def main():
                      "linger_ms": 5, "compression": "none", "idempotence": False},
         "raw_disk_odirect_write_mb_s": raw, "runs": runs,
     }
-    name = f"{record['date']}-produce-compare-{commit}.json"
-    with open(os.path.join(args.out, name), "w") as f:
+    name = f"{record['date']}-produce-compare-{commit}"
+    with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(record, f, indent=1)
-    print(f"raw disk O_DIRECT sequential write: {raw:.0f} MB/s")
-    print(f"wrote perf-reports/{name}")
+    with open(os.path.join(args.out, name + ".md"), "w") as f:
+        f.write(markdown(record))
+    print(markdown(record))
+    print(f"wrote perf-reports/{name}.json and .md")
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:][:2]) / 2
+
+
+def summarize(runs):
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["broker"], run["acks"], run["fsync_each_batch"]), []).append(run)
+    return {
+        key: {
+            "mb_per_s": median([r["mb_per_s"] for r in rs]),
+            "p50_ms": median([r["latency_ms"]["p50"] for r in rs]),
+            "p99_ms": median([r["latency_ms"]["p99"] for r in rs]),
+            "cpu_s_per_gb": median([r["broker_cpu_s_per_gb"] for r in rs]),
+            "peak_rss_mb": max(r["broker_peak_rss_mb"] for r in rs),
+            "ready_s": median([r["ready_s"] for r in rs]),
+        }
+        for key, rs in groups.items()
+    }
+
+
+def markdown(record):
+    s = record["settings"]
+    lines = [
+        f"# Produce: Spate vs Apache Kafka ({record['date']}, commit {record['commit']})",
+        "",
+        f"Client {s['client']}, {s['record_bytes']} B records, {s['partitions']} partitions, "
+        f"{s['mb_per_run']} MiB per run, linger.ms={s['linger_ms']}, compression "
+        f"{s['compression']}, idempotence off; {record['machine']['cpus']} CPUs shared by "
+        "broker and client; runs alternated A/B; medians over rounds.",
+        f"Raw disk, O_DIRECT sequential 1 MiB writes in the same run: "
+        f"{record['raw_disk_odirect_write_mb_s']:.0f} MB/s.",
+        "",
+        "| broker | acks | fsync per batch | MB/s | p50 ms | p99 ms | broker CPU s/GB | "
+        "broker peak RSS MB | ready s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    summary = summarize(record["runs"])
+    for (broker, acks, fsync), m in sorted(summary.items()):
+        lines.append(
+            f"| {broker} | {acks} | {'yes' if fsync else 'no'} | {m['mb_per_s']:.0f} | "
+            f"{m['p50_ms']:.1f} | {m['p99_ms']:.1f} | {m['cpu_s_per_gb']:.2f} | "
+            f"{m['peak_rss_mb']:.0f} | {m['ready_s']:.3f} |"
+        )
+    lines += ["", "Ratios (Spate / Kafka):", ""]
+    for acks, kafka_fsync in [("all", True), ("all", False), ("1", False)]:
+        spate = summary.get(("spate", acks, True))
+        kafka = summary.get(("kafka", acks, kafka_fsync))
+        if not spate or not kafka:
+            continue
+        label = f"acks={acks} vs Kafka {'with' if kafka_fsync else 'without'} fsync"
+        lines.append(
+            f"- {label}: throughput {spate['mb_per_s'] / kafka['mb_per_s']:.2f}, "
+            f"p99 {spate['p99_ms'] / kafka['p99_ms']:.2f}, "
+            f"CPU per GB {spate['cpu_s_per_gb'] / kafka['cpu_s_per_gb']:.2f}, "
+            f"peak RSS {spate['peak_rss_mb'] / kafka['peak_rss_mb']:.2f}"
+        )
+    lines += [
+        "",
+        f"Spate throughput as a fraction of the raw disk (acks=all, fsync): "
+        f"{summary[('spate', 'all', True)]['mb_per_s'] / record['raw_disk_odirect_write_mb_s']:.2f}"
+        if ("spate", "all", True) in summary else "",
+        "",
+        "Reproduce: `bench/scripts/produce_compare.py --mb "
+        f"{s['mb_per_run']} --record-bytes {s['record_bytes']}`",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -146,9 +146,13 @@ impl Shard {
     }
 
     /// Scatter-gather over partition owners: each shard gets the items for the partitions it
-    /// owns, in one job, and `work` turns them into `(slot, output)` pairs there. The outputs
-    /// come back in slot order so callers answer in request order.
-    pub async fn scatter<I, O, F, Fut>(self: &Rc<Self>, items: Vec<Routed<I>>, work: F) -> Vec<O>
+    /// owns, in one job, and `work` turns them into `(slot, output)` pairs there. Callers put
+    /// each output back in its slot, so they answer in request order.
+    pub async fn scatter<I, O, F, Fut>(
+        self: &Rc<Self>,
+        items: Vec<Routed<I>>,
+        work: F,
+    ) -> Vec<(usize, O)>
     where
         I: Send + 'static,
         O: Send + 'static,
@@ -168,14 +172,13 @@ impl Shard {
                 let work = work.clone();
                 self.run_on(target, move |shard| work(shard, items))
             });
-        let mut outputs: Vec<(usize, O)> = futures::future::join_all(calls)
+        let outputs: Vec<(usize, O)> = futures::future::join_all(calls)
             .await
             .into_iter()
             .flatten()
             .collect();
         debug_assert_eq!(outputs.len(), total, "every routed item gets one output");
-        outputs.sort_unstable_by_key(|(slot, _)| *slot);
-        outputs.into_iter().map(|(_, output)| output).collect()
+        outputs
     }
 
     /// Applies a metadata command through the controller on shard 0, then installs the new

@@ -110,9 +110,8 @@ async fn read_once(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<PartitionRead> {
             Err(error_code) => reads[slot] = PartitionRead::error(error_code),
         }
     }
-    let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
     let results = shard.scatter(routed, read_all).await;
-    for (slot, read) in slots.into_iter().zip(results) {
+    for (slot, read) in results {
         reads[slot] = read;
     }
     reads

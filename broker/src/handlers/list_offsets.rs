@@ -42,9 +42,8 @@ pub async fn handle(
             }
         }
     }
-    let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
     let results = shard.scatter(routed, lookup_all).await;
-    for (slot, result) in slots.into_iter().zip(results) {
+    for (slot, result) in results {
         found[slot] = result;
     }
     let mut found = found.into_iter();

@@ -78,14 +78,13 @@ pub async fn handle(
             }
         }
     }
-    let slots: Vec<usize> = routed.iter().map(|r| r.slot).collect();
     let sync = acks == -1 && shard.config.fsync;
     let appended = shard
         .scatter(routed, move |owner, items| {
             append_all(owner, items, acks, sync)
         })
         .await;
-    for (slot, outcome) in slots.into_iter().zip(appended) {
+    for (slot, outcome) in appended {
         answers[slot] = Some(outcome);
     }
     if acks == 0 {
