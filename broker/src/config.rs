@@ -27,6 +27,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("log.retention.ms", "604800000", Kind::Long),
     ("log.retention.bytes", "-1", Kind::Long),
     ("log.retention.check.interval.ms", "300000", Kind::Long),
+    ("log.roll.ms", "604800000", Kind::Long),
     ("log.cache.bytes.per.partition", "8388608", Kind::Long),
     ("offsets.topic.num.partitions", "50", Kind::Int),
     ("broker.session.timeout.ms", "9000", Kind::Int),
@@ -69,6 +70,10 @@ pub struct BrokerConfig {
     pub log_segment_bytes: u64,
     pub log_index_interval_bytes: usize,
     pub log_cache_bytes_per_partition: usize,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_roll_ms: i64,
     /// `--unsafe-no-fsync`: acks=all does not wait for fdatasync (development only).
     pub fsync: bool,
 }
@@ -133,6 +138,11 @@ impl BrokerConfig {
             log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)? as usize,
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
                 as usize,
+            log_retention_ms: int("log.retention.ms", -1, i64::MAX)?,
+            log_retention_bytes: int("log.retention.bytes", i64::MIN, i64::MAX)?,
+            log_retention_check_interval_ms: int("log.retention.check.interval.ms", 1, i64::MAX)?
+                as u64,
+            log_roll_ms: int("log.roll.ms", 1, i64::MAX)?,
             fsync: true,
             overrides,
         })

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection;
 pub mod datadir;
 pub mod handlers;
+pub mod maintenance;
 pub mod protocol;
 pub mod server;
 pub mod shard;

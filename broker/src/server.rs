@@ -170,6 +170,7 @@ async fn shard_main(context: ShardContext) {
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
+    crate::maintenance::spawn(&shard);
     let listener = match TcpListener::bind(context.listen_addr) {
         Ok(listener) => listener,
         Err(e) => {

@@ -97,6 +97,22 @@ impl Shard {
         self.image.borrow().clone()
     }
 
+    /// Every log this shard owns (a snapshot of the set).
+    pub fn partition_logs(&self) -> Vec<PartitionLog> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Every log this shard owns with its key (a snapshot of the set).
+    pub fn partition_logs_with_keys(&self) -> Vec<(PartitionKey, PartitionLog)> {
+        let partitions = self.partitions.borrow();
+        partitions.iter().map(|(k, l)| (*k, l.clone())).collect()
+    }
+
+    /// The shard is shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// The log of a partition this shard owns.
     pub fn partition(&self, key: &PartitionKey) -> Option<PartitionLog> {
         self.partitions.borrow().get(key).cloned()
@@ -222,7 +238,11 @@ impl Shard {
         for topic in image.topics.values() {
             for partition in 0..topic.partitions {
                 let key = (topic.id, partition);
-                if self.owner_of(&key) != self.id || self.partitions.borrow().contains_key(&key) {
+                if self.owner_of(&key) != self.id {
+                    continue;
+                }
+                if let Some(log) = self.partition(&key) {
+                    log.update_config(self.log_config(topic));
                     continue;
                 }
                 match self.open_partition(topic, partition).await {
@@ -280,16 +300,7 @@ impl Shard {
     }
 
     fn log_config(&self, topic: &TopicMeta) -> LogConfig {
-        let segment_bytes = topic
-            .configs
-            .get("segment.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.config.log_segment_bytes);
-        LogConfig {
-            segment_bytes,
-            index_interval_bytes: self.config.log_index_interval_bytes,
-            cache_bytes_max: self.config.log_cache_bytes_per_partition,
-        }
+        crate::maintenance::log_config(&self.config, topic)
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {

@@ -285,6 +285,26 @@ pub fn patch_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Timestamp-type bit of the batch attributes (1 = LogAppendTime).
+const ATTRIBUTE_LOG_APPEND_TIME: u16 = 0x08;
+const ATTRIBUTES_OFFSET: usize = 21;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+
+/// Stamps a batch with the broker's time (`message.timestamp.type=LogAppendTime`), as Kafka
+/// does: sets the timestamp-type attribute and the max timestamp, then recomputes the CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "set_log_append_time on a short batch"
+    );
+    let attributes = u16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    let attributes = attributes | ATTRIBUTE_LOG_APPEND_TIME;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes the partition leader epoch into a batch (outside the CRC: no re-checksum).
 pub fn patch_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     assert!(

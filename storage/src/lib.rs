@@ -19,4 +19,6 @@ pub mod log;
 pub mod producer_state;
 pub mod segment;
 
-pub use log::{AppendError, AppendOutcome, LogConfig, PartitionLog, StorageError};
+pub use log::{
+    now_ms, AppendError, AppendOutcome, LogConfig, PartitionLog, RetentionOutcome, StorageError,
+};

@@ -49,6 +49,7 @@ fn small_config() -> LogConfig {
         segment_bytes: 4096,
         index_interval_bytes: 512,
         cache_bytes_max: 1024,
+        ..LogConfig::default()
     }
 }
 

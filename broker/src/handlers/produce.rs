@@ -15,6 +15,7 @@ struct Appended {
     error_code: i16,
     base_offset: i64,
     log_start_offset: i64,
+    log_append_time_ms: i64,
 }
 
 impl Appended {
@@ -23,6 +24,7 @@ impl Appended {
             error_code,
             base_offset: -1,
             log_start_offset: -1,
+            log_append_time_ms: -1,
         }
     }
 }
@@ -103,7 +105,8 @@ pub async fn handle(
                     let mut response = PartitionProduceResponse::default()
                         .with_index(partition.index)
                         .with_error_code(answer.error_code)
-                        .with_base_offset(answer.base_offset);
+                        .with_base_offset(answer.base_offset)
+                        .with_log_append_time_ms(answer.log_append_time_ms);
                     if version >= 5 {
                         response = response.with_log_start_offset(answer.log_start_offset);
                     }
@@ -151,6 +154,7 @@ async fn append_all(
                         error_code: code::NONE,
                         base_offset: outcome.base_offset,
                         log_start_offset: outcome.log_start_offset,
+                        log_append_time_ms: outcome.log_append_time_ms,
                     },
                 ));
             }

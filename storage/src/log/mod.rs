@@ -36,7 +36,10 @@ use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
 
 mod recovery;
+mod retention;
 mod writer;
+
+pub use retention::{retention_cut, RetentionOutcome, SegmentSummary};
 
 use writer::{decode_snapshot_frame, encode_snapshot_frame, writer_loop};
 
@@ -44,25 +47,50 @@ const SNAPSHOT_FILE: &str = "producer.snapshot";
 const SNAPSHOT_MAGIC: u32 = u32::from_le_bytes(*b"SPPS");
 const SNAPSHOT_HEADER_BYTES: usize = 4 + 8 + 4 + 4;
 
-/// Tunables of one partition log.
-#[derive(Clone, Debug)]
+/// Tunables of one partition log (the topic configs of the same names, Kafka's defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
-    /// Roll to a new segment when an append would grow the active one past this.
+    /// `segment.bytes`: roll when an append would grow the active segment past this.
     pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first append is this old.
+    pub segment_ms: i64,
     /// Distance in bytes between sparse index points.
     pub index_interval_bytes: usize,
     /// Bound of the tail cache (written entries are evicted beyond it; unwritten never are).
     pub cache_bytes_max: usize,
+    /// `retention.ms`: delete segments whose newest timestamp is older; negative keeps all.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete the oldest segments while the log is larger; negative: no limit.
+    pub retention_bytes: i64,
+    /// `message.timestamp.type=LogAppendTime`: stamp each batch with the broker's clock.
+    pub log_append_time: bool,
+    /// `flush.messages`: fdatasync once this many messages are unsynced.
+    pub flush_messages: i64,
+    /// `flush.ms`: fdatasync unsynced data this long after the last sync (see `flush_if_due`).
+    pub flush_ms: i64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             cache_bytes_max: 8 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            log_append_time: false,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
         }
     }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// An IO failure with the partition directory and what was being done.
@@ -120,6 +148,8 @@ pub struct AppendOutcome {
     /// A retried batch: these are the original offsets and nothing was appended.
     pub duplicate: bool,
     pub log_start_offset: i64,
+    /// The broker time stamped on the batch (LogAppendTime), else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// Why an append was refused.
@@ -156,6 +186,8 @@ struct Segment {
     file: Option<Rc<SegmentFile>>,
     /// Logical bytes already written to the file.
     written_bytes: u64,
+    /// Wall clock of the first append (for `segment.ms`); `None` while empty.
+    first_append_ms: Option<i64>,
 }
 
 struct CachedBatch {
@@ -186,6 +218,14 @@ struct Inner {
     /// Writer of the active segment; taken by the writer task while it flushes.
     writer: Option<TailWriter>,
     log_end_offset: i64,
+    /// First offset served; at or above the first segment's base (DeleteRecords moves it
+    /// inside a segment).
+    log_start_offset: i64,
+    /// Segments ending at or below this are closed: written, synced, index on disk. Only
+    /// those may be deleted.
+    closed_offset: i64,
+    /// Wall clock of the last fdatasync (for `flush.ms`).
+    last_sync_ms: i64,
     /// Every offset below this is in a file.
     written_offset: i64,
     /// Every offset below this is fdatasync'ed.
@@ -208,6 +248,8 @@ struct Shared {
     durable_event: Event,
     /// Work for the writer task.
     writer_wake: Event,
+    /// Serialises retention, DeleteRecords and their file deletions on this log.
+    maintenance: glommio::sync::Semaphore,
 }
 
 impl Drop for Shared {
@@ -267,6 +309,17 @@ impl Inner {
         }
     }
 
+    /// `segment.bytes` or `segment.ms` says the next entry starts a new segment.
+    fn should_roll(&mut self, entry_bytes: usize, now_ms: i64) -> bool {
+        let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
+        let active = self.active();
+        let size = active.index.size_bytes;
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= segment_ms);
+        size > 0 && (size + entry_bytes as u64 > segment_bytes || too_old)
+    }
+
     fn roll(&mut self, new_base: i64) {
         let closed_base = self.active().index.base_offset;
         let snapshot = encode_snapshot_frame(new_base, &self.producers.encode_snapshot());
@@ -279,6 +332,7 @@ impl Inner {
             index: SegmentIndex::new(new_base),
             file: None,
             written_bytes: 0,
+            first_append_ms: None,
         });
         info!(dir = %self.dir.display(), closed_base, new_base, "rolling segment");
     }
@@ -320,18 +374,30 @@ impl PartitionLog {
             data_event: Event::new(),
             durable_event: Event::new(),
             writer_wake: Event::new(),
+            maintenance: glommio::sync::Semaphore::new(1),
         });
         glommio::spawn_local(writer_loop(Rc::downgrade(&shared))).detach();
         Ok(PartitionLog { shared })
     }
 
+    /// First offset served (Kafka's log start offset / low watermark).
     pub fn log_start_offset(&self) -> i64 {
-        self.shared.inner.borrow().segments[0].index.base_offset
+        self.shared.inner.borrow().log_start_offset
     }
 
     /// Next offset to assign.
     pub fn log_end_offset(&self) -> i64 {
         self.shared.inner.borrow().log_end_offset
+    }
+
+    /// Every offset below this is fdatasync'ed.
+    pub fn synced_offset(&self) -> i64 {
+        self.shared.inner.borrow().synced_offset
+    }
+
+    /// Number of segments (closed and active).
+    pub fn segment_count(&self) -> usize {
+        self.shared.inner.borrow().segments.len()
     }
 
     /// Single replica for now: equals the log end offset.
@@ -352,7 +418,7 @@ impl PartitionLog {
         );
         let mut inner = self.shared.inner.borrow_mut();
         inner.check_usable().map_err(AppendError::Storage)?;
-        let log_start_offset = inner.segments[0].index.base_offset;
+        let log_start_offset = inner.log_start_offset;
         if let SequenceCheck::Duplicate {
             base_offset,
             last_offset,
@@ -366,24 +432,33 @@ impl PartitionLog {
                 last_offset,
                 duplicate: true,
                 log_start_offset,
+                log_append_time_ms: -1,
             });
         }
         let base_offset = inner.log_end_offset;
         let last_offset = base_offset + header.last_offset_delta as i64;
+        let now = now_ms();
         let mut copy = batch.to_vec();
         batch::patch_base_offset(&mut copy, base_offset);
+        let (max_timestamp, log_append_time_ms) = if inner.config.log_append_time {
+            batch::set_log_append_time(&mut copy, now);
+            (now, now)
+        } else {
+            (header.max_timestamp, -1)
+        };
         let entry_bytes = entry::entry_bytes(copy.len());
-        let active_bytes = inner.active().index.size_bytes;
-        if active_bytes > 0 && active_bytes + entry_bytes as u64 > inner.config.segment_bytes {
+        if inner.should_roll(entry_bytes, now) {
             inner.roll(base_offset);
         }
-        inner.push_pending(&copy, last_offset, header.max_timestamp);
+        inner.push_pending(&copy, last_offset, max_timestamp);
         let interval = inner.config.index_interval_bytes;
-        inner.active().index.on_append(
+        let active = inner.active();
+        active.first_append_ms.get_or_insert(now);
+        active.index.on_append(
             base_offset,
             last_offset,
             entry_bytes,
-            header.max_timestamp,
+            max_timestamp,
             interval,
         );
         inner.cache_bytes += copy.len();
@@ -394,6 +469,9 @@ impl PartitionLog {
         });
         inner.evict_cache();
         inner.log_end_offset = last_offset + 1;
+        if inner.log_end_offset - inner.synced_offset >= inner.config.flush_messages {
+            inner.sync_target = inner.sync_target.max(inner.log_end_offset);
+        }
         inner.producers.record(header, base_offset);
         drop(inner);
         self.shared.data_event.notify(usize::MAX);
@@ -403,6 +481,7 @@ impl PartitionLog {
             last_offset,
             duplicate: false,
             log_start_offset,
+            log_append_time_ms,
         })
     }
 
@@ -438,6 +517,13 @@ impl PartitionLog {
         loop {
             let (file, position, limit) = {
                 let inner = self.shared.inner.borrow();
+                if next < inner.log_start_offset {
+                    // Retention removed what this read was walking through meanwhile.
+                    if !out.is_empty() {
+                        return Ok(out);
+                    }
+                    next = inner.log_start_offset;
+                }
                 if next >= inner.log_end_offset {
                     return Ok(out);
                 }
@@ -532,8 +618,8 @@ impl PartitionLog {
             })
             .await
             .map_err(|e| self.error(format!("timestamp lookup at position {position}"), e))?;
-            if found.is_some() {
-                return Ok(found);
+            if let Some((offset, timestamp)) = found {
+                return Ok(Some((offset.max(self.log_start_offset()), timestamp)));
             }
             if let Some(invalid) = end.invalid {
                 let dir = self.shared.inner.borrow().dir.clone();

