@@ -55,6 +55,11 @@ pub enum MetadataCommand {
     AllocateProducerIds {
         count: i64,
     },
+    /// IncrementalAlterConfigs on a topic: `ops` apply in order to its explicit configs.
+    AlterTopicConfigs {
+        name: String,
+        ops: Vec<topic_config::ConfigOp>,
+    },
 }
 
 /// The result of an applied command.
@@ -62,6 +67,8 @@ pub enum MetadataCommand {
 pub enum ApplyOutcome {
     TopicCreated(TopicMeta),
     TopicDeleted(TopicMeta),
+    /// The topic with its new configs.
+    TopicConfigsAltered(TopicMeta),
     /// Producer ids `first..first + count` now belong to the caller.
     ProducerIds {
         first: i64,
@@ -89,6 +96,9 @@ pub enum MetadataRecord {
         first: i64,
         count: i64,
     },
+    /// A topic's explicit configs replaced (same id, name, partitions). Last variant: it is
+    /// no larger than `TopicCreated`, so records written before it still decode.
+    TopicConfigsAltered(TopicMeta),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -210,6 +220,17 @@ impl MetadataImage {
                 }
                 Ok(MetadataRecord::ProducerIdsAllocated { first, count })
             }
+            MetadataCommand::AlterTopicConfigs { name, ops } => {
+                let topic = self
+                    .topics
+                    .get(&name)
+                    .ok_or(ApplyError::UnknownTopic(name))?;
+                let configs = topic_config::apply_ops(&topic.configs, &ops)?;
+                Ok(MetadataRecord::TopicConfigsAltered(TopicMeta {
+                    configs,
+                    ..topic.clone()
+                }))
+            }
         }
     }
 
@@ -305,6 +326,21 @@ impl MetadataImage {
                 next.ids.remove(id);
                 let meta = next.topics.remove(name).expect("checked above");
                 ApplyOutcome::TopicDeleted(meta)
+            }
+            MetadataRecord::TopicConfigsAltered(meta) => {
+                let same = next.topics.get(&meta.name).is_some_and(|t| {
+                    t.id == meta.id
+                        && t.partitions == meta.partitions
+                        && t.replication_factor == meta.replication_factor
+                });
+                if !same {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: configs of unknown topic '{}'",
+                        meta.name
+                    )));
+                }
+                next.topics.insert(meta.name.clone(), meta.clone());
+                ApplyOutcome::TopicConfigsAltered(meta.clone())
             }
             MetadataRecord::ProducerIdsAllocated { first, count } => {
                 let end = first.checked_add(*count);
@@ -483,6 +519,38 @@ mod tests {
         assert_eq!(out, ApplyOutcome::TopicDeleted(meta.clone()));
         assert!(image.topic("t").is_none() && image.topic_by_id(&meta.id).is_none());
         assert_eq!((image.version, image.next_producer_id), (5, 1005));
+    }
+
+    #[test]
+    fn alter_topic_configs_keeps_the_topic_and_replaces_configs() {
+        let (image, out) = run(&initialized(), create("t", 2, 1)).expect("create");
+        let ApplyOutcome::TopicCreated(meta) = out else {
+            panic!("{out:?}")
+        };
+        let alter = |ops| MetadataCommand::AlterTopicConfigs {
+            name: "t".into(),
+            ops,
+        };
+        let set = topic_config::ConfigOp::Set {
+            name: "retention.ms".into(),
+            value: "5000".into(),
+        };
+        let (image, out) = run(&image, alter(vec![set.clone()])).expect("alter");
+        let t = image.topic("t").unwrap();
+        assert_eq!(out, ApplyOutcome::TopicConfigsAltered(t.clone()));
+        assert_eq!((t.id, t.partitions), (meta.id, 2));
+        assert_eq!(t.configs["retention.ms"], "5000");
+        let missing = MetadataCommand::AlterTopicConfigs {
+            name: "nope".into(),
+            ops: vec![set],
+        };
+        assert_eq!(run(&image, missing).unwrap_err().kafka_error_code(), 3);
+        // A record for a topic that is not there is corruption.
+        let stray = MetadataRecord::TopicConfigsAltered(TopicMeta {
+            id: [1; 16],
+            ..t.clone()
+        });
+        assert!(image.apply(image.version + 1, &stray).is_err());
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub use image::{
     MetadataRecord, TopicId, TopicMeta,
 };
 pub use store::{new_cluster_id, Controller, ControllerOptions};
+pub use topic_config::ConfigOp;

@@ -399,6 +399,15 @@ mod tests {
         }
         c.apply(MetadataCommand::AllocateProducerIds { count: 1000 })
             .expect("alloc");
+        c.apply(MetadataCommand::AlterTopicConfigs {
+            name: "topic-1".into(),
+            ops: vec![crate::ConfigOp::Set {
+                name: "retention.bytes".into(),
+                value: "4096".into(),
+            }],
+        })
+        .expect("alter configs");
+        assert_eq!(c.image().topics["topic-1"].configs.len(), 2);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! Topics store only the configs set explicitly; [`effective`] fills in the defaults.
 
+use std::collections::BTreeMap;
+
 use crate::error::ApplyError;
 use crate::image::TopicMeta;
 
@@ -251,6 +253,93 @@ fn check_replica_list(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One change of IncrementalAlterConfigs (Kafka's `AlterConfigOp`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    /// Set the value.
+    Set { name: String, value: String },
+    /// Back to the default.
+    Delete { name: String },
+    /// Add items to a list config (`cleanup.policy`, the throttled-replica lists).
+    Append { name: String, value: String },
+    /// Remove items from a list config.
+    Subtract { name: String, value: String },
+}
+
+fn is_list(def: &ConfigDef) -> bool {
+    matches!(def.kind, ConfigType::ReplicaList) || def.name == "cleanup.policy"
+}
+
+fn list_items(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The explicit configs after `ops`, in order, each checked; nothing changes on an error.
+pub fn apply_ops(
+    configs: &BTreeMap<String, String>,
+    ops: &[ConfigOp],
+) -> Result<BTreeMap<String, String>, ApplyError> {
+    let mut out = configs.clone();
+    for op in ops {
+        let (ConfigOp::Set { name, .. }
+        | ConfigOp::Delete { name }
+        | ConfigOp::Append { name, .. }
+        | ConfigOp::Subtract { name, .. }) = op;
+        let def =
+            lookup(name).ok_or_else(|| ApplyError::config(name, "", "unknown topic config"))?;
+        let current = || out.get(name).map_or(def.default, String::as_str).to_owned();
+        let list_op = |value: &str| {
+            if is_list(def) {
+                Ok(())
+            } else {
+                Err(ApplyError::config(
+                    name,
+                    value,
+                    "APPEND and SUBTRACT need a list config",
+                ))
+            }
+        };
+        match op {
+            ConfigOp::Set { value, .. } => {
+                validate(name, value)?;
+                out.insert(name.clone(), value.trim().to_owned());
+            }
+            ConfigOp::Delete { .. } => {
+                out.remove(name);
+            }
+            ConfigOp::Append { value, .. } => {
+                list_op(value)?;
+                let mut items = list_items(&current());
+                for item in list_items(value) {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+                let joined = items.join(",");
+                validate(name, &joined)?;
+                out.insert(name.clone(), joined);
+            }
+            ConfigOp::Subtract { value, .. } => {
+                list_op(value)?;
+                let remove = list_items(value);
+                let items: Vec<String> = list_items(&current())
+                    .into_iter()
+                    .filter(|i| !remove.contains(i))
+                    .collect();
+                let joined = items.join(",");
+                validate(name, &joined)?;
+                out.insert(name.clone(), joined);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every topic config of `topic` as `(name, value, is_default)`, sorted by name.
 pub fn effective(topic: &TopicMeta) -> Vec<(String, String, bool)> {
     CONFIGS
@@ -350,6 +439,55 @@ mod tests {
             if let Err(e) = got {
                 assert_eq!(e.kafka_error_code(), 40);
             }
+        }
+    }
+
+    #[test]
+    fn apply_ops_cases() {
+        let set = |n: &str, v: &str| ConfigOp::Set {
+            name: n.into(),
+            value: v.into(),
+        };
+        let append = |n: &str, v: &str| ConfigOp::Append {
+            name: n.into(),
+            value: v.into(),
+        };
+        let subtract = |n: &str, v: &str| ConfigOp::Subtract {
+            name: n.into(),
+            value: v.into(),
+        };
+        let base = BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]);
+        let got = apply_ops(
+            &base,
+            &[
+                set("retention.bytes", "5"),
+                ConfigOp::Delete {
+                    name: "retention.ms".into(),
+                },
+                append("cleanup.policy", "compact"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                ("retention.bytes".to_owned(), "5".to_owned()),
+                ("cleanup.policy".to_owned(), "delete,compact".to_owned()),
+            ])
+        );
+        let got = apply_ops(&got, &[subtract("cleanup.policy", "delete")]).unwrap();
+        assert_eq!(got["cleanup.policy"], "compact");
+        for bad in [
+            vec![set("retention.ms", "x")],
+            vec![set("no.such", "1")],
+            vec![append("retention.ms", "5")],
+            vec![subtract("cleanup.policy", "delete,compact")],
+            vec![ConfigOp::Delete {
+                name: "nope".into(),
+            }],
+        ] {
+            let e = apply_ops(&base, &bad).unwrap_err();
+            assert_eq!(e.kafka_error_code(), 40, "{bad:?}");
         }
     }
 

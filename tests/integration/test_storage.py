@@ -195,3 +195,51 @@ def test_oversized_batch_gets_message_too_large_and_nothing_is_written(broker_fa
     assert watermarks(b, "small") == (0, 0)
     assert produce(b, "small", [b"fits"]) == []
     assert watermarks(b, "small") == (0, 1)
+
+
+def alter(a, topic, entries, validate_only=False):
+    res = ConfigResource("TOPIC", topic, incremental_configs=entries)
+    fs = a.incremental_alter_configs([res], validate_only=validate_only)
+    return list(fs.values())[0].result(10)
+
+
+def described(a, topic):
+    fs = a.describe_configs([ConfigResource("TOPIC", topic)])
+    return list(fs.values())[0].result(10)
+
+
+def test_incremental_alter_configs_changes_retention_of_a_live_topic(broker_factory):
+    b = broker_factory(settings=FAST_CHECKS)
+    create(b, "live", **{"segment.bytes": "16384"})
+    assert produce(b, "live", [b"w" * 100] * 2000) == []
+    a = admin(b)
+    # validate_only changes nothing; a bad value is INVALID_CONFIG; an unknown topic fails.
+    alter(a, "live", [ConfigEntry("retention.bytes", "65536", incremental_operation=AlterConfigOpType.SET)],
+          validate_only=True)
+    assert described(a, "live")["retention.bytes"].value == "-1"
+    with pytest.raises(KafkaException) as bad:
+        alter(a, "live", [ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
+    assert bad.value.args[0].code() == 40, bad.value
+    with pytest.raises(KafkaException):
+        alter(a, "nope", [ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    assert watermarks(b, "live") == (0, 2000)
+    # SET takes effect on the running partition: retention trims it.
+    alter(a, "live", [
+        ConfigEntry("retention.bytes", "65536", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    d = described(a, "live")
+    assert d["retention.bytes"].value == "65536" and not d["retention.bytes"].is_default
+    assert d["cleanup.policy"].value == "delete,compact"
+    low, high = wait_for(
+        lambda: (lambda w: w if w[0] > 0 else None)(watermarks(b, "live")),
+        what="retention after the config change",
+    )
+    assert high == 2000 and low > 0
+    # DELETE returns to the default; the change survives a restart.
+    alter(a, "live", [ConfigEntry("cleanup.policy", None, incremental_operation=AlterConfigOpType.DELETE)])
+    b.stop()
+    b.restart()
+    a = admin(b)
+    d = described(a, "live")
+    assert d["cleanup.policy"].is_default and d["retention.bytes"].value == "65536"

@@ -1,6 +1,7 @@
 //! One module per Kafka API. Each handler takes the decoded request and its version and
 //! returns the response body (or `None` when the request needs no response).
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
@@ -60,6 +61,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe(shard, r, version))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(shard, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)

@@ -1,0 +1,105 @@
+//! IncrementalAlterConfigs (44): SET / DELETE / APPEND / SUBTRACT on topic configs through the
+//! controller. The new image reaches every shard before the answer, and each shard hands the
+//! new configs to the partition logs it owns (`Shard::install_image`). Broker settings are
+//! static (`--set` at start) and are refused here.
+
+use crate::handlers::code;
+use crate::shard::Shard;
+use controller::{ConfigOp, MetadataCommand};
+use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::rc::Rc;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+pub async fn incremental(
+    shard: &Rc<Shard>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in &request.resources {
+        let (error_code, message) = alter(shard, resource, request.validate_only).await;
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(message.map(StrBytes::from_string)),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn alter(
+    shard: &Rc<Shard>,
+    resource: &AlterConfigsResource,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    match resource.resource_type {
+        RESOURCE_TOPIC => {}
+        RESOURCE_BROKER => {
+            return (
+                code::INVALID_REQUEST,
+                Some("broker settings are static: set them with --set at start".into()),
+            )
+        }
+        other => {
+            return (
+                code::INVALID_REQUEST,
+                Some(format!("unsupported resource type {other}")),
+            )
+        }
+    }
+    let ops = match ops_of(resource) {
+        Ok(ops) => ops,
+        Err(message) => return (code::INVALID_REQUEST, Some(message)),
+    };
+    let command = MetadataCommand::AlterTopicConfigs {
+        name: resource.resource_name.to_string(),
+        ops,
+    };
+    let result = if validate_only {
+        shard.image().propose(command, || [0x42; 16]).map(|_| ())
+    } else {
+        shard.propose(command).await.map(|_| ())
+    };
+    match result {
+        Ok(()) => (code::NONE, None),
+        Err(e) => (e.kafka_error_code(), Some(e.to_string())),
+    }
+}
+
+fn ops_of(resource: &AlterConfigsResource) -> Result<Vec<ConfigOp>, String> {
+    resource
+        .configs
+        .iter()
+        .map(|c| {
+            let name = c.name.to_string();
+            let value = || {
+                c.value
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("config {name}: a value is required"))
+            };
+            Ok(match c.config_operation {
+                0 => ConfigOp::Set {
+                    value: value()?,
+                    name,
+                },
+                1 => ConfigOp::Delete { name },
+                2 => ConfigOp::Append {
+                    value: value()?,
+                    name,
+                },
+                3 => ConfigOp::Subtract {
+                    value: value()?,
+                    name,
+                },
+                op => return Err(format!("config {name}: unknown operation {op}")),
+            })
+        })
+        .collect()
+}
