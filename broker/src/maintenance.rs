@@ -1,6 +1,6 @@
 //! Per-shard log maintenance: turns topic configs into [`LogConfig`]s and runs the background
-//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms` on the
-//! partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
+//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, and
+//! retries partitions whose writes failed on a full disk, on the partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
 //! produce or fetch path, and works through partitions one at a time.
 
 use crate::config::BrokerConfig;
@@ -61,6 +61,8 @@ async fn run(shard: Rc<Shard>) {
         }
         let now = storage::now_ms();
         for log in shard.partition_logs() {
+            // A partition that hit a full disk tries again once per tick.
+            log.retry_after_failure();
             log.flush_if_due(now);
         }
         since_check_ms += tick_ms;

@@ -237,6 +237,8 @@ struct Inner {
     cache_bytes: usize,
     producers: ProducerStateTable,
     failed: Option<(io::ErrorKind, String)>,
+    /// The failure was a full disk (or similar): `retry_after_failure` may clear it.
+    failure_retryable: bool,
     closing: bool,
 }
 
@@ -393,6 +395,26 @@ impl PartitionLog {
     /// Every offset below this is fdatasync'ed.
     pub fn synced_offset(&self) -> i64 {
         self.shared.inner.borrow().synced_offset
+    }
+
+    /// Whether appends are refused after a write failure.
+    pub fn is_failed(&self) -> bool {
+        self.shared.inner.borrow().failed.is_some()
+    }
+
+    /// After a retryable failure (disk full): accepts appends again and retries the unwritten
+    /// entries. Returns whether it did; a failure that is not retryable stays.
+    pub fn retry_after_failure(&self) -> bool {
+        let mut inner = self.shared.inner.borrow_mut();
+        if inner.failed.is_none() || !inner.failure_retryable || inner.closing {
+            return false;
+        }
+        info!(dir = %inner.dir.display(), "retrying writes after a storage failure");
+        inner.failed = None;
+        inner.failure_retryable = false;
+        drop(inner);
+        self.shared.writer_wake.notify(1);
+        true
     }
 
     /// Number of segments (closed and active).

@@ -64,6 +64,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         cache_bytes: 0,
         producers,
         failed: None,
+        failure_retryable: false,
         closing: false,
     })
 }

@@ -35,10 +35,11 @@ pub(super) async fn writer_loop(weak: Weak<Shared>) {
                 continue;
             }
             let inner = shared.inner.borrow();
-            if inner.failed.is_some() || (inner.closing && inner.writer.is_none()) {
+            if inner.closing && inner.writer.is_none() {
                 return;
             }
             drop(inner);
+            // A failed log waits here too: `retry_after_failure` may wake it.
             let listener = shared.writer_wake.listen();
             if shared.inner.borrow().has_writer_work() {
                 continue;
@@ -49,43 +50,64 @@ pub(super) async fn writer_loop(weak: Weak<Shared>) {
     }
 }
 
-/// One group-commit cycle: write everything pending, fdatasync if asked, wake waiters.
+/// Disk full, quota, or a short write: the bytes were not (all) written and the same write
+/// can succeed later. An fdatasync error is never retryable (the kernel may have dropped the
+/// dirty state it reported on).
+fn retryable(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::WriteZero
+    )
+}
+
+/// One group-commit cycle: write everything pending, fdatasync if asked, wake waiters. On a
+/// failure the unwritten items go back in front of the queue and the log refuses appends
+/// until `retry_after_failure` (retryable errors) or for good.
 async fn flush_once(shared: &Rc<Shared>) {
-    let (items, writer) = {
+    let (mut items, mut writer) = {
         let mut inner = shared.inner.borrow_mut();
         (std::mem::take(&mut inner.pending), inner.writer.take())
     };
-    match write_pending(shared, items, writer).await {
-        Ok(writer) => shared.inner.borrow_mut().writer = Some(writer),
-        Err(e) => {
-            warn!(error = %e, "partition log write failed; the log is now read-only");
-            shared.inner.borrow_mut().failed = Some((e.source.kind(), e.to_string()));
+    let result = write_pending(shared, &mut items, &mut writer).await;
+    let mut inner = shared.inner.borrow_mut();
+    inner.writer = writer;
+    if let Err((e, can_retry)) = result {
+        let can_retry = can_retry && retryable(e.source.kind());
+        warn!(error = %e, retryable = can_retry, "partition log write failed; appends are refused");
+        while let Some(item) = items.pop_back() {
+            inner.pending.push_front(item);
         }
+        inner.failed = Some((e.source.kind(), e.to_string()));
+        inner.failure_retryable = can_retry;
     }
+    drop(inner);
     shared.durable_event.notify(usize::MAX);
 }
 
+/// Writes `items` from the front, removing each once done (a partly written data item keeps
+/// its unwritten rest). The error says whether the same work may be retried.
 async fn write_pending(
     shared: &Rc<Shared>,
-    items: VecDeque<Pending>,
-    mut writer: Option<TailWriter>,
-) -> Result<TailWriter, StorageError> {
+    items: &mut VecDeque<Pending>,
+    writer: &mut Option<TailWriter>,
+) -> Result<(), (StorageError, bool)> {
     let dir = shared.inner.borrow().dir.clone();
-    for item in items {
+    while let Some(item) = items.front_mut() {
         match item {
             Pending::Data {
                 segment_base,
                 bytes,
                 last_offset,
             } => {
+                let (segment_base, last_offset) = (*segment_base, *last_offset);
                 let w = writer.as_mut().expect("active segment has a writer");
-                w.append(&bytes).await.map_err(|e| {
-                    StorageError::new(
-                        &dir,
-                        format!("writing segment {segment_base} up to offset {last_offset}"),
-                        e,
-                    )
-                })?;
+                let start = w.end();
+                if let Err(e) = w.append(bytes).await {
+                    bytes.drain(..(w.end() - start) as usize);
+                    let context =
+                        format!("writing segment {segment_base} up to offset {last_offset}");
+                    return Err((StorageError::new(&dir, context, e), true));
+                }
                 let mut inner = shared.inner.borrow_mut();
                 let i = inner.segment_for(segment_base);
                 let seg = &mut inner.segments[i];
@@ -106,46 +128,51 @@ async fn write_pending(
                 new_base,
                 snapshot,
             } => {
-                let old = writer.take().expect("active segment has a writer");
-                writer =
-                    Some(roll_files(shared, &dir, old, closed_base, new_base, snapshot).await?);
+                let old = writer.as_ref().expect("active segment has a writer");
+                let (closed_base, new_base) = (*closed_base, *new_base);
+                let next =
+                    roll_files(shared, &dir, old, closed_base, new_base, snapshot.clone()).await?;
+                *writer = Some(next);
             }
         }
+        items.pop_front();
         shared.durable_event.notify(usize::MAX);
     }
-    let w = writer.expect("active segment has a writer");
+    let w = writer.as_ref().expect("active segment has a writer");
     let (target, written) = {
         let inner = shared.inner.borrow();
         (inner.sync_target, inner.written_offset)
     };
     if target > shared.inner.borrow().synced_offset {
-        w.file
-            .fdatasync()
-            .await
-            .map_err(|e| StorageError::new(&dir, "fdatasync of the active segment", e.into()))?;
+        w.file.fdatasync().await.map_err(|e| {
+            let e = StorageError::new(&dir, "fdatasync of the active segment", e.into());
+            (e, false)
+        })?;
         let mut inner = shared.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(written);
         inner.last_sync_ms = now_ms();
     }
-    Ok(w)
+    Ok(())
 }
 
 /// Syncs the closed segment, persists its index and the producer snapshot, creates the next.
+/// Every step can be repeated, so a retryable failure retries the whole roll.
 pub(super) async fn roll_files(
     shared: &Rc<Shared>,
     dir: &Path,
-    old: TailWriter,
+    old: &TailWriter,
     closed_base: i64,
     new_base: i64,
     snapshot: Vec<u8>,
-) -> Result<TailWriter, StorageError> {
+) -> Result<TailWriter, (StorageError, bool)> {
     let ctx = |what: &str, e: io::Error| {
-        StorageError::new(dir, format!("{what} (roll {closed_base} -> {new_base})"), e)
+        let e = StorageError::new(dir, format!("{what} (roll {closed_base} -> {new_base})"), e);
+        (e, true)
     };
-    old.file
-        .fdatasync()
-        .await
-        .map_err(|e| ctx("fdatasync of closed segment", e.into()))?;
+    old.file.fdatasync().await.map_err(|e| {
+        let (e, _) = ctx("fdatasync of closed segment", e.into());
+        (e, false)
+    })?;
     let index = {
         let mut inner = shared.inner.borrow_mut();
         assert_eq!(
