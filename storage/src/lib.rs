@@ -6,6 +6,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | `batch` | Kafka v2 record batch parsing/validation, offset patching |
+//! | `compaction` | key map, record survival rules and batch rebuilding of log compaction |
 //! | `entry` | rkyv envelope around a stored batch |
 //! | `index` | sparse offset/timestamp index of a segment and its summary file |
 //! | `producer_state` | idempotent producer sequence checks |
@@ -13,6 +14,7 @@
 //! | `log` | `PartitionLog`: append, group commit, reads, recovery |
 
 pub mod batch;
+pub mod compaction;
 pub mod entry;
 pub mod index;
 pub mod log;
@@ -20,5 +22,6 @@ pub mod producer_state;
 pub mod segment;
 
 pub use log::{
-    now_ms, AppendError, AppendOutcome, LogConfig, PartitionLog, RetentionOutcome, StorageError,
+    now_ms, AppendError, AppendOutcome, CompactionOutcome, LogConfig, PartitionLog,
+    RetentionOutcome, StorageError,
 };

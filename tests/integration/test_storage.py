@@ -243,3 +243,69 @@ def test_incremental_alter_configs_changes_retention_of_a_live_topic(broker_fact
     a = admin(b)
     d = described(a, "live")
     assert d["cleanup.policy"].is_default and d["retention.bytes"].value == "65536"
+
+
+def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(broker_factory):
+    b = broker_factory(settings=FAST_CHECKS)
+    create(b, "compacted", **{
+        "cleanup.policy": "compact",
+        "segment.bytes": "16384",
+        "delete.retention.ms": "1000",
+    })
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 4096})
+    offsets = {}
+
+    def delivered(err, msg):
+        assert err is None, err
+        offsets[(msg.key(), msg.value())] = msg.offset()
+
+    for rnd in range(100):
+        for k in range(10):
+            p.produce("compacted", key=b"k%d" % k, value=b"v%d-%s" % (rnd, b"." * 60), partition=0,
+                      on_delivery=delivered)
+        p.poll(0)
+    for k in range(5):  # tombstones for k0..k4
+        p.produce("compacted", key=b"k%d" % k, value=None, partition=0, on_delivery=delivered)
+    for i in range(400):  # enough later records that all of the above sits in closed segments
+        p.produce("compacted", key=b"filler", value=b"f" * 60, partition=0, on_delivery=delivered)
+    assert p.flush(30) == 0
+    high = watermarks(b, "compacted")[1]
+    assert high == 1405
+
+    def compacted():
+        c = consumer(b)
+        c.assign([TopicPartition("compacted", 0, 0)])
+        seen = []
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                assert m.error() is None, m.error()
+                seen.append(m)
+                if m.offset() == high - 1:
+                    break
+        finally:
+            c.close()
+        keyed = [m for m in seen if m.key() != b"filler"]
+        return keyed if len(keyed) == 5 else None
+
+    keyed = wait_for(compacted, timeout=30, what="compaction to keep one record per live key")
+    by_key = {m.key(): m for m in keyed}
+    assert sorted(by_key) == [b"k5", b"k6", b"k7", b"k8", b"k9"]
+    for k in range(5, 10):
+        m = by_key[b"k%d" % k]
+        want = b"v99-%s" % (b"." * 60)
+        assert m.value() == want
+        assert m.offset() == offsets[(b"k%d" % k, want)], "offsets never change"
+    assert watermarks(b, "compacted") == (0, 1405)
+    segments = sorted((b.data_dir / "compacted-0").glob("*.log"))
+    assert sum(s.stat().st_size for s in segments) < 100_000
+    # Produce keeps working and the result survives a restart.
+    assert produce(b, "compacted", [b"again"]) == []
+    b.stop()
+    b.restart()
+    assert watermarks(b, "compacted") == (0, 1406)
+    seen = consume_from(b, "compacted", 0, 1)
+    assert seen and seen[0].offset() > 0, "the head of the log was compacted away"

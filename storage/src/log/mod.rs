@@ -35,10 +35,12 @@ use crate::index::SegmentIndex;
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
 
+mod compaction;
 mod recovery;
 mod retention;
 mod writer;
 
+pub use compaction::CompactionOutcome;
 pub use retention::{retention_cut, RetentionOutcome, SegmentSummary};
 
 use writer::{decode_snapshot_frame, encode_snapshot_frame, writer_loop};
@@ -68,6 +70,10 @@ pub struct LogConfig {
     pub flush_messages: i64,
     /// `flush.ms`: fdatasync unsynced data this long after the last sync (see `flush_if_due`).
     pub flush_ms: i64,
+    /// `cleanup.policy` includes `compact`: keep the latest record per key (see `compact`).
+    pub compact: bool,
+    /// `delete.retention.ms`: how long compaction keeps a tombstone.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -82,6 +88,8 @@ impl Default for LogConfig {
             log_append_time: false,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -226,6 +234,10 @@ struct Inner {
     closed_offset: i64,
     /// Wall clock of the last fdatasync (for `flush.ms`).
     last_sync_ms: i64,
+    /// Closed segments below this went through a compaction pass.
+    compacted_offset: i64,
+    /// When the earliest tombstone kept by compaction may go (i64::MAX: none).
+    tombstone_expiry_ms: i64,
     /// Every offset below this is in a file.
     written_offset: i64,
     /// Every offset below this is fdatasync'ed.

@@ -56,6 +56,9 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         log_start_offset,
         closed_offset: active_base,
         last_sync_ms: now_ms(),
+        // Compaction is not tracked on disk: the first pass after a start covers everything.
+        compacted_offset: first_base,
+        tombstone_expiry_ms: i64::MAX,
         written_offset: log_end_offset,
         synced_offset: log_end_offset,
         sync_target: 0,
@@ -76,6 +79,13 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::new(dir, "listing partition dir", e))?;
         let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(".cleaned")) {
+            // A compaction copy that was never swapped in: the original is intact.
+            warn!(dir = %dir.display(), file = ?name, "removing an unfinished compaction copy");
+            std::fs::remove_file(entry.path())
+                .map_err(|e| StorageError::new(dir, "removing a compaction copy", e))?;
+            continue;
+        }
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
             continue;
         };

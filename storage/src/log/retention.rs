@@ -71,7 +71,7 @@ impl Inner {
     }
 
     /// Closed segments: all but the active one, written, synced and indexed.
-    fn deletable(&self) -> usize {
+    pub(super) fn deletable(&self) -> usize {
         self.segments[..self.segments.len() - 1]
             .iter()
             .take_while(|s| s.index.next_offset <= self.closed_offset)

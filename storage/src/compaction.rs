@@ -1,0 +1,260 @@
+//! Log compaction, the runtime-free part: the key -> latest offset map, which records of a
+//! batch survive, and rebuilding a batch from its surviving records.
+//!
+//! Rules (Kafka's, `cleanup.policy=compact`): a keyed record survives if no later record in
+//! the compacted range has the same key; a surviving tombstone (null value) goes once its
+//! timestamp is older than `delete.retention.ms`; records without a key are kept. Offsets
+//! never change: a rebuilt batch keeps its base offset and `lastOffsetDelta`, so a batch whose
+//! records all went stays as an empty batch (record count 0) that clients skip, and every
+//! entry of the log keeps its place. Compressed, control and transactional batches are opaque
+//! here (they are kept whole and their keys do not enter the map).
+
+use std::collections::HashMap;
+
+use crate::batch::{read_varint, read_varlong, BatchHeader, BATCH_HEADER_BYTES};
+
+/// Default bound of the key map's memory, per compaction pass.
+pub const OFFSET_MAP_BYTES_MAX: usize = 32 << 20;
+/// Accounted per map entry besides the key bytes.
+const MAP_ENTRY_OVERHEAD_BYTES: usize = 48;
+const BATCH_LENGTH_OFFSET: usize = 8;
+const RECORD_COUNT_OFFSET: usize = 57;
+const CRC_OFFSET: usize = 17;
+const CRC_START: usize = 21;
+
+/// One record of an uncompressed batch, as compaction sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyedRecord<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    /// `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub tombstone: bool,
+    /// The record's bytes including its length prefix, to copy verbatim.
+    pub raw: &'a [u8],
+}
+
+/// Whether compaction may look inside this batch.
+pub fn is_compactable(header: &BatchHeader) -> bool {
+    header.compression() == 0 && !header.is_control() && !header.is_transactional()
+}
+
+/// The records of a compactable batch; `None` when it is opaque or does not parse.
+pub fn keyed_records<'a>(batch: &'a [u8], header: &BatchHeader) -> Option<Vec<KeyedRecord<'a>>> {
+    if !is_compactable(header) || batch.len() < BATCH_HEADER_BYTES {
+        return None;
+    }
+    let body = &batch[BATCH_HEADER_BYTES..];
+    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    let mut pos = 0;
+    while pos < body.len() {
+        let start = pos;
+        let len = read_varint(body, &mut pos)?;
+        let end = pos.checked_add(usize::try_from(len).ok()?)?;
+        let record = body.get(pos..end)?;
+        let mut at = 1; // attributes
+        let timestamp_delta = read_varlong(record, &mut at)?;
+        let offset_delta = read_varint(record, &mut at)?;
+        let key = read_bytes(record, &mut at)?;
+        let value = read_bytes(record, &mut at)?;
+        out.push(KeyedRecord {
+            offset: header.base_offset + offset_delta as i64,
+            timestamp: if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(timestamp_delta)
+            },
+            key,
+            value,
+            tombstone: value.is_none(),
+            raw: &body[start..end],
+        });
+        pos = end;
+    }
+    Some(out)
+}
+
+/// A varint-length-prefixed byte field; `Some(None)` for length -1 (null).
+fn read_bytes<'a>(buf: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = read_varint(buf, at)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let end = at.checked_add(len as usize)?;
+    let bytes = buf.get(*at..end)?;
+    *at = end;
+    Some(Some(bytes))
+}
+
+/// Key -> offset of its latest record, bounded in memory.
+#[derive(Debug)]
+pub struct OffsetMap {
+    latest: HashMap<Vec<u8>, i64>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl OffsetMap {
+    pub fn new(bytes_max: usize) -> Self {
+        OffsetMap {
+            latest: HashMap::new(),
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// Records `offset` as the latest for `key`; false (and nothing changed) when full.
+    pub fn insert(&mut self, key: &[u8], offset: i64) -> bool {
+        if let Some(latest) = self.latest.get_mut(key) {
+            *latest = (*latest).max(offset);
+            return true;
+        }
+        let cost = key.len() + MAP_ENTRY_OVERHEAD_BYTES;
+        if self.bytes + cost > self.bytes_max {
+            return false;
+        }
+        self.bytes += cost;
+        self.latest.insert(key.to_vec(), offset);
+        true
+    }
+
+    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+        self.latest.get(key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+}
+
+/// Whether `record` survives, given the map of the compacted range.
+pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, tombstone_horizon_ms: i64) -> bool {
+    let Some(key) = record.key else {
+        return true;
+    };
+    if map.latest(key).is_some_and(|latest| latest > record.offset) {
+        return false;
+    }
+    !(record.tombstone && record.timestamp < tombstone_horizon_ms)
+}
+
+/// `batch` with only the records where `keep` is true: header fields (base offset,
+/// lastOffsetDelta, timestamps, producer) unchanged except length, record count and CRC.
+pub fn rebuild_batch(batch: &[u8], records: &[KeyedRecord<'_>], keep: &[bool]) -> Vec<u8> {
+    assert_eq!(records.len(), keep.len());
+    let kept: Vec<&KeyedRecord<'_>> = records
+        .iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect();
+    let body_bytes: usize = kept.iter().map(|r| r.raw.len()).sum();
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body_bytes);
+    out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
+    for r in &kept {
+        out.extend_from_slice(r.raw);
+    }
+    let batch_length = (out.len() - 12) as i32;
+    out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
+        .copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
+    use crate::batch::BatchHeader;
+
+    fn rec(key: Option<&str>, value: Option<&str>) -> TestRecord {
+        TestRecord {
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            ..TestRecord::default()
+        }
+    }
+
+    /// The header of a batch whose length and CRC are right.
+    fn checked(b: &[u8]) -> BatchHeader {
+        let h = BatchHeader::parse(b).unwrap();
+        assert_eq!(h.total_bytes(), b.len());
+        assert_eq!(crc32c::crc32c(&b[CRC_START..]), h.crc);
+        h
+    }
+
+    #[test]
+    fn compacts_a_batch_keeping_offsets() {
+        let mut b = encode_batch(
+            0,
+            1000,
+            NO_PRODUCER,
+            &[
+                rec(Some("a"), Some("1")),
+                rec(Some("b"), Some("1")),
+                rec(Some("a"), Some("2")),
+                rec(None, Some("x")),
+                rec(Some("b"), None),
+            ],
+        );
+        crate::batch::patch_base_offset(&mut b, 100);
+        let h = BatchHeader::parse(&b).unwrap();
+        let records = keyed_records(&b, &h).unwrap();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[4].offset, 104);
+        assert!(records[4].tombstone && !records[0].tombstone);
+        assert_eq!(records[3].key, None);
+        let mut map = OffsetMap::new(1 << 20);
+        for r in &records {
+            assert!(map.insert(r.key.unwrap_or(b""), r.offset) || r.key.is_none());
+        }
+        // Tombstones younger than the horizon stay; older ones go.
+        let keep_young: Vec<bool> = records.iter().map(|r| keep(r, &map, 0)).collect();
+        assert_eq!(keep_young, vec![false, false, true, true, true]);
+        let keep_old: Vec<bool> = records.iter().map(|r| keep(r, &map, i64::MAX)).collect();
+        assert_eq!(keep_old, vec![false, false, true, true, false]);
+        let rebuilt = rebuild_batch(&b, &records, &keep_old);
+        let rh = checked(&rebuilt);
+        assert_eq!(
+            (rh.base_offset, rh.last_offset_delta, rh.record_count),
+            (100, 4, 2)
+        );
+        let again = keyed_records(&rebuilt, &rh).unwrap();
+        let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![102, 103]);
+        // Nothing kept: an empty batch with the same offsets.
+        let empty = rebuild_batch(&b, &records, &[false; 5]);
+        let eh = checked(&empty);
+        assert_eq!((eh.record_count, eh.last_offset_delta), (0, 4));
+    }
+
+    #[test]
+    fn offset_map_is_bounded_and_keeps_the_latest() {
+        let mut map = OffsetMap::new(2 * (MAP_ENTRY_OVERHEAD_BYTES + 1));
+        assert!(map.insert(b"a", 5));
+        assert!(map.insert(b"a", 3));
+        assert_eq!(map.latest(b"a"), Some(5));
+        assert!(map.insert(b"b", 1));
+        assert!(!map.insert(b"c", 9), "full");
+        assert!(map.insert(b"b", 7), "known keys still update");
+        assert_eq!(
+            (map.len(), map.latest(b"b"), map.latest(b"c")),
+            (2, Some(7), None)
+        );
+    }
+
+    #[test]
+    fn opaque_batches_are_not_parsed() {
+        let mut b = encode_batch(0, 0, NO_PRODUCER, &[rec(Some("a"), Some("1"))]);
+        b[22] |= 1; // gzip attribute bit
+        let h = BatchHeader::parse(&b).unwrap();
+        assert!(!is_compactable(&h));
+        assert!(keyed_records(&b, &h).is_none());
+    }
+}

@@ -1,0 +1,334 @@
+//! Compaction of closed segments (`cleanup.policy=compact`; rules in `crate::compaction`).
+//!
+//! A pass runs on the owning shard's maintenance task, one log at a time, holding the log's
+//! maintenance permit (so retention never deletes a segment being rewritten). It never touches
+//! the active segment, so produce is never blocked, and it writes at most `io_bytes_per_sec`.
+//! 1. Map: scan the closed segments (checksums verified) into key -> latest offset, bounded by
+//!    `OFFSET_MAP_BYTES_MAX`; only segments scanned whole before the map filled are cleaned.
+//! 2. Rewrite each cleanable segment into `{base}.cleaned` (same entries, same offsets, fewer
+//!    records per batch), fdatasync it.
+//! 3. Swap: unlink the old index, rename `.cleaned` over `.log`, sync the directory, write
+//!    the new index, then point the in-memory segment at the new file. A crash before the
+//!    rename leaves the old segment (a stale `.cleaned` is removed at recovery); after it, the
+//!    new segment whose index recovery rebuilds by scanning.
+
+use super::*;
+use crate::compaction::{keep, keyed_records, rebuild_batch, OffsetMap, OFFSET_MAP_BYTES_MAX};
+
+/// Bytes of rewritten entries gathered before each write.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// What a compaction pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    pub segments_rewritten: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_removed: u64,
+}
+
+/// A closed segment as the pass sees it.
+struct Closed {
+    base: i64,
+    next_offset: i64,
+    size: u64,
+    file: Rc<SegmentFile>,
+}
+
+/// What rewriting one segment gave.
+struct Rewritten {
+    file: Rc<DmaFile>,
+    index: SegmentIndex,
+    size: u64,
+    records_removed: u64,
+    /// Earliest time a tombstone kept now may go.
+    tombstone_expiry_ms: i64,
+}
+
+impl PartitionLog {
+    /// A compacted log with closed segments not compacted yet, or tombstones now due.
+    pub fn compaction_due(&self, now_ms: i64) -> bool {
+        let inner = self.shared.inner.borrow();
+        inner.config.compact
+            && inner.failed.is_none()
+            && !inner.closing
+            && inner.deletable() > 0
+            && (inner.closed_offset > inner.compacted_offset || now_ms >= inner.tombstone_expiry_ms)
+    }
+
+    /// One compaction pass at wall clock `now_ms`, writing at most `io_bytes_per_sec`.
+    pub async fn compact(
+        &self,
+        now_ms: i64,
+        io_bytes_per_sec: u64,
+    ) -> Result<CompactionOutcome, StorageError> {
+        assert!(io_bytes_per_sec > 0);
+        let _one = self.shared.maintenance.acquire_permit(1).await;
+        let (dir, closed, delete_retention_ms, interval) = {
+            let inner = self.shared.inner.borrow();
+            inner.check_usable()?;
+            if !inner.config.compact {
+                return Ok(CompactionOutcome::default());
+            }
+            let closed: Vec<Closed> = inner.segments[..inner.deletable()]
+                .iter()
+                .map(|s| Closed {
+                    base: s.index.base_offset,
+                    next_offset: s.index.next_offset,
+                    size: s.written_bytes,
+                    file: s.file.clone().expect("closed segments have files"),
+                })
+                .collect();
+            let interval = inner.config.index_interval_bytes;
+            (
+                inner.dir.clone(),
+                closed,
+                inner.config.delete_retention_ms,
+                interval,
+            )
+        };
+        let Some(last) = closed.last() else {
+            return Ok(CompactionOutcome::default());
+        };
+        let compacted_to = last.next_offset;
+        let (map, cleanable) = build_map(&dir, &closed).await?;
+        if cleanable < closed.len() {
+            warn!(dir = %dir.display(), keys = map.len(), cleanable, closed = closed.len(), "compaction key map full; cleaning the first segments only");
+        }
+        let mut outcome = CompactionOutcome::default();
+        let mut tombstone_expiry_ms = i64::MAX;
+        let horizon_ms = now_ms.saturating_sub(delete_retention_ms);
+        for seg in &closed[..cleanable] {
+            let new = rewrite(
+                &dir,
+                seg,
+                &map,
+                horizon_ms,
+                delete_retention_ms,
+                interval,
+                io_bytes_per_sec,
+            )
+            .await?;
+            outcome.segments_rewritten += 1;
+            outcome.bytes_before += seg.size;
+            outcome.bytes_after += new.size;
+            outcome.records_removed += new.records_removed;
+            tombstone_expiry_ms = tombstone_expiry_ms.min(new.tombstone_expiry_ms);
+            self.swap_in(&dir, seg, new).await?;
+        }
+        let mut inner = self.shared.inner.borrow_mut();
+        inner.compacted_offset = inner.compacted_offset.max(compacted_to);
+        inner.tombstone_expiry_ms = tombstone_expiry_ms;
+        Ok(outcome)
+    }
+
+    /// Replaces segment `seg` by its rewritten copy, on disk then in memory.
+    async fn swap_in(&self, dir: &Path, seg: &Closed, new: Rewritten) -> Result<(), StorageError> {
+        let ctx = |what: &str, e: io::Error| {
+            StorageError::new(dir, format!("{what} (compacting segment {})", seg.base), e)
+        };
+        let log_path = dir.join(segment::file_name(seg.base, "log"));
+        let index_name = segment::file_name(seg.base, "index");
+        remove_if_exists(&dir.join(&index_name))
+            .await
+            .map_err(|e| ctx("removing the old index", e))?;
+        glommio::io::rename(dir.join(segment::file_name(seg.base, "cleaned")), &log_path)
+            .await
+            .map_err(|e| ctx("renaming the cleaned segment", e.into()))?;
+        let d = glommio::io::Directory::open(dir)
+            .await
+            .map_err(|e| ctx("opening the directory", e.into()))?;
+        d.sync()
+            .await
+            .map_err(|e| ctx("syncing the directory", e.into()))?;
+        d.close()
+            .await
+            .map_err(|e| ctx("closing the directory", e.into()))?;
+        segment::write_file_atomic(dir, &index_name, new.index.encode())
+            .await
+            .map_err(|e| ctx("writing the index", e))?;
+        let old = {
+            let mut inner = self.shared.inner.borrow_mut();
+            let i = inner.segment_for(seg.base);
+            let s = &mut inner.segments[i];
+            assert_eq!(
+                (s.index.base_offset, s.index.next_offset),
+                (seg.base, new.index.next_offset),
+                "compaction keeps a segment's offsets"
+            );
+            s.index = new.index;
+            s.written_bytes = new.size;
+            let old = s
+                .file
+                .replace(Rc::new(SegmentFile::new(new.file, log_path)));
+            // The tail cache must not keep serving the uncompacted batches: drop its front up
+            // to the end of this segment (written data; the cache stays a suffix of the log).
+            while let Some(c) = inner.cache.front() {
+                if c.last_offset >= seg.next_offset {
+                    break;
+                }
+                assert!(c.last_offset < inner.written_offset);
+                inner.cache_bytes -= c.bytes.len();
+                inner.cache.pop_front();
+            }
+            old
+        };
+        if let Some(Ok(old)) = old.map(Rc::try_unwrap) {
+            old.close()
+                .await
+                .map_err(|e| ctx("closing the old file", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Key -> latest offset over `closed`, and how many leading segments it covers whole.
+async fn build_map(dir: &Path, closed: &[Closed]) -> Result<(OffsetMap, usize), StorageError> {
+    let mut map = OffsetMap::new(OFFSET_MAP_BYTES_MAX);
+    for (i, seg) in closed.iter().enumerate() {
+        let mut full = false;
+        let end = segment::scan_entries(&seg.file, 0, seg.size, Some(seg.base), |e| {
+            for r in keyed_records(e.batch, &e.header).unwrap_or_default() {
+                if let Some(key) = r.key {
+                    if !map.insert(key, r.offset) {
+                        full = true;
+                        return false;
+                    }
+                }
+            }
+            true
+        })
+        .await
+        .map_err(|e| StorageError::new(dir, format!("mapping keys of segment {}", seg.base), e))?;
+        if let Some(invalid) = end.invalid {
+            return Err(StorageError::corrupt(
+                dir,
+                format!("segment {} corrupt at {}: {invalid}", seg.base, end.end),
+            ));
+        }
+        if full {
+            return Ok((map, i));
+        }
+    }
+    Ok((map, closed.len()))
+}
+
+/// Writes the compacted copy of `seg` to `{base}.cleaned` and syncs it.
+async fn rewrite(
+    dir: &Path,
+    seg: &Closed,
+    map: &OffsetMap,
+    horizon_ms: i64,
+    delete_retention_ms: i64,
+    interval: usize,
+    io_bytes_per_sec: u64,
+) -> Result<Rewritten, StorageError> {
+    let ctx = |what: &str, e: io::Error| {
+        StorageError::new(dir, format!("{what} (compacting segment {})", seg.base), e)
+    };
+    let tmp = dir.join(segment::file_name(seg.base, "cleaned"));
+    remove_if_exists(&tmp)
+        .await
+        .map_err(|e| ctx("removing a stale copy", e))?;
+    let file = Rc::new(
+        segment::open_rw(&tmp)
+            .await
+            .map_err(|e| ctx("creating", e))?,
+    );
+    let mut writer = TailWriter::new(file.clone(), 0, Vec::new());
+    let mut index = SegmentIndex::new(seg.base);
+    let (mut pos, mut next) = (0u64, seg.base);
+    let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    let (mut records_removed, mut tombstone_expiry_ms) = (0u64, i64::MAX);
+    loop {
+        buf.clear();
+        let end = segment::scan_entries(&seg.file, pos, seg.size, Some(next), |e| {
+            let before = buf.len();
+            match keyed_records(e.batch, &e.header) {
+                Some(records) => {
+                    let kept: Vec<bool> =
+                        records.iter().map(|r| keep(r, map, horizon_ms)).collect();
+                    for (r, k) in records.iter().zip(&kept) {
+                        if *k && r.tombstone && r.key.is_some() {
+                            let expiry = r.timestamp.saturating_add(delete_retention_ms);
+                            tombstone_expiry_ms = tombstone_expiry_ms.min(expiry);
+                        }
+                    }
+                    let dropped = kept.iter().filter(|k| !**k).count();
+                    records_removed += dropped as u64;
+                    if dropped == 0 {
+                        entry::encode_entry(&mut buf, e.batch, e.last_offset, e.max_timestamp);
+                    } else {
+                        let batch = rebuild_batch(e.batch, &records, &kept);
+                        entry::encode_entry(&mut buf, &batch, e.last_offset, e.max_timestamp);
+                    }
+                }
+                None => entry::encode_entry(&mut buf, e.batch, e.last_offset, e.max_timestamp),
+            }
+            let entry_bytes = buf.len() - before;
+            index.on_append(
+                e.header.base_offset,
+                e.last_offset,
+                entry_bytes,
+                e.max_timestamp,
+                interval,
+            );
+            buf.len() < WRITE_CHUNK_BYTES
+        })
+        .await
+        .map_err(|e| ctx("reading", e))?;
+        if let Some(invalid) = end.invalid {
+            return Err(StorageError::corrupt(
+                dir,
+                format!("segment {} corrupt at {}: {invalid}", seg.base, end.end),
+            ));
+        }
+        writer.append(&buf).await.map_err(|e| ctx("writing", e))?;
+        throttle(buf.len(), io_bytes_per_sec).await;
+        if end.end >= seg.size || end.end == pos {
+            break;
+        }
+        (pos, next) = (end.end, end.next_offset);
+    }
+    if index.next_offset != seg.next_offset {
+        return Err(StorageError::corrupt(
+            dir,
+            format!(
+                "segment {} ends at offset {} but its copy at {}",
+                seg.base, seg.next_offset, index.next_offset
+            ),
+        ));
+    }
+    file.fdatasync()
+        .await
+        .map_err(|e| ctx("fdatasync", e.into()))?;
+    Ok(Rewritten {
+        file,
+        index,
+        size: writer.end(),
+        records_removed,
+        tombstone_expiry_ms,
+    })
+}
+
+/// Sleeps as long as writing `bytes` takes at `bytes_per_sec`.
+async fn throttle(bytes: usize, bytes_per_sec: u64) {
+    let secs = bytes as f64 / bytes_per_sec as f64;
+    if secs > 0.0 {
+        glommio::timer::sleep(std::time::Duration::from_secs_f64(secs)).await;
+    }
+}
+
+async fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match glommio::io::remove(path).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e: io::Error = e.into();
+            if e.kind() == io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}

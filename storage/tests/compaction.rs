@@ -1,0 +1,165 @@
+//! Contract tests of log compaction on a real filesystem inside a glommio executor.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use storage::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
+use storage::batch::{validate_produce_records, BatchHeader};
+use storage::compaction::keyed_records;
+use storage::{now_ms, LogConfig, PartitionLog};
+
+static EXECUTORS: Mutex<()> = Mutex::new(());
+
+fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
+    let _guard = EXECUTORS.lock().unwrap_or_else(|p| p.into_inner());
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(2 << 20)
+        .make()
+        .expect("executor");
+    ex.run(f());
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+    std::fs::create_dir_all(base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 512,
+        // Big enough to hold the whole log: compaction must not leave stale batches in it.
+        cache_bytes_max: 1 << 20,
+        compact: true,
+        delete_retention_ms: 60_000,
+        ..LogConfig::default()
+    }
+}
+
+fn rec(key: Option<&str>, value: Option<&str>) -> TestRecord {
+    TestRecord {
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        ..TestRecord::default()
+    }
+}
+
+fn append(log: &PartitionLog, ts: i64, records: &[TestRecord]) -> i64 {
+    let b = encode_batch(0, ts, NO_PRODUCER, records);
+    let h = validate_produce_records(&b).unwrap();
+    log.append(&b, &h).unwrap().last_offset
+}
+
+/// (offset, key, value) of every record served from the log start.
+async fn contents(log: &PartitionLog) -> Vec<(i64, Option<String>, Option<String>)> {
+    let s = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+    let mut out = Vec::new();
+    let mut next_base = log.log_start_offset();
+    for batch in log.read(0, usize::MAX).await.unwrap() {
+        let h = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(h.base_offset, next_base, "entries stay contiguous");
+        assert_eq!(h.total_bytes(), batch.len());
+        assert_eq!(
+            crc32c::crc32c(&batch[21..]),
+            h.crc,
+            "served batches have valid CRCs"
+        );
+        next_base = h.last_offset() + 1;
+        for r in keyed_records(&batch, &h).unwrap() {
+            out.push((r.offset, s(r.key), s(r.value)));
+        }
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
+    let dir = temp_dir();
+    let path = dir.path().join("c-0");
+    run(|| async move {
+        let log = PartitionLog::open(&path, config()).await.unwrap();
+        let now = now_ms();
+        let old = now - 3_600_000;
+        // 40 batches: keys k0..k7 rewritten over and over, values v<round>.
+        let mut latest: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+        for round in 0..40 {
+            let records: Vec<TestRecord> = (0..4)
+                .map(|i| {
+                    let key = format!("k{}", (round * 4 + i) % 8);
+                    rec(Some(&key), Some(&format!("v{round}-{i}")))
+                })
+                .collect();
+            let last = append(&log, now, &records);
+            for (i, r) in records.iter().enumerate() {
+                let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+                let value = String::from_utf8(r.value.clone().unwrap()).unwrap();
+                latest.insert(key, (last - 3 + i as i64, Some(value)));
+            }
+        }
+        // An old tombstone for k1 (goes), a fresh one for k2 (stays), a record without key.
+        let t_old = append(&log, old, &[rec(Some("k1"), None)]);
+        let t_new = append(&log, now, &[rec(Some("k2"), None)]);
+        let no_key = append(&log, now, &[rec(None, Some("anon"))]);
+        latest.remove("k1");
+        latest.insert("k2".into(), (t_new, None));
+        // Enough "tail" records after them that all of the above is in closed segments.
+        let mut last = no_key;
+        for _ in 0..40 {
+            last = append(&log, now, &[rec(Some("tail"), Some("t"))]);
+        }
+        log.wait_durable(last, true).await.unwrap();
+        let before = contents(&log).await;
+        assert!(log.compaction_due(now));
+        let out = log.compact(now, u64::MAX / 2).await.unwrap();
+        assert!(out.segments_rewritten >= 2, "{out:?}");
+        assert!(out.bytes_after < out.bytes_before, "{out:?}");
+        assert!(out.records_removed >= 150, "{out:?}");
+        assert!(!log.compaction_due(now), "nothing new to compact");
+        let after = contents(&log).await;
+        let after_offsets: Vec<i64> = after.iter().map(|r| r.0).collect();
+        // Offsets never change: the survivors are a subset of the originals, in order.
+        let before_offsets: std::collections::BTreeSet<i64> = before.iter().map(|r| r.0).collect();
+        assert!(after_offsets.windows(2).all(|w| w[0] < w[1]));
+        assert!(after_offsets.iter().all(|o| before_offsets.contains(o)));
+        for (key, (offset, value)) in &latest {
+            let hits: Vec<_> = after
+                .iter()
+                .filter(|r| r.1.as_deref() == Some(key.as_str()))
+                .collect();
+            assert_eq!(hits.len(), 1, "{key}: {hits:?}");
+            assert_eq!((&hits[0].0, &hits[0].2), (offset, value), "{key}");
+        }
+        assert!(!after.iter().any(|r| r.0 == t_old), "old tombstone dropped");
+        assert!(!after.iter().any(|r| r.1.as_deref() == Some("k1")));
+        assert!(
+            after.iter().any(|r| r.0 == no_key),
+            "records without a key stay"
+        );
+        // The fresh tombstone goes once delete.retention.ms has passed.
+        assert!(log.compaction_due(now + 120_000));
+        log.compact(now + 120_000, u64::MAX / 2).await.unwrap();
+        let later = contents(&log).await;
+        assert!(!later.iter().any(|r| r.0 == t_new), "due tombstone dropped");
+        log.close().await.unwrap();
+        // Reopen: the compacted segments recover with the same content.
+        let log = PartitionLog::open(&path, config()).await.unwrap();
+        assert_eq!(contents(&log).await, later);
+        assert_eq!(log.log_end_offset(), last + 1);
+        log.close().await.unwrap();
+        // A stale copy from an interrupted pass is removed at start.
+        std::fs::write(path.join("00000000000000000000.cleaned"), b"junk").unwrap();
+        let log = PartitionLog::open(&path, config()).await.unwrap();
+        assert!(!path.join("00000000000000000000.cleaned").exists());
+        assert_eq!(contents(&log).await, later);
+        log.close().await.unwrap();
+    });
+}
