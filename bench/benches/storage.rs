@@ -1,0 +1,156 @@
+//! Storage append throughput against the raw disk, measured in the same run on the same
+//! filesystem: `PartitionLog::append` of 16 KiB batches versus glommio `DmaFile` sequential
+//! 1 MiB O_DIRECT writes (what the log's writer does underneath). Two fsync disciplines:
+//! one fdatasync at the end of each 32 MiB iteration, and one every 1 MiB (acks=all under
+//! load: the group commit of about 1 MiB). `bench/scripts/storage_report.py` runs this and
+//! writes the ratios to perf-reports/.
+//!
+//! The data dir is `SPATE_BENCH_DIR` or `target/bench-data` (a real filesystem: O_DIRECT).
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use glommio::io::OpenOptions;
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
+use spate_bench::record_batch;
+use storage::batch::validate_produce_records;
+use storage::{LogConfig, PartitionLog};
+
+/// Bytes written per iteration.
+const ITERATION_BYTES: usize = 32 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
+
+fn bench_dir() -> PathBuf {
+    let dir = std::env::var_os("SPATE_BENCH_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-data")),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    dir
+}
+
+fn executor() -> LocalExecutor {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(8 << 20)
+        .make()
+        .expect("executor")
+}
+
+/// Sequential 1 MiB O_DIRECT writes of `ITERATION_BYTES` into a fresh file.
+async fn raw_write(dir: PathBuf, sync_every_chunk: bool) -> Duration {
+    let path = dir.join("raw.dat");
+    let _ = std::fs::remove_file(&path);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .dma_open(&path)
+        .await
+        .expect("open");
+    let start = Instant::now();
+    let mut pos = 0u64;
+    while (pos as usize) < ITERATION_BYTES {
+        let mut buf = file.alloc_dma_buffer(CHUNK_BYTES);
+        buf.as_bytes_mut().fill(0x5a);
+        let n = file.write_at(buf, pos).await.expect("write");
+        assert_eq!(n, CHUNK_BYTES);
+        pos += n as u64;
+        if sync_every_chunk {
+            file.fdatasync().await.expect("fdatasync");
+        }
+    }
+    file.fdatasync().await.expect("fdatasync");
+    let elapsed = start.elapsed();
+    file.close().await.expect("close");
+    let _ = std::fs::remove_file(&path);
+    elapsed
+}
+
+/// `ITERATION_BYTES` of 16 x 1 KiB-record batches through `PartitionLog::append`, durable at
+/// the end (or every ~1 MiB).
+async fn log_append(dir: PathBuf, batch: Rc<Vec<u8>>, sync_every_chunk: bool) -> Duration {
+    let path = dir.join("log-0");
+    let _ = std::fs::remove_dir_all(&path);
+    let log = PartitionLog::open(&path, LogConfig::default())
+        .await
+        .expect("open");
+    let header = validate_produce_records(&batch).expect("valid batch");
+    let per_chunk = CHUNK_BYTES.div_ceil(batch.len());
+    let batches = ITERATION_BYTES / batch.len();
+    let start = Instant::now();
+    let mut last = 0;
+    for i in 0..batches {
+        last = log.append(&batch, &header).expect("append").last_offset;
+        if (i + 1) % per_chunk == 0 {
+            if sync_every_chunk {
+                log.wait_durable(last, true).await.expect("durable");
+            } else {
+                // In the broker, appends arrive between network awaits, so the writer task
+                // runs while more is appended: let it run once per MiB here too.
+                YieldNow(false).await;
+            }
+        }
+    }
+    log.wait_durable(last, true).await.expect("durable");
+    let elapsed = start.elapsed();
+    log.close().await.expect("close");
+    let _ = std::fs::remove_dir_all(&path);
+    elapsed
+}
+
+/// Returns Pending once, so other tasks of the executor run.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+fn append_vs_raw(c: &mut Criterion) {
+    let ex = executor();
+    let dir = bench_dir();
+    let batch = Rc::new(record_batch(16, 16, 1024));
+    let mut group = c.benchmark_group("storage_append_vs_raw_disk");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Bytes(ITERATION_BYTES as u64));
+    for (name, sync) in [("sync_at_end", false), ("sync_every_mib", true)] {
+        group.bench_function(format!("raw_odirect/{name}"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| ex.run(raw_write(dir.clone(), sync)))
+                    .sum()
+            })
+        });
+        group.bench_function(format!("log_append/{name}"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| ex.run(log_append(dir.clone(), batch.clone(), sync)))
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append_vs_raw);
+criterion_main!(benches);

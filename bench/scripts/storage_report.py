@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Storage append vs the raw disk: runs the criterion bench `bench/benches/storage.rs`
+(`PartitionLog::append` against glommio O_DIRECT sequential 1 MiB writes on the same
+filesystem, same run) for several rounds, alternating the two in each round, and writes one
+JSON record plus a markdown summary to perf-reports/.
+
+Usage: bench/scripts/storage_report.py [--rounds 3]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GROUP = "storage_append_vs_raw_disk"
+BENCHES = ["raw_odirect/sync_at_end", "log_append/sync_at_end",
+           "raw_odirect/sync_every_mib", "log_append/sync_every_mib"]
+
+
+def run_round():
+    subprocess.run(["cargo", "bench", "-q", "-p", "spate-bench", "--bench", "storage"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    out = {}
+    for bench in BENCHES:
+        d = os.path.join(ROOT, "target", "criterion", GROUP, bench.replace("/", "_"), "new")
+        est = json.load(open(os.path.join(d, "estimates.json")))
+        meta = json.load(open(os.path.join(d, "benchmark.json")))
+        nbytes = meta["throughput"]["Bytes"]
+        out[bench] = nbytes / (est["median"]["point_estimate"] / 1e9) / 1e6  # MB/s
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    rounds = [run_round() for _ in range(args.rounds)]
+    med = {b: statistics.median(r[b] for r in rounds) for b in BENCHES}
+    ratios = {
+        mode: med[f"log_append/{mode}"] / med[f"raw_odirect/{mode}"]
+        for mode in ("sync_at_end", "sync_every_mib")
+    }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    date = datetime.date.today().isoformat()
+    record = {
+        "date": date, "commit": commit, "machine": platform.node(), "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "bench": "bench/benches/storage.rs",
+        "settings": {"iteration_bytes": 32 << 20, "batch": "16 records x (16 B key, 1024 B value)",
+                     "raw_write_bytes": 1 << 20, "filesystem": "target/bench-data (SPATE_BENCH_DIR)"},
+        "rounds_mb_s": rounds, "median_mb_s": med, "log_over_raw": ratios,
+        "command": f"bench/scripts/storage_report.py --rounds {args.rounds}",
+    }
+    base = os.path.join(ROOT, "perf-reports", f"{date}-storage-append-{commit}")
+    with open(base + ".json", "w") as f:
+        json.dump(record, f, indent=2)
+    lines = [
+        f"# Storage append vs raw O_DIRECT disk ({date}, commit {commit})",
+        "",
+        "`PartitionLog::append` of 16 KiB batches (16 records of 1 KiB) vs glommio `DmaFile` "
+        "sequential 1 MiB O_DIRECT writes on the same filesystem, in the same criterion run, "
+        f"{args.rounds} rounds alternating the two; medians of criterion's per-iteration medians "
+        "(32 MiB per iteration).",
+        "",
+        "| fsync | raw O_DIRECT MB/s | log append MB/s | log / raw |",
+        "| --- | --- | --- | --- |",
+    ]
+    for mode, label in (("sync_at_end", "once per 32 MiB"), ("sync_every_mib", "every 1 MiB (acks=all group commit)")):
+        lines.append(f"| {label} | {med[f'raw_odirect/{mode}']:.0f} | {med[f'log_append/{mode}']:.0f} | "
+                     f"{ratios[mode]:.2f} |")
+    lines += ["", f"Reproduce: `{record['command']}`", ""]
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
