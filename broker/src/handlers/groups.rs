@@ -425,3 +425,121 @@ pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGr
     }
     DeleteGroupsResponse::default().with_results(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::machine::JoinedMember;
+    use crate::protocol::{advertised_versions, encode_response};
+    use kafka_protocol::messages::{ApiKey, ResponseKind};
+
+    #[test]
+    fn join_answers_encode_at_every_advertised_version() {
+        let (min, max) = advertised_versions(ApiKey::JoinGroup).unwrap();
+        let outcome = JoinOutcome {
+            error: 0,
+            generation: 3,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            leader: "a".into(),
+            member_id: "a".into(),
+            members: vec![JoinedMember {
+                member_id: "a".into(),
+                instance_id: Some("i".into()),
+                metadata: bytes::Bytes::from_static(b"m"),
+            }],
+            skip_assignment: true,
+        };
+        for version in min..=max {
+            for outcome in [
+                outcome.clone(),
+                JoinOutcome::error(code::MEMBER_ID_REQUIRED, "x"),
+            ] {
+                let body = ResponseKind::JoinGroup(join_response(outcome, version));
+                encode_response(ApiKey::JoinGroup, version, 1, &body, 64)
+                    .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn group_apis_decode_and_encode_their_whole_advertised_ranges() {
+        use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::Encodable;
+        let apis: Vec<(ApiKey, RequestKind, ResponseKind)> = vec![
+            (
+                ApiKey::FindCoordinator,
+                RequestKind::FindCoordinator(Default::default()),
+                ResponseKind::FindCoordinator(Default::default()),
+            ),
+            (
+                ApiKey::JoinGroup,
+                RequestKind::JoinGroup(Default::default()),
+                ResponseKind::JoinGroup(Default::default()),
+            ),
+            (
+                ApiKey::SyncGroup,
+                RequestKind::SyncGroup(Default::default()),
+                ResponseKind::SyncGroup(Default::default()),
+            ),
+            (
+                ApiKey::Heartbeat,
+                RequestKind::Heartbeat(Default::default()),
+                ResponseKind::Heartbeat(Default::default()),
+            ),
+            (
+                ApiKey::LeaveGroup,
+                RequestKind::LeaveGroup(Default::default()),
+                ResponseKind::LeaveGroup(Default::default()),
+            ),
+            (
+                ApiKey::OffsetCommit,
+                RequestKind::OffsetCommit(Default::default()),
+                ResponseKind::OffsetCommit(Default::default()),
+            ),
+            (
+                ApiKey::OffsetFetch,
+                RequestKind::OffsetFetch(Default::default()),
+                ResponseKind::OffsetFetch(Default::default()),
+            ),
+            (
+                ApiKey::ListGroups,
+                RequestKind::ListGroups(Default::default()),
+                ResponseKind::ListGroups(Default::default()),
+            ),
+            (
+                ApiKey::DescribeGroups,
+                RequestKind::DescribeGroups(Default::default()),
+                ResponseKind::DescribeGroups(Default::default()),
+            ),
+            (
+                ApiKey::DeleteGroups,
+                RequestKind::DeleteGroups(Default::default()),
+                ResponseKind::DeleteGroups(Default::default()),
+            ),
+            (
+                ApiKey::OffsetDelete,
+                RequestKind::OffsetDelete(Default::default()),
+                ResponseKind::OffsetDelete(Default::default()),
+            ),
+        ];
+        for (key, request, response) in apis {
+            let (min, max) = advertised_versions(key).unwrap_or_else(|| panic!("{key:?}"));
+            for version in min..=max {
+                let mut frame = bytes::BytesMut::new();
+                RequestHeader::default()
+                    .with_request_api_key(key as i16)
+                    .with_request_api_version(version)
+                    .encode(&mut frame, key.request_header_version(version))
+                    .unwrap();
+                request.encode(&mut frame, version).unwrap();
+                assert!(
+                    crate::protocol::decode_request(key, version, frame.freeze()).is_some(),
+                    "{key:?} v{version} request"
+                );
+                encode_response(key, version, 1, &response, 64)
+                    .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+            }
+        }
+    }
+}
