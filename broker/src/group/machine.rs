@@ -825,6 +825,26 @@ impl Coordinator {
         Ok((errors, records))
     }
 
+    /// Forgets the committed offsets of a deleted topic (Kafka's `onPartitionsDeleted`), so
+    /// a topic created again under the same name is consumed from its start. Returns the
+    /// tombstones.
+    pub fn delete_topic_offsets(&mut self, topic: &str) -> Vec<StoredRecord> {
+        let mut records = Vec::new();
+        for group in self.groups.values_mut() {
+            let gone: Vec<(String, i32)> = group
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            for key in gone {
+                group.offsets.remove(&key);
+                records.push(offset_tombstone(&group.id, &key.0, key.1));
+            }
+        }
+        records
+    }
+
     /// Expires the offsets of groups that stayed empty past the retention (Kafka's KIP-211
     /// rule), and removes empty groups left without offsets. Returns the tombstones.
     pub fn expire_offsets(&mut self, now: TimeMs) -> Vec<StoredRecord> {

@@ -362,6 +362,27 @@ pub async fn delete_offsets(
     Ok(errors)
 }
 
+/// Forgets, on every shard, the committed offsets of a deleted topic.
+pub async fn forget_topic(shard: &Rc<Shard>, topic: String) {
+    if topic == OFFSETS_TOPIC {
+        return;
+    }
+    shard
+        .run_on_all(move |s| {
+            let topic = topic.clone();
+            async move {
+                let records = s.groups.machine.borrow_mut().delete_topic_offsets(&topic);
+                if let Err(error) = persist(&s, &records).await {
+                    warn!(
+                        shard = s.id,
+                        error, "tombstones of a deleted topic not persisted"
+                    );
+                }
+            }
+        })
+        .await;
+}
+
 /// At startup: replays this shard's `__consumer_offsets` partitions into the machine, then
 /// starts ticking it. Requests for its groups get COORDINATOR_LOAD_IN_PROGRESS until then.
 pub async fn load(shard: &Rc<Shard>) {

@@ -593,3 +593,19 @@ fn a_repeated_join_answers_the_earlier_one() {
     let fx = c.join(0, 13, join_request(&a, "a"));
     assert!(join_reply(&fx, 12).is_some() && join_reply(&fx, 13).is_some());
 }
+
+#[test]
+fn deleting_a_topic_forgets_its_offsets() {
+    let mut c = coordinator(0);
+    commit(&mut c, "g", "t", 0, committed(5, 0));
+    commit(&mut c, "g", "t", 1, committed(6, 0));
+    commit(&mut c, "g", "u", 0, committed(7, 0));
+    let records = c.delete_topic_offsets("t");
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.value.is_none()));
+    let offsets = &c.group("g").unwrap().offsets;
+    assert_eq!(
+        offsets.keys().collect::<Vec<_>>(),
+        vec![&("u".to_string(), 0)]
+    );
+}
