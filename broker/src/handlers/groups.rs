@@ -367,10 +367,14 @@ pub async fn describe(
     for group_id in request.groups {
         let id = group_id.to_string();
         let lookup = id.clone();
-        let found = runtime::on_coordinator(shard, &id, move |owner| async move {
-            owner.groups.with(|m| m.describe(&lookup))
-        })
-        .await;
+        let found = if id.is_empty() {
+            Err(code::INVALID_GROUP_ID)
+        } else {
+            runtime::on_coordinator(shard, &id, move |owner| async move {
+                owner.groups.with(|m| m.describe(&lookup))
+            })
+            .await
+        };
         let entry = DescribedGroup::default().with_group_id(group_id);
         let entry = match found {
             Err(error) => entry.with_error_code(error).with_group_state(text("")),
