@@ -277,10 +277,10 @@ impl Group {
             if metadata.len() < 2 {
                 return None;
             }
-            let version = i16::from_be_bytes([metadata[0], metadata[1]]);
-            let _ = bytes::Buf::get_i16(&mut metadata);
-            let subscription =
-                ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, 3)).ok()?;
+            // Every version of the consumer protocol starts with the v0 layout (Kafka reads it
+            // the same way), whatever version the member wrote.
+            let _version = bytes::Buf::get_i16(&mut metadata);
+            let subscription = ConsumerProtocolSubscription::decode(&mut metadata, 0).ok()?;
             topics.extend(subscription.topics.iter().map(|t| t.to_string()));
         }
         Some(topics)
@@ -852,21 +852,29 @@ impl Coordinator {
         let mut records = Vec::new();
         let mut dead = Vec::new();
         for group in self.groups.values_mut() {
-            if group.state != GroupState::Empty {
-                continue;
-            }
-            let consumer_group = group.protocol_type.is_some();
+            // Kafka's offsetExpirationCondition: an empty consumer group counts from when it
+            // became empty, a simple group from each commit, and a stable consumer group
+            // expires only topics it no longer subscribes to (KIP-496), from each commit.
+            let (since_state, subscribed) = match (group.state, group.protocol_type.is_some()) {
+                (GroupState::Empty, true) => (true, BTreeSet::new()),
+                (GroupState::Empty, false) => (false, BTreeSet::new()),
+                (GroupState::Stable, true) => match group.subscribed_topics() {
+                    Some(topics) => (false, topics),
+                    None => continue,
+                },
+                _ => continue,
+            };
             let state_ts = group.state_timestamp_ms;
             let expired: Vec<(String, i32)> = group
                 .offsets
                 .iter()
-                .filter(|(_, o)| {
-                    let base = if consumer_group {
+                .filter(|((topic, _), o)| {
+                    let base = if since_state {
                         state_ts
                     } else {
                         o.commit_timestamp_ms
                     };
-                    now - base >= retention
+                    !subscribed.contains(topic) && now - base >= retention
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -874,7 +882,10 @@ impl Coordinator {
                 group.offsets.remove(key);
                 records.push(offset_tombstone(&group.id, &key.0, key.1));
             }
-            if group.offsets.is_empty() && group.pending_members.is_empty() {
+            if group.state == GroupState::Empty
+                && group.offsets.is_empty()
+                && group.pending_members.is_empty()
+            {
                 dead.push(group.id.clone());
             }
         }

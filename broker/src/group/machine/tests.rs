@@ -529,6 +529,42 @@ fn offsets_of_groups_that_stay_empty_expire() {
     assert!(c.group("g").is_none());
 }
 
+/// A consumer-protocol subscription to `topics`, as clients encode it (version 1).
+fn subscription(topics: &[&'static str]) -> Bytes {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let topics = topics
+        .iter()
+        .map(|t| StrBytes::from_static_str(t))
+        .collect();
+    let mut metadata = bytes::BytesMut::new();
+    bytes::BufMut::put_i16(&mut metadata, 1);
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics)
+        .encode(&mut metadata, 1)
+        .unwrap();
+    metadata.freeze()
+}
+
+#[test]
+fn stable_groups_expire_offsets_of_topics_they_left() {
+    let mut c = coordinator(0);
+    let mut request = join_request("", "a");
+    request.require_known_member_id = false;
+    request.protocols = vec![Protocol {
+        name: "range".into(),
+        metadata: subscription(&["t"]),
+    }];
+    let a = join_reply(&c.join(0, 1, request), 1).unwrap().member_id;
+    c.sync(0, 2, sync_request(&a, 1, &[]));
+    commit(&mut c, "g", "t", 0, committed(5, 0));
+    commit(&mut c, "g", "old", 0, committed(7, 0));
+    assert_eq!(c.heartbeat(60_000, "g", 1, &a, None), code::NONE);
+    let records = c.expire_offsets(60_000);
+    assert_eq!(records.len(), 1, "only the unsubscribed topic");
+    assert_eq!(c.group("g").unwrap().offsets.len(), 1);
+}
+
 #[test]
 fn replay_restores_groups_and_offsets() {
     let mut c = coordinator(0);
