@@ -42,13 +42,25 @@ def need_client(client):
         pytest.fail(f"{client} client not built ({pre} missing): run ci/install-deps")
 
 
-def wait_until(cond, what, diag=lambda: "", timeout=WAIT_S, every=0.2):
-    deadline = time.monotonic() + timeout
+def wait_until(cond, what, diag=lambda: "", timeout=WAIT_S, every=0.2, progress=None, stall_s=45.0):
+    """Polls cond() until truthy. With progress (a function returning something comparable), also
+    gives up once progress() has not changed for stall_s seconds: a stuck group fails fast."""
+    start = time.monotonic()
+    deadline = start + timeout
+    last_p, last_change = (progress() if progress else None), start
     while True:
         v = cond()
         if v:
             return v
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if progress:
+            p = progress()
+            if p != last_p:
+                last_p, last_change = p, now
+            elif now - last_change > stall_s:
+                raise AssertionError(f"no progress for {stall_s:.0f}s (after {now - start:.0f}s) waiting for "
+                                     f"{what}\n{diag()}")
+        if now > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{diag()}")
         time.sleep(every)
 
@@ -131,12 +143,26 @@ class Member:
             return ""
 
     def describe(self):
+        """Compact state for assertion messages: repeated events collapsed, long errors cut."""
         with self.lock:
-            evs = [{k: v for k, v in e.items() if k not in ("t", "member")} for e in self.events[-12:]]
-            return (f"  {self.name} ({self.client}, {'alive' if self.alive() else f'exit {self.proc.returncode}'}): "
-                    f"owned={self.owned} records={len(self.records)} committed={dict(sorted(self.committed.items()))}"
-                    f" commit_failures={self.commit_failures[:3]}\n    last events: {evs}\n    stderr tail: "
-                    f"{self.stderr_tail(800)!r}")
+            evs = []
+            for e in self.events:
+                e = {k: (v[:160] if isinstance(v, str) else v) for k, v in e.items() if k not in ("t", "member")}
+                key = {k: v for k, v in e.items() if k != "n_records"}
+                if evs and evs[-1][0] == key:
+                    evs[-1][1] += 1
+                else:
+                    evs.append([key, 1])
+            shown = [f"{e}" + (f" x{n}" if n > 1 else "") for e, n in evs[-8:]]
+            fails = list(dict.fromkeys(f[:160] for f in self.commit_failures))[:3]
+            state = "alive" if self.alive() else f"exit {self.proc.returncode}"
+            head = (f"  {self.name} ({self.client}, {state}): owned={self.owned} records={len(self.records)} "
+                    f"committed={dict(sorted(self.committed.items()))} commit failures: {len(self.commit_failures)} "
+                    f"{fails}")
+        err = self.stderr_tail(1500).strip().splitlines()
+        err = list(dict.fromkeys(ln[:200] for ln in err))[-4:]
+        return head + "\n    last events: " + "\n      ".join(shown) + "\n    stderr (distinct last lines): " + \
+            "\n      ".join(err)
 
     def terminate(self, timeout=60):
         """SIGTERM: the member commits, leaves the group and exits 0."""
@@ -213,9 +239,14 @@ def all_records(ms):
     return out
 
 
+def group_progress(ms):
+    return tuple((m.count(), tuple(sorted(m.snapshot()[2].items()))) for m in ms)
+
+
 def wait_consumed(ms, total, what):
     wait_until(lambda: sum(m.count() for m in ms) >= total and all(m.fully_committed() for m in ms if m.alive()),
-               f"{what}: {total} records consumed and committed", lambda: describe_all(ms))
+               f"{what}: {total} records consumed and committed", lambda: describe_all(ms),
+               timeout=2 * WAIT_S, progress=lambda: group_progress(ms))
 
 
 def check_exactly_once(ms, bootstrap, topic, partitions=PARTITIONS):
@@ -333,7 +364,8 @@ def test_group_lifecycle(broker, members, client):
     m4 = members(client, b, topic, group, f"{client}-m4")
     ms.append(m4)
     wait_until(lambda: m4.count() >= PHASE_N and m4.fully_committed(),
-               f"{m4.name} consuming the {PHASE_N} records produced after the last commit", lambda: describe_all(ms))
+               f"{m4.name} consuming the {PHASE_N} records produced after the last commit", lambda: describe_all(ms),
+               progress=lambda: group_progress([m4]))
     ends = end_offsets(b, topic, PARTITIONS)
     _, recs4, _ = m4.snapshot()
     got = defaultdict(list)
@@ -472,7 +504,7 @@ def test_consumer_groups_tool(broker, members):
     produce("confluent", b, topic, 300, codec="none", name="cgtool-a")
     m = members("confluent", b, topic, group, "cgtool-m1")
     wait_until(lambda: m.count() >= 300 and m.fully_committed(), "the member consuming 300 records",
-               lambda: describe_all([m]))
+               lambda: describe_all([m]), progress=lambda: group_progress([m]))
 
     out = consumer_groups(b, "--list")
     assert group in out.split(), f"--list does not show {group}:\n{out}"
@@ -501,7 +533,7 @@ def test_consumer_groups_tool(broker, members):
 
     m2 = members("confluent", b, topic, group, "cgtool-m2")
     wait_until(lambda: m2.count() >= 450 and m2.fully_committed(), "a new member re-reading all 450 records",
-               lambda: describe_all([m2]))
+               lambda: describe_all([m2]), progress=lambda: group_progress([m2]))
     m2.terminate()
     check_exactly_once([m2], b, topic, parts)
     out = consumer_groups(b, "--describe", "--group", group)

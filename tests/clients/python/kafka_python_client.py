@@ -128,7 +128,9 @@ def group_consume(a) -> int:
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):
-            commit()
+            # kafka-python 3 runs listeners on its IO thread, where a blocking commit() is refused;
+            # nothing is pending here anyway (each polled batch is committed before the next poll).
+            pending.clear()
             out.revoked([tp.partition for tp in revoked])
 
         def on_partitions_assigned(self, assigned):
