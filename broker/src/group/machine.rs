@@ -28,7 +28,6 @@ pub struct Limits {
     pub session_timeout_ms_max: i32,
     pub initial_rebalance_delay_ms: i64,
     pub members_per_group_max: usize,
-    pub offset_metadata_bytes_max: usize,
     pub offsets_retention_ms: i64,
 }
 
@@ -39,7 +38,6 @@ impl Default for Limits {
             session_timeout_ms_max: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             members_per_group_max: 10_000,
-            offset_metadata_bytes_max: 4096,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
         }
     }
@@ -384,12 +382,6 @@ pub struct Effects {
     pub records: Vec<StoredRecord>,
 }
 
-/// How an OffsetCommit may proceed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommitCheck {
-    Accepted,
-}
-
 /// A group as DescribeGroups shows it.
 #[derive(Clone, Debug, Default)]
 pub struct GroupDescription {
@@ -640,13 +632,6 @@ impl Coordinator {
         fx
     }
 
-    /// Whether any group has members or pending members (whose timers a tick may fire).
-    pub fn has_timers(&self) -> bool {
-        self.groups
-            .values()
-            .any(|g| !g.members.is_empty() || !g.pending_members.is_empty())
-    }
-
     // ---------------------------------------------------------------- offsets
 
     /// Kafka's `validateOffsetCommit` for classic groups. May create an empty group for a
@@ -659,7 +644,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
         version: i16,
-    ) -> Result<CommitCheck, i16> {
+    ) -> Result<(), i16> {
         if group_id.is_empty() {
             return Err(code::INVALID_GROUP_ID);
         }
@@ -667,7 +652,7 @@ impl Coordinator {
             if generation < 0 {
                 self.groups
                     .insert(group_id.to_string(), Group::new(group_id, now));
-                return Ok(CommitCheck::Accepted);
+                return Ok(());
             }
             return Err(if version >= 9 {
                 code::GROUP_ID_NOT_FOUND
@@ -679,7 +664,7 @@ impl Coordinator {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
         }
         if generation < 0 && group.state == GroupState::Empty {
-            return Ok(CommitCheck::Accepted);
+            return Ok(());
         }
         if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
             group.validate_member(member_id, instance_id)?;
@@ -692,7 +677,7 @@ impl Coordinator {
         if group.state == GroupState::CompletingRebalance {
             return Err(code::REBALANCE_IN_PROGRESS);
         }
-        Ok(CommitCheck::Accepted)
+        Ok(())
     }
 
     /// The records that commit `offsets` (key: topic, partition).

@@ -51,7 +51,6 @@ impl ShardGroups {
             session_timeout_ms_min: config.group_min_session_timeout_ms,
             session_timeout_ms_max: config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
-            offset_metadata_bytes_max: config.offset_metadata_max_bytes,
             offsets_retention_ms: config.offsets_retention_minutes * 60_000,
             ..Limits::default()
         };
