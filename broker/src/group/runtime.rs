@@ -6,7 +6,7 @@ use super::machine::{
     CommittedOffset, Coordinator, Effects, JoinOutcome, JoinRequest, Limits, Reply, SyncOutcome,
     SyncRequest, TimeMs, Token,
 };
-use super::records::{decode_batch, encode_batch, StoredRecord};
+use super::records::{decode_batch, encode_batch, DecodeError, StoredRecord};
 use super::{code, partition_for, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::shard::{PartitionKey, Shard};
@@ -166,22 +166,11 @@ async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
         let Some(log) = group_log(shard, group) else {
             return Err(code::NOT_COORDINATOR);
         };
-        let batch = encode_batch(&records, now_ms()).map_err(|e| {
-            warn!(shard = shard.id, "{e}");
+        let last_offset = append_records(&log, &records).map_err(|e| {
+            warn!(shard = shard.id, group, "cannot append group records: {e}");
             code::KAFKA_STORAGE_ERROR
         })?;
-        let header = storage::batch::validate_produce_records(&batch).map_err(|e| {
-            warn!(shard = shard.id, "encoded group batch is invalid: {e}");
-            code::KAFKA_STORAGE_ERROR
-        })?;
-        let outcome = log.append(&batch, &header).map_err(|e| {
-            warn!(
-                shard = shard.id,
-                group, "cannot append group records: {e:?}"
-            );
-            code::KAFKA_STORAGE_ERROR
-        })?;
-        pending.push((log, outcome.last_offset));
+        pending.push((log, last_offset));
     }
     let sync = shard.config.fsync;
     for (log, last_offset) in pending {
@@ -191,6 +180,17 @@ async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
         })?;
     }
     Ok(())
+}
+
+/// Appends records to a log as one batch; returns the offset of the last one.
+fn append_records(log: &PartitionLog, records: &[StoredRecord]) -> Result<i64, String> {
+    let batch = encode_batch(records, now_ms())?;
+    let header = storage::batch::validate_produce_records(&batch)
+        .map_err(|e| format!("encoded group batch is invalid: {e}"))?;
+    let outcome = log
+        .append(&batch, &header)
+        .map_err(|e| format!("append refused: {e:?}"))?;
+    Ok(outcome.last_offset)
 }
 
 /// Persists the effects' records, then delivers its replies.
@@ -411,6 +411,18 @@ pub async fn load(shard: &Rc<Shard>) {
 
 async fn replay(shard: &Shard, log: &PartitionLog) -> Result<(), String> {
     let now = now_ms();
+    read_records(log, |record| match record {
+        Ok(record) => shard.groups.machine.borrow_mut().apply(now, &record, true),
+        Err(e) => warn!(shard = shard.id, "skipping __consumer_offsets record: {e}"),
+    })
+    .await
+}
+
+/// Calls `apply` with every record of a `__consumer_offsets` log, in offset order.
+async fn read_records(
+    log: &PartitionLog,
+    mut apply: impl FnMut(Result<StoredRecord, DecodeError>),
+) -> Result<(), String> {
     let mut next = log.log_start_offset();
     let end = log.log_end_offset();
     while next < end {
@@ -424,22 +436,9 @@ async fn replay(shard: &Shard, log: &PartitionLog) -> Result<(), String> {
         for batch in batches {
             let header = storage::batch::BatchHeader::parse(&batch).map_err(|e| e.to_string())?;
             next = header.base_offset + header.last_offset_delta as i64 + 1;
-            let records = match decode_batch(&batch) {
-                Ok(records) => records,
-                Err(e) => {
-                    warn!(
-                        shard = shard.id,
-                        "skipping batch at {}: {e}", header.base_offset
-                    );
-                    continue;
-                }
-            };
-            let mut machine = shard.groups.machine.borrow_mut();
-            for record in records {
-                match record {
-                    Ok(record) => machine.apply(now, &record, true),
-                    Err(e) => warn!(shard = shard.id, "skipping record: {e}"),
-                }
+            match decode_batch(&batch) {
+                Ok(records) => records.into_iter().for_each(&mut apply),
+                Err(e) => apply(Err(e)),
             }
         }
     }
@@ -470,5 +469,101 @@ async fn tick_loop(shard: Rc<Shard>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::machine::{Coordinator, GroupState, JoinRequest, Limits, Protocol};
+    use storage::LogConfig;
+
+    fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
+        let limit = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(2 << 20)
+            .make()
+            .expect("executor")
+            .run(f());
+    }
+
+    /// Commits and group metadata written through a real partition log come back after the
+    /// log is closed and reopened, as at a broker restart.
+    #[test]
+    fn records_survive_a_reopened_log() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = dir.path().join("__consumer_offsets-0");
+        run(|| async move {
+            let limits = Limits {
+                initial_rebalance_delay_ms: 0,
+                ..Limits::default()
+            };
+            let mut machine = Coordinator::new(limits.clone());
+            let join = JoinRequest {
+                group_id: "g".into(),
+                member_id: String::new(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![Protocol {
+                    name: "range".into(),
+                    metadata: bytes::Bytes::from_static(b"sub"),
+                }],
+                require_known_member_id: false,
+                fresh_id: "1".into(),
+            };
+            machine.join(0, 1, join);
+            let sync = crate::group::machine::SyncRequest {
+                group_id: "g".into(),
+                generation: 1,
+                member_id: "c-1".into(),
+                instance_id: None,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![("c-1".into(), bytes::Bytes::from_static(b"asg"))],
+            };
+            let mut records = machine.sync(0, 2, sync).records;
+            let offset = CommittedOffset {
+                offset: 42,
+                leader_epoch: 0,
+                metadata: "meta".into(),
+                commit_timestamp_ms: 5,
+            };
+            records.extend(Coordinator::commit_records(
+                "g",
+                &[(("t".to_string(), 1), offset.clone())],
+            ));
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .unwrap();
+            for record in &records {
+                let last = append_records(&log, std::slice::from_ref(record)).unwrap();
+                log.wait_durable(last, true).await.unwrap();
+            }
+            log.close().await.unwrap();
+
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .unwrap();
+            let mut restarted = Coordinator::new(limits);
+            read_records(&log, |r| restarted.apply(1_000, &r.unwrap(), true))
+                .await
+                .unwrap();
+            let group = restarted.group("g").expect("group replayed");
+            assert_eq!((group.state, group.generation), (GroupState::Stable, 1));
+            assert_eq!(&group.members["c-1"].assignment[..], b"asg");
+            assert_eq!(group.offsets[&("t".to_string(), 1)], offset);
+            log.close().await.unwrap();
+        });
     }
 }
