@@ -153,7 +153,8 @@ impl BrokerConfig {
                 1,
                 i64::MAX,
             )?,
-            offset_metadata_max_bytes: int("offset.metadata.max.bytes", 0, i32::MAX as i64)?
+            // Stored as an i16-length string in __consumer_offsets.
+            offset_metadata_max_bytes: int("offset.metadata.max.bytes", 0, i16::MAX as i64)?
                 as usize,
             group_initial_rebalance_delay_ms: int(
                 "group.initial.rebalance.delay.ms",

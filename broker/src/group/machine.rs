@@ -15,6 +15,9 @@ use super::records::{GroupValue, MemberValue, OffsetValue, RecordKey, RecordValu
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Most characters of the client id that go into a generated member id.
+const CLIENT_ID_IN_MEMBER_ID_MAX: usize = 1024;
+
 /// Identifies a waiting JoinGroup or SyncGroup request.
 pub type Token = u64;
 
@@ -1018,7 +1021,13 @@ fn join_new_member(
     request: &JoinRequest,
     fx: &mut Effects,
 ) -> Result<(), i16> {
-    let member_id = format!("{}-{}", request.client_id, request.fresh_id);
+    // Bounded so that a member id always fits the i16-length strings of the stored records.
+    let client: String = request
+        .client_id
+        .chars()
+        .take(CLIENT_ID_IN_MEMBER_ID_MAX)
+        .collect();
+    let member_id = format!("{client}-{}", request.fresh_id);
     if let Some(instance) = &request.instance_id {
         if let Some(old_id) = group.static_members.get(instance).cloned() {
             return replace_static_member(group, now, token, request, &old_id, member_id, fx);
