@@ -30,6 +30,12 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("log.roll.ms", "604800000", Kind::Long),
     ("log.cache.bytes.per.partition", "8388608", Kind::Long),
     ("offsets.topic.num.partitions", "50", Kind::Int),
+    ("offsets.retention.minutes", "10080", Kind::Int),
+    ("offsets.retention.check.interval.ms", "600000", Kind::Long),
+    ("offset.metadata.max.bytes", "4096", Kind::Int),
+    ("group.initial.rebalance.delay.ms", "3000", Kind::Int),
+    ("group.min.session.timeout.ms", "6000", Kind::Int),
+    ("group.max.session.timeout.ms", "1800000", Kind::Int),
     ("broker.session.timeout.ms", "9000", Kind::Int),
     ("min.insync.replicas", "1", Kind::Int),
 ];
@@ -74,6 +80,13 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
     pub log_roll_ms: i64,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: i64,
+    pub offset_metadata_max_bytes: usize,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
     /// `--unsafe-no-fsync`: acks=all does not wait for fdatasync (development only).
     pub fsync: bool,
 }
@@ -143,6 +156,25 @@ impl BrokerConfig {
             log_retention_check_interval_ms: int("log.retention.check.interval.ms", 1, i64::MAX)?
                 as u64,
             log_roll_ms: int("log.roll.ms", 1, i64::MAX)?,
+            offsets_topic_num_partitions: int("offsets.topic.num.partitions", 1, 100_000)? as i32,
+            offsets_retention_minutes: int("offsets.retention.minutes", 1, i32::MAX as i64)?,
+            offsets_retention_check_interval_ms: int(
+                "offsets.retention.check.interval.ms",
+                1,
+                i64::MAX,
+            )?,
+            // Stored as an i16-length string in __consumer_offsets.
+            offset_metadata_max_bytes: int("offset.metadata.max.bytes", 0, i16::MAX as i64)?
+                as usize,
+            group_initial_rebalance_delay_ms: int(
+                "group.initial.rebalance.delay.ms",
+                0,
+                i32::MAX as i64,
+            )?,
+            group_min_session_timeout_ms: int("group.min.session.timeout.ms", 0, i32::MAX as i64)?
+                as i32,
+            group_max_session_timeout_ms: int("group.max.session.timeout.ms", 0, i32::MAX as i64)?
+                as i32,
             fsync: true,
             overrides,
         })

@@ -13,21 +13,37 @@ use tracing::{debug, warn};
 /// Serves the Kafka requests of one connection on one shard.
 pub struct KafkaConnection {
     shard: Rc<Shard>,
+    /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
+    client_host: Rc<str>,
 }
 
 impl KafkaConnection {
     pub fn new(shard: Rc<Shard>) -> Self {
-        KafkaConnection { shard }
+        KafkaConnection {
+            shard,
+            client_host: Rc::from(""),
+        }
+    }
+
+    pub fn with_peer(mut self, peer: Option<std::net::SocketAddr>) -> Self {
+        if let Some(peer) = peer {
+            self.client_host = Rc::from(format!("/{}", peer.ip()));
+        }
+        self
     }
 }
 
 impl RequestHandler for KafkaConnection {
     fn handle(&self, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
-        Box::pin(serve_request(self.shard.clone(), frame))
+        Box::pin(serve_request(
+            self.shard.clone(),
+            frame,
+            self.client_host.clone(),
+        ))
     }
 }
 
-async fn serve_request(shard: Rc<Shard>, frame: Bytes) -> Reply {
+async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> Reply {
     let Some(start) = FrameStart::parse(&frame) else {
         debug!("request shorter than a header: closing");
         return Reply::Close;
@@ -58,10 +74,11 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes) -> Reply {
         debug!(?api_key, version, "unsupported version: closing");
         return Reply::Close;
     }
-    let Some(request) = protocol::decode_request(api_key, version, frame) else {
+    let Some(mut request) = protocol::decode_request(api_key, version, frame) else {
         debug!(?api_key, version, "malformed request: closing");
         return Reply::Close;
     };
+    request.client_host = client_host.to_string();
     let correlation_id = request.header.correlation_id;
     match handlers::handle(&shard, request).await {
         Some(body) => encode(api_key, version, correlation_id, body),

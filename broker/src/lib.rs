@@ -6,6 +6,7 @@
 pub mod config;
 pub mod connection;
 pub mod datadir;
+pub mod group;
 pub mod handlers;
 pub mod maintenance;
 pub mod protocol;

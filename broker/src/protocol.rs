@@ -21,6 +21,19 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // Consumer groups (classic protocol). Kafka 4.3 serves OffsetCommit and OffsetFetch up to
+    // v10 (topic ids); the vendored codec's message types stop at v9.
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Produce versions below this are advertised but refused.
@@ -61,6 +74,8 @@ pub struct Request {
     pub version: i16,
     pub header: RequestHeader,
     pub body: RequestKind,
+    /// The client's address as Kafka shows it (`/1.2.3.4`); empty when unknown.
+    pub client_host: String,
 }
 
 /// Decodes a whole request frame; `None` means the request is malformed and the connection
@@ -73,6 +88,7 @@ pub fn decode_request(api_key: ApiKey, version: i16, mut frame: Bytes) -> Option
         version,
         header,
         body,
+        client_host: String::new(),
     })
 }
 
@@ -106,7 +122,11 @@ mod tests {
         assert_eq!(advertised_versions(ApiKey::Produce), Some((0, 13)));
         assert_eq!(advertised_versions(ApiKey::Fetch).map(|v| v.0), Some(4));
         assert_eq!(advertised_versions(ApiKey::ApiVersions), Some((0, 4)));
-        assert_eq!(advertised_versions(ApiKey::JoinGroup), None);
+        assert_eq!(advertised_versions(ApiKey::JoinGroup), Some((0, 9)));
+        // Clamped to what the wire codec knows (Kafka 4.3 advertises 10).
+        assert_eq!(advertised_versions(ApiKey::OffsetCommit), Some((2, 9)));
+        assert_eq!(advertised_versions(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(advertised_versions(ApiKey::Vote), None);
     }
 
     #[test]

@@ -170,6 +170,7 @@ async fn shard_main(context: ShardContext) {
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
+    crate::group::runtime::load(&shard).await;
     crate::maintenance::spawn(&shard);
     let listener = match TcpListener::bind(context.listen_addr) {
         Ok(listener) => listener,
@@ -217,7 +218,8 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) 
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let handler = KafkaConnection::new(shard.clone());
+                let handler =
+                    KafkaConnection::new(shard.clone()).with_peer(stream.peer_addr().ok());
                 glommio::spawn_local(net::serve(stream, handler, limits)).detach();
             }
             Err(e) => {

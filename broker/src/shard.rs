@@ -65,6 +65,8 @@ pub struct Shard {
     /// Orders controller commands and their broadcast (shard 0 only).
     controller_lock: glommio::sync::Semaphore,
     closed: Cell<bool>,
+    /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
+    pub groups: crate::group::runtime::ShardGroups,
 }
 
 impl Shard {
@@ -76,6 +78,7 @@ impl Shard {
         image: Arc<MetadataImage>,
         controller: Option<Controller>,
     ) -> Rc<Shard> {
+        let groups = crate::group::runtime::ShardGroups::new(&config);
         Rc::new(Shard {
             id: peers.peer_id(),
             count: peers.nr_consumers().max(1),
@@ -89,6 +92,7 @@ impl Shard {
             install_lock: glommio::sync::Semaphore::new(1),
             controller_lock: glommio::sync::Semaphore::new(1),
             closed: Cell::new(false),
+            groups,
         })
     }
 

@@ -18,11 +18,20 @@ import crc32c as _crc32c
 # API keys
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 API_VERSIONS, CREATE_TOPICS, INIT_PRODUCER_ID = 18, 19, 22
+OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
+JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 
 # error codes
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+COORDINATOR_LOAD_IN_PROGRESS = 14
+COORDINATOR_NOT_AVAILABLE = 15
+NOT_COORDINATOR = 16
+ILLEGAL_GENERATION = 22
+UNKNOWN_MEMBER_ID = 25
+REBALANCE_IN_PROGRESS = 27
+MEMBER_ID_REQUIRED = 79
 UNSUPPORTED_VERSION = 35
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
@@ -330,11 +339,16 @@ class Conn:
         return self._recv_exact(n)
 
     def request(self, api_key, api_version, body: bytes, flexible=False) -> Reader:
+        return self.recv_response(self.send_request(api_key, api_version, body, flexible))
+
+    def send_request(self, api_key, api_version, body: bytes, flexible=False) -> int:
+        """Sends without waiting (for requests the broker parks, like JoinGroup); returns the correlation id."""
         self.corr += 1
-        corr = self.corr
-        self.send_frame(request_header(api_key, api_version, corr, flexible=flexible) + body)
-        resp = self.recv_frame()
-        r = Reader(resp)
+        self.send_frame(request_header(api_key, api_version, self.corr, flexible=flexible) + body)
+        return self.corr
+
+    def recv_response(self, corr: int) -> Reader:
+        r = Reader(self.recv_frame())
         got = r.i32()
         if got != corr:
             raise AssertionError(f"correlation id {got} != {corr}")
@@ -507,3 +521,142 @@ def create_topics_v2(conn: Conn, topic, partitions, replication=1, timeout_ms=30
     r.i32()  # throttle
     res = r.array(lambda x: (x.string(), x.i16(), x.string()))
     return res[0][1], res[0][2]
+
+
+# ---------------------------------------------------------------------------------------------
+# consumer groups (classic protocol, last non-flexible versions)
+# ---------------------------------------------------------------------------------------------
+def find_coordinator_v1(conn: Conn, key, key_type=0):
+    """Returns (error_code, node_id, host, port)."""
+    r = conn.request(FIND_COORDINATOR, 1, string(key) + i8(key_type))
+    r.i32()  # throttle
+    err = r.i16()
+    r.string()  # error message
+    return err, r.i32(), r.string(), r.i32()
+
+
+def join_group_v5_body(group, member_id="", protocols=None,
+                       session_timeout_ms=10000, rebalance_timeout_ms=30000, instance_id=None,
+                       protocol_type="consumer"):
+    if protocols is None:
+        protocols = [("range", consumer_protocol_metadata([]))]
+    return (
+        string(group)
+        + i32(session_timeout_ms)
+        + i32(rebalance_timeout_ms)
+        + string(member_id)
+        + string(instance_id)
+        + string(protocol_type)
+        + array(string(name) + bytes_(meta) for name, meta in protocols)
+    )
+
+
+@dataclass
+class JoinResult:
+    error: int
+    generation: int
+    protocol: str | None
+    leader: str
+    member_id: str
+    members: list  # [(member_id, instance_id, metadata)]
+
+
+def parse_join_group_v5(r: Reader) -> JoinResult:
+    r.i32()  # throttle
+    err = r.i16()
+    gen = r.i32()
+    proto = r.string()
+    leader = r.string()
+    member = r.string()
+    members = r.array(lambda x: (x.string(), x.string(), x.bytes_()))
+    return JoinResult(err, gen, proto, leader, member, members or [])
+
+
+def join_group_v5(conn: Conn, group, member_id="", **kw) -> JoinResult:
+    return parse_join_group_v5(conn.request(JOIN_GROUP, 5, join_group_v5_body(group, member_id, **kw)))
+
+
+def sync_group_v3_body(group, generation, member_id, assignments=(), instance_id=None):
+    """assignments: [(member_id, assignment_bytes)] (only the leader sends them)."""
+    return (
+        string(group)
+        + i32(generation)
+        + string(member_id)
+        + string(instance_id)
+        + array(string(m) + bytes_(a) for m, a in assignments)
+    )
+
+
+def parse_sync_group_v3(r: Reader):
+    """Returns (error_code, assignment_bytes)."""
+    r.i32()  # throttle
+    return r.i16(), r.bytes_()
+
+
+def sync_group_v3(conn: Conn, group, generation, member_id, assignments=()):
+    return parse_sync_group_v3(conn.request(SYNC_GROUP, 3, sync_group_v3_body(group, generation, member_id, assignments)))
+
+
+def heartbeat_v3(conn: Conn, group, generation, member_id, instance_id=None) -> int:
+    r = conn.request(HEARTBEAT, 3, string(group) + i32(generation) + string(member_id) + string(instance_id))
+    r.i32()  # throttle
+    return r.i16()
+
+
+def leave_group_v3(conn: Conn, group, member_ids):
+    """Returns (error_code, [(member_id, error_code)])."""
+    r = conn.request(LEAVE_GROUP, 3, string(group) + array(string(m) + string(None) for m in member_ids))
+    r.i32()  # throttle
+    err = r.i16()
+    members = r.array(lambda x: (x.string(), x.string(), x.i16()))
+    return err, [(m, e) for m, _, e in members or []]
+
+
+def offset_commit_v7(conn: Conn, group, offsets, generation=-1, member_id="", instance_id=None):
+    """offsets: {topic: {partition: offset}}. Returns {(topic, partition): error_code}."""
+    body = (
+        string(group)
+        + i32(generation)
+        + string(member_id)
+        + string(instance_id)
+        + array(
+            string(t) + array(i32(p) + i64(o) + i32(-1) + string(None) for p, o in parts.items())
+            for t, parts in offsets.items()
+        )
+    )
+    r = conn.request(OFFSET_COMMIT, 7, body)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.i32()):
+        t = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[(t, p)] = r.i16()
+    return out
+
+
+def offset_fetch_v5(conn: Conn, group, topics):
+    """topics: {topic: [partitions]}. Returns (error_code, {(topic, partition): (offset, error_code)})."""
+    body = string(group) + array(string(t) + array(i32(p) for p in ps) for t, ps in topics.items())
+    r = conn.request(OFFSET_FETCH, 5, body)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.i32()):
+        t = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            off = r.i64()
+            r.i32()  # leader epoch
+            r.string()  # metadata
+            out[(t, p)] = (off, r.i16())
+    return r.i16(), out
+
+
+def consumer_protocol_metadata(topics, version=0) -> bytes:
+    """ConsumerProtocolSubscription v0: the metadata a consumer puts in JoinGroup."""
+    return i16(version) + array(string(t) for t in topics) + bytes_(b"")
+
+
+def consumer_protocol_assignment(assignment, version=0) -> bytes:
+    """ConsumerProtocolAssignment v0 from {topic: [partitions]}."""
+    return i16(version) + array(string(t) + array(i32(p) for p in ps) for t, ps in assignment.items()) + bytes_(b"")

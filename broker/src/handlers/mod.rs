@@ -7,9 +7,11 @@ pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -71,6 +73,39 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe(shard, r, version))
         }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(shard, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            let client = groups::Client {
+                client_id: request
+                    .header
+                    .client_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                client_host: request.client_host,
+            };
+            ResponseKind::JoinGroup(groups::join(shard, r, version, client).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(shard, r, version).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(shard, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave(shard, r, version).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::list(shard, r, version).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe(shard, r, version).await)
+        }
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(shard, r).await),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offsets::commit(shard, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offsets::fetch(shard, r, version).await)
+        }
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(shard, r).await),
         // Only the APIs in protocol::SUPPORTED_APIS get this far.
         _ => return None,
     })

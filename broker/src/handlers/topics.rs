@@ -182,7 +182,10 @@ pub async fn delete(
                     name: meta.name.clone(),
                 };
                 match shard.propose(command).await {
-                    Ok(_) => code::NONE,
+                    Ok(_) => {
+                        crate::group::runtime::forget_topic(shard, meta.name.clone()).await;
+                        code::NONE
+                    }
                     Err(e) => e.kafka_error_code(),
                 }
             }

@@ -2,6 +2,8 @@
 //
 //	produce --bootstrap H:P --topic T --count N --acks all|1 --codec gzip|snappy|lz4|zstd --client NAME
 //	consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
+//	group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin|cooperative-sticky]
+//	              [--commit sync|auto] [--max-records N] [--idle-exit-s S] [--session-timeout-ms MS] [--timeout-s S]
 //
 // franz-go enables idempotent writes by default (they need acks=all; acks=1 disables them).
 package main
@@ -13,13 +15,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 const baseTS = int64(1700000000000)
@@ -54,6 +61,8 @@ func main() {
 		os.Exit(produce(os.Args[2:]))
 	case "consume":
 		os.Exit(consume(os.Args[2:]))
+	case "group-consume":
+		os.Exit(groupConsume(os.Args[2:]))
 	default:
 		usage()
 		os.Exit(2)
@@ -217,5 +226,224 @@ func consume(args []string) int {
 	if got < *expect {
 		return 1
 	}
+	return 0
+}
+
+// groupOut writes the group-consume JSON lines, one flushed line per event.
+type groupOut struct {
+	mu     sync.Mutex
+	member string
+	owned  map[int32]bool
+}
+
+func (g *groupOut) line(v any) {
+	b, _ := json.Marshal(v)
+	g.mu.Lock()
+	os.Stdout.Write(append(b, '\n'))
+	g.mu.Unlock()
+}
+
+func sortedParts(ps []int32) []int32 {
+	out := append([]int32{}, ps...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (g *groupOut) parts(ev string, ps []int32) {
+	g.mu.Lock()
+	for _, p := range ps {
+		if ev == "assigned" {
+			g.owned[p] = true
+		} else {
+			delete(g.owned, p)
+		}
+	}
+	owned := []int32{}
+	for p := range g.owned {
+		owned = append(owned, p)
+	}
+	g.mu.Unlock()
+	if ps == nil {
+		ps = []int32{}
+	}
+	g.line(map[string]any{"event": ev, "member": g.member, "partitions": sortedParts(ps), "owned": sortedParts(owned)})
+}
+
+type groupRec struct {
+	Event     string      `json:"event"`
+	Member    string      `json:"member"`
+	Partition int32       `json:"partition"`
+	Offset    int64       `json:"offset"`
+	Key       *string     `json:"key"`
+	Value     *string     `json:"value"`
+	Headers   [][2]string `json:"headers"`
+	Timestamp int64       `json:"timestamp"`
+}
+
+func groupConsume(args []string) int {
+	fs := flag.NewFlagSet("group-consume", flag.ExitOnError)
+	bootstrap := fs.String("bootstrap", "127.0.0.1:9092", "bootstrap server")
+	topic := fs.String("topic", "", "topic")
+	group := fs.String("group", "", "consumer group")
+	member := fs.String("member-name", "", "member name (client id)")
+	assignor := fs.String("assignor", "range", "range|roundrobin|cooperative-sticky")
+	commitMode := fs.String("commit", "sync", "sync|auto")
+	maxRecords := fs.Int("max-records", 0, "exit after this many records (0: no limit)")
+	idleExitS := fs.Float64("idle-exit-s", 0, "exit after this many seconds without records (0: never)")
+	sessionMs := fs.Int("session-timeout-ms", 6000, "session timeout")
+	timeoutS := fs.Float64("timeout-s", 600, "hard limit")
+	_ = fs.Parse(args)
+
+	var balancer kgo.GroupBalancer
+	switch *assignor {
+	case "range":
+		balancer = kgo.RangeBalancer()
+	case "roundrobin":
+		balancer = kgo.RoundRobinBalancer()
+	case "cooperative-sticky":
+		balancer = kgo.CooperativeStickyBalancer()
+	default:
+		fmt.Fprintln(os.Stderr, "bad --assignor", *assignor)
+		return 2
+	}
+	auto := *commitMode == "auto"
+	out := &groupOut{member: *member, owned: map[int32]bool{}}
+	var pmu sync.Mutex
+	pending := map[int32]int64{}
+
+	var cl *kgo.Client
+	commit := func(ctx context.Context) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		if auto || len(pending) == 0 {
+			return
+		}
+		offs := map[string]map[int32]kgo.EpochOffset{*topic: {}}
+		for p, o := range pending {
+			offs[*topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+		var cerr error
+		cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
+						cerr = fmt.Errorf("partition %d: %w", p.Partition, e)
+					}
+				}
+			}
+		})
+		if cerr != nil {
+			out.line(map[string]any{"event": "commit_failed", "member": *member, "error": cerr.Error()})
+			fmt.Fprintln(os.Stderr, "commit failed:", cerr)
+			return
+		}
+		done := map[string]int64{}
+		for p, o := range pending {
+			done[strconv.Itoa(int(p))] = o
+		}
+		out.line(map[string]any{"event": "committed", "member": *member, "offsets": done})
+		pending = map[int32]int64{}
+	}
+
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(*bootstrap),
+		kgo.ClientID(*member),
+		kgo.ConsumerGroup(*group),
+		kgo.ConsumeTopics(*topic),
+		kgo.Balancers(balancer),
+		kgo.SessionTimeout(time.Duration(*sessionMs) * time.Millisecond),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.RebalanceTimeout(30 * time.Second),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			out.parts("assigned", m[*topic])
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			commit(ctx)
+			out.parts("revoked", m[*topic])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			pmu.Lock()
+			pending = map[int32]int64{}
+			pmu.Unlock()
+			out.parts("lost", m[*topic])
+		}),
+	}
+	if auto {
+		opts = append(opts, kgo.AutoCommitInterval(time.Second))
+	} else {
+		opts = append(opts, kgo.DisableAutoCommit())
+	}
+	var err error
+	cl, err = kgo.NewClient(opts...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		return 1
+	}
+	var stopped atomic.Bool
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		stopped.Store(true)
+	}()
+
+	got := 0
+	start := time.Now()
+	last := start
+	reason := "timeout"
+	bg := context.Background()
+	for {
+		if stopped.Load() {
+			reason = "signal"
+			break
+		}
+		if *maxRecords > 0 && got >= *maxRecords {
+			reason = "max-records"
+			break
+		}
+		if *idleExitS > 0 && time.Since(last).Seconds() > *idleExitS {
+			reason = "idle"
+			break
+		}
+		if time.Since(start).Seconds() > *timeoutS {
+			break
+		}
+		limit := 500
+		if *maxRecords > 0 && *maxRecords-got < limit {
+			limit = *maxRecords - got
+		}
+		ctx, cancel := context.WithTimeout(bg, 500*time.Millisecond)
+		fetches := cl.PollRecords(ctx, limit)
+		cancel()
+		fetches.EachError(func(t string, p int32, err error) {
+			if err != context.DeadlineExceeded && err != context.Canceled {
+				fmt.Fprintf(os.Stderr, "fetch error %s/%d: %v\n", t, p, err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) {
+			hs := make([][2]string, 0, len(r.Headers))
+			for _, h := range r.Headers {
+				hs = append(hs, [2]string{h.Key, string(h.Value)})
+			}
+			out.line(groupRec{"record", *member, r.Partition, r.Offset, strp(r.Key), strp(r.Value), hs, r.Timestamp.UnixMilli()})
+			pmu.Lock()
+			pending[r.Partition] = r.Offset + 1
+			pmu.Unlock()
+			got++
+			last = time.Now()
+		})
+		commit(bg)
+		cl.AllowRebalance()
+	}
+	commit(bg)
+	out.line(map[string]any{"event": "exit", "member": *member, "reason": reason, "consumed": got})
+	cl.CloseAllowingRebalance() // LeaveGroup
+	fmt.Fprintf(os.Stderr, "go group-consume %s: got=%d exit=%s\n", *member, got, reason)
 	return 0
 }

@@ -3,16 +3,18 @@
 //
 //   produce --bootstrap H:P --topic T --count N --acks all|1 --codec gzip --client NAME
 //   consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
+//   group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin]
+//                 [--commit sync|auto] [--max-records N] [--idle-exit-s S] [--session-timeout-ms MS] [--timeout-s S]
 //
 // kafkajs ships only gzip (snappy/lz4/zstd need third-party codecs), so --codec must be gzip or none.
 // kafkajs has no group-less consumer: its Consumer always joins a group, and Spate has no groups
-// yet. `consume` therefore drives kafkajs's own Cluster/Broker layer (Metadata, ListOffsets, Fetch
+// at the time it was written. `consume` therefore drives kafkajs's own Cluster/Broker layer (Metadata, ListOffsets, Fetch
 // encoding and RecordBatch decoding/decompression all stay kafkajs's) with assign-style offsets.
 'use strict'
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
-const { Kafka, CompressionTypes, logLevel } = require('kafkajs')
+const { Kafka, CompressionTypes, logLevel, PartitionAssigners, AssignerProtocol } = require('kafkajs')
 const Cluster = require('kafkajs/src/cluster')
 const { createLogger } = require('kafkajs/src/loggers')
 const LoggerConsole = require('kafkajs/src/loggers/console')
@@ -189,12 +191,163 @@ async function consume(opts) {
   return got >= expect ? 0 : 1
 }
 
+// kafkajs ships only a round-robin assigner; this is Kafka's RangeAssignor for one or more topics
+// (members sorted by id, each takes a contiguous range, the first ones one extra).
+const RangeAssigner = ({ cluster }) => ({
+  name: 'range',
+  version: 0,
+  async assign({ members, topics }) {
+    const ids = members.map(m => m.memberId).sort()
+    const assignment = Object.fromEntries(ids.map(id => [id, {}]))
+    for (const topic of topics) {
+      const parts = cluster.findTopicPartitionMetadata(topic).map(m => m.partitionId).sort((a, b) => a - b)
+      const per = Math.floor(parts.length / ids.length)
+      const extra = parts.length % ids.length
+      let at = 0
+      ids.forEach((id, i) => {
+        const n = per + (i < extra ? 1 : 0)
+        assignment[id][topic] = parts.slice(at, at + n)
+        at += n
+      })
+    }
+    return ids.map(memberId => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: assignment[memberId] }),
+    }))
+  },
+  protocol({ topics }) {
+    return { name: this.name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics }) }
+  },
+})
+
+async function groupConsume(opts) {
+  const bootstrap = req(opts, 'bootstrap')
+  const topic = req(opts, 'topic')
+  const group = req(opts, 'group')
+  const member = req(opts, 'member-name')
+  const assignorName = opts.assignor || 'range'
+  const auto = (opts.commit || 'sync') === 'auto'
+  const maxRecords = parseInt(opts['max-records'] || '0', 10)
+  const idleExitS = parseFloat(opts['idle-exit-s'] || '0')
+  const sessionMs = parseInt(opts['session-timeout-ms'] || '6000', 10)
+  const timeoutS = parseFloat(opts['timeout-s'] || '600')
+  const assigners = { range: RangeAssigner, roundrobin: PartitionAssigners.roundRobin }
+  if (!(assignorName in assigners)) {
+    process.stderr.write(`kafkajs client supports --assignor range|roundrobin, not ${assignorName}\n`)
+    return 2
+  }
+  const line = obj => process.stdout.write(JSON.stringify(obj) + '\n')
+  const owned = new Set()
+  const partsEvent = (ev, ps) => {
+    for (const p of ps) ev === 'assigned' ? owned.add(p) : owned.delete(p)
+    const sorted = a => [...a].sort((x, y) => x - y)
+    line({ event: ev, member, partitions: sorted(ps), owned: sorted(owned) })
+  }
+
+  const kafka = new Kafka({ clientId: member, brokers: [bootstrap], logLevel: logLevel.WARN })
+  const consumer = kafka.consumer({
+    groupId: group,
+    partitionAssigners: [assigners[assignorName]],
+    sessionTimeout: sessionMs,
+    heartbeatInterval: 1000,
+    rebalanceTimeout: 30000,
+    maxWaitTimeInMs: 500,
+    allowAutoTopicCreation: false,
+    retry: { retries: 10 },
+  })
+  // kafkajs rebalances eagerly: REBALANCING means everything is given up, GROUP_JOIN brings the
+  // new full assignment.
+  consumer.on(consumer.events.REBALANCING, () => {
+    if (owned.size) partsEvent('revoked', [...owned])
+  })
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    const now = (e.payload.memberAssignment || {})[topic] || []
+    const gone = [...owned].filter(p => !now.includes(p))
+    if (gone.length) partsEvent('revoked', gone)
+    partsEvent('assigned', now.filter(p => !owned.has(p)))
+  })
+  consumer.on(consumer.events.CRASH, e => {
+    process.stderr.write(`consumer crash: ${e.payload.error && e.payload.error.stack}\n`)
+  })
+
+  let got = 0
+  const start = Date.now()
+  let last = start
+  let reason = null
+  let resolveDone
+  const done = new Promise(r => (resolveDone = r))
+  const finish = why => {
+    if (reason === null) {
+      reason = why
+      resolveDone()
+    }
+  }
+  process.on('SIGTERM', () => finish('signal'))
+  process.on('SIGINT', () => finish('signal'))
+  const timer = setInterval(() => {
+    if (maxRecords && got >= maxRecords) finish('max-records')
+    else if (idleExitS && Date.now() - last > idleExitS * 1000) finish('idle')
+    else if (Date.now() - start > timeoutS * 1000) finish('timeout')
+  }, 100)
+
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  await consumer.run({
+    autoCommit: auto,
+    autoCommitInterval: 1000,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+      let next = null
+      for (const m of batch.messages) {
+        if (!isRunning() || isStale() || reason !== null) break
+        if (maxRecords && got >= maxRecords) break
+        const headers = []
+        for (const [k, v] of Object.entries(m.headers || {})) {
+          for (const one of Array.isArray(v) ? v : [v]) headers.push([k, one == null ? null : one.toString('utf8')])
+        }
+        line({
+          event: 'record',
+          member,
+          partition: batch.partition,
+          offset: Number(m.offset),
+          key: m.key == null ? null : m.key.toString('utf8'),
+          value: m.value == null ? null : m.value.toString('utf8'),
+          headers,
+          timestamp: Number(m.timestamp),
+        })
+        resolveOffset(m.offset)
+        next = (BigInt(m.offset) + 1n).toString()
+        got++
+        last = Date.now()
+      }
+      if (!auto && next !== null) {
+        try {
+          await consumer.commitOffsets([{ topic, partition: batch.partition, offset: next }])
+          line({ event: 'committed', member, offsets: { [String(batch.partition)]: Number(next) } })
+        } catch (e) {
+          line({ event: 'commit_failed', member, error: String(e) })
+          process.stderr.write(`commit failed: ${e}\n`)
+        }
+      }
+      await heartbeat()
+    },
+  })
+  await done
+  clearInterval(timer)
+  line({ event: 'exit', member, reason, consumed: got })
+  await consumer.disconnect() // commits (auto mode) and sends LeaveGroup
+  if (owned.size) partsEvent('revoked', [...owned])
+  process.stderr.write(`kafkajs group-consume ${member}: got=${got} exit=${reason}\n`)
+  return 0
+}
+
 async function main() {
   const [cmd, ...rest] = process.argv.slice(2)
   if (!cmd || cmd === '--help' || cmd === '-h') usage(cmd ? 0 : 2)
   const opts = parseArgs(rest)
   if (cmd === 'produce') return produce(opts)
   if (cmd === 'consume') return consume(opts)
+  if (cmd === 'group-consume') return groupConsume(opts)
   usage(2)
 }
 

@@ -3,6 +3,8 @@
 
   produce --bootstrap H:P --topic T --count N --acks all|1 --codec gzip|snappy|lz4|zstd --client NAME
   consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
+  group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin|cooperative-sticky]
+                [--commit sync|auto] [--max-records N] [--idle-exit-s S] [--session-timeout-ms MS] [--timeout-s S]
 """
 import os
 import sys
@@ -93,8 +95,96 @@ def consume(a) -> int:
     return 0 if got >= a.expect else 1
 
 
+def group_consume(a) -> int:
+    stop = R.StopFlag()
+    out = R.GroupOut(a.member_name)
+    auto = a.commit == "auto"
+    c = Consumer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "client.id": a.member_name,
+            "group.id": a.group,
+            "partition.assignment.strategy": a.assignor,
+            "session.timeout.ms": a.session_timeout_ms,
+            "heartbeat.interval.ms": 1000,
+            "max.poll.interval.ms": 30000,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": auto,
+            "auto.commit.interval.ms": 1000,
+            "enable.partition.eof": False,
+        }
+    )
+    pending = {}  # partition -> next offset, processed but not yet committed
+
+    def commit():
+        if auto or not pending:
+            return
+        offs = [TopicPartition(a.topic, p, o) for p, o in pending.items()]
+        try:
+            res = c.commit(offsets=offs, asynchronous=False)
+        except Exception as e:  # noqa: BLE001 - report, the test decides
+            out.event("commit_failed", error=str(e))
+            print(f"commit failed: {e}", file=sys.stderr)
+            return
+        bad = [f"{tp.partition}:{tp.error}" for tp in (res or []) if tp.error]
+        if bad:
+            out.event("commit_failed", error=",".join(bad))
+            return
+        out.committed(dict(pending))
+        pending.clear()
+
+    def on_assign(consumer, parts):
+        out.assigned([tp.partition for tp in parts])
+
+    def on_revoke(consumer, parts):
+        commit()  # what was processed is committed before the partitions go
+        out.revoked([tp.partition for tp in parts])
+
+    def on_lost(consumer, parts):
+        pending.clear()
+        out.revoked([tp.partition for tp in parts], "lost")
+
+    c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+    got = 0
+    start = time.monotonic()
+    last = start
+    reason = "timeout"
+    try:
+        while True:
+            now = time.monotonic()
+            if stop.stop:
+                reason = "signal"
+                break
+            if a.max_records and got >= a.max_records:
+                reason = "max-records"
+                break
+            if a.idle_exit_s and now - last > a.idle_exit_s:
+                reason = "idle"
+                break
+            if now - start > a.timeout_s:
+                break
+            limit = 500 if not a.max_records else max(1, min(500, a.max_records - got))
+            for m in c.consume(num_messages=limit, timeout=0.5):
+                if m.error():
+                    print(f"consume error: {m.error()}", file=sys.stderr)
+                    continue
+                out.record(m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1])
+                pending[m.partition()] = m.offset() + 1
+                got += 1
+                last = time.monotonic()
+            commit()
+    finally:
+        commit()
+        out.event("exit", reason=reason, consumed=got)
+        c.close()  # LeaveGroup
+    print(f"confluent group-consume {a.member_name}: got={got} exit={reason}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     a = R.parse_common(argv if argv is not None else sys.argv[1:], "confluent")
+    if a.cmd == "group-consume":
+        return group_consume(a)
     return produce(a) if a.cmd == "produce" else consume(a)
 
 

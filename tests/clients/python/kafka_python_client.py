@@ -3,6 +3,8 @@
 
   produce --bootstrap H:P --topic T --count N --acks all|1 --codec gzip|snappy|lz4|zstd --client NAME
   consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
+  group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin|cooperative-sticky]
+                [--commit sync|auto] [--max-records N] [--idle-exit-s S] [--session-timeout-ms MS] [--timeout-s S]
 """
 import os
 import sys
@@ -82,8 +84,102 @@ def consume(a) -> int:
     return 0 if got >= a.expect else 1
 
 
+def group_consume(a) -> int:
+    from kafka import ConsumerRebalanceListener
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from kafka.structs import OffsetAndMetadata
+
+    stop = R.StopFlag()
+    out = R.GroupOut(a.member_name)
+    auto = a.commit == "auto"
+    assignor = {
+        "range": RangePartitionAssignor,
+        "roundrobin": RoundRobinPartitionAssignor,
+        "cooperative-sticky": CooperativeStickyAssignor,
+    }[a.assignor]
+    c = KafkaConsumer(
+        bootstrap_servers=[a.bootstrap],
+        client_id=a.member_name,
+        group_id=a.group,
+        partition_assignment_strategy=[assignor],
+        session_timeout_ms=a.session_timeout_ms,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=30000,
+        auto_offset_reset="earliest",
+        enable_auto_commit=auto,
+        auto_commit_interval_ms=1000,
+    )
+    pending = {}
+
+    def commit():
+        if auto or not pending:
+            return
+        offs = {TopicPartition(a.topic, p): OffsetAndMetadata(o, "", -1) for p, o in pending.items()}
+        try:
+            c.commit(offs)
+        except Exception as e:  # noqa: BLE001 - report, the test decides
+            out.event("commit_failed", error=repr(e))
+            print(f"commit failed: {e!r}", file=sys.stderr)
+            return
+        out.committed(dict(pending))
+        pending.clear()
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            # kafka-python 3 runs listeners on its IO thread, where a blocking commit() is refused;
+            # nothing is pending here anyway (each polled batch is committed before the next poll).
+            pending.clear()
+            out.revoked([tp.partition for tp in revoked])
+
+        def on_partitions_assigned(self, assigned):
+            out.assigned([tp.partition for tp in assigned])
+
+        def on_partitions_lost(self, lost):
+            pending.clear()
+            out.revoked([tp.partition for tp in lost], "lost")
+
+    c.subscribe([a.topic], listener=Listener())
+    got = 0
+    start = time.monotonic()
+    last = start
+    reason = "timeout"
+    try:
+        while True:
+            now = time.monotonic()
+            if stop.stop:
+                reason = "signal"
+                break
+            if a.max_records and got >= a.max_records:
+                reason = "max-records"
+                break
+            if a.idle_exit_s and now - last > a.idle_exit_s:
+                reason = "idle"
+                break
+            if now - start > a.timeout_s:
+                break
+            limit = 500 if not a.max_records else max(1, min(500, a.max_records - got))
+            batches = c.poll(timeout_ms=500, max_records=limit)
+            for tp, msgs in batches.items():
+                for m in msgs:
+                    out.record(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
+                    pending[m.partition] = m.offset + 1
+                    got += 1
+                    last = time.monotonic()
+            commit()
+    finally:
+        commit()
+        out.event("exit", reason=reason, consumed=got)
+        c.close()  # LeaveGroup
+    print(f"kafka-python group-consume {a.member_name}: got={got} exit={reason}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     a = R.parse_common(argv if argv is not None else sys.argv[1:], "kafka-python")
+    if a.cmd == "group-consume":
+        return group_consume(a)
     return produce(a) if a.cmd == "produce" else consume(a)
 
 

@@ -56,6 +56,17 @@ def parse_common(argv, prog):
     c.add_argument("--partitions", type=int, required=True)
     c.add_argument("--expect", type=int, required=True)
     c.add_argument("--timeout-s", type=float, default=60.0)
+    g = sub.add_parser("group-consume", help="consume as a member of a consumer group, print JSON lines")
+    g.add_argument("--bootstrap", required=True)
+    g.add_argument("--topic", required=True)
+    g.add_argument("--group", required=True)
+    g.add_argument("--member-name", required=True)
+    g.add_argument("--assignor", default="range", choices=["range", "roundrobin", "cooperative-sticky"])
+    g.add_argument("--commit", default="sync", choices=["sync", "auto"])
+    g.add_argument("--max-records", type=int, default=0)
+    g.add_argument("--idle-exit-s", type=float, default=0.0)
+    g.add_argument("--session-timeout-ms", type=int, default=6000)
+    g.add_argument("--timeout-s", type=float, default=600.0)
     return ap.parse_args(argv)
 
 
@@ -81,3 +92,67 @@ def emit(out, partition, offset, key_b, value_b, hdrs, ts):
         )
         + "\n"
     )
+
+
+class GroupOut:
+    """JSON lines of the group-consume command, one flushed line per event (tests read them live).
+
+    {"event":"assigned"|"revoked"|"lost","member":M,"partitions":[...],"owned":[...]}
+    {"event":"record","member":M,"partition":P,"offset":O,"key":...,"value":...,"headers":...,"timestamp":T}
+    {"event":"committed","member":M,"offsets":{"P":next_offset,...}}
+    {"event":"commit_failed","member":M,"error":"..."}
+    {"event":"exit","member":M,"reason":"signal"|"idle"|"max-records"|"timeout","consumed":N}
+    """
+
+    def __init__(self, member, out=None):
+        import sys
+
+        self.member = member
+        self.out = out or sys.stdout
+        self.owned = set()
+
+    def line(self, obj):
+        import json
+
+        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def event(self, name, **kw):
+        self.line({"event": name, "member": self.member, **kw})
+
+    def assigned(self, parts):
+        parts = sorted(set(parts))
+        self.owned |= set(parts)
+        self.event("assigned", partitions=parts, owned=sorted(self.owned))
+
+    def revoked(self, parts, kind="revoked"):
+        parts = sorted(set(parts))
+        self.owned -= set(parts)
+        self.event(kind, partitions=parts, owned=sorted(self.owned))
+
+    def record(self, partition, offset, key_b, value_b, hdrs, ts):
+        import io
+
+        buf = io.StringIO()
+        emit(buf, partition, offset, key_b, value_b, hdrs, ts)
+        import json
+
+        rec = json.loads(buf.getvalue())
+        self.line({"event": "record", "member": self.member, **rec})
+
+    def committed(self, offsets):
+        self.event("committed", offsets={str(p): o for p, o in sorted(offsets.items())})
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the consume loop checks it and then commits, leaves and exits 0."""
+
+    def __init__(self):
+        import signal
+
+        self.stop = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_):
+        self.stop = True

@@ -3,14 +3,25 @@ package spate;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.RangeAssignor;
+import org.apache.kafka.clients.consumer.RoundRobinAssignor;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -18,6 +29,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -28,6 +40,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * produce --bootstrap H:P --topic T --count N --acks all|1 --codec C --client NAME
  * consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
+ * group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin|cooperative-sticky]
+ *               [--commit sync|auto] [--max-records N] [--idle-exit-s S] [--session-timeout-ms MS] [--timeout-s S]
  *
  * Producer settings are the client defaults apart from acks/compression, so with acks=all
  * idempotence is on (InitProducerId + sequence numbers).
@@ -83,6 +97,15 @@ public final class Client {
             case "consume":
                 System.exit(consume(opts));
                 break;
+            case "group-consume": {
+                int rc = groupConsume(opts);
+                if (!SHUTTING_DOWN.get()) {
+                    System.exit(rc);
+                }
+                // SIGTERM: the shutdown hook is waiting for DONE and halts with status 0
+                DONE.countDown();
+                break;
+            }
             default:
                 usage(2);
         }
@@ -195,6 +218,203 @@ public final class Client {
         System.out.flush();
         System.err.println("java consume: got=" + got + " expected=" + expect);
         return got >= expect ? 0 : 1;
+    }
+
+    static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean();
+    static final CountDownLatch DONE = new CountDownLatch(1);
+
+    static synchronized void line(String s) {
+        System.out.println(s);
+        System.out.flush();
+    }
+
+    static String ints(Collection<Integer> xs) {
+        StringBuilder sb = new StringBuilder("[");
+        boolean first = true;
+        for (int x : new TreeSet<>(xs)) {
+            if (!first) {
+                sb.append(',');
+            }
+            first = false;
+            sb.append(x);
+        }
+        return sb.append(']').toString();
+    }
+
+    static void partsEvent(String member, String ev, Collection<TopicPartition> tps, TreeSet<Integer> owned) {
+        List<Integer> ps = new ArrayList<>();
+        for (TopicPartition tp : tps) {
+            ps.add(tp.partition());
+        }
+        if (ev.equals("assigned")) {
+            owned.addAll(ps);
+        } else {
+            owned.removeAll(ps);
+        }
+        line("{\"event\":\"" + ev + "\",\"member\":" + jstr(member) + ",\"partitions\":" + ints(ps)
+                + ",\"owned\":" + ints(owned) + "}");
+    }
+
+    static int groupConsume(Map<String, String> o) {
+        String bootstrap = req(o, "bootstrap");
+        String topic = req(o, "topic");
+        String group = req(o, "group");
+        String member = req(o, "member-name");
+        String assignor = o.getOrDefault("assignor", "range");
+        boolean auto = o.getOrDefault("commit", "sync").equals("auto");
+        long maxRecords = Long.parseLong(o.getOrDefault("max-records", "0"));
+        double idleExitS = Double.parseDouble(o.getOrDefault("idle-exit-s", "0"));
+        String sessionMs = o.getOrDefault("session-timeout-ms", "6000");
+        double timeoutS = Double.parseDouble(o.getOrDefault("timeout-s", "600"));
+        String assignorClass;
+        switch (assignor) {
+            case "range": assignorClass = RangeAssignor.class.getName(); break;
+            case "roundrobin": assignorClass = RoundRobinAssignor.class.getName(); break;
+            case "cooperative-sticky": assignorClass = CooperativeStickyAssignor.class.getName(); break;
+            default:
+                System.err.println("bad --assignor " + assignor);
+                return 2;
+        }
+
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, member);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, assignorClass);
+        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, sessionMs);
+        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
+        p.put(ConsumerConfig.MAX_POLL_INTERVAL_MS_CONFIG, "30000");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.toString(auto));
+        p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+
+        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p);
+        Thread mainThread = Thread.currentThread();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            SHUTTING_DOWN.set(true);
+            consumer.wakeup();
+            try {
+                DONE.await();
+            } catch (InterruptedException e) {
+                // exit anyway
+            }
+            Runtime.getRuntime().halt(0);
+        }));
+        TreeSet<Integer> owned = new TreeSet<>();
+        Map<TopicPartition, OffsetAndMetadata> pending = new HashMap<>();
+        Runnable commit = () -> {
+            if (auto || pending.isEmpty()) {
+                return;
+            }
+            try {
+                consumer.commitSync(pending);
+            } catch (WakeupException e) {
+                consumer.commitSync(pending);  // the wakeup only interrupts; retry once
+            } catch (Exception e) {
+                line("{\"event\":\"commit_failed\",\"member\":" + jstr(member) + ",\"error\":" + jstr(e.toString()) + "}");
+                System.err.println("commit failed: " + e);
+                return;
+            }
+            StringBuilder sb = new StringBuilder();
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : new TreeMap<Integer, Map.Entry<TopicPartition, OffsetAndMetadata>>() {{
+                    for (Map.Entry<TopicPartition, OffsetAndMetadata> x : pending.entrySet()) {
+                        put(x.getKey().partition(), x);
+                    }
+                }}.values()) {
+                if (sb.length() > 0) {
+                    sb.append(',');
+                }
+                sb.append('"').append(e.getKey().partition()).append("\":").append(e.getValue().offset());
+            }
+            line("{\"event\":\"committed\",\"member\":" + jstr(member) + ",\"offsets\":{" + sb + "}}");
+            pending.clear();
+        };
+        consumer.subscribe(Collections.singletonList(topic), new ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+                commit.run();
+                partsEvent(member, "revoked", parts, owned);
+            }
+
+            @Override
+            public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+                partsEvent(member, "assigned", parts, owned);
+            }
+
+            @Override
+            public void onPartitionsLost(Collection<TopicPartition> parts) {
+                pending.clear();
+                partsEvent(member, "lost", parts, owned);
+            }
+        });
+        long got = 0;
+        long start = System.nanoTime();
+        long last = start;
+        String reason = "timeout";
+        StringBuilder out = new StringBuilder();
+        try {
+            while (true) {
+                long now = System.nanoTime();
+                if (SHUTTING_DOWN.get()) {
+                    reason = "signal";
+                    break;
+                }
+                if (maxRecords > 0 && got >= maxRecords) {
+                    reason = "max-records";
+                    break;
+                }
+                if (idleExitS > 0 && now - last > (long) (idleExitS * 1e9)) {
+                    reason = "idle";
+                    break;
+                }
+                if (now - start > (long) (timeoutS * 1e9)) {
+                    break;
+                }
+                ConsumerRecords<byte[], byte[]> recs;
+                try {
+                    recs = consumer.poll(Duration.ofMillis(500));
+                } catch (WakeupException e) {
+                    reason = "signal";
+                    break;
+                }
+                for (ConsumerRecord<byte[], byte[]> r : recs) {
+                    out.setLength(0);
+                    out.append("{\"event\":\"record\",\"member\":").append(jstr(member))
+                            .append(",\"partition\":").append(r.partition())
+                            .append(",\"offset\":").append(r.offset())
+                            .append(",\"key\":").append(jstr(r.key()))
+                            .append(",\"value\":").append(jstr(r.value()))
+                            .append(",\"headers\":[");
+                    boolean first = true;
+                    for (Header h : r.headers()) {
+                        if (!first) {
+                            out.append(',');
+                        }
+                        first = false;
+                        out.append('[').append(jstr(h.key())).append(',').append(jstr(h.value())).append(']');
+                    }
+                    out.append("],\"timestamp\":").append(r.timestamp()).append('}');
+                    line(out.toString());
+                    pending.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+                    got++;
+                    last = System.nanoTime();
+                }
+                commit.run();
+            }
+            commit.run();
+        } finally {
+            line("{\"event\":\"exit\",\"member\":" + jstr(member) + ",\"reason\":\"" + reason + "\",\"consumed\":" + got + "}");
+            try {
+                consumer.close();  // LeaveGroup
+            } catch (WakeupException e) {
+                consumer.close();
+            }
+        }
+        System.err.println("java group-consume " + member + ": got=" + got + " exit=" + reason);
+        return 0;
     }
 
     static String jstr(byte[] b) {

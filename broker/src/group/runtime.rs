@@ -1,0 +1,569 @@
+//! The group coordinator on a glommio shard: where a group lives, the machine's effects
+//! carried out (records appended and fdatasync'ed, then replies delivered), replay of
+//! `__consumer_offsets` at startup, and the timer that ticks the machine.
+
+use super::machine::{
+    CommittedOffset, Coordinator, Effects, JoinOutcome, JoinRequest, Limits, Reply, SyncOutcome,
+    SyncRequest, TimeMs, Token,
+};
+use super::records::{decode_batch, encode_batch, DecodeError, StoredRecord};
+use super::{code, partition_for, OFFSETS_TOPIC};
+use crate::config::BrokerConfig;
+use crate::shard::{PartitionKey, Shard};
+use controller::{ApplyError, MetadataCommand, TopicMeta};
+use futures::channel::oneshot;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+use storage::PartitionLog;
+use tracing::{info, warn};
+
+/// How often each shard ticks its coordinator (session and rebalance timeouts resolve to
+/// this granularity).
+const TICK_INTERVAL_MS: u64 = 100;
+/// Bytes read per step while replaying a `__consumer_offsets` partition.
+const REPLAY_READ_BYTES_MAX: usize = 1 << 20;
+/// Segment size of `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> TimeMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as TimeMs)
+        .unwrap_or(0)
+}
+
+/// The coordinator state of one shard.
+pub struct ShardGroups {
+    machine: RefCell<Coordinator>,
+    waiters: RefCell<HashMap<Token, oneshot::Sender<Reply>>>,
+    next_token: Cell<Token>,
+    /// False until this shard has replayed its `__consumer_offsets` partitions.
+    loaded: Cell<bool>,
+}
+
+impl ShardGroups {
+    pub fn new(config: &BrokerConfig) -> ShardGroups {
+        let limits = Limits {
+            session_timeout_ms_min: config.group_min_session_timeout_ms,
+            session_timeout_ms_max: config.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            offsets_retention_ms: config.offsets_retention_minutes * 60_000,
+            ..Limits::default()
+        };
+        ShardGroups {
+            machine: RefCell::new(Coordinator::new(limits)),
+            waiters: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            loaded: Cell::new(false),
+        }
+    }
+
+    /// Read access to the machine (no `.await` while it is held).
+    pub fn with<R>(&self, f: impl FnOnce(&Coordinator) -> R) -> R {
+        f(&self.machine.borrow())
+    }
+
+    fn waiter(&self) -> (Token, oneshot::Receiver<Reply>) {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(token, tx);
+        (token, rx)
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get()
+    }
+}
+
+/// The offsets topic, created on first use (as Kafka does), compacted.
+pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<TopicMeta, i16> {
+    if let Some(topic) = shard.image().topic(OFFSETS_TOPIC) {
+        return Ok(topic.clone());
+    }
+    let command = MetadataCommand::CreateTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: shard.config.offsets_topic_num_partitions,
+        replication_factor: -1,
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                OFFSETS_SEGMENT_BYTES.to_string(),
+            ),
+        ]),
+    };
+    match shard.propose(command).await {
+        Ok(_) => info!(
+            partitions = shard.config.offsets_topic_num_partitions,
+            "{OFFSETS_TOPIC} created"
+        ),
+        Err(ApplyError::TopicAlreadyExists(_)) => {}
+        Err(e) => {
+            warn!("cannot create {OFFSETS_TOPIC}: {e}");
+            return Err(code::COORDINATOR_NOT_AVAILABLE);
+        }
+    }
+    shard
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .cloned()
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
+}
+
+/// Runs `work` on the shard that coordinates `group_id`, with the group's
+/// `__consumer_offsets` partition. Errors are the Kafka codes for an unreachable
+/// coordinator.
+pub async fn on_coordinator<R, F, Fut>(shard: &Rc<Shard>, group_id: &str, work: F) -> Result<R, i16>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    let topic = offsets_topic(shard).await?;
+    let key: PartitionKey = (topic.id, partition_for(group_id, topic.partitions));
+    let target = shard.owner_of(&key);
+    shard
+        .run_on(target, move |owner| async move {
+            if owner.partition(&key).is_none() {
+                return Err(code::NOT_COORDINATOR);
+            }
+            if !owner.groups.is_loaded() {
+                return Err(code::COORDINATOR_LOAD_IN_PROGRESS);
+            }
+            Ok(work(owner).await)
+        })
+        .await
+}
+
+/// The log of a group's `__consumer_offsets` partition on this (its owner) shard.
+fn group_log(shard: &Shard, group_id: &str) -> Option<PartitionLog> {
+    let image = shard.image();
+    let topic = image.topic(OFFSETS_TOPIC)?;
+    let key = (topic.id, partition_for(group_id, topic.partitions));
+    debug_assert_eq!(shard.owner_of(&key), shard.id, "groups live on their owner");
+    shard.partition(&key)
+}
+
+/// Appends records (one batch per partition) and waits until they are durable.
+async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut by_group: BTreeMap<&str, Vec<StoredRecord>> = BTreeMap::new();
+    for record in records {
+        by_group
+            .entry(record.key.group())
+            .or_default()
+            .push(record.clone());
+    }
+    let mut pending = Vec::new();
+    for (group, records) in by_group {
+        let Some(log) = group_log(shard, group) else {
+            return Err(code::NOT_COORDINATOR);
+        };
+        let last_offset = append_records(&log, &records).map_err(|e| {
+            warn!(shard = shard.id, group, "cannot append group records: {e}");
+            code::KAFKA_STORAGE_ERROR
+        })?;
+        pending.push((log, last_offset));
+    }
+    let sync = shard.config.fsync;
+    for (log, last_offset) in pending {
+        log.wait_durable(last_offset, sync).await.map_err(|e| {
+            warn!(shard = shard.id, "group records not durable: {e}");
+            code::KAFKA_STORAGE_ERROR
+        })?;
+    }
+    Ok(())
+}
+
+/// Appends records to a log as one batch; returns the offset of the last one.
+fn append_records(log: &PartitionLog, records: &[StoredRecord]) -> Result<i64, String> {
+    let batch = encode_batch(records, now_ms())?;
+    let header = storage::batch::validate_produce_records(&batch)
+        .map_err(|e| format!("encoded group batch is invalid: {e}"))?;
+    let outcome = log
+        .append(&batch, &header)
+        .map_err(|e| format!("append refused: {e:?}"))?;
+    Ok(outcome.last_offset)
+}
+
+/// Persists the effects' records, then delivers its replies.
+async fn carry_out(shard: &Shard, effects: Effects) {
+    if let Err(error) = persist(shard, &effects.records).await {
+        warn!(shard = shard.id, error, "group metadata not persisted");
+    }
+    let mut waiters = shard.groups.waiters.borrow_mut();
+    for (token, reply) in effects.replies {
+        if let Some(tx) = waiters.remove(&token) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+pub async fn join(shard: Rc<Shard>, request: JoinRequest) -> JoinOutcome {
+    let member_id = request.member_id.clone();
+    let (token, rx) = shard.groups.waiter();
+    let effects = shard
+        .groups
+        .machine
+        .borrow_mut()
+        .join(now_ms(), token, request);
+    carry_out(&shard, effects).await;
+    match rx.await {
+        Ok(Reply::Join(outcome)) => outcome,
+        _ => JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id),
+    }
+}
+
+pub async fn sync(shard: Rc<Shard>, request: SyncRequest) -> SyncOutcome {
+    let (token, rx) = shard.groups.waiter();
+    let effects = shard
+        .groups
+        .machine
+        .borrow_mut()
+        .sync(now_ms(), token, request);
+    carry_out(&shard, effects).await;
+    match rx.await {
+        Ok(Reply::Sync(outcome)) => outcome,
+        _ => SyncOutcome::error(code::REBALANCE_IN_PROGRESS),
+    }
+}
+
+pub fn heartbeat(
+    shard: &Shard,
+    group_id: &str,
+    generation: i32,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> i16 {
+    shard.groups.machine.borrow_mut().heartbeat(
+        now_ms(),
+        group_id,
+        generation,
+        member_id,
+        instance_id,
+    )
+}
+
+pub async fn leave(
+    shard: Rc<Shard>,
+    group_id: String,
+    members: Vec<(String, Option<String>)>,
+) -> (i16, Vec<i16>) {
+    let (top, errors, effects) =
+        shard
+            .groups
+            .machine
+            .borrow_mut()
+            .leave(now_ms(), &group_id, &members);
+    carry_out(&shard, effects).await;
+    (top, errors)
+}
+
+/// The fields of an OffsetCommit the coordinator checks.
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub version: i16,
+    pub offsets: Vec<((String, i32), CommittedOffset)>,
+}
+
+/// Validates, appends (fdatasync'ed) and then applies a commit.
+pub async fn commit(shard: Rc<Shard>, request: CommitRequest) -> Result<(), i16> {
+    let now = now_ms();
+    shard.groups.machine.borrow_mut().check_commit(
+        now,
+        &request.group_id,
+        request.generation,
+        &request.member_id,
+        request.instance_id.as_deref(),
+        request.version,
+    )?;
+    let records = Coordinator::commit_records(&request.group_id, &request.offsets);
+    persist(&shard, &records).await?;
+    let mut machine = shard.groups.machine.borrow_mut();
+    for record in &records {
+        machine.apply(now, record, false);
+    }
+    Ok(())
+}
+
+/// Committed offsets of a group: the partitions asked for, or all of them (`None`).
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+pub fn fetch(
+    shard: &Shard,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> FetchedOffsets {
+    shard.groups.with(|machine| {
+        let group = machine.group(group_id);
+        let lookup = |topic: &str, partition: i32| {
+            group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)).cloned())
+        };
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, lookup(&topic, p)))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut out: FetchedOffsets = Vec::new();
+                for ((topic, partition), committed) in group.iter().flat_map(|g| g.offsets.iter()) {
+                    match out.last_mut() {
+                        Some((last, list)) if last == topic => {
+                            list.push((*partition, Some(committed.clone())))
+                        }
+                        _ => out.push((topic.clone(), vec![(*partition, Some(committed.clone()))])),
+                    }
+                }
+                out
+            }
+        }
+    })
+}
+
+pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> i16 {
+    let records = match shard.groups.machine.borrow_mut().delete_group(&group_id) {
+        Ok(records) => records,
+        Err(error) => return error,
+    };
+    match persist(&shard, &records).await {
+        Ok(()) => code::NONE,
+        Err(error) => error,
+    }
+}
+
+pub async fn delete_offsets(
+    shard: Rc<Shard>,
+    group_id: String,
+    partitions: Vec<(String, i32)>,
+) -> Result<Vec<i16>, i16> {
+    let (errors, records) = shard
+        .groups
+        .machine
+        .borrow_mut()
+        .delete_offsets(&group_id, &partitions)?;
+    persist(&shard, &records).await?;
+    Ok(errors)
+}
+
+/// Forgets, on every shard, the committed offsets of a deleted topic.
+pub async fn forget_topic(shard: &Rc<Shard>, topic: String) {
+    if topic == OFFSETS_TOPIC {
+        return;
+    }
+    shard
+        .run_on_all(move |s| {
+            let topic = topic.clone();
+            async move {
+                let records = s.groups.machine.borrow_mut().delete_topic_offsets(&topic);
+                if let Err(error) = persist(&s, &records).await {
+                    warn!(
+                        shard = s.id,
+                        error, "tombstones of a deleted topic not persisted"
+                    );
+                }
+            }
+        })
+        .await;
+}
+
+/// At startup: replays this shard's `__consumer_offsets` partitions into the machine, then
+/// starts ticking it. Requests for its groups get COORDINATOR_LOAD_IN_PROGRESS until then.
+pub async fn load(shard: &Rc<Shard>) {
+    let image = shard.image();
+    if let Some(topic) = image.topic(OFFSETS_TOPIC) {
+        for partition in 0..topic.partitions {
+            let key = (topic.id, partition);
+            if shard.owner_of(&key) != shard.id {
+                continue;
+            }
+            let Some(log) = shard.partition(&key) else {
+                continue;
+            };
+            if let Err(e) = replay(shard, &log).await {
+                warn!(
+                    shard = shard.id,
+                    partition, "replaying {OFFSETS_TOPIC}: {e}"
+                );
+            }
+        }
+        let groups = shard.groups.with(|m| m.groups().count());
+        info!(shard = shard.id, groups, "group coordinator loaded");
+    }
+    shard.groups.loaded.set(true);
+    glommio::spawn_local(tick_loop(shard.clone())).detach();
+}
+
+async fn replay(shard: &Shard, log: &PartitionLog) -> Result<(), String> {
+    let now = now_ms();
+    read_records(log, |record| match record {
+        Ok(record) => shard.groups.machine.borrow_mut().apply(now, &record, true),
+        Err(e) => warn!(shard = shard.id, "skipping __consumer_offsets record: {e}"),
+    })
+    .await
+}
+
+/// Calls `apply` with every record of a `__consumer_offsets` log, in offset order.
+async fn read_records(
+    log: &PartitionLog,
+    mut apply: impl FnMut(Result<StoredRecord, DecodeError>),
+) -> Result<(), String> {
+    let mut next = log.log_start_offset();
+    let end = log.log_end_offset();
+    while next < end {
+        let batches = log
+            .read(next, REPLAY_READ_BYTES_MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+        if batches.is_empty() {
+            break;
+        }
+        for batch in batches {
+            let header = storage::batch::BatchHeader::parse(&batch).map_err(|e| e.to_string())?;
+            next = header.base_offset + header.last_offset_delta as i64 + 1;
+            match decode_batch(&batch) {
+                Ok(records) => records.into_iter().for_each(&mut apply),
+                Err(e) => apply(Err(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn tick_loop(shard: Rc<Shard>) {
+    let check_interval_ms = shard.config.offsets_retention_check_interval_ms.max(1000);
+    let mut next_expiry = now_ms() + check_interval_ms;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(TICK_INTERVAL_MS)).await;
+        let now = now_ms();
+        let effects = shard.groups.machine.borrow_mut().tick(now);
+        if !effects.replies.is_empty() || !effects.records.is_empty() {
+            carry_out(&shard, effects).await;
+        }
+        if now >= next_expiry {
+            next_expiry = now + check_interval_ms;
+            let records = shard.groups.machine.borrow_mut().expire_offsets(now);
+            if !records.is_empty() {
+                info!(
+                    shard = shard.id,
+                    records = records.len(),
+                    "expired group offsets"
+                );
+                if let Err(error) = persist(&shard, &records).await {
+                    warn!(shard = shard.id, error, "expired offsets not persisted");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::machine::{Coordinator, GroupState, JoinRequest, Limits, Protocol};
+    use storage::LogConfig;
+
+    fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
+        let limit = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(2 << 20)
+            .make()
+            .expect("executor")
+            .run(f());
+    }
+
+    /// Commits and group metadata written through a real partition log come back after the
+    /// log is closed and reopened, as at a broker restart.
+    #[test]
+    fn records_survive_a_reopened_log() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = dir.path().join("__consumer_offsets-0");
+        run(|| async move {
+            let limits = Limits {
+                initial_rebalance_delay_ms: 0,
+                ..Limits::default()
+            };
+            let mut machine = Coordinator::new(limits.clone());
+            let join = JoinRequest {
+                group_id: "g".into(),
+                member_id: String::new(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![Protocol {
+                    name: "range".into(),
+                    metadata: bytes::Bytes::from_static(b"sub"),
+                }],
+                require_known_member_id: false,
+                fresh_id: "1".into(),
+            };
+            machine.join(0, 1, join);
+            let sync = crate::group::machine::SyncRequest {
+                group_id: "g".into(),
+                generation: 1,
+                member_id: "c-1".into(),
+                instance_id: None,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![("c-1".into(), bytes::Bytes::from_static(b"asg"))],
+            };
+            let mut records = machine.sync(0, 2, sync).records;
+            let offset = CommittedOffset {
+                offset: 42,
+                leader_epoch: 0,
+                metadata: "meta".into(),
+                commit_timestamp_ms: 5,
+            };
+            records.extend(Coordinator::commit_records(
+                "g",
+                &[(("t".to_string(), 1), offset.clone())],
+            ));
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .unwrap();
+            for record in &records {
+                let last = append_records(&log, std::slice::from_ref(record)).unwrap();
+                log.wait_durable(last, true).await.unwrap();
+            }
+            log.close().await.unwrap();
+
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .unwrap();
+            let mut restarted = Coordinator::new(limits);
+            read_records(&log, |r| restarted.apply(1_000, &r.unwrap(), true))
+                .await
+                .unwrap();
+            let group = restarted.group("g").expect("group replayed");
+            assert_eq!((group.state, group.generation), (GroupState::Stable, 1));
+            assert_eq!(&group.members["c-1"].assignment[..], b"asg");
+            assert_eq!(group.offsets[&("t".to_string(), 1)], offset);
+            log.close().await.unwrap();
+        });
+    }
+}
