@@ -37,7 +37,12 @@ def run_round():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--render", help="only rewrite the markdown of this JSON record")
     args = ap.parse_args()
+    if args.render:
+        record = json.load(open(args.render))
+        write_markdown(args.render[: -len(".json")], record)
+        return
     rounds = [run_round() for _ in range(args.rounds)]
     med = {b: statistics.median(r[b] for r in rounds) for b in BENCHES}
     ratios = {
@@ -59,12 +64,18 @@ def main():
     base = os.path.join(ROOT, "perf-reports", f"{date}-storage-append-{commit}")
     with open(base + ".json", "w") as f:
         json.dump(record, f, indent=2)
+    write_markdown(base, record)
+
+
+def write_markdown(base, record):
+    date, commit, med, ratios = record["date"], record["commit"], record["median_mb_s"], record["log_over_raw"]
+    rounds = record["rounds_mb_s"]
     lines = [
         f"# Storage append vs raw O_DIRECT disk ({date}, commit {commit})",
         "",
         "`PartitionLog::append` of 16 KiB batches (16 records of 1 KiB) vs glommio `DmaFile` "
         "sequential 1 MiB O_DIRECT writes on the same filesystem, in the same criterion run, "
-        f"{args.rounds} rounds alternating the two; medians of criterion's per-iteration medians "
+        f"{len(rounds)} rounds alternating the two; medians of criterion's per-iteration medians "
         "(32 MiB per iteration).",
         "",
         "| fsync | raw O_DIRECT MB/s | log append MB/s | log / raw |",
@@ -73,7 +84,13 @@ def main():
     for mode, label in (("sync_at_end", "once per 32 MiB"), ("sync_every_mib", "every 1 MiB (acks=all group commit)")):
         lines.append(f"| {label} | {med[f'raw_odirect/{mode}']:.0f} | {med[f'log_append/{mode}']:.0f} | "
                      f"{ratios[mode]:.2f} |")
-    lines += ["", f"Reproduce: `{record['command']}`", ""]
+    lines += ["", "Every round (MB/s), to show the spread of this shared VM disk:", "",
+              "| round | " + " | ".join(BENCHES) + " |", "| --- |" + " --- |" * len(BENCHES)]
+    for i, r in enumerate(rounds):
+        lines.append(f"| {i + 1} | " + " | ".join(f"{r[b]:.0f}" for b in BENCHES) + " |")
+    lines += ["", f"Machine: {record['machine']}, {record['cpus']} CPUs (shared with other builds "
+              f"during the run), kernel {record['kernel']}.", "",
+              f"Reproduce: `{record['command']}`", ""]
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
