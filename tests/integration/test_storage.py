@@ -14,6 +14,9 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KafkaTopicPartition
+
 from kafka_wire import Conn, fetch_v4
 
 OFFSET_OUT_OF_RANGE = 1
@@ -300,6 +303,16 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
         assert m.value() == want
         assert m.offset() == offsets[(b"k%d" % k, want)], "offsets never change"
     assert watermarks(b, "compacted") == (0, 1405)
+    # kafka-python steps over the emptied batches too and sees the same survivors.
+    kc = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        ktp = KafkaTopicPartition("compacted", 0)
+        kc.assign([ktp])
+        kc.seek(ktp, 0)
+        survivors = {(m.offset, m.key, m.value) for m in kc if m.key != b"filler"}
+    finally:
+        kc.close()
+    assert survivors == {(m.offset(), m.key(), m.value()) for m in keyed}
     segments = sorted((b.data_dir / "compacted-0").glob("*.log"))
     assert sum(s.stat().st_size for s in segments) < 100_000
     # Produce keeps working and the result survives a restart.
