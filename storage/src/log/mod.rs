@@ -58,6 +58,9 @@ pub struct LogConfig {
     pub segment_ms: i64,
     /// Distance in bytes between sparse index points.
     pub index_interval_bytes: usize,
+    /// Checkpoint the active segment's index (and producer state) every this many bytes, so
+    /// recovery after a crash scans only what came after.
+    pub index_checkpoint_bytes: u64,
     /// Bound of the tail cache (written entries are evicted beyond it; unwritten never are).
     pub cache_bytes_max: usize,
     /// `retention.ms`: delete segments whose newest timestamp is older; negative keeps all.
@@ -82,6 +85,7 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
+            index_checkpoint_bytes: 64 << 20,
             cache_bytes_max: 8 << 20,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -234,6 +238,8 @@ struct Inner {
     closed_offset: i64,
     /// Wall clock of the last fdatasync (for `flush.ms`).
     last_sync_ms: i64,
+    /// Bytes of the active segment covered by its index checkpoint on disk.
+    checkpointed_bytes: u64,
     /// Closed segments below this went through a compaction pass.
     compacted_offset: i64,
     /// When the earliest tombstone kept by compaction may go (i64::MAX: none).
@@ -427,6 +433,12 @@ impl PartitionLog {
         drop(inner);
         self.shared.writer_wake.notify(1);
         true
+    }
+
+    /// Bytes of the active segment covered by its index checkpoint (right after `open`: what
+    /// recovery did not have to scan).
+    pub fn active_checkpoint_bytes(&self) -> u64 {
+        self.shared.inner.borrow().checkpointed_bytes
     }
 
     /// Number of segments (closed and active).
@@ -689,22 +701,37 @@ impl PartitionLog {
             inner.log_end_offset
         };
         self.wait_durable(leo - 1, true).await?;
-        let (dir, snapshot, writer, files) = {
+        let (dir, snapshot, checkpoint, writer, files) = {
             let mut inner = self.shared.inner.borrow_mut();
             assert!(
                 inner.pending.is_empty() && inner.synced_offset == leo.max(inner.synced_offset)
             );
             let snapshot = encode_snapshot_frame(leo, &inner.producers.encode_snapshot());
+            let active = inner.segments.last().expect("a log always has a segment");
+            let checkpoint = (active.written_bytes > 0)
+                .then(|| (active.index.base_offset, active.index.encode()));
             let files: Vec<_> = inner
                 .segments
                 .iter_mut()
                 .filter_map(|s| s.file.take())
                 .collect();
-            (inner.dir.clone(), snapshot, inner.writer.take(), files)
+            (
+                inner.dir.clone(),
+                snapshot,
+                checkpoint,
+                inner.writer.take(),
+                files,
+            )
         };
         segment::write_file_atomic(&dir, SNAPSHOT_FILE, snapshot)
             .await
             .map_err(|e| StorageError::new(&dir, "writing producer snapshot at close", e))?;
+        // The active segment's index too, so the next start does not scan it.
+        if let Some((base, index)) = checkpoint {
+            segment::write_file_atomic(&dir, &segment::file_name(base, "index"), index)
+                .await
+                .map_err(|e| StorageError::new(&dir, "writing the active index at close", e))?;
+        }
         drop(writer);
         for file in files {
             // A read still in flight holds a reference; its drop closes the file then.
