@@ -2,7 +2,7 @@
 """Time from exec to `ready` after kill -9 (and after a clean stop) with a data dir holding
 `--gib` GiB over `--partitions` partitions. Writes a JSON record to stdout.
 
-Usage: bench/scripts/recovery_time.py [--gib 2] [--partitions 100]
+Usage: bench/scripts/recovery_time.py [--gib 2] [--partitions 100] [--kill-during-load]
 """
 
 import argparse
@@ -43,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gib", type=float, default=2)
     ap.add_argument("--partitions", type=int, default=100)
+    ap.add_argument("--kill-during-load", action="store_true",
+                    help="kill -9 while the producer is still sending (at 90 %% of --gib)")
     args = ap.parse_args()
     data = os.path.join(ROOT, "target", "bench", "recovery")
     log_path = data + ".log"
@@ -61,16 +63,23 @@ def main():
         total = int(args.gib * (1 << 30))
         n = total // len(value)
         t0 = time.monotonic()
+        sent = 0
         for i in range(n):
+            if args.kill_during_load and i == n * 9 // 10:
+                break
             while True:
                 try:
                     p.produce("rec", value=value, partition=i % args.partitions)
+                    sent += 1
                     break
                 except BufferError:
                     p.poll(0.01)
             if i % 1000 == 0:
                 p.poll(0)
-        assert p.flush(300) == 0
+        if args.kill_during_load:
+            p.poll(0.2)  # the broker is mid-write when it dies
+        else:
+            assert p.flush(300) == 0
         produce_s = time.monotonic() - t0
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -80,11 +89,13 @@ def main():
         proc, clean_ready_s = start(data, port, log_path)
         du = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
         print(json.dumps({
-            "gib_written": round(n * len(value) / (1 << 30), 3), "partitions": args.partitions,
+            "gib_sent": round(sent * len(value) / (1 << 30), 3), "partitions": args.partitions,
             "disk_bytes": du, "produce_s": round(produce_s, 2),
             "ready_s": {"empty": round(first_ready_s, 3), "after_kill9": round(kill9_ready_s, 3),
                         "after_clean_stop": round(clean_ready_s, 3)},
-            "command": f"bench/scripts/recovery_time.py --gib {args.gib} --partitions {args.partitions}",
+            "killed_during_load": args.kill_during_load,
+            "command": f"bench/scripts/recovery_time.py --gib {args.gib} --partitions {args.partitions}"
+                       + (" --kill-during-load" if args.kill_during_load else ""),
         }, indent=2))
     finally:
         proc.kill()
