@@ -18,6 +18,8 @@ const FLUSH_CHECK_INTERVAL_MS_MAX: u64 = 1000;
 const TICK_MS_MIN: u64 = 10;
 /// Active segment bytes between index checkpoints (bounds what recovery scans after a crash).
 const INDEX_CHECKPOINT_BYTES: u64 = 16 << 20;
+/// A closed segment's file is closed after this long without reads (bounds open fds).
+const SEGMENT_IDLE_CLOSE_MS: i64 = 60_000;
 /// Kafka's `delete.retention.ms` default (one day).
 const DELETE_RETENTION_MS_DEFAULT: i64 = 86_400_000;
 /// IO budget of compaction on one shard: bytes written per second at most.
@@ -97,6 +99,8 @@ async fn run(shard: Rc<Shard>) {
                 Ok(_) => {}
                 Err(e) => warn!(shard = shard.id, "retention check failed: {e}"),
             }
+            log.close_idle_segments(storage::now_ms(), SEGMENT_IDLE_CLOSE_MS)
+                .await;
             if !log.compaction_due(storage::now_ms()) {
                 continue;
             }

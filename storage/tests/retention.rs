@@ -362,3 +362,57 @@ fn crash_recovery_starts_at_the_active_index_checkpoint() {
 fn path_has(dir: &Path, name: &str) -> bool {
     dir.join(name).exists()
 }
+
+#[test]
+fn idle_segment_files_are_closed_and_reopened_on_demand() {
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    run(|| async move {
+        let log = PartitionLog::open(&path, small(LogConfig::default()))
+            .await
+            .unwrap();
+        let now = now_ms();
+        let mut last = 0;
+        for i in 0..100 {
+            last = append(&log, now + i);
+        }
+        log.wait_durable(last, true).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 4);
+        assert_eq!(log.open_segment_files(), segments);
+        // Not idle yet: nothing closed.
+        assert_eq!(log.close_idle_segments(now_ms(), 60_000).await, 0);
+        let closed = log.close_idle_segments(now_ms() + 120_000, 60_000).await;
+        assert_eq!(
+            closed,
+            segments - 1,
+            "every closed segment, never the active one"
+        );
+        assert_eq!(log.open_segment_files(), 1);
+        // Reads, timestamp lookups and appends still work; reading reopens one file.
+        let got = log.read(0, 1).await.unwrap();
+        assert_eq!(first_offset(&got), 0);
+        assert_eq!(log.open_segment_files(), 2);
+        assert_eq!(
+            log.offset_for_timestamp(now + 50).await.unwrap(),
+            Some((234, now + 50)) // batch 46, record 4 (timestamp deltas 0..4)
+        );
+        let all = log.read(0, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 100);
+        let more = append(&log, now);
+        log.wait_durable(more, true).await.unwrap();
+        // Retention deletes segments whose files are closed.
+        log.close_idle_segments(now_ms() + 120_000, 60_000).await;
+        log.update_config(small(LogConfig {
+            retention_bytes: 4096,
+            ..LogConfig::default()
+        }));
+        let out = log.enforce_retention(now_ms()).await.unwrap();
+        assert!(out.segments_deleted > 0);
+        assert_eq!(
+            first_offset(&log.read(0, 1).await.unwrap()),
+            log.log_start_offset()
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -36,6 +36,7 @@ use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
 
 mod compaction;
+mod idle;
 mod recovery;
 mod retention;
 mod writer;
@@ -200,6 +201,8 @@ struct Segment {
     written_bytes: u64,
     /// Wall clock of the first append (for `segment.ms`); `None` while empty.
     first_append_ms: Option<i64>,
+    /// Wall clock of the last read of its file (idle files are closed, see `idle`).
+    last_used_ms: std::cell::Cell<i64>,
 }
 
 struct CachedBatch {
@@ -353,6 +356,7 @@ impl Inner {
             file: None,
             written_bytes: 0,
             first_append_ms: None,
+            last_used_ms: std::cell::Cell::new(now_ms()),
         });
         info!(dir = %self.dir.display(), closed_base, new_base, "rolling segment");
     }
@@ -578,12 +582,11 @@ impl PartitionLog {
                     return Ok(out);
                 }
                 let s = &inner.segments[inner.segment_for(next)];
-                let file = s
-                    .file
-                    .clone()
-                    .expect("uncached data is written, so its file exists");
-                (file, s.index.position_for_offset(next), s.written_bytes)
+                assert!(s.written_bytes > 0, "uncached data is written");
+                let at = s.index.position_for_offset(next);
+                ((s.index.base_offset, s.file.clone()), at, s.written_bytes)
             };
+            let file = self.segment_file(file.0, file.1).await?;
             let mut full = false;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.last_offset < next {
@@ -638,15 +641,16 @@ impl PartitionLog {
         // Flush first so the whole log is on disk; ListOffsets by time is rare.
         let leo = self.log_end_offset();
         self.wait_durable(leo - 1, false).await?;
-        let candidates: Vec<(Rc<SegmentFile>, u64, u64)> = {
+        type Candidate = ((i64, Option<Rc<SegmentFile>>), u64, u64);
+        let candidates: Vec<Candidate> = {
             let inner = self.shared.inner.borrow();
             inner
                 .segments
                 .iter()
-                .filter(|s| s.index.max_timestamp >= ts && s.file.is_some())
+                .filter(|s| s.index.max_timestamp >= ts && s.written_bytes > 0)
                 .map(|s| {
                     (
-                        s.file.clone().expect("filtered"),
+                        (s.index.base_offset, s.file.clone()),
                         s.index.position_for_timestamp(ts),
                         s.written_bytes,
                     )
@@ -654,6 +658,7 @@ impl PartitionLog {
                 .collect()
         };
         for (file, position, limit) in candidates {
+            let file = self.segment_file(file.0, file.1).await?;
             let mut found = None;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.max_timestamp < ts {

@@ -166,6 +166,7 @@ async fn open_closed(
         file: Some(Rc::new(file)),
         written_bytes,
         first_append_ms: None,
+        last_used_ms: std::cell::Cell::new(now_ms()),
     })
 }
 
@@ -308,6 +309,7 @@ async fn open_active(
         file: Some(file),
         written_bytes: end,
         first_append_ms,
+        last_used_ms: std::cell::Cell::new(now_ms()),
     };
     Ok((seg, writer, checkpointed_bytes))
 }
