@@ -16,6 +16,10 @@ use tracing::{info, warn};
 const FLUSH_CHECK_INTERVAL_MS_MAX: u64 = 1000;
 /// Shortest tick, whatever the settings say.
 const TICK_MS_MIN: u64 = 10;
+/// Active segment bytes between index checkpoints (bounds what recovery scans after a crash).
+const INDEX_CHECKPOINT_BYTES: u64 = 16 << 20;
+/// A closed segment's file is closed after this long without reads (bounds open fds).
+const SEGMENT_IDLE_CLOSE_MS: i64 = 60_000;
 /// Kafka's `delete.retention.ms` default (one day).
 const DELETE_RETENTION_MS_DEFAULT: i64 = 86_400_000;
 /// IO budget of compaction on one shard: bytes written per second at most.
@@ -33,6 +37,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         segment_bytes: long("segment.bytes", broker.log_segment_bytes as i64).max(1) as u64,
         segment_ms: long("segment.ms", broker.log_roll_ms),
         index_interval_bytes: broker.log_index_interval_bytes,
+        index_checkpoint_bytes: INDEX_CHECKPOINT_BYTES,
         cache_bytes_max: broker.log_cache_bytes_per_partition,
         retention_ms: if deletes {
             long("retention.ms", broker.log_retention_ms)
@@ -94,6 +99,8 @@ async fn run(shard: Rc<Shard>) {
                 Ok(_) => {}
                 Err(e) => warn!(shard = shard.id, "retention check failed: {e}"),
             }
+            log.close_idle_segments(storage::now_ms(), SEGMENT_IDLE_CLOSE_MS)
+                .await;
             if !log.compaction_due(storage::now_ms()) {
                 continue;
             }

@@ -118,6 +118,8 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
         }
         log.wait_durable(last, true).await.unwrap();
         let before = contents(&log).await;
+        // Compaction reopens the files of idle (closed) segments.
+        assert!(log.close_idle_segments(now + 120_000, 60_000).await > 0);
         assert!(log.compaction_due(now));
         let out = log.compact(now, u64::MAX / 2).await.unwrap();
         assert!(out.segments_rewritten >= 2, "{out:?}");

@@ -295,3 +295,124 @@ async fn wait_synced(log: &PartitionLog, offset: i64) {
         glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+#[test]
+fn crash_recovery_starts_at_the_active_index_checkpoint() {
+    use storage::batch::test_support::TestProducer;
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    let config = LogConfig {
+        index_interval_bytes: 512,
+        index_checkpoint_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let batch = |seq| {
+        let producer = TestProducer {
+            producer_id: 4,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let b = encode_batch(0, now_ms(), producer, &simple_records(5));
+        let h = validate_produce_records(&b).unwrap();
+        (b, h)
+    };
+    let p = path.clone();
+    let c = config.clone();
+    run(|| async move {
+        let log = PartitionLog::open(&p, c).await.unwrap();
+        for i in 0..100 {
+            let (b, h) = batch(i * 5);
+            let out = log.append(&b, &h).unwrap();
+            // acks=1 style: written, no fsync asked; checkpoints happen on their own.
+            log.wait_durable(out.last_offset, false).await.unwrap();
+        }
+        assert!(
+            path_has(&p, "00000000000000000000.index"),
+            "checkpoint written"
+        );
+        // Crash: no close.
+    });
+    // Garbage after the last entry, as a torn write would leave.
+    let seg = path.join("00000000000000000000.log");
+    let mut data = std::fs::read(&seg).unwrap();
+    data.extend_from_slice(&[0xab; 5000]);
+    std::fs::write(&seg, &data).unwrap();
+    run(|| async move {
+        let log = PartitionLog::open(&path, config).await.unwrap();
+        let skipped = log.active_checkpoint_bytes();
+        assert!(
+            skipped >= 4096,
+            "recovery started at the checkpoint ({skipped} bytes in)"
+        );
+        assert_eq!(log.log_end_offset(), 500);
+        let all = log.read(0, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 100);
+        // Producer state is intact: the last batch is a duplicate, the next one is new.
+        let (b, h) = batch(99 * 5);
+        assert!(log.append(&b, &h).unwrap().duplicate);
+        let (b, h) = batch(100 * 5);
+        let out = log.append(&b, &h).unwrap();
+        assert_eq!((out.base_offset, out.duplicate), (500, false));
+        // Timestamp lookups and positioned reads work across the checkpoint.
+        assert_eq!(first_offset(&log.read(333, 1).await.unwrap()), 330);
+        log.close().await.unwrap();
+    });
+}
+
+fn path_has(dir: &Path, name: &str) -> bool {
+    dir.join(name).exists()
+}
+
+#[test]
+fn idle_segment_files_are_closed_and_reopened_on_demand() {
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    run(|| async move {
+        let log = PartitionLog::open(&path, small(LogConfig::default()))
+            .await
+            .unwrap();
+        let now = now_ms();
+        let mut last = 0;
+        for i in 0..100 {
+            last = append(&log, now + i);
+        }
+        log.wait_durable(last, true).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 4);
+        assert_eq!(log.open_segment_files(), segments);
+        // Not idle yet: nothing closed.
+        assert_eq!(log.close_idle_segments(now_ms(), 60_000).await, 0);
+        let closed = log.close_idle_segments(now_ms() + 120_000, 60_000).await;
+        assert_eq!(
+            closed,
+            segments - 1,
+            "every closed segment, never the active one"
+        );
+        assert_eq!(log.open_segment_files(), 1);
+        // Reads, timestamp lookups and appends still work; reading reopens one file.
+        let got = log.read(0, 1).await.unwrap();
+        assert_eq!(first_offset(&got), 0);
+        assert_eq!(log.open_segment_files(), 2);
+        assert_eq!(
+            log.offset_for_timestamp(now + 50).await.unwrap(),
+            Some((234, now + 50)) // batch 46, record 4 (timestamp deltas 0..4)
+        );
+        let all = log.read(0, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 100);
+        let more = append(&log, now);
+        log.wait_durable(more, true).await.unwrap();
+        // Retention deletes segments whose files are closed.
+        log.close_idle_segments(now_ms() + 120_000, 60_000).await;
+        log.update_config(small(LogConfig {
+            retention_bytes: 4096,
+            ..LogConfig::default()
+        }));
+        let out = log.enforce_retention(now_ms()).await.unwrap();
+        assert!(out.segments_deleted > 0);
+        assert_eq!(
+            first_offset(&log.read(0, 1).await.unwrap()),
+            log.log_start_offset()
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -70,13 +70,16 @@ impl PartitionLog {
             if !inner.config.compact {
                 return Ok(CompactionOutcome::default());
             }
-            let closed: Vec<Closed> = inner.segments[..inner.deletable()]
+            let closed: Vec<(i64, i64, u64, Option<Rc<SegmentFile>>)> = inner.segments
+                [..inner.deletable()]
                 .iter()
-                .map(|s| Closed {
-                    base: s.index.base_offset,
-                    next_offset: s.index.next_offset,
-                    size: s.written_bytes,
-                    file: s.file.clone().expect("closed segments have files"),
+                .map(|s| {
+                    (
+                        s.index.base_offset,
+                        s.index.next_offset,
+                        s.written_bytes,
+                        s.file.clone(),
+                    )
                 })
                 .collect();
             let interval = inner.config.index_interval_bytes;
@@ -87,6 +90,17 @@ impl PartitionLog {
                 interval,
             )
         };
+        let mut reopened = Vec::with_capacity(closed.len());
+        for (base, next_offset, size, file) in closed {
+            let file = self.segment_file(base, file).await?;
+            reopened.push(Closed {
+                base,
+                next_offset,
+                size,
+                file,
+            });
+        }
+        let closed = reopened;
         let Some(last) = closed.last() else {
             return Ok(CompactionOutcome::default());
         };

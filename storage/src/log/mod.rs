@@ -36,6 +36,7 @@ use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
 
 mod compaction;
+mod idle;
 mod recovery;
 mod retention;
 mod writer;
@@ -58,6 +59,9 @@ pub struct LogConfig {
     pub segment_ms: i64,
     /// Distance in bytes between sparse index points.
     pub index_interval_bytes: usize,
+    /// Checkpoint the active segment's index (and producer state) every this many bytes, so
+    /// recovery after a crash scans only what came after.
+    pub index_checkpoint_bytes: u64,
     /// Bound of the tail cache (written entries are evicted beyond it; unwritten never are).
     pub cache_bytes_max: usize,
     /// `retention.ms`: delete segments whose newest timestamp is older; negative keeps all.
@@ -82,6 +86,7 @@ impl Default for LogConfig {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3600 * 1000,
             index_interval_bytes: 4096,
+            index_checkpoint_bytes: 64 << 20,
             cache_bytes_max: 8 << 20,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -196,6 +201,8 @@ struct Segment {
     written_bytes: u64,
     /// Wall clock of the first append (for `segment.ms`); `None` while empty.
     first_append_ms: Option<i64>,
+    /// Wall clock of the last read of its file (idle files are closed, see `idle`).
+    last_used_ms: std::cell::Cell<i64>,
 }
 
 struct CachedBatch {
@@ -234,6 +241,8 @@ struct Inner {
     closed_offset: i64,
     /// Wall clock of the last fdatasync (for `flush.ms`).
     last_sync_ms: i64,
+    /// Bytes of the active segment covered by its index checkpoint on disk.
+    checkpointed_bytes: u64,
     /// Closed segments below this went through a compaction pass.
     compacted_offset: i64,
     /// When the earliest tombstone kept by compaction may go (i64::MAX: none).
@@ -347,6 +356,7 @@ impl Inner {
             file: None,
             written_bytes: 0,
             first_append_ms: None,
+            last_used_ms: std::cell::Cell::new(now_ms()),
         });
         info!(dir = %self.dir.display(), closed_base, new_base, "rolling segment");
     }
@@ -427,6 +437,12 @@ impl PartitionLog {
         drop(inner);
         self.shared.writer_wake.notify(1);
         true
+    }
+
+    /// Bytes of the active segment covered by its index checkpoint (right after `open`: what
+    /// recovery did not have to scan).
+    pub fn active_checkpoint_bytes(&self) -> u64 {
+        self.shared.inner.borrow().checkpointed_bytes
     }
 
     /// Number of segments (closed and active).
@@ -566,12 +582,11 @@ impl PartitionLog {
                     return Ok(out);
                 }
                 let s = &inner.segments[inner.segment_for(next)];
-                let file = s
-                    .file
-                    .clone()
-                    .expect("uncached data is written, so its file exists");
-                (file, s.index.position_for_offset(next), s.written_bytes)
+                assert!(s.written_bytes > 0, "uncached data is written");
+                let at = s.index.position_for_offset(next);
+                ((s.index.base_offset, s.file.clone()), at, s.written_bytes)
             };
+            let file = self.segment_file(file.0, file.1).await?;
             let mut full = false;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.last_offset < next {
@@ -626,15 +641,16 @@ impl PartitionLog {
         // Flush first so the whole log is on disk; ListOffsets by time is rare.
         let leo = self.log_end_offset();
         self.wait_durable(leo - 1, false).await?;
-        let candidates: Vec<(Rc<SegmentFile>, u64, u64)> = {
+        type Candidate = ((i64, Option<Rc<SegmentFile>>), u64, u64);
+        let candidates: Vec<Candidate> = {
             let inner = self.shared.inner.borrow();
             inner
                 .segments
                 .iter()
-                .filter(|s| s.index.max_timestamp >= ts && s.file.is_some())
+                .filter(|s| s.index.max_timestamp >= ts && s.written_bytes > 0)
                 .map(|s| {
                     (
-                        s.file.clone().expect("filtered"),
+                        (s.index.base_offset, s.file.clone()),
                         s.index.position_for_timestamp(ts),
                         s.written_bytes,
                     )
@@ -642,6 +658,7 @@ impl PartitionLog {
                 .collect()
         };
         for (file, position, limit) in candidates {
+            let file = self.segment_file(file.0, file.1).await?;
             let mut found = None;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.max_timestamp < ts {
@@ -689,22 +706,37 @@ impl PartitionLog {
             inner.log_end_offset
         };
         self.wait_durable(leo - 1, true).await?;
-        let (dir, snapshot, writer, files) = {
+        let (dir, snapshot, checkpoint, writer, files) = {
             let mut inner = self.shared.inner.borrow_mut();
             assert!(
                 inner.pending.is_empty() && inner.synced_offset == leo.max(inner.synced_offset)
             );
             let snapshot = encode_snapshot_frame(leo, &inner.producers.encode_snapshot());
+            let active = inner.segments.last().expect("a log always has a segment");
+            let checkpoint = (active.written_bytes > 0)
+                .then(|| (active.index.base_offset, active.index.encode()));
             let files: Vec<_> = inner
                 .segments
                 .iter_mut()
                 .filter_map(|s| s.file.take())
                 .collect();
-            (inner.dir.clone(), snapshot, inner.writer.take(), files)
+            (
+                inner.dir.clone(),
+                snapshot,
+                checkpoint,
+                inner.writer.take(),
+                files,
+            )
         };
         segment::write_file_atomic(&dir, SNAPSHOT_FILE, snapshot)
             .await
             .map_err(|e| StorageError::new(&dir, "writing producer snapshot at close", e))?;
+        // The active segment's index too, so the next start does not scan it.
+        if let Some((base, index)) = checkpoint {
+            segment::write_file_atomic(&dir, &segment::file_name(base, "index"), index)
+                .await
+                .map_err(|e| StorageError::new(&dir, "writing the active index at close", e))?;
+        }
         drop(writer);
         for file in files {
             // A read still in flight holds a reference; its drop closes the file then.

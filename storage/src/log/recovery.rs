@@ -30,7 +30,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
             format!("segment {active_base} does not follow offset {expected}"),
         ));
     }
-    let (active, writer) =
+    let (active, writer, checkpointed_bytes) =
         open_active(dir, active_base, &config, snapshot_offset, &mut producers).await?;
     let log_end_offset = active.index.next_offset;
     segments.push(active);
@@ -56,6 +56,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         log_start_offset,
         closed_offset: active_base,
         last_sync_ms: now_ms(),
+        checkpointed_bytes,
         // Compaction is not tracked on disk: the first pass after a start covers everything.
         compacted_offset: first_base,
         tombstone_expiry_ms: i64::MAX,
@@ -165,6 +166,7 @@ async fn open_closed(
         file: Some(Rc::new(file)),
         written_bytes,
         first_append_ms: None,
+        last_used_ms: std::cell::Cell::new(now_ms()),
     })
 }
 
@@ -238,7 +240,7 @@ async fn open_active(
     config: &LogConfig,
     snapshot_offset: i64,
     producers: &mut ProducerStateTable,
-) -> Result<(Segment, TailWriter), StorageError> {
+) -> Result<(Segment, TailWriter, u64), StorageError> {
     let path = dir.join(segment::file_name(base, "log"));
     let ctx =
         |what: &str, e: io::Error| StorageError::new(dir, format!("{what} {}", path.display()), e);
@@ -252,9 +254,14 @@ async fn open_active(
         .file_size()
         .await
         .map_err(|e| ctx("stat of", e.into()))?;
-    let mut index = SegmentIndex::new(base);
+    let checkpoint = load_checkpoint(dir, &file, base, size, snapshot_offset).await?;
+    let checkpointed_bytes = checkpoint.as_ref().map_or(0, |c| c.size_bytes);
+    let (start, next) = checkpoint
+        .as_ref()
+        .map_or((0, base), |c| (c.size_bytes, c.next_offset));
+    let mut index = checkpoint.unwrap_or_else(|| SegmentIndex::new(base));
     let interval = config.index_interval_bytes;
-    let scan = segment::scan_entries(&file, 0, size, Some(base), |e| {
+    let scan = segment::scan_entries(&file, start, size, Some(next), |e| {
         index.on_append(
             e.header.base_offset,
             e.last_offset,
@@ -271,6 +278,7 @@ async fn open_active(
     .map_err(|e| ctx("scanning", e))?;
     let end = scan.end;
     assert_eq!(end, index.size_bytes);
+    assert!(end >= checkpointed_bytes);
     if size != segment::align_up(end)
         || !matches!(scan.invalid, None | Some(EntryError::BadMagic(0)))
     {
@@ -301,6 +309,59 @@ async fn open_active(
         file: Some(file),
         written_bytes: end,
         first_append_ms,
+        last_used_ms: std::cell::Cell::new(now_ms()),
     };
-    Ok((seg, writer))
+    Ok((seg, writer, checkpointed_bytes))
+}
+
+/// The active segment's index checkpoint, if it can be trusted: it matches the segment, lies
+/// inside the file, and the producer snapshot covers it (both are written after an fdatasync
+/// of the data they cover, snapshot first).
+async fn load_checkpoint(
+    dir: &Path,
+    file: &SegmentFile,
+    base: i64,
+    file_bytes: u64,
+    snapshot_offset: i64,
+) -> Result<Option<SegmentIndex>, StorageError> {
+    let stored = segment::read_small_file(&dir.join(segment::file_name(base, "index")))
+        .await
+        .map_err(|e| StorageError::new(dir, format!("reading index checkpoint of {base}"), e))?;
+    let trusted = stored.and_then(|b| SegmentIndex::decode(&b)).filter(|i| {
+        i.base_offset == base
+            && i.size_bytes > 0
+            && i.size_bytes <= file_bytes
+            && snapshot_offset >= i.next_offset
+    });
+    let Some(index) = trusted else {
+        return Ok(None);
+    };
+    // Verify the entries from the last index point to the checkpoint's end (at most about one
+    // index interval): damage near the end means the checkpoint is not used.
+    let last = index
+        .entries
+        .last()
+        .copied()
+        .expect("a non-empty index has points");
+    let check = segment::scan_entries(
+        file,
+        last.position,
+        index.size_bytes,
+        Some(last.offset),
+        |_| true,
+    )
+    .await
+    .map_err(|e| StorageError::new(dir, format!("verifying index checkpoint of {base}"), e))?;
+    if check.invalid.is_some()
+        || check.end != index.size_bytes
+        || check.next_offset != index.next_offset
+    {
+        warn!(dir = %dir.display(), base, invalid = ?check.invalid, "active index checkpoint does not match the segment; scanning it all");
+        return Ok(None);
+    }
+    let trusted = Some(index);
+    if let Some(i) = &trusted {
+        info!(dir = %dir.display(), base, checkpoint_bytes = i.size_bytes, file_bytes, "recovering the active segment from its index checkpoint");
+    }
+    Ok(trusted)
 }

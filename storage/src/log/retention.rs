@@ -46,7 +46,7 @@ pub fn retention_cut(
     let mut cut = 0;
     for s in segments.iter().take(deletable.min(segments.len())) {
         let below_start = s.next_offset <= log_start_offset;
-        let expired = retention_ms >= 0 && now_ms.saturating_sub(s.max_timestamp) > retention_ms;
+        let expired = expired(s.max_timestamp, now_ms, retention_ms);
         let oversized = retention_bytes >= 0 && size - s.size_bytes >= retention_bytes as u64;
         if !(below_start || expired || oversized) {
             break;
@@ -55,6 +55,12 @@ pub fn retention_cut(
         cut += 1;
     }
     cut
+}
+
+/// Past `retention.ms`. A segment whose records carry no timestamp (max -1) never expires by
+/// time (Kafka falls back to the file's mtime; size retention still applies).
+fn expired(max_timestamp: i64, now_ms: i64, retention_ms: i64) -> bool {
+    retention_ms >= 0 && max_timestamp >= 0 && now_ms.saturating_sub(max_timestamp) > retention_ms
 }
 
 impl Inner {
@@ -85,7 +91,7 @@ impl Inner {
         retention_ms >= 0
             && active.index.size_bytes > 0
             && self.deletable() == self.segments.len() - 1
-            && now_ms.saturating_sub(active.index.max_timestamp) > retention_ms
+            && expired(active.index.max_timestamp, now_ms, retention_ms)
     }
 }
 
@@ -302,6 +308,17 @@ mod tests {
             // Only the first segment is past retention at now = 2500.
             ((2, 0, 2500, 1000, -1), 1),
         ];
+        let untimed = [seg(0, 10, 100, -1), seg(10, 20, 100, 3000)];
+        assert_eq!(
+            retention_cut(&untimed, 1, 0, 1_000_000, 10, -1),
+            0,
+            "no timestamps: kept"
+        );
+        assert_eq!(
+            retention_cut(&untimed, 1, 0, 1_000_000, 10, 100),
+            1,
+            "size still applies"
+        );
         for ((deletable, start, now, ms, bytes), want) in cases {
             assert_eq!(
                 retention_cut(&segs, deletable, start, now, ms, bytes),

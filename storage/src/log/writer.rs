@@ -69,19 +69,71 @@ async fn flush_once(shared: &Rc<Shared>) {
         (std::mem::take(&mut inner.pending), inner.writer.take())
     };
     let result = write_pending(shared, &mut items, &mut writer).await;
-    let mut inner = shared.inner.borrow_mut();
-    inner.writer = writer;
-    if let Err((e, can_retry)) = result {
-        let can_retry = can_retry && retryable(e.source.kind());
-        warn!(error = %e, retryable = can_retry, "partition log write failed; appends are refused");
-        while let Some(item) = items.pop_back() {
-            inner.pending.push_front(item);
+    let ok = result.is_ok();
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.writer = writer;
+        if let Err((e, can_retry)) = result {
+            let can_retry = can_retry && retryable(e.source.kind());
+            warn!(error = %e, retryable = can_retry, "partition log write failed; appends are refused");
+            while let Some(item) = items.pop_back() {
+                inner.pending.push_front(item);
+            }
+            inner.failed = Some((e.source.kind(), e.to_string()));
+            inner.failure_retryable = can_retry;
         }
-        inner.failed = Some((e.source.kind(), e.to_string()));
-        inner.failure_retryable = can_retry;
     }
-    drop(inner);
     shared.durable_event.notify(usize::MAX);
+    if ok {
+        checkpoint_if_due(shared).await;
+    }
+}
+
+/// Every `index_checkpoint_bytes` of active segment, when everything appended is written:
+/// fdatasync, then the producer snapshot, then the active segment's index (in that order, so
+/// an index on disk never covers more than the snapshot). Recovery then scans only the active
+/// segment after the checkpoint. A failure only costs a longer recovery: it is logged.
+pub(super) async fn checkpoint_if_due(shared: &Rc<Shared>) {
+    let (dir, file, base, size, index, snapshot) = {
+        let inner = shared.inner.borrow();
+        let active = inner.segments.last().expect("a log always has a segment");
+        let due =
+            active.written_bytes >= inner.checkpointed_bytes + inner.config.index_checkpoint_bytes;
+        let consistent = inner.pending.is_empty()
+            && inner.written_offset == inner.log_end_offset
+            && active.index.size_bytes == active.written_bytes;
+        let Some(file) = active.file.clone() else {
+            return;
+        };
+        if !due || !consistent || active.written_bytes == 0 {
+            return;
+        }
+        let snapshot =
+            encode_snapshot_frame(inner.log_end_offset, &inner.producers.encode_snapshot());
+        (
+            inner.dir.clone(),
+            file,
+            active.index.base_offset,
+            active.written_bytes,
+            active.index.encode(),
+            snapshot,
+        )
+    };
+    let result = async {
+        file.dma.fdatasync().await.map_err(io::Error::from)?;
+        segment::write_file_atomic(&dir, SNAPSHOT_FILE, snapshot).await?;
+        segment::write_file_atomic(&dir, &segment::file_name(base, "index"), index).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let mut inner = shared.inner.borrow_mut();
+            if inner.segments.last().map(|s| s.index.base_offset) == Some(base) {
+                inner.checkpointed_bytes = size;
+            }
+        }
+        Err(e) => warn!(dir = %dir.display(), base, error = %e, "active index checkpoint failed"),
+    }
 }
 
 /// Writes `items` from the front, removing each once done (a partly written data item keeps
@@ -203,5 +255,6 @@ pub(super) async fn roll_files(
     seg.file = Some(Rc::new(SegmentFile::new(file.clone(), path)));
     assert!(new_base > inner.closed_offset, "segments close in order");
     inner.closed_offset = new_base;
+    inner.checkpointed_bytes = 0;
     Ok(TailWriter::new(file, 0, Vec::new()))
 }
