@@ -384,6 +384,23 @@ def test_group_lifecycle(broker, members, client):
     assert final == ends, f"final committed offsets {final} != end offsets {ends}"
 
 
+@pytest.mark.parametrize("client", list(CLIENT_CMDS))
+def test_auto_commit_on_close(broker, members, client):
+    """--commit auto: the client's own auto-commit, plus its commit on close, leaves no lag."""
+    need_client(client)
+    b = broker.bootstrap
+    topic, group, parts, n = f"auto-{client}", f"auto-group-{client}", 3, 300
+    create_topic(b, topic, parts)
+    produce(client, b, topic, n, codec="none", name=f"auto-{client}")
+    m = members(client, b, topic, group, f"auto-{client}-m1", commit="auto")
+    wait_until(lambda: m.count() >= n, f"{m.name} consuming {n} records", lambda: describe_all([m]),
+               progress=lambda: group_progress([m]))
+    m.terminate()
+    ends = check_exactly_once([m], b, topic, parts)
+    got = committed_offsets(b, group, topic, parts)
+    assert got == ends, f"committed offsets {got} != end offsets {ends} after an auto-commit member closed"
+
+
 # ---------------------------------------------------------------------------------------------
 # cooperative-sticky: a third member joins while two consume; kept partitions never stop
 # ---------------------------------------------------------------------------------------------

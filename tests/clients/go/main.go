@@ -312,6 +312,17 @@ func groupConsume(args []string) int {
 	pending := map[int32]int64{}
 
 	var cl *kgo.Client
+	// autoFinal: with --commit auto, what was polled is committed before partitions are given up
+	// (franz-go leaves that to an overridden OnPartitionsRevoked) and before the client closes.
+	autoFinal := func(ctx context.Context) {
+		if !auto {
+			return
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			out.line(map[string]any{"event": "commit_failed", "member": *member, "error": err.Error()})
+			fmt.Fprintln(os.Stderr, "commit failed:", err)
+		}
+	}
 	commit := func(ctx context.Context) {
 		pmu.Lock()
 		defer pmu.Unlock()
@@ -365,6 +376,7 @@ func groupConsume(args []string) int {
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			commit(ctx)
+			autoFinal(ctx)
 			out.parts("revoked", m[*topic])
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -442,6 +454,7 @@ func groupConsume(args []string) int {
 		cl.AllowRebalance()
 	}
 	commit(bg)
+	autoFinal(bg)
 	out.line(map[string]any{"event": "exit", "member": *member, "reason": reason, "consumed": got})
 	cl.CloseAllowingRebalance() // LeaveGroup
 	fmt.Fprintf(os.Stderr, "go group-consume %s: got=%d exit=%s\n", *member, got, reason)
