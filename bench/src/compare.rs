@@ -88,6 +88,8 @@ struct Workload {
     kafka_settings: Vec<&'static str>,
     /// After producing, read the topic back from the start (catch-up consumption).
     then_consume: bool,
+    /// Also drive the broker with Kafka's own ProducerPerformance (the Java client).
+    java_client: bool,
 }
 
 fn base_options(o: &CompareOptions) -> Options {
@@ -116,6 +118,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             options: base.clone(),
             kafka_settings: vec![],
             then_consume: !o.quick,
+            java_client: true,
         },
         Workload {
             id: "w2-acksall-fsync",
@@ -126,6 +129,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             },
             kafka_settings: vec!["log.flush.interval.messages=1"],
             then_consume: false,
+            java_client: !o.quick,
         },
         Workload {
             id: "w3-fixed-rate",
@@ -133,6 +137,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             options: base.clone(),
             kafka_settings: vec![],
             then_consume: false,
+            java_client: false,
         },
     ];
     if !o.quick {
@@ -147,6 +152,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             },
             kafka_settings: vec![],
             then_consume: false,
+            java_client: false,
         });
         for partitions in [1u32, 100] {
             list.push(Workload {
@@ -162,6 +168,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
                 },
                 kafka_settings: vec![],
                 then_consume: false,
+                java_client: false,
             });
         }
     }
@@ -308,6 +315,15 @@ fn run_one(
             .as_f64()
             .unwrap_or(0.0);
         run["broker_cpu_s_per_gb"] = json!(per_gb(after.cpu_s - before.cpu_s, run_bytes));
+        if workload.java_client {
+            let before = server.sample();
+            let java = producer_performance(root, o, &options, &server.address, workload.id)?;
+            let after = server.sample();
+            let bytes = num_f(&java["records"]) * 1024.0;
+            run["java_producer_performance"] = java;
+            run["java_producer_performance"]["broker_cpu_s_per_gb"] =
+                json!(per_gb(after.cpu_s - before.cpu_s, bytes));
+        }
         if workload.then_consume {
             let consume = Options {
                 mode: Mode::Consume,
@@ -342,6 +358,105 @@ fn run_one(
         run["ready_s"].as_f64().unwrap_or(0.0),
     );
     Ok(run)
+}
+
+fn num_f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Kafka's own producer benchmark (kafka-tools ProducerPerformance, the Java client) against the
+/// broker, pinned to the client cores, on a fresh topic with the workload's partitions, record
+/// size, acks, batch size and linger; idempotence off as in `spate bench`.
+fn producer_performance(
+    root: &Path,
+    o: &CompareOptions,
+    options: &Options,
+    address: &str,
+    id: &str,
+) -> Result<Value, String> {
+    let topic = format!("java-{id}");
+    workload::ensure_topic(&Options {
+        topic: topic.clone(),
+        brokers: address.to_string(),
+        ..options.clone()
+    })?;
+    // Sized to take 5-20 s: fewer records where every batch is fsynced.
+    let records: u64 = match (o.quick, options.acks) {
+        (true, _) => 400_000,
+        (false, -1) => 300_000,
+        (false, _) => 1_000_000,
+    };
+    let acks = match options.acks {
+        -1 => "all".to_string(),
+        n => n.to_string(),
+    };
+    let cores: Vec<String> = o.client_cores.iter().map(usize::to_string).collect();
+    let output = Command::new("taskset")
+        .arg("-c")
+        .arg(cores.join(","))
+        .arg(root.join("bench/peers/kafka"))
+        .args([
+            "tool",
+            "ProducerPerformance",
+            "--topic",
+            &topic,
+            "--num-records",
+        ])
+        .arg(records.to_string())
+        .args([
+            "--record-size",
+            "1024",
+            "--throughput",
+            "-1",
+            "--producer-props",
+        ])
+        .arg(format!("bootstrap.servers={address}"))
+        .arg(format!("acks={acks}"))
+        .arg(format!("linger.ms={}", options.linger_ms))
+        .arg(format!("batch.size={}", options.batch_bytes))
+        .args(["enable.idempotence=false", "compression.type=none"])
+        .output()
+        .map_err(|e| format!("ProducerPerformance: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .ok_or_else(|| {
+            format!(
+                "ProducerPerformance printed no summary: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    parse_producer_performance(last, records)
+}
+
+/// Parses ProducerPerformance's summary line, e.g. `400000 records sent, 147710.5 records/sec
+/// (144.25 MB/sec), 197.70 ms avg latency, 445.00 ms max latency, 187 ms 50th, 320 ms 95th,
+/// 410 ms 99th, 441 ms 99.9th.` Its MB are MiB; `mb_per_s` here is 10^6 B/s of values.
+fn parse_producer_performance(line: &str, records: u64) -> Result<Value, String> {
+    let number_before = |marker: &str| -> Option<f64> {
+        let at = line.find(marker)?;
+        line[..at]
+            .split([' ', '(', ','])
+            .rev()
+            .find(|t| !t.is_empty())?
+            .parse()
+            .ok()
+    };
+    let records_per_s = number_before(" records/sec").ok_or("no records/sec")?;
+    Ok(json!({
+        "client": "kafka-tools 4.3.1 ProducerPerformance (Java client)",
+        "summary": line.trim(),
+        "records": records,
+        "records_per_s": records_per_s,
+        "mb_per_s": records_per_s * 1024.0 / 1e6,
+        "latency_ms": {
+            "avg": number_before(" ms avg latency"), "max": number_before(" ms max latency"),
+            "p50": number_before(" ms 50th"), "p95": number_before(" ms 95th"),
+            "p99": number_before(" ms 99th"), "p99.9": number_before(" ms 99.9th"),
+        },
+    }))
 }
 
 fn per_gb(cpu_s: f64, bytes: f64) -> Option<f64> {
@@ -675,6 +790,16 @@ fn proc_meminfo(key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn producer_performance_summary_parses() {
+        let line = "400000 records sent, 147710.5 records/sec (144.25 MB/sec), 197.70 ms avg latency, 445.00 ms max latency, 187 ms 50th, 320 ms 95th, 410 ms 99th, 441 ms 99.9th.";
+        let v = parse_producer_performance(line, 400_000).unwrap();
+        assert_eq!(v["records_per_s"], 147710.5);
+        assert_eq!(v["latency_ms"]["p99"], 410.0);
+        assert_eq!(v["latency_ms"]["p99.9"], 441.0);
+        assert_eq!(v["latency_ms"]["avg"], 197.70);
+    }
 
     #[test]
     fn median_of_even_and_odd() {

@@ -23,6 +23,10 @@ pub struct Metrics {
     /// Bytes the broker caused to be written to storage per logical payload byte.
     pub disk_write_amplification: f64,
     pub consume_mb_per_s: f64,
+    /// Kafka's ProducerPerformance (Java client) against the same broker.
+    pub java_mb_per_s: f64,
+    pub java_p99_ms: f64,
+    pub java_cpu_s_per_gb: f64,
     pub runs: usize,
 }
 
@@ -122,6 +126,11 @@ pub fn summary(record: &Value) -> Summary {
                 }),
                 consume_mb_per_s: m(&|r| {
                     num(&r["catch_up_consume"]["result"]["consume"]["mb_per_s"])
+                }),
+                java_mb_per_s: m(&|r| num(&r["java_producer_performance"]["mb_per_s"])),
+                java_p99_ms: m(&|r| num(&r["java_producer_performance"]["latency_ms"]["p99"])),
+                java_cpu_s_per_gb: m(&|r| {
+                    num(&r["java_producer_performance"]["broker_cpu_s_per_gb"])
                 }),
                 runs: runs.len(),
             };
@@ -247,7 +256,8 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
     let _ = writeln!(
         md,
         "- Cores: broker pinned to CPU {} (both brokers), client to CPU(s) {}.",
-        settings["broker_cores"], settings["client_cores"]
+        settings["broker_cores"].as_str().unwrap_or("?"),
+        settings["client_cores"]
     );
     let _ = writeln!(
         md,
@@ -341,20 +351,45 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             f(m.consume_mb_per_s, 1)
         );
     }
+    if s.rows.values().any(|m| m.java_mb_per_s.is_finite()) {
+        md.push_str("\nSecond client, Kafka's own `ProducerPerformance` (kafka-tools 4.3.1, Java client, same cores, same batch/linger/acks, idempotence off; latency as it reports it: send() to callback, no fixed rate):\n\n");
+        md.push_str("| workload | broker | MB/s | p99 ms | broker CPU s/GB |\n| --- | --- | --- | --- | --- |\n");
+        for ((w, b), m) in s.rows.iter().filter(|(_, m)| m.java_mb_per_s.is_finite()) {
+            let _ = writeln!(
+                md,
+                "| {w} | {b} | {} | {} | {} |",
+                f(m.java_mb_per_s, 1),
+                f(m.java_p99_ms, 1),
+                f(m.java_cpu_s_per_gb, 2)
+            );
+        }
+    }
     md.push_str("\nWorkloads:\n\n");
     let mut seen = Vec::new();
-    for run in record["runs"].as_array().into_iter().flatten() {
+    let runs: Vec<&Value> = record["runs"].as_array().into_iter().flatten().collect();
+    for run in &runs {
         let id = run["workload"].as_str().unwrap_or("?");
         if seen.contains(&id) {
             continue;
         }
+        let kafka_settings = runs
+            .iter()
+            .find(|r| r["workload"] == run["workload"] && r["broker"] == "kafka")
+            .and_then(|r| r["broker_settings"].as_array())
+            .filter(|a| !a.is_empty())
+            .map_or("defaults".to_string(), |a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
         seen.push(id);
         let st = &run["result"]["settings"];
         let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, warm-up {} s + {} s measured. Kafka settings: {}.",
             run["what"].as_str().unwrap_or(""), st["record_bytes"].as_str().unwrap_or("?"), st["keys"].as_str().unwrap_or("?"),
             st["partitions"], st["acks"].as_str().unwrap_or("?"), st["batch_bytes"], st["linger_ms"], st["producers"],
             st["in_flight_max"], st["rate"].as_str().unwrap_or("?"), st["warmup_s"], st["duration_s"],
-            match run["broker_settings"].as_array() { Some(a) if !a.is_empty() => a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "), _ => "defaults".into() });
+            kafka_settings);
     }
     if let Some(notes) = notes {
         md.push_str("\n## Analysis\n\n");

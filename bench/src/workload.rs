@@ -272,23 +272,7 @@ impl Rng {
 /// options say so).
 pub fn run(options: &Options) -> Result<Value, String> {
     crate::raise_memlock();
-    let setup = options.clone();
-    on_executor(None, move || async move {
-        let client = Client::connect(&setup.brokers).await?;
-        client
-            .create_topic(&setup.topic, setup.partitions, &setup.topic_configs)
-            .await?;
-        // Kafka elects the new partitions' leaders asynchronously: wait until all have one.
-        let mut tries = 0;
-        loop {
-            match client.topic_layout(&setup.topic).await {
-                Ok(_) => return Ok(()),
-                Err(e) if tries >= 200 => return Err(e),
-                Err(_) => tries += 1,
-            }
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
-    })?;
+    ensure_topic(options)?;
 
     let epoch = Instant::now();
     let clock = Clock {
@@ -359,6 +343,28 @@ pub fn run(options: &Options) -> Result<Value, String> {
         None => {}
     }
     Ok(result)
+}
+
+/// Creates the run's topic if missing and waits until every partition has a leader.
+pub fn ensure_topic(options: &Options) -> Result<(), String> {
+    crate::raise_memlock();
+    let setup = options.clone();
+    on_executor(None, move || async move {
+        let client = Client::connect(&setup.brokers).await?;
+        client
+            .create_topic(&setup.topic, setup.partitions, &setup.topic_configs)
+            .await?;
+        // Kafka elects the new partitions' leaders asynchronously: wait until all have one.
+        let mut tries = 0;
+        loop {
+            match client.topic_layout(&setup.topic).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tries >= 200 => return Err(e),
+                Err(_) => tries += 1,
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 /// Runs one future on a fresh glommio executor and waits for it.
