@@ -142,6 +142,17 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
     ];
     if !o.quick {
         list.push(Workload {
+            id: "w3-e2e",
+            what: "w3's rate and settings with a tailing consumer: end-to-end latency (intended send to fetched), coordinated-omission corrected",
+            options: Options {
+                mode: Mode::E2e,
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+        });
+        list.push(Workload {
             id: "w4-100-producers-keyed",
             what: "100 producers, 100 B records, 10,000 distinct keys, acks=1, unlimited rate",
             options: Options {
@@ -198,7 +209,7 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
         for workload in workloads(o) {
             let mut options = workload.options.clone();
             options.topic = format!("bench-{}", workload.id);
-            if workload.id == "w3-fixed-rate" {
+            if workload.id.starts_with("w3-") {
                 let max = median(&kafka_w1_mb_s).ok_or("w3 needs Kafka's w1 result")?;
                 options.rate = Rate::BytesPerS(max * 1e6 / 2.0);
             }

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Bytes the broker caused to be written to storage per logical payload byte.
     pub disk_write_amplification: f64,
     pub consume_mb_per_s: f64,
+    /// End-to-end (produce to fetch) p99 of an e2e workload.
+    pub e2e_p99_ms: f64,
     /// Kafka's ProducerPerformance (Java client) against the same broker.
     pub java_mb_per_s: f64,
     pub java_p99_ms: f64,
@@ -127,6 +129,7 @@ pub fn summary(record: &Value) -> Summary {
                 consume_mb_per_s: m(&|r| {
                     num(&r["catch_up_consume"]["result"]["consume"]["mb_per_s"])
                 }),
+                e2e_p99_ms: m(&|r| num(&r["result"]["consume"]["latency_us"]["p99"]) / 1e3),
                 java_mb_per_s: m(&|r| num(&r["java_producer_performance"]["mb_per_s"])),
                 java_p99_ms: m(&|r| num(&r["java_producer_performance"]["latency_ms"]["p99"])),
                 java_cpu_s_per_gb: m(&|r| {
@@ -329,14 +332,14 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
 
     md.push_str("\n## Results\n\n");
     let _ = writeln!(md, "![throughput vs latency]({stem}-latency.svg)\n");
-    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s |\n");
+    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s | e2e p99 ms |\n");
     md.push_str(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for ((w, b), m) in &s.rows {
         let _ = writeln!(
             md,
-            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.runs,
             f(m.mb_per_s, 1),
             f(m.records_per_s, 0),
@@ -348,7 +351,8 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             f(m.peak_rss_mib, 0),
             f(m.ready_s, 3),
             f(m.disk_write_amplification, 2),
-            f(m.consume_mb_per_s, 1)
+            f(m.consume_mb_per_s, 1),
+            f(m.e2e_p99_ms, 2)
         );
     }
     if s.rows.values().any(|m| m.java_mb_per_s.is_finite()) {
@@ -532,6 +536,7 @@ mod tests {
         assert_eq!(s.ratio("w2-acksall-fsync", |m| m.mb_per_s), None);
         let md = markdown(&record, &s, "x", Some("bottleneck: the client"));
         assert!(md.contains("| w1-acks1 | spate | 2 | 200.0 |"), "{md}");
+        assert!(md.contains("| – | – |\n"), "{md}");
         assert!(md.contains("bottleneck: the client"));
         assert!(ratios_svg(&s).starts_with("<svg"));
         assert!(latency_svg(&s).contains("<circle"));
