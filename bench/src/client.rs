@@ -33,6 +33,10 @@ const LIST_OFFSETS_VERSION: i16 = 7;
 /// Responses larger than this close the connection (a broken peer, not a big fetch).
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 const READ_BUFFER_BYTES: usize = 256 << 10;
+/// A request without a reply after this fails (the run reports it instead of hanging).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Period of the executor's wake-up tick (see `keep_executor_awake`).
+const TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -89,11 +93,22 @@ impl Connection {
         version: i16,
         body: &Req,
     ) -> Result<Resp> {
-        let reply = self.send(api_key, version, body, true).await?;
-        let mut frame = reply
-            .ok_or("no reply")?
-            .await
-            .map_err(|_| format!("{}: connection closed", self.inner.address))??;
+        let reply = self
+            .send(api_key, version, body, true)
+            .await?
+            .ok_or("no reply")?;
+        let mut frame = glommio::timer::timeout(REPLY_TIMEOUT, async {
+            Ok(reply
+                .await
+                .map_err(|_| format!("{}: connection closed", self.inner.address)))
+        })
+        .await
+        .map_err(|_| {
+            format!(
+                "{api_key:?}: no reply from {} within {REPLY_TIMEOUT:?}",
+                self.inner.address
+            )
+        })???;
         ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
             .map_err(|e| format!("{api_key:?} v{version} response header: {e}"))?;
         Resp::decode(&mut frame, version).map_err(|e| format!("{api_key:?} v{version} reply: {e}"))
@@ -186,6 +201,16 @@ async fn read_replies(mut reader: ReadHalf<TcpStream>, inner: Rc<Inner>) {
     *inner.closed.borrow_mut() = Some(reason.clone());
     for (_, waiter) in inner.pending.borrow_mut().drain(..) {
         let _ = waiter.send(Err(reason.clone()));
+    }
+}
+
+/// Wakes the executor every millisecond while `alive` holds. Works around a lost wake-up seen
+/// with glommio 0.9 sockets: an executor parked with only socket reads pending sometimes never
+/// saw a reply that had reached its socket (Recv-Q non-empty, reader task pending), which hung a
+/// run; a periodic timer makes the executor loop run, which submits and reaps its rings.
+pub async fn keep_executor_awake(alive: impl Fn() -> bool) {
+    while alive() {
+        glommio::timer::sleep(TICK).await;
     }
 }
 

@@ -93,7 +93,7 @@ struct Workload {
 }
 
 fn base_options(o: &CompareOptions) -> Options {
-    let (warmup_s, duration_s) = if o.quick { (3.0, 6.0) } else { (5.0, 15.0) };
+    let (warmup_s, duration_s) = if o.quick { (3.0, 6.0) } else { (4.0, 12.0) };
     Options {
         mode: Mode::Produce,
         partitions: 8,
@@ -220,7 +220,14 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
                     broker.name(),
                     started.elapsed().as_secs_f64()
                 );
-                let run = run_one(o, &root, &work, broker, &workload, &options)?;
+                // A failed run is recorded and reported, not fatal to the comparison.
+                let run = match run_one(o, &root, &work, broker, &workload, &options) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        eprintln!("compare:   {} {} FAILED: {e}", workload.id, broker.name());
+                        json!({"workload": workload.id, "broker": broker.name(), "error": e})
+                    }
+                };
                 if broker == Broker::Kafka && workload.id == "w1-acks1" {
                     if let Some(mb) = run["result"]["produce"]["mb_per_s"].as_f64() {
                         kafka_w1_mb_s.push(mb);

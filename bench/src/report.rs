@@ -97,6 +97,9 @@ fn num(v: &Value) -> f64 {
 pub fn summary(record: &Value) -> Summary {
     let mut groups: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
     for run in record["runs"].as_array().into_iter().flatten() {
+        if run.get("error").is_some() {
+            continue;
+        }
         let key = (
             run["workload"].as_str().unwrap_or("?").to_string(),
             run["broker"].as_str().unwrap_or("?").to_string(),
@@ -394,6 +397,23 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             st["partitions"], st["acks"].as_str().unwrap_or("?"), st["batch_bytes"], st["linger_ms"], st["producers"],
             st["in_flight_max"], st["rate"].as_str().unwrap_or("?"), st["warmup_s"], st["duration_s"],
             kafka_settings);
+    }
+    let failed: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let e = r.get("error")?.as_str()?;
+            Some(format!(
+                "- {} on {} (round {}): {e}",
+                r["workload"].as_str().unwrap_or("?"),
+                r["broker"].as_str().unwrap_or("?"),
+                r["round"]
+            ))
+        })
+        .collect();
+    if !failed.is_empty() {
+        md.push_str("\nFailed runs (left out of the medians above):\n\n");
+        md.push_str(&failed.join("\n"));
+        md.push('\n');
     }
     if let Some(notes) = notes {
         md.push_str("\n## Analysis\n\n");

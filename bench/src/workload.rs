@@ -418,6 +418,10 @@ fn spawn_clients(
             .io_memory(512 << 10)
             .spawn(move || async move {
                 let options = Rc::new(options);
+                let running = Rc::new(std::cell::Cell::new(true));
+                let ticking = running.clone();
+                let ticker =
+                    glommio::spawn_local(client::keep_executor_awake(move || ticking.get()));
                 let mut tasks = Vec::new();
                 for index in mine_c {
                     let (o, s) = (options.clone(), consumed.clone());
@@ -427,10 +431,13 @@ fn spawn_clients(
                     let (o, s) = (options.clone(), produced.clone());
                     tasks.push(glommio::spawn_local(produce(o, index, clock, s)));
                 }
-                for result in futures::future::join_all(tasks).await {
-                    result?;
-                }
-                Ok(())
+                let results = futures::future::join_all(tasks).await;
+                running.set(false);
+                ticker.await;
+                results
+                    .into_iter()
+                    .collect::<Result<Vec<()>, String>>()
+                    .map(|_| ())
             })
             .map_err(|e| format!("cannot start a client executor: {e}"))?;
         handles.push(handle);
