@@ -232,6 +232,10 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+fn is_retriable(code: i16) -> bool {
+    kafka_protocol::ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
+}
+
 fn error_name(code: i16) -> String {
     match kafka_protocol::ResponseError::try_from_code(code) {
         Some(e) => format!("{e:?} ({code})"),
@@ -402,8 +406,7 @@ pub async fn produce(
     for topic_reply in &reply.responses {
         for p in &topic_reply.partition_responses {
             if p.error_code != 0 {
-                let retriable = kafka_protocol::ResponseError::try_from_code(p.error_code)
-                    .is_some_and(|e| e.is_retriable());
+                let retriable = is_retriable(p.error_code);
                 return Err(format!(
                     "{}produce {topic}-{}: {}",
                     if retriable { RETRIABLE } else { "" },
@@ -460,7 +463,12 @@ pub async fn fetch(
         for p in topic_reply.partitions {
             if p.error_code != 0 {
                 return Err(format!(
-                    "fetch {topic}-{}: {}",
+                    "{}fetch {topic}-{}: {}",
+                    if is_retriable(p.error_code) {
+                        RETRIABLE
+                    } else {
+                        ""
+                    },
                     p.partition_index,
                     error_name(p.error_code)
                 ));
@@ -504,7 +512,12 @@ pub async fn list_offsets(
         for p in t.partitions {
             if p.error_code != 0 {
                 return Err(format!(
-                    "list offsets {topic}-{}: {}",
+                    "{}list offsets {topic}-{}: {}",
+                    if is_retriable(p.error_code) {
+                        RETRIABLE
+                    } else {
+                        ""
+                    },
                     p.partition_index,
                     error_name(p.error_code)
                 ));

@@ -727,7 +727,7 @@ async fn consume(
     let mut tasks = Vec::new();
     for (connection, partitions) in by_leader {
         let offsets =
-            client::list_offsets(&connection, &options.topic, &partitions, start_at).await?;
+            list_offsets_retrying(&connection, &options.topic, &partitions, start_at).await?;
         let (options, stats) = (options.clone(), stats.clone());
         tasks.push(glommio::spawn_local(async move {
             fetch_loop(&connection, &options, offsets, clock, &stats).await
@@ -737,6 +737,25 @@ async fn consume(
         result?;
     }
     Ok(())
+}
+
+/// ListOffsets, retried while Kafka still elects the leaders of a new topic.
+async fn list_offsets_retrying(
+    connection: &Connection,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<Vec<(i32, i64)>, String> {
+    let mut tries = 0;
+    loop {
+        match client::list_offsets(connection, topic, partitions, timestamp).await {
+            Err(e) if e.starts_with(client::RETRIABLE) && tries < PRODUCE_RETRIES_MAX => {
+                tries += 1;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 async fn fetch_loop(
@@ -749,7 +768,14 @@ async fn fetch_loop(
     let e2e = options.mode == Mode::E2e;
     let mut latencies: Vec<u64> = Vec::new();
     while clock.now_ns() < clock.end_ns {
-        let fetched = client::fetch(connection, &options.topic, &offsets, 200, 1 << 20).await?;
+        let fetched = match client::fetch(connection, &options.topic, &offsets, 200, 1 << 20).await
+        {
+            Err(e) if e.starts_with(client::RETRIABLE) => {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            other => other?,
+        };
         let done = clock.now_ns();
         let (mut payload, mut wire, mut records) = (0u64, 0u64, 0u64);
         latencies.clear();
