@@ -188,6 +188,18 @@ fn targets(s: &Summary) -> Vec<(&'static str, Option<f64>, f64, bool)> {
             false,
         ),
         (
+            "produce throughput (w1, Kafka's Java client)",
+            s.ratio("w1-acks1", |m| m.java_mb_per_s),
+            2.0,
+            false,
+        ),
+        (
+            "produce throughput (w2, Kafka's Java client)",
+            s.ratio("w2-acksall-fsync", |m| m.java_mb_per_s),
+            2.0,
+            false,
+        ),
+        (
             "broker CPU s per GB (w1)",
             s.ratio("w1-acks1", |m| m.cpu_s_per_gb),
             1.0 / 3.0,
