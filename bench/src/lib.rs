@@ -1,6 +1,76 @@
-//! Spate benchmarks. For now: criterion benchmarks of the storage crate's hot pieces, and a
-//! builder of Kafka record batches to feed them. The load generator and the side-by-side runs
-//! against Apache Kafka come with the benchmark issue.
+//! Spate's benchmark suite: the project's Kafka client library (`client`, `partitioner`,
+//! `batch`), the `spate bench` load generator (`workload`), the side-by-side comparison with
+//! Apache Kafka (`compare`), the perf-report generator (`report`), and the record batches the
+//! criterion benchmarks feed to the storage crate.
+
+pub mod batch;
+pub mod client;
+pub mod compare;
+pub mod partitioner;
+pub mod report;
+pub mod stats;
+pub mod workload;
+
+/// Usage of `spate bench`.
+pub const USAGE: &str = concat!(
+    "spate bench: load generator, comparison with Apache Kafka, reports\n\n",
+    "spate bench produce|consume|e2e [options]   (see below)\n",
+    "spate bench compare [--quick] ...            Spate vs Kafka side by side\n",
+    "spate bench report RECORD.json...            markdown + SVG from a compare record\n\n"
+);
+
+/// Entry of `spate bench ARGS...`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("produce") => {
+            workload::run(&workload::parse(workload::Mode::Produce, rest)?).map(|_| ())
+        }
+        Some("consume") => {
+            workload::run(&workload::parse(workload::Mode::Consume, rest)?).map(|_| ())
+        }
+        Some("e2e") => workload::run(&workload::parse(workload::Mode::E2e, rest)?).map(|_| ()),
+        Some("compare") => compare::run(&compare::parse(rest)?).map(|_| ()),
+        Some("report") => {
+            if rest.is_empty() {
+                return Err("usage: spate bench report RECORD.json...".into());
+            }
+            for path in rest {
+                report::write(std::path::Path::new(path))?;
+                eprintln!("wrote the report of {path}");
+            }
+            Ok(())
+        }
+        Some("--help") | Some("-h") | None => {
+            print!("{USAGE}{}\n{}", workload::USAGE, compare::USAGE);
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "unknown bench mode '{other}' (try `spate bench --help`)"
+        )),
+    }
+}
+
+/// glommio locks memory for its rings: lift RLIMIT_MEMLOCK as far as allowed (best effort).
+pub fn raise_memlock() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) == 0 {
+            let wanted = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &wanted) != 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+            }
+        }
+    }
+}
 
 /// Encodes an uncompressed Kafka record batch (magic v2) of `records` records, each with a
 /// `key_bytes`-byte key and a `value_bytes`-byte value, base offset 0, CRC32C filled in.

@@ -11,6 +11,7 @@ spate: a Kafka-compatible event-streaming broker
 
 Usage:
   spate start [options]     run a single-node broker (broker and controller)
+  spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
   spate --version           print the version
 
 Options of `spate start`:
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
                     Err(reason) => fail(&reason),
                 }
             }
+            Err(reason) => fail(&reason),
+        },
+        Some("bench") => match spate_bench::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(reason) => fail(&reason),
         },
         Some("--version") | Some("-V") => {

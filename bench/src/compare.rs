@@ -1,0 +1,836 @@
+//! `spate bench compare`: the same workloads against Spate and Apache Kafka (bench/peers/kafka)
+//! on the same pinned cores, A/B alternated, with `spate bench` as the client; plus the raw
+//! disk's O_DIRECT write bandwidth and loopback bandwidth measured in the same run. Writes one
+//! JSON record (and its markdown report) per run.
+
+use crate::workload::{self, Keys, Mode, Options, Rate, RecordSize};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str = "\
+spate bench compare [--quick] [--rounds N] [--out DIR] [--broker-cores LIST] [--client-cores LIST]
+  Spate vs Apache Kafka 4.3.1 (bench/peers/kafka; jars: `bench/peers/kafka fetch`), same cores,
+  A/B alternated. --quick: workloads 1-3, one round, under 5 minutes, record under target/bench;
+  the full run (workloads 1-6, 2 rounds) writes perf-reports/. Last line: Spate/Kafka ratios.
+";
+
+/// How a comparison is run.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    pub quick: bool,
+    pub rounds: usize,
+    pub out_dir: Option<PathBuf>,
+    pub broker_cores: String,
+    pub client_cores: Vec<usize>,
+}
+
+pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut o = CompareOptions {
+        quick: false,
+        rounds: 0,
+        out_dir: None,
+        // Broker on the first CPU, client on the last: both brokers get the same cores.
+        broker_cores: "0".into(),
+        client_cores: vec![cpus.saturating_sub(1)],
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().cloned().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => o.quick = true,
+            "--rounds" => o.rounds = value()?.parse().map_err(|_| "--rounds: a number")?,
+            "--out" => o.out_dir = Some(value()?.into()),
+            "--broker-cores" => o.broker_cores = value()?,
+            "--client-cores" => {
+                o.client_cores = value()?
+                    .split(',')
+                    .map(|c| {
+                        c.parse()
+                            .map_err(|_| format!("--client-cores: bad CPU '{c}'"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--help" | "-h" => return Err(USAGE.into()),
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+        }
+    }
+    if o.rounds == 0 {
+        o.rounds = if o.quick { 1 } else { 2 };
+    }
+    Ok(o)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broker {
+    Spate,
+    Kafka,
+}
+
+impl Broker {
+    fn name(self) -> &'static str {
+        match self {
+            Broker::Spate => "spate",
+            Broker::Kafka => "kafka",
+        }
+    }
+}
+
+/// A workload of the issue, scaled to this machine.
+struct Workload {
+    id: &'static str,
+    what: &'static str,
+    options: Options,
+    /// Kafka settings that match Spate's behaviour for this workload.
+    kafka_settings: Vec<&'static str>,
+    /// After producing, read the topic back from the start (catch-up consumption).
+    then_consume: bool,
+    /// Also drive the broker with Kafka's own ProducerPerformance (the Java client).
+    java_client: bool,
+}
+
+fn base_options(o: &CompareOptions) -> Options {
+    let (warmup_s, duration_s) = if o.quick { (3.0, 6.0) } else { (4.0, 12.0) };
+    Options {
+        mode: Mode::Produce,
+        partitions: 8,
+        record_bytes: RecordSize::Fixed(1024),
+        acks: 1,
+        batch_bytes: 64 << 10,
+        linger_ms: 5,
+        warmup_s,
+        duration_s,
+        client_cores: o.client_cores.clone(),
+        progress: false,
+        ..Options::default()
+    }
+}
+
+fn workloads(o: &CompareOptions) -> Vec<Workload> {
+    let base = base_options(o);
+    let mut list = vec![
+        Workload {
+            id: "w1-acks1",
+            what: "1 topic x 8 partitions, 1 KiB records, acks=1, unlimited rate",
+            options: base.clone(),
+            kafka_settings: vec![],
+            then_consume: !o.quick,
+            java_client: true,
+        },
+        Workload {
+            id: "w2-acksall-fsync",
+            what: "as w1 with acks=all and fsync per batch (Spate default; Kafka log.flush.interval.messages=1)",
+            options: Options {
+                acks: -1,
+                ..base.clone()
+            },
+            kafka_settings: vec!["log.flush.interval.messages=1"],
+            then_consume: false,
+            java_client: !o.quick,
+        },
+        Workload {
+            id: "w3-fixed-rate",
+            what: "as w1 at a fixed rate of half Kafka's w1 maximum: latency percentiles, coordinated-omission corrected",
+            options: base.clone(),
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+        },
+    ];
+    if !o.quick {
+        list.push(Workload {
+            id: "w3-e2e",
+            what: "w3's rate and settings with a tailing consumer: end-to-end latency (intended send to fetched), coordinated-omission corrected",
+            options: Options {
+                mode: Mode::E2e,
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+        });
+        list.push(Workload {
+            id: "w4-100-producers-keyed",
+            what: "100 producers, 100 B records, 10,000 distinct keys, acks=1, unlimited rate",
+            options: Options {
+                producers: 100,
+                record_bytes: RecordSize::Fixed(100),
+                keys: Keys::Distinct(10_000),
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+        });
+        for partitions in [1u32, 100] {
+            list.push(Workload {
+                id: if partitions == 1 {
+                    "w6-partitions-1"
+                } else {
+                    "w6-partitions-100"
+                },
+                what: "partition sweep: as w1 with this partition count",
+                options: Options {
+                    partitions,
+                    ..base.clone()
+                },
+                kafka_settings: vec![],
+                then_consume: false,
+                java_client: false,
+            });
+        }
+    }
+    list
+}
+
+/// Runs the comparison; returns the JSON record.
+pub fn run(o: &CompareOptions) -> Result<Value, String> {
+    crate::raise_memlock();
+    let root = repo_root()?;
+    let work = root.join("target/bench/compare");
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    let started = Instant::now();
+    eprintln!("compare: measuring the raw disk and loopback");
+    let raw_disk = raw_disk_write_mb_s(&work, if o.quick { 256 } else { 1024 })?;
+    let loopback = loopback_mb_s(if o.quick { 1 << 30 } else { 4 << 30 })?;
+    eprintln!("compare: raw disk O_DIRECT write {raw_disk:.0} MB/s, loopback {loopback:.0} MB/s");
+
+    let mut runs = Vec::new();
+    let mut kafka_w1_mb_s = Vec::new();
+    for round in 0..o.rounds {
+        let order = if round % 2 == 0 {
+            [Broker::Spate, Broker::Kafka]
+        } else {
+            [Broker::Kafka, Broker::Spate]
+        };
+        for workload in workloads(o) {
+            let mut options = workload.options.clone();
+            options.topic = format!("bench-{}", workload.id);
+            if workload.id.starts_with("w3-") {
+                let max = median(&kafka_w1_mb_s).ok_or("w3 needs Kafka's w1 result")?;
+                options.rate = Rate::BytesPerS(max * 1e6 / 2.0);
+            }
+            for broker in order {
+                eprintln!(
+                    "compare: round {round} {} on {} ({:.0} s elapsed)",
+                    workload.id,
+                    broker.name(),
+                    started.elapsed().as_secs_f64()
+                );
+                // A failed run is recorded and reported, not fatal to the comparison.
+                let run = match run_one(o, &root, &work, broker, &workload, &options) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        eprintln!("compare:   {} {} FAILED: {e}", workload.id, broker.name());
+                        json!({"workload": workload.id, "broker": broker.name(), "error": e})
+                    }
+                };
+                if broker == Broker::Kafka && workload.id == "w1-acks1" {
+                    if let Some(mb) = run["result"]["produce"]["mb_per_s"].as_f64() {
+                        kafka_w1_mb_s.push(mb);
+                    }
+                }
+                let mut run = run;
+                run["round"] = json!(round);
+                runs.push(run);
+            }
+        }
+    }
+    let record = json!({
+        "benchmark": "compare",
+        "quick": o.quick,
+        "date": today(),
+        "commit": git(&root, &["rev-parse", "--short", "HEAD"]),
+        "dirty": !git(&root, &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+        "machine": machine(),
+        "settings": {
+            "broker_cores": o.broker_cores, "client_cores": o.client_cores, "rounds": o.rounds,
+            "client": "spate bench (glommio, Kafka protocol: Produce v9, Fetch v12)",
+            "kafka": "Apache Kafka 4.3.1, KRaft single node, bench/peers/kafka (JVM: -Xms1g -Xmx1g G1)",
+            "spate": "spate start --cores <broker cores>; acks=all waits for fdatasync (group commit), acks=1 does not",
+            "compression": "none", "idempotence": false, "replication_factor": 1,
+            "alternation": "per workload; even rounds Spate first, odd rounds Kafka first",
+        },
+        "raw_disk_odirect_write_mb_s": raw_disk,
+        "loopback_mb_s": loopback,
+        "wall_s": started.elapsed().as_secs_f64(),
+        "runs": runs,
+    });
+    let out_dir = o.out_dir.clone().unwrap_or_else(|| {
+        if o.quick {
+            root.join("target/bench")
+        } else {
+            root.join("perf-reports")
+        }
+    });
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
+    let name = format!(
+        "{}-compare{}-{}",
+        record["date"].as_str().unwrap_or("today"),
+        if o.quick { "-quick" } else { "" },
+        record["commit"].as_str().unwrap_or("unknown")
+    );
+    let json_path = out_dir.join(format!("{name}.json"));
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&record).expect("json"),
+    )
+    .map_err(|e| format!("write {}: {e}", json_path.display()))?;
+    crate::report::write(&json_path)?;
+    eprintln!(
+        "compare: wrote {} and its .md in {:.0} s",
+        json_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", ratio_line(&crate::report::summary(&record)));
+    Ok(record)
+}
+
+fn ratio_line(summary: &crate::report::Summary) -> String {
+    let f = |v: Option<f64>| v.map_or("nan".to_string(), |v| format!("{v:.3}"));
+    format!(
+        "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={}",
+        f(summary.ratio("w1-acks1", |m| m.mb_per_s)),
+        f(summary.ratio("w2-acksall-fsync", |m| m.mb_per_s)),
+        f(summary.ratio("w3-fixed-rate", |m| m.p99_ms)),
+        f(summary.ratio("w3-fixed-rate", |m| m.p999_ms)),
+        f(summary.ratio("w1-acks1", |m| m.cpu_s_per_gb)),
+        f(summary.ratio_max(|m| m.peak_rss_mib)),
+        f(summary.ratio_median(|m| m.ready_s)),
+    )
+}
+
+fn run_one(
+    o: &CompareOptions,
+    root: &Path,
+    work: &Path,
+    broker: Broker,
+    workload: &Workload,
+    options: &Options,
+) -> Result<Value, String> {
+    let settings: Vec<&str> = match broker {
+        Broker::Spate => vec![],
+        Broker::Kafka => workload.kafka_settings.clone(),
+    };
+    let mut server = Server::start(root, work, broker, &o.broker_cores, &settings)?;
+    let outcome = (|| -> Result<Value, String> {
+        let mut options = options.clone();
+        options.brokers = server.address.clone();
+        let before = server.sample();
+        let result = workload::run(&options)?;
+        let after = server.sample();
+        let mut run = json!({
+            "workload": workload.id, "what": workload.what, "broker": broker.name(),
+            "broker_settings": settings, "ready_s": server.ready_s,
+            "result": result,
+            "broker_cpu_s": after.cpu_s - before.cpu_s,
+            "broker_disk_write_bytes": after.disk_write_bytes.saturating_sub(before.disk_write_bytes),
+        });
+        let run_bytes = run["result"]["produce"]["run_payload_bytes"]
+            .as_f64()
+            .unwrap_or(0.0);
+        run["broker_cpu_s_per_gb"] = json!(per_gb(after.cpu_s - before.cpu_s, run_bytes));
+        if workload.java_client {
+            let before = server.sample();
+            let java = producer_performance(root, o, &options, &server.address, workload.id)?;
+            let after = server.sample();
+            let bytes = num_f(&java["records"]) * 1024.0;
+            run["java_producer_performance"] = java;
+            run["java_producer_performance"]["broker_cpu_s_per_gb"] =
+                json!(per_gb(after.cpu_s - before.cpu_s, bytes));
+        }
+        if workload.then_consume {
+            let consume = Options {
+                mode: Mode::Consume,
+                consumers: 1,
+                warmup_s: 0.0,
+                ..options.clone()
+            };
+            let before = server.sample();
+            let result = workload::run(&consume)?;
+            let after = server.sample();
+            let bytes = result["consume"]["run_payload_bytes"]
+                .as_f64()
+                .unwrap_or(0.0);
+            run["catch_up_consume"] = json!({
+                "result": result,
+                "broker_cpu_s_per_gb": per_gb(after.cpu_s - before.cpu_s, bytes),
+            });
+        }
+        run["broker_peak_rss_mib"] = json!(server.sample().peak_rss_kib as f64 / 1024.0);
+        Ok(run)
+    })();
+    server.stop();
+    let run = outcome?;
+    eprintln!(
+        "compare:   {} {}: {:.1} MB/s, p99 {:.2} ms, CPU {:.2} s/GB, peak RSS {:.0} MiB, ready {:.3} s",
+        workload.id,
+        broker.name(),
+        run["result"]["produce"]["mb_per_s"].as_f64().unwrap_or(0.0),
+        run["result"]["produce"]["latency_us"]["p99"].as_f64().unwrap_or(0.0) / 1e3,
+        run["broker_cpu_s_per_gb"].as_f64().unwrap_or(0.0),
+        run["broker_peak_rss_mib"].as_f64().unwrap_or(0.0),
+        run["ready_s"].as_f64().unwrap_or(0.0),
+    );
+    Ok(run)
+}
+
+fn num_f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Kafka's own producer benchmark (kafka-tools ProducerPerformance, the Java client) against the
+/// broker, pinned to the client cores, on a fresh topic with the workload's partitions, record
+/// size, acks, batch size and linger; idempotence off as in `spate bench`.
+fn producer_performance(
+    root: &Path,
+    o: &CompareOptions,
+    options: &Options,
+    address: &str,
+    id: &str,
+) -> Result<Value, String> {
+    let topic = format!("java-{id}");
+    workload::ensure_topic(&Options {
+        topic: topic.clone(),
+        brokers: address.to_string(),
+        ..options.clone()
+    })?;
+    // Sized to take 5-20 s: fewer records where every batch is fsynced.
+    let records: u64 = match (o.quick, options.acks) {
+        (true, _) => 400_000,
+        (false, -1) => 300_000,
+        (false, _) => 1_000_000,
+    };
+    let acks = match options.acks {
+        -1 => "all".to_string(),
+        n => n.to_string(),
+    };
+    let cores: Vec<String> = o.client_cores.iter().map(usize::to_string).collect();
+    let output = Command::new("taskset")
+        .arg("-c")
+        .arg(cores.join(","))
+        .arg(root.join("bench/peers/kafka"))
+        .args([
+            "tool",
+            "ProducerPerformance",
+            "--topic",
+            &topic,
+            "--num-records",
+        ])
+        .arg(records.to_string())
+        .args([
+            "--record-size",
+            "1024",
+            "--throughput",
+            "-1",
+            "--producer-props",
+        ])
+        .arg(format!("bootstrap.servers={address}"))
+        .arg(format!("acks={acks}"))
+        .arg(format!("linger.ms={}", options.linger_ms))
+        .arg(format!("batch.size={}", options.batch_bytes))
+        .args(["enable.idempotence=false", "compression.type=none"])
+        .output()
+        .map_err(|e| format!("ProducerPerformance: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("records sent"))
+        .ok_or_else(|| {
+            format!(
+                "ProducerPerformance printed no summary: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    parse_producer_performance(last, records)
+}
+
+/// Parses ProducerPerformance's summary line, e.g. `400000 records sent, 147710.5 records/sec
+/// (144.25 MB/sec), 197.70 ms avg latency, 445.00 ms max latency, 187 ms 50th, 320 ms 95th,
+/// 410 ms 99th, 441 ms 99.9th.` Its MB are MiB; `mb_per_s` here is 10^6 B/s of values.
+fn parse_producer_performance(line: &str, records: u64) -> Result<Value, String> {
+    let number_before = |marker: &str| -> Option<f64> {
+        let at = line.find(marker)?;
+        line[..at]
+            .split([' ', '(', ','])
+            .rev()
+            .find(|t| !t.is_empty())?
+            .parse()
+            .ok()
+    };
+    let records_per_s = number_before(" records/sec").ok_or("no records/sec")?;
+    Ok(json!({
+        "client": "kafka-tools 4.3.1 ProducerPerformance (Java client)",
+        "summary": line.trim(),
+        "records": records,
+        "records_per_s": records_per_s,
+        "mb_per_s": records_per_s * 1024.0 / 1e6,
+        "latency_ms": {
+            "avg": number_before(" ms avg latency"), "max": number_before(" ms max latency"),
+            "p50": number_before(" ms 50th"), "p95": number_before(" ms 95th"),
+            "p99": number_before(" ms 99th"), "p99.9": number_before(" ms 99.9th"),
+        },
+    }))
+}
+
+fn per_gb(cpu_s: f64, bytes: f64) -> Option<f64> {
+    (bytes > 0.0).then(|| cpu_s / (bytes / 1e9))
+}
+
+/// A broker process under test.
+struct Server {
+    child: Child,
+    /// The process doing the work (for Kafka, the JVM under the peer script).
+    pid: u32,
+    address: String,
+    ready_s: f64,
+    data_dir: PathBuf,
+}
+
+#[derive(Default)]
+struct Sample {
+    cpu_s: f64,
+    peak_rss_kib: u64,
+    disk_write_bytes: u64,
+}
+
+impl Server {
+    fn start(
+        root: &Path,
+        work: &Path,
+        broker: Broker,
+        cores: &str,
+        settings: &[&str],
+    ) -> Result<Server, String> {
+        let port = free_port()?;
+        let address = format!("127.0.0.1:{port}");
+        let data_dir = work.join(format!("{}-{port}", broker.name()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cores);
+        match broker {
+            Broker::Spate => {
+                let exe = std::env::current_exe().map_err(|e| format!("own binary: {e}"))?;
+                let core_count = cores.split(',').count();
+                command
+                    .arg(exe)
+                    .arg("start")
+                    .arg("--cores")
+                    .arg(core_count.to_string());
+            }
+            Broker::Kafka => {
+                command.arg(root.join("bench/peers/kafka")).arg("start");
+            }
+        }
+        command
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg(&address);
+        for s in settings {
+            command.arg("--set").arg(s);
+        }
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let started = Instant::now();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", broker.name()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent && line.contains("ready") {
+                    let _ = ready_tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        let ready = ready_rx.recv_timeout(Duration::from_secs(120));
+        let ready_s = started.elapsed().as_secs_f64();
+        let mut server = Server {
+            pid: child.id(),
+            child,
+            address,
+            ready_s,
+            data_dir,
+        };
+        if ready.is_err() {
+            server.stop();
+            return Err(format!("{} did not become ready", broker.name()));
+        }
+        if broker == Broker::Kafka {
+            server.pid = find_child(server.child.id(), "java")
+                .ok_or("cannot find the Kafka JVM under bench/peers/kafka")?;
+        }
+        Ok(server)
+    }
+
+    fn sample(&self) -> Sample {
+        let mut sample = Sample::default();
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |s| s.1)
+                .split_whitespace()
+                .collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+            sample.cpu_s = (ticks(11) + ticks(12)) / hz;
+        }
+        sample.peak_rss_kib = proc_field(self.pid, "status", "VmHWM:").unwrap_or(0);
+        sample.disk_write_bytes = proc_field(self.pid, "io", "write_bytes:").unwrap_or(0);
+        sample
+    }
+
+    fn stop(&mut self) {
+        let group = self.child.id() as i32;
+        // SAFETY: signals our own child's process group.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(-group, libc::SIGKILL) };
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
+        }
+        // The JVM may outlive the script by a moment; wait for it before removing its files.
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// The first descendant of `parent` whose command name is `comm`.
+fn find_child(parent: u32, comm: &str) -> Option<u32> {
+    for _ in 0..100 {
+        let mut frontier = vec![parent];
+        while let Some(p) = frontier.pop() {
+            let children =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                let name =
+                    std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+                if name.trim() == comm {
+                    return Some(child);
+                }
+                frontier.push(child);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Sequential 1 MiB O_DIRECT writes of `mib` MiB, then one fdatasync (as `dd oflag=direct
+/// conv=fdatasync`), on the filesystem the brokers' data dirs live on.
+pub fn raw_disk_write_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("raw-disk.bin");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .map_err(|e| format!("open {} O_DIRECT: {e}", path.display()))?;
+    const CHUNK: usize = 1 << 20;
+    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).expect("valid layout");
+    // SAFETY: a non-zero-sized layout; freed below; filled before use.
+    let buf = unsafe { std::alloc::alloc(layout) };
+    assert!(!buf.is_null(), "out of memory");
+    // SAFETY: buf is CHUNK bytes, exclusively ours.
+    let slice = unsafe { std::slice::from_raw_parts_mut(buf, CHUNK) };
+    slice
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i * 31) as u8);
+    let started = Instant::now();
+    let mut outcome = Ok(());
+    for _ in 0..mib {
+        if let Err(e) = file.write_all(slice) {
+            outcome = Err(format!("O_DIRECT write: {e}"));
+            break;
+        }
+    }
+    let synced = file.sync_data();
+    let elapsed = started.elapsed().as_secs_f64();
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    let _ = std::fs::remove_file(&path);
+    outcome?;
+    synced.map_err(|e| format!("fdatasync: {e}"))?;
+    Ok((mib * CHUNK) as f64 / elapsed / 1e6)
+}
+
+/// One TCP connection over loopback, 1 MiB writes, one reader thread.
+pub fn loopback_mb_s(bytes: usize) -> Result<f64, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        loop {
+            match stream.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..bytes / chunk.len() {
+        stream
+            .write_all(&chunk)
+            .map_err(|e| format!("loopback write: {e}"))?;
+    }
+    drop(stream);
+    let received = reader
+        .join()
+        .map_err(|_| "loopback reader panicked")?
+        .map_err(|e| format!("loopback read: {e}"))?;
+    Ok(received as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+fn repo_root() -> Result<PathBuf, String> {
+    let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;
+    loop {
+        if dir.join("bench/peers/kafka").exists() {
+            return Ok(dir);
+        }
+        if !dir.pop() {
+            return Err("run `spate bench compare` inside the Spate repository".into());
+        }
+    }
+}
+
+fn git(root: &Path, args: &[&str]) -> String {
+    Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "unknown-date".into())
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, v)| v.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mem_kib = proc_meminfo("MemTotal:");
+    json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": model,
+        "kernel": kernel.trim(),
+        "memory_gib": mem_kib as f64 / 1024.0 / 1024.0,
+        "loadavg_at_start": load.trim(),
+    })
+}
+
+fn proc_meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l[key.len()..].split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_performance_summary_parses() {
+        let line = "400000 records sent, 147710.5 records/sec (144.25 MB/sec), 197.70 ms avg latency, 445.00 ms max latency, 187 ms 50th, 320 ms 95th, 410 ms 99th, 441 ms 99.9th.";
+        let v = parse_producer_performance(line, 400_000).unwrap();
+        assert_eq!(v["records_per_s"], 147710.5);
+        assert_eq!(v["latency_ms"]["p99"], 410.0);
+        assert_eq!(v["latency_ms"]["p99.9"], 441.0);
+        assert_eq!(v["latency_ms"]["avg"], 197.70);
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn quick_runs_the_first_three_workloads_once() {
+        let o = parse(&["--quick".to_string()]).unwrap();
+        assert_eq!(o.rounds, 1);
+        let ids: Vec<_> = workloads(&o).iter().map(|w| w.id).collect();
+        assert_eq!(ids, ["w1-acks1", "w2-acksall-fsync", "w3-fixed-rate"]);
+    }
+}

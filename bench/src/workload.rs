@@ -1,0 +1,911 @@
+//! `spate bench produce|consume|e2e`: the load generator. One glommio executor per client core;
+//! producers and consumers are tasks spread over them, each with its own connections.
+
+use crate::batch::{walk_batches, BatchBuilder};
+use crate::client::{self, Client, Connection};
+use crate::partitioner::{DefaultPartitioner, Keyless, Partitioner};
+use crate::stats::Stats;
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+use glommio::{LocalExecutorBuilder, Placement};
+use serde_json::{json, Value};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Produce,
+    Consume,
+    E2e,
+}
+
+/// Record value sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordSize {
+    Fixed(usize),
+    /// Uniform between the bounds, inclusive.
+    Uniform(usize, usize),
+}
+
+/// Record keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    None,
+    /// A fresh random 16-byte key per record.
+    Random,
+    /// One of N distinct keys, picked at random.
+    Distinct(u64),
+}
+
+/// Target send rate over all producers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    Unlimited,
+    BytesPerS(f64),
+    RecordsPerS(f64),
+}
+
+/// Every option of a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: u32,
+    pub record_bytes: RecordSize,
+    pub keys: Keys,
+    pub acks: i16,
+    pub batch_bytes: usize,
+    pub linger_ms: u64,
+    pub producers: usize,
+    pub consumers: usize,
+    pub rate: Rate,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Produce requests in flight per producer (Java: max.in.flight.requests.per.connection).
+    pub in_flight_max: usize,
+    /// CPUs the client's executors are pinned to; empty: one unpinned executor.
+    pub client_cores: Vec<usize>,
+    /// Topic configs used when the bench creates the topic.
+    pub topic_configs: Vec<(String, String)>,
+    pub json_path: Option<std::path::PathBuf>,
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            mode: Mode::Produce,
+            brokers: "127.0.0.1:9092".into(),
+            topic: "spate-bench".into(),
+            partitions: 8,
+            record_bytes: RecordSize::Fixed(1024),
+            keys: Keys::None,
+            acks: 1,
+            batch_bytes: 64 << 10,
+            linger_ms: 5,
+            producers: 1,
+            consumers: 1,
+            rate: Rate::Unlimited,
+            duration_s: 10.0,
+            warmup_s: 2.0,
+            in_flight_max: 5,
+            client_cores: Vec::new(),
+            topic_configs: Vec::new(),
+            json_path: None,
+            progress: true,
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+spate bench produce|consume|e2e [options]   load generator (Kafka protocol)
+  --brokers H:P[,H:P]   bootstrap (default 127.0.0.1:9092)
+  --topic NAME          (default spate-bench); created if missing
+  --partitions N        (default 8)
+  --record-bytes N|MIN-MAX   value size, fixed or uniform (default 1024)
+  --keys none|random|N  keyless (sticky), random 16-byte keys, or N distinct keys
+  --acks 0|1|all        (default 1)
+  --batch-bytes N       (default 65536)     --linger-ms N (default 5)
+  --producers N         (default 1)         --consumers N (default 1)
+  --rate unlimited|<x>MB/s|<x>rec/s         total target rate (default unlimited)
+  --duration-s S        measured time (default 10)  --warmup-s S (default 2)
+  --in-flight N         produce requests in flight per producer (default 5)
+  --client-cores 1,2    pin one client executor per listed CPU
+  --topic-config K=V    config of a created topic (repeatable)
+  --json PATH           write the JSON result there (else printed on stdout)
+  --quiet               no progress lines
+";
+
+/// Parses the options after `spate bench <mode>`.
+pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        mode,
+        ..Options::default()
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--brokers" => o.brokers = value()?,
+            "--topic" => o.topic = value()?,
+            "--partitions" => o.partitions = number(flag, &value()?)?,
+            "--record-bytes" => o.record_bytes = parse_record_bytes(&value()?)?,
+            "--keys" => o.keys = parse_keys(&value()?)?,
+            "--acks" => {
+                o.acks = match value()?.as_str() {
+                    "all" | "-1" => -1,
+                    "0" => 0,
+                    "1" => 1,
+                    other => return Err(format!("--acks: 0, 1 or all, not '{other}'")),
+                }
+            }
+            "--batch-bytes" => o.batch_bytes = number(flag, &value()?)?,
+            "--linger-ms" => o.linger_ms = number(flag, &value()?)?,
+            "--producers" => o.producers = number(flag, &value()?)?,
+            "--consumers" => o.consumers = number(flag, &value()?)?,
+            "--rate" => o.rate = parse_rate(&value()?)?,
+            "--duration-s" => o.duration_s = number(flag, &value()?)?,
+            "--warmup-s" => o.warmup_s = number(flag, &value()?)?,
+            "--in-flight" => o.in_flight_max = number(flag, &value()?)?,
+            "--client-cores" => {
+                o.client_cores = value()?
+                    .split(',')
+                    .map(|c| number("--client-cores", c))
+                    .collect::<Result<_, _>>()?
+            }
+            "--topic-config" => {
+                let v = value()?;
+                let (k, v) = v.split_once('=').ok_or("--topic-config wants K=V")?;
+                o.topic_configs.push((k.into(), v.into()));
+            }
+            "--json" => o.json_path = Some(value()?.into()),
+            "--quiet" => o.progress = false,
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+        }
+    }
+    if o.partitions == 0 || o.producers == 0 || o.consumers == 0 || o.in_flight_max == 0 {
+        return Err("--partitions, --producers, --consumers and --in-flight must be > 0".into());
+    }
+    if o.duration_s <= 0.0 {
+        return Err("--duration-s must be > 0".into());
+    }
+    if o.mode == Mode::E2e && o.acks == 0 {
+        return Err("e2e needs acks 1 or all".into());
+    }
+    Ok(o)
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: '{v}'"))
+}
+
+fn parse_record_bytes(v: &str) -> Result<RecordSize, String> {
+    let size = match v.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (number("--record-bytes", a)?, number("--record-bytes", b)?);
+            if a > b {
+                return Err("--record-bytes MIN-MAX needs MIN <= MAX".into());
+            }
+            RecordSize::Uniform(a, b)
+        }
+        None => RecordSize::Fixed(number("--record-bytes", v)?),
+    };
+    let min = match size {
+        RecordSize::Fixed(n) | RecordSize::Uniform(n, _) => n,
+    };
+    if min < 8 {
+        return Err("--record-bytes: at least 8 (the send timestamp lives there)".into());
+    }
+    Ok(size)
+}
+
+fn parse_keys(v: &str) -> Result<Keys, String> {
+    match v {
+        "none" => Ok(Keys::None),
+        "random" => Ok(Keys::Random),
+        n => match number::<u64>("--keys", n)? {
+            0 => Err("--keys N needs N > 0".into()),
+            n => Ok(Keys::Distinct(n)),
+        },
+    }
+}
+
+fn parse_rate(v: &str) -> Result<Rate, String> {
+    let lower = v.to_ascii_lowercase();
+    if lower == "unlimited" {
+        return Ok(Rate::Unlimited);
+    }
+    let rate = if let Some(n) = lower.strip_suffix("mb/s") {
+        Rate::BytesPerS(number::<f64>("--rate", n)? * 1e6)
+    } else if let Some(n) = lower.strip_suffix("rec/s") {
+        Rate::RecordsPerS(number("--rate", n)?)
+    } else {
+        return Err(format!("--rate: unlimited, <x>MB/s or <x>rec/s, not '{v}'"));
+    };
+    match rate {
+        Rate::BytesPerS(x) | Rate::RecordsPerS(x) if x <= 0.0 => Err("--rate must be > 0".into()),
+        rate => Ok(rate),
+    }
+}
+
+/// Times shared by every task of a run; nanoseconds are counted from `epoch`.
+#[derive(Clone, Copy)]
+struct Clock {
+    epoch: Instant,
+    measure_from_ns: u64,
+    end_ns: u64,
+}
+
+impl Clock {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// A small, seeded xorshift generator: keys and sizes are reproducible per producer.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Runs a workload to the end and returns its JSON result (also written or printed when the
+/// options say so).
+pub fn run(options: &Options) -> Result<Value, String> {
+    crate::raise_memlock();
+    ensure_topic(options)?;
+
+    let epoch = Instant::now();
+    let clock = Clock {
+        epoch,
+        measure_from_ns: (options.warmup_s * 1e9) as u64,
+        end_ns: ((options.warmup_s + options.duration_s) * 1e9) as u64,
+    };
+    let produced = Arc::new(Stats::new());
+    let consumed = Arc::new(Stats::new());
+    let executors = spawn_clients(options, clock, &produced, &consumed)?;
+    let progress = if options.mode == Mode::Consume {
+        &consumed
+    } else {
+        &produced
+    };
+    let mut last = (0u64, Instant::now());
+    while epoch.elapsed().as_nanos() < clock.end_ns as u128 {
+        std::thread::sleep(
+            Duration::from_secs(1).min(Duration::from_nanos(
+                clock
+                    .end_ns
+                    .saturating_sub(epoch.elapsed().as_nanos() as u64)
+                    + 1,
+            )),
+        );
+        if options.progress {
+            let bytes = progress.all_payload_bytes();
+            let mb_s = (bytes - last.0) as f64 / last.1.elapsed().as_secs_f64() / 1e6;
+            last = (bytes, Instant::now());
+            let phase = if epoch.elapsed().as_nanos() <= clock.measure_from_ns as u128 + 500_000_000
+            {
+                "warmup"
+            } else {
+                "measure"
+            };
+            let (p50, p99) = progress.p50_p99_us();
+            eprintln!(
+                "[{:5.1}s {phase}] {mb_s:8.1} MB/s  p50 {:.2} ms  p99 {:.2} ms  errors {}",
+                epoch.elapsed().as_secs_f64(),
+                p50 as f64 / 1e3,
+                p99 as f64 / 1e3,
+                progress.errors()
+            );
+        }
+    }
+    let mut failures = Vec::new();
+    for handle in executors {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("client executor failed: {e}")),
+        }
+    }
+    if let Some(first) = produced.first_error().or(consumed.first_error()) {
+        failures.push(first);
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    let result = result_json(options, &produced, &consumed);
+    print_summary(options, &result);
+    match &options.json_path {
+        Some(path) => std::fs::write(path, serde_json::to_string_pretty(&result).expect("json"))
+            .map_err(|e| format!("write {}: {e}", path.display()))?,
+        None if options.progress => {
+            println!("{}", serde_json::to_string_pretty(&result).expect("json"))
+        }
+        None => {}
+    }
+    Ok(result)
+}
+
+/// Creates the run's topic if missing and waits until every partition has a leader.
+pub fn ensure_topic(options: &Options) -> Result<(), String> {
+    crate::raise_memlock();
+    let setup = options.clone();
+    on_executor(None, move || async move {
+        let client = Client::connect(&setup.brokers).await?;
+        client
+            .create_topic(&setup.topic, setup.partitions, &setup.topic_configs)
+            .await?;
+        // Kafka elects the new partitions' leaders asynchronously: wait until all have one.
+        let mut tries = 0;
+        loop {
+            match client.topic_layout(&setup.topic).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tries >= 200 => return Err(e),
+                Err(_) => tries += 1,
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Runs one future on a fresh glommio executor and waits for it.
+fn on_executor<G, F, T>(core: Option<usize>, make: G) -> Result<T, String>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = Result<T, String>> + 'static,
+    T: Send + 'static,
+{
+    let placement = core.map_or(Placement::Unbound, Placement::Fixed);
+    LocalExecutorBuilder::new(placement)
+        .name("bench-client")
+        .io_memory(512 << 10)
+        .spawn(make)
+        .map_err(|e| format!("cannot start a client executor: {e}"))?
+        .join()
+        .map_err(|e| format!("client executor: {e}"))?
+}
+
+type Handle = glommio::ExecutorJoinHandle<Result<(), String>>;
+
+fn spawn_clients(
+    options: &Options,
+    clock: Clock,
+    produced: &Arc<Stats>,
+    consumed: &Arc<Stats>,
+) -> Result<Vec<Handle>, String> {
+    let cores: Vec<Option<usize>> = if options.client_cores.is_empty() {
+        vec![None]
+    } else {
+        options.client_cores.iter().map(|&c| Some(c)).collect()
+    };
+    let producers = if options.mode == Mode::Consume {
+        0
+    } else {
+        options.producers
+    };
+    let consumers = if options.mode == Mode::Produce {
+        0
+    } else {
+        options.consumers
+    };
+    let mut handles = Vec::new();
+    for (slot, core) in cores.iter().enumerate() {
+        let mine_p: Vec<usize> = (slot..producers).step_by(cores.len()).collect();
+        let mine_c: Vec<usize> = (slot..consumers).step_by(cores.len()).collect();
+        let (options, produced, consumed) = (options.clone(), produced.clone(), consumed.clone());
+        let placement = core.map_or(Placement::Unbound, Placement::Fixed);
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("bench-client-{slot}"))
+            .io_memory(512 << 10)
+            .spawn(move || async move {
+                let options = Rc::new(options);
+                let running = Rc::new(std::cell::Cell::new(true));
+                let ticking = running.clone();
+                let ticker =
+                    glommio::spawn_local(client::keep_executor_awake(move || ticking.get()));
+                let mut tasks = Vec::new();
+                for index in mine_c {
+                    let (o, s) = (options.clone(), consumed.clone());
+                    tasks.push(glommio::spawn_local(consume(o, index, clock, s)));
+                }
+                for index in mine_p {
+                    let (o, s) = (options.clone(), produced.clone());
+                    tasks.push(glommio::spawn_local(produce(o, index, clock, s)));
+                }
+                let results = futures::future::join_all(tasks).await;
+                running.set(false);
+                ticker.await;
+                results
+                    .into_iter()
+                    .collect::<Result<Vec<()>, String>>()
+                    .map(|_| ())
+            })
+            .map_err(|e| format!("cannot start a client executor: {e}"))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Retries of a produce request that failed with a retriable error, 50 ms apart.
+const PRODUCE_RETRIES_MAX: usize = 100;
+
+/// A partition's open batch: the builder and each record's intended send time.
+struct OpenBatch {
+    builder: BatchBuilder,
+    opened_ns: u64,
+    intended_ns: Vec<u64>,
+    payload_bytes: u64,
+}
+
+/// One producer: generates records at its share of the rate, batches them per partition, and
+/// keeps up to `in_flight_max` produce requests in flight.
+async fn produce(
+    options: Rc<Options>,
+    index: usize,
+    clock: Clock,
+    stats: Arc<Stats>,
+) -> Result<(), String> {
+    let client = Client::connect(&options.brokers).await?;
+    let layout = client.topic_layout(&options.topic).await?;
+    let mut connections: Vec<Connection> = Vec::new();
+    for address in &layout.leaders {
+        connections.push(client.broker(address).await?);
+    }
+    let partition_count = layout.leaders.len() as u32;
+    let mut partitioner = DefaultPartitioner::new(Keyless::Sticky {
+        batch_bytes: options.batch_bytes,
+    });
+    // Producers start their sticky partition at different places, as Java's random pick does.
+    for _ in 0..index % partition_count as usize {
+        partitioner.partition(None, options.batch_bytes, partition_count);
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1).wrapping_mul(0x2545_f491));
+    let max_value = match options.record_bytes {
+        RecordSize::Fixed(n) | RecordSize::Uniform(_, n) => n,
+    };
+    let mut value: Vec<u8> = (0..max_value).map(|_| rng.next() as u8).collect();
+    let interval_ns = interval_ns(&options);
+    let mut next_intended_ns = 0u64;
+    let in_flight = Rc::new(Semaphore::new(options.in_flight_max as u64));
+    let mut open: Vec<Option<OpenBatch>> = (0..partition_count).map(|_| None).collect();
+    let linger_ns = options.linger_ms * 1_000_000;
+    let mut key_buf = [0u8; 24];
+    let topic: Rc<str> = options.topic.as_str().into();
+    loop {
+        let now = clock.now_ns();
+        if now >= clock.end_ns {
+            break;
+        }
+        // Records due now (fixed rate), or one more (unlimited: back-pressure is the semaphore).
+        let due = match interval_ns {
+            Some(interval) => {
+                let mut due = 0;
+                while next_intended_ns <= now && due < 10_000 {
+                    due += 1;
+                    next_intended_ns += interval;
+                }
+                due
+            }
+            None => 1,
+        };
+        let mut full: Vec<(usize, OpenBatch)> = Vec::new();
+        for k in 0..due {
+            let intended = match interval_ns {
+                Some(interval) => next_intended_ns - (due - k) * interval,
+                None => now,
+            };
+            let size = match options.record_bytes {
+                RecordSize::Fixed(n) => n,
+                RecordSize::Uniform(a, b) => a + (rng.next() % (b - a + 1) as u64) as usize,
+            };
+            let key: Option<&[u8]> = match options.keys {
+                Keys::None => None,
+                Keys::Random => {
+                    key_buf[..8].copy_from_slice(&rng.next().to_le_bytes());
+                    key_buf[8..16].copy_from_slice(&rng.next().to_le_bytes());
+                    Some(&key_buf[..16])
+                }
+                Keys::Distinct(n) => {
+                    let len = {
+                        use std::io::Write;
+                        let mut cursor = std::io::Cursor::new(&mut key_buf[..]);
+                        let _ = write!(cursor, "key-{}", rng.next() % n);
+                        cursor.position() as usize
+                    };
+                    Some(&key_buf[..len])
+                }
+            };
+            let key_len = key.map_or(0, <[u8]>::len);
+            let partition = partitioner.partition(key, size + key_len, partition_count) as usize;
+            value[..8].copy_from_slice(&intended.to_le_bytes());
+            // A batch closes when the next record would overflow it (as in the Java client).
+            let record_bytes = BatchBuilder::record_bytes(0, key, size) + 8;
+            if open[partition].as_ref().is_some_and(|b| {
+                b.builder.record_count() > 0
+                    && b.builder.len_bytes() + record_bytes > options.batch_bytes
+            }) {
+                full.extend(open[partition].take().map(|b| (partition, b)));
+            }
+            let batch = open[partition].get_or_insert_with(|| OpenBatch {
+                builder: BatchBuilder::new(options.batch_bytes + 1024, unix_ms()),
+                opened_ns: now,
+                intended_ns: Vec::new(),
+                payload_bytes: 0,
+            });
+            batch.builder.append(unix_ms(), key, &value[..size]);
+            batch.intended_ns.push(intended);
+            batch.payload_bytes += (size + key_len) as u64;
+            if batch.builder.len_bytes() >= options.batch_bytes {
+                full.extend(open[partition].take().map(|b| (partition, b)));
+            }
+        }
+        let mut ready = full;
+        if ready.is_empty() || interval_ns.is_some() {
+            for (p, slot) in open.iter_mut().enumerate() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|b| now.saturating_sub(b.opened_ns) >= linger_ns)
+                {
+                    ready.extend(slot.take().map(|b| (p, b)));
+                }
+            }
+        }
+        if !ready.is_empty() {
+            send_ready(
+                ready,
+                &connections,
+                &layout.leaders,
+                &in_flight,
+                &options,
+                &topic,
+                clock,
+                &stats,
+            )
+            .await?;
+        } else if interval_ns.is_some() || open.iter().all(Option::is_none) {
+            // Sleep until the next record is due or the oldest batch's linger ends.
+            let linger_end = open
+                .iter()
+                .flatten()
+                .map(|b| b.opened_ns + linger_ns)
+                .min()
+                .unwrap_or(u64::MAX);
+            let wake = next_intended_ns.min(linger_end).min(clock.end_ns);
+            let now = clock.now_ns();
+            if wake > now {
+                glommio::timer::sleep(Duration::from_nanos(wake - now)).await;
+            }
+        }
+    }
+    // Wait for every request in flight.
+    in_flight
+        .acquire(options.in_flight_max as u64)
+        .await
+        .map_err(|e| format!("in-flight semaphore: {e}"))?;
+    Ok(())
+}
+
+fn interval_ns(options: &Options) -> Option<u64> {
+    let average_bytes = match options.record_bytes {
+        RecordSize::Fixed(n) => n as f64,
+        RecordSize::Uniform(a, b) => (a + b) as f64 / 2.0,
+    };
+    let per_producer = options.producers as f64;
+    match options.rate {
+        Rate::Unlimited => None,
+        Rate::BytesPerS(b) => Some((1e9 * average_bytes * per_producer / b).max(1.0) as u64),
+        Rate::RecordsPerS(r) => Some((1e9 * per_producer / r).max(1.0) as u64),
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Seals the ready partitions' batches and sends one produce request per leader.
+#[allow(clippy::too_many_arguments)]
+async fn send_ready(
+    ready: Vec<(usize, OpenBatch)>,
+    connections: &[Connection],
+    leaders: &[String],
+    in_flight: &Rc<Semaphore>,
+    options: &Options,
+    topic: &Rc<str>,
+    clock: Clock,
+    stats: &Arc<Stats>,
+) -> Result<(), String> {
+    // Per leader: a partition of it, its batches, intended send times, payload and batch bytes.
+    type Request = (usize, Vec<(i32, Bytes)>, Vec<u64>, u64, u64);
+    let mut by_leader: Vec<Request> = Vec::new();
+    for (p, batch) in ready {
+        let leader = leaders[p].as_str();
+        let slot = match by_leader.iter().position(|(c, ..)| leaders[*c] == leader) {
+            Some(slot) => slot,
+            None => {
+                by_leader.push((p, Vec::new(), Vec::new(), 0, 0));
+                by_leader.len() - 1
+            }
+        };
+        let entry = &mut by_leader[slot];
+        let sealed = batch.builder.seal();
+        entry.4 += sealed.len() as u64;
+        entry.1.push((p as i32, sealed));
+        entry.2.extend(batch.intended_ns);
+        entry.3 += batch.payload_bytes;
+    }
+    for (first_partition, batches, intended, payload_bytes, batch_bytes) in by_leader {
+        let permit = in_flight
+            .acquire_static_permit(1)
+            .await
+            .map_err(|e| format!("in-flight semaphore: {e}"))?;
+        let connection = connections[first_partition].clone();
+        let (topic, stats, acks) = (topic.clone(), stats.clone(), options.acks);
+        glommio::spawn_local(async move {
+            let mut result = client::produce(&connection, &topic, acks, batches.clone()).await;
+            for _ in 0..PRODUCE_RETRIES_MAX {
+                match &result {
+                    Err(e) if e.starts_with(client::RETRIABLE) => {
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                        result = client::produce(&connection, &topic, acks, batches.clone()).await;
+                    }
+                    _ => break,
+                }
+            }
+            let done = clock.now_ns();
+            match result {
+                Ok(()) if done >= clock.measure_from_ns && done <= clock.end_ns => {
+                    stats.record(
+                        intended.len() as u64,
+                        &intended,
+                        done,
+                        payload_bytes,
+                        batch_bytes,
+                    );
+                }
+                Ok(()) => stats.count_outside(payload_bytes),
+                Err(e) => stats.error(e),
+            }
+            drop(permit);
+        })
+        .detach();
+    }
+    Ok(())
+}
+
+/// One consumer: fetches its share of the partitions (assigned, no group) from the earliest
+/// offset (consume) or the end at start (e2e), until the end of the run.
+async fn consume(
+    options: Rc<Options>,
+    index: usize,
+    clock: Clock,
+    stats: Arc<Stats>,
+) -> Result<(), String> {
+    let client = Client::connect(&options.brokers).await?;
+    let layout = client.topic_layout(&options.topic).await?;
+    let mine: Vec<i32> = (index..layout.leaders.len())
+        .step_by(options.consumers)
+        .map(|p| p as i32)
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    // Every partition of one consumer on its leader; the bench targets single-leader setups
+    // (one node) and fetches each leader's partitions in one request.
+    let mut by_leader: Vec<(Connection, Vec<i32>)> = Vec::new();
+    for &p in &mine {
+        let connection = client.broker(&layout.leaders[p as usize]).await?;
+        match by_leader
+            .iter_mut()
+            .find(|(c, _)| c.address() == connection.address())
+        {
+            Some((_, ps)) => ps.push(p),
+            None => by_leader.push((connection, vec![p])),
+        }
+    }
+    let start_at = if options.mode == Mode::E2e { -1 } else { -2 };
+    let mut tasks = Vec::new();
+    for (connection, partitions) in by_leader {
+        let offsets =
+            list_offsets_retrying(&connection, &options.topic, &partitions, start_at).await?;
+        let (options, stats) = (options.clone(), stats.clone());
+        tasks.push(glommio::spawn_local(async move {
+            fetch_loop(&connection, &options, offsets, clock, &stats).await
+        }));
+    }
+    for result in futures::future::join_all(tasks).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// ListOffsets, retried while Kafka still elects the leaders of a new topic.
+async fn list_offsets_retrying(
+    connection: &Connection,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<Vec<(i32, i64)>, String> {
+    let mut tries = 0;
+    loop {
+        match client::list_offsets(connection, topic, partitions, timestamp).await {
+            Err(e) if e.starts_with(client::RETRIABLE) && tries < PRODUCE_RETRIES_MAX => {
+                tries += 1;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn fetch_loop(
+    connection: &Connection,
+    options: &Options,
+    mut offsets: Vec<(i32, i64)>,
+    clock: Clock,
+    stats: &Stats,
+) -> Result<(), String> {
+    let e2e = options.mode == Mode::E2e;
+    let mut latencies: Vec<u64> = Vec::new();
+    while clock.now_ns() < clock.end_ns {
+        let fetched = match client::fetch(connection, &options.topic, &offsets, 200, 1 << 20).await
+        {
+            Err(e) if e.starts_with(client::RETRIABLE) => {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            other => other?,
+        };
+        let done = clock.now_ns();
+        let (mut payload, mut wire, mut records) = (0u64, 0u64, 0u64);
+        latencies.clear();
+        for part in fetched {
+            let mut on_value = |v: &[u8]| {
+                payload += v.len() as u64;
+                if e2e && v.len() >= 8 {
+                    latencies.push(u64::from_le_bytes(v[..8].try_into().expect("8 bytes")));
+                }
+            };
+            let batches = walk_batches(&part.records, Some(&mut on_value))?;
+            if let (Some(last), Some(slot)) = (
+                batches.last(),
+                offsets.iter_mut().find(|(p, _)| *p == part.partition),
+            ) {
+                slot.1 = last.next_offset;
+            }
+            wire += batches.iter().map(|b| b.total_bytes as u64).sum::<u64>();
+            records += batches.iter().map(|b| b.record_count as u64).sum::<u64>();
+        }
+        if done >= clock.measure_from_ns && done <= clock.end_ns {
+            if e2e {
+                latencies.retain(|&sent| sent >= clock.measure_from_ns);
+            }
+            stats.record(records, &latencies, done, payload, wire);
+        } else {
+            stats.count_outside(payload);
+        }
+    }
+    Ok(())
+}
+
+fn result_json(options: &Options, produced: &Stats, consumed: &Stats) -> Value {
+    let acks = match options.acks {
+        -1 => "all".to_string(),
+        n => n.to_string(),
+    };
+    let latency_from = match (options.mode, options.rate) {
+        (Mode::E2e, _) => "intended send time to consumption (coordinated-omission corrected)",
+        (_, Rate::Unlimited) => "record creation to acknowledgement (unlimited rate)",
+        _ => "intended send time to acknowledgement (coordinated-omission corrected)",
+    };
+    let mut result = json!({
+        "mode": format!("{:?}", options.mode).to_lowercase(),
+        "settings": {
+            "brokers": options.brokers, "topic": options.topic, "partitions": options.partitions,
+            "record_bytes": format!("{:?}", options.record_bytes), "keys": format!("{:?}", options.keys),
+            "acks": acks, "batch_bytes": options.batch_bytes, "linger_ms": options.linger_ms,
+            "producers": options.producers, "consumers": options.consumers,
+            "rate": format!("{:?}", options.rate), "duration_s": options.duration_s,
+            "warmup_s": options.warmup_s, "in_flight_max": options.in_flight_max,
+            "client_cores": options.client_cores, "compression": "none",
+            "client": "spate bench (glommio)",
+        },
+        "latency_from": latency_from,
+    });
+    if options.mode != Mode::Consume {
+        result["produce"] = produced.json(options.duration_s);
+    }
+    if options.mode != Mode::Produce {
+        result["consume"] = consumed.json(options.duration_s);
+    }
+    result
+}
+
+fn print_summary(options: &Options, result: &Value) {
+    for side in ["produce", "consume"] {
+        let Some(s) = result.get(side) else { continue };
+        let l = &s["latency_us"];
+        let label = if side == "consume" && options.mode == Mode::E2e {
+            "consume (end-to-end latency)"
+        } else {
+            side
+        };
+        eprintln!(
+            "{label}: {:.1} MB/s, {:.0} records/s over {:.1} s; latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} p99.99 {:.2} max {:.2} ({} samples)",
+            s["mb_per_s"].as_f64().unwrap_or(0.0),
+            s["records_per_s"].as_f64().unwrap_or(0.0),
+            options.duration_s,
+            ms(&l["p50"]), ms(&l["p90"]), ms(&l["p99"]), ms(&l["p99.9"]), ms(&l["p99.99"]), ms(&l["max"]),
+            l["count"]
+        );
+    }
+}
+
+fn ms(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0) / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn options_parse() {
+        let o = parse(
+            Mode::Produce,
+            &args("--acks all --rate 50MB/s --keys 100 --record-bytes 100-200 --partitions=3"),
+        )
+        .unwrap();
+        assert_eq!(o.acks, -1);
+        assert_eq!(o.rate, Rate::BytesPerS(50e6));
+        assert_eq!(o.keys, Keys::Distinct(100));
+        assert_eq!(o.record_bytes, RecordSize::Uniform(100, 200));
+        assert_eq!(o.partitions, 3);
+        assert_eq!(
+            parse(Mode::Produce, &args("--rate 1000rec/s"))
+                .unwrap()
+                .rate,
+            Rate::RecordsPerS(1000.0)
+        );
+        assert!(parse(Mode::Produce, &args("--acks 2")).is_err());
+        assert!(parse(Mode::Produce, &args("--record-bytes 4")).is_err());
+        assert!(parse(Mode::E2e, &args("--acks 0")).is_err());
+        assert!(parse(Mode::Produce, &args("--bogus")).is_err());
+    }
+
+    #[test]
+    fn fixed_rates_become_per_producer_intervals() {
+        let mut o = parse(
+            Mode::Produce,
+            &args("--rate 1MB/s --record-bytes 1000 --producers 2"),
+        )
+        .unwrap();
+        assert_eq!(interval_ns(&o), Some(2_000_000));
+        o.rate = Rate::Unlimited;
+        assert_eq!(interval_ns(&o), None);
+    }
+}
