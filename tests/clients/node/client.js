@@ -335,6 +335,11 @@ async function groupConsume(opts) {
   await done
   clearInterval(timer)
   line({ event: 'exit', member, reason, consumed: got })
+  // kafkajs retries a disconnect forever when the broker is gone; give up after 30 s
+  setTimeout(() => {
+    process.stderr.write('kafkajs disconnect did not finish in 30 s\n')
+    process.exit(1)
+  }, 30000).unref()
   await consumer.disconnect() // commits (auto mode) and sends LeaveGroup
   if (owned.size) partsEvent('revoked', [...owned])
   process.stderr.write(`kafkajs group-consume ${member}: got=${got} exit=${reason}\n`)

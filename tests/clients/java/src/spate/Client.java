@@ -99,11 +99,13 @@ public final class Client {
                 break;
             case "group-consume": {
                 int rc = groupConsume(opts);
+                EXIT_CODE = rc;
+                // The shutdown hook (run by SIGTERM, or by this System.exit) waits for DONE, then
+                // halts with EXIT_CODE.
+                DONE.countDown();
                 if (!SHUTTING_DOWN.get()) {
                     System.exit(rc);
                 }
-                // SIGTERM: the shutdown hook is waiting for DONE and halts with status 0
-                DONE.countDown();
                 break;
             }
             default:
@@ -222,6 +224,7 @@ public final class Client {
 
     static final AtomicBoolean SHUTTING_DOWN = new AtomicBoolean();
     static final CountDownLatch DONE = new CountDownLatch(1);
+    static volatile int EXIT_CODE = 0;
 
     static synchronized void line(String s) {
         System.out.println(s);
@@ -288,6 +291,7 @@ public final class Client {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.toString(auto));
         p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, Long.toString(maxRecords > 0 ? Math.min(500, maxRecords) : 500));
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
 
@@ -295,13 +299,19 @@ public final class Client {
         Thread mainThread = Thread.currentThread();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             SHUTTING_DOWN.set(true);
-            consumer.wakeup();
+            if (DONE.getCount() > 0) {
+                try {
+                    consumer.wakeup();
+                } catch (RuntimeException e) {
+                    // already closed
+                }
+            }
             try {
                 DONE.await();
             } catch (InterruptedException e) {
                 // exit anyway
             }
-            Runtime.getRuntime().halt(0);
+            Runtime.getRuntime().halt(EXIT_CODE);
         }));
         TreeSet<Integer> owned = new TreeSet<>();
         Map<TopicPartition, OffsetAndMetadata> pending = new HashMap<>();
