@@ -29,6 +29,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("log.retention.check.interval.ms", "300000", Kind::Long),
     ("log.roll.ms", "604800000", Kind::Long),
     ("log.cache.bytes.per.partition", "8388608", Kind::Long),
+    ("log.cache.bytes.per.shard", "134217728", Kind::Long),
     ("offsets.topic.num.partitions", "50", Kind::Int),
     ("offsets.retention.minutes", "10080", Kind::Int),
     ("offsets.retention.check.interval.ms", "600000", Kind::Long),
@@ -76,6 +77,9 @@ pub struct BrokerConfig {
     pub log_segment_bytes: u64,
     pub log_index_interval_bytes: usize,
     pub log_cache_bytes_per_partition: usize,
+    /// Bound on the tail caches of all partitions of one shard: each partition's cache gets at
+    /// most an equal share of it (and at most `log_cache_bytes_per_partition`).
+    pub log_cache_bytes_per_shard: usize,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
@@ -151,6 +155,7 @@ impl BrokerConfig {
             log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)? as usize,
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
                 as usize,
+            log_cache_bytes_per_shard: int("log.cache.bytes.per.shard", 0, i64::MAX)? as usize,
             log_retention_ms: int("log.retention.ms", -1, i64::MAX)?,
             log_retention_bytes: int("log.retention.bytes", i64::MIN, i64::MAX)?,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms", 1, i64::MAX)?

@@ -239,6 +239,12 @@ impl Shard {
             return;
         }
         self.drop_deleted_partitions(&image).await;
+        let owned_partitions = image
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.id, p)))
+            .filter(|key| self.owner_of(key) == self.id)
+            .count();
         for topic in image.topics.values() {
             for partition in 0..topic.partitions {
                 let key = (topic.id, partition);
@@ -246,10 +252,13 @@ impl Shard {
                     continue;
                 }
                 if let Some(log) = self.partition(&key) {
-                    log.update_config(self.log_config(topic));
+                    log.update_config(self.log_config(topic, owned_partitions));
                     continue;
                 }
-                match self.open_partition(topic, partition).await {
+                match self
+                    .open_partition(topic, partition, owned_partitions)
+                    .await
+                {
                     Ok(log) => {
                         self.partitions.borrow_mut().insert(key, log);
                     }
@@ -290,9 +299,10 @@ impl Shard {
         &self,
         topic: &TopicMeta,
         partition: i32,
+        owned_partitions: usize,
     ) -> Result<PartitionLog, StorageError> {
         let dir = self.partition_dir(&topic.name, partition);
-        let log = PartitionLog::open(&dir, self.log_config(topic)).await?;
+        let log = PartitionLog::open(&dir, self.log_config(topic, owned_partitions)).await?;
         info!(
             shard = self.id,
             topic = %topic.name,
@@ -303,8 +313,15 @@ impl Shard {
         Ok(log)
     }
 
-    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
-        crate::maintenance::log_config(&self.config, topic)
+    /// The topic's log settings, with this partition's share of the shard's cache bound.
+    fn log_config(&self, topic: &TopicMeta, owned_partitions: usize) -> LogConfig {
+        let mut config = crate::maintenance::log_config(&self.config, topic);
+        config.cache_bytes_max = cache_share(
+            self.config.log_cache_bytes_per_partition,
+            self.config.log_cache_bytes_per_shard,
+            owned_partitions,
+        );
+        config
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -322,6 +339,12 @@ impl Shard {
             }
         }
     }
+}
+
+/// Each partition's tail-cache bound: an equal share of the shard's bound, at most the
+/// per-partition bound, so the caches of one shard never hold more than the shard's bound.
+pub fn cache_share(per_partition: usize, per_shard: usize, owned_partitions: usize) -> usize {
+    per_partition.min(per_shard / owned_partitions.max(1))
 }
 
 /// Deletes a deleted topic's partition directory. Renamed first so that a topic re-created
@@ -342,6 +365,17 @@ fn remove_partition_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_share_bounds_the_shard_total() {
+        let mib = 1 << 20;
+        assert_eq!(cache_share(8 * mib, 128 * mib, 4), 8 * mib);
+        assert_eq!(cache_share(8 * mib, 128 * mib, 64), 2 * mib);
+        assert_eq!(cache_share(8 * mib, 128 * mib, 0), 8 * mib);
+        for partitions in [1, 7, 50, 1000, 10_000] {
+            assert!(cache_share(8 * mib, 128 * mib, partitions) * partitions <= 128 * mib);
+        }
+    }
 
     #[test]
     fn owner_shard_spreads_partitions_of_a_topic() {

@@ -101,7 +101,14 @@ impl PartitionLog {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
         let mut inner = self.shared.inner.borrow_mut();
         if inner.config != config {
-            info!(dir = %inner.dir.display(), ?config, "log config changed");
+            // The cache bound moves with the shard's partition count: not worth a log line.
+            let cache_only = LogConfig {
+                cache_bytes_max: inner.config.cache_bytes_max,
+                ..config.clone()
+            } == inner.config;
+            if !cache_only {
+                info!(dir = %inner.dir.display(), ?config, "log config changed");
+            }
             inner.config = config;
             inner.evict_cache();
         }
