@@ -1,7 +1,7 @@
 //! DeleteRecords (21): moves each partition's log start offset (low watermark) forward on its
 //! owner shard; closed segments wholly below it are deleted there and then.
 
-use crate::handlers::{code, resolve_topic};
+use crate::handlers::{code, partition_key, resolve_topic};
 use crate::shard::{Routed, Shard};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -24,15 +24,12 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteR
         for p in &topic.partitions {
             let slot = answers.len();
             answers.push((code::NONE, -1));
-            match meta {
-                Ok(meta) if (0..meta.partitions).contains(&p.partition_index) => {
-                    routed.push(Routed {
-                        slot,
-                        key: (meta.id, p.partition_index),
-                        item: p.offset,
-                    })
-                }
-                Ok(_) => answers[slot].0 = code::UNKNOWN_TOPIC_OR_PARTITION,
+            match partition_key(meta, p.partition_index) {
+                Ok(key) => routed.push(Routed {
+                    slot,
+                    key,
+                    item: p.offset,
+                }),
                 Err(error_code) => answers[slot].0 = error_code,
             }
         }

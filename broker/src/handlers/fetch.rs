@@ -2,7 +2,7 @@
 //! `min_bytes` are there or `max_wait_ms` has passed; bound the answer by `max_bytes` and
 //! each partition's `partition_max_bytes`.
 
-use crate::handlers::{code, resolve_topic};
+use crate::handlers::{code, partition_key, resolve_topic};
 use crate::shard::{PartitionKey, Routed, Shard};
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, select_all, Either};
@@ -58,13 +58,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         .flat_map(|topic| {
             let meta = resolve_topic(&image, &topic.topic, topic.topic_id, by_id);
             topic.partitions.iter().map(move |p| Wanted {
-                key: meta.and_then(|meta| {
-                    if (0..meta.partitions).contains(&p.partition) {
-                        Ok((meta.id, p.partition))
-                    } else {
-                        Err(code::UNKNOWN_TOPIC_OR_PARTITION)
-                    }
-                }),
+                key: partition_key(meta, p.partition),
                 read: ReadItem {
                     offset: p.fetch_offset,
                     max_bytes: positive(p.partition_max_bytes).min(max_bytes),

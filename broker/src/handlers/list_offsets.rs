@@ -1,6 +1,6 @@
 //! ListOffsets (2): earliest, latest, and the first offset at or after a timestamp.
 
-use crate::handlers::{code, resolve_topic};
+use crate::handlers::{code, partition_key, resolve_topic};
 use crate::shard::{Routed, Shard};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -30,14 +30,12 @@ pub async fn handle(
         for partition in &topic.partitions {
             let slot = found.len();
             found.push((code::NONE, -1, -1));
-            match meta {
-                Ok(meta) if (0..meta.partitions).contains(&partition.partition_index) => routed
-                    .push(Routed {
-                        slot,
-                        key: (meta.id, partition.partition_index),
-                        item: partition.timestamp,
-                    }),
-                Ok(_) => found[slot].0 = code::UNKNOWN_TOPIC_OR_PARTITION,
+            match partition_key(meta, partition.partition_index) {
+                Ok(key) => routed.push(Routed {
+                    slot,
+                    key,
+                    item: partition.timestamp,
+                }),
                 Err(error_code) => found[slot].0 = error_code,
             }
         }

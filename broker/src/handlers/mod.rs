@@ -129,3 +129,16 @@ pub fn resolve_topic<'a>(
             .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
     }
 }
+
+/// The key of partition `index` of a resolved topic, or the error code Kafka gives for it.
+pub fn partition_key(
+    topic: Result<&controller::TopicMeta, i16>,
+    index: i32,
+) -> Result<crate::shard::PartitionKey, i16> {
+    let topic = topic?;
+    if (0..topic.partitions).contains(&index) {
+        Ok((topic.id, index))
+    } else {
+        Err(code::UNKNOWN_TOPIC_OR_PARTITION)
+    }
+}
