@@ -1,37 +1,14 @@
 //! Contract tests of log compaction on a real filesystem inside a glommio executor.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Mutex;
+mod common;
 
-use glommio::{LocalExecutorBuilder, Placement};
+use common::{run, temp_dir};
+use std::collections::BTreeMap;
+
 use storage::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
 use storage::batch::{validate_produce_records, BatchHeader};
 use storage::compaction::keyed_records;
 use storage::{now_ms, LogConfig, PartitionLog};
-
-static EXECUTORS: Mutex<()> = Mutex::new(());
-
-fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
-    let _guard = EXECUTORS.lock().unwrap_or_else(|p| p.into_inner());
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
-    let ex = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(2 << 20)
-        .make()
-        .expect("executor");
-    ex.run(f());
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
-    std::fs::create_dir_all(base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
 
 fn config() -> LogConfig {
     LogConfig {

@@ -1,12 +1,12 @@
 //! Contract tests of `PartitionLog`, driven inside a glommio `LocalExecutor` on a real
 //! filesystem (O_DIRECT does not work on tmpfs, so temp dirs live under the target dir).
 
-use std::future::Future;
+mod common;
+
+use common::{run, temp_dir};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use bytes::Bytes;
-use glommio::{LocalExecutorBuilder, Placement};
 use storage::batch::test_support::{
     encode_batch, encode_raw, simple_records, TestProducer, NO_PRODUCER,
 };
@@ -15,35 +15,6 @@ use storage::entry::entry_bytes;
 use storage::{LogConfig, PartitionLog};
 
 /// Serialises executors: the machine is small and each executor pins DMA memory.
-static EXECUTORS: Mutex<()> = Mutex::new(());
-
-fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
-    let _guard = EXECUTORS.lock().unwrap_or_else(|p| p.into_inner());
-    raise_memlock();
-    let ex = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(2 << 20)
-        .make()
-        .expect("executor");
-    ex.run(f());
-}
-
-fn raise_memlock() {
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        eprintln!("could not raise RLIMIT_MEMLOCK; glommio may fail to start");
-    }
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
-    std::fs::create_dir_all(base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
-
 fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 4096,

@@ -1,38 +1,15 @@
 //! Contract tests of retention, DeleteRecords, segment.ms, LogAppendTime and flush.* on a
 //! real filesystem inside a glommio executor.
 
-use std::future::Future;
+mod common;
+
+use common::{run, temp_dir};
 use std::path::Path;
-use std::sync::Mutex;
 
 use bytes::Bytes;
-use glommio::{LocalExecutorBuilder, Placement};
 use storage::batch::test_support::{encode_batch, simple_records, NO_PRODUCER};
 use storage::batch::validate_produce_records;
 use storage::{now_ms, LogConfig, PartitionLog};
-
-static EXECUTORS: Mutex<()> = Mutex::new(());
-
-fn run<Fut: Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
-    let _guard = EXECUTORS.lock().unwrap_or_else(|p| p.into_inner());
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
-    let ex = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(2 << 20)
-        .make()
-        .expect("executor");
-    ex.run(f());
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
-    std::fs::create_dir_all(base).unwrap();
-    tempfile::tempdir_in(base).unwrap()
-}
 
 fn small(config: LogConfig) -> LogConfig {
     LogConfig {
