@@ -12,6 +12,7 @@ spate: a Kafka-compatible event-streaming broker
 Usage:
   spate start [options]     run a single-node broker (broker and controller)
   spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
+  spate topic|produce|consume|group|cluster ...   the Kafka client (below)
   spate --version           print the version
 
 Options of `spate start`:
@@ -43,12 +44,21 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => fail(&reason),
         },
+        Some(command) if spate_cli::COMMANDS.contains(&command) => {
+            match spate_cli::main(command, &args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => fail(&reason),
+            }
+        }
         Some("--version") | Some("-V") => {
             println!("spate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some("--help") | Some("-h") | Some("help") | None => {
-            print!("{USAGE}");
+            print!(
+                "{USAGE}\nClient commands (any Kafka-protocol broker):\n{}",
+                spate_cli::USAGE
+            );
             ExitCode::SUCCESS
         }
         Some(other) => fail(&format!("unknown command '{other}' (try `spate --help`)")),

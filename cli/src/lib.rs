@@ -1,0 +1,52 @@
+//! The `spate` command-line client: topics, produce, consume, consumer groups and cluster
+//! info, over the Kafka protocol against any broker (Spate or Kafka). Built on the project's
+//! client library in `spate-bench` (`client::Connection`, `partitioner`, `batch`).
+
+#[macro_use]
+mod output;
+mod args;
+mod cluster;
+mod codec;
+mod consume;
+mod format;
+mod group;
+mod member;
+mod produce;
+mod range;
+mod records;
+mod session;
+mod time;
+mod topic;
+
+/// Usage lines of the client commands, for `spate --help`.
+pub const USAGE: &str =
+    "  spate topic create NAME [--partitions N] [--replication-factor N] [--config K=V]...
+  spate topic list | describe NAME | delete NAME
+  spate topic alter-config NAME [--set K=V]... [--delete K]...
+  spate produce TOPIC [--file F] [--key-separator SEP] [--header K=V]... [--acks 0|1|all]
+                [--compression none|gzip|lz4] [--partition N]
+  spate consume TOPIC [--from-beginning | --offset N --partition P | --from-time T]
+                [--group G] [--max N] [--timeout-ms MS] [--format TEMPLATE]
+  spate group list | describe G | delete G
+  spate group reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N |
+                --to-datetime T) [--execute]
+  spate cluster info
+  Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
+                --json (JSON on stdout). --format: %k key, %s value, %h headers, %T timestamp,
+                %p partition, %o offset, %t topic, %K/%S key/value length, \\n \\t.
+";
+
+/// The client commands `main` serves.
+pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster"];
+
+/// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
+pub fn main(command: &str, args: &[String]) -> Result<(), String> {
+    match command {
+        "topic" => topic::main(args),
+        "produce" => produce::main(args),
+        "consume" => consume::main(args),
+        "group" => group::main(args),
+        "cluster" => cluster::main(args),
+        other => Err(format!("unknown command '{other}'")),
+    }
+}
