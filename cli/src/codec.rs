@@ -1,6 +1,7 @@
-//! Record-batch compression codecs of the CLI: none, gzip (flate2) and lz4 (the LZ4 frame
-//! format with independent blocks, as Kafka's v2 batches use). snappy and zstd are refused
-//! with a clear message when producing and when a fetched batch uses them.
+//! Record-batch compression codecs of the CLI: none, gzip (flate2), snappy (in the xerial
+//! framing the Java client writes; raw snappy is read too) and lz4 (the LZ4 frame format with
+//! independent blocks, as Kafka's v2 batches use). zstd is refused with a clear message when
+//! producing and when a fetched batch uses it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::Compression;
@@ -11,18 +12,20 @@ pub fn parse(name: &str) -> Result<Compression, String> {
     match name {
         "none" => Ok(Compression::None),
         "gzip" => Ok(Compression::Gzip),
+        "snappy" => Ok(Compression::Snappy),
         "lz4" => Ok(Compression::Lz4),
-        "snappy" | "zstd" => Err(format!(
-            "--compression {name}: not supported by the spate CLI yet (use none, gzip or lz4)"
-        )),
+        "zstd" => Err(
+            "--compression zstd: not supported by the spate CLI yet (none, gzip, snappy, lz4)"
+                .into(),
+        ),
         other => Err(format!(
-            "--compression: unknown codec '{other}' (none, gzip, lz4)"
+            "--compression: unknown codec '{other}' (none, gzip, snappy, lz4)"
         )),
     }
 }
 
 fn unsupported(compression: Compression) -> anyhow::Error {
-    anyhow::anyhow!("{compression:?} batches are not supported by the spate CLI (gzip and lz4 are)")
+    anyhow::anyhow!("{compression:?} batches are not supported by the spate CLI yet")
 }
 
 /// Compresses the encoded records of a batch into `out` (the encoder's compressor hook).
@@ -39,6 +42,7 @@ pub fn compress(
             encoder.write_all(records)?;
             encoder.finish()?;
         }
+        Compression::Snappy => xerial_compress(records, out)?,
         Compression::Lz4 => {
             let info = lz4_flex::frame::FrameInfo::new()
                 .block_mode(lz4_flex::frame::BlockMode::Independent);
@@ -59,12 +63,54 @@ pub fn decompress(records: &mut Bytes, compression: Compression) -> anyhow::Resu
         Compression::Gzip => {
             flate2::read::GzDecoder::new(&records[..]).read_to_end(&mut out)?;
         }
+        Compression::Snappy => out = snappy_decompress(records)?,
         Compression::Lz4 => {
             lz4_flex::frame::FrameDecoder::new(&records[..]).read_to_end(&mut out)?;
         }
         other => return Err(unsupported(other)),
     }
     Ok(Bytes::from(out))
+}
+
+/// The header of snappy-java's stream format (magic, version 1, compatible version 1).
+const XERIAL_HEADER: [u8; 16] = [
+    0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1,
+];
+/// snappy-java's default block size.
+const XERIAL_BLOCK_BYTES: usize = 32 << 10;
+
+/// snappy-java's `SnappyOutputStream` layout: the header, then (int32 length, raw block)s.
+fn xerial_compress(records: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
+    out.put_slice(&XERIAL_HEADER);
+    let mut encoder = snap::raw::Encoder::new();
+    for block in records.chunks(XERIAL_BLOCK_BYTES) {
+        let compressed = encoder.compress_vec(block)?;
+        out.put_i32(compressed.len() as i32);
+        out.put_slice(&compressed);
+    }
+    Ok(())
+}
+
+/// Reads snappy-java's framing or one raw snappy block (what librdkafka may write).
+fn snappy_decompress(records: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut decoder = snap::raw::Decoder::new();
+    if !records.starts_with(&XERIAL_HEADER[..8]) {
+        return Ok(decoder.decompress_vec(records)?);
+    }
+    let mut out = Vec::new();
+    let mut rest = records.get(16..).unwrap_or_default();
+    while !rest.is_empty() {
+        let (length, body) = rest
+            .split_at_checked(4)
+            .ok_or_else(|| anyhow::anyhow!("truncated snappy block"))?;
+        let length = i32::from_be_bytes(length.try_into()?) as usize;
+        let block = body
+            .get(..length)
+            .ok_or_else(|| anyhow::anyhow!("truncated snappy block"))?;
+        out.extend_from_slice(&decoder.decompress_vec(block)?);
+        rest = &body[length..];
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -76,7 +122,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32)
             .flat_map(|i| (i % 97).to_be_bytes())
             .collect();
-        for codec in ["none", "gzip", "lz4"] {
+        for codec in ["none", "gzip", "snappy", "lz4"] {
             let compression = parse(codec).unwrap();
             let mut out = BytesMut::new();
             compress(&mut BytesMut::from(&data[..]), &mut out, compression).unwrap();
@@ -87,6 +133,10 @@ mod tests {
             assert_eq!(&back[..], &data[..], "{codec}");
         }
         assert!(parse("zstd").unwrap_err().contains("not supported"));
+        // Raw snappy (no framing) is read as well.
+        let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        let back = decompress(&mut Bytes::from(raw), Compression::Snappy).unwrap();
+        assert_eq!(&back[..], &data[..]);
         assert!(parse("brotli").is_err());
     }
 }

@@ -6,7 +6,7 @@ use crate::format::{self, Template};
 use crate::member::Member;
 use crate::output::Progress;
 use crate::records;
-use crate::session::{run, Result, Session, TopicInfo};
+use crate::session::{check, is_retriable, run, Result, Session, TopicInfo};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 const FETCH_MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Where partitions without a committed offset start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +282,25 @@ async fn group_positions(
     Ok(positions)
 }
 
+/// The log start or end of a partition, whichever `position` fell off (Kafka's consumers reset
+/// the same way after retention deleted what they were about to read).
+async fn into_log(
+    connection: &spate_bench::client::Connection,
+    topic: &TopicInfo,
+    partition: i32,
+    position: i64,
+) -> Result<i64> {
+    let partitions = [partition];
+    let list = |timestamp| {
+        spate_bench::client::list_offsets(connection, &topic.name, &partitions, timestamp)
+    };
+    let start = list(-2).await?.first().map_or(0, |(_, o)| *o);
+    if position < start {
+        return Ok(start);
+    }
+    Ok(list(-1).await?.first().map_or(start, |(_, o)| *o))
+}
+
 /// One fetch from each leader; prints what came. True when any record came.
 async fn fetch_round(
     session: &Session,
@@ -294,7 +315,7 @@ async fn fetch_round(
     for (leader, parts) in by_leader(topic, &partitions) {
         let connection = session.broker(leader).await?;
         let offsets: Vec<(i32, i64)> = parts.iter().map(|p| (*p, positions[p])).collect();
-        let fetched = spate_bench::client::fetch(
+        let fetched = crate::fetch::fetch(
             &connection,
             &topic.name,
             &offsets,
@@ -304,6 +325,22 @@ async fn fetch_round(
         .await?;
         for partition in fetched {
             let position = positions[&partition.partition];
+            match partition.error_code {
+                0 => {}
+                OFFSET_OUT_OF_RANGE => {
+                    let moved = into_log(&connection, topic, partition.partition, position).await?;
+                    eprintln!(
+                        "spate: {}-{}: offset {position} is out of range, continuing at {moved}",
+                        topic.name, partition.partition
+                    );
+                    positions.insert(partition.partition, moved);
+                    continue;
+                }
+                code if is_retriable(code) && code != UNKNOWN_TOPIC_OR_PARTITION => continue,
+                code => check(code, || {
+                    format!("topic '{}' partition {}", topic.name, partition.partition)
+                })?,
+            }
             let decoded = records::decode(&partition.records, position)?;
             let mut next = decoded.next_offset;
             for record in &decoded.records {

@@ -69,6 +69,11 @@ def test_topic_produce_consume_round_trip(broker):
               "--format", "%p %s\\n")
     assert "2 pinned" in p.stdout.splitlines()
 
+    # A position past the end moves to the end (as after retention), said on stderr.
+    p = spate(broker, "consume", "cli-t", "--offset", "100000", "--partition", "2",
+              "--timeout-ms", "1000")
+    assert "out of range" in p.stderr and p.stdout == ""
+
     spate(broker, "topic", "delete", "cli-t")
     assert "cli-t" not in [t["name"] for t in spate_json(broker, "topic", "list")]
 
@@ -103,7 +108,9 @@ def test_cli_records_read_by_confluent_and_back(broker):
     spate(broker, "topic", "create", "interop", "--partitions", "2")
     lines = [f"k{i}:v{i}" for i in range(100)]
     spate(broker, "produce", "interop", "--key-separator", ":", "--header", "origin=spate",
-          "--header", "n=1", "--compression", "lz4", input="\n".join(lines) + "\n")
+          "--header", "n=1", "--compression", "lz4", input="\n".join(lines[:50]) + "\n")
+    spate(broker, "produce", "interop", "--key-separator", ":", "--header", "origin=spate",
+          "--header", "n=1", "--compression", "snappy", input="\n".join(lines[50:]) + "\n")
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused",
                   "enable.auto.commit": False})
     c.assign([TopicPartition("interop", p, 0) for p in (0, 1)])
@@ -139,7 +146,7 @@ def test_cli_records_read_by_confluent_and_back(broker):
     assert len({next(iter(parts)) for parts in placed.values()}) > 1  # spread, not all on one
 
     # confluent-kafka and kcat write; `spate consume --format` reads.
-    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "gzip"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "snappy"})
     for i in range(30):
         p.produce("from-clients", key=f"ck{i}", value=f"cv{i}", headers=[("h", f"{i}".encode())],
                   timestamp=1_700_000_000_000 + i)
