@@ -25,7 +25,7 @@ pub const USAGE: &str =
   spate topic list | describe NAME | delete NAME
   spate topic alter-config NAME [--set K=V]... [--delete K]...
   spate produce TOPIC [--file F] [--key-separator SEP] [--header K=V]... [--acks 0|1|all]
-                [--compression none|gzip|snappy|lz4] [--partition N]
+                [--compression none|gzip|snappy|lz4|zstd] [--partition N]
   spate consume TOPIC [--from-beginning | --offset N --partition P | --from-time T]
                 [--group G] [--max N] [--timeout-ms MS] [--format TEMPLATE]
   spate group list | describe G | delete G

@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn batches_round_trip_with_keys_headers_and_compression() {
-        for codec in ["none", "gzip", "snappy", "lz4"] {
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
             let headers = vec![("h".to_string(), Bytes::from_static(b"1"))];
             let records: Vec<Record> = (0..5)
                 .map(|i| {
