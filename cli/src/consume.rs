@@ -179,12 +179,16 @@ async fn consume(options: Options, stop: Arc<AtomicBool>) -> Result<u64> {
         max: options.max,
         progress: Progress::new("records consumed", options.max),
     };
-    let mut member = None;
+    let mut group = None;
     let mut positions = match &options.group {
-        Some(group) => {
-            let joined = Member::join(&session, group, vec![options.topic.clone()]).await?;
-            let positions = group_positions(&session, &topic, &joined, options.start).await?;
-            member = Some(joined);
+        Some(name) => {
+            let member = Member::join(&session, name, vec![options.topic.clone()]).await?;
+            let positions = group_positions(&session, &topic, &member, options.start).await?;
+            group = Some(Membership {
+                member,
+                committed: positions.clone(),
+                last_commit: Instant::now(),
+            });
             positions
         }
         None => {
@@ -204,11 +208,9 @@ async fn consume(options: Options, stop: Arc<AtomicBool>) -> Result<u64> {
     // A broker may answer a time lookup with the base offset of a compressed batch (Spate
     // does): records before the time are skipped until each partition reaches it.
     let mut seeking: std::collections::BTreeSet<i32> = match options.start {
-        Start::Time(_) if member.is_none() => positions.keys().copied().collect(),
+        Start::Time(_) if group.is_none() => positions.keys().copied().collect(),
         _ => Default::default(),
     };
-    let mut committed = positions.clone();
-    let mut last_commit = Instant::now();
     let mut last_record = Instant::now();
     while !printer.done() && !stop.load(Ordering::Relaxed) {
         if options
@@ -217,21 +219,9 @@ async fn consume(options: Options, stop: Arc<AtomicBool>) -> Result<u64> {
         {
             break;
         }
-        if let Some(m) = member.as_mut() {
-            let mut rebalance = m.heartbeat().await?;
-            if !rebalance && committed != positions && last_commit.elapsed() >= COMMIT_INTERVAL {
-                rebalance = !m.commit(&topic.name, &positions).await?;
-                committed = positions.clone();
-                last_commit = Instant::now();
-            }
-            if rebalance {
-                // What was read is committed before the partitions may move (Kafka accepts
-                // commits of the old generation while the group prepares to rebalance).
-                m.commit(&topic.name, &positions).await?;
-                m.rejoin(&session).await?;
-                positions = group_positions(&session, &topic, m, options.start).await?;
-                committed = positions.clone();
-            }
+        if let Some(g) = group.as_mut() {
+            g.tick(&session, &topic, options.start, &mut positions)
+                .await?;
         }
         if positions.is_empty() {
             glommio::timer::sleep(Duration::from_millis(FETCH_MAX_WAIT_MS as u64)).await;
@@ -251,13 +241,55 @@ async fn consume(options: Options, stop: Arc<AtomicBool>) -> Result<u64> {
         }
     }
     printer.progress.finish();
-    if let Some(m) = member {
-        if committed != positions && !m.commit(&topic.name, &positions).await? {
-            eprintln!("spate: the last offsets were not committed: the group is rebalancing");
-        }
-        m.leave().await?;
+    if let Some(g) = group {
+        g.close(&topic.name, &positions).await?;
     }
     Ok(printer.printed)
+}
+
+/// A consumer-group member's state in the consume loop.
+struct Membership {
+    member: Member,
+    /// What the group has committed of the positions.
+    committed: BTreeMap<i32, i64>,
+    last_commit: Instant,
+}
+
+impl Membership {
+    /// Heartbeats, commits every `COMMIT_INTERVAL`, and rejoins when the group rebalances
+    /// (then `positions` are the new assignment's).
+    async fn tick(
+        &mut self,
+        session: &Session,
+        topic: &TopicInfo,
+        start: Start,
+        positions: &mut BTreeMap<i32, i64>,
+    ) -> Result<()> {
+        let mut rebalance = self.member.heartbeat().await?;
+        let due = self.last_commit.elapsed() >= COMMIT_INTERVAL;
+        if !rebalance && due && self.committed != *positions {
+            rebalance = !self.member.commit(&topic.name, positions).await?;
+            self.committed = positions.clone();
+            self.last_commit = Instant::now();
+        }
+        if rebalance {
+            // What was read is committed before the partitions may move (Kafka accepts
+            // commits of the old generation while the group prepares to rebalance).
+            self.member.commit(&topic.name, positions).await?;
+            self.member.rejoin(session).await?;
+            *positions = group_positions(session, topic, &self.member, start).await?;
+            self.committed = positions.clone();
+        }
+        Ok(())
+    }
+
+    /// Commits what was read and leaves the group.
+    async fn close(self, topic: &str, positions: &BTreeMap<i32, i64>) -> Result<()> {
+        if self.committed != *positions && !self.member.commit(topic, positions).await? {
+            eprintln!("spate: the last offsets were not committed: the group is rebalancing");
+        }
+        self.member.leave().await
+    }
 }
 
 /// Positions of the member's assigned partitions: committed offsets, else `start`.
