@@ -69,6 +69,11 @@ def test_topic_produce_consume_round_trip(broker):
               "--format", "%p %s\\n")
     assert "2 pinned" in p.stdout.splitlines()
 
+    # acks=0: nothing to wait for, still there.
+    spate(broker, "produce", "cli-t", "--partition", "1", "--acks", "0", input="fire and forget\n")
+    p = spate(broker, "consume", "cli-t", "--partition", "1", "--offset", "0", "--timeout-ms", "2000")
+    assert "fire and forget" in p.stdout.splitlines()
+
     # A position past the end moves to the end (as after retention), said on stderr.
     p = spate(broker, "consume", "cli-t", "--offset", "100000", "--partition", "2",
               "--timeout-ms", "1000")
@@ -262,6 +267,9 @@ def test_group_shared_with_a_confluent_consumer(broker_factory):
         assert sorted(shares[0] + shares[1]) == [0, 1, 2, 3]
         assert sorted(tp.partition for tp in c.assignment()) in shares
         assert d["protocol"] == "range"
+        # Offsets of an active group are not reset.
+        one_line_error(spate(broker, "group", "reset-offsets", "mixed", "--topic", "shared",
+                             "--to-earliest", "--execute", check=False), "stop its members")
     finally:
         if c is not None:
             c.close()
