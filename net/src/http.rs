@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.1 server for the admin endpoint: one request per connection (answered with
 //! `Connection: close`), request line and headers only (no request bodies), at most
-//! [`HEAD_BYTES_MAX`] of them. A malformed request closes the connection without an answer.
+//! [`HEAD_BYTES_MAX`] of them, at most [`CONNECTIONS_MAX`] connections at once. A malformed request closes the connection without an answer.
 
 use futures::future::LocalBoxFuture;
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +14,8 @@ use tracing::debug;
 pub const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// A client that sends no complete request head within this is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const CONNECTIONS_MAX: usize = 64;
 
 /// A parsed request line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,10 +66,21 @@ impl HttpListener {
 
     /// Accepts connections forever, serving each in its own task.
     pub async fn serve<H: HttpHandler>(self, handler: Rc<H>) {
+        let open = Rc::new(std::cell::Cell::new(0usize));
         loop {
             match self.listener.accept().await {
+                Ok(stream) if open.get() >= CONNECTIONS_MAX => {
+                    debug!("admin connections at {CONNECTIONS_MAX}: closing a new one");
+                    drop(stream);
+                }
                 Ok(stream) => {
-                    glommio::spawn_local(serve_connection(stream, handler.clone())).detach();
+                    open.set(open.get() + 1);
+                    let (handler, open) = (handler.clone(), open.clone());
+                    glommio::spawn_local(async move {
+                        serve_connection(stream, handler).await;
+                        open.set(open.get() - 1);
+                    })
+                    .detach();
                 }
                 Err(e) => {
                     debug!("admin accept failed: {e}");
