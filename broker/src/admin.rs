@@ -5,12 +5,14 @@
 use crate::metrics::{scrape, text};
 use crate::shard::Shard;
 use futures::future::LocalBoxFuture;
-use net::http::{HttpHandler, HttpRequest, HttpResponse};
+use net::http::{HttpHandler, HttpListener, HttpRequest, HttpResponse};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::{info, warn};
 
 /// What `/v1/status` reports besides the shards' state; shared with the main thread, which
 /// sets `ready` once every shard serves.
@@ -46,6 +48,43 @@ impl HttpHandler for Admin {
             }
         })
     }
+}
+
+/// Where shard 0 serves the admin endpoint.
+pub struct AdminListen {
+    pub addr: SocketAddr,
+    pub is_default: bool,
+    pub node: Arc<NodeInfo>,
+}
+
+/// Binds the admin listener and serves it in the background. A default address that is taken
+/// only warns (a second broker on one host); an address asked for must bind.
+pub fn start_admin(shard: &Rc<Shard>, admin: Option<&AdminListen>) -> Result<(), String> {
+    let Some(admin) = admin else {
+        info!("admin listener disabled");
+        return Ok(());
+    };
+    let listener = match HttpListener::bind(admin.addr) {
+        Ok(listener) => listener,
+        Err(e) if admin.is_default => {
+            warn!(address = %admin.addr, "admin listener not started, /metrics unavailable: {e} (set --admin-listen)");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot listen on --admin-listen {}: {e}",
+                admin.addr
+            ))
+        }
+    };
+    let address = listener.local_addr().unwrap_or(admin.addr);
+    info!(%address, "admin listener bound (/metrics, /v1/status)");
+    let handler = Rc::new(Admin {
+        shard: shard.clone(),
+        node: admin.node.clone(),
+    });
+    glommio::spawn_local(listener.serve(handler)).detach();
+    Ok(())
 }
 
 async fn metrics(shard: &Rc<Shard>, node: &NodeInfo) -> HttpResponse {

@@ -1,7 +1,7 @@
 //! Startup and shutdown of a node: the data dir lock, the controller, one pinned executor per
 //! shard, the listeners, and the signals that stop it all cleanly.
 
-use crate::admin::NodeInfo;
+use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::connection::KafkaConnection;
 use crate::shard::{Advertised, Job, Shard};
@@ -9,10 +9,8 @@ use controller::Controller;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use net::http::HttpListener;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
@@ -229,43 +227,6 @@ async fn shard_main(context: ShardContext) {
     }
     drop(listener);
     shard.close().await;
-}
-
-/// Where shard 0 serves the admin endpoint.
-struct AdminListen {
-    addr: SocketAddr,
-    is_default: bool,
-    node: Arc<NodeInfo>,
-}
-
-/// Binds the admin listener and serves it in the background. A default address that is taken
-/// only warns (a second broker on one host); an address asked for must bind.
-fn start_admin(shard: &Rc<Shard>, admin: Option<&AdminListen>) -> Result<(), String> {
-    let Some(admin) = admin else {
-        info!("admin listener disabled");
-        return Ok(());
-    };
-    let listener = match HttpListener::bind(admin.addr) {
-        Ok(listener) => listener,
-        Err(e) if admin.is_default => {
-            warn!(address = %admin.addr, "admin listener not started, /metrics unavailable: {e} (set --admin-listen)");
-            return Ok(());
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot listen on --admin-listen {}: {e}",
-                admin.addr
-            ))
-        }
-    };
-    let address = listener.local_addr().unwrap_or(admin.addr);
-    info!(%address, "admin listener bound (/metrics, /v1/status)");
-    let handler = Rc::new(crate::admin::Admin {
-        shard: shard.clone(),
-        node: admin.node.clone(),
-    });
-    glommio::spawn_local(listener.serve(handler)).detach();
-    Ok(())
 }
 
 /// One info line with what this node starts with: addresses, shards and every setting that is
