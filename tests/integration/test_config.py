@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
 import subprocess
 import tomllib
 import uuid
@@ -25,9 +27,8 @@ def spate(*args, env=None):
                           stdin=subprocess.DEVNULL, env={**clean, **(env or {})})
 
 
-def write_config(text):
-    IT_DIR.mkdir(parents=True, exist_ok=True)
-    path = IT_DIR / f"config-{uuid.uuid4().hex[:8]}.toml"
+def write_config(tmp_path, text):
+    path = tmp_path / f"config-{uuid.uuid4().hex[:8]}.toml"
     path.write_text(text)
     return path
 
@@ -42,8 +43,8 @@ def sources(printed):
     return out
 
 
-def test_print_config_shows_precedence_and_sources():
-    path = write_config('"num.partitions" = 3\nlog.retention.ms = 1000\nlisten = "127.0.0.1:1111"\n'
+def test_print_config_shows_precedence_and_sources(tmp_path):
+    path = write_config(tmp_path, '"num.partitions" = 3\nlog.retention.ms = 1000\nlisten = "127.0.0.1:1111"\n'
                         'cores = 1\n"log.segment.bytes" = 1048576\n')
     r = spate("start", "--config", str(path), "--listen", "127.0.0.1:3333", "--print-config",
               env={"SPATE_LOG_RETENTION_MS": "2000", "SPATE_LISTEN": "127.0.0.1:2222",
@@ -71,29 +72,29 @@ def test_print_config_of_the_shipped_spate_toml_is_all_defaults():
     assert defaults == tomllib.loads(r.stdout)
 
 
-def test_bad_keys_and_values_are_refused_naming_their_source():
-    bad_key = write_config('"num.partitions" = 2\n"no.such.setting" = 1\n')
+def test_bad_keys_and_values_are_refused_naming_their_source(tmp_path):
+    bad_key = write_config(tmp_path, '"num.partitions" = 2\n"no.such.setting" = 1\n')
     r = spate("start", "--config", str(bad_key), "--print-config")
     assert r.returncode != 0
     assert str(bad_key) in r.stderr and "unknown setting 'no.such.setting'" in r.stderr
 
-    bad_value = write_config('"num.partitions" = "many"\n')
+    bad_value = write_config(tmp_path, '"num.partitions" = "many"\n')
     r = spate("start", "--config", str(bad_value))
     assert r.returncode != 0 and str(bad_value) in r.stderr and "invalid value 'many'" in r.stderr
 
-    not_toml = write_config("this is = = not toml\n")
+    not_toml = write_config(tmp_path, "this is = = not toml\n")
     r = spate("start", "--config", str(not_toml))
     assert r.returncode != 0 and str(not_toml) in r.stderr
 
     r = spate("start", "--print-config", env={"SPATE_NUM_PARTITIONS": "0"})
     assert r.returncode != 0 and "environment SPATE_NUM_PARTITIONS" in r.stderr
 
-    r = spate("start", "--config", str(IT_DIR / "does-not-exist.toml"))
+    r = spate("start", "--config", str(tmp_path / "does-not-exist.toml"))
     assert r.returncode != 0 and "cannot read config file" in r.stderr
 
 
-def test_broker_applies_settings_from_the_file(broker_factory):
-    path = write_config('"num.partitions" = 5\n"auto.create.topics.enable" = true\n')
+def test_broker_applies_settings_from_the_file(broker_factory, tmp_path):
+    path = write_config(tmp_path, '"num.partitions" = 5\n"auto.create.topics.enable" = true\n')
     b = broker_factory(extra_args=["--config", str(path)])
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     topic = "from-file-" + uuid.uuid4().hex[:6]
@@ -102,3 +103,21 @@ def test_broker_applies_settings_from_the_file(broker_factory):
         if topic in md.topics and md.topics[topic].error is None and md.topics[topic].partitions:
             break
     assert len(md.topics[topic].partitions) == 5
+
+
+def test_admin_listen_none_and_taken(broker_factory):
+    b = broker_factory(extra_args=["--admin-listen", "none"])  # the last --admin-listen wins
+    try:
+        with socket.create_connection(("127.0.0.1", b.admin_port), timeout=2):
+            raise AssertionError("admin port open with --admin-listen none")
+    except ConnectionRefusedError:
+        pass
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir = IT_DIR / f"admin-taken-{uuid.uuid4().hex[:8]}"
+        r = spate("start", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--cores", "1",
+                  "--admin-listen", f"127.0.0.1:{port}")
+    shutil.rmtree(data_dir, ignore_errors=True)
+    assert r.returncode != 0 and f"cannot listen on --admin-listen 127.0.0.1:{port}" in r.stderr, r.stderr
