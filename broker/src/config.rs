@@ -196,6 +196,13 @@ impl BrokerConfig {
     }
 }
 
+/// Every setting `--set` accepts: (name, default, whether it is a boolean), in table order.
+pub fn settings() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
+    SETTINGS
+        .iter()
+        .map(|(name, default, kind)| (*name, *default, *kind == Kind::Bool))
+}
+
 fn kind_of(name: &str) -> Option<Kind> {
     SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
 }

@@ -1,6 +1,7 @@
 //! One client connection's requests: version checks, decoding, dispatch and encoding.
 
 use crate::handlers;
+use crate::metrics::errors;
 use crate::protocol::{self, FrameStart};
 use crate::shard::Shard;
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use net::{Reply, RequestHandler};
 use std::rc::Rc;
+use std::time::Instant;
 use tracing::{debug, warn};
 
 /// Serves the Kafka requests of one connection on one shard.
@@ -44,6 +46,7 @@ impl RequestHandler for KafkaConnection {
 }
 
 async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> Reply {
+    let received_at = Instant::now();
     let Some(start) = FrameStart::parse(&frame) else {
         debug!("request shorter than a header: closing");
         return Reply::Close;
@@ -80,7 +83,14 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> 
     };
     request.client_host = client_host.to_string();
     let correlation_id = request.header.correlation_id;
-    match handlers::handle(&shard, request).await {
+    let answer = handlers::handle(&shard, request).await;
+    if let Some(body) = &answer {
+        errors::for_each_error_code(body, |code| shard.metrics.record_error(start.api_key, code));
+    }
+    shard
+        .metrics
+        .record_request(start.api_key, received_at.elapsed());
+    match answer {
         Some(body) => encode(api_key, version, correlation_id, body),
         None => Reply::NoResponse,
     }

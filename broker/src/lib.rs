@@ -1,14 +1,19 @@
 //! The Spate broker: Kafka API handlers over thread-per-core shards.
 //!
 //! `server` starts a node, `shard` owns partitions and routes work between cores,
-//! `connection` turns request frames into handler calls, `handlers` has one module per API.
+//! `connection` turns request frames into handler calls, `handlers` has one module per API,
+//! `metrics` and `admin` count what happens and serve it over HTTP, `config_file` layers the
+//! settings of `spate start`.
 
+pub mod admin;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod datadir;
 pub mod group;
 pub mod handlers;
 pub mod maintenance;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod shard;

@@ -1,6 +1,6 @@
 //! The `spate` command.
 
-use broker::config::BrokerConfig;
+use broker::config_file::Layered;
 use broker::server::{self, StartOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,10 +18,17 @@ Usage:
 Options of `spate start`:
   --data-dir DIR            where logs and metadata live (default ./spate-data)
   --listen HOST:PORT        client listener, advertised as given (default 127.0.0.1:9092)
+  --admin-listen HOST:PORT  admin HTTP listener: /metrics, /v1/status (default
+                            127.0.0.1:9644; none disables it)
   --cores N                 shards, one pinned per core (default: all cores)
   --set NAME=VALUE          override a broker setting by its Kafka name, e.g.
                             --set num.partitions=4 (repeatable)
   --unsafe-no-fsync         acknowledge acks=all without fdatasync (development only)
+  --config FILE             read settings from a TOML file (see spate.toml)
+  --print-config            print the effective configuration with each value's source
+
+Precedence: flags > SPATE_* environment (SPATE_LOG_RETENTION_MS=1000 sets
+log.retention.ms, SPATE_DATA_DIR sets data-dir) > --config file > defaults.
 
 Log level: SPATE_LOG (e.g. SPATE_LOG=debug), default info.
 ";
@@ -71,11 +78,8 @@ fn fail(reason: &str) -> ExitCode {
 }
 
 fn parse_start(args: &[String]) -> Result<StartOptions, String> {
-    let mut data_dir = PathBuf::from("./spate-data");
-    let mut listen = "127.0.0.1:9092".to_string();
-    let mut cores = None;
-    let mut overrides = Vec::new();
-    let mut fsync = true;
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let (mut config_file, mut print_config) = (None, false);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -89,17 +93,19 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
         match flag {
-            "--data-dir" => data_dir = PathBuf::from(value()?),
-            "--listen" => listen = value()?,
-            "--cores" => {
-                let v = value()?;
-                cores = Some(
-                    v.parse::<usize>()
-                        .map_err(|_| format!("--cores expects a number, got '{v}'"))?,
-                );
+            "--data-dir" | "--listen" | "--admin-listen" | "--cores" => {
+                flags.push((flag[2..].to_string(), value()?))
             }
-            "--set" => overrides.push(value()?),
-            "--unsafe-no-fsync" => fsync = false,
+            "--set" => {
+                let v = value()?;
+                let (name, setting) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set: expected NAME=VALUE, got '{v}'"))?;
+                flags.push((name.trim().to_string(), setting.to_string()));
+            }
+            "--unsafe-no-fsync" => flags.push(("unsafe-no-fsync".into(), "true".into())),
+            "--config" => config_file = Some(PathBuf::from(value()?)),
+            "--print-config" => print_config = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -107,15 +113,12 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
             other => return Err(format!("unknown option '{other}' (try `spate --help`)")),
         }
     }
-    let mut config = BrokerConfig::with_overrides(overrides.iter().map(String::as_str))
-        .map_err(|e| format!("--set: {e}"))?;
-    config.fsync = fsync;
-    Ok(StartOptions {
-        data_dir,
-        listen,
-        cores,
-        config,
-    })
+    let layered = Layered::load(config_file.as_deref(), std::env::vars(), &flags)?;
+    if print_config {
+        print!("{}", layered.to_toml());
+        std::process::exit(0);
+    }
+    layered.start_options()
 }
 
 fn init_logging() {

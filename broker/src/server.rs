@@ -1,6 +1,7 @@
 //! Startup and shutdown of a node: the data dir lock, the controller, one pinned executor per
 //! shard, the listeners, and the signals that stop it all cleanly.
 
+use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::connection::KafkaConnection;
 use crate::shard::{Advertised, Job, Shard};
@@ -22,6 +23,11 @@ pub struct StartOptions {
     pub listen: String,
     pub cores: Option<usize>,
     pub config: BrokerConfig,
+    /// The admin HTTP listener (`/metrics`, `/v1/status`); `None` when disabled.
+    pub admin_listen: Option<String>,
+    /// `admin_listen` is the default: when it cannot be bound (say a second broker on this
+    /// host) the broker warns and runs without it instead of failing.
+    pub admin_listen_is_default: bool,
 }
 
 /// Messages from shards to the main thread during startup.
@@ -62,6 +68,18 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let image = controller.image();
     let advertised = advertised(&options.listen)?;
     let listen_addr = resolve(&options.listen)?;
+    let admin_addr = match &options.admin_listen {
+        Some(addr) => Some(resolve(addr).map_err(|e| e.replace("--listen", "--admin-listen"))?),
+        None => None,
+    };
+    log_start(&options, data_dir, cores.len());
+    let node = Arc::new(NodeInfo {
+        started_at,
+        ready: AtomicBool::new(false),
+        listen: options.listen.clone(),
+        admin_listen: options.admin_listen.clone(),
+        data_dir: data_dir.to_path_buf(),
+    });
     if !options.config.fsync {
         warn!("--unsafe-no-fsync: acks=all is acknowledged WITHOUT fdatasync; acknowledged records can be lost on power failure");
         eprintln!("WARNING: --unsafe-no-fsync is set: acknowledged records can be lost on a crash or power failure. Development only.");
@@ -82,6 +100,11 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             image: image.clone(),
             controller: controller.clone(),
             listen_addr,
+            admin: admin_addr.map(|addr| AdminListen {
+                addr,
+                is_default: options.admin_listen_is_default,
+                node: node.clone(),
+            }),
             shutdown: shutdown.clone(),
             started: started_tx.clone(),
         };
@@ -113,6 +136,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         }
         return Err(reason);
     }
+    node.ready.store(true, Ordering::SeqCst);
     println!(
         "spate ready: listening on {} with {} shard(s), node id {}, data dir {} ({} ms)",
         options.listen,
@@ -124,13 +148,14 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     info!(listen = %options.listen, shards = cores.len(), "ready");
 
     wait_for_signal()?;
-    info!("shutting down");
+    info!("shutdown begun: closing listeners, flushing and syncing every partition");
     shutdown.trigger();
     for executor in executors {
         executor
             .join()
             .map_err(|e| format!("a shard failed while stopping: {e}"))?;
     }
+    info!("shutdown finished");
     println!("spate stopped: all partitions flushed and synced");
     Ok(())
 }
@@ -144,6 +169,8 @@ struct ShardContext {
     image: Arc<controller::MetadataImage>,
     controller: Arc<Mutex<Option<Controller>>>,
     listen_addr: SocketAddr,
+    /// Shard 0 serves the admin endpoint when this is set.
+    admin: Option<AdminListen>,
     shutdown: Arc<Shutdown>,
     started: mpsc::Sender<ShardStarted>,
 }
@@ -183,6 +210,14 @@ async fn shard_main(context: ShardContext) {
             return;
         }
     };
+    if shard.id == 0 {
+        info!(address = %context.listen_addr, shards = shard.count, "kafka listener bound");
+        if let Err(reason) = start_admin(&shard, context.admin.as_ref()) {
+            let _ = context.started.send(ShardStarted::Failed(reason));
+            shard.close().await;
+            return;
+        }
+    }
     let _ = context.started.send(ShardStarted::Ready);
     {
         let accepting = accept_connections(&shard, &listener);
@@ -192,6 +227,27 @@ async fn shard_main(context: ShardContext) {
     }
     drop(listener);
     shard.close().await;
+}
+
+/// One info line with what this node starts with: addresses, shards and every setting that is
+/// not the default.
+fn log_start(options: &StartOptions, data_dir: &std::path::Path, shards: usize) {
+    let changed: Vec<String> = options
+        .config
+        .entries()
+        .filter(|(_, _, is_default)| !is_default)
+        .map(|(name, value, _)| format!("{name}={value}"))
+        .collect();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %data_dir.display(),
+        listen = %options.listen,
+        admin_listen = options.admin_listen.as_deref().unwrap_or("none"),
+        shards,
+        fsync = options.config.fsync,
+        settings = %changed.join(","),
+        "starting spate"
+    );
 }
 
 /// Runs jobs that other shards send to this one.

@@ -6,6 +6,7 @@
 //! over a oneshot channel; there is no lock on the produce or fetch path.
 
 use crate::config::BrokerConfig;
+use crate::metrics::PartitionCounters;
 use controller::{
     ApplyError, ApplyOutcome, Controller, MetadataCommand, MetadataImage, TopicId, TopicMeta,
 };
@@ -56,7 +57,7 @@ pub struct Shard {
     pub advertised: Advertised,
     data_dir: PathBuf,
     image: RefCell<Arc<MetadataImage>>,
-    partitions: RefCell<HashMap<PartitionKey, PartitionLog, ahash::RandomState>>,
+    partitions: RefCell<HashMap<PartitionKey, OwnedPartition, ahash::RandomState>>,
     peers: Senders<Job>,
     /// The metadata state machine; only on shard 0, its single writer.
     controller: Option<RefCell<Controller>>,
@@ -67,6 +68,14 @@ pub struct Shard {
     closed: Cell<bool>,
     /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::runtime::ShardGroups,
+    /// Request counts, latencies and errors of the requests this shard served.
+    pub metrics: crate::metrics::ShardMetrics,
+}
+
+/// A partition this shard owns: its log and its traffic counters.
+struct OwnedPartition {
+    log: PartitionLog,
+    counters: Rc<PartitionCounters>,
 }
 
 impl Shard {
@@ -93,6 +102,7 @@ impl Shard {
             controller_lock: glommio::sync::Semaphore::new(1),
             closed: Cell::new(false),
             groups,
+            metrics: crate::metrics::ShardMetrics::default(),
         })
     }
 
@@ -103,13 +113,28 @@ impl Shard {
 
     /// Every log this shard owns (a snapshot of the set).
     pub fn partition_logs(&self) -> Vec<PartitionLog> {
-        self.partitions.borrow().values().cloned().collect()
+        let partitions = self.partitions.borrow();
+        partitions.values().map(|p| p.log.clone()).collect()
     }
 
     /// Every log this shard owns with its key (a snapshot of the set).
     pub fn partition_logs_with_keys(&self) -> Vec<(PartitionKey, PartitionLog)> {
         let partitions = self.partitions.borrow();
-        partitions.iter().map(|(k, l)| (*k, l.clone())).collect()
+        partitions
+            .iter()
+            .map(|(k, p)| (*k, p.log.clone()))
+            .collect()
+    }
+
+    /// Every log this shard owns with its key and traffic counters (a snapshot of the set).
+    pub fn partitions_with_counters(
+        &self,
+    ) -> Vec<(PartitionKey, PartitionLog, Rc<PartitionCounters>)> {
+        let partitions = self.partitions.borrow();
+        partitions
+            .iter()
+            .map(|(k, p)| (*k, p.log.clone(), p.counters.clone()))
+            .collect()
     }
 
     /// The shard is shutting down.
@@ -119,7 +144,18 @@ impl Shard {
 
     /// The log of a partition this shard owns.
     pub fn partition(&self, key: &PartitionKey) -> Option<PartitionLog> {
-        self.partitions.borrow().get(key).cloned()
+        self.partitions.borrow().get(key).map(|p| p.log.clone())
+    }
+
+    /// The log of a partition this shard owns, with its traffic counters.
+    pub fn partition_with_counters(
+        &self,
+        key: &PartitionKey,
+    ) -> Option<(PartitionLog, Rc<PartitionCounters>)> {
+        let partitions = self.partitions.borrow();
+        partitions
+            .get(key)
+            .map(|p| (p.log.clone(), p.counters.clone()))
     }
 
     pub fn owner_of(&self, key: &PartitionKey) -> usize {
@@ -225,6 +261,7 @@ impl Shard {
                     async move { s.install_image(image).await }
                 })
                 .await;
+            log_outcome(&outcome);
             Ok(outcome)
         })
         .await
@@ -260,7 +297,9 @@ impl Shard {
                     .await
                 {
                     Ok(log) => {
-                        self.partitions.borrow_mut().insert(key, log);
+                        let counters = Rc::default();
+                        let owned = OwnedPartition { log, counters };
+                        self.partitions.borrow_mut().insert(key, owned);
                     }
                     Err(e) => warn!(shard = self.id, "cannot open partition: {e}"),
                 }
@@ -278,7 +317,7 @@ impl Shard {
             .copied()
             .collect();
         for key in gone {
-            let Some(log) = self.partitions.borrow_mut().remove(&key) else {
+            let Some(OwnedPartition { log, .. }) = self.partitions.borrow_mut().remove(&key) else {
                 continue;
             };
             let old_name = self
@@ -331,13 +370,29 @@ impl Shard {
     /// Flushes, fsyncs and closes every log this shard owns.
     pub async fn close(&self) {
         self.closed.set(true);
-        let logs: Vec<PartitionLog> = self.partitions.borrow_mut().drain().map(|e| e.1).collect();
+        let logs: Vec<PartitionLog> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|e| e.1.log)
+            .collect();
         let closes = logs.iter().map(|log| log.close());
         for result in futures::future::join_all(closes).await {
             if let Err(e) = result {
                 warn!(shard = self.id, "closing partition at shutdown: {e}");
             }
         }
+    }
+}
+
+/// One info line per topic created or deleted.
+fn log_outcome(outcome: &ApplyOutcome) {
+    match outcome {
+        ApplyOutcome::TopicCreated(t) => {
+            info!(topic = %t.name, partitions = t.partitions, "topic created")
+        }
+        ApplyOutcome::TopicDeleted(t) => info!(topic = %t.name, "topic deleted"),
+        _ => {}
     }
 }
 

@@ -1,4 +1,5 @@
-//! Kafka wire framing and glommio TCP connection handling.
+//! Kafka wire framing and glommio TCP connection handling, plus the tiny HTTP/1.1 server of the
+//! admin endpoint (`http`).
 //!
 //! This crate is the only place that touches glommio sockets. It knows Kafka's framing (a
 //! big-endian `i32` size followed by that many bytes) and nothing about what a frame means:
@@ -7,6 +8,7 @@
 
 mod connection;
 mod frame;
+pub mod http;
 
 pub use connection::{serve, ConnectionLimits, Reply, RequestHandler};
 pub use frame::{read_frame, FrameError};

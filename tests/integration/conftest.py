@@ -57,14 +57,16 @@ def _raise_memlock():
 class Broker:
     """One spate process; can be stopped, killed and restarted on the same data dir and port."""
 
-    def __init__(self, name: str, settings: dict | None = None, cores: int = CORES):
+    def __init__(self, name: str, settings: dict | None = None, cores: int = CORES, extra_args=()):
         self.name = name
         self.settings = dict(settings or {})
+        self.extra_args = list(extra_args)
         self.cores = cores
         self.data_dir = IT_DIR / f"{name}-{uuid.uuid4().hex[:8]}"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = IT_DIR / f"{self.data_dir.name}.log"
         self.port = free_port()
+        self.admin_port = free_port()
         self.proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
@@ -74,6 +76,11 @@ class Broker:
     @property
     def host(self) -> str:
         return "127.0.0.1"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin HTTP endpoint (/metrics, /v1/status)."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -89,10 +96,12 @@ class Broker:
             self.bootstrap,
             "--cores",
             str(self.cores),
+            "--admin-listen",
+            f"127.0.0.1:{self.admin_port}",
         ]
         for k, v in self.settings.items():
             a += ["--set", f"{k}={v}"]
-        return a
+        return a + self.extra_args
 
     def _pump(self, proc, logf):
         for raw in proc.stdout:
@@ -209,12 +218,13 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def broker_factory(request):
-    """start(name=None, settings=None) -> a running Broker; all are torn down after the test."""
+    """start(settings=None, name=None, cores=CORES, extra_args=()) -> a running Broker; all are torn
+    down after the test. `extra_args` go after the flags conftest sets (e.g. --config FILE)."""
     made: list[Broker] = []
 
-    def start(settings: dict | None = None, name: str | None = None, cores: int = CORES) -> Broker:
+    def start(settings: dict | None = None, name: str | None = None, cores: int = CORES, extra_args=()) -> Broker:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:60]
-        b = Broker(name or safe, settings, cores)
+        b = Broker(name or safe, settings, cores, extra_args)
         made.append(b)
         return b.start()
 

@@ -33,6 +33,28 @@ CLIENT_CMDS = {
 }
 
 
+# Apache Kafka 4.3.1's jars (broker + kafka-tools), fetched by ci/install-deps through
+# bench/peers/kafka fetch: Kafka's own command-line tools run from here.
+KAFKA_LIB = Path(os.environ.get("KAFKA_PEER_LIB", ROOT / "target" / "kafka-peer" / "lib"))
+
+
+def kafka_tool(main_class, *args, input=None, timeout=120, check=True):
+    """Runs one of Kafka's command-line tools (`kafka-topics` is org.apache.kafka.tools.TopicCommand,
+    `kafka-configs` kafka.admin.ConfigCommand, ...); returns the CompletedProcess (text)."""
+    import pytest
+
+    if not (KAFKA_LIB / "kafka-tools-4.3.1.jar").exists():
+        pytest.fail(f"Kafka tools not installed ({KAFKA_LIB} missing): run ci/install-deps")
+    cmd = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{KAFKA_LIB}/*",
+           main_class, *[str(a) for a in args]]
+    p = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert p.returncode == 0, (
+            f"{main_class} {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}")
+    return p
+
+
 def run_client(client, args, timeout=240):
     cmd = CLIENT_CMDS[client] + [str(a) for a in args]
     try:

@@ -20,14 +20,13 @@ import pytest
 
 import kafka_wire as w
 import spate_records as R
-from helpers import CLIENT_CMDS, CLIENTS, create_topic, end_offsets, produce
+from helpers import CLIENT_CMDS, CLIENTS, create_topic, end_offsets, kafka_tool, produce
 
 PARTITIONS = 6
 PHASE_N = int(os.environ.get("SPATE_IT_GROUP_RECORDS", "1200"))
 SESSION_MS = 6000  # Kafka's default group.min.session.timeout.ms
 WAIT_S = 90.0  # generous: 2 shared cores, JVMs starting, rebalances waiting on session timeouts
 IT_DIR = Path(os.environ.get("SPATE_IT_DIR", Path(__file__).resolve().parents[2] / "target" / "it"))
-TOOLS_LIB = Path(__file__).resolve().parents[1] / "tools" / "lib"
 
 PREREQS = {
     "java": CLIENTS / "java" / "classes" / "spate" / "Client.class",
@@ -494,14 +493,9 @@ def test_cooperative_sticky_rebalance(broker, members, client):
 # Kafka's own kafka-consumer-groups tool
 # ---------------------------------------------------------------------------------------------
 def consumer_groups(bootstrap, *args, timeout=120):
-    if not (TOOLS_LIB / ".stamp").exists():
-        pytest.fail(f"kafka-tools not installed ({TOOLS_LIB} missing): run ci/install-deps")
-    cmd = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOLS_LIB}/*",
-           "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--bootstrap-server", bootstrap, *args]
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-    assert p.returncode == 0, f"kafka-consumer-groups {' '.join(args)} exited {p.returncode}\n{out}\n{err[-3000:]}"
-    return out
+    p = kafka_tool("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                   "--bootstrap-server", bootstrap, *args, timeout=timeout)
+    return p.stdout
 
 
 def table(out, first_col):

@@ -114,10 +114,10 @@ async fn read_once(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<PartitionRead> {
 /// On the owner shard: reads each partition.
 async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize, PartitionRead)> {
     let reads = items.into_iter().map(|Routed { slot, key, item }| {
-        let log = shard.partition(&key);
+        let log = shard.partition_with_counters(&key);
         let shard_id = shard.id;
         async move {
-            let Some(log) = log else {
+            let Some((log, counters)) = log else {
                 return (slot, PartitionRead::error(code::NOT_LEADER_OR_FOLLOWER));
             };
             let high_watermark = log.high_watermark();
@@ -133,7 +133,12 @@ async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize,
                 return (slot, read);
             }
             match log.read(item.offset, item.max_bytes).await {
-                Ok(batches) => read.batches = batches,
+                Ok(batches) => {
+                    let bytes: usize = batches.iter().map(|b| b.len()).sum();
+                    let bytes_out = &counters.bytes_out;
+                    bytes_out.set(bytes_out.get() + bytes as u64);
+                    read.batches = batches;
+                }
                 Err(e) => {
                     tracing::error!(shard = shard_id, "fetch read failed: {e}");
                     read.error_code = code::KAFKA_STORAGE_ERROR;

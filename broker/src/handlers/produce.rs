@@ -141,12 +141,14 @@ async fn append_all(
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for Routed { slot, key, item } in items {
-        let Some(log) = shard.partition(&key) else {
+        let Some((log, counters)) = shard.partition_with_counters(&key) else {
             answers.push((slot, Appended::error(code::NOT_LEADER_OR_FOLLOWER)));
             continue;
         };
         match log.append(&item.records, &item.header) {
             Ok(outcome) => {
+                let bytes_in = &counters.bytes_in;
+                bytes_in.set(bytes_in.get() + item.records.len() as u64);
                 pending.push((answers.len(), log, outcome.last_offset));
                 answers.push((
                     slot,

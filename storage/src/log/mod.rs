@@ -450,6 +450,27 @@ impl PartitionLog {
         self.shared.inner.borrow().segments.len()
     }
 
+    /// Bytes of all segments, including entries not yet written (the log's size on disk once
+    /// they are).
+    pub fn size_bytes(&self) -> u64 {
+        let inner = self.shared.inner.borrow();
+        inner.segments.iter().map(|s| s.index.size_bytes).sum()
+    }
+
+    /// Bytes of encoded entries queued for the writer task and not yet handed to the disk: the
+    /// log's write backlog.
+    pub fn pending_write_bytes(&self) -> usize {
+        let inner = self.shared.inner.borrow();
+        inner
+            .pending
+            .iter()
+            .map(|p| match p {
+                Pending::Data { bytes, .. } => bytes.len(),
+                Pending::Roll { .. } => 0,
+            })
+            .sum()
+    }
+
     /// Single replica for now: equals the log end offset.
     pub fn high_watermark(&self) -> i64 {
         self.log_end_offset()

@@ -145,37 +145,16 @@ def group_consume(a) -> int:
         out.revoked([tp.partition for tp in parts], "lost")
 
     c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
-    got = 0
-    start = time.monotonic()
-    last = start
-    reason = "timeout"
+    def poll(limit):
+        for m in c.consume(num_messages=limit, timeout=0.5):
+            if m.error():
+                print(f"consume error: {m.error()}", file=sys.stderr)
+                continue
+            yield m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]
+
     try:
-        while True:
-            now = time.monotonic()
-            if stop.stop:
-                reason = "signal"
-                break
-            if a.max_records and got >= a.max_records:
-                reason = "max-records"
-                break
-            if a.idle_exit_s and now - last > a.idle_exit_s:
-                reason = "idle"
-                break
-            if now - start > a.timeout_s:
-                break
-            limit = 500 if not a.max_records else max(1, min(500, a.max_records - got))
-            for m in c.consume(num_messages=limit, timeout=0.5):
-                if m.error():
-                    print(f"consume error: {m.error()}", file=sys.stderr)
-                    continue
-                out.record(m.partition(), m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1])
-                pending[m.partition()] = m.offset() + 1
-                got += 1
-                last = time.monotonic()
-            commit()
+        got, reason = R.run_group_loop(a, out, stop, poll, commit, pending)
     finally:
-        commit()
-        out.event("exit", reason=reason, consumed=got)
         c.close()  # LeaveGroup
     print(f"confluent group-consume {a.member_name}: got={got} exit={reason}", file=sys.stderr)
     return 0

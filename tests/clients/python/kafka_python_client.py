@@ -141,36 +141,14 @@ def group_consume(a) -> int:
             out.revoked([tp.partition for tp in lost], "lost")
 
     c.subscribe([a.topic], listener=Listener())
-    got = 0
-    start = time.monotonic()
-    last = start
-    reason = "timeout"
+    def poll(limit):
+        for msgs in c.poll(timeout_ms=500, max_records=limit).values():
+            for m in msgs:
+                yield m.partition, m.offset, m.key, m.value, m.headers, m.timestamp
+
     try:
-        while True:
-            now = time.monotonic()
-            if stop.stop:
-                reason = "signal"
-                break
-            if a.max_records and got >= a.max_records:
-                reason = "max-records"
-                break
-            if a.idle_exit_s and now - last > a.idle_exit_s:
-                reason = "idle"
-                break
-            if now - start > a.timeout_s:
-                break
-            limit = 500 if not a.max_records else max(1, min(500, a.max_records - got))
-            batches = c.poll(timeout_ms=500, max_records=limit)
-            for tp, msgs in batches.items():
-                for m in msgs:
-                    out.record(m.partition, m.offset, m.key, m.value, m.headers, m.timestamp)
-                    pending[m.partition] = m.offset + 1
-                    got += 1
-                    last = time.monotonic()
-            commit()
+        got, reason = R.run_group_loop(a, out, stop, poll, commit, pending)
     finally:
-        commit()
-        out.event("exit", reason=reason, consumed=got)
         c.close()  # LeaveGroup
     print(f"kafka-python group-consume {a.member_name}: got={got} exit={reason}", file=sys.stderr)
     return 0

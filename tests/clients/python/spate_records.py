@@ -156,3 +156,42 @@ class StopFlag:
 
     def _set(self, *_):
         self.stop = True
+
+
+def run_group_loop(a, out, stop, poll, commit, pending):
+    """The group-consume loop both Python clients share: poll, print, commit, stop when told.
+
+    `poll(limit)` returns an iterable of (partition, offset, key, value, headers, timestamp);
+    `commit()` commits `pending` (partition -> next offset). Returns (consumed, exit reason).
+    """
+    import time
+
+    got = 0
+    start = time.monotonic()
+    last = start
+    reason = "timeout"
+    try:
+        while True:
+            now = time.monotonic()
+            if stop.stop:
+                reason = "signal"
+                break
+            if a.max_records and got >= a.max_records:
+                reason = "max-records"
+                break
+            if a.idle_exit_s and now - last > a.idle_exit_s:
+                reason = "idle"
+                break
+            if now - start > a.timeout_s:
+                break
+            limit = 500 if not a.max_records else max(1, min(500, a.max_records - got))
+            for partition, offset, key_b, value_b, hdrs, ts in poll(limit):
+                out.record(partition, offset, key_b, value_b, hdrs, ts)
+                pending[partition] = offset + 1
+                got += 1
+                last = time.monotonic()
+            commit()
+    finally:
+        commit()
+        out.event("exit", reason=reason, consumed=got)
+    return got, reason

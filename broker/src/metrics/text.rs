@@ -1,0 +1,385 @@
+//! Prometheus text exposition format (version 0.0.4) of a scrape.
+
+use crate::metrics::errors::{api_name, error_name};
+use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot};
+use crate::metrics::LATENCY_BUCKETS_US;
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write as _};
+
+/// Process-wide values that no shard owns.
+pub struct ProcessInfo {
+    pub uptime_s: f64,
+    pub resident_bytes: Option<u64>,
+}
+
+/// The whole `/metrics` page.
+pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
+    let mut out = Out(String::with_capacity(16 * 1024));
+    requests(&mut out, shards);
+    topics_and_partitions(&mut out, shards);
+    group_lag(&mut out, shards);
+    runtime(&mut out, shards);
+    out.family(
+        "spate_process_uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+    );
+    out.sample("spate_process_uptime_seconds", &[], process.uptime_s);
+    if let Some(rss) = process.resident_bytes {
+        out.family(
+            "spate_process_resident_memory_bytes",
+            "gauge",
+            "Resident set size of the process (from /proc/self/statm).",
+        );
+        out.sample("spate_process_resident_memory_bytes", &[], rss);
+    }
+    out.family(
+        "spate_build_info",
+        "gauge",
+        "Always 1; the version is a label.",
+    );
+    out.sample(
+        "spate_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+    out.0
+}
+
+fn requests(out: &mut Out, shards: &[ShardSnapshot]) {
+    let mut per_api: BTreeMap<i16, (u64, u64, [u64; LATENCY_BUCKETS_US.len() + 1])> =
+        BTreeMap::new();
+    for api in shards.iter().flat_map(|s| &s.apis) {
+        let entry = per_api.entry(api.api_key).or_default();
+        entry.0 += api.requests;
+        entry.1 += api.latency_sum_us;
+        for (total, n) in entry.2.iter_mut().zip(api.latency_buckets) {
+            *total += n;
+        }
+    }
+    out.family(
+        "spate_requests_total",
+        "counter",
+        "Kafka requests served, by API (Kafka's API name).",
+    );
+    for (key, (requests, _, _)) in &per_api {
+        out.sample(
+            "spate_requests_total",
+            &[("api", &api_name(*key))],
+            requests,
+        );
+    }
+    out.family(
+        "spate_request_latency_seconds",
+        "histogram",
+        "Time from a decoded request to its encoded answer (Fetch includes its long-poll wait).",
+    );
+    for (key, (requests, sum_us, buckets)) in &per_api {
+        let api = api_name(*key);
+        let mut cumulative = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match LATENCY_BUCKETS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_string(),
+            };
+            out.sample(
+                "spate_request_latency_seconds_bucket",
+                &[("api", &api), ("le", &le)],
+                cumulative,
+            );
+        }
+        out.sample(
+            "spate_request_latency_seconds_sum",
+            &[("api", &api)],
+            *sum_us as f64 / 1e6,
+        );
+        out.sample(
+            "spate_request_latency_seconds_count",
+            &[("api", &api)],
+            requests,
+        );
+    }
+    let mut errors: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    for (api, code, n) in shards.iter().flat_map(|s| &s.errors) {
+        *errors.entry((*api, *code)).or_default() += n;
+    }
+    out.family(
+        "spate_request_errors_total",
+        "counter",
+        "Error codes in answers, by API and Kafka error name (one per partition, topic or group in error).",
+    );
+    for ((api, code), n) in errors {
+        let labels = [("api", api_name(api)), ("error", error_name(code))];
+        out.sample("spate_request_errors_total", &pairs(&labels), n);
+    }
+}
+
+fn topics_and_partitions(out: &mut Out, shards: &[ShardSnapshot]) {
+    let mut topics: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for p in shards.iter().flat_map(|s| &s.partitions) {
+        let t = topics.entry(&p.topic).or_default();
+        t.0 += p.bytes_in;
+        t.1 += p.bytes_out;
+    }
+    out.family(
+        "spate_topic_bytes_in_total",
+        "counter",
+        "Record batch bytes appended by Produce, by topic (since this process started).",
+    );
+    for (topic, (bytes_in, _)) in &topics {
+        out.sample("spate_topic_bytes_in_total", &[("topic", topic)], bytes_in);
+    }
+    out.family(
+        "spate_topic_bytes_out_total",
+        "counter",
+        "Record batch bytes read from the log for Fetch answers, by topic (since this process started).",
+    );
+    for (topic, (_, bytes_out)) in &topics {
+        out.sample(
+            "spate_topic_bytes_out_total",
+            &[("topic", topic)],
+            bytes_out,
+        );
+    }
+    out.family("spate_partitions", "gauge", "Partitions owned, by shard.");
+    for s in shards {
+        out.sample(
+            "spate_partitions",
+            &[("shard", &s.shard.to_string())],
+            s.partitions.len(),
+        );
+    }
+    out.family(
+        "spate_under_replicated_partitions",
+        "gauge",
+        "Partitions with fewer in-sync replicas than replicas: always 0, every partition has one replica (no replication yet).",
+    );
+    out.sample("spate_under_replicated_partitions", &[], 0);
+    let mut partitions: Vec<_> = shards.iter().flat_map(|s| &s.partitions).collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    for (name, help, value) in [
+        (
+            "spate_log_size_bytes",
+            "Bytes of the partition's log segments.",
+            (|p| p.size_bytes as i64) as fn(&crate::metrics::scrape::PartitionSnapshot) -> i64,
+        ),
+        ("spate_log_start_offset", "First offset served.", |p| {
+            p.log_start_offset
+        }),
+        (
+            "spate_log_end_offset",
+            "Next offset to be assigned (the high watermark).",
+            |p| p.log_end_offset,
+        ),
+    ] {
+        out.family(name, "gauge", help);
+        for p in &partitions {
+            let partition = p.partition.to_string();
+            out.sample(
+                name,
+                &[("topic", &p.topic), ("partition", &partition)],
+                value(p),
+            );
+        }
+    }
+}
+
+fn group_lag(out: &mut Out, shards: &[ShardSnapshot]) {
+    let ends: BTreeMap<(&str, i32), i64> = shards
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| ((p.topic.as_str(), p.partition), p.log_end_offset))
+        .collect();
+    let mut committed: Vec<&CommittedSnapshot> = shards.iter().flat_map(|s| &s.committed).collect();
+    committed
+        .sort_by(|a, b| (&a.group, &a.topic, a.partition).cmp(&(&b.group, &b.topic, b.partition)));
+    out.family(
+        "spate_consumer_group_committed_offset",
+        "gauge",
+        "Committed offset, by group, topic and partition.",
+    );
+    for c in &committed {
+        let partition = c.partition.to_string();
+        let labels = [
+            ("group", c.group.as_str()),
+            ("topic", &c.topic),
+            ("partition", &partition),
+        ];
+        out.sample("spate_consumer_group_committed_offset", &labels, c.offset);
+    }
+    out.family(
+        "spate_consumer_group_lag",
+        "gauge",
+        "High watermark minus committed offset, by group, topic and partition (partitions that exist).",
+    );
+    for c in &committed {
+        let Some(end) = ends.get(&(c.topic.as_str(), c.partition)) else {
+            continue;
+        };
+        let partition = c.partition.to_string();
+        let labels = [
+            ("group", c.group.as_str()),
+            ("topic", &c.topic),
+            ("partition", &partition),
+        ];
+        out.sample("spate_consumer_group_lag", &labels, (end - c.offset).max(0));
+    }
+}
+
+fn runtime(out: &mut Out, shards: &[ShardSnapshot]) {
+    type Pick = fn(&crate::metrics::scrape::RuntimeSnapshot) -> f64;
+    let families: [(&str, &str, Pick); 7] = [
+        (
+            "spate_shard_busy_seconds_total",
+            "Time the shard's glommio executor ran tasks (not idle, not polling IO).",
+            |r| r.busy_ns as f64 / 1e9,
+        ),
+        (
+            "spate_shard_busy_with_io_poll_seconds_total",
+            "Executor run time plus the time spent polling io_uring.",
+            |r| r.busy_with_io_poll_ns as f64 / 1e9,
+        ),
+        (
+            "spate_shard_tasks_executed_total",
+            "Tasks run by the shard's executor.",
+            |r| r.tasks_executed as f64,
+        ),
+        (
+            "spate_shard_file_read_ops_total",
+            "File reads issued by the shard (direct and buffered).",
+            |r| r.file_reads.0 as f64,
+        ),
+        (
+            "spate_shard_file_read_bytes_total",
+            "Bytes of file reads issued by the shard.",
+            |r| r.file_reads.1 as f64,
+        ),
+        (
+            "spate_shard_file_write_ops_total",
+            "File writes issued by the shard (direct and buffered).",
+            |r| r.file_writes.0 as f64,
+        ),
+        (
+            "spate_shard_file_write_bytes_total",
+            "Bytes of file writes issued by the shard.",
+            |r| r.file_writes.1 as f64,
+        ),
+    ];
+    for (name, help, pick) in families {
+        out.family(name, "counter", help);
+        for s in shards {
+            out.sample(name, &[("shard", &s.shard.to_string())], pick(&s.runtime));
+        }
+    }
+    out.family(
+        "spate_shard_pending_write_bytes",
+        "gauge",
+        "Bytes appended on the shard and not yet submitted to io_uring (write backlog); glommio 0.9 exposes no live count of operations in flight in the ring.",
+    );
+    for s in shards {
+        let shard = s.shard.to_string();
+        out.sample(
+            "spate_shard_pending_write_bytes",
+            &[("shard", &shard)],
+            s.runtime.pending_write_bytes,
+        );
+    }
+}
+
+fn pairs<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+struct Out(String);
+
+impl Out {
+    /// HELP and TYPE lines; counters keep their `_total` suffix there, as the 0.0.4 text
+    /// format has it (the parsers strip it from the family name).
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::scrape::{ApiSnapshot, PartitionSnapshot, RuntimeSnapshot};
+
+    #[test]
+    fn renders_histograms_topics_and_lag() {
+        let mut buckets = [0; LATENCY_BUCKETS_US.len() + 1];
+        buckets[0] = 2;
+        buckets[LATENCY_BUCKETS_US.len()] = 1;
+        let shard = ShardSnapshot {
+            shard: 0,
+            apis: vec![ApiSnapshot {
+                api_key: 0,
+                requests: 3,
+                latency_sum_us: 1_500_000,
+                latency_buckets: buckets,
+            }],
+            errors: vec![(0, 3, 2)],
+            partitions: vec![PartitionSnapshot {
+                topic: "t".into(),
+                partition: 0,
+                size_bytes: 100,
+                log_start_offset: 0,
+                log_end_offset: 10,
+                bytes_in: 80,
+                bytes_out: 40,
+            }],
+            committed: vec![CommittedSnapshot {
+                group: "g\"1".into(),
+                topic: "t".into(),
+                partition: 0,
+                offset: 4,
+            }],
+            runtime: RuntimeSnapshot::default(),
+        };
+        let page = render(
+            &[shard.clone(), shard],
+            &ProcessInfo {
+                uptime_s: 1.5,
+                resident_bytes: Some(7),
+            },
+        );
+        for line in [
+            "# TYPE spate_requests_total counter",
+            "spate_requests_total{api=\"Produce\"} 6",
+            "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0001\"} 4",
+            "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"10\"} 4",
+            "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 6",
+            "spate_request_latency_seconds_sum{api=\"Produce\"} 3",
+            "spate_request_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 4",
+            "spate_topic_bytes_in_total{topic=\"t\"} 160",
+            "spate_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 6",
+            "spate_process_resident_memory_bytes 7",
+        ] {
+            assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+"""The admin endpoint: /metrics (Prometheus text format, parsed with prometheus_client's own
+parser) moves with real traffic, /v1/status answers JSON, and bad HTTP is refused."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+import kafka_wire as w
+from conftest import SPATE_BIN
+from helpers import create_topic
+
+if SPATE_BIN.name == "kafka-as-spate":
+    pytest.skip("Spate's admin endpoint: Kafka exposes JMX instead", allow_module_level=True)
+
+FAMILIES = {
+    "spate_requests": "counter",
+    "spate_request_latency_seconds": "histogram",
+    "spate_request_errors": "counter",
+    "spate_topic_bytes_in": "counter",
+    "spate_topic_bytes_out": "counter",
+    "spate_partitions": "gauge",
+    "spate_under_replicated_partitions": "gauge",
+    "spate_log_size_bytes": "gauge",
+    "spate_log_start_offset": "gauge",
+    "spate_log_end_offset": "gauge",
+    "spate_consumer_group_committed_offset": "gauge",
+    "spate_consumer_group_lag": "gauge",
+    "spate_shard_busy_seconds": "counter",
+    "spate_shard_busy_with_io_poll_seconds": "counter",
+    "spate_shard_tasks_executed": "counter",
+    "spate_shard_file_write_bytes": "counter",
+    "spate_shard_pending_write_bytes": "gauge",
+    "spate_process_uptime_seconds": "gauge",
+    "spate_process_resident_memory_bytes": "gauge",
+}
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers.get("Content-Type"), r.read().decode()
+
+
+def scrape(broker):
+    """{family name: family}, and a lookup of one sample's value by name and labels."""
+    status, ctype, text = get(broker.admin_url + "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return Scrape(families)
+
+
+class Scrape:
+    def __init__(self, families):
+        self.families = families
+
+    def samples(self, sample_name, **labels):
+        family = sample_name
+        for suffix in ("_total", "_bucket", "_sum", "_count"):
+            if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in self.families:
+                family = sample_name[: -len(suffix)]
+        return [s for s in self.families[family].samples
+                if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+    def value(self, sample_name, default=0.0, **labels):
+        found = self.samples(sample_name, **labels)
+        assert len(found) <= 1, found
+        return found[0].value if found else default
+
+    def total(self, sample_name, **labels):
+        return sum(s.value for s in self.samples(sample_name, **labels))
+
+
+def produce(bootstrap, topic, n, value_bytes=100):
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, key=str(i).encode(), value=b"v" * value_bytes, partition=i % 2)
+    assert p.flush(30) == 0
+
+
+def test_metrics_follow_traffic(broker):
+    before = scrape(broker)
+    for name, kind in FAMILIES.items():
+        assert name in before.families, f"missing family {name}"
+        assert before.families[name].type == kind, (name, before.families[name].type)
+    assert before.value("spate_under_replicated_partitions") == 0
+    assert len(before.samples("spate_shard_busy_seconds_total")) == broker.cores
+
+    topic, group, n = "metrics-" + uuid.uuid4().hex[:6], "metrics-group", 200
+    create_topic(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, n)
+    after_produce = scrape(broker)
+    produced = after_produce.value("spate_requests_total", api="Produce")
+    assert produced >= 1 > before.value("spate_requests_total", api="Produce")
+    assert after_produce.value("spate_request_latency_seconds_count", api="Produce") == produced
+    buckets = after_produce.samples("spate_request_latency_seconds_bucket", api="Produce")
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and buckets[-1].labels["le"] == "+Inf" and counts[-1] == produced
+    assert after_produce.value("spate_topic_bytes_in_total", topic=topic) >= n * 100
+    assert after_produce.value("spate_topic_bytes_out_total", topic=topic) == 0
+    ends = {p: after_produce.value("spate_log_end_offset", topic=topic, partition=str(p)) for p in (0, 1)}
+    assert ends == {0: n / 2, 1: n / 2}
+    for p in (0, 1):
+        assert after_produce.value("spate_log_size_bytes", topic=topic, partition=str(p)) >= n / 2 * 100
+        assert after_produce.value("spate_log_start_offset", topic=topic, partition=str(p)) == 0
+    assert after_produce.total("spate_partitions") >= 2
+    assert after_produce.total("spate_shard_file_write_bytes_total") > 0
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        seen = 0
+        while seen < n:
+            msg = consumer.poll(30)
+            assert msg is not None, f"consumed only {seen} of {n}"
+            assert msg.error() is None, msg.error()
+            seen += 1
+        consumer.commit(offsets=[TopicPartition(topic, 0, n // 2), TopicPartition(topic, 1, n // 4)],
+                        asynchronous=False)
+    finally:
+        consumer.close()
+    after_consume = scrape(broker)
+    assert after_consume.value("spate_topic_bytes_out_total", topic=topic) >= n * 100
+    assert after_consume.value("spate_requests_total", api="Fetch") >= 1
+    assert after_consume.value("spate_requests_total", api="OffsetCommit") >= 1
+    assert after_consume.value("spate_consumer_group_committed_offset", group=group, topic=topic,
+                               partition="1") == n // 4
+    lag = {p: after_consume.value("spate_consumer_group_lag", default=None, group=group, topic=topic,
+                                  partition=str(p)) for p in (0, 1)}
+    assert lag == {0: 0, 1: n / 2 - n // 4}
+
+    produce(broker.bootstrap, topic, 10)
+    assert scrape(broker).value("spate_consumer_group_lag", group=group, topic=topic, partition="0") == 5
+
+
+def test_error_codes_are_counted_by_api_and_name(broker):
+    topic = "errors-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    with w.Conn(broker.host, broker.port) as c:
+        for _ in range(3):
+            err, _ = w.produce_v3(c, topic, 7, w.record_batch([w.Rec(b"k", b"v")]))
+            assert err == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    s = scrape(broker)
+    assert s.value("spate_request_errors_total", api="Produce", error="UNKNOWN_TOPIC_OR_PARTITION") == 3
+    assert not s.samples("spate_request_errors_total", error="NONE")
+
+
+def test_status_is_json(broker):
+    topic = "status-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 3)
+    status, ctype, body = get(broker.admin_url + "/v1/status")
+    assert status == 200 and ctype == "application/json"
+    s = json.loads(body)
+    assert s["ready"] is True
+    assert s["node_id"] == 1 and s["shards"] == broker.cores
+    assert s["listeners"] == {"kafka": broker.bootstrap, "admin": f"127.0.0.1:{broker.admin_port}"}
+    assert topic in s["topics"] and s["partitions"] >= 3
+    assert sum(s["partitions_per_shard"]) == s["partitions"]
+    assert s["data_dir"] == str(broker.data_dir.resolve())
+    assert s["uptime_s"] > 0 and s["version"]
+
+
+def test_bad_http_is_refused(broker):
+    for path, method, code in [("/nope", "GET", 404), ("/metrics", "POST", 405), ("/v1/status", "DELETE", 405)]:
+        req = urllib.request.Request(broker.admin_url + path, method=method)
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError(f"{method} {path} answered 200")
+        except urllib.error.HTTPError as e:
+            assert e.code == code, (method, path, e.code)
+    for garbage in [b"garbage\r\n\r\n", b"GET /metrics HTTP/9\r\n\r\n", b"GET /metrics HTTP/1.1\r\nbad header\r\n\r\n"]:
+        with socket.create_connection((broker.host, broker.admin_port), timeout=10) as s:
+            s.sendall(garbage)
+            assert s.recv(100) == b"", garbage  # closed without an answer
+    assert get(broker.admin_url + "/metrics")[0] == 200  # still serving
