@@ -53,6 +53,7 @@ struct Inner {
     next_correlation_id: Cell<i32>,
     closed: RefCell<Option<String>>,
     address: String,
+    client_id: &'static str,
 }
 
 /// One pipelined connection: any number of tasks of this executor may call concurrently; writes
@@ -64,6 +65,11 @@ pub struct Connection {
 
 impl Connection {
     pub async fn connect(address: &str) -> Result<Connection> {
+        Self::connect_as(address, "spate-bench").await
+    }
+
+    /// Connects, naming the client `client_id` in every request header.
+    pub async fn connect_as(address: &str, client_id: &'static str) -> Result<Connection> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|e| format!("connect to {address}: {e}"))?;
@@ -77,6 +83,7 @@ impl Connection {
             next_correlation_id: Cell::new(1),
             closed: RefCell::new(None),
             address: address.to_string(),
+            client_id,
         });
         glommio::spawn_local(read_replies(reader, inner.clone())).detach();
         Ok(Connection { inner })
@@ -141,7 +148,7 @@ impl Connection {
             .with_request_api_key(api_key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("spate-bench")))
+            .with_client_id(Some(StrBytes::from_static_str(self.inner.client_id)))
             .encode(&mut buf, api_key.request_header_version(version))
             .map_err(|e| format!("{api_key:?} header: {e}"))?;
         body.encode(&mut buf, version)

@@ -16,6 +16,8 @@ use std::time::Duration;
 pub type Result<T> = std::result::Result<T, String>;
 
 const METADATA_VERSION: i16 = 12;
+/// The client id in request headers (and the prefix of group member ids).
+const CLIENT_ID: &str = "spate-cli";
 /// A broker that does not accept the connection within this is reported unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a topic whose partitions have no leader yet (just created) is waited for.
@@ -112,7 +114,7 @@ pub struct Session {
 
 async fn connect(address: &str) -> Result<Connection> {
     glommio::timer::timeout(CONNECT_TIMEOUT, async {
-        Ok(Connection::connect(address).await)
+        Ok(Connection::connect_as(address, CLIENT_ID).await)
     })
     .await
     .map_err(|_| format!("connect to {address}: no answer within {CONNECT_TIMEOUT:?}"))?

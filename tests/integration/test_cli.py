@@ -267,6 +267,7 @@ def test_group_shared_with_a_confluent_consumer(broker_factory):
         assert sorted(shares[0] + shares[1]) == [0, 1, 2, 3]
         assert sorted(tp.partition for tp in c.assignment()) in shares
         assert d["protocol"] == "range"
+        assert "spate-cli" in [m["client_id"] for m in members]
         # Offsets of an active group are not reset.
         one_line_error(spate(broker, "group", "reset-offsets", "mixed", "--topic", "shared",
                              "--to-earliest", "--execute", check=False), "stop its members")
