@@ -42,6 +42,10 @@ pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster
 
 /// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
 pub fn main(command: &str, args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        output::print_text(USAGE);
+        return Ok(());
+    }
     match command {
         "topic" => topic::main(args),
         "produce" => produce::main(args),

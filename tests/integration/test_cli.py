@@ -84,6 +84,7 @@ def test_topic_produce_consume_round_trip(broker):
 
 
 def test_errors_are_one_line_and_non_zero(broker):
+    assert "spate consume TOPIC" in spate(None, "consume", "--help").stdout
     one_line_error(spate(broker, "topic", "create", "bad name!", check=False),
                    "bad name!", "invalid topic name")
     one_line_error(spate(broker, "topic", "create", "x" * 250, check=False), "invalid topic name")
