@@ -35,7 +35,7 @@ Log level: SPATE_LOG (e.g. SPATE_LOG=debug), default info.
 
 fn main() -> ExitCode {
     let started_at = Instant::now();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = command_first(std::env::args().skip(1).collect());
     match args.first().map(String::as_str) {
         Some("start") => match parse_start(&args[1..]) {
             Ok(options) => {
@@ -70,6 +70,23 @@ fn main() -> ExitCode {
         }
         Some(other) => fail(&format!("unknown command '{other}' (try `spate --help`)")),
     }
+}
+
+/// Client flags given before the command (`spate --brokers H:P topic list`) move after it, so
+/// they work in either place, as with Kafka's tools.
+fn command_first(mut args: Vec<String>) -> Vec<String> {
+    let mut leading = Vec::new();
+    while let Some(first) = args.first() {
+        let width = match first.as_str() {
+            "--brokers" => 2.min(args.len()),
+            "--json" => 1,
+            flag if flag.starts_with("--brokers=") => 1,
+            _ => break,
+        };
+        leading.extend(args.drain(..width));
+    }
+    args.extend(leading);
+    args
 }
 
 fn fail(reason: &str) -> ExitCode {
@@ -130,4 +147,30 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_first;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn client_flags_before_the_command_move_after_it() {
+        assert_eq!(
+            command_first(words("--brokers h:1 --json topic list")),
+            words("topic list --brokers h:1 --json")
+        );
+        assert_eq!(
+            command_first(words("--brokers=h:1 group list")),
+            words("group list --brokers=h:1")
+        );
+        assert_eq!(
+            command_first(words("start --cores 1")),
+            words("start --cores 1")
+        );
+        assert_eq!(command_first(words("--brokers")), words("--brokers"));
+    }
 }
