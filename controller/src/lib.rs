@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod image;
+pub mod quorum;
 pub mod store;
 pub mod topic_config;
 

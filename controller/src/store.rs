@@ -60,7 +60,7 @@ pub fn new_cluster_id() -> String {
     base64url(uuid::Uuid::new_v4().as_bytes())
 }
 
-fn random_topic_id() -> TopicId {
+pub(crate) fn random_topic_id() -> TopicId {
     *uuid::Uuid::new_v4().as_bytes()
 }
 
