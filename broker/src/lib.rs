@@ -3,6 +3,7 @@
 //! `server` starts a node, `shard` owns partitions and routes work between cores,
 //! `connection` turns request frames into handler calls, `handlers` has one module per API.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod datadir;

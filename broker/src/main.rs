@@ -22,6 +22,12 @@ Options of `spate start`:
                             --set num.partitions=4 (repeatable)
   --unsafe-no-fsync         acknowledge acks=all without fdatasync (development only)
 
+Cluster options (none: a single node that is its own controller):
+  --node-id N               this node's id (1..2^31-1)
+  --roles ROLES             broker, controller or broker,controller (default both)
+  --controller-listen H:P   this voter's controller address (default: its quorum entry)
+  --controller-quorum Q     the voters: 1@host:port,2@host:port,3@host:port (1, 3 or 5)
+
 Log level: SPATE_LOG (e.g. SPATE_LOG=debug), default info.
 ";
 
@@ -66,6 +72,7 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
     let mut cores = None;
     let mut overrides = Vec::new();
     let mut fsync = true;
+    let mut cluster = broker::cluster::ClusterFlags::default();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -90,6 +97,7 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
             }
             "--set" => overrides.push(value()?),
             "--unsafe-no-fsync" => fsync = false,
+            f if cluster.take(f, &mut value)? => {}
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -105,6 +113,7 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
         listen,
         cores,
         config,
+        cluster: cluster.finish()?,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct StartOptions {
     pub listen: String,
     pub cores: Option<usize>,
     pub config: BrokerConfig,
+    /// Multi-node mode; `None` for the single-node default.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// Messages from shards to the main thread during startup.
@@ -39,6 +41,9 @@ const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
 
 /// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
 pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
+    if let Some(cluster) = &options.cluster {
+        return crate::cluster::run(cluster, &options.data_dir);
+    }
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
