@@ -42,7 +42,7 @@ const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
 /// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
 pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     if let Some(cluster) = &options.cluster {
-        return crate::cluster::run(cluster, &options.data_dir);
+        return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;

@@ -40,8 +40,8 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A request to change the metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A request to change the metadata (rkyv: brokers send it to the active controller).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum MetadataCommand {
     CreateTopic {
         name: String,

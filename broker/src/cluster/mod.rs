@@ -5,6 +5,7 @@
 //! with the broker role in a multi-node cluster are refused at start until brokers register
 //! with the quorum and serve from its image.
 
+pub mod client;
 pub mod options;
 pub mod voter;
 
@@ -15,7 +16,16 @@ use std::sync::Arc;
 pub use options::{ClusterFlags, ClusterOptions};
 
 /// Runs a node of a multi-node cluster until SIGINT or SIGTERM.
-pub fn run(options: &ClusterOptions, data_dir: &Path) -> Result<(), String> {
+pub fn run(
+    options: &ClusterOptions,
+    data_dir: &Path,
+    config: &crate::config::BrokerConfig,
+) -> Result<(), String> {
+    let session_timeout_ms = config
+        .entries()
+        .find(|(name, _, _)| *name == "broker.session.timeout.ms")
+        .and_then(|(_, value, _)| value.parse().ok())
+        .unwrap_or(9000);
     if options.roles.broker {
         return Err(
             "the broker role of a multi-node cluster is not available yet; start controller \
@@ -31,5 +41,5 @@ pub fn run(options: &ClusterOptions, data_dir: &Path) -> Result<(), String> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    voter::run(options, data_dir, &stop)
+    voter::run(options, data_dir, session_timeout_ms, &stop)
 }
