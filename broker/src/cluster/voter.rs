@@ -272,7 +272,17 @@ impl Driver {
                                 node_id,
                                 fenced: false,
                             };
-                            return self.propose(cmd, reply);
+                            match self.quorum.propose(cmd) {
+                                Ok(token) => {
+                                    self.waiting.insert(token, reply);
+                                    return;
+                                }
+                                // An unfencing proposed by an earlier heartbeat is pending.
+                                Err(ProposeError::Invalid(_)) => ControllerResponse::Ok,
+                                Err(ProposeError::NotLeader { leader }) => {
+                                    ControllerResponse::NotController { leader }
+                                }
+                            }
                         }
                         Some(_) => ControllerResponse::Ok,
                     }

@@ -167,6 +167,10 @@ pub struct Quorum {
     incarnation: u64,
     next_token: u64,
     pending: BTreeSet<u64>,
+    /// The image after this leader's proposals that are not applied yet: new commands are
+    /// validated against it, so two racing commands get the right error at once (e.g.
+    /// TOPIC_ALREADY_EXISTS) instead of a rejected entry. `None`: same as `image`.
+    proposed: Option<Arc<MetadataImage>>,
     completed: Vec<Completion>,
     init_proposed: bool,
     snapshot_interval: u64,
@@ -219,6 +223,7 @@ impl Quorum {
             ),
             next_token: 1,
             pending: BTreeSet::new(),
+            proposed: None,
             completed: Vec::new(),
             init_proposed: false,
             snapshot_interval: config.snapshot_interval_entries.max(1),
@@ -336,11 +341,14 @@ impl Quorum {
                 leader: self.leader().filter(|l| *l != self.node_id),
             });
         }
-        let records = self
-            .image
+        let base = self.proposed.clone().unwrap_or_else(|| self.image());
+        let records = base
             .propose_records(cmd, ids)
             .map_err(ProposeError::Invalid)?;
-        self.propose_records(records)
+        let (next, _) = base.apply_batch(&records).map_err(ProposeError::Invalid)?;
+        let token = self.propose_records(records)?;
+        self.proposed = Some(Arc::new(next));
+        Ok(token)
     }
 
     fn propose_records(&mut self, records: Vec<MetadataRecord>) -> Result<u64, ProposeError> {
@@ -465,6 +473,10 @@ impl Quorum {
             };
             let mine =
                 proposal.proposer == self.node_id && proposal.incarnation == self.incarnation;
+            if result.is_err() || (mine && self.pending.len() <= 1) {
+                // Caught up with (or diverged from) what this leader proposed.
+                self.proposed = None;
+            }
             if mine && self.pending.remove(&proposal.token) {
                 self.completed.push(Completion {
                     token: proposal.token,
@@ -483,6 +495,7 @@ impl Quorum {
         }
         if !leader {
             self.term_start = None;
+            self.proposed = None;
             for token in std::mem::take(&mut self.pending) {
                 self.completed.push(Completion {
                     token,
@@ -528,4 +541,60 @@ pub fn encode_message(message: &Message) -> Vec<u8> {
 pub fn decode_message(bytes: &[u8]) -> Option<Message> {
     use protobuf::Message as _;
     Message::parse_from_bytes(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn create(name: &str) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.into(),
+            partitions: 2,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// A single voter, elected and initialised.
+    fn leader(dir: &Path) -> Quorum {
+        let mut config = QuorumConfig::new(1, vec![1]);
+        config.fsync = false;
+        let mut q = Quorum::open(dir, config).expect("open");
+        for _ in 0..100 {
+            q.tick();
+            q.process().expect("process");
+            if q.can_propose() {
+                return q;
+            }
+        }
+        panic!("a single voter never led");
+    }
+
+    #[test]
+    fn racing_commands_are_validated_against_the_pending_ones() {
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("tempdir");
+        let mut q = leader(dir.path());
+        let register = MetadataCommand::RegisterBroker {
+            node_id: 1,
+            host: "h".into(),
+            port: 1,
+            shards: 1,
+            rack: None,
+        };
+        // Proposed back to back, before any is committed.
+        let a = q.propose(register).expect("register");
+        let b = q.propose(create("t")).expect("create");
+        let again = q.propose(create("t")).expect_err("duplicate");
+        assert!(matches!(&again, ProposeError::Invalid(e) if e.kafka_error_code() == 36));
+        let out = q.process().expect("process");
+        let tokens: Vec<u64> = out.completed.iter().map(|c| c.token).collect();
+        assert_eq!(tokens, [a, b]);
+        assert!(out.completed.iter().all(|c| c.result.is_ok()));
+        assert!(q.image().topic("t").is_some());
+        let again = q.propose(create("t")).expect_err("still a duplicate");
+        assert!(matches!(&again, ProposeError::Invalid(e) if e.kafka_error_code() == 36));
+    }
 }
