@@ -141,6 +141,12 @@ pub enum MetadataRecord {
         first: i32,
         placements: Vec<Placement>,
     },
+    /// CreatePartitions on a single node: topic `id` (without placements) grows to
+    /// `partitions`.
+    PartitionsAdded {
+        id: TopicId,
+        partitions: i32,
+    },
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -405,12 +411,25 @@ impl MetadataImage {
                     ..topic.clone()
                 }))
             }
-            MetadataCommand::RegisterBroker { .. }
-            | MetadataCommand::SetBrokerFenced { .. }
-            | MetadataCommand::CreatePartitions { .. } => Err(ApplyError::InvalidRequest(
-                "only a multi-node cluster (--controller-quorum) places partitions on brokers"
-                    .into(),
-            )),
+            MetadataCommand::CreatePartitions { name, total } => {
+                let topic = self
+                    .topics
+                    .get(&name)
+                    .ok_or(ApplyError::UnknownTopic(name))?;
+                if total <= topic.partitions || total > PARTITIONS_MAX {
+                    return Err(ApplyError::InvalidPartitions(total));
+                }
+                Ok(MetadataRecord::PartitionsAdded {
+                    id: topic.id,
+                    partitions: total,
+                })
+            }
+            MetadataCommand::RegisterBroker { .. } | MetadataCommand::SetBrokerFenced { .. } => {
+                Err(ApplyError::InvalidRequest(
+                    "only a multi-node cluster (--controller-quorum) has brokers to register"
+                        .into(),
+                ))
+            }
         }
     }
 
@@ -567,6 +586,20 @@ impl MetadataImage {
             } => ApplyOutcome::PartitionsPlaced(
                 next.apply_placements(offset, id, *first, placements)?,
             ),
+            MetadataRecord::PartitionsAdded { id, partitions } => {
+                let grows = next
+                    .topic_by_id(id)
+                    .is_some_and(|t| t.partitions < *partitions && *partitions <= PARTITIONS_MAX);
+                if !grows || next.placements.contains_key(id) {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: partitions added to an unknown or placed topic"
+                    )));
+                }
+                let name = next.ids[id].clone();
+                let topic = next.topics.get_mut(&name).expect("ids and topics agree");
+                topic.partitions = *partitions;
+                ApplyOutcome::PartitionsPlaced(topic.clone())
+            }
         };
         debug_assert_eq!(next.ids.len(), next.topics.len());
         Ok((next, outcome))
@@ -809,6 +842,28 @@ mod tests {
             ..t.clone()
         });
         assert!(image.apply(image.version + 1, &stray).is_err());
+    }
+
+    #[test]
+    fn create_partitions_on_a_single_node() {
+        let (image, _) = run(&initialized(), create("t", 2, 1)).expect("create");
+        let grow = |total| MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            total,
+        };
+        let (image, out) = run(&image, grow(5)).expect("grow");
+        assert!(matches!(out, ApplyOutcome::PartitionsPlaced(t) if t.partitions == 5));
+        let id = image.topic("t").expect("t").id;
+        assert_eq!(image.partition_leader(&id, 4), Some(1));
+        for total in [5, 3, PARTITIONS_MAX + 1] {
+            let code = run(&image, grow(total)).unwrap_err().kafka_error_code();
+            assert_eq!(code, 37, "{total}");
+        }
+        let unknown = MetadataCommand::CreatePartitions {
+            name: "x".into(),
+            total: 3,
+        };
+        assert_eq!(run(&image, unknown).unwrap_err().kafka_error_code(), 3);
     }
 
     #[test]
