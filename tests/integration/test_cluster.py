@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,32 @@ def test_a_data_dir_keeps_its_quorum():
     proc = subprocess.run(node.argv(), capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "created by voters [1]" in proc.stderr, proc.stderr
+
+
+TOOLS_LIB = Path(__file__).resolve().parents[1] / "tools" / "lib"
+
+
+def metadata_quorum(bootstrap, *args):
+    if not (TOOLS_LIB / ".stamp").exists():
+        pytest.fail(f"kafka-tools not installed ({TOOLS_LIB} missing): run ci/install-deps")
+    cmd = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{TOOLS_LIB}/*",
+           "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server", bootstrap, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_kafka_metadata_quorum_tool_describes_a_single_node(broker):
+    from helpers import create_topic
+
+    create_topic(broker.bootstrap, "bump-the-metadata", 1)
+    status = dict(
+        line.split(":", 1) for line in metadata_quorum(broker.bootstrap, "describe", "--status").splitlines()
+        if ":" in line
+    )
+    assert status["LeaderId"].strip() == "1"
+    assert int(status["HighWatermark"]) >= 2  # ClusterInit and the topic
+    assert f"CONTROLLER://127.0.0.1:{broker.port}" in status["CurrentVoters"]
+    replication = metadata_quorum(broker.bootstrap, "describe", "--replication").splitlines()
+    leader_rows = [r.split() for r in replication[1:] if r.strip()]
+    assert [(row[0], row[-1]) for row in leader_rows] == [("1", "Leader")]

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partitions;
 pub mod produce;
+pub mod quorum;
 pub mod topics;
 
 use crate::protocol::Request;
@@ -70,6 +71,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(partitions::create(shard, r).await)
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe(shard, r, version))
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)
