@@ -12,6 +12,8 @@ spate: a Kafka-compatible event-streaming broker
 Usage:
   spate start [options]     run a single-node broker (broker and controller)
   spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
+  spate cluster-admin ...   ask a controller quorum directly (register-broker, create-topic,
+                            describe); see broker/src/cluster/admin.rs
   spate --version           print the version
 
 Options of `spate start`:
@@ -46,6 +48,10 @@ fn main() -> ExitCode {
             Err(reason) => fail(&reason),
         },
         Some("bench") => match spate_bench::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => fail(&reason),
+        },
+        Some("cluster-admin") => match broker::cluster::admin::main(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => fail(&reason),
         },

@@ -113,6 +113,52 @@ def test_three_voters_elect_one_controller_and_fail_over_after_kill_9():
             assert seen.setdefault(t, node) == node, f"two leaders in term {t}"
 
 
+def admin(quorum: str, *args: str) -> str:
+    proc = subprocess.run([str(SPATE_BIN), "cluster-admin", "--controller-quorum", quorum, *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def described(quorum: str, node: int) -> list[str] | None:
+    """The image voter `node` holds, as `spate cluster-admin describe` prints it; None while it
+    has none (a voter still catching up after a restart)."""
+    proc = subprocess.run([str(SPATE_BIN), "cluster-admin", "--controller-quorum", quorum,
+                           "describe", "--node", str(node)], capture_output=True, text=True, timeout=60)
+    return proc.stdout.splitlines() if proc.returncode == 0 else None
+
+
+def test_metadata_survives_kill_9_of_any_voter_including_the_active_controller():
+    ports = [free_port() for _ in range(3)]
+    quorum = quorum_of(ports)
+    nodes = [ControllerNode(f"meta{i + 1}", i + 1, quorum, ports[i]) for i in range(3)]
+    for n in nodes:
+        n.start()
+    for b in (1, 2, 3):
+        admin(quorum, "register-broker", str(b), f"127.0.0.1:{9000 + b}", "2")
+    admin(quorum, "create-topic", "twelve", "12")
+    lines = described(quorum, 1)
+    topic = next(line for line in lines if line.startswith("topic twelve "))
+    brokers = topic.split()[-1].split(",")
+    assert sorted(brokers.count(b) for b in "123") == [4, 4, 4], topic
+
+    for round_, victim_of in enumerate([lambda leader: leader, lambda leader: leader % 3 + 1]):
+        _, leader = wait_for("an active controller", lambda: agreed_leader([n for n in nodes if n.alive()]), 10)
+        victim = nodes[victim_of(leader) - 1]
+        victim.kill()
+        started = time.monotonic()
+        admin(quorum, "create-topic", f"after-kill-{round_}", "3")  # retries until a controller answers
+        assert time.monotonic() - started < 5.0, "topic creation took 5 s or more after kill -9"
+        victim.restart()
+
+    want = wait_for("identical images on all voters",
+                    lambda: (lambda imgs: imgs[0] if imgs[0] and all(i == imgs[0] for i in imgs) else None)(
+                        [described(quorum, n.node_id) for n in nodes]), 10)
+    names = {line.split()[1] for line in want if line.startswith("topic ")}
+    assert names == {"twelve", "after-kill-0", "after-kill-1"}
+    assert sum(line.startswith("broker ") for line in want) == 3
+
+
 def test_a_data_dir_keeps_its_quorum():
     port = free_port()
     node = ControllerNode("solo", 1, f"1@127.0.0.1:{port}", port)

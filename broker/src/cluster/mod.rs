@@ -5,6 +5,7 @@
 //! with the broker role in a multi-node cluster are refused at start until brokers register
 //! with the quorum and serve from its image.
 
+pub mod admin;
 pub mod client;
 pub mod options;
 pub mod voter;
