@@ -139,6 +139,7 @@ impl Layered {
             config,
             admin_listen,
             admin_listen_is_default: self.values["admin-listen"].1 == Source::Default,
+            cluster: None,
         })
     }
 

@@ -6,6 +6,7 @@
 //! settings of `spate start`.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod config_file;
 pub mod connection;

@@ -13,6 +13,8 @@ Usage:
   spate start [options]     run a single-node broker (broker and controller)
   spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
   spate topic|produce|consume|group|cluster ...   the Kafka client (below)
+  spate cluster-admin ...   ask a controller quorum directly (register-broker, create-topic,
+                            describe); see broker/src/cluster/admin.rs
   spate --version           print the version
 
 Options of `spate start`:
@@ -29,6 +31,12 @@ Options of `spate start`:
 
 Precedence: flags > SPATE_* environment (SPATE_LOG_RETENTION_MS=1000 sets
 log.retention.ms, SPATE_DATA_DIR sets data-dir) > --config file > defaults.
+
+Cluster options (none: a single node that is its own controller):
+  --node-id N               this node's id (1..2^31-1)
+  --roles ROLES             broker, controller or broker,controller (default both)
+  --controller-listen H:P   this voter's controller address (default: its quorum entry)
+  --controller-quorum Q     the voters: 1@host:port,2@host:port,3@host:port (1, 3 or 5)
 
 Log level: SPATE_LOG (e.g. SPATE_LOG=debug), default info.
 ";
@@ -57,6 +65,10 @@ fn main() -> ExitCode {
                 Err(reason) => fail(&reason),
             }
         }
+        Some("cluster-admin") => match broker::cluster::admin::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => fail(&reason),
+        },
         Some("--version") | Some("-V") => {
             println!("spate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -97,6 +109,7 @@ fn fail(reason: &str) -> ExitCode {
 fn parse_start(args: &[String]) -> Result<StartOptions, String> {
     let mut flags: Vec<(String, String)> = Vec::new();
     let (mut config_file, mut print_config) = (None, false);
+    let mut cluster = broker::cluster::ClusterFlags::default();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -123,6 +136,7 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
             "--unsafe-no-fsync" => flags.push(("unsafe-no-fsync".into(), "true".into())),
             "--config" => config_file = Some(PathBuf::from(value()?)),
             "--print-config" => print_config = true,
+            f if cluster.take(f, &mut value)? => {}
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -135,7 +149,9 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
         print!("{}", layered.to_toml());
         std::process::exit(0);
     }
-    layered.start_options()
+    let mut options = layered.start_options()?;
+    options.cluster = cluster.finish()?;
+    Ok(options)
 }
 
 fn init_logging() {

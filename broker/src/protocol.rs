@@ -20,6 +20,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     // Consumer groups (classic protocol). Kafka 4.3 serves OffsetCommit and OffsetFetch up to
     // v10 (topic ids); the vendored codec's message types stop at v9.

@@ -28,6 +28,8 @@ pub struct StartOptions {
     /// `admin_listen` is the default: when it cannot be bound (say a second broker on this
     /// host) the broker warns and runs without it instead of failing.
     pub admin_listen_is_default: bool,
+    /// Multi-node mode; `None` for the single-node default.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// Messages from shards to the main thread during startup.
@@ -45,6 +47,9 @@ const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
 
 /// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
 pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
+    if let Some(cluster) = &options.cluster {
+        return crate::cluster::run(cluster, &options.data_dir, &options.config);
+    }
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.

@@ -7,7 +7,8 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::image::{MetadataImage, MetadataRecord, TopicMeta};
+use crate::cluster::{BrokerRegistration, Placement};
+use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
 
 /// Largest record payload accepted; a larger length field means a torn or corrupt frame.
 pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
@@ -16,7 +17,8 @@ pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SPMS";
-const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION_V1: u16 = 1;
 const SNAPSHOT_HEADER_BYTES: usize = 16;
 
 /// A record with its log offset.
@@ -26,13 +28,24 @@ pub struct LogEntry {
     pub record: MetadataRecord,
 }
 
-/// Everything in a [`MetadataImage`] except the node id.
+/// Everything in a [`MetadataImage`] except the node id (snapshot format 2).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SnapshotPayload {
     pub cluster_id: String,
     pub version: u64,
     pub next_producer_id: i64,
     pub topics: Vec<TopicMeta>,
+    pub brokers: Vec<BrokerRegistration>,
+    pub placements: Vec<(TopicId, Vec<Placement>)>,
+}
+
+/// Snapshot format 1 (before brokers and placements); still read.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SnapshotPayloadV1 {
+    cluster_id: String,
+    version: u64,
+    next_producer_id: i64,
+    topics: Vec<TopicMeta>,
 }
 
 impl SnapshotPayload {
@@ -42,6 +55,12 @@ impl SnapshotPayload {
             version: image.version,
             next_producer_id: image.next_producer_id,
             topics: image.topics.values().cloned().collect(),
+            brokers: image.brokers.values().cloned().collect(),
+            placements: image
+                .placements
+                .iter()
+                .map(|(id, p)| (*id, p.clone()))
+                .collect(),
         }
     }
 }
@@ -113,7 +132,8 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
         return Err("bad snapshot magic".into());
     }
     let version = u16::from_le_bytes([header[4], header[5]]);
-    if version != SNAPSHOT_VERSION || header[6..8] != [0, 0] {
+    let known = version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_V1;
+    if !known || header[6..8] != [0, 0] {
         return Err(format!("unsupported snapshot version {version}"));
     }
     let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
@@ -124,8 +144,20 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
     if crc32c::crc32c(payload) != crc {
         return Err("snapshot crc32c mismatch".into());
     }
-    rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload))
-        .map_err(|e| format!("invalid snapshot archive: {e}"))
+    let invalid = |e: rancor::Error| format!("invalid snapshot archive: {e}");
+    if version == SNAPSHOT_VERSION_V1 {
+        let v1 = rkyv::from_bytes::<SnapshotPayloadV1, rancor::Error>(&aligned(payload))
+            .map_err(invalid)?;
+        return Ok(SnapshotPayload {
+            cluster_id: v1.cluster_id,
+            version: v1.version,
+            next_producer_id: v1.next_producer_id,
+            topics: v1.topics,
+            brokers: Vec::new(),
+            placements: Vec::new(),
+        });
+    }
+    rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload)).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -163,6 +195,25 @@ mod tests {
                 replication_factor: 1,
                 configs: [("retention.ms".to_owned(), "1".to_owned())].into(),
             }],
+            brokers: vec![BrokerRegistration {
+                node_id: 2,
+                epoch: 5,
+                host: "h".into(),
+                port: 9092,
+                shards: 2,
+                rack: Some("r".into()),
+                fenced: true,
+            }],
+            placements: vec![(
+                [3; 16],
+                vec![
+                    Placement {
+                        broker: 2,
+                        shard: 1
+                    };
+                    4
+                ],
+            )],
         };
         let bytes = encode_snapshot(&payload);
         assert_eq!(decode_snapshot(&bytes), Ok(payload));

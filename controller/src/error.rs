@@ -10,6 +10,8 @@ pub enum ApplyError {
     UnknownTopic(String),
     InvalidPartitions(i32),
     InvalidReplicationFactor(i16),
+    /// A partition cannot be placed: no broker is registered and unfenced.
+    NoLiveBrokers,
     InvalidConfig {
         name: String,
         value: String,
@@ -33,9 +35,10 @@ impl ApplyError {
             ApplyError::UnknownTopic(_) => 3,      // UNKNOWN_TOPIC_OR_PARTITION
             ApplyError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
             ApplyError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
+            ApplyError::NoLiveBrokers => 38,
             ApplyError::InvalidConfig { .. } => 40, // INVALID_CONFIG
-            ApplyError::InvalidRequest(_) => 42,   // INVALID_REQUEST
-            ApplyError::Storage { .. } => 56,      // KAFKA_STORAGE_ERROR
+            ApplyError::InvalidRequest(_) => 42,    // INVALID_REQUEST
+            ApplyError::Storage { .. } => 56,       // KAFKA_STORAGE_ERROR
         }
     }
 
@@ -72,6 +75,10 @@ impl fmt::Display for ApplyError {
             ApplyError::InvalidReplicationFactor(rf) => write!(
                 f,
                 "replication factor {rf} is larger than the number of brokers (1) or invalid"
+            ),
+            ApplyError::NoLiveBrokers => write!(
+                f,
+                "replication factor 1 cannot be reached: no broker is registered and unfenced"
             ),
             ApplyError::InvalidConfig {
                 name,

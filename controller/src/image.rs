@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::{self, BrokerRegistration, Placement};
+use crate::codec::SnapshotPayload;
 use crate::error::ApplyError;
 use crate::topic_config;
 
@@ -38,8 +40,8 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A request to change the metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A request to change the metadata (rkyv: brokers send it to the active controller).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum MetadataCommand {
     CreateTopic {
         name: String,
@@ -60,6 +62,25 @@ pub enum MetadataCommand {
         name: String,
         ops: Vec<topic_config::ConfigOp>,
     },
+    /// A broker (re)registers: it is unfenced and gets a new epoch. Cluster mode only.
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: u16,
+        shards: u32,
+        rack: Option<String>,
+    },
+    /// Fences (`fenced = true`, missed heartbeats) or unfences a registered broker.
+    SetBrokerFenced {
+        node_id: i32,
+        fenced: bool,
+    },
+    /// CreatePartitions: grows topic `name` to `total` partitions, placed on live brokers.
+    /// Cluster mode only.
+    CreatePartitions {
+        name: String,
+        total: i32,
+    },
 }
 
 /// The result of an applied command.
@@ -78,6 +99,13 @@ pub enum ApplyOutcome {
     ClusterInitialized {
         cluster_id: String,
     },
+    BrokerRegistered(BrokerRegistration),
+    BrokerFenced {
+        node_id: i32,
+        fenced: bool,
+    },
+    /// Partitions of the topic placed (new topic or CreatePartitions); the topic after it.
+    PartitionsPlaced(TopicMeta),
 }
 
 /// One entry of the metadata log: the resolved, deterministic form of a command.
@@ -96,9 +124,29 @@ pub enum MetadataRecord {
         first: i64,
         count: i64,
     },
-    /// A topic's explicit configs replaced (same id, name, partitions). Last variant: it is
-    /// no larger than `TopicCreated`, so records written before it still decode.
+    /// A topic's explicit configs replaced (same id, name, partitions). Variants added after
+    /// the first five are no larger than `TopicCreated` (boxed where needed), so records
+    /// written before them still decode (`tests/format_compat.rs`).
     TopicConfigsAltered(TopicMeta),
+    /// A broker registered (or re-registered after a restart, with a new epoch).
+    BrokerRegistered(Box<BrokerRegistration>),
+    BrokerFenced {
+        node_id: i32,
+        fenced: bool,
+    },
+    /// Partitions `first..first + placements.len()` of topic `id` live where `placements`
+    /// says; `first` is the number already placed, and the topic grows to the end if needed.
+    PartitionsPlaced {
+        id: TopicId,
+        first: i32,
+        placements: Vec<Placement>,
+    },
+    /// CreatePartitions on a single node: topic `id` (without placements) grows to
+    /// `partitions`.
+    PartitionsAdded {
+        id: TopicId,
+        partitions: i32,
+    },
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -112,6 +160,11 @@ pub struct MetadataImage {
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
     pub next_producer_id: i64,
+    /// Registered brokers (cluster mode; empty on a single node).
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Where each partition of a topic lives (cluster mode; a topic without placements lives
+    /// on the single node, its shard chosen by hash).
+    pub placements: BTreeMap<TopicId, Vec<Placement>>,
     /// Topic id -> name; maintained by [`MetadataImage::apply`] only.
     ids: BTreeMap<TopicId, String>,
 }
@@ -162,8 +215,135 @@ impl MetadataImage {
             version: 0,
             topics: BTreeMap::new(),
             next_producer_id: 0,
+            brokers: BTreeMap::new(),
+            placements: BTreeMap::new(),
             ids: BTreeMap::new(),
         }
+    }
+
+    /// The leader of a partition: the broker it is placed on while that broker is unfenced
+    /// (`None`: offline), or this node for a topic without placements (single node).
+    pub fn partition_leader(&self, id: &TopicId, partition: i32) -> Option<i32> {
+        let Some(placements) = self.placements.get(id) else {
+            return Some(self.node_id);
+        };
+        let placement = placements.get(usize::try_from(partition).ok()?)?;
+        let broker = self.brokers.get(&placement.broker)?;
+        (!broker.fenced).then_some(broker.node_id)
+    }
+
+    /// Where partition `partition` of topic `id` is placed, if the topic has placements.
+    pub fn placement(&self, id: &TopicId, partition: i32) -> Option<Placement> {
+        let placements = self.placements.get(id)?;
+        placements.get(usize::try_from(partition).ok()?).copied()
+    }
+
+    /// Unfenced brokers, by node id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Validates `cmd` for a multi-node cluster and resolves it into the records of one
+    /// atomic batch: like [`MetadataImage::propose`], except that new partitions are placed
+    /// on the live brokers and the broker commands are accepted.
+    pub fn propose_records(
+        &self,
+        cmd: MetadataCommand,
+        new_topic_id: impl FnMut() -> TopicId,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        match cmd {
+            MetadataCommand::RegisterBroker {
+                node_id,
+                host,
+                port,
+                shards,
+                rack,
+            } => {
+                if node_id < 0 || shards == 0 || host.is_empty() {
+                    return Err(ApplyError::InvalidRequest(format!(
+                        "bad broker registration: node {node_id}, {host}:{port}, {shards} shards"
+                    )));
+                }
+                let registration = BrokerRegistration {
+                    node_id,
+                    epoch: self.version + 1,
+                    host,
+                    port,
+                    shards,
+                    rack,
+                    fenced: false,
+                };
+                Ok(vec![MetadataRecord::BrokerRegistered(Box::new(
+                    registration,
+                ))])
+            }
+            MetadataCommand::SetBrokerFenced { node_id, fenced } => {
+                match self.brokers.get(&node_id) {
+                    None => Err(ApplyError::InvalidRequest(format!(
+                        "broker {node_id} is not registered"
+                    ))),
+                    Some(b) if b.fenced == fenced => Err(ApplyError::InvalidRequest(format!(
+                        "broker {node_id} is already {}",
+                        if fenced { "fenced" } else { "unfenced" }
+                    ))),
+                    Some(_) => Ok(vec![MetadataRecord::BrokerFenced { node_id, fenced }]),
+                }
+            }
+            MetadataCommand::CreatePartitions { name, total } => {
+                let topic = self
+                    .topics
+                    .get(&name)
+                    .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
+                if total <= topic.partitions || total > PARTITIONS_MAX {
+                    return Err(ApplyError::InvalidPartitions(total));
+                }
+                let first = topic.partitions;
+                let placements = self.place((total - first) as usize)?;
+                Ok(vec![MetadataRecord::PartitionsPlaced {
+                    id: topic.id,
+                    first,
+                    placements,
+                }])
+            }
+            cmd @ MetadataCommand::CreateTopic { .. } => {
+                let record = self.propose(cmd, new_topic_id)?;
+                let MetadataRecord::TopicCreated(meta) = &record else {
+                    unreachable!("CreateTopic resolves to TopicCreated")
+                };
+                let placements = self.place(meta.partitions as usize)?;
+                let id = meta.id;
+                Ok(vec![
+                    record,
+                    MetadataRecord::PartitionsPlaced {
+                        id,
+                        first: 0,
+                        placements,
+                    },
+                ])
+            }
+            cmd => Ok(vec![self.propose(cmd, new_topic_id)?]),
+        }
+    }
+
+    fn place(&self, count: usize) -> Result<Vec<Placement>, ApplyError> {
+        let existing = self.placements.values().flatten();
+        cluster::place(&self.brokers, existing, count).ok_or(ApplyError::NoLiveBrokers)
+    }
+
+    /// Applies the records of one batch at offsets `version + 1 ..`: all of them or, when
+    /// one does not fit, none (the image is unchanged and the error says why).
+    pub fn apply_batch(
+        &self,
+        records: &[MetadataRecord],
+    ) -> Result<(MetadataImage, Vec<ApplyOutcome>), ApplyError> {
+        let mut image = self.clone();
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let (next, outcome) = image.apply(image.version + 1, record)?;
+            image = next;
+            outcomes.push(outcome);
+        }
+        Ok((image, outcomes))
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
@@ -230,6 +410,25 @@ impl MetadataImage {
                     configs,
                     ..topic.clone()
                 }))
+            }
+            MetadataCommand::CreatePartitions { name, total } => {
+                let topic = self
+                    .topics
+                    .get(&name)
+                    .ok_or(ApplyError::UnknownTopic(name))?;
+                if total <= topic.partitions || total > PARTITIONS_MAX {
+                    return Err(ApplyError::InvalidPartitions(total));
+                }
+                Ok(MetadataRecord::PartitionsAdded {
+                    id: topic.id,
+                    partitions: total,
+                })
+            }
+            MetadataCommand::RegisterBroker { .. } | MetadataCommand::SetBrokerFenced { .. } => {
+                Err(ApplyError::InvalidRequest(
+                    "only a multi-node cluster (--controller-quorum) has brokers to register"
+                        .into(),
+                ))
             }
         }
     }
@@ -324,6 +523,7 @@ impl MetadataImage {
                     }
                 }
                 next.ids.remove(id);
+                next.placements.remove(id);
                 let meta = next.topics.remove(name).expect("checked above");
                 ApplyOutcome::TopicDeleted(meta)
             }
@@ -356,33 +556,124 @@ impl MetadataImage {
                     count: *count,
                 }
             }
+            MetadataRecord::BrokerRegistered(registration) => {
+                let registration = BrokerRegistration::clone(registration);
+                if registration.node_id < 0 || registration.shards == 0 {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: bad broker registration {registration:?}"
+                    )));
+                }
+                next.brokers
+                    .insert(registration.node_id, registration.clone());
+                ApplyOutcome::BrokerRegistered(registration)
+            }
+            MetadataRecord::BrokerFenced { node_id, fenced } => {
+                let Some(broker) = next.brokers.get_mut(node_id) else {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: fencing unknown broker {node_id}"
+                    )));
+                };
+                broker.fenced = *fenced;
+                ApplyOutcome::BrokerFenced {
+                    node_id: *node_id,
+                    fenced: *fenced,
+                }
+            }
+            MetadataRecord::PartitionsPlaced {
+                id,
+                first,
+                placements,
+            } => ApplyOutcome::PartitionsPlaced(
+                next.apply_placements(offset, id, *first, placements)?,
+            ),
+            MetadataRecord::PartitionsAdded { id, partitions } => {
+                let grows = next
+                    .topic_by_id(id)
+                    .is_some_and(|t| t.partitions < *partitions && *partitions <= PARTITIONS_MAX);
+                if !grows || next.placements.contains_key(id) {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: partitions added to an unknown or placed topic"
+                    )));
+                }
+                let name = next.ids[id].clone();
+                let topic = next.topics.get_mut(&name).expect("ids and topics agree");
+                topic.partitions = *partitions;
+                ApplyOutcome::PartitionsPlaced(topic.clone())
+            }
         };
         debug_assert_eq!(next.ids.len(), next.topics.len());
         Ok((next, outcome))
     }
 
+    /// Records `placements` for partitions `first..` of topic `id`, growing the topic.
+    fn apply_placements(
+        &mut self,
+        offset: u64,
+        id: &TopicId,
+        first: i32,
+        placements: &[Placement],
+    ) -> Result<TopicMeta, ApplyError> {
+        let corrupt = |what: &str| {
+            ApplyError::corrupt(format!("offset {offset}: partition placement {what}"))
+        };
+        let name = self
+            .ids
+            .get(id)
+            .ok_or_else(|| corrupt("of an unknown topic"))?;
+        let topic = self.topics.get_mut(name).expect("ids and topics agree");
+        let placed = self.placements.entry(*id).or_default();
+        let end = i32::try_from(placements.len())
+            .ok()
+            .and_then(|n| first.checked_add(n))
+            .filter(|end| *end <= PARTITIONS_MAX);
+        let Some(end) = end else {
+            return Err(corrupt("beyond the partition limit"));
+        };
+        if usize::try_from(first).ok() != Some(placed.len()) || end < topic.partitions {
+            return Err(corrupt("does not follow the placed partitions"));
+        }
+        if placements
+            .iter()
+            .any(|p| !self.brokers.contains_key(&p.broker))
+        {
+            return Err(corrupt("names an unregistered broker"));
+        }
+        placed.extend_from_slice(placements);
+        topic.partitions = end;
+        Ok(topic.clone())
+    }
+
     /// Builds an image from snapshot contents, checking its invariants.
-    pub(crate) fn from_parts(
-        node_id: i32,
-        cluster_id: String,
-        version: u64,
-        next_producer_id: i64,
-        topics: Vec<TopicMeta>,
-    ) -> Result<Self, ApplyError> {
+    pub fn from_snapshot(node_id: i32, payload: SnapshotPayload) -> Result<Self, ApplyError> {
         let mut image = MetadataImage::empty(node_id);
-        if cluster_id.is_empty() || version == 0 || next_producer_id < 0 {
+        if payload.cluster_id.is_empty() || payload.version == 0 || payload.next_producer_id < 0 {
             return Err(ApplyError::corrupt("snapshot header fields out of range"));
         }
-        image.cluster_id = cluster_id;
-        image.version = version;
-        image.next_producer_id = next_producer_id;
-        for t in topics {
+        image.cluster_id = payload.cluster_id;
+        image.version = payload.version;
+        image.next_producer_id = payload.next_producer_id;
+        for t in payload.topics {
             if image.ids.insert(t.id, t.name.clone()).is_some() {
                 return Err(ApplyError::corrupt("snapshot has a duplicate topic id"));
             }
             let name = t.name.clone();
             if image.topics.insert(name, t).is_some() {
                 return Err(ApplyError::corrupt("snapshot has a duplicate topic name"));
+            }
+        }
+        for b in payload.brokers {
+            if image.brokers.insert(b.node_id, b).is_some() {
+                return Err(ApplyError::corrupt("snapshot has a duplicate broker"));
+            }
+        }
+        for (id, placements) in payload.placements {
+            let partitions = image.topic_by_id(&id).map(|t| t.partitions);
+            let fits = partitions.is_some_and(|n| usize::try_from(n) == Ok(placements.len()))
+                && placements
+                    .iter()
+                    .all(|p| image.brokers.contains_key(&p.broker));
+            if !fits || image.placements.insert(id, placements).is_some() {
+                return Err(ApplyError::corrupt("snapshot has inconsistent placements"));
             }
         }
         Ok(image)
@@ -554,6 +845,28 @@ mod tests {
     }
 
     #[test]
+    fn create_partitions_on_a_single_node() {
+        let (image, _) = run(&initialized(), create("t", 2, 1)).expect("create");
+        let grow = |total| MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            total,
+        };
+        let (image, out) = run(&image, grow(5)).expect("grow");
+        assert!(matches!(out, ApplyOutcome::PartitionsPlaced(t) if t.partitions == 5));
+        let id = image.topic("t").expect("t").id;
+        assert_eq!(image.partition_leader(&id, 4), Some(1));
+        for total in [5, 3, PARTITIONS_MAX + 1] {
+            let code = run(&image, grow(total)).unwrap_err().kafka_error_code();
+            assert_eq!(code, 37, "{total}");
+        }
+        let unknown = MetadataCommand::CreatePartitions {
+            name: "x".into(),
+            total: 3,
+        };
+        assert_eq!(run(&image, unknown).unwrap_err().kafka_error_code(), 3);
+    }
+
+    #[test]
     fn topic_ids_skip_reserved_and_taken() {
         let image = initialized();
         let mut candidates = vec![[0u8; 16], [0xf8; 16], [0x42; 16]].into_iter();
@@ -587,5 +900,129 @@ mod tests {
             assert!(image.apply(offset, rec).is_err(), "{offset} {rec:?}");
         }
         assert!(MetadataImage::empty(1).apply(1, &pids).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    fn ids() -> impl FnMut() -> TopicId {
+        let mut n = 0x20u8;
+        move || {
+            n += 1;
+            [n; 16]
+        }
+    }
+
+    fn run(image: &MetadataImage, cmd: MetadataCommand) -> Result<MetadataImage, ApplyError> {
+        let records = image.propose_records(cmd, ids())?;
+        Ok(image.apply_batch(&records)?.0)
+    }
+
+    fn register(node_id: i32) -> MetadataCommand {
+        MetadataCommand::RegisterBroker {
+            node_id,
+            host: "127.0.0.1".into(),
+            port: 9000 + node_id as u16,
+            shards: 2,
+            rack: None,
+        }
+    }
+
+    fn create(name: &str, partitions: i32) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn cluster() -> MetadataImage {
+        let init = MetadataRecord::ClusterInit {
+            cluster_id: "c".into(),
+        };
+        let mut image = MetadataImage::empty(1).apply(1, &init).expect("init").0;
+        for node in 1..=3 {
+            image = run(&image, register(node)).expect("register");
+        }
+        image
+    }
+
+    #[test]
+    fn create_places_partitions_and_fencing_takes_leaders_offline() {
+        let no_brokers = MetadataImage::empty(1)
+            .apply(
+                1,
+                &MetadataRecord::ClusterInit {
+                    cluster_id: "c".into(),
+                },
+            )
+            .expect("init")
+            .0;
+        let err = run(&no_brokers, create("t", 3)).expect_err("nowhere to place");
+        assert_eq!(err.kafka_error_code(), 38);
+        let image = run(&cluster(), create("t", 12)).expect("create");
+        let id = image.topic("t").expect("t").id;
+        let leaders: Vec<_> = (0..12)
+            .map(|p| image.partition_leader(&id, p).expect("online"))
+            .collect();
+        for node in 1..=3 {
+            assert_eq!(leaders.iter().filter(|l| **l == node).count(), 4);
+        }
+        let fence = MetadataCommand::SetBrokerFenced {
+            node_id: 2,
+            fenced: true,
+        };
+        let fenced = run(&image, fence.clone()).expect("fence");
+        assert_eq!(run(&fenced, fence).unwrap_err().kafka_error_code(), 42);
+        for p in 0..12 {
+            let expect = (leaders[p as usize] != 2).then_some(leaders[p as usize]);
+            assert_eq!(fenced.partition_leader(&id, p), expect);
+        }
+        assert_eq!(fenced.live_brokers().count(), 2);
+        // The fenced broker gets none of the new partitions; re-registering unfences it.
+        let grown = run(
+            &fenced,
+            MetadataCommand::CreatePartitions {
+                name: "t".into(),
+                total: 16,
+            },
+        )
+        .expect("create partitions");
+        assert_eq!(grown.topic("t").expect("t").partitions, 16);
+        assert!((12..16).all(|p| grown.placement(&id, p).expect("placed").broker != 2));
+        let back = run(&grown, register(2)).expect("re-register");
+        assert_eq!(back.partition_leader(&id, 1), Some(leaders[1]));
+        assert!(back.brokers[&2].epoch > image.brokers[&2].epoch);
+        let smaller = MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            total: 16,
+        };
+        assert_eq!(run(&back, smaller).unwrap_err().kafka_error_code(), 37);
+        let deleted = run(&back, MetadataCommand::DeleteTopic { name: "t".into() }).expect("del");
+        assert!(deleted.placements.is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_changes_nothing() {
+        let image = run(&cluster(), create("t", 2)).expect("create");
+        let id = image.topic("t").expect("t").id;
+        let records = vec![
+            MetadataRecord::BrokerFenced {
+                node_id: 1,
+                fenced: true,
+            },
+            MetadataRecord::PartitionsPlaced {
+                id,
+                first: 0,
+                placements: vec![],
+            },
+        ];
+        assert!(image.apply_batch(&records).is_err());
+        let snapshot = crate::codec::SnapshotPayload::of(&image);
+        let restored = MetadataImage::from_snapshot(1, snapshot).expect("restore");
+        assert_eq!(restored, image);
     }
 }

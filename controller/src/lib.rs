@@ -7,12 +7,15 @@
 //!
 //! Architecture invariant: no glommio, no async, no network here.
 
+pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod image;
+pub mod quorum;
 pub mod store;
 pub mod topic_config;
 
+pub use cluster::{BrokerRegistration, Liveness, Placement};
 pub use error::ApplyError;
 pub use image::{
     is_valid_topic_id, validate_topic_name, ApplyOutcome, MetadataCommand, MetadataImage,

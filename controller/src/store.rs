@@ -60,7 +60,7 @@ pub fn new_cluster_id() -> String {
     base64url(uuid::Uuid::new_v4().as_bytes())
 }
 
-fn random_topic_id() -> TopicId {
+pub(crate) fn random_topic_id() -> TopicId {
     *uuid::Uuid::new_v4().as_bytes()
 }
 
@@ -122,14 +122,7 @@ fn load_newest_snapshot(dir: &Path, node_id: i32) -> Result<(MetadataImage, bool
             if p.version != version {
                 return Err(format!("holds version {}", p.version));
             }
-            MetadataImage::from_parts(
-                node_id,
-                p.cluster_id,
-                p.version,
-                p.next_producer_id,
-                p.topics,
-            )
-            .map_err(|e| e.to_string())
+            MetadataImage::from_snapshot(node_id, p).map_err(|e| e.to_string())
         });
         match loaded {
             Ok(image) => return Ok((image, skipped)),

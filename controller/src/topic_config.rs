@@ -254,7 +254,7 @@ fn check_replica_list(value: &str) -> Result<(), String> {
 }
 
 /// One change of IncrementalAlterConfigs (Kafka's `AlterConfigOp`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum ConfigOp {
     /// Set the value.
     Set { name: String, value: String },

@@ -12,7 +12,9 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
+pub mod partitions;
 pub mod produce;
+pub mod quorum;
 pub mod topics;
 
 use crate::protocol::Request;
@@ -66,6 +68,12 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(shard, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(partitions::create(shard, r).await)
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe(shard, r, version))
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)

@@ -1,0 +1,487 @@
+//! A controller voter's runtime: the sans-IO [`Quorum`] driven on one thread, its Raft
+//! messages carried over TCP in rkyv frames (`len: u32 LE | crc32c: u32 LE | rkyv
+//! ControllerFrame`). Not on the data path: plain std sockets and threads, one reader thread
+//! per inbound connection feeding the driver through a channel.
+
+use super::options::ClusterOptions;
+use controller::codec::{self, SnapshotPayload};
+use controller::quorum::{
+    self, CompletionError, ProposeError, Quorum, QuorumConfig, RaftMessage, RaftMessageType,
+};
+use controller::{Liveness, MetadataCommand};
+use rkyv::rancor;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// One Raft tick; the election timeout is 10-20 ticks, heartbeats every 2.
+pub const TICK: Duration = Duration::from_millis(100);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+const FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// A frame of the controller protocol.
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ControllerFrame {
+    /// A Raft message between voters (raft-rs's protobuf encoding).
+    Raft {
+        from: u64,
+        message: Vec<u8>,
+    },
+    /// A broker's request to the active controller; answered by a `Response` on the same
+    /// connection.
+    Request(ControllerRequest),
+    Response(ControllerResponse),
+}
+
+#[derive(Clone, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ControllerRequest {
+    /// Apply a metadata command (active controller only).
+    Propose(MetadataCommand),
+    /// A registered broker is alive (active controller only; unfences it if fenced).
+    Heartbeat { node_id: i32 },
+    /// The image, if newer than `known_version` (any voter).
+    FetchImage { known_version: u64 },
+}
+
+#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ControllerResponse {
+    /// Applied; the image version after it.
+    Applied {
+        version: u64,
+    },
+    /// Refused with a Kafka error code and a message.
+    Refused {
+        code: i16,
+        message: String,
+    },
+    /// Not the active controller; ask `leader` (its node id) if known.
+    NotController {
+        leader: Option<u64>,
+    },
+    /// A metadata snapshot file (see `controller::codec`) of the image, or `None` if the
+    /// caller is up to date.
+    Image(Option<Vec<u8>>),
+    Ok,
+}
+
+pub fn write_frame(stream: &mut impl Write, frame: &ControllerFrame) -> std::io::Result<()> {
+    let payload = rkyv::to_bytes::<rancor::Error>(frame).map_err(std::io::Error::other)?;
+    let mut bytes = Vec::with_capacity(8 + payload.len());
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    stream.write_all(&bytes)
+}
+
+pub fn read_frame(stream: &mut impl Read) -> std::io::Result<ControllerFrame> {
+    let mut header = [0u8; 8];
+    stream.read_exact(&mut header)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    if len > FRAME_BYTES_MAX {
+        return Err(bad("controller frame too large"));
+    }
+    let mut payload = rkyv::util::AlignedVec::<16>::with_capacity(len);
+    payload.resize(len, 0);
+    stream.read_exact(&mut payload)?;
+    if crc32c::crc32c(&payload) != crc {
+        return Err(bad("controller frame checksum mismatch"));
+    }
+    rkyv::from_bytes::<ControllerFrame, rancor::Error>(&payload)
+        .map_err(|e| bad(&format!("bad controller frame: {e}")))
+}
+
+struct Peer {
+    address: String,
+    stream: Option<TcpStream>,
+    retry_at: Instant,
+}
+
+impl Peer {
+    fn send(&mut self, frame: &ControllerFrame) -> std::io::Result<()> {
+        if self.stream.is_none() {
+            if Instant::now() < self.retry_at {
+                return Err(std::io::ErrorKind::NotConnected.into());
+            }
+            self.retry_at = Instant::now() + RECONNECT_DELAY;
+            let stream = TcpStream::connect_timeout(&resolve(&self.address)?, CONNECT_TIMEOUT)?;
+            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let sent = write_frame(stream, frame);
+        if sent.is_err() {
+            self.stream = None;
+        }
+        sent
+    }
+}
+
+fn resolve(address: &str) -> std::io::Result<SocketAddr> {
+    address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to no address")))
+}
+
+/// What the connection threads hand the driver.
+enum Inbound {
+    Raft(RaftMessage),
+    Request(ControllerRequest, mpsc::Sender<ControllerResponse>),
+}
+
+/// The voter's driver: the quorum, its peers, and the active controller's duties.
+struct Driver {
+    quorum: Quorum,
+    node_id: u64,
+    peers: BTreeMap<u64, Peer>,
+    /// Proposals waiting for their entry: token -> who to answer.
+    waiting: BTreeMap<u64, mpsc::Sender<ControllerResponse>>,
+    liveness: Liveness,
+    session_timeout_ms: u64,
+    started: Instant,
+    was_leader: bool,
+    known_leader: Option<u64>,
+}
+
+/// Runs this node's voter until `stop` is set. Brokers that stop heartbeating for
+/// `session_timeout_ms` are fenced while this voter is the active controller. Returns a
+/// one-line reason on failure.
+pub fn run(
+    options: &ClusterOptions,
+    data_dir: &Path,
+    session_timeout_ms: u64,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let listen = options
+        .controller_listen
+        .as_deref()
+        .expect("a voter has a controller listener");
+    let voters: Vec<u64> = options.quorum.iter().map(|(id, _)| *id).collect();
+    let config = QuorumConfig::new(options.node_id, voters);
+    let quorum = Quorum::open(&data_dir.join(quorum::RAFT_DIR), config)
+        .map_err(|e| format!("cannot open the controller quorum's log: {e}"))?;
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen for controllers on {listen}: {e}"))?;
+    let (inbound_tx, inbound) = mpsc::channel::<Inbound>();
+    std::thread::Builder::new()
+        .name("controller-accept".into())
+        .spawn(move || accept(listener, inbound_tx))
+        .map_err(|e| format!("cannot start the controller listener: {e}"))?;
+    let peers = options
+        .quorum
+        .iter()
+        .filter(|(id, _)| *id != options.node_id)
+        .map(|(id, address)| {
+            let peer = Peer {
+                address: address.clone(),
+                stream: None,
+                retry_at: Instant::now(),
+            };
+            (*id, peer)
+        })
+        .collect();
+    let mut driver = Driver {
+        quorum,
+        node_id: options.node_id,
+        peers,
+        waiting: BTreeMap::new(),
+        liveness: Liveness::default(),
+        session_timeout_ms,
+        started: Instant::now(),
+        was_leader: false,
+        known_leader: None,
+    };
+    println!(
+        "spate ready: controller node {} listening on {listen}, quorum {:?}",
+        options.node_id, options.quorum
+    );
+    info!(node = options.node_id, %listen, "controller ready");
+    let mut next_tick = Instant::now() + TICK;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match inbound.recv_timeout(wait) {
+            Ok(first) => {
+                driver.take(first);
+                while let Ok(more) = inbound.try_recv() {
+                    driver.take(more);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the controller listener stopped".into())
+            }
+        }
+        if Instant::now() >= next_tick {
+            driver.quorum.tick();
+            driver.fence_silent_brokers();
+            next_tick += TICK;
+        }
+        driver.process()?;
+    }
+    info!("controller stopped");
+    Ok(())
+}
+
+impl Driver {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn take(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Raft(message) => self.quorum.step(message),
+            Inbound::Request(request, reply) => self.serve(request, reply),
+        }
+    }
+
+    fn serve(&mut self, request: ControllerRequest, reply: mpsc::Sender<ControllerResponse>) {
+        let answer = match request {
+            ControllerRequest::FetchImage { known_version } => {
+                let image = self.quorum.image();
+                let newer = image.version > known_version && !image.cluster_id.is_empty();
+                ControllerResponse::Image(
+                    newer.then(|| codec::encode_snapshot(&SnapshotPayload::of(&image))),
+                )
+            }
+            ControllerRequest::Heartbeat { node_id } => {
+                if !self.quorum.can_propose() {
+                    ControllerResponse::NotController {
+                        leader: self.quorum.leader(),
+                    }
+                } else {
+                    let now = self.now_ms();
+                    self.liveness.heartbeat(node_id, now);
+                    let image = self.quorum.image();
+                    match image.brokers.get(&node_id) {
+                        None => ControllerResponse::Refused {
+                            code: 42,
+                            message: format!("broker {node_id} is not registered"),
+                        },
+                        Some(b) if b.fenced => {
+                            let cmd = MetadataCommand::SetBrokerFenced {
+                                node_id,
+                                fenced: false,
+                            };
+                            match self.quorum.propose(cmd) {
+                                Ok(token) => {
+                                    self.waiting.insert(token, reply);
+                                    return;
+                                }
+                                // An unfencing proposed by an earlier heartbeat is pending.
+                                Err(ProposeError::Invalid(_)) => ControllerResponse::Ok,
+                                Err(ProposeError::NotLeader { leader }) => {
+                                    ControllerResponse::NotController { leader }
+                                }
+                            }
+                        }
+                        Some(_) => ControllerResponse::Ok,
+                    }
+                }
+            }
+            ControllerRequest::Propose(command) => {
+                if let MetadataCommand::RegisterBroker { node_id, .. } = &command {
+                    let now = self.now_ms();
+                    self.liveness.heartbeat(*node_id, now);
+                }
+                return self.propose(command, reply);
+            }
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn propose(&mut self, command: MetadataCommand, reply: mpsc::Sender<ControllerResponse>) {
+        match self.quorum.propose(command) {
+            Ok(token) => {
+                self.waiting.insert(token, reply);
+            }
+            Err(ProposeError::NotLeader { leader }) => {
+                let _ = reply.send(ControllerResponse::NotController { leader });
+            }
+            Err(ProposeError::Invalid(e)) => {
+                let _ = reply.send(ControllerResponse::Refused {
+                    code: e.kafka_error_code(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Fences brokers silent for longer than the session timeout (active controller only).
+    fn fence_silent_brokers(&mut self) {
+        if !self.quorum.can_propose() {
+            return;
+        }
+        let image = self.quorum.image();
+        let now = self.now_ms();
+        for node_id in self
+            .liveness
+            .expired(&image.brokers, now, self.session_timeout_ms)
+        {
+            info!(
+                broker = node_id,
+                "fencing broker: no heartbeat within the session timeout"
+            );
+            let fence = MetadataCommand::SetBrokerFenced {
+                node_id,
+                fenced: true,
+            };
+            // Applied or not, the next tick looks again.
+            let _ = self.quorum.propose(fence);
+        }
+    }
+
+    fn process(&mut self) -> Result<(), String> {
+        let output = self
+            .quorum
+            .process()
+            .map_err(|e| format!("controller quorum failed: {e}"))?;
+        for message in output.messages {
+            send(&mut self.quorum, &mut self.peers, self.node_id, message);
+        }
+        for completion in output.completed {
+            let Some(reply) = self.waiting.remove(&completion.token) else {
+                continue;
+            };
+            let answer = match completion.result {
+                Ok(_) => ControllerResponse::Applied {
+                    version: self.quorum.image().version,
+                },
+                Err(CompletionError::LeadershipLost) => ControllerResponse::NotController {
+                    leader: self.quorum.leader(),
+                },
+                Err(CompletionError::Rejected(e)) => ControllerResponse::Refused {
+                    code: e.kafka_error_code(),
+                    message: e.to_string(),
+                },
+            };
+            let _ = reply.send(answer);
+        }
+        self.track_leadership();
+        Ok(())
+    }
+
+    fn track_leadership(&mut self) {
+        let leading = self.quorum.is_leader();
+        if leading && !self.was_leader {
+            // A new active controller gives every broker a full session to check in.
+            let now = self.now_ms();
+            self.liveness.reset(self.quorum.image().brokers.keys(), now);
+        }
+        self.was_leader = leading;
+        let leader = self.quorum.leader();
+        if leader != self.known_leader {
+            self.known_leader = leader;
+            match leader {
+                Some(l) => info!(
+                    "controller quorum: active controller is node {l} (term {})",
+                    self.quorum.term()
+                ),
+                None => info!("controller quorum: no active controller"),
+            }
+        }
+    }
+}
+
+fn send(quorum: &mut Quorum, peers: &mut BTreeMap<u64, Peer>, from: u64, message: RaftMessage) {
+    let to = message.to;
+    let snapshot = message.get_msg_type() == RaftMessageType::MsgSnapshot;
+    let Some(peer) = peers.get_mut(&to) else {
+        return;
+    };
+    let frame = ControllerFrame::Raft {
+        from,
+        message: quorum::encode_message(&message),
+    };
+    let sent = peer.send(&frame);
+    if sent.is_err() {
+        quorum.report_unreachable(to);
+    }
+    if snapshot {
+        quorum.report_snapshot(to, sent.is_ok());
+    }
+}
+
+/// How long a connection thread waits for the driver's answer to a request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let inbound = inbound.clone();
+        let spawned = std::thread::Builder::new()
+            .name("controller-conn".into())
+            .spawn(move || serve_connection(stream, inbound));
+        if let Err(e) = spawned {
+            warn!("cannot serve a controller connection: {e}");
+        }
+    }
+}
+
+/// Reads frames from one connection: Raft messages go to the driver; each request waits for
+/// the driver's answer, which goes back on the connection.
+fn serve_connection(mut stream: TcpStream, inbound: mpsc::Sender<Inbound>) {
+    let _ = stream.set_nodelay(true);
+    while let Ok(frame) = read_frame(&mut stream) {
+        match frame {
+            ControllerFrame::Raft { from, message } => match quorum::decode_message(&message) {
+                Some(m) if m.from == from => {
+                    if inbound.send(Inbound::Raft(m)).is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    warn!(from, "dropping a malformed raft message");
+                    return;
+                }
+            },
+            ControllerFrame::Request(request) => {
+                let (tx, rx) = mpsc::channel();
+                if inbound.send(Inbound::Request(request, tx)).is_err() {
+                    return;
+                }
+                let answer = rx
+                    .recv_timeout(REQUEST_TIMEOUT)
+                    .unwrap_or(ControllerResponse::NotController { leader: None });
+                if write_frame(&mut stream, &ControllerFrame::Response(answer)).is_err() {
+                    return;
+                }
+            }
+            ControllerFrame::Response(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_damage_is_refused() {
+        let frame = ControllerFrame::Raft {
+            from: 3,
+            message: vec![1, 2, 3, 4],
+        };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &frame).expect("write");
+        let ControllerFrame::Raft { from, message } =
+            read_frame(&mut bytes.as_slice()).expect("read")
+        else {
+            panic!("not a raft frame")
+        };
+        assert_eq!((from, message), (3, vec![1, 2, 3, 4]));
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(read_frame(&mut bytes.as_slice()).is_err());
+        assert!(read_frame(&mut &bytes[..5]).is_err());
+    }
+}
