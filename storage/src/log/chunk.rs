@@ -149,7 +149,10 @@ impl Chunk {
     pub fn seal(&self, followed: bool) -> (Rc<DmaBuffer>, usize, i64, bool) {
         let mut s = self.state.borrow_mut();
         let len = s.len;
-        if let Buffer::Filling(mut buf) = std::mem::replace(&mut s.buf, Buffer::Sealing) {
+        if matches!(s.buf, Buffer::Filling(_)) {
+            let Buffer::Filling(mut buf) = std::mem::replace(&mut s.buf, Buffer::Sealing) else {
+                unreachable!("checked above");
+            };
             let whole_pages = (align_down(self.file_pos + len as u64) - self.file_pos) as usize;
             if followed {
                 s.tail_copy = buf.as_bytes()[whole_pages..len].to_vec();
@@ -173,4 +176,57 @@ impl Chunk {
 /// partition writes up to `WRITE_CHUNK_BYTES_MAX` at once while an idle one holds a page.
 pub(super) fn next_hint(used: usize) -> usize {
     (2 * used).clamp(PAGE_BYTES as usize, WRITE_CHUNK_BYTES_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_with(prefix: &[u8], entries: &[(usize, u8)]) -> Chunk {
+        let end = 8192 + prefix.len() as u64;
+        let c = Chunk::new(7, end, prefix, 8, 0);
+        for (i, &(len, fill)) in entries.iter().enumerate() {
+            assert!(c.has_room(len));
+            c.append(len, i as i64, |b| b.fill(fill));
+        }
+        c
+    }
+
+    fn copied(c: &Chunk, from: usize, to: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        c.copy_out(from, to, |b| out.extend_from_slice(b));
+        out
+    }
+
+    #[test]
+    fn sealing_again_returns_the_same_write() {
+        let c = chunk_with(b"abc", &[(5, 1)]);
+        let (first, len, last, with_tail) = c.seal(false);
+        assert_eq!((first.len(), len, last, with_tail), (4096, 8, 0, true));
+        assert!(!c.has_room(1), "a sealed chunk takes no more entries");
+        let (again, ..) = c.seal(true);
+        assert!(Rc::ptr_eq(&first, &again), "a retry writes the same buffer");
+        assert_eq!(&first.as_bytes()[..8], b"abc\x01\x01\x01\x01\x01");
+        assert!(
+            first.as_bytes()[8..].iter().all(|b| *b == 0),
+            "padding is zeroed"
+        );
+    }
+
+    #[test]
+    fn a_followed_chunk_keeps_its_partial_page_aside_for_reads() {
+        let c = Chunk::new(0, 0, &[], 6000, 0);
+        c.append(5000, 0, |b| b.fill(1));
+        c.append(1000, 1, |b| b.fill(2));
+        let page = c.tail_page();
+        assert_eq!(page.len(), 6000 - 4096);
+        let (buf, len, _, with_tail) = c.seal(true);
+        assert_eq!((buf.len(), len, with_tail), (4096, 6000, false));
+        assert_eq!(
+            copied(&c, 4000, 5100),
+            [vec![1u8; 1000], vec![2u8; 100]].concat()
+        );
+        assert_eq!(copied(&c, 5000, 6000), vec![2u8; 1000]);
+        assert_eq!(copied(&c, 0, 10), vec![1u8; 10]);
+    }
 }
