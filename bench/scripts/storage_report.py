@@ -97,8 +97,8 @@ def reads_report(rounds_n):
     with open(base + ".json", "w") as f:
         json.dump(record, f, indent=2)
     lines = [f"# Storage reads: tail cache vs catch-up ({date}, commit {commit})", "",
-             "`PartitionLog::read` of 1 MiB from a 64 MiB log: from the tail cache (shared `Bytes`, no "
-             "copy) vs from the segment files (checksums verified, one copy; this machine's kernel "
+             "`PartitionLog::read` of 1 MiB from a 64 MiB log: from the tail cache (one copy out of "
+             "the write chunks) vs from the segment files (checksums verified, one copy; this machine's kernel "
              "refuses glommio's O_DIRECT reads, so they go through the page cache, warm here).", "",
              "| read | µs per MiB | GB/s |", "| --- | --- | --- |"]
     for b in benches:

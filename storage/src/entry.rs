@@ -83,27 +83,66 @@ fn checksum(
 
 /// Appends one entry (header, batch, padding) to `out`.
 pub fn encode_entry(out: &mut Vec<u8>, batch: &[u8], last_offset: i64, max_timestamp: i64) {
-    assert!(
-        batch.len() >= crate::batch::BATCH_HEADER_BYTES && batch.len() <= ENTRY_BATCH_BYTES_MAX
-    );
-    let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-    assert!(last_offset >= base_offset, "entry offsets go backwards");
-    let batch_len = batch.len() as u32;
-    let header = EntryHeader {
-        magic: ENTRY_MAGIC,
-        batch_len,
+    let base_offset = batch_base_offset(batch);
+    let sum = checksum(
+        batch.len() as u32,
         base_offset,
         last_offset,
         max_timestamp,
-        checksum: checksum(batch_len, base_offset, last_offset, max_timestamp, batch),
-        reserved: 0,
-    };
-    let archived = rkyv::to_bytes::<rancor::Error>(&header).expect("fixed-size header serialises");
-    assert_eq!(archived.len(), ENTRY_HEADER_BYTES);
+        batch,
+    );
     let start = out.len();
-    out.extend_from_slice(&archived);
-    out.extend_from_slice(batch);
     out.resize(start + entry_bytes(batch.len()), 0);
+    let entry = &mut out[start..];
+    entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + batch.len()].copy_from_slice(batch);
+    let fields = (base_offset, last_offset, max_timestamp, sum);
+    write_envelope(entry, batch.len(), fields);
+}
+
+/// Completes an entry whose batch (base offset patched) already sits at
+/// `entry[ENTRY_HEADER_BYTES..]`: writes the header and the zero padding. `entry` is the whole
+/// entry (`entry_bytes(batch_len)` bytes). (Deriving the checksum from the batch's own CRC
+/// with `crc32c_combine` was tried: its GF(2) matrix method costs more than the hardware
+/// CRC32C of a 16 KiB batch that was just copied and is still in cache.)
+pub fn seal_entry(entry: &mut [u8], batch_len: usize, last_offset: i64, max_timestamp: i64) {
+    let batch = &entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + batch_len];
+    let base_offset = batch_base_offset(batch);
+    let sum = checksum(
+        batch_len as u32,
+        base_offset,
+        last_offset,
+        max_timestamp,
+        batch,
+    );
+    write_envelope(
+        entry,
+        batch_len,
+        (base_offset, last_offset, max_timestamp, sum),
+    );
+}
+
+fn batch_base_offset(batch: &[u8]) -> i64 {
+    assert!(
+        batch.len() >= crate::batch::BATCH_HEADER_BYTES && batch.len() <= ENTRY_BATCH_BYTES_MAX
+    );
+    i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"))
+}
+
+/// Header (rkyv's archived layout, written by hand: no allocation) and padding of an entry
+/// whose batch is in place; `fields` are base offset, last offset, max timestamp, checksum.
+fn write_envelope(entry: &mut [u8], batch_len: usize, fields: (i64, i64, i64, u32)) {
+    let (base_offset, last_offset, max_timestamp, checksum) = fields;
+    assert_eq!(entry.len(), entry_bytes(batch_len), "entry buffer size");
+    assert!(last_offset >= base_offset, "entry offsets go backwards");
+    let h = &mut entry[..ENTRY_HEADER_BYTES];
+    h[0..4].copy_from_slice(&ENTRY_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(batch_len as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&base_offset.to_le_bytes());
+    h[16..24].copy_from_slice(&last_offset.to_le_bytes());
+    h[24..32].copy_from_slice(&max_timestamp.to_le_bytes());
+    h[32..36].copy_from_slice(&checksum.to_le_bytes());
+    h[36..40].fill(0);
+    entry[ENTRY_HEADER_BYTES + batch_len..].fill(0);
 }
 
 /// Zero-copy view of the header at the start of `buf` (which must be 8-aligned in memory).
@@ -182,6 +221,38 @@ mod tests {
         assert!(buf[ENTRY_HEADER_BYTES + batch.len()..]
             .iter()
             .all(|b| *b == 0));
+    }
+
+    #[test]
+    fn hand_written_header_is_rkyvs_layout() {
+        let batch = encode_batch(42, 100, NO_PRODUCER, &simple_records(3));
+        let mut out = Vec::new();
+        encode_entry(&mut out, &batch, 44, 102);
+        let header = EntryHeader {
+            magic: ENTRY_MAGIC,
+            batch_len: batch.len() as u32,
+            base_offset: 42,
+            last_offset: 44,
+            max_timestamp: 102,
+            checksum: checksum(batch.len() as u32, 42, 44, 102, &batch),
+            reserved: 0,
+        };
+        let archived = rkyv::to_bytes::<rancor::Error>(&header).unwrap();
+        assert_eq!(&out[..ENTRY_HEADER_BYTES], &archived[..]);
+    }
+
+    #[test]
+    fn sealed_in_place_equals_encoded() {
+        for records in [1, 3, 40] {
+            let batch = encode_batch(7, 100, NO_PRODUCER, &simple_records(records));
+            let last = 7 + records as i64 - 1;
+            let mut encoded = Vec::new();
+            encode_entry(&mut encoded, &batch, last, 150);
+            let mut sealed = vec![0xffu8; entry_bytes(batch.len())];
+            sealed[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + batch.len()].copy_from_slice(&batch);
+            seal_entry(&mut sealed, batch.len(), last, 150);
+            assert_eq!(sealed, encoded, "{records} records");
+        }
     }
 
     #[test]

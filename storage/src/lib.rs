@@ -11,7 +11,7 @@
 //! | `index` | sparse offset/timestamp index of a segment and its summary file |
 //! | `producer_state` | idempotent producer sequence checks |
 //! | `segment` | glommio DMA file helpers: page-tail writer, windowed reader, entry scan |
-//! | `log` | `PartitionLog`: append, group commit, reads, recovery |
+//! | `log` | `PartitionLog`: append into DMA write chunks, group commit, reads, recovery |
 
 pub mod batch;
 pub mod compaction;

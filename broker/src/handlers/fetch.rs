@@ -4,12 +4,13 @@
 
 use crate::handlers::{code, partition_key, resolve_topic};
 use crate::shard::{PartitionKey, Routed, Shard};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{select, select_all, Either};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use storage::log::ReadBatches;
 
 /// What to read from one partition.
 #[derive(Clone, Copy)]
@@ -24,7 +25,8 @@ struct PartitionRead {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    batches: Vec<Bytes>,
+    /// Back to back in one buffer, sent as is (the read made the one copy).
+    batches: ReadBatches,
 }
 
 impl PartitionRead {
@@ -33,12 +35,12 @@ impl PartitionRead {
             error_code,
             high_watermark: -1,
             log_start_offset: -1,
-            batches: Vec::new(),
+            batches: ReadBatches::default(),
         }
     }
 
     fn bytes(&self) -> usize {
-        self.batches.iter().map(Bytes::len).sum()
+        self.batches.total_bytes()
     }
 }
 
@@ -126,17 +128,16 @@ async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize,
                 error_code: code::NONE,
                 high_watermark,
                 log_start_offset,
-                batches: Vec::new(),
+                batches: ReadBatches::default(),
             };
             if item.offset < log_start_offset || item.offset > high_watermark {
                 read.error_code = code::OFFSET_OUT_OF_RANGE;
                 return (slot, read);
             }
-            match log.read(item.offset, item.max_bytes).await {
+            match log.read_batches(item.offset, item.max_bytes).await {
                 Ok(batches) => {
-                    let bytes: usize = batches.iter().map(|b| b.len()).sum();
                     let bytes_out = &counters.bytes_out;
-                    bytes_out.set(bytes_out.get() + bytes as u64);
+                    bytes_out.set(bytes_out.get() + batches.total_bytes() as u64);
                     read.batches = batches;
                 }
                 Err(e) => {
@@ -200,11 +201,11 @@ fn limit_total_bytes(reads: &mut [PartitionRead], max_bytes: usize) {
     let mut returned_any = false;
     for read in reads.iter_mut() {
         let mut kept = 0;
-        for batch in &read.batches {
-            if batch.len() > remaining && (returned_any || kept > 0) {
+        for batch_len in read.batches.batch_sizes() {
+            if batch_len > remaining && (returned_any || kept > 0) {
                 break;
             }
-            remaining = remaining.saturating_sub(batch.len());
+            remaining = remaining.saturating_sub(batch_len);
             kept += 1;
         }
         read.batches.truncate(kept);
@@ -240,17 +241,7 @@ fn build_response(
 }
 
 fn partition_data(partition: i32, read: PartitionRead, version: i16) -> PartitionData {
-    let records = match read.batches.len() {
-        0 => Bytes::new(),
-        1 => read.batches[0].clone(),
-        _ => {
-            let mut joined = BytesMut::with_capacity(read.bytes());
-            for batch in &read.batches {
-                joined.extend_from_slice(batch);
-            }
-            joined.freeze()
-        }
-    };
+    let records: Bytes = read.batches.into_bytes();
     let mut data = PartitionData::default()
         .with_partition_index(partition)
         .with_error_code(read.error_code)
@@ -269,7 +260,7 @@ mod tests {
 
     fn read_of(sizes: &[usize]) -> PartitionRead {
         PartitionRead {
-            batches: sizes.iter().map(|&n| Bytes::from(vec![0u8; n])).collect(),
+            batches: ReadBatches::from_batches(sizes.iter().map(|&n| vec![0u8; n])),
             ..PartitionRead::default()
         }
     }

@@ -14,6 +14,7 @@
 
 use super::*;
 use crate::compaction::{keep, keyed_records, rebuild_batch, OffsetMap, OFFSET_MAP_BYTES_MAX};
+use crate::segment::TailWriter;
 
 /// Bytes of rewritten entries gathered before each write.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -182,8 +183,7 @@ impl PartitionLog {
                     break;
                 }
                 assert!(c.last_offset < inner.written_offset);
-                inner.cache_bytes -= c.bytes.len();
-                inner.cache.pop_front();
+                inner.pop_cached();
             }
             old
         };

@@ -1,11 +1,14 @@
 //! `PartitionLog`: one partition's segmented log on one glommio shard.
 //!
 //! Data path: `append` is synchronous. It checks the idempotent producer, assigns offsets,
-//! encodes the entry (see `entry`) straight into the pending write buffer, puts the batch in
-//! the tail cache and advances the log end offset. A single writer task per partition drains
-//! the pending buffer through a [`TailWriter`] (group commit: everything appended while one
-//! write is in flight goes out in the next one) and fdatasyncs when a `wait_durable(sync)`
-//! caller asked for it; concurrent callers share one write and one fdatasync.
+//! copies the batch once, from the request straight into the filling write chunk (a DMA
+//! buffer, see `chunk`), patches its base offset (and LogAppendTime) there, writes the entry
+//! envelope around it, puts a reference to it in the tail cache and advances the log end
+//! offset. A single writer task per partition seals the pending chunks and writes each with
+//! one O_DIRECT write (group commit: everything appended while one write is in flight goes
+//! out in the next one) and fdatasyncs when a `wait_durable(sync)` caller asked for it;
+//! concurrent callers share one write and one fdatasync. Reads copy cached batches out of
+//! the same chunks (see `read`).
 //!
 //! Files in the partition directory:
 //! - `{base:020}.log`: entries, zero padded to a 4 KiB page at the end.
@@ -30,18 +33,22 @@ use glommio::io::DmaFile;
 use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader, RecordIter, BATCH_HEADER_BYTES};
-use crate::entry::{self, EntryError};
+use crate::entry::{self, EntryError, ENTRY_HEADER_BYTES};
 use crate::index::SegmentIndex;
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
-use crate::segment::{self, ScanEnd, SegmentFile, TailWriter};
+use crate::segment::{self, ScanEnd, SegmentFile};
 
+mod chunk;
 mod compaction;
 mod idle;
+mod read;
 mod recovery;
 mod retention;
 mod writer;
 
+use chunk::Chunk;
 pub use compaction::CompactionOutcome;
+pub use read::ReadBatches;
 pub use retention::{retention_cut, RetentionOutcome, SegmentSummary};
 
 use writer::{decode_snapshot_frame, encode_snapshot_frame, writer_loop};
@@ -205,19 +212,18 @@ struct Segment {
     last_used_ms: std::cell::Cell<i64>,
 }
 
+/// A batch of the tail cache: `len` bytes at `start` in its write chunk.
 struct CachedBatch {
     base_offset: i64,
     last_offset: i64,
-    bytes: Bytes,
+    chunk: Rc<Chunk>,
+    start: usize,
+    len: usize,
 }
 
 enum Pending {
-    /// Encoded entries for the active segment, ending with offset `last_offset`.
-    Data {
-        segment_base: i64,
-        bytes: Vec<u8>,
-        last_offset: i64,
-    },
+    /// A write chunk of the active segment (sealed and written by the writer task).
+    Data(Rc<Chunk>),
     /// Close `closed_base` (sync, index, producer snapshot) and start `new_base`.
     Roll {
         closed_base: i64,
@@ -230,8 +236,14 @@ struct Inner {
     dir: PathBuf,
     config: LogConfig,
     segments: Vec<Segment>,
-    /// Writer of the active segment; taken by the writer task while it flushes.
-    writer: Option<TailWriter>,
+    /// The active segment's file; taken by the writer task while it flushes.
+    writer: Option<Rc<DmaFile>>,
+    /// The chunk appends go into (until the writer seals it or it is full).
+    filling: Option<Rc<Chunk>>,
+    /// The recovered active segment's partial last page, until its first chunk copies it.
+    tail_seed: Vec<u8>,
+    /// Capacity for the next chunk (see `chunk::next_hint`).
+    chunk_hint: usize,
     log_end_offset: i64,
     /// First offset served; at or above the first segment's base (DeleteRecords moves it
     /// inside a segment).
@@ -255,12 +267,15 @@ struct Inner {
     sync_target: i64,
     pending: VecDeque<Pending>,
     cache: VecDeque<CachedBatch>,
+    /// Memory of the chunks the cache references (a chunk counts whole).
     cache_bytes: usize,
     producers: ProducerStateTable,
     failed: Option<(io::ErrorKind, String)>,
     /// The failure was a full disk (or similar): `retry_after_failure` may clear it.
     failure_retryable: bool,
     closing: bool,
+    /// The writer task is writing an index checkpoint (same files as `close`).
+    checkpointing: bool,
 }
 
 struct Shared {
@@ -323,12 +338,25 @@ impl Inner {
     fn evict_cache(&mut self) {
         while self.cache_bytes > self.config.cache_bytes_max {
             match self.cache.front() {
-                Some(c) if c.last_offset < self.written_offset => {
-                    self.cache_bytes -= c.bytes.len();
-                    self.cache.pop_front();
-                }
+                Some(c) if c.last_offset < self.written_offset => self.pop_cached(),
                 _ => break,
             }
+        }
+    }
+
+    /// Drops the oldest cached batch; its chunk stops counting once none of its batches is
+    /// cached (a chunk's batches are contiguous in the cache).
+    fn pop_cached(&mut self) {
+        let c = self
+            .cache
+            .pop_front()
+            .expect("pop_cached on an empty cache");
+        let chunk_done = self
+            .cache
+            .front()
+            .is_none_or(|next| !Rc::ptr_eq(&next.chunk, &c.chunk));
+        if chunk_done {
+            self.cache_bytes -= c.chunk.capacity();
         }
     }
 
@@ -345,6 +373,8 @@ impl Inner {
 
     fn roll(&mut self, new_base: i64) {
         let closed_base = self.active().index.base_offset;
+        // The recovered partial page belongs to the closed segment.
+        self.tail_seed = Vec::new();
         let snapshot = encode_snapshot_frame(new_base, &self.producers.encode_snapshot());
         self.pending.push_back(Pending::Roll {
             closed_base,
@@ -361,27 +391,33 @@ impl Inner {
         info!(dir = %self.dir.display(), closed_base, new_base, "rolling segment");
     }
 
-    /// Encodes the entry into the pending buffer of the active segment.
-    fn push_pending(&mut self, batch: &[u8], last_offset: i64, max_timestamp: i64) {
-        let segment_base = self.active().index.base_offset;
-        let reuse = matches!(self.pending.back(), Some(Pending::Data { segment_base: b, .. }) if *b == segment_base);
-        if !reuse {
-            self.pending.push_back(Pending::Data {
-                segment_base,
-                bytes: Vec::new(),
-                last_offset,
-            });
-        }
-        let Some(Pending::Data {
-            bytes,
-            last_offset: last,
-            ..
-        }) = self.pending.back_mut()
-        else {
-            unreachable!("pending data pushed above");
+    /// The chunk the next entry (`entry_bytes`) goes into: the filling one if it has room,
+    /// else a new one (queued for the writer) that starts with the partial last page.
+    fn filling_chunk(&mut self, entry_bytes: usize) -> Rc<Chunk> {
+        let active = self.segments.last().expect("a log always has a segment");
+        let (base, end) = (active.index.base_offset, active.index.size_bytes);
+        let cap = (self.config.cache_bytes_max / 4).max(segment::PAGE_BYTES as usize);
+        let chunk = match &self.filling {
+            Some(c) if c.segment_base == base && c.has_room(entry_bytes) => return c.clone(),
+            Some(c) if c.segment_base == base => {
+                assert_eq!(c.end(), end, "chunks cover the segment in order");
+                if c.has_room(0) {
+                    // Full before the writer came: a busy partition, so larger writes.
+                    self.chunk_hint = chunk::next_hint(c.capacity());
+                }
+                let hint = self.chunk_hint.min(cap);
+                Chunk::new(base, end, &c.tail_page(), entry_bytes, hint)
+            }
+            _ => {
+                let seed = std::mem::take(&mut self.tail_seed);
+                Chunk::new(base, end, &seed, entry_bytes, self.chunk_hint.min(cap))
+            }
         };
-        entry::encode_entry(bytes, batch, last_offset, max_timestamp);
-        *last = last_offset;
+        let chunk = Rc::new(chunk);
+        self.cache_bytes += chunk.capacity();
+        self.pending.push_back(Pending::Data(chunk.clone()));
+        self.filling = Some(chunk.clone());
+        chunk
     }
 }
 
@@ -465,7 +501,7 @@ impl PartitionLog {
             .pending
             .iter()
             .map(|p| match p {
-                Pending::Data { bytes, .. } => bytes.len(),
+                Pending::Data(chunk) => (chunk.end() - chunk.file_pos) as usize,
                 Pending::Roll { .. } => 0,
             })
             .sum()
@@ -509,19 +545,24 @@ impl PartitionLog {
         let base_offset = inner.log_end_offset;
         let last_offset = base_offset + header.last_offset_delta as i64;
         let now = now_ms();
-        let mut copy = batch.to_vec();
-        batch::patch_base_offset(&mut copy, base_offset);
-        let (max_timestamp, log_append_time_ms) = if inner.config.log_append_time {
-            batch::set_log_append_time(&mut copy, now);
-            (now, now)
-        } else {
-            (header.max_timestamp, -1)
-        };
-        let entry_bytes = entry::entry_bytes(copy.len());
+        let stamp = inner.config.log_append_time.then_some(now);
+        let max_timestamp = stamp.unwrap_or(header.max_timestamp);
+        let len = batch.len();
+        let entry_bytes = entry::entry_bytes(len);
         if inner.should_roll(entry_bytes, now) {
             inner.roll(base_offset);
         }
-        inner.push_pending(&copy, last_offset, max_timestamp);
+        let chunk = inner.filling_chunk(entry_bytes);
+        let at = chunk.append(entry_bytes, last_offset, |entry| {
+            let body = &mut entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + len];
+            // The one copy of the payload on the append path; patched where it lands.
+            body.copy_from_slice(batch);
+            batch::patch_base_offset(body, base_offset);
+            if let Some(now) = stamp {
+                batch::set_log_append_time(body, now);
+            }
+            entry::seal_entry(entry, len, last_offset, max_timestamp);
+        });
         let interval = inner.config.index_interval_bytes;
         let active = inner.active();
         active.first_append_ms.get_or_insert(now);
@@ -532,11 +573,12 @@ impl PartitionLog {
             max_timestamp,
             interval,
         );
-        inner.cache_bytes += copy.len();
         inner.cache.push_back(CachedBatch {
             base_offset,
             last_offset,
-            bytes: Bytes::from(copy),
+            chunk,
+            start: at + ENTRY_HEADER_BYTES,
+            len,
         });
         inner.evict_cache();
         inner.log_end_offset = last_offset + 1;
@@ -552,7 +594,7 @@ impl PartitionLog {
             last_offset,
             duplicate: false,
             log_start_offset,
-            log_append_time_ms,
+            log_append_time_ms: stamp.unwrap_or(-1),
         })
     }
 
@@ -578,79 +620,6 @@ impl PartitionLog {
             self.shared.writer_wake.notify(1);
             listener.await;
         }
-    }
-
-    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Bytes>, StorageError> {
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        let mut next = offset.max(self.log_start_offset());
-        loop {
-            let (file, position, limit) = {
-                let inner = self.shared.inner.borrow();
-                if next < inner.log_start_offset {
-                    // Retention removed what this read was walking through meanwhile.
-                    if !out.is_empty() {
-                        return Ok(out);
-                    }
-                    next = inner.log_start_offset;
-                }
-                if next >= inner.log_end_offset {
-                    return Ok(out);
-                }
-                if inner.cache.front().is_some_and(|c| c.base_offset <= next) {
-                    take_from_cache(&inner.cache, next, max_bytes, &mut out, &mut total);
-                    return Ok(out);
-                }
-                let s = &inner.segments[inner.segment_for(next)];
-                assert!(s.written_bytes > 0, "uncached data is written");
-                let at = s.index.position_for_offset(next);
-                ((s.index.base_offset, s.file.clone()), at, s.written_bytes)
-            };
-            let file = self.segment_file(file.0, file.1).await?;
-            let mut full = false;
-            let end = segment::scan_entries(&file, position, limit, None, |e| {
-                if e.last_offset < next {
-                    return true;
-                }
-                if !out.is_empty() && total + e.batch.len() > max_bytes {
-                    full = true;
-                    return false;
-                }
-                total += e.batch.len();
-                out.push(Bytes::copy_from_slice(e.batch));
-                full = total >= max_bytes;
-                !full
-            })
-            .await
-            .map_err(|e| self.error(format!("reading offset {next} at position {position}"), e))?;
-            if full {
-                return Ok(out);
-            }
-            next = self.advance_after_scan(next, position, &end)?;
-        }
-    }
-
-    fn advance_after_scan(
-        &self,
-        next: i64,
-        position: u64,
-        end: &ScanEnd,
-    ) -> Result<i64, StorageError> {
-        let dir = self.shared.inner.borrow().dir.clone();
-        if let Some(invalid) = &end.invalid {
-            return Err(StorageError::corrupt(
-                &dir,
-                format!("corrupt entry at position {} reading offset {next} (from {position}): {invalid}", end.end),
-            ));
-        }
-        if end.next_offset <= next {
-            return Err(StorageError::corrupt(
-                &dir,
-                format!("offset {next} not found on disk"),
-            ));
-        }
-        Ok(end.next_offset)
     }
 
     fn error(&self, context: impl Into<String>, source: io::Error) -> StorageError {
@@ -718,6 +687,20 @@ impl PartitionLog {
         }
     }
 
+    /// Resolves once no index checkpoint is being written (it writes the files `close` does).
+    async fn checkpoint_done(&self) {
+        loop {
+            if !self.shared.inner.borrow().checkpointing {
+                return;
+            }
+            let listener = self.shared.durable_event.listen();
+            if !self.shared.inner.borrow().checkpointing {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// Flushes, fdatasyncs, writes the producer snapshot and closes the files.
     pub async fn close(&self) -> Result<(), StorageError> {
         let leo = {
@@ -727,6 +710,7 @@ impl PartitionLog {
             inner.log_end_offset
         };
         self.wait_durable(leo - 1, true).await?;
+        self.checkpoint_done().await;
         let (dir, snapshot, checkpoint, writer, files) = {
             let mut inner = self.shared.inner.borrow_mut();
             assert!(
@@ -770,25 +754,6 @@ impl PartitionLog {
         self.shared.writer_wake.notify(usize::MAX);
         info!(dir = %dir.display(), log_end_offset = leo, "partition log closed");
         Ok(())
-    }
-}
-
-fn take_from_cache(
-    cache: &VecDeque<CachedBatch>,
-    next: i64,
-    max_bytes: usize,
-    out: &mut Vec<Bytes>,
-    total: &mut usize,
-) {
-    for c in cache.iter().filter(|c| c.last_offset >= next) {
-        if !out.is_empty() && *total + c.bytes.len() > max_bytes {
-            return;
-        }
-        *total += c.bytes.len();
-        out.push(c.bytes.clone());
-        if *total >= max_bytes {
-            return;
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! tail, producer state from the snapshot plus replay of later batches.
 
 use super::*;
+use crate::segment::TailWriter;
 
 pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, StorageError> {
     std::fs::create_dir_all(dir)
@@ -30,7 +31,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
             format!("segment {active_base} does not follow offset {expected}"),
         ));
     }
-    let (active, writer, checkpointed_bytes) =
+    let (active, writer, tail_seed, checkpointed_bytes) =
         open_active(dir, active_base, &config, snapshot_offset, &mut producers).await?;
     let log_end_offset = active.index.next_offset;
     segments.push(active);
@@ -52,6 +53,9 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         config,
         segments,
         writer: Some(writer),
+        filling: None,
+        tail_seed,
+        chunk_hint: 0,
         log_end_offset,
         log_start_offset,
         closed_offset: active_base,
@@ -70,6 +74,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         failed: None,
         failure_retryable: false,
         closing: false,
+        checkpointing: false,
     })
 }
 
@@ -240,7 +245,7 @@ async fn open_active(
     config: &LogConfig,
     snapshot_offset: i64,
     producers: &mut ProducerStateTable,
-) -> Result<(Segment, TailWriter, u64), StorageError> {
+) -> Result<(Segment, Rc<DmaFile>, Vec<u8>, u64), StorageError> {
     let path = dir.join(segment::file_name(base, "log"));
     let ctx =
         |what: &str, e: io::Error| StorageError::new(dir, format!("{what} {}", path.display()), e);
@@ -292,7 +297,7 @@ async fn open_active(
         .await
         .map_err(|e| ctx("truncating", e.into()))?;
     let rewrite = !tail.is_empty();
-    let mut writer = TailWriter::new(dma.clone(), end, tail);
+    let mut writer = TailWriter::new(dma.clone(), end, tail.clone());
     if rewrite {
         writer
             .rewrite_tail()
@@ -311,7 +316,7 @@ async fn open_active(
         first_append_ms,
         last_used_ms: std::cell::Cell::new(now_ms()),
     };
-    Ok((seg, writer, checkpointed_bytes))
+    Ok((seg, dma, tail, checkpointed_bytes))
 }
 
 /// The active segment's index checkpoint, if it can be trusted: it matches the segment, lies

@@ -1,7 +1,8 @@
-//! The writer task of a partition log: group commit of pending entries, fdatasync, segment
-//! roll, and the producer snapshot frame.
+//! The writer task of a partition log: group commit of pending write chunks (one O_DIRECT
+//! write each), fdatasync, segment roll, and the producer snapshot frame.
 
 use super::*;
+use glommio::io::DmaBuffer;
 
 pub(super) fn encode_snapshot_frame(covered_offset: i64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
@@ -95,7 +96,7 @@ async fn flush_once(shared: &Rc<Shared>) {
 /// segment after the checkpoint. A failure only costs a longer recovery: it is logged.
 pub(super) async fn checkpoint_if_due(shared: &Rc<Shared>) {
     let (dir, file, base, size, index, snapshot) = {
-        let inner = shared.inner.borrow();
+        let mut inner = shared.inner.borrow_mut();
         let active = inner.segments.last().expect("a log always has a segment");
         let due =
             active.written_bytes >= inner.checkpointed_bytes + inner.config.index_checkpoint_bytes;
@@ -105,19 +106,21 @@ pub(super) async fn checkpoint_if_due(shared: &Rc<Shared>) {
         let Some(file) = active.file.clone() else {
             return;
         };
-        if !due || !consistent || active.written_bytes == 0 {
+        if !due || !consistent || active.written_bytes == 0 || inner.closing {
             return;
         }
         let snapshot =
             encode_snapshot_frame(inner.log_end_offset, &inner.producers.encode_snapshot());
-        (
+        let work = (
             inner.dir.clone(),
             file,
             active.index.base_offset,
             active.written_bytes,
             active.index.encode(),
             snapshot,
-        )
+        );
+        inner.checkpointing = true;
+        work
     };
     let result = async {
         file.dma.fdatasync().await.map_err(io::Error::from)?;
@@ -125,6 +128,8 @@ pub(super) async fn checkpoint_if_due(shared: &Rc<Shared>) {
         segment::write_file_atomic(&dir, &segment::file_name(base, "index"), index).await
     }
     .await;
+    shared.inner.borrow_mut().checkpointing = false;
+    shared.durable_event.notify(usize::MAX);
     match result {
         Ok(()) => {
             let mut inner = shared.inner.borrow_mut();
@@ -136,44 +141,24 @@ pub(super) async fn checkpoint_if_due(shared: &Rc<Shared>) {
     }
 }
 
-/// Writes `items` from the front, removing each once done (a partly written data item keeps
-/// its unwritten rest). The error says whether the same work may be retried.
+/// Writes `items` from the front, removing each once done: consecutive chunks are sealed
+/// together (later appends start the next chunk) and written at once, several writes in
+/// flight; a failed write keeps them sealed, so a retry writes the same bytes to the same
+/// place. The error says whether the same work may be retried.
 async fn write_pending(
     shared: &Rc<Shared>,
     items: &mut VecDeque<Pending>,
-    writer: &mut Option<TailWriter>,
+    writer: &mut Option<Rc<DmaFile>>,
 ) -> Result<(), (StorageError, bool)> {
     let dir = shared.inner.borrow().dir.clone();
-    while let Some(item) = items.front_mut() {
+    while let Some(item) = items.front() {
+        let mut done = 1;
         match item {
-            Pending::Data {
-                segment_base,
-                bytes,
-                last_offset,
-            } => {
-                let (segment_base, last_offset) = (*segment_base, *last_offset);
-                let w = writer.as_mut().expect("active segment has a writer");
-                let start = w.end();
-                if let Err(e) = w.append(bytes).await {
-                    bytes.drain(..(w.end() - start) as usize);
-                    let context =
-                        format!("writing segment {segment_base} up to offset {last_offset}");
-                    return Err((StorageError::new(&dir, context, e), true));
-                }
-                let mut inner = shared.inner.borrow_mut();
-                let i = inner.segment_for(segment_base);
-                let seg = &mut inner.segments[i];
-                assert_eq!(
-                    seg.index.base_offset, segment_base,
-                    "pending data for an unknown segment"
-                );
-                seg.written_bytes = w.end();
-                assert!(
-                    last_offset >= inner.written_offset,
-                    "written offset goes backwards"
-                );
-                inner.written_offset = last_offset + 1;
-                inner.evict_cache();
+            Pending::Data(_) => {
+                let file = writer.as_ref().expect("active segment has a writer");
+                let group = seal_group(items);
+                write_chunks(shared, &dir, file, &group).await?;
+                done = group.len();
             }
             Pending::Roll {
                 closed_base,
@@ -187,16 +172,16 @@ async fn write_pending(
                 *writer = Some(next);
             }
         }
-        items.pop_front();
+        items.drain(..done);
         shared.durable_event.notify(usize::MAX);
     }
-    let w = writer.as_ref().expect("active segment has a writer");
+    let file = writer.as_ref().expect("active segment has a writer");
     let (target, written) = {
         let inner = shared.inner.borrow();
         (inner.sync_target, inner.written_offset)
     };
     if target > shared.inner.borrow().synced_offset {
-        w.file.fdatasync().await.map_err(|e| {
+        file.fdatasync().await.map_err(|e| {
             let e = StorageError::new(&dir, "fdatasync of the active segment", e.into());
             (e, false)
         })?;
@@ -207,21 +192,95 @@ async fn write_pending(
     Ok(())
 }
 
+/// Seals the leading run of chunks in `items` and returns them. Each but the last is sealed
+/// without its partial last page (its successor writes that page), so their writes never
+/// touch the same page; a chunk sealed with it earlier (a retry) ends the run.
+fn seal_group(items: &VecDeque<Pending>) -> Vec<(Rc<Chunk>, Sealed)> {
+    let mut group = Vec::new();
+    let mut run = items.iter().peekable();
+    while let Some(Pending::Data(chunk)) = run.next() {
+        let followed = matches!(run.peek(), Some(Pending::Data(_)));
+        let sealed = chunk.seal(followed);
+        let with_tail = sealed.3;
+        group.push((chunk.clone(), sealed));
+        if with_tail {
+            break;
+        }
+    }
+    group
+}
+
+/// What `Chunk::seal` returns: buffer, data length, last offset, holds the partial page.
+type Sealed = (Rc<DmaBuffer>, usize, i64, bool);
+
+/// Writes the sealed chunks (one O_DIRECT write each from its own buffer, all in flight at
+/// once), then records what is written.
+async fn write_chunks(
+    shared: &Rc<Shared>,
+    dir: &Path,
+    file: &Rc<DmaFile>,
+    group: &[(Rc<Chunk>, Sealed)],
+) -> Result<(), (StorageError, bool)> {
+    let (last_chunk, (_, last_len, last_offset, _)) = group.last().expect("a non-empty group");
+    shared.inner.borrow_mut().chunk_hint = chunk::next_hint(*last_len);
+    let writes = group
+        .iter()
+        .filter(|(_, (buf, ..))| !buf.is_empty())
+        .map(|(chunk, (buf, ..))| {
+            let (buf, at) = (buf.clone(), chunk.file_pos);
+            async move {
+                let padded = buf.len();
+                let written = file.write_rc_at(buf, at).await.map_err(io::Error::from)?;
+                if written != padded {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short DMA write at {at}: {written} of {padded} bytes"),
+                    ));
+                }
+                Ok(())
+            }
+        });
+    for result in futures::future::join_all(writes).await {
+        result.map_err(|e| {
+            let context = format!(
+                "writing segment {} up to offset {last_offset}",
+                last_chunk.segment_base
+            );
+            (StorageError::new(dir, context, e), true)
+        })?;
+    }
+    let mut inner = shared.inner.borrow_mut();
+    let i = inner.segment_for(last_chunk.segment_base);
+    let seg = &mut inner.segments[i];
+    assert_eq!(
+        seg.index.base_offset, last_chunk.segment_base,
+        "pending data for an unknown segment"
+    );
+    seg.written_bytes = last_chunk.file_pos + *last_len as u64;
+    assert!(
+        *last_offset >= inner.written_offset,
+        "written offset goes backwards"
+    );
+    inner.written_offset = last_offset + 1;
+    inner.evict_cache();
+    Ok(())
+}
+
 /// Syncs the closed segment, persists its index and the producer snapshot, creates the next.
 /// Every step can be repeated, so a retryable failure retries the whole roll.
 pub(super) async fn roll_files(
     shared: &Rc<Shared>,
     dir: &Path,
-    old: &TailWriter,
+    old: &Rc<DmaFile>,
     closed_base: i64,
     new_base: i64,
     snapshot: Vec<u8>,
-) -> Result<TailWriter, (StorageError, bool)> {
+) -> Result<Rc<DmaFile>, (StorageError, bool)> {
     let ctx = |what: &str, e: io::Error| {
         let e = StorageError::new(dir, format!("{what} (roll {closed_base} -> {new_base})"), e);
         (e, true)
     };
-    old.file.fdatasync().await.map_err(|e| {
+    old.fdatasync().await.map_err(|e| {
         let (e, _) = ctx("fdatasync of closed segment", e.into());
         (e, false)
     })?;
@@ -256,5 +315,5 @@ pub(super) async fn roll_files(
     assert!(new_base > inner.closed_offset, "segments close in order");
     inner.closed_offset = new_base;
     inner.checkpointed_bytes = 0;
-    Ok(TailWriter::new(file, 0, Vec::new()))
+    Ok(file)
 }
