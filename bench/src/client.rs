@@ -27,7 +27,7 @@ use std::rc::Rc;
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 7;
 const PRODUCE_VERSION: i16 = 9;
-const FETCH_VERSION: i16 = 12;
+pub const FETCH_VERSION: i16 = 12;
 const LIST_OFFSETS_VERSION: i16 = 7;
 
 /// Responses larger than this close the connection (a broken peer, not a big fetch).
@@ -433,14 +433,14 @@ pub struct FetchedPartition {
     pub records: Bytes,
 }
 
-/// Fetches from several partitions of a topic at the given offsets (no fetch session).
-pub async fn fetch(
-    connection: &Connection,
+/// A Fetch of several partitions of a topic at the given offsets (no fetch session, a 64 MiB
+/// response bound), for the version `FETCH_VERSION` (topics by name).
+pub fn fetch_request(
     topic: &str,
     offsets: &[(i32, i64)],
     max_wait_ms: i32,
     partition_max_bytes: i32,
-) -> Result<Vec<FetchedPartition>> {
+) -> FetchRequest {
     let partitions = offsets
         .iter()
         .map(|&(partition, fetch_offset)| {
@@ -450,7 +450,7 @@ pub async fn fetch(
                 .with_partition_max_bytes(partition_max_bytes)
         })
         .collect();
-    let request = FetchRequest::default()
+    FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
@@ -458,7 +458,18 @@ pub async fn fetch(
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic_name(topic))
-            .with_partitions(partitions)]);
+            .with_partitions(partitions)])
+}
+
+/// Fetches from several partitions of a topic at the given offsets (no fetch session).
+pub async fn fetch(
+    connection: &Connection,
+    topic: &str,
+    offsets: &[(i32, i64)],
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+) -> Result<Vec<FetchedPartition>> {
+    let request = fetch_request(topic, offsets, max_wait_ms, partition_max_bytes);
     let reply: FetchResponse = connection
         .call(ApiKey::Fetch, FETCH_VERSION, &request)
         .await?;

@@ -1,15 +1,10 @@
 //! Fetch for `consume`, with each partition's error code kept (the bench client's `fetch`
 //! fails the whole call on any), so an out-of-range position can be moved and others named.
 
-use crate::session::{topic_name, Result};
+use crate::session::Result;
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
-use spate_bench::client::Connection;
-
-/// The newest Fetch that names topics (v13+ use topic ids), as the bench client uses.
-const FETCH_VERSION: i16 = 12;
-const RESPONSE_MAX_BYTES: i32 = 64 << 20;
+use kafka_protocol::messages::{ApiKey, FetchResponse};
+use spate_bench::client::{fetch_request, Connection, FETCH_VERSION};
 
 /// What one partition of a fetch returned.
 pub struct FetchedPartition {
@@ -26,24 +21,7 @@ pub async fn fetch(
     max_wait_ms: i32,
     partition_max_bytes: i32,
 ) -> Result<Vec<FetchedPartition>> {
-    let partitions = offsets
-        .iter()
-        .map(|&(partition, fetch_offset)| {
-            FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(fetch_offset)
-                .with_partition_max_bytes(partition_max_bytes)
-        })
-        .collect();
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(RESPONSE_MAX_BYTES)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(partitions)]);
+    let request = fetch_request(topic, offsets, max_wait_ms, partition_max_bytes);
     let reply: FetchResponse = connection
         .call(ApiKey::Fetch, FETCH_VERSION, &request)
         .await?;
