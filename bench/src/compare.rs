@@ -368,7 +368,7 @@ fn loadavg() -> String {
 fn ratio_line(summary: &crate::report::Summary) -> String {
     let f = |v: Option<f64>| v.map_or("nan".to_string(), |v| format!("{v:.3}"));
     format!(
-        "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={}",
+        "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={} catch_up_read_ratio={} e2e_p99_ratio={}",
         f(summary.ratio("w1-acks1", |m| m.mb_per_s)),
         f(summary.ratio("w2-acksall-fsync", |m| m.mb_per_s)),
         f(summary.ratio("w3-fixed-rate", |m| m.p99_ms)),
@@ -376,6 +376,8 @@ fn ratio_line(summary: &crate::report::Summary) -> String {
         f(summary.ratio("w1-acks1", |m| m.cpu_s_per_gb)),
         f(summary.ratio_max(|m| m.peak_rss_mib)),
         f(summary.ratio_median(|m| m.ready_s)),
+        f(summary.ratio("w5-catch-up", |m| m.consume_mb_per_s)),
+        f(summary.ratio("w3-e2e", |m| m.e2e_p99_ms)),
     )
 }
 
@@ -1126,6 +1128,50 @@ mod tests {
         assert_eq!(v["latency_ms"]["p99"], 410.0);
         assert_eq!(v["latency_ms"]["p99.9"], 441.0);
         assert_eq!(v["latency_ms"]["avg"], 197.70);
+    }
+
+    #[test]
+    fn consumer_performance_result_parses() {
+        let out = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n\
+                   2026-11-25 11:00:00:000, 2026-11-25 11:00:05:000, 976.5625, 195.3125, 1000000, 200000.0000, 1000, 4000, 244.1406, 250000.0000\n";
+        let v = parse_consumer_performance(out).unwrap();
+        assert_eq!(v["records"], 1_000_000.0);
+        assert_eq!(v["fetch_ms"], 4000.0);
+        assert_eq!(v["records_per_s"], 250000.0);
+        assert!((v["mb_per_s"].as_f64().unwrap() - 256.0).abs() < 0.01);
+        assert!(parse_consumer_performance("WARNING: timeout\n").is_err());
+    }
+
+    #[test]
+    fn end_to_end_latency_result_parses() {
+        let out = "0\t12.5\n1000\t0.9\nAvg latency: 1.2345 ms\nPercentiles: 50th = 1, 99th = 3, 99.9th = 7\n";
+        let v = parse_end_to_end_latency(out, 2000).unwrap();
+        assert_eq!(v["latency_ms"]["avg"], 1.2345);
+        assert_eq!(v["latency_ms"]["p50"], 1.0);
+        assert_eq!(v["latency_ms"]["p99.9"], 7.0);
+        assert!(parse_end_to_end_latency("0\t12.5\n", 2000).is_err());
+    }
+
+    #[test]
+    fn workloads_are_chosen_by_id_or_prefix() {
+        let ids = |list: &str| {
+            let o = parse(&["--workloads".to_string(), list.to_string()]).unwrap();
+            workloads(&o).iter().map(|w| w.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids("w6"),
+            [
+                "w6-partitions-1",
+                "w6-partitions-10",
+                "w6-partitions-100",
+                "w6-partitions-1000"
+            ]
+        );
+        assert_eq!(ids("w6-partitions-1"), ["w6-partitions-1"]);
+        // w3's rate is half Kafka's w1 throughput: w1 comes along.
+        assert_eq!(ids("w3-e2e"), ["w1-acks1", "w3-e2e"]);
+        assert_eq!(ids("w5"), ["w5-catch-up"]);
+        assert!(ids("w9").is_empty());
     }
 
     #[test]

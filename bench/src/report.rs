@@ -421,10 +421,20 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             });
         seen.push(id);
         let st = &run["result"]["settings"];
-        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, warm-up {} s + {} s measured. Kafka settings: {}.",
+        let length = match st["total_bytes"].as_f64() {
+            Some(total) => format!(
+                "{} GiB produced, no warm-up (bounded run)",
+                f(total / f64::from(1u32 << 30), 2)
+            ),
+            None => format!(
+                "warm-up {} s + {} s measured",
+                st["warmup_s"], st["duration_s"]
+            ),
+        };
+        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, {length}. Kafka settings: {}.",
             run["what"].as_str().unwrap_or(""), st["record_bytes"].as_str().unwrap_or("?"), st["keys"].as_str().unwrap_or("?"),
             st["partitions"], st["acks"].as_str().unwrap_or("?"), st["batch_bytes"], st["linger_ms"], st["producers"],
-            st["in_flight_max"], st["rate"].as_str().unwrap_or("?"), st["warmup_s"], st["duration_s"],
+            st["in_flight_max"], st["rate"].as_str().unwrap_or("?"),
             kafka_settings);
     }
     let failed: Vec<String> = runs

@@ -10,7 +10,7 @@ use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::{json, Value};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -301,7 +301,7 @@ pub fn run(options: &Options) -> Result<Value, String> {
     };
     let produced = Arc::new(Stats::new());
     let consumed = Arc::new(Stats::new());
-    let finished = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Finished::default());
     let executors = spawn_clients(options, clock, &produced, &consumed, &finished)?;
     let progress = if options.mode == Mode::Consume {
         &consumed
@@ -309,18 +309,18 @@ pub fn run(options: &Options) -> Result<Value, String> {
         &produced
     };
     let mut last = (0u64, Instant::now());
-    while epoch.elapsed().as_nanos() < clock.end_ns as u128
-        && finished.load(Ordering::Acquire) < executors.len()
-    {
+    let all_done = || finished.executors.load(Ordering::Acquire) >= executors.len();
+    while epoch.elapsed().as_nanos() < clock.end_ns as u128 && !all_done() {
+        // Polled every 50 ms (a bounded run ends early), progress printed every second.
         std::thread::sleep(
-            Duration::from_secs(1).min(Duration::from_nanos(
+            Duration::from_millis(50).min(Duration::from_nanos(
                 clock
                     .end_ns
                     .saturating_sub(epoch.elapsed().as_nanos() as u64)
                     + 1,
             )),
         );
-        if options.progress {
+        if options.progress && last.1.elapsed() >= Duration::from_secs(1) {
             let bytes = progress.all_payload_bytes();
             let mb_s = (bytes - last.0) as f64 / last.1.elapsed().as_secs_f64() / 1e6;
             last = (bytes, Instant::now());
@@ -340,11 +340,13 @@ pub fn run(options: &Options) -> Result<Value, String> {
             );
         }
     }
-    // The measured window ends at the run's end, or earlier when every client is done.
-    let window_s = (epoch.elapsed().as_nanos().min(clock.end_ns as u128) as f64
-        - clock.measure_from_ns as f64)
-        .max(1.0)
-        / 1e9;
+    // The measured window ends at the run's end, or when the last client finished before it.
+    let window_end_ns = if all_done() {
+        finished.last_ns.load(Ordering::Acquire).min(clock.end_ns)
+    } else {
+        clock.end_ns
+    };
+    let window_s = (window_end_ns.saturating_sub(clock.measure_from_ns)).max(1) as f64 / 1e9;
     let mut failures = Vec::new();
     for handle in executors {
         match handle.join() {
@@ -413,12 +415,19 @@ where
 
 type Handle = glommio::ExecutorJoinHandle<Result<(), String>>;
 
+/// Client executors that finished, and when the last of them did (ns from the clock's epoch).
+#[derive(Default)]
+struct Finished {
+    executors: AtomicUsize,
+    last_ns: AtomicU64,
+}
+
 fn spawn_clients(
     options: &Options,
     clock: Clock,
     produced: &Arc<Stats>,
     consumed: &Arc<Stats>,
-    finished: &Arc<AtomicUsize>,
+    finished: &Arc<Finished>,
 ) -> Result<Vec<Handle>, String> {
     let cores: Vec<Option<usize>> = if options.client_cores.is_empty() {
         vec![None]
@@ -461,9 +470,10 @@ fn spawn_clients(
                     tasks.push(glommio::spawn_local(produce(o, index, clock, s)));
                 }
                 let results = futures::future::join_all(tasks).await;
+                finished.last_ns.fetch_max(clock.now_ns(), Ordering::AcqRel);
                 running.set(false);
                 ticker.await;
-                finished.fetch_add(1, Ordering::Release);
+                finished.executors.fetch_add(1, Ordering::Release);
                 results
                     .into_iter()
                     .collect::<Result<Vec<()>, String>>()
@@ -525,7 +535,7 @@ impl Values {
 }
 
 /// Retries of a produce request that failed with a retriable error, 50 ms apart.
-const PRODUCE_RETRIES_MAX: usize = 100;
+const PRODUCE_RETRIES_MAX: usize = 600;
 
 /// A partition's open batch: the builder and each record's intended send time.
 struct OpenBatch {
@@ -968,7 +978,7 @@ fn print_summary(options: &Options, result: &Value) {
             "{label}: {:.1} MB/s, {:.0} records/s over {:.1} s; latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} p99.99 {:.2} max {:.2} ({} samples)",
             s["mb_per_s"].as_f64().unwrap_or(0.0),
             s["records_per_s"].as_f64().unwrap_or(0.0),
-            options.duration_s,
+            result["window_s"].as_f64().unwrap_or(options.duration_s),
             ms(&l["p50"]), ms(&l["p90"]), ms(&l["p99"]), ms(&l["p99.9"]), ms(&l["p99.99"]), ms(&l["max"]),
             l["count"]
         );
