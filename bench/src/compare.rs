@@ -398,13 +398,17 @@ fn run_one(
         let mut options = options.clone();
         options.brokers = server.address.clone();
         let before = server.sample();
+        let started = Instant::now();
         let result = workload::run(&options)?;
+        let wall_s = started.elapsed().as_secs_f64();
         let after = server.sample();
         let mut run = json!({
             "workload": workload.id, "what": workload.what, "broker": broker.name(),
             "broker_settings": settings, "ready_s": server.ready_s,
             "result": result,
             "broker_cpu_s": after.cpu_s - before.cpu_s,
+            "broker_runqueue_wait_s": after.runqueue_wait_s - before.runqueue_wait_s,
+            "workload_wall_s": wall_s,
             "broker_disk_write_bytes": after.disk_write_bytes.saturating_sub(before.disk_write_bytes),
         });
         let run_bytes = run["result"]["produce"]["run_payload_bytes"]
@@ -761,6 +765,9 @@ struct Server {
 #[derive(Default)]
 struct Sample {
     cpu_s: f64,
+    /// Seconds the broker's threads waited on a run queue for a CPU (/proc schedstat): the
+    /// share of a shared machine's noise that hits the broker.
+    runqueue_wait_s: f64,
     peak_rss_kib: u64,
     disk_write_bytes: u64,
 }
@@ -859,6 +866,7 @@ impl Server {
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
             sample.cpu_s = (ticks(11) + ticks(12)) / hz;
         }
+        sample.runqueue_wait_s = runqueue_wait_s(self.pid);
         sample.peak_rss_kib = proc_field(self.pid, "status", "VmHWM:").unwrap_or(0);
         sample.disk_write_bytes = proc_field(self.pid, "io", "write_bytes:").unwrap_or(0);
         sample
@@ -892,6 +900,19 @@ impl Server {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Run-queue wait of all threads of `pid` (schedstat's second field, ns), in seconds.
+fn runqueue_wait_s(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub java_e2e_p99_ms: f64,
     pub java_e2e_p999_ms: f64,
     pub partitions: f64,
+    /// Broker threads' run-queue wait per second of the workload's run (CPU contention).
+    pub runqueue_wait_per_s: f64,
     pub runs: usize,
 }
 
@@ -150,6 +152,9 @@ pub fn summary(record: &Value) -> Summary {
                 java_e2e_p99_ms: m(&|r| num(&r["java_end_to_end_latency"]["latency_ms"]["p99"])),
                 java_e2e_p999_ms: m(&|r| num(&r["java_end_to_end_latency"]["latency_ms"]["p99.9"])),
                 partitions: m(&|r| num(&r["result"]["settings"]["partitions"])),
+                runqueue_wait_per_s: m(&|r| {
+                    num(&r["broker_runqueue_wait_s"]) / num(&r["workload_wall_s"])
+                }),
                 runs: runs.len(),
             };
             (key, metrics)
@@ -329,7 +334,9 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
     md.push_str("\nMB/s are payload (key + value) megabytes (10^6 B) acknowledged per second in the measured window (after warm-up). \
         Latency: produce call to acknowledgement; at the fixed rate (w3) from each record's intended send time, \
         so coordinated omission is corrected. CPU s/GB: broker user+system CPU seconds (/proc/PID/stat) over the whole run \
-        per GB of payload sent in it. Disk bytes/payload byte: the broker's /proc/PID/io write_bytes over the payload.\n\n");
+        per GB of payload sent in it. Disk bytes/payload byte: the broker's /proc/PID/io write_bytes over the payload. \
+        Run-queue wait s/s: seconds the broker's threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat) per second of the workload: \
+        CPU contention from other processes on the broker's core.\n\n");
 
     md.push_str("## Ratios (Spate / Kafka) against the issue's targets\n\n");
     let _ = writeln!(md, "![ratios]({stem}-ratios.svg)\n");
@@ -361,14 +368,14 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
 
     md.push_str("\n## Results\n\n");
     let _ = writeln!(md, "![throughput vs latency]({stem}-latency.svg)\n");
-    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s | e2e p99 ms |\n");
+    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s | e2e p99 ms | run-queue wait s/s |\n");
     md.push_str(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for ((w, b), m) in &s.rows {
         let _ = writeln!(
             md,
-            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.runs,
             f(m.mb_per_s, 1),
             f(m.records_per_s, 0),
@@ -381,7 +388,8 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             f(m.ready_s, 3),
             f(m.disk_write_amplification, 2),
             f(m.consume_mb_per_s, 1),
-            f(m.e2e_p99_ms, 2)
+            f(m.e2e_p99_ms, 2),
+            f(m.runqueue_wait_per_s, 2)
         );
     }
     if s.rows.values().any(|m| m.java_mb_per_s.is_finite()) {
