@@ -15,7 +15,7 @@ spate bench compare [--quick] [--rounds N] [--workloads LIST] [--catch-up-gib G]
                     [--broker-cores LIST] [--client-cores LIST]
   Spate vs Apache Kafka 4.3.1 (bench/peers/kafka; jars: `bench/peers/kafka fetch`), same cores,
   A/B alternated. --quick: workloads 1-3, one round, under 5 minutes, record under target/bench;
-  the full run (workloads 1-6, 2 rounds) writes perf-reports/. Last line: Spate/Kafka ratios.
+  the full run (workloads 1-7, 2 rounds; w7 is w1 with zstd) writes perf-reports/. Last line: Spate/Kafka ratios.
   --workloads w1,w5,w6-partitions-1000: only the workloads whose id starts with one of these
   (w1 always runs first when w3 is chosen: w3's rate is half Kafka's w1 throughput).
   --catch-up-gib G: size of w5's catch-up read (default 5).
@@ -194,6 +194,19 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_e2e: false,
         });
         list.push(Workload {
+            id: "w7-zstd",
+            what: "as w1 with zstd-compressed batches (values: random capital letters, compressed to about 0.45)",
+            options: Options {
+                compression: crate::batch::Compression::Zstd,
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+            read_to_end: false,
+            java_e2e: false,
+        });
+        list.push(Workload {
             id: "w5-catch-up",
             what: "catch-up read: produce the topic (acks=1, unlimited rate), drop the page cache, then time one consumer from offset 0 to the end",
             options: Options {
@@ -314,7 +327,7 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
             "client": "spate bench (glommio, Kafka protocol: Produce v9, Fetch v12)",
             "kafka": "Apache Kafka 4.3.1, KRaft single node, bench/peers/kafka (JVM: -Xms1g -Xmx1g G1)",
             "spate": "spate start --cores <broker cores>; acks=all waits for fdatasync (group commit), acks=1 does not",
-            "compression": "none", "idempotence": false, "replication_factor": 1,
+            "compression": "none (w7: zstd)", "idempotence": false, "replication_factor": 1,
             "workloads": o.workloads, "catch_up_gib": o.catch_up_gib,
             "alternation": "per workload; even rounds Spate first, odd rounds Kafka first",
         },

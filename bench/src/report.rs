@@ -439,8 +439,9 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
                 st["warmup_s"], st["duration_s"]
             ),
         };
-        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, {length}. Kafka settings: {}.",
+        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, compression {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, {length}. Kafka settings: {}.",
             run["what"].as_str().unwrap_or(""), st["record_bytes"].as_str().unwrap_or("?"), st["keys"].as_str().unwrap_or("?"),
+            st["compression"].as_str().unwrap_or("none"),
             st["partitions"], st["acks"].as_str().unwrap_or("?"), st["batch_bytes"], st["linger_ms"], st["producers"],
             st["in_flight_max"], st["rate"].as_str().unwrap_or("?"),
             kafka_settings);
