@@ -11,10 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "\
-spate bench compare [--quick] [--rounds N] [--out DIR] [--broker-cores LIST] [--client-cores LIST]
+spate bench compare [--quick] [--rounds N] [--workloads LIST] [--catch-up-gib G] [--out DIR]
+                    [--broker-cores LIST] [--client-cores LIST]
   Spate vs Apache Kafka 4.3.1 (bench/peers/kafka; jars: `bench/peers/kafka fetch`), same cores,
   A/B alternated. --quick: workloads 1-3, one round, under 5 minutes, record under target/bench;
-  the full run (workloads 1-6, 2 rounds) writes perf-reports/. Last line: Spate/Kafka ratios.
+  the full run (workloads 1-7, 2 rounds; w7 is w1 with zstd) writes perf-reports/. Last line: Spate/Kafka ratios.
+  --workloads w1,w5,w6-partitions-1000: only the workloads whose id starts with one of these
+  (w1 always runs first when w3 is chosen: w3's rate is half Kafka's w1 throughput).
+  --catch-up-gib G: size of w5's catch-up read (default 5).
 ";
 
 /// How a comparison is run.
@@ -25,6 +29,9 @@ pub struct CompareOptions {
     pub out_dir: Option<PathBuf>,
     pub broker_cores: String,
     pub client_cores: Vec<usize>,
+    /// Workload id prefixes to run; empty: all of the mode's workloads.
+    pub workloads: Vec<String>,
+    pub catch_up_gib: f64,
 }
 
 pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
@@ -36,6 +43,8 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
         // Broker on the first CPU, client on the last: both brokers get the same cores.
         broker_cores: "0".into(),
         client_cores: vec![cpus.saturating_sub(1)],
+        workloads: Vec::new(),
+        catch_up_gib: 5.0,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -45,6 +54,10 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
             "--rounds" => o.rounds = value()?.parse().map_err(|_| "--rounds: a number")?,
             "--out" => o.out_dir = Some(value()?.into()),
             "--broker-cores" => o.broker_cores = value()?,
+            "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
+            "--catch-up-gib" => {
+                o.catch_up_gib = value()?.parse().map_err(|_| "--catch-up-gib: a number")?
+            }
             "--client-cores" => {
                 o.client_cores = value()?
                     .split(',')
@@ -90,6 +103,11 @@ struct Workload {
     then_consume: bool,
     /// Also drive the broker with Kafka's own ProducerPerformance (the Java client).
     java_client: bool,
+    /// The catch-up read goes from offset 0 to the end (timed), with the page cache dropped
+    /// first, and Kafka's ConsumerPerformance reads the same records after it.
+    read_to_end: bool,
+    /// Also measure Kafka's EndToEndLatency tool (Java producer + consumer, one record at a time).
+    java_e2e: bool,
 }
 
 fn base_options(o: &CompareOptions) -> Options {
@@ -119,6 +137,8 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             kafka_settings: vec![],
             then_consume: !o.quick,
             java_client: true,
+            read_to_end: false,
+            java_e2e: false,
         },
         Workload {
             id: "w2-acksall-fsync",
@@ -130,6 +150,8 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             kafka_settings: vec!["log.flush.interval.messages=1"],
             then_consume: false,
             java_client: !o.quick,
+            read_to_end: false,
+            java_e2e: false,
         },
         Workload {
             id: "w3-fixed-rate",
@@ -138,6 +160,8 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             kafka_settings: vec![],
             then_consume: false,
             java_client: false,
+            read_to_end: false,
+            java_e2e: false,
         },
     ];
     if !o.quick {
@@ -151,6 +175,8 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             kafka_settings: vec![],
             then_consume: false,
             java_client: false,
+            read_to_end: false,
+            java_e2e: true,
         });
         list.push(Workload {
             id: "w4-100-producers-keyed",
@@ -164,14 +190,46 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             kafka_settings: vec![],
             then_consume: false,
             java_client: false,
+            read_to_end: false,
+            java_e2e: false,
         });
-        for partitions in [1u32, 100] {
+        list.push(Workload {
+            id: "w7-zstd",
+            what: "as w1 with zstd-compressed batches (values: random capital letters, compressed to about 0.45)",
+            options: Options {
+                compression: crate::batch::Compression::Zstd,
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: false,
+            java_client: false,
+            read_to_end: false,
+            java_e2e: false,
+        });
+        list.push(Workload {
+            id: "w5-catch-up",
+            what: "catch-up read: produce the topic (acks=1, unlimited rate), drop the page cache, then time one consumer from offset 0 to the end",
+            options: Options {
+                total_bytes: Some((o.catch_up_gib * (1u64 << 30) as f64) as u64),
+                warmup_s: 0.0,
+                // A bound: the run ends when the bytes are acknowledged.
+                duration_s: 900.0,
+                ..base.clone()
+            },
+            kafka_settings: vec![],
+            then_consume: true,
+            java_client: false,
+            read_to_end: true,
+            java_e2e: false,
+        });
+        for (partitions, id) in [
+            (1u32, "w6-partitions-1"),
+            (10, "w6-partitions-10"),
+            (100, "w6-partitions-100"),
+            (1000, "w6-partitions-1000"),
+        ] {
             list.push(Workload {
-                id: if partitions == 1 {
-                    "w6-partitions-1"
-                } else {
-                    "w6-partitions-100"
-                },
+                id,
                 what: "partition sweep: as w1 with this partition count",
                 options: Options {
                     partitions,
@@ -180,9 +238,20 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
                 kafka_settings: vec![],
                 then_consume: false,
                 java_client: false,
+                read_to_end: false,
+                java_e2e: false,
             });
         }
     }
+    // w3's rate comes from Kafka's w1 result: choosing w3 keeps w1.
+    let chosen = |id: &str| {
+        o.workloads.is_empty()
+            || o.workloads
+                .iter()
+                .any(|w| id == w || id.starts_with(&format!("{w}-")))
+            || (id == "w1-acks1" && o.workloads.iter().any(|w| w.starts_with("w3")))
+    };
+    list.retain(|w| chosen(w.id));
     list
 }
 
@@ -193,10 +262,16 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
     let work = root.join("target/bench/compare");
     std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
     let started = Instant::now();
+    if workloads(o).is_empty() {
+        return Err(format!("--workloads {:?} selects none", o.workloads));
+    }
     eprintln!("compare: measuring the raw disk and loopback");
     let raw_disk = raw_disk_write_mb_s(&work, if o.quick { 256 } else { 1024 })?;
+    let raw_disk_read = raw_disk_read_mb_s(&work, if o.quick { 256 } else { 1024 })?;
     let loopback = loopback_mb_s(if o.quick { 1 << 30 } else { 4 << 30 })?;
-    eprintln!("compare: raw disk O_DIRECT write {raw_disk:.0} MB/s, loopback {loopback:.0} MB/s");
+    eprintln!(
+        "compare: raw disk O_DIRECT write {raw_disk:.0} MB/s, read {raw_disk_read:.0} MB/s, loopback {loopback:.0} MB/s"
+    );
 
     let mut runs = Vec::new();
     let mut kafka_w1_mb_s = Vec::new();
@@ -235,6 +310,7 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
                 }
                 let mut run = run;
                 run["round"] = json!(round);
+                run["loadavg_after"] = json!(loadavg());
                 runs.push(run);
             }
         }
@@ -251,10 +327,13 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
             "client": "spate bench (glommio, Kafka protocol: Produce v9, Fetch v12)",
             "kafka": "Apache Kafka 4.3.1, KRaft single node, bench/peers/kafka (JVM: -Xms1g -Xmx1g G1)",
             "spate": "spate start --cores <broker cores>; acks=all waits for fdatasync (group commit), acks=1 does not",
-            "compression": "none", "idempotence": false, "replication_factor": 1,
+            "compression": "none (w7: zstd)", "idempotence": false, "replication_factor": 1,
+            "workloads": o.workloads, "catch_up_gib": o.catch_up_gib,
             "alternation": "per workload; even rounds Spate first, odd rounds Kafka first",
         },
         "raw_disk_odirect_write_mb_s": raw_disk,
+        "raw_disk_odirect_read_mb_s": raw_disk_read,
+        "loadavg_at_end": loadavg(),
         "loopback_mb_s": loopback,
         "wall_s": started.elapsed().as_secs_f64(),
         "runs": runs,
@@ -289,10 +368,20 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
     Ok(record)
 }
 
+/// /proc/loadavg's first three fields: the 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ratio_line(summary: &crate::report::Summary) -> String {
     let f = |v: Option<f64>| v.map_or("nan".to_string(), |v| format!("{v:.3}"));
     format!(
-        "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={}",
+        "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={} catch_up_read_ratio={} e2e_p99_ratio={}",
         f(summary.ratio("w1-acks1", |m| m.mb_per_s)),
         f(summary.ratio("w2-acksall-fsync", |m| m.mb_per_s)),
         f(summary.ratio("w3-fixed-rate", |m| m.p99_ms)),
@@ -300,6 +389,8 @@ fn ratio_line(summary: &crate::report::Summary) -> String {
         f(summary.ratio("w1-acks1", |m| m.cpu_s_per_gb)),
         f(summary.ratio_max(|m| m.peak_rss_mib)),
         f(summary.ratio_median(|m| m.ready_s)),
+        f(summary.ratio("w5-catch-up", |m| m.consume_mb_per_s)),
+        f(summary.ratio("w3-e2e", |m| m.e2e_p99_ms)),
     )
 }
 
@@ -320,13 +411,17 @@ fn run_one(
         let mut options = options.clone();
         options.brokers = server.address.clone();
         let before = server.sample();
+        let started = Instant::now();
         let result = workload::run(&options)?;
+        let wall_s = started.elapsed().as_secs_f64();
         let after = server.sample();
         let mut run = json!({
             "workload": workload.id, "what": workload.what, "broker": broker.name(),
             "broker_settings": settings, "ready_s": server.ready_s,
             "result": result,
             "broker_cpu_s": after.cpu_s - before.cpu_s,
+            "broker_runqueue_wait_s": after.runqueue_wait_s - before.runqueue_wait_s,
+            "workload_wall_s": wall_s,
             "broker_disk_write_bytes": after.disk_write_bytes.saturating_sub(before.disk_write_bytes),
         });
         let run_bytes = run["result"]["produce"]["run_payload_bytes"]
@@ -347,18 +442,47 @@ fn run_one(
                 mode: Mode::Consume,
                 consumers: 1,
                 warmup_s: 0.0,
+                to_end: workload.read_to_end,
+                duration_s: if workload.read_to_end {
+                    900.0
+                } else {
+                    options.duration_s
+                },
                 ..options.clone()
             };
+            let page_cache_dropped = workload.read_to_end && drop_page_cache();
             let before = server.sample();
             let result = workload::run(&consume)?;
             let after = server.sample();
-            let bytes = result["consume"]["run_payload_bytes"]
-                .as_f64()
-                .unwrap_or(0.0);
+            let bytes = num_f(&result["consume"]["run_payload_bytes"]);
+            let records = result["consume"]["records"].as_u64().unwrap_or(0);
             run["catch_up_consume"] = json!({
                 "result": result,
+                "page_cache_dropped": page_cache_dropped,
                 "broker_cpu_s_per_gb": per_gb(after.cpu_s - before.cpu_s, bytes),
             });
+            // Kafka's ConsumerPerformance reads the same records (a consumer group, from the
+            // earliest offset).
+            if records > 0 {
+                let dropped = workload.read_to_end && drop_page_cache();
+                let before = server.sample();
+                let java = consumer_performance(root, o, &options.topic, &server.address, records);
+                let after = server.sample();
+                run["java_consumer_performance"] = match java {
+                    Ok(mut java) => {
+                        java["page_cache_dropped"] = json!(dropped);
+                        java["broker_cpu_s_per_gb"] =
+                            json!(per_gb(after.cpu_s - before.cpu_s, bytes));
+                        java
+                    }
+                    Err(e) => json!({ "error": e }),
+                };
+            }
+        }
+        if workload.java_e2e {
+            run["java_end_to_end_latency"] =
+                end_to_end_latency(root, o, &options, &server.address, workload.id)
+                    .unwrap_or_else(|e| json!({ "error": e }));
         }
         run["broker_peak_rss_mib"] = json!(server.sample().peak_rss_kib as f64 / 1024.0);
         Ok(run)
@@ -380,6 +504,166 @@ fn run_one(
 
 fn num_f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
+}
+
+/// Empties the page cache (needs root; best effort), so a catch-up read comes from the disk.
+fn drop_page_cache() -> bool {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok()
+}
+
+/// Runs a kafka-tools class through bench/peers/kafka, pinned to the client cores; its stdout.
+fn kafka_tool(
+    root: &Path,
+    o: &CompareOptions,
+    class: &str,
+    args: &[String],
+) -> Result<String, String> {
+    let cores: Vec<String> = o.client_cores.iter().map(usize::to_string).collect();
+    let output = Command::new("taskset")
+        .arg("-c")
+        .arg(cores.join(","))
+        .arg(root.join("bench/peers/kafka"))
+        .arg("tool")
+        .arg(class)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{class}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(format!(
+            "{class} failed ({}): {}",
+            output.status,
+            tail.join(" | ")
+        ));
+    }
+    Ok(stdout)
+}
+
+/// Kafka's ConsumerPerformance reading `records` records of `topic` from the earliest offset.
+fn consumer_performance(
+    root: &Path,
+    o: &CompareOptions,
+    topic: &str,
+    address: &str,
+    records: u64,
+) -> Result<Value, String> {
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        address,
+        "--topic",
+        topic,
+        "--num-records",
+        &records.to_string(),
+        "--timeout",
+        "30000",
+        "--group",
+        &format!("perf-{topic}-{}", std::process::id()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let stdout = kafka_tool(root, o, "ConsumerPerformance", &args)?;
+    parse_consumer_performance(&stdout)
+}
+
+/// Parses ConsumerPerformance's result line: `start.time, end.time, data.consumed.in.MB, MB.sec,
+/// data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec,
+/// fetch.nMsg.sec`. Its MB are MiB; `mb_per_s` here is 10^6 B/s over the fetch time (the group
+/// join excluded), `total_mb_per_s` over the whole run.
+fn parse_consumer_performance(stdout: &str) -> Result<Value, String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.split(", ").count() == 10 && !l.starts_with("start.time"))
+        .ok_or_else(|| format!("ConsumerPerformance printed no result: {stdout}"))?;
+    let fields: Vec<&str> = line.split(", ").collect();
+    let n = |i: usize| -> Result<f64, String> {
+        fields[i]
+            .trim()
+            .parse()
+            .map_err(|_| format!("ConsumerPerformance field {i} not a number: {line}"))
+    };
+    const MIB: f64 = 1048576.0;
+    Ok(json!({
+        "client": "kafka-tools 4.3.1 ConsumerPerformance (Java consumer, group)",
+        "summary": line.trim(),
+        "records": n(4)?,
+        "mib": n(2)?,
+        "total_mb_per_s": n(3)? * MIB / 1e6,
+        "records_per_s": n(9)?,
+        "rebalance_ms": n(6)?,
+        "fetch_ms": n(7)?,
+        "mb_per_s": n(8)? * MIB / 1e6,
+    }))
+}
+
+/// Kafka's EndToEndLatency: one record at a time, Java producer to Java consumer, on a fresh
+/// one-partition topic.
+fn end_to_end_latency(
+    root: &Path,
+    o: &CompareOptions,
+    options: &Options,
+    address: &str,
+    id: &str,
+) -> Result<Value, String> {
+    let topic = format!("java-e2e-{id}");
+    workload::ensure_topic(&Options {
+        topic: topic.clone(),
+        brokers: address.to_string(),
+        partitions: 1,
+        ..options.clone()
+    })?;
+    let records = if o.quick { 2000 } else { 10000 };
+    let acks = if options.acks == -1 { "all" } else { "1" };
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        address,
+        "--topic",
+        &topic,
+        "--num-records",
+        &records.to_string(),
+        "--producer-acks",
+        acks,
+        "--record-size",
+        "1024",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let stdout = kafka_tool(root, o, "EndToEndLatency", &args)?;
+    parse_end_to_end_latency(&stdout, records)
+}
+
+/// Parses EndToEndLatency's `Avg latency: 1.2345 ms` and `Percentiles: 50th = 1, 99th = 3,
+/// 99.9th = 7` (whole milliseconds, truncated).
+fn parse_end_to_end_latency(stdout: &str, records: u64) -> Result<Value, String> {
+    let avg = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Avg latency: "))
+        .and_then(|v| v.trim().trim_end_matches("ms").trim().parse::<f64>().ok())
+        .ok_or_else(|| format!("EndToEndLatency printed no average: {stdout}"))?;
+    let percentiles = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Percentiles: "))
+        .ok_or_else(|| format!("EndToEndLatency printed no percentiles: {stdout}"))?;
+    let at = |name: &str| -> Option<f64> {
+        percentiles
+            .split(", ")
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix(" = "))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Ok(json!({
+        "client": "kafka-tools 4.3.1 EndToEndLatency (Java producer and consumer, one record at a time)",
+        "records": records,
+        "record_bytes": 1024,
+        "latency_ms": {"avg": avg, "p50": at("50th"), "p99": at("99th"), "p99.9": at("99.9th")},
+    }))
 }
 
 /// Kafka's own producer benchmark (kafka-tools ProducerPerformance, the Java client) against the
@@ -494,6 +778,9 @@ struct Server {
 #[derive(Default)]
 struct Sample {
     cpu_s: f64,
+    /// Seconds the broker's threads waited on a run queue for a CPU (/proc schedstat): the
+    /// share of a shared machine's noise that hits the broker.
+    runqueue_wait_s: f64,
     peak_rss_kib: u64,
     disk_write_bytes: u64,
 }
@@ -592,6 +879,7 @@ impl Server {
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
             sample.cpu_s = (ticks(11) + ticks(12)) / hz;
         }
+        sample.runqueue_wait_s = runqueue_wait_s(self.pid);
         sample.peak_rss_kib = proc_field(self.pid, "status", "VmHWM:").unwrap_or(0);
         sample.disk_write_bytes = proc_field(self.pid, "io", "write_bytes:").unwrap_or(0);
         sample
@@ -625,6 +913,19 @@ impl Server {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Run-queue wait of all threads of `pid` (schedstat's second field, ns), in seconds.
+fn runqueue_wait_s(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
@@ -702,6 +1003,50 @@ pub fn raw_disk_write_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
     outcome?;
     synced.map_err(|e| format!("fdatasync: {e}"))?;
     Ok((mib * CHUNK) as f64 / elapsed / 1e6)
+}
+
+/// Sequential 1 MiB O_DIRECT reads of a `mib` MiB file written first (untimed) on the
+/// filesystem the brokers' data dirs live on: the bound of a catch-up read from disk.
+pub fn raw_disk_read_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("raw-disk-read.bin");
+    let chunk = vec![0x5au8; 1 << 20];
+    {
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        for _ in 0..mib {
+            file.write_all(&chunk)
+                .map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        file.sync_all().map_err(|e| format!("fsync: {e}"))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .map_err(|e| format!("open {} O_DIRECT: {e}", path.display()))?;
+    const CHUNK: usize = 1 << 20;
+    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).expect("valid layout");
+    // SAFETY: a non-zero-sized layout; freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buf.is_null(), "out of memory");
+    // SAFETY: buf is CHUNK bytes, exclusively ours, initialised.
+    let slice = unsafe { std::slice::from_raw_parts_mut(buf, CHUNK) };
+    let started = Instant::now();
+    let mut total = 0usize;
+    let outcome = loop {
+        match file.read(slice) {
+            Ok(0) => break Ok(()),
+            Ok(n) => total += n,
+            Err(e) => break Err(format!("O_DIRECT read: {e}")),
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    let _ = std::fs::remove_file(&path);
+    outcome?;
+    Ok(total as f64 / elapsed / 1e6)
 }
 
 /// One TCP connection over loopback, 1 MiB writes, one reader thread.
@@ -817,6 +1162,50 @@ mod tests {
         assert_eq!(v["latency_ms"]["p99"], 410.0);
         assert_eq!(v["latency_ms"]["p99.9"], 441.0);
         assert_eq!(v["latency_ms"]["avg"], 197.70);
+    }
+
+    #[test]
+    fn consumer_performance_result_parses() {
+        let out = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n\
+                   2026-11-25 11:00:00:000, 2026-11-25 11:00:05:000, 976.5625, 195.3125, 1000000, 200000.0000, 1000, 4000, 244.1406, 250000.0000\n";
+        let v = parse_consumer_performance(out).unwrap();
+        assert_eq!(v["records"], 1_000_000.0);
+        assert_eq!(v["fetch_ms"], 4000.0);
+        assert_eq!(v["records_per_s"], 250000.0);
+        assert!((v["mb_per_s"].as_f64().unwrap() - 256.0).abs() < 0.01);
+        assert!(parse_consumer_performance("WARNING: timeout\n").is_err());
+    }
+
+    #[test]
+    fn end_to_end_latency_result_parses() {
+        let out = "0\t12.5\n1000\t0.9\nAvg latency: 1.2345 ms\nPercentiles: 50th = 1, 99th = 3, 99.9th = 7\n";
+        let v = parse_end_to_end_latency(out, 2000).unwrap();
+        assert_eq!(v["latency_ms"]["avg"], 1.2345);
+        assert_eq!(v["latency_ms"]["p50"], 1.0);
+        assert_eq!(v["latency_ms"]["p99.9"], 7.0);
+        assert!(parse_end_to_end_latency("0\t12.5\n", 2000).is_err());
+    }
+
+    #[test]
+    fn workloads_are_chosen_by_id_or_prefix() {
+        let ids = |list: &str| {
+            let o = parse(&["--workloads".to_string(), list.to_string()]).unwrap();
+            workloads(&o).iter().map(|w| w.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids("w6"),
+            [
+                "w6-partitions-1",
+                "w6-partitions-10",
+                "w6-partitions-100",
+                "w6-partitions-1000"
+            ]
+        );
+        assert_eq!(ids("w6-partitions-1"), ["w6-partitions-1"]);
+        // w3's rate is half Kafka's w1 throughput: w1 comes along.
+        assert_eq!(ids("w3-e2e"), ["w1-acks1", "w3-e2e"]);
+        assert_eq!(ids("w5"), ["w5-catch-up"]);
+        assert!(ids("w9").is_empty());
     }
 
     #[test]

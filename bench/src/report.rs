@@ -29,6 +29,15 @@ pub struct Metrics {
     pub java_mb_per_s: f64,
     pub java_p99_ms: f64,
     pub java_cpu_s_per_gb: f64,
+    /// Kafka's ConsumerPerformance over the catch-up read's records (fetch time only).
+    pub java_consume_mb_per_s: f64,
+    /// Kafka's EndToEndLatency (one record at a time, whole milliseconds).
+    pub java_e2e_p50_ms: f64,
+    pub java_e2e_p99_ms: f64,
+    pub java_e2e_p999_ms: f64,
+    pub partitions: f64,
+    /// Broker threads' run-queue wait per second of the workload's run (CPU contention).
+    pub runqueue_wait_per_s: f64,
     pub runs: usize,
 }
 
@@ -137,6 +146,14 @@ pub fn summary(record: &Value) -> Summary {
                 java_p99_ms: m(&|r| num(&r["java_producer_performance"]["latency_ms"]["p99"])),
                 java_cpu_s_per_gb: m(&|r| {
                     num(&r["java_producer_performance"]["broker_cpu_s_per_gb"])
+                }),
+                java_consume_mb_per_s: m(&|r| num(&r["java_consumer_performance"]["mb_per_s"])),
+                java_e2e_p50_ms: m(&|r| num(&r["java_end_to_end_latency"]["latency_ms"]["p50"])),
+                java_e2e_p99_ms: m(&|r| num(&r["java_end_to_end_latency"]["latency_ms"]["p99"])),
+                java_e2e_p999_ms: m(&|r| num(&r["java_end_to_end_latency"]["latency_ms"]["p99.9"])),
+                partitions: m(&|r| num(&r["result"]["settings"]["partitions"])),
+                runqueue_wait_per_s: m(&|r| {
+                    num(&r["broker_runqueue_wait_s"]) / num(&r["workload_wall_s"])
                 }),
                 runs: runs.len(),
             };
@@ -294,9 +311,11 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
         settings["kafka"].as_str().unwrap_or("?")
     );
     let raw = num(&record["raw_disk_odirect_write_mb_s"]);
+    let raw_read = num(&record["raw_disk_odirect_read_mb_s"]);
     let lo = num(&record["loopback_mb_s"]);
-    let _ = writeln!(md, "- Same run: raw disk O_DIRECT sequential 1 MiB writes + fdatasync **{} MB/s**; loopback TCP, one connection, **{} MB/s**.",
-        f(raw, 0), f(lo, 0));
+    let _ = writeln!(md, "- Same run: raw disk O_DIRECT sequential 1 MiB writes + fdatasync **{} MB/s**, O_DIRECT sequential 1 MiB reads **{} MB/s**; loopback TCP, one connection, **{} MB/s**.",
+        f(raw, 0), f(raw_read, 0), f(lo, 0));
+    md.push_str(&load_line(record));
     if let Some(w1) = s.get("w1-acks1", "spate") {
         let _ = writeln!(
             md,
@@ -315,7 +334,9 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
     md.push_str("\nMB/s are payload (key + value) megabytes (10^6 B) acknowledged per second in the measured window (after warm-up). \
         Latency: produce call to acknowledgement; at the fixed rate (w3) from each record's intended send time, \
         so coordinated omission is corrected. CPU s/GB: broker user+system CPU seconds (/proc/PID/stat) over the whole run \
-        per GB of payload sent in it. Disk bytes/payload byte: the broker's /proc/PID/io write_bytes over the payload.\n\n");
+        per GB of payload sent in it. Disk bytes/payload byte: the broker's /proc/PID/io write_bytes over the payload. \
+        Run-queue wait s/s: seconds the broker's threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat) per second of the workload: \
+        CPU contention from other processes on the broker's core.\n\n");
 
     md.push_str("## Ratios (Spate / Kafka) against the issue's targets\n\n");
     let _ = writeln!(md, "![ratios]({stem}-ratios.svg)\n");
@@ -347,14 +368,14 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
 
     md.push_str("\n## Results\n\n");
     let _ = writeln!(md, "![throughput vs latency]({stem}-latency.svg)\n");
-    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s | e2e p99 ms |\n");
+    md.push_str("| workload | broker | runs | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU s/GB | peak RSS MiB | ready s | disk bytes/payload byte | catch-up consume MB/s | e2e p99 ms | run-queue wait s/s |\n");
     md.push_str(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for ((w, b), m) in &s.rows {
         let _ = writeln!(
             md,
-            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {w} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.runs,
             f(m.mb_per_s, 1),
             f(m.records_per_s, 0),
@@ -367,7 +388,8 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             f(m.ready_s, 3),
             f(m.disk_write_amplification, 2),
             f(m.consume_mb_per_s, 1),
-            f(m.e2e_p99_ms, 2)
+            f(m.e2e_p99_ms, 2),
+            f(m.runqueue_wait_per_s, 2)
         );
     }
     if s.rows.values().any(|m| m.java_mb_per_s.is_finite()) {
@@ -383,6 +405,9 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             );
         }
     }
+    md.push_str(&catch_up_section(s, raw_read));
+    md.push_str(&partition_sweep_section(s));
+    md.push_str(&kafka_tools_section(s));
     md.push_str("\nWorkloads:\n\n");
     let mut seen = Vec::new();
     let runs: Vec<&Value> = record["runs"].as_array().into_iter().flatten().collect();
@@ -404,10 +429,21 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
             });
         seen.push(id);
         let st = &run["result"]["settings"];
-        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, warm-up {} s + {} s measured. Kafka settings: {}.",
+        let length = match st["total_bytes"].as_f64() {
+            Some(total) => format!(
+                "{} GiB produced, no warm-up (bounded run)",
+                f(total / f64::from(1u32 << 30), 2)
+            ),
+            None => format!(
+                "warm-up {} s + {} s measured",
+                st["warmup_s"], st["duration_s"]
+            ),
+        };
+        let _ = writeln!(md, "- **{id}**: {}. Record bytes {}, keys {}, compression {}, partitions {}, acks {}, batch {} B, linger {} ms, producers {}, in flight {}, rate {}, {length}. Kafka settings: {}.",
             run["what"].as_str().unwrap_or(""), st["record_bytes"].as_str().unwrap_or("?"), st["keys"].as_str().unwrap_or("?"),
+            st["compression"].as_str().unwrap_or("none"),
             st["partitions"], st["acks"].as_str().unwrap_or("?"), st["batch_bytes"], st["linger_ms"], st["producers"],
-            st["in_flight_max"], st["rate"].as_str().unwrap_or("?"), st["warmup_s"], st["duration_s"],
+            st["in_flight_max"], st["rate"].as_str().unwrap_or("?"),
             kafka_settings);
     }
     let failed: Vec<String> = runs
@@ -433,6 +469,127 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
         if !notes.ends_with('\n') {
             md.push('\n');
         }
+    }
+    md
+}
+
+/// The load average over the run: the machine is shared, so say how busy it was.
+fn load_line(record: &Value) -> String {
+    let ones: Vec<f64> = record["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            r["loadavg_after"]
+                .as_str()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if ones.is_empty() {
+        return String::new();
+    }
+    let (lo, hi) = ones
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    format!(
+        "- Load average (1 min) after each run: {} to {} (median {}); at the end: {}. \
+         The machine is shared with other processes (builds), so these numbers are noisy.\n",
+        f(lo, 2),
+        f(hi, 2),
+        f(median(&ones).unwrap_or(f64::NAN), 2),
+        record["loadavg_at_end"].as_str().unwrap_or("?")
+    )
+}
+
+/// w5: one consumer from offset 0 to the end after the page cache was dropped, vs the raw disk.
+fn catch_up_section(s: &Summary, raw_read: f64) -> String {
+    let rows: Vec<_> = s
+        .rows
+        .iter()
+        .filter(|((w, _), _)| w.starts_with("w5-"))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Catch-up read (w5)\n\nOne consumer reads the whole topic from offset 0 to the end offsets at its start, after the page cache was dropped; then Kafka's ConsumerPerformance (Java consumer, a group) reads the same records, cache dropped again. MB/s of payload; raw disk: O_DIRECT 1 MiB reads of the same run.\n\n");
+    md.push_str("| workload | broker | produce MB/s | catch-up read MB/s (spate bench) | fraction of raw disk read | ConsumerPerformance MB/s |\n| --- | --- | --- | --- | --- | --- |\n");
+    for ((w, b), m) in rows {
+        let _ = writeln!(
+            md,
+            "| {w} | {b} | {} | {} | {} | {} |",
+            f(m.mb_per_s, 1),
+            f(m.consume_mb_per_s, 1),
+            f(m.consume_mb_per_s / raw_read, 2),
+            f(m.java_consume_mb_per_s, 1)
+        );
+    }
+    if let Some(r) = s.ratio("w5-catch-up", |m| m.consume_mb_per_s) {
+        let _ = writeln!(md, "\nSpate / Kafka catch-up read: {}.", f(r, 3));
+    }
+    md
+}
+
+/// w6 (and w1, 8 partitions): throughput and p99 against the partition count.
+fn partition_sweep_section(s: &Summary) -> String {
+    let mut counts: Vec<(f64, &str)> = s
+        .rows
+        .iter()
+        .filter(|((w, b), _)| b == "spate" && w.starts_with("w6-partitions-"))
+        .map(|((w, _), m)| (m.partitions, w.as_str()))
+        .collect();
+    if counts.is_empty() {
+        return String::new();
+    }
+    if let Some(w1) = s.get("w1-acks1", "spate") {
+        counts.push((w1.partitions, "w1-acks1"));
+    }
+    counts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut md = String::from("\n## Partition sweep (w6)\n\nAs w1 (1 KiB records, acks=1, unlimited rate, one producer) with the partition count varied; w1 is the 8-partition point.\n\n");
+    md.push_str("| partitions | workload | Spate MB/s | Kafka MB/s | Spate / Kafka | Spate p99 ms | Kafka p99 ms |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (partitions, w) in counts {
+        let (sp, k) = (s.get(w, "spate"), s.get(w, "kafka"));
+        let g =
+            |m: Option<&Metrics>, v: fn(&Metrics) -> f64, d| m.map_or("–".into(), |m| f(v(m), d));
+        let _ = writeln!(
+            md,
+            "| {} | {w} | {} | {} | {} | {} | {} |",
+            f(partitions, 0),
+            g(sp, |m| m.mb_per_s, 1),
+            g(k, |m| m.mb_per_s, 1),
+            s.ratio(w, |m| m.mb_per_s).map_or("–".into(), |r| f(r, 2)),
+            g(sp, |m| m.p99_ms, 2),
+            g(k, |m| m.p99_ms, 2)
+        );
+    }
+    md
+}
+
+/// Kafka's ConsumerPerformance and EndToEndLatency against both brokers.
+fn kafka_tools_section(s: &Summary) -> String {
+    let rows: Vec<_> = s
+        .rows
+        .iter()
+        .filter(|(_, m)| m.java_consume_mb_per_s.is_finite() || m.java_e2e_p99_ms.is_finite())
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\nKafka's own consumer-side tools (kafka-tools 4.3.1) against both brokers: ConsumerPerformance over the records the `spate bench` catch-up read consumed (MB/s over its fetch time, group join excluded), and EndToEndLatency (Java producer and consumer, one 1 KiB record at a time, acks as the workload, whole milliseconds):\n\n");
+    md.push_str("| workload | broker | ConsumerPerformance MB/s | `spate bench` consume MB/s | EndToEndLatency p50 / p99 / p99.9 ms | `spate bench` e2e p99 ms |\n| --- | --- | --- | --- | --- | --- |\n");
+    for ((w, b), m) in rows {
+        let _ = writeln!(
+            md,
+            "| {w} | {b} | {} | {} | {} / {} / {} | {} |",
+            f(m.java_consume_mb_per_s, 1),
+            f(m.consume_mb_per_s, 1),
+            f(m.java_e2e_p50_ms, 0),
+            f(m.java_e2e_p99_ms, 0),
+            f(m.java_e2e_p999_ms, 0),
+            f(m.e2e_p99_ms, 2)
+        );
     }
     md
 }
