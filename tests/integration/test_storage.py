@@ -1,7 +1,9 @@
 """Storage engine behaviour through real clients: retention by size and time, DeleteRecords,
-consumers reset to the new log start, offsets_for_times on retained data, LogAppendTime,
+consumers reset to the new log start, offsets_for_times on retained data and inside
+compressed batches, ListOffsets MAX_TIMESTAMP, LogAppendTime,
 max.message.bytes, and topic configs changed at runtime with IncrementalAlterConfigs."""
 
+import struct
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from confluent_kafka.admin import (
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from kafka_wire import Conn, fetch_v4
+from kafka_wire import Conn, fetch_v4, list_offsets_v7
 
 OFFSET_OUT_OF_RANGE = 1
 FAST_CHECKS = {"log.retention.check.interval.ms": "200"}
@@ -324,3 +326,48 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
     assert watermarks(b, "compacted") == (0, 1406)
     seen = consume_from(b, "compacted", 0, 1)
     assert seen and seen[0].offset() > 0, "the head of the log was compacted away"
+
+
+MAX_TIMESTAMP = -3
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip", "snappy"])
+def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, codec):
+    topic = f"times-{codec}"
+    create(broker, topic)
+    ts0 = int(time.time() * 1000) - 60_000
+    # Out of order on purpose: offsets 7 and 15 share the largest timestamp.
+    timestamps = [ts0 + 10 * i for i in range(20)]
+    timestamps[7] = timestamps[15] = ts0 + 1000
+    p = Producer(
+        {"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 200, "acks": "all"}
+    )
+    for i, ts in enumerate(timestamps):
+        p.produce(topic, value=b"value-%d " % i * 20, key=b"k%d" % i, partition=0, timestamp=ts)
+    assert p.flush(30) == 0
+    host, port = broker.bootstrap.split(":")
+    with Conn(host, int(port)) as conn:
+        err, hw, data = fetch_v4(conn, topic, 0)
+        assert err == 0 and hw == 20
+        attributes, = struct.unpack(">h", data[21:23])
+        record_count, = struct.unpack(">i", data[57:61])
+        assert attributes & 0x07 != 0, "the producer compressed"
+        assert record_count > 1, "records share a batch"
+        # The record with the largest timestamp: the first of the two.
+        assert list_offsets_v7(conn, topic, [0], MAX_TIMESTAMP) == {0: (0, ts0 + 1000, 7)}
+        assert list_offsets_v7(conn, topic, [0], ts0 + 55) == {0: (0, ts0 + 60, 6)}
+    c = consumer(broker)
+    try:
+        for target, offset in [(ts0, 0), (ts0 + 55, 6), (ts0 + 75, 7), (ts0 + 1000, 7), (ts0 + 1001, -1)]:
+            tp = c.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)[0]
+            assert tp.error is None and tp.offset == offset, (target, tp)
+    finally:
+        c.close()
+
+
+def test_max_timestamp_of_an_empty_partition_is_no_offset(broker):
+    create(broker, "times-empty")
+    host, port = broker.bootstrap.split(":")
+    with Conn(host, int(port)) as conn:
+        assert list_offsets_v7(conn, "times-empty", [0], MAX_TIMESTAMP) == {0: (0, -1, -1)}
+
