@@ -23,6 +23,7 @@ const MAP_ENTRY_OVERHEAD_BYTES: usize = 48;
 const BATCH_LENGTH_OFFSET: usize = 8;
 const RECORD_COUNT_OFFSET: usize = 57;
 const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
 const CRC_START: usize = 21;
 
 /// One record of a batch, as compaction sees it.
@@ -159,7 +160,8 @@ pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, tombstone_horizon_ms: i64
 
 /// `batch` with only the records where `keep` is true, compressed again with the batch's
 /// codec: header fields (base offset, lastOffsetDelta, timestamps, producer, attributes)
-/// unchanged except length, record count and CRC. `None` when recompressing fails.
+/// unchanged except length, record count and CRC (and no codec when nothing is kept). `None`
+/// when recompressing fails.
 pub fn rebuild_batch(
     batch: &[u8],
     header: &BatchHeader,
@@ -176,7 +178,12 @@ pub fn rebuild_batch(
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body_bytes);
     out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
     let codec = Codec::from_attributes(header.attributes).ok()?;
-    if codec == Codec::None {
+    if kept.is_empty() {
+        // An empty batch is written uncompressed, as Kafka's cleaner does (clients such as
+        // librdkafka do not expect a compressed batch that decompresses to nothing).
+        let attributes = header.attributes & !0x07;
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    } else if codec == Codec::None {
         for r in &kept {
             out.extend_from_slice(r.raw);
         }
@@ -315,6 +322,14 @@ mod tests {
                 got,
                 vec![(51, Some(&b"1"[..])), (52, Some(&b"2"[..]))],
                 "{codec:?}"
+            );
+            // Nothing kept: an empty, uncompressed batch with the same offsets.
+            let empty = rebuild_batch(&b, &h, &keyed, &[false; 3]).unwrap();
+            let eh = checked(&empty);
+            assert_eq!(empty.len(), BATCH_HEADER_BYTES);
+            assert_eq!(
+                (eh.compression(), eh.record_count, eh.last_offset_delta),
+                (0, 0, 2)
             );
         }
     }
