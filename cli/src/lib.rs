@@ -6,7 +6,6 @@
 mod output;
 mod args;
 mod cluster;
-mod codec;
 mod consume;
 mod fetch;
 mod format;

@@ -66,7 +66,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         key_separator,
         headers,
         acks,
-        compression: crate::codec::parse(args.value("--compression").unwrap_or("none"))?,
+        compression: crate::records::compression(args.value("--compression").unwrap_or("none"))?,
         partition: args.parsed("--partition")?,
         brokers: args.brokers(),
         json: args.json(),

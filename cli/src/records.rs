@@ -1,12 +1,61 @@
 //! Record batches of the CLI, through kafka-protocol's v2 record codec (keys, values, headers,
-//! timestamps) with this crate's compression codecs.
+//! timestamps) with the storage crate's compression codecs (`storage::codec`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use storage::codec::{self, Codec};
+
+/// Parses `--compression` (Kafka's `compression.type` names).
+pub fn compression(name: &str) -> Result<Compression, String> {
+    match Codec::from_name(name) {
+        Some(Codec::None) => Ok(Compression::None),
+        Some(Codec::Gzip) => Ok(Compression::Gzip),
+        Some(Codec::Snappy) => Ok(Compression::Snappy),
+        Some(Codec::Lz4) => Ok(Compression::Lz4),
+        Some(Codec::Zstd) => Ok(Compression::Zstd),
+        None => Err(format!(
+            "--compression: unknown codec '{name}' (none, gzip, snappy, lz4, zstd)"
+        )),
+    }
+}
+
+fn codec_of(compression: Compression) -> Codec {
+    match compression {
+        Compression::None => Codec::None,
+        Compression::Gzip => Codec::Gzip,
+        Compression::Snappy => Codec::Snappy,
+        Compression::Lz4 => Codec::Lz4,
+        Compression::Zstd => Codec::Zstd,
+    }
+}
+
+/// The encoder's compressor hook.
+fn compress(
+    records: &mut BytesMut,
+    out: &mut BytesMut,
+    compression: Compression,
+) -> anyhow::Result<()> {
+    let mut writer = out.writer();
+    codec::compress(codec_of(compression), records, &mut writer)?;
+    Ok(())
+}
+
+/// The decoder's decompressor hook (bounded: a fetched batch is untrusted).
+fn decompress(records: &mut Bytes, compression: Compression) -> anyhow::Result<Bytes> {
+    if compression == Compression::None {
+        return Ok(std::mem::take(records));
+    }
+    let out = codec::decompress(
+        codec_of(compression),
+        records,
+        codec::MAX_DECOMPRESSED_BYTES,
+    )?;
+    Ok(Bytes::from(out))
+}
 
 /// A record to produce, at `offset_delta` (0, 1, ...) of its batch.
 pub fn record(
@@ -48,7 +97,7 @@ pub fn encode(records: &[Record], compression: Compression) -> Result<Bytes, Str
             version: 2,
             compression,
         },
-        Some(crate::codec::compress),
+        Some(compress),
     )
     .map_err(|e| format!("encode a record batch: {e}"))?;
     Ok(buf.freeze())
@@ -75,11 +124,8 @@ pub fn decode(records: &Bytes, from_offset: i64) -> Result<Fetched, String> {
         let mut bytes = records.slice(at..at + batch.total_bytes);
         at += batch.total_bytes;
         fetched.next_offset = fetched.next_offset.max(batch.next_offset);
-        let set = RecordBatchDecoder::decode_with_custom_compression(
-            &mut bytes,
-            Some(crate::codec::decompress),
-        )
-        .map_err(|e| format!("decode the batch at offset {}: {e}", batch.base_offset))?;
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(decompress))
+            .map_err(|e| format!("decode the batch at offset {}: {e}", batch.base_offset))?;
         fetched.records.extend(
             set.records
                 .into_iter()
@@ -109,7 +155,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let batch = encode(&records, crate::codec::parse(codec).unwrap()).unwrap();
+            let batch = encode(&records, compression(codec).unwrap()).unwrap();
             let fetched = decode(&batch, 2).unwrap();
             assert_eq!(fetched.next_offset, 5);
             assert_eq!(fetched.records.len(), 3, "offsets below 2 are skipped");
@@ -131,5 +177,6 @@ mod tests {
             assert!(cut.records.is_empty());
             assert_eq!(cut.next_offset, 0);
         }
+        assert!(compression("brotli").is_err());
     }
 }

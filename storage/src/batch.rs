@@ -359,7 +359,8 @@ pub struct RecordInfo {
     pub offset_delta: i32,
 }
 
-/// Iterates the records of an uncompressed batch body (bytes after the 61-byte header).
+/// Iterates the records of an uncompressed batch body (bytes after the 61-byte header, or a
+/// compressed batch's records once decompressed).
 pub struct RecordIter<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -528,6 +529,30 @@ pub mod test_support {
             0,
             base_timestamp,
             max_ts,
+            producer,
+            records.len() as i32,
+            &body,
+        )
+    }
+
+    /// Builds a v2 batch whose records are compressed with `codec` (valid CRC).
+    pub fn encode_compressed_batch(
+        base_offset: i64,
+        base_timestamp: i64,
+        producer: TestProducer,
+        records: &[TestRecord],
+        codec: crate::codec::Codec,
+    ) -> Vec<u8> {
+        let plain = encode_batch(base_offset, base_timestamp, producer, records);
+        let header = super::BatchHeader::parse(&plain).expect("a batch just encoded");
+        let mut body = Vec::new();
+        crate::codec::compress(codec, &plain[super::BATCH_HEADER_BYTES..], &mut body)
+            .expect("compressing into a Vec");
+        encode_raw(
+            base_offset,
+            codec.id() as i16,
+            base_timestamp,
+            header.max_timestamp,
             producer,
             records.len() as i32,
             &body,

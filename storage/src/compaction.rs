@@ -6,12 +6,15 @@
 //! timestamp is older than `delete.retention.ms`; records without a key are kept. Offsets
 //! never change: a rebuilt batch keeps its base offset and `lastOffsetDelta`, so a batch whose
 //! records all went stays as an empty batch (record count 0) that clients skip, and every
-//! entry of the log keeps its place. Compressed, control and transactional batches are opaque
-//! here (they are kept whole and their keys do not enter the map).
+//! entry of the log keeps its place. A compressed batch is decompressed, compacted and
+//! recompressed with its own codec; one that does not decompress, control and transactional
+//! batches are opaque here (they are kept whole and their keys do not enter the map).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::batch::{read_varint, read_varlong, BatchHeader, BATCH_HEADER_BYTES};
+use crate::codec::{self, Codec};
 
 /// Default bound of the key map's memory, per compaction pass.
 pub const OFFSET_MAP_BYTES_MAX: usize = 32 << 20;
@@ -20,9 +23,10 @@ const MAP_ENTRY_OVERHEAD_BYTES: usize = 48;
 const BATCH_LENGTH_OFFSET: usize = 8;
 const RECORD_COUNT_OFFSET: usize = 57;
 const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
 const CRC_START: usize = 21;
 
-/// One record of an uncompressed batch, as compaction sees it.
+/// One record of a batch, as compaction sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyedRecord<'a> {
     pub offset: i64,
@@ -35,17 +39,28 @@ pub struct KeyedRecord<'a> {
     pub raw: &'a [u8],
 }
 
-/// Whether compaction may look inside this batch.
+/// Whether compaction may look inside this batch (a compressed one once decompressed).
 pub fn is_compactable(header: &BatchHeader) -> bool {
-    header.compression() == 0 && !header.is_control() && !header.is_transactional()
+    !header.is_control() && !header.is_transactional()
 }
 
-/// The records of a compactable batch; `None` when it is opaque or does not parse.
-pub fn keyed_records<'a>(batch: &'a [u8], header: &BatchHeader) -> Option<Vec<KeyedRecord<'a>>> {
+/// The records section of a compactable batch, decompressed when compressed; `None` when the
+/// batch is opaque or does not decompress.
+pub fn records_body<'a>(batch: &'a [u8], header: &BatchHeader) -> Option<Cow<'a, [u8]>> {
     if !is_compactable(header) || batch.len() < BATCH_HEADER_BYTES {
         return None;
     }
     let body = &batch[BATCH_HEADER_BYTES..];
+    match Codec::from_attributes(header.attributes).ok()? {
+        Codec::None => Some(Cow::Borrowed(body)),
+        codec => codec::decompress(codec, body, codec::MAX_DECOMPRESSED_BYTES)
+            .ok()
+            .map(Cow::Owned),
+    }
+}
+
+/// The records of a records section from [`records_body`]; `None` when they do not parse.
+pub fn keyed_records<'a>(body: &'a [u8], header: &BatchHeader) -> Option<Vec<KeyedRecord<'a>>> {
     let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
     let mut pos = 0;
     while pos < body.len() {
@@ -143,9 +158,16 @@ pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, tombstone_horizon_ms: i64
     !(record.tombstone && record.timestamp < tombstone_horizon_ms)
 }
 
-/// `batch` with only the records where `keep` is true: header fields (base offset,
-/// lastOffsetDelta, timestamps, producer) unchanged except length, record count and CRC.
-pub fn rebuild_batch(batch: &[u8], records: &[KeyedRecord<'_>], keep: &[bool]) -> Vec<u8> {
+/// `batch` with only the records where `keep` is true, compressed again with the batch's
+/// codec: header fields (base offset, lastOffsetDelta, timestamps, producer, attributes)
+/// unchanged except length, record count and CRC (and no codec when nothing is kept). `None`
+/// when recompressing fails.
+pub fn rebuild_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    records: &[KeyedRecord<'_>],
+    keep: &[bool],
+) -> Option<Vec<u8>> {
     assert_eq!(records.len(), keep.len());
     let kept: Vec<&KeyedRecord<'_>> = records
         .iter()
@@ -155,8 +177,22 @@ pub fn rebuild_batch(batch: &[u8], records: &[KeyedRecord<'_>], keep: &[bool]) -
     let body_bytes: usize = kept.iter().map(|r| r.raw.len()).sum();
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body_bytes);
     out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
-    for r in &kept {
-        out.extend_from_slice(r.raw);
+    let codec = Codec::from_attributes(header.attributes).ok()?;
+    if kept.is_empty() {
+        // An empty batch is written uncompressed, as Kafka's cleaner does (clients such as
+        // librdkafka do not expect a compressed batch that decompresses to nothing).
+        let attributes = header.attributes & !0x07;
+        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    } else if codec == Codec::None {
+        for r in &kept {
+            out.extend_from_slice(r.raw);
+        }
+    } else {
+        let mut body = Vec::with_capacity(body_bytes);
+        for r in &kept {
+            body.extend_from_slice(r.raw);
+        }
+        codec::compress(codec, &body, &mut out).ok()?;
     }
     let batch_length = (out.len() - 12) as i32;
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
@@ -164,13 +200,15 @@ pub fn rebuild_batch(batch: &[u8], records: &[KeyedRecord<'_>], keep: &[bool]) -
         .copy_from_slice(&(kept.len() as i32).to_be_bytes());
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
-    out
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
+    use crate::batch::test_support::{
+        encode_batch, encode_compressed_batch, TestRecord, NO_PRODUCER,
+    };
     use crate::batch::BatchHeader;
 
     fn rec(key: Option<&str>, value: Option<&str>) -> TestRecord {
@@ -205,7 +243,8 @@ mod tests {
         );
         crate::batch::patch_base_offset(&mut b, 100);
         let h = BatchHeader::parse(&b).unwrap();
-        let records = keyed_records(&b, &h).unwrap();
+        let body = records_body(&b, &h).unwrap();
+        let records = keyed_records(&body, &h).unwrap();
         assert_eq!(records.len(), 5);
         assert_eq!(records[4].offset, 104);
         assert!(records[4].tombstone && !records[0].tombstone);
@@ -219,17 +258,18 @@ mod tests {
         assert_eq!(keep_young, vec![false, false, true, true, true]);
         let keep_old: Vec<bool> = records.iter().map(|r| keep(r, &map, i64::MAX)).collect();
         assert_eq!(keep_old, vec![false, false, true, true, false]);
-        let rebuilt = rebuild_batch(&b, &records, &keep_old);
+        let rebuilt = rebuild_batch(&b, &h, &records, &keep_old).unwrap();
         let rh = checked(&rebuilt);
         assert_eq!(
             (rh.base_offset, rh.last_offset_delta, rh.record_count),
             (100, 4, 2)
         );
-        let again = keyed_records(&rebuilt, &rh).unwrap();
+        let body = records_body(&rebuilt, &rh).unwrap();
+        let again = keyed_records(&body, &rh).unwrap();
         let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![102, 103]);
         // Nothing kept: an empty batch with the same offsets.
-        let empty = rebuild_batch(&b, &records, &[false; 5]);
+        let empty = rebuild_batch(&b, &h, &records, &[false; 5]).unwrap();
         let eh = checked(&empty);
         assert_eq!((eh.record_count, eh.last_offset_delta), (0, 4));
     }
@@ -250,11 +290,64 @@ mod tests {
     }
 
     #[test]
+    fn compressed_batches_compact_and_keep_their_codec() {
+        let records = [
+            rec(Some("a"), Some("1")),
+            rec(Some("b"), Some("1")),
+            rec(Some("a"), Some("2")),
+        ];
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let b = encode_compressed_batch(50, 1000, NO_PRODUCER, &records, codec);
+            let h = checked(&b);
+            let body = records_body(&b, &h).unwrap();
+            let keyed = keyed_records(&body, &h).unwrap();
+            let mut map = OffsetMap::new(1 << 20);
+            for r in &keyed {
+                map.insert(r.key.unwrap(), r.offset);
+            }
+            let kept: Vec<bool> = keyed.iter().map(|r| keep(r, &map, 0)).collect();
+            assert_eq!(kept, vec![false, true, true]);
+            let rebuilt = rebuild_batch(&b, &h, &keyed, &kept).unwrap();
+            let rh = checked(&rebuilt);
+            assert_eq!(Codec::from_attributes(rh.attributes).unwrap(), codec);
+            assert_eq!(
+                (rh.base_offset, rh.last_offset_delta, rh.record_count),
+                (50, 2, 2)
+            );
+            let body = records_body(&rebuilt, &rh).unwrap();
+            let again = keyed_records(&body, &rh).unwrap();
+            let got: Vec<(i64, Option<&[u8]>)> =
+                again.iter().map(|r| (r.offset, r.value)).collect();
+            assert_eq!(
+                got,
+                vec![(51, Some(&b"1"[..])), (52, Some(&b"2"[..]))],
+                "{codec:?}"
+            );
+            // Nothing kept: an empty, uncompressed batch with the same offsets.
+            let empty = rebuild_batch(&b, &h, &keyed, &[false; 3]).unwrap();
+            let eh = checked(&empty);
+            assert_eq!(empty.len(), BATCH_HEADER_BYTES);
+            assert_eq!(
+                (eh.compression(), eh.record_count, eh.last_offset_delta),
+                (0, 0, 2)
+            );
+        }
+    }
+
+    #[test]
     fn opaque_batches_are_not_parsed() {
+        // Claims gzip but holds plain records: does not decompress.
         let mut b = encode_batch(0, 0, NO_PRODUCER, &[rec(Some("a"), Some("1"))]);
-        b[22] |= 1; // gzip attribute bit
+        b[22] |= 1;
         let h = BatchHeader::parse(&b).unwrap();
-        assert!(!is_compactable(&h));
-        assert!(keyed_records(&b, &h).is_none());
+        assert!(records_body(&b, &h).is_none());
+        // Control and transactional batches.
+        for bit in [0x20, 0x10] {
+            let mut b = encode_batch(0, 0, NO_PRODUCER, &[rec(Some("a"), Some("1"))]);
+            b[22] |= bit;
+            let h = BatchHeader::parse(&b).unwrap();
+            assert!(!is_compactable(&h));
+            assert!(records_body(&b, &h).is_none());
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | `batch` | Kafka v2 record batch parsing/validation, offset patching |
+//! | `codec` | Kafka's batch compression codecs (gzip, snappy, lz4, zstd), bounded decompression |
 //! | `compaction` | key map, record survival rules and batch rebuilding of log compaction |
 //! | `entry` | rkyv envelope around a stored batch |
 //! | `index` | sparse offset/timestamp index of a segment and its summary file |
@@ -14,6 +15,7 @@
 //! | `log` | `PartitionLog`: append into DMA write chunks, group commit, reads, recovery |
 
 pub mod batch;
+pub mod codec;
 pub mod compaction;
 pub mod entry;
 pub mod index;

@@ -5,9 +5,10 @@ mod common;
 use common::{run, temp_dir};
 use std::collections::BTreeMap;
 
-use storage::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
+use storage::batch::test_support::{encode_compressed_batch, TestRecord, NO_PRODUCER};
 use storage::batch::{validate_produce_records, BatchHeader};
-use storage::compaction::keyed_records;
+use storage::codec::Codec;
+use storage::compaction::{keyed_records, records_body};
 use storage::{now_ms, LogConfig, PartitionLog};
 
 fn config() -> LogConfig {
@@ -31,7 +32,11 @@ fn rec(key: Option<&str>, value: Option<&str>) -> TestRecord {
 }
 
 fn append(log: &PartitionLog, ts: i64, records: &[TestRecord]) -> i64 {
-    let b = encode_batch(0, ts, NO_PRODUCER, records);
+    append_with(log, ts, records, Codec::None)
+}
+
+fn append_with(log: &PartitionLog, ts: i64, records: &[TestRecord], codec: Codec) -> i64 {
+    let b = encode_compressed_batch(0, ts, NO_PRODUCER, records, codec);
     let h = validate_produce_records(&b).unwrap();
     log.append(&b, &h).unwrap().last_offset
 }
@@ -51,7 +56,8 @@ async fn contents(log: &PartitionLog) -> Vec<(i64, Option<String>, Option<String
             "served batches have valid CRCs"
         );
         next_base = h.last_offset() + 1;
-        for r in keyed_records(&batch, &h).unwrap() {
+        let body = records_body(&batch, &h).expect("batches decompress");
+        for r in keyed_records(&body, &h).unwrap() {
             out.push((r.offset, s(r.key), s(r.value)));
         }
     }
@@ -66,7 +72,8 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
         let log = PartitionLog::open(&path, config()).await.unwrap();
         let now = now_ms();
         let old = now - 3_600_000;
-        // 40 batches: keys k0..k7 rewritten over and over, values v<round>.
+        // 40 batches, each codec in turn: keys k0..k7 rewritten over and over, values
+        // v<round>.
         let mut latest: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
         for round in 0..40 {
             let records: Vec<TestRecord> = (0..4)
@@ -75,7 +82,7 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
                     rec(Some(&key), Some(&format!("v{round}-{i}")))
                 })
                 .collect();
-            let last = append(&log, now, &records);
+            let last = append_with(&log, now, &records, Codec::ALL[round % 5]);
             for (i, r) in records.iter().enumerate() {
                 let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
                 let value = String::from_utf8(r.value.clone().unwrap()).unwrap();

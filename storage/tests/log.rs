@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use storage::batch::test_support::{
-    encode_batch, encode_raw, simple_records, TestProducer, NO_PRODUCER,
+    encode_batch, encode_compressed_batch, encode_raw, simple_records, TestProducer, TestRecord,
+    NO_PRODUCER,
 };
 use storage::batch::{validate_produce_records, BatchHeader};
+use storage::codec::Codec;
 use storage::entry::entry_bytes;
 use storage::{LogConfig, PartitionLog};
 
@@ -368,6 +370,56 @@ fn crash_after_rolls_recovers_segments_and_producers() {
         };
         let (b, h) = with_producer(1, 0, prod);
         assert_eq!(log.append(&b, &h).unwrap().base_offset, 120);
+        log.close().await.unwrap();
+    });
+}
+
+/// Records with these timestamp deltas (out of order, the largest twice).
+fn records_at(deltas: &[i64]) -> Vec<TestRecord> {
+    deltas
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp_delta)| TestRecord {
+            timestamp_delta,
+            key: Some(format!("key-{i}").into_bytes()),
+            value: Some(vec![b'v'; 100]),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn timestamp_lookups_walk_compressed_batches() {
+    let dir = temp_dir();
+    let path = dir.path().to_path_buf();
+    run(|| async move {
+        let log = PartitionLog::open(&path, small_config()).await.unwrap();
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), None);
+        let deltas = [0, 5, 3, 9, 9, 2];
+        for (i, codec) in Codec::ALL.into_iter().enumerate() {
+            let base_ts = 10_000 * (i as i64 + 1);
+            let b = encode_compressed_batch(0, base_ts, NO_PRODUCER, &records_at(&deltas), codec);
+            let h = validate_produce_records(&b).unwrap();
+            let base = log.append(&b, &h).unwrap().base_offset;
+            assert_eq!(base, 6 * i as i64);
+            let at = |ts| log.offset_for_timestamp(base_ts + ts);
+            assert_eq!(at(0).await.unwrap(), Some((base, base_ts)), "{codec:?}");
+            assert_eq!(at(4).await.unwrap(), Some((base + 1, base_ts + 5)));
+            assert_eq!(at(6).await.unwrap(), Some((base + 3, base_ts + 9)));
+            assert_eq!(at(9).await.unwrap(), Some((base + 3, base_ts + 9)));
+            // The first record of the largest timestamp (offsets 3 and 4 share it).
+            assert_eq!(
+                log.max_timestamp_offset().await.unwrap(),
+                Some((base + 3, base_ts + 9)),
+                "{codec:?}"
+            );
+        }
+        // An older timestamp later in the log does not move the max.
+        append(&log, 2, 5);
+        assert_eq!(
+            log.max_timestamp_offset().await.unwrap(),
+            Some((27, 50_009))
+        );
         log.close().await.unwrap();
     });
 }

@@ -511,6 +511,30 @@ def list_offsets_v1(conn: Conn, topic, partitions, timestamp=-1):
     return out
 
 
+def list_offsets_v7(conn: Conn, topic, partitions, timestamp):
+    """ListOffsets v7 (flexible; timestamp -3 = MAX_TIMESTAMP). Returns {partition: (err, timestamp, offset)}."""
+    name = topic.encode()
+    parts = [i32(p) + i32(-1) + i64(timestamp) + b"\x00" for p in partitions]
+    topic_body = uvarint(len(name) + 1) + name + uvarint(len(parts) + 1) + b"".join(parts) + b"\x00"
+    body = i32(-1) + i8(0) + uvarint(2) + topic_body + b"\x00"
+    r = conn.request(LIST_OFFSETS, 7, body, flexible=True)
+    r.uvarint()  # response header tagged fields
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        r.take(r.uvarint() - 1)  # topic name
+        for _ in range(r.uvarint() - 1):
+            p = r.i32()
+            err = r.i16()
+            ts = r.i64()
+            off = r.i64()
+            r.i32()  # leader epoch
+            r.uvarint()  # tagged fields
+            out[p] = (err, ts, off)
+        r.uvarint()
+    return out
+
+
 def create_topics_v2(conn: Conn, topic, partitions, replication=1, timeout_ms=30000):
     body = (
         array([string(topic) + i32(partitions) + i16(replication) + array([]) + array([])])

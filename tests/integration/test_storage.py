@@ -1,7 +1,10 @@
 """Storage engine behaviour through real clients: retention by size and time, DeleteRecords,
-consumers reset to the new log start, offsets_for_times on retained data, LogAppendTime,
+consumers reset to the new log start, offsets_for_times on retained data and inside
+compressed batches, ListOffsets MAX_TIMESTAMP, LogAppendTime,
 max.message.bytes, and topic configs changed at runtime with IncrementalAlterConfigs."""
 
+import os
+import struct
 import time
 
 import pytest
@@ -17,7 +20,7 @@ from confluent_kafka.admin import (
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from kafka_wire import Conn, fetch_v4
+from kafka_wire import Conn, fetch_v4, list_offsets_v7
 
 OFFSET_OUT_OF_RANGE = 1
 FAST_CHECKS = {"log.retention.check.interval.ms": "200"}
@@ -250,14 +253,20 @@ def test_incremental_alter_configs_changes_retention_of_a_live_topic(broker_fact
     assert d["cleanup.policy"].is_default and d["retention.bytes"].value == "65536"
 
 
-def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(broker_factory):
+# gzip: compaction decompresses, keeps the survivors and recompresses them (kafka-python, which
+# reads the result below, decodes gzip without extra packages).
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(broker_factory, compression):
     b = broker_factory(settings=FAST_CHECKS)
     create(b, "compacted", **{
         "cleanup.policy": "compact",
         "segment.bytes": "16384",
         "delete.retention.ms": "1000",
     })
-    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 4096})
+    p = Producer({
+        "bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 4096,
+        "compression.type": compression,
+    })
     offsets = {}
 
     def delivered(err, msg):
@@ -271,8 +280,9 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
         p.poll(0)
     for k in range(5):  # tombstones for k0..k4
         p.produce("compacted", key=b"k%d" % k, value=None, partition=0, on_delivery=delivered)
-    for i in range(400):  # enough later records that all of the above sits in closed segments
-        p.produce("compacted", key=b"filler", value=b"f" * 60, partition=0, on_delivery=delivered)
+    # Enough later (incompressible) records that all of the above sits in closed segments.
+    for i in range(400):
+        p.produce("compacted", key=b"filler", value=os.urandom(60), partition=0, on_delivery=delivered)
     assert p.flush(30) == 0
     high = watermarks(b, "compacted")[1]
     assert high == 1405
@@ -324,3 +334,48 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
     assert watermarks(b, "compacted") == (0, 1406)
     seen = consume_from(b, "compacted", 0, 1)
     assert seen and seen[0].offset() > 0, "the head of the log was compacted away"
+
+
+MAX_TIMESTAMP = -3
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip", "snappy"])
+def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, codec):
+    topic = f"times-{codec}"
+    create(broker, topic)
+    ts0 = int(time.time() * 1000) - 60_000
+    # Out of order on purpose: offsets 7 and 15 share the largest timestamp.
+    timestamps = [ts0 + 10 * i for i in range(20)]
+    timestamps[7] = timestamps[15] = ts0 + 1000
+    p = Producer(
+        {"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 200, "acks": "all"}
+    )
+    for i, ts in enumerate(timestamps):
+        p.produce(topic, value=b"value-%d " % i * 20, key=b"k%d" % i, partition=0, timestamp=ts)
+    assert p.flush(30) == 0
+    host, port = broker.bootstrap.split(":")
+    with Conn(host, int(port)) as conn:
+        err, hw, data = fetch_v4(conn, topic, 0)
+        assert err == 0 and hw == 20
+        attributes, = struct.unpack(">h", data[21:23])
+        record_count, = struct.unpack(">i", data[57:61])
+        assert attributes & 0x07 != 0, "the producer compressed"
+        assert record_count > 1, "records share a batch"
+        # The record with the largest timestamp: the first of the two.
+        assert list_offsets_v7(conn, topic, [0], MAX_TIMESTAMP) == {0: (0, ts0 + 1000, 7)}
+        assert list_offsets_v7(conn, topic, [0], ts0 + 55) == {0: (0, ts0 + 60, 6)}
+    c = consumer(broker)
+    try:
+        for target, offset in [(ts0, 0), (ts0 + 55, 6), (ts0 + 75, 7), (ts0 + 1000, 7), (ts0 + 1001, -1)]:
+            tp = c.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)[0]
+            assert tp.error is None and tp.offset == offset, (target, tp)
+    finally:
+        c.close()
+
+
+def test_max_timestamp_of_an_empty_partition_is_no_offset(broker):
+    create(broker, "times-empty")
+    host, port = broker.bootstrap.split(":")
+    with Conn(host, int(port)) as conn:
+        assert list_offsets_v7(conn, "times-empty", [0], MAX_TIMESTAMP) == {0: (0, -1, -1)}
+

@@ -1,4 +1,5 @@
-//! ListOffsets (2): earliest, latest, and the first offset at or after a timestamp.
+//! ListOffsets (2): earliest, latest, the first offset at or after a timestamp, and the record
+//! with the largest timestamp (MAX_TIMESTAMP).
 
 use crate::handlers::{code, partition_key, resolve_topic};
 use crate::shard::{Routed, Shard};
@@ -91,18 +92,23 @@ async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, Fo
             EARLIEST | EARLIEST_LOCAL => (code::NONE, -1, log.log_start_offset()),
             // Nothing is tiered: Kafka answers "no offset" for an untiered log.
             LATEST_TIERED => (code::NONE, -1, -1),
-            MAX_TIMESTAMP => (code::UNSUPPORTED_VERSION, -1, -1),
+            MAX_TIMESTAMP => answer(&shard, log.max_timestamp_offset().await),
             ts if ts < 0 => (code::INVALID_REQUEST, -1, -1),
-            ts => match log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, found_ts))) => (code::NONE, found_ts, offset),
-                Ok(None) => (code::NONE, -1, -1),
-                Err(e) => {
-                    tracing::error!(shard = shard.id, "offset lookup failed: {e}");
-                    (code::KAFKA_STORAGE_ERROR, -1, -1)
-                }
-            },
+            ts => answer(&shard, log.offset_for_timestamp(ts).await),
         };
         out.push((slot, found));
     }
     out
+}
+
+/// A timestamp lookup's (offset, timestamp) as the partition's answer.
+fn answer(shard: &Shard, found: Result<Option<(i64, i64)>, storage::StorageError>) -> Found {
+    match found {
+        Ok(Some((offset, timestamp))) => (code::NONE, timestamp, offset),
+        Ok(None) => (code::NONE, -1, -1),
+        Err(e) => {
+            tracing::error!(shard = shard.id, "offset lookup failed: {e}");
+            (code::KAFKA_STORAGE_ERROR, -1, -1)
+        }
+    }
 }

@@ -13,7 +13,9 @@
 //!    new segment whose index recovery rebuilds by scanning.
 
 use super::*;
-use crate::compaction::{keep, keyed_records, rebuild_batch, OffsetMap, OFFSET_MAP_BYTES_MAX};
+use crate::compaction::{
+    keep, keyed_records, rebuild_batch, records_body, OffsetMap, OFFSET_MAP_BYTES_MAX,
+};
 use crate::segment::TailWriter;
 
 /// Bytes of rewritten entries gathered before each write.
@@ -202,7 +204,9 @@ async fn build_map(dir: &Path, closed: &[Closed]) -> Result<(OffsetMap, usize), 
     for (i, seg) in closed.iter().enumerate() {
         let mut full = false;
         let end = segment::scan_entries(&seg.file, 0, seg.size, Some(seg.base), |e| {
-            for r in keyed_records(e.batch, &e.header).unwrap_or_default() {
+            let body = records_body(e.batch, &e.header);
+            let records = body.as_deref().and_then(|b| keyed_records(b, &e.header));
+            for r in records.unwrap_or_default() {
                 if let Some(key) = r.key {
                     if !map.insert(key, r.offset) {
                         full = true;
@@ -258,7 +262,8 @@ async fn rewrite(
         buf.clear();
         let end = segment::scan_entries(&seg.file, pos, seg.size, Some(next), |e| {
             let before = buf.len();
-            match keyed_records(e.batch, &e.header) {
+            let body = records_body(e.batch, &e.header);
+            match body.as_deref().and_then(|b| keyed_records(b, &e.header)) {
                 Some(records) => {
                     let kept: Vec<bool> =
                         records.iter().map(|r| keep(r, map, horizon_ms)).collect();
@@ -269,13 +274,14 @@ async fn rewrite(
                         }
                     }
                     let dropped = kept.iter().filter(|k| !**k).count();
-                    records_removed += dropped as u64;
-                    if dropped == 0 {
-                        entry::encode_entry(&mut buf, e.batch, e.last_offset, e.max_timestamp);
-                    } else {
-                        let batch = rebuild_batch(e.batch, &records, &kept);
-                        entry::encode_entry(&mut buf, &batch, e.last_offset, e.max_timestamp);
+                    let rebuilt = (dropped > 0)
+                        .then(|| rebuild_batch(e.batch, &e.header, &records, &kept))
+                        .flatten();
+                    if rebuilt.is_some() {
+                        records_removed += dropped as u64;
                     }
+                    let batch = rebuilt.as_deref().unwrap_or(e.batch);
+                    entry::encode_entry(&mut buf, batch, e.last_offset, e.max_timestamp);
                 }
                 None => entry::encode_entry(&mut buf, e.batch, e.last_offset, e.max_timestamp),
             }

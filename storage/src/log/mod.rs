@@ -32,7 +32,7 @@ use event_listener::Event;
 use glommio::io::DmaFile;
 use tracing::{info, warn};
 
-use crate::batch::{self, BatchHeader, RecordIter, BATCH_HEADER_BYTES};
+use crate::batch::{self, BatchHeader};
 use crate::entry::{self, EntryError, ENTRY_HEADER_BYTES};
 use crate::index::SegmentIndex;
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
@@ -44,6 +44,7 @@ mod idle;
 mod read;
 mod recovery;
 mod retention;
+mod timestamp;
 mod writer;
 
 use chunk::Chunk;
@@ -626,67 +627,6 @@ impl PartitionLog {
         self.shared.inner.borrow().error(context, source)
     }
 
-    /// Earliest (offset, timestamp) with timestamp >= `ts`, or None.
-    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        // Flush first so the whole log is on disk; ListOffsets by time is rare.
-        let leo = self.log_end_offset();
-        self.wait_durable(leo - 1, false).await?;
-        type Candidate = ((i64, Option<Rc<SegmentFile>>), u64, u64);
-        let candidates: Vec<Candidate> = {
-            let inner = self.shared.inner.borrow();
-            inner
-                .segments
-                .iter()
-                .filter(|s| s.index.max_timestamp >= ts && s.written_bytes > 0)
-                .map(|s| {
-                    (
-                        (s.index.base_offset, s.file.clone()),
-                        s.index.position_for_timestamp(ts),
-                        s.written_bytes,
-                    )
-                })
-                .collect()
-        };
-        for (file, position, limit) in candidates {
-            let file = self.segment_file(file.0, file.1).await?;
-            let mut found = None;
-            let end = segment::scan_entries(&file, position, limit, None, |e| {
-                if e.max_timestamp < ts {
-                    return true;
-                }
-                found = first_at_or_after(&e.header, e.batch, ts);
-                found.is_none()
-            })
-            .await
-            .map_err(|e| self.error(format!("timestamp lookup at position {position}"), e))?;
-            if let Some((offset, timestamp)) = found {
-                return Ok(Some((offset.max(self.log_start_offset()), timestamp)));
-            }
-            if let Some(invalid) = end.invalid {
-                let dir = self.shared.inner.borrow().dir.clone();
-                return Err(StorageError::corrupt(
-                    &dir,
-                    format!("corrupt entry at {}: {invalid}", end.end),
-                ));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Resolves when `log_end_offset() > offset`.
-    pub async fn wait_for_data_after(&self, offset: i64) {
-        loop {
-            if self.log_end_offset() > offset {
-                return;
-            }
-            let listener = self.shared.data_event.listen();
-            if self.log_end_offset() > offset {
-                return;
-            }
-            listener.await;
-        }
-    }
-
     /// Resolves once no index checkpoint is being written (it writes the files `close` does).
     async fn checkpoint_done(&self) {
         loop {
@@ -755,23 +695,4 @@ impl PartitionLog {
         info!(dir = %dir.display(), log_end_offset = leo, "partition log closed");
         Ok(())
     }
-}
-
-/// First record of `batch` with timestamp >= ts (batch granularity when compressed).
-fn first_at_or_after(header: &BatchHeader, batch: &[u8], ts: i64) -> Option<(i64, i64)> {
-    if header.max_timestamp < ts {
-        return None;
-    }
-    if header.compression() != 0 || header.is_log_append_time() {
-        return Some((header.base_offset, header.max_timestamp));
-    }
-    RecordIter::new(&batch[BATCH_HEADER_BYTES..])
-        .map_while(Result::ok)
-        .map(|r| {
-            (
-                header.base_offset + r.offset_delta as i64,
-                header.base_timestamp + r.timestamp_delta,
-            )
-        })
-        .find(|(_, t)| *t >= ts)
 }
