@@ -3,7 +3,7 @@
 //! walker of fetched batches that decompresses them.
 
 use bytes::Bytes;
-use std::io::{Read, Write};
+use storage::codec;
 
 /// Bytes of a v2 batch header, before the first record.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -170,9 +170,6 @@ pub enum Compression {
     Zstd,
 }
 
-const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\0";
-const XERIAL_BLOCK_BYTES: usize = 32 << 10;
-
 impl Compression {
     pub fn parse(name: &str) -> Result<Compression, String> {
         Ok(match name {
@@ -217,89 +214,23 @@ impl Compression {
         .ok_or_else(|| format!("unknown compression codec {codec}"))
     }
 
-    /// Compresses a batch's records section.
+    /// Compresses a batch's records section (`storage::codec`, shared with the CLI and the
+    /// broker's compaction).
     pub fn compress(self, records: &[u8]) -> Vec<u8> {
-        // Writes into memory cannot fail.
-        const IN_MEMORY: &str = "compressing into memory";
-        match self {
-            Compression::None => records.to_vec(),
-            Compression::Gzip => {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-                encoder.write_all(records).expect(IN_MEMORY);
-                encoder.finish().expect(IN_MEMORY)
-            }
-            Compression::Snappy => {
-                let mut out = Vec::with_capacity(16 + snap::raw::max_compress_len(records.len()));
-                out.extend_from_slice(XERIAL_MAGIC);
-                out.extend_from_slice(&1i32.to_be_bytes()); // version
-                out.extend_from_slice(&1i32.to_be_bytes()); // minimum compatible version
-                let mut encoder = snap::raw::Encoder::new();
-                for block in records.chunks(XERIAL_BLOCK_BYTES) {
-                    let at = out.len();
-                    out.resize(at + 4 + snap::raw::max_compress_len(block.len()), 0);
-                    let n = encoder
-                        .compress(block, &mut out[at + 4..])
-                        .expect("the output fits max_compress_len");
-                    out[at..at + 4].copy_from_slice(&(n as i32).to_be_bytes());
-                    out.truncate(at + 4 + n);
-                }
-                out
-            }
-            Compression::Lz4 => {
-                let info = lz4_flex::frame::FrameInfo::new()
-                    .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                    .block_mode(lz4_flex::frame::BlockMode::Independent);
-                let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
-                encoder.write_all(records).expect(IN_MEMORY);
-                encoder.finish().expect(IN_MEMORY)
-            }
-            Compression::Zstd => zstd::bulk::compress(records, 3).expect(IN_MEMORY),
-        }
-    }
-
-    /// Decompresses a batch's records section.
-    pub fn decompress(self, compressed: &[u8]) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        let read = match self {
-            Compression::None => return Ok(compressed.to_vec()),
-            Compression::Gzip => flate2::read::GzDecoder::new(compressed).read_to_end(&mut out),
-            Compression::Snappy => return unsnappy(compressed),
-            Compression::Lz4 => {
-                lz4_flex::frame::FrameDecoder::new(compressed).read_to_end(&mut out)
-            }
-            Compression::Zstd => zstd::stream::read::Decoder::new(compressed)
-                .and_then(|mut d| d.read_to_end(&mut out)),
-        };
-        read.map_err(|e| format!("{} batch does not decompress: {e}", self.name()))?;
-        Ok(out)
+        codec::compress(self.shared(), records, &mut out).expect("compressing into memory");
+        out
     }
-}
 
-/// snappy in xerial framing, or raw snappy when the xerial header is absent.
-fn unsnappy(compressed: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = |e: snap::Error| format!("snappy batch does not decompress: {e}");
-    let mut decoder = snap::raw::Decoder::new();
-    let Some(mut blocks) = compressed.strip_prefix(&XERIAL_MAGIC[..]) else {
-        return decoder.decompress_vec(compressed).map_err(bad);
-    };
-    blocks = blocks.get(8..).ok_or("snappy: cut xerial header")?;
-    let mut out = Vec::new();
-    while !blocks.is_empty() {
-        let length = blocks
-            .get(..4)
-            .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or("snappy: bad xerial block length")?;
-        let block = blocks
-            .get(4..4 + length)
-            .ok_or("snappy: cut xerial block")?;
-        let at = out.len();
-        out.resize(at + snap::raw::decompress_len(block).map_err(bad)?, 0);
-        decoder.decompress(block, &mut out[at..]).map_err(bad)?;
-        blocks = &blocks[4 + length..];
+    /// Decompresses a batch's records section (bounded by `codec::MAX_DECOMPRESSED_BYTES`).
+    pub fn decompress(self, compressed: &[u8]) -> Result<Vec<u8>, String> {
+        codec::decompress(self.shared(), compressed, codec::MAX_DECOMPRESSED_BYTES)
+            .map_err(|e| format!("{} batch does not decompress: {e}", self.name()))
     }
-    Ok(out)
+
+    fn shared(self) -> codec::Codec {
+        codec::Codec::from_id(self.codec()).expect("every Compression is a codec")
+    }
 }
 
 /// One fetched batch's header fields a consumer needs.
@@ -469,7 +400,7 @@ mod tests {
         assert!(Compression::from_codec(5).is_err());
         // Kafka's Java client frames snappy the xerial way; librdkafka's raw snappy reads too.
         let framed = Compression::Snappy.compress(&data);
-        assert_eq!(&framed[..8], XERIAL_MAGIC);
+        assert_eq!(&framed[..8], b"\x82SNAPPY\0");
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
         assert_eq!(Compression::Snappy.decompress(&raw).unwrap(), data);
         // Corrupt input is an error, not a panic.

@@ -1,7 +1,7 @@
 //! Kafka's record-batch compression codecs (attributes bits 0-2 of a v2 batch): none, gzip
 //! (flate2), snappy (the xerial framing the Java client writes; one raw snappy block is read
 //! too, as librdkafka writes), lz4 (the LZ4 frame format with independent blocks) and zstd (the
-//! C library, level 1 when compressing). They compress and decompress the records section, the
+//! C library, level 3 when compressing, Kafka's default `compression.zstd.level`). They compress and decompress the records section, the
 //! bytes after the 61-byte batch header.
 //!
 //! Decompression is bounded: a produced batch is untrusted, and a small payload that inflates
@@ -114,7 +114,7 @@ pub fn compress(codec: Codec, records: &[u8], out: &mut impl Write) -> Result<()
                 .map(drop)
                 .map_err(|e| CodecError::Corrupt(codec, e.to_string()))
         }
-        Codec::Zstd => zstd::stream::copy_encode(records, out, 1).map_err(corrupt),
+        Codec::Zstd => zstd::stream::copy_encode(records, out, 3).map_err(corrupt),
     }
 }
 
