@@ -967,22 +967,10 @@ fn free_port() -> Result<u16, String> {
 /// Sequential 1 MiB O_DIRECT writes of `mib` MiB, then one fdatasync (as `dd oflag=direct
 /// conv=fdatasync`), on the filesystem the brokers' data dirs live on.
 pub fn raw_disk_write_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("raw-disk.bin");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .map_err(|e| format!("open {} O_DIRECT: {e}", path.display()))?;
-    const CHUNK: usize = 1 << 20;
-    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).expect("valid layout");
-    // SAFETY: a non-zero-sized layout; freed below; filled before use.
-    let buf = unsafe { std::alloc::alloc(layout) };
-    assert!(!buf.is_null(), "out of memory");
-    // SAFETY: buf is CHUNK bytes, exclusively ours.
-    let slice = unsafe { std::slice::from_raw_parts_mut(buf, CHUNK) };
+    let mut file = open_direct(&path, true)?;
+    let mut chunk = AlignedChunk::new();
+    let slice = chunk.bytes();
     slice
         .iter_mut()
         .enumerate()
@@ -997,18 +985,15 @@ pub fn raw_disk_write_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
     }
     let synced = file.sync_data();
     let elapsed = started.elapsed().as_secs_f64();
-    // SAFETY: allocated above with this layout.
-    unsafe { std::alloc::dealloc(buf, layout) };
     let _ = std::fs::remove_file(&path);
     outcome?;
     synced.map_err(|e| format!("fdatasync: {e}"))?;
-    Ok((mib * CHUNK) as f64 / elapsed / 1e6)
+    Ok((mib * AlignedChunk::BYTES) as f64 / elapsed / 1e6)
 }
 
 /// Sequential 1 MiB O_DIRECT reads of a `mib` MiB file written first (untimed) on the
 /// filesystem the brokers' data dirs live on: the bound of a catch-up read from disk.
 pub fn raw_disk_read_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("raw-disk-read.bin");
     let chunk = vec![0x5au8; 1 << 20];
     {
@@ -1020,18 +1005,9 @@ pub fn raw_disk_read_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
         }
         file.sync_all().map_err(|e| format!("fsync: {e}"))?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .map_err(|e| format!("open {} O_DIRECT: {e}", path.display()))?;
-    const CHUNK: usize = 1 << 20;
-    let layout = std::alloc::Layout::from_size_align(CHUNK, 4096).expect("valid layout");
-    // SAFETY: a non-zero-sized layout; freed below.
-    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
-    assert!(!buf.is_null(), "out of memory");
-    // SAFETY: buf is CHUNK bytes, exclusively ours, initialised.
-    let slice = unsafe { std::slice::from_raw_parts_mut(buf, CHUNK) };
+    let mut file = open_direct(&path, false)?;
+    let mut chunk = AlignedChunk::new();
+    let slice = chunk.bytes();
     let started = Instant::now();
     let mut total = 0usize;
     let outcome = loop {
@@ -1042,11 +1018,54 @@ pub fn raw_disk_read_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
-    // SAFETY: allocated above with this layout.
-    unsafe { std::alloc::dealloc(buf, layout) };
     let _ = std::fs::remove_file(&path);
     outcome?;
     Ok(total as f64 / elapsed / 1e6)
+}
+
+/// Opens `path` with O_DIRECT, for writing (created, truncated) or for reading.
+fn open_direct(path: &Path, write: bool) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .create(write)
+        .truncate(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| format!("open {} O_DIRECT: {e}", path.display()))
+}
+
+/// A zeroed, page-aligned 1 MiB buffer, as O_DIRECT needs.
+struct AlignedChunk {
+    ptr: *mut u8,
+}
+
+impl AlignedChunk {
+    const BYTES: usize = 1 << 20;
+
+    fn layout() -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(Self::BYTES, 4096).expect("valid layout")
+    }
+
+    fn new() -> Self {
+        // SAFETY: a non-zero-sized layout; freed in drop.
+        let ptr = unsafe { std::alloc::alloc_zeroed(Self::layout()) };
+        assert!(!ptr.is_null(), "out of memory");
+        AlignedChunk { ptr }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: BYTES initialised (zeroed) bytes, exclusively ours while borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, Self::BYTES) }
+    }
+}
+
+impl Drop for AlignedChunk {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, Self::layout()) };
+    }
 }
 
 /// One TCP connection over loopback, 1 MiB writes, one reader thread.
@@ -1154,6 +1173,19 @@ fn proc_meminfo(key: &str) -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn raw_disk_bandwidth_is_measured_with_aligned_direct_io() {
+        // Under target/, not /tmp: O_DIRECT is refused on tmpfs.
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("temp dir");
+        assert!(raw_disk_write_mb_s(dir.path(), 4).expect("O_DIRECT write") > 0.0);
+        assert!(raw_disk_read_mb_s(dir.path(), 4).expect("O_DIRECT read") > 0.0);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "files removed"
+        );
+    }
     #[test]
     fn producer_performance_summary_parses() {
         let line = "400000 records sent, 147710.5 records/sec (144.25 MB/sec), 197.70 ms avg latency, 445.00 ms max latency, 187 ms 50th, 320 ms 95th, 410 ms 99th, 441 ms 99.9th.";
