@@ -3,6 +3,7 @@
 //! disk's O_DIRECT write bandwidth and loopback bandwidth measured in the same run. Writes one
 //! JSON record (and its markdown report) per run.
 
+use crate::flags::Flags;
 use crate::workload::{self, Keys, Mode, Options, Rate, RecordSize};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,10 +47,10 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
         workloads: Vec::new(),
         catch_up_gib: 5.0,
     };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().cloned().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
+    let mut flags = Flags::new(args);
+    while let Some(flag) = flags.next_flag() {
+        let mut value = || flags.value();
+        match flag.as_str() {
             "--quick" => o.quick = true,
             "--rounds" => o.rounds = value()?.parse().map_err(|_| "--rounds: a number")?,
             "--out" => o.out_dir = Some(value()?.into()),

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod client;
 pub mod compare;
+pub mod flags;
 pub mod partitioner;
 pub mod report;
 pub mod stats;

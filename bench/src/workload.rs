@@ -3,6 +3,7 @@
 
 use crate::batch::{walk_batches, BatchBuilder, Compression};
 use crate::client::{self, Client, Connection};
+use crate::flags::Flags;
 use crate::partitioner::{DefaultPartitioner, Keyless, Partitioner};
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -141,18 +142,10 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         mode,
         ..Options::default()
     };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+    let mut flags = Flags::new(args);
+    while let Some(name) = flags.next_flag() {
+        let flag = name.as_str();
+        let mut value = || flags.value();
         match flag {
             "--brokers" => o.brokers = value()?,
             "--topic" => o.topic = value()?,

@@ -2,6 +2,7 @@
 
 use broker::config_file::Layered;
 use broker::server::{self, StartOptions};
+use spate_bench::flags::Flags;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -110,18 +111,10 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
     let mut flags: Vec<(String, String)> = Vec::new();
     let (mut config_file, mut print_config) = (None, false);
     let mut cluster = broker::cluster::ClusterFlags::default();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next().cloned())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+    let mut args = Flags::new(args);
+    while let Some(name) = args.next_flag() {
+        let flag = name.as_str();
+        let mut value = || args.value();
         match flag {
             "--data-dir" | "--listen" | "--admin-listen" | "--cores" => {
                 flags.push((flag[2..].to_string(), value()?))
