@@ -30,6 +30,12 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("log.roll.ms", "604800000", Kind::Long),
     ("log.cache.bytes.per.partition", "8388608", Kind::Long),
     ("log.cache.bytes.per.shard", "134217728", Kind::Long),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        "67108864",
+        Kind::Long,
+    ),
+    ("log.cleaner.dedupe.buffer.size", "33554432", Kind::Long),
     ("offsets.topic.num.partitions", "50", Kind::Int),
     ("offsets.retention.minutes", "10080", Kind::Int),
     ("offsets.retention.check.interval.ms", "600000", Kind::Long),
@@ -80,6 +86,10 @@ pub struct BrokerConfig {
     /// Bound on the tail caches of all partitions of one shard: each partition's cache gets at
     /// most an equal share of it (and at most `log_cache_bytes_per_partition`).
     pub log_cache_bytes_per_shard: usize,
+    /// Compaction's IO budget on one shard: bytes written per second at most.
+    pub log_cleaner_io_max_bytes_per_second: u64,
+    /// Memory of one compaction pass's key map (keys past it wait for the next pass).
+    pub log_cleaner_dedupe_buffer_size: usize,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
@@ -156,6 +166,16 @@ impl BrokerConfig {
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
                 as usize,
             log_cache_bytes_per_shard: int("log.cache.bytes.per.shard", 0, i64::MAX)? as usize,
+            log_cleaner_io_max_bytes_per_second: int(
+                "log.cleaner.io.max.bytes.per.second",
+                1,
+                i64::MAX,
+            )? as u64,
+            log_cleaner_dedupe_buffer_size: int(
+                "log.cleaner.dedupe.buffer.size",
+                1 << 16,
+                i64::MAX,
+            )? as usize,
             log_retention_ms: int("log.retention.ms", -1, i64::MAX)?,
             log_retention_bytes: int("log.retention.bytes", i64::MIN, i64::MAX)?,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms", 1, i64::MAX)?

@@ -1,6 +1,6 @@
 //! Per-shard log maintenance: turns topic configs into [`LogConfig`]s and runs the background
 //! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, and
-//! compaction (`cleanup.policy=compact`, within `COMPACTION_IO_BYTES_PER_SEC_MAX`), and
+//! compaction (`cleanup.policy=compact`, within `log.cleaner.io.max.bytes.per.second`), and
 //! retries partitions whose writes failed on a full disk, on the partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
 //! produce or fetch path, and works through partitions one at a time.
 
@@ -22,8 +22,6 @@ const INDEX_CHECKPOINT_BYTES: u64 = 16 << 20;
 const SEGMENT_IDLE_CLOSE_MS: i64 = 60_000;
 /// Kafka's `delete.retention.ms` default (one day).
 const DELETE_RETENTION_MS_DEFAULT: i64 = 86_400_000;
-/// IO budget of compaction on one shard: bytes written per second at most.
-const COMPACTION_IO_BYTES_PER_SEC_MAX: u64 = 64 << 20;
 
 /// The log settings of `topic`: its own configs by Kafka name, else the broker defaults.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
@@ -54,6 +52,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         flush_ms: long("flush.ms", i64::MAX),
         compact: compacts,
         delete_retention_ms: long("delete.retention.ms", DELETE_RETENTION_MS_DEFAULT),
+        key_map_bytes: broker.log_cleaner_dedupe_buffer_size,
     }
 }
 
@@ -105,7 +104,10 @@ async fn run(shard: Rc<Shard>) {
                 continue;
             }
             match log
-                .compact(storage::now_ms(), COMPACTION_IO_BYTES_PER_SEC_MAX)
+                .compact(
+                    storage::now_ms(),
+                    shard.config.log_cleaner_io_max_bytes_per_second,
+                )
                 .await
             {
                 Ok(out) => info!(

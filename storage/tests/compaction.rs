@@ -149,3 +149,46 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn the_key_map_bound_limits_what_one_pass_cleans() {
+    let dir = temp_dir();
+    run(|| async move {
+        let now = now_ms();
+        let mut rewritten = Vec::new();
+        // The same log twice: once with the default key map, once with a map too small for
+        // the 16 keys of the first segment (`log.cleaner.dedupe.buffer.size`).
+        for (name, key_map_bytes) in [("big", LogConfig::default().key_map_bytes), ("tiny", 300)] {
+            let config = LogConfig {
+                key_map_bytes,
+                ..config()
+            };
+            let log = PartitionLog::open(&dir.path().join(name), config)
+                .await
+                .unwrap();
+            let mut last = 0;
+            for round in 0..60 {
+                let records: Vec<TestRecord> = (0..4)
+                    .map(|i| rec(Some(&format!("k{}", (round * 4 + i) % 16)), Some("v")))
+                    .collect();
+                last = append(&log, now, &records);
+            }
+            log.wait_durable(last, true).await.unwrap();
+            let before = contents(&log).await;
+            let out = log.compact(now, u64::MAX / 2).await.unwrap();
+            let after = contents(&log).await;
+            assert_eq!(
+                after.last().map(|r| r.0),
+                before.last().map(|r| r.0),
+                "the newest records stay"
+            );
+            rewritten.push(out.segments_rewritten);
+            log.close().await.unwrap();
+        }
+        assert!(rewritten[0] > 0, "the default map cleans: {rewritten:?}");
+        assert!(
+            rewritten[1] < rewritten[0],
+            "a full map cleans fewer segments: {rewritten:?}"
+        );
+    });
+}

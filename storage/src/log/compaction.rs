@@ -4,7 +4,8 @@
 //! maintenance permit (so retention never deletes a segment being rewritten). It never touches
 //! the active segment, so produce is never blocked, and it writes at most `io_bytes_per_sec`.
 //! 1. Map: scan the closed segments (checksums verified) into key -> latest offset, bounded by
-//!    `OFFSET_MAP_BYTES_MAX`; only segments scanned whole before the map filled are cleaned.
+//!    `LogConfig::key_map_bytes` (`log.cleaner.dedupe.buffer.size`); only segments scanned
+//!    whole before the map filled are cleaned.
 //! 2. Rewrite each cleanable segment into `{base}.cleaned` (same entries, same offsets, fewer
 //!    records per batch), fdatasync it.
 //! 3. Swap: unlink the old index, rename `.cleaned` over `.log`, sync the directory, write
@@ -13,9 +14,7 @@
 //!    new segment whose index recovery rebuilds by scanning.
 
 use super::*;
-use crate::compaction::{
-    keep, keyed_records, rebuild_batch, records_body, OffsetMap, OFFSET_MAP_BYTES_MAX,
-};
+use crate::compaction::{keep, keyed_records, rebuild_batch, records_body, OffsetMap};
 use crate::segment::TailWriter;
 
 /// Bytes of rewritten entries gathered before each write.
@@ -67,7 +66,7 @@ impl PartitionLog {
     ) -> Result<CompactionOutcome, StorageError> {
         assert!(io_bytes_per_sec > 0);
         let _one = self.shared.maintenance.acquire_permit(1).await;
-        let (dir, closed, delete_retention_ms, interval) = {
+        let (dir, closed, delete_retention_ms, interval, key_map_bytes) = {
             let inner = self.shared.inner.borrow();
             inner.check_usable()?;
             if !inner.config.compact {
@@ -91,6 +90,7 @@ impl PartitionLog {
                 closed,
                 inner.config.delete_retention_ms,
                 interval,
+                inner.config.key_map_bytes,
             )
         };
         let mut reopened = Vec::with_capacity(closed.len());
@@ -108,7 +108,7 @@ impl PartitionLog {
             return Ok(CompactionOutcome::default());
         };
         let compacted_to = last.next_offset;
-        let (map, cleanable) = build_map(&dir, &closed).await?;
+        let (map, cleanable) = build_map(&dir, &closed, key_map_bytes).await?;
         if cleanable < closed.len() {
             warn!(dir = %dir.display(), keys = map.len(), cleanable, closed = closed.len(), "compaction key map full; cleaning the first segments only");
         }
@@ -199,8 +199,12 @@ impl PartitionLog {
 }
 
 /// Key -> latest offset over `closed`, and how many leading segments it covers whole.
-async fn build_map(dir: &Path, closed: &[Closed]) -> Result<(OffsetMap, usize), StorageError> {
-    let mut map = OffsetMap::new(OFFSET_MAP_BYTES_MAX);
+async fn build_map(
+    dir: &Path,
+    closed: &[Closed],
+    key_map_bytes: usize,
+) -> Result<(OffsetMap, usize), StorageError> {
+    let mut map = OffsetMap::new(key_map_bytes);
     for (i, seg) in closed.iter().enumerate() {
         let mut full = false;
         let end = segment::scan_entries(&seg.file, 0, seg.size, Some(seg.base), |e| {

@@ -86,6 +86,8 @@ pub struct LogConfig {
     pub compact: bool,
     /// `delete.retention.ms`: how long compaction keeps a tombstone.
     pub delete_retention_ms: i64,
+    /// Memory of a compaction pass's key map (`log.cleaner.dedupe.buffer.size`).
+    pub key_map_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -103,6 +105,7 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             compact: false,
             delete_retention_ms: 24 * 3600 * 1000,
+            key_map_bytes: crate::compaction::OFFSET_MAP_BYTES_MAX,
         }
     }
 }
