@@ -158,6 +158,20 @@ def test_metadata_survives_kill_9_of_any_voter_including_the_active_controller()
     assert sum(line.startswith("broker ") for line in want) == 3
 
 
+def test_a_voter_without_a_majority_says_which_voters_it_cannot_reach():
+    ports = [free_port() for _ in range(3)]  # voters 2 and 3 are never started
+    node = ControllerNode("lonely", 1, quorum_of(ports), ports[0])
+    node.start()
+    log = lambda: node.log_path.read_text(encoding="utf-8", errors="replace")  # noqa: E731
+    wait_for("a no-quorum warning", lambda: "no controller quorum" in log(), 15)
+    warning = next(line for line in log().splitlines() if "no controller quorum" in line)
+    assert "a majority of the 3 voters" in warning, warning
+    for missing in (2, 3):
+        assert f"node {missing} at 127.0.0.1:{ports[missing - 1]}" in warning, warning
+    assert node.alive(), "a voter without a quorum waits; it does not exit"
+    assert node.leader() is None, "one voter of three never becomes the active controller"
+
+
 def test_a_data_dir_keeps_its_quorum():
     port = free_port()
     node = ControllerNode("solo", 1, f"1@127.0.0.1:{port}", port)

@@ -25,6 +25,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Without an active controller this long, a voter says which voters it cannot reach (and again
+/// every `NO_QUORUM_WARN_EVERY`).
+const NO_QUORUM_WARN_AFTER: Duration = Duration::from_secs(5);
+const NO_QUORUM_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A frame of the controller protocol.
 #[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -103,10 +107,23 @@ struct Peer {
     address: String,
     stream: Option<TcpStream>,
     retry_at: Instant,
+    /// Why the last connect or write failed; `None` once a frame went through.
+    last_error: Option<String>,
 }
 
 impl Peer {
     fn send(&mut self, frame: &ControllerFrame) -> std::io::Result<()> {
+        let sent = self.try_send(frame);
+        match &sent {
+            Ok(()) => self.last_error = None,
+            // Waiting to reconnect: the error that made it wait stays.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {}
+            Err(e) => self.last_error = Some(e.to_string()),
+        }
+        sent
+    }
+
+    fn try_send(&mut self, frame: &ControllerFrame) -> std::io::Result<()> {
         if self.stream.is_none() {
             if Instant::now() < self.retry_at {
                 return Err(std::io::ErrorKind::NotConnected.into());
@@ -151,6 +168,9 @@ struct Driver {
     started: Instant,
     was_leader: bool,
     known_leader: Option<u64>,
+    /// Since when no active controller is known, and when that was last logged.
+    leaderless_since: Instant,
+    no_quorum_warned_at: Option<Instant>,
 }
 
 /// Runs this node's voter until `stop` is set. Brokers that stop heartbeating for
@@ -186,6 +206,7 @@ pub fn run(
                 address: address.clone(),
                 stream: None,
                 retry_at: Instant::now(),
+                last_error: None,
             };
             (*id, peer)
         })
@@ -200,6 +221,8 @@ pub fn run(
         started: Instant::now(),
         was_leader: false,
         known_leader: None,
+        leaderless_since: Instant::now(),
+        no_quorum_warned_at: None,
     };
     println!(
         "spate ready: controller node {} listening on {listen}, quorum {:?}",
@@ -224,6 +247,7 @@ pub fn run(
         if Instant::now() >= next_tick {
             driver.quorum.tick();
             driver.fence_silent_brokers();
+            driver.warn_without_quorum();
             next_tick += TICK;
         }
         driver.process()?;
@@ -388,7 +412,41 @@ impl Driver {
                 ),
                 None => info!("controller quorum: no active controller"),
             }
+            self.leaderless_since = Instant::now();
+            self.no_quorum_warned_at = None;
         }
+    }
+
+    /// Says, while no controller is active, which voters this one cannot reach: the quorum
+    /// needs a majority, and this voter makes no change alone.
+    fn warn_without_quorum(&mut self) {
+        let due = self
+            .no_quorum_warned_at
+            .map_or(NO_QUORUM_WARN_AFTER, |_| NO_QUORUM_WARN_EVERY);
+        let since = self.no_quorum_warned_at.unwrap_or(self.leaderless_since);
+        if self.known_leader.is_some() || since.elapsed() < due {
+            return;
+        }
+        self.no_quorum_warned_at = Some(Instant::now());
+        let unreachable: Vec<String> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| {
+                let why = p.last_error.as_deref()?;
+                Some(format!("node {id} at {} ({why})", p.address))
+            })
+            .collect();
+        warn!(
+            "no controller quorum for {}s: a majority of the {} voters must be up and reachable; \
+             cannot reach {}; waiting, no metadata change is made meanwhile",
+            self.leaderless_since.elapsed().as_secs(),
+            self.peers.len() + 1,
+            if unreachable.is_empty() {
+                "none (no election won yet)".to_string()
+            } else {
+                unreachable.join(", ")
+            }
+        );
     }
 }
 
