@@ -44,6 +44,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("group.min.session.timeout.ms", "6000", Kind::Int),
     ("group.max.session.timeout.ms", "1800000", Kind::Int),
     ("broker.session.timeout.ms", "9000", Kind::Int),
+    ("broker.heartbeat.interval.ms", "2000", Kind::Int),
     ("min.insync.replicas", "1", Kind::Int),
 ];
 

@@ -4,7 +4,7 @@
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::connection::KafkaConnection;
-use crate::shard::{Advertised, Job, Shard};
+use crate::shard::{Advertised, Job, MetadataSource, Shard};
 use controller::Controller;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -47,9 +47,10 @@ const IO_MEMORY_BYTES_MIN: usize = 512 << 10;
 
 /// Runs a node until SIGINT or SIGTERM. Errors are one-line, human-readable reasons.
 pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
-    if let Some(cluster) = &options.cluster {
+    if let Some(cluster) = options.cluster.as_ref().filter(|c| !c.roles.broker) {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
+    let stop = stop_on_signals()?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
@@ -64,14 +65,36 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
-    let controller = Controller::open(data_dir, options.config.node_id).map_err(|e| {
-        format!(
-            "cannot open cluster metadata in {}: {e}",
-            data_dir.display()
-        )
-    })?;
-    let image = controller.image();
     let advertised = advertised(&options.listen)?;
+    let mut config = options.config.clone();
+    let (metadata, voter) = match &options.cluster {
+        None => (local_metadata(data_dir, config.node_id)?, None),
+        Some(cluster) => {
+            config.node_id = cluster.node_id as i32;
+            let voter = cluster
+                .roles
+                .controller
+                .then(|| crate::cluster::spawn_voter(cluster, data_dir, &config, stop.clone()))
+                .transpose()?;
+            let link = crate::cluster::start_link(
+                cluster,
+                &config,
+                &advertised.host,
+                advertised.port,
+                cores.len(),
+            )?;
+            info!(node = cluster.node_id, "waiting for the controller quorum");
+            if let Err(e) = link.wait_ready(&stop) {
+                let voter_failure = voter.and_then(|v| v.join().ok()?.err());
+                return Err(voter_failure.unwrap_or(e));
+            }
+            (MetadataSource::Quorum(link), voter)
+        }
+    };
+    let image = match &metadata {
+        MetadataSource::Local(controller) => controller.borrow().image(),
+        MetadataSource::Quorum(link) => link.latest(),
+    };
     let listen_addr = resolve(&options.listen)?;
     let admin_addr = match &options.admin_listen {
         Some(addr) => Some(resolve(addr).map_err(|e| e.replace("--listen", "--admin-listen"))?),
@@ -90,8 +113,12 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         eprintln!("WARNING: --unsafe-no-fsync is set: acknowledged records can be lost on a crash or power failure. Development only.");
     }
 
-    let config = Arc::new(options.config.clone());
-    let controller = Arc::new(Mutex::new(Some(controller)));
+    let config = Arc::new(config);
+    let link = match &metadata {
+        MetadataSource::Quorum(link) => Some(link.clone()),
+        MetadataSource::Local(_) => None,
+    };
+    let metadata = Arc::new(Mutex::new(Some(metadata)));
     let shutdown = Arc::new(Shutdown::default());
     let mesh = MeshBuilder::<Job, _>::full(cores.len(), MESH_CHANNEL_CAPACITY);
     let (started_tx, started_rx) = mpsc::channel();
@@ -103,7 +130,8 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             advertised: advertised.clone(),
             data_dir: data_dir.to_path_buf(),
             image: image.clone(),
-            controller: controller.clone(),
+            metadata: metadata.clone(),
+            link: link.clone(),
             listen_addr,
             admin: admin_addr.map(|addr| AdminListen {
                 addr,
@@ -139,11 +167,17 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         for executor in executors {
             let _ = executor.join();
         }
+        stop_cluster_threads(&stop, link.as_deref(), voter);
         return Err(reason);
     }
     node.ready.store(true, Ordering::SeqCst);
+    let roles = match &options.cluster {
+        None => String::new(),
+        Some(c) if c.roles.controller => ", roles broker,controller".into(),
+        Some(_) => ", roles broker".into(),
+    };
     println!(
-        "spate ready: listening on {} with {} shard(s), node id {}, data dir {} ({} ms)",
+        "spate ready: listening on {} with {} shard(s), node id {}{roles}, data dir {} ({} ms)",
         options.listen,
         cores.len(),
         config.node_id,
@@ -152,7 +186,9 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     );
     info!(listen = %options.listen, shards = cores.len(), "ready");
 
-    wait_for_signal()?;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     info!("shutdown begun: closing listeners, flushing and syncing every partition");
     shutdown.trigger();
     for executor in executors {
@@ -160,6 +196,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             .join()
             .map_err(|e| format!("a shard failed while stopping: {e}"))?;
     }
+    stop_cluster_threads(&stop, link.as_deref(), voter);
     info!("shutdown finished");
     println!("spate stopped: all partitions flushed and synced");
     Ok(())
@@ -172,7 +209,9 @@ struct ShardContext {
     advertised: Advertised,
     data_dir: PathBuf,
     image: Arc<controller::MetadataImage>,
-    controller: Arc<Mutex<Option<Controller>>>,
+    /// Shard 0 takes it.
+    metadata: Arc<Mutex<Option<MetadataSource>>>,
+    link: Option<Arc<crate::cluster::link::QuorumLink>>,
     listen_addr: SocketAddr,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
@@ -187,8 +226,8 @@ async fn shard_main(context: ShardContext) {
             .send(ShardStarted::Failed("cannot join the shard mesh".into()));
         return;
     };
-    let controller = if senders.peer_id() == 0 {
-        context.controller.lock().expect("startup only").take()
+    let metadata = if senders.peer_id() == 0 {
+        context.metadata.lock().expect("startup only").take()
     } else {
         None
     };
@@ -198,12 +237,14 @@ async fn shard_main(context: ShardContext) {
         context.advertised.clone(),
         context.data_dir.clone(),
         context.image.clone(),
-        controller,
+        metadata,
+        context.link.clone(),
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
     crate::group::runtime::load(&shard).await;
     crate::maintenance::spawn(&shard);
+    glommio::spawn_local(shard.clone().follow_quorum()).detach();
     let listener = match TcpListener::bind(context.listen_addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -318,14 +359,40 @@ impl Shutdown {
     }
 }
 
-fn wait_for_signal() -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    if let Some(signal) = signals.forever().next() {
-        info!(signal, "signal received");
+/// A flag that SIGINT or SIGTERM sets (from the start, so a signal during startup is not
+/// lost: the node finishes starting, then stops cleanly).
+fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    Ok(())
+    Ok(stop)
+}
+
+fn local_metadata(data_dir: &std::path::Path, node_id: i32) -> Result<MetadataSource, String> {
+    let controller = Controller::open(data_dir, node_id).map_err(|e| {
+        format!(
+            "cannot open cluster metadata in {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    Ok(MetadataSource::Local(std::cell::RefCell::new(controller)))
+}
+
+/// Stops the quorum link and the voter of a multi-node node (after the shards stopped).
+fn stop_cluster_threads(
+    stop: &AtomicBool,
+    link: Option<&crate::cluster::link::QuorumLink>,
+    voter: Option<std::thread::JoinHandle<Result<(), String>>>,
+) {
+    stop.store(true, Ordering::SeqCst);
+    if let Some(link) = link {
+        link.stop();
+    }
+    if let Some(voter) = voter {
+        let _ = voter.join();
+    }
 }
 
 /// glommio locks memory for its io_uring buffers. Raises RLIMIT_MEMLOCK to what the shards

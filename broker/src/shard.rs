@@ -5,6 +5,7 @@
 //! partition owned elsewhere travels as a [`Job`] over the shard mesh and its answer comes back
 //! over a oneshot channel; there is no lock on the produce or fetch path.
 
+use crate::cluster::link::QuorumLink;
 use crate::config::BrokerConfig;
 use crate::metrics::PartitionCounters;
 use controller::{
@@ -18,6 +19,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 use storage::{LogConfig, PartitionLog, StorageError};
 use tracing::{info, warn};
 
@@ -59,8 +61,11 @@ pub struct Shard {
     image: RefCell<Arc<MetadataImage>>,
     partitions: RefCell<HashMap<PartitionKey, OwnedPartition, ahash::RandomState>>,
     peers: Senders<Job>,
-    /// The metadata state machine; only on shard 0, its single writer.
-    controller: Option<RefCell<Controller>>,
+    /// Where metadata changes go; only on shard 0, the node's single metadata writer.
+    metadata: Option<MetadataSource>,
+    /// The controller quorum's link of a broker in a multi-node cluster (every shard reads
+    /// its atomics; only shard 0 sends it commands).
+    quorum: Option<Arc<QuorumLink>>,
     /// Orders metadata installs on this shard.
     install_lock: glommio::sync::Semaphore,
     /// Orders controller commands and their broadcast (shard 0 only).
@@ -71,6 +76,19 @@ pub struct Shard {
     /// Request counts, latencies and errors of the requests this shard served.
     pub metrics: crate::metrics::ShardMetrics,
 }
+
+/// Where a node's metadata comes from and its commands go.
+pub enum MetadataSource {
+    /// The single-node default: the metadata state machine in this process.
+    Local(RefCell<Controller>),
+    /// A broker of a multi-node cluster: the controller quorum, through its link.
+    Quorum(Arc<QuorumLink>),
+}
+
+/// How often shard 0 looks for a newer image from the quorum.
+const FOLLOW_EVERY: Duration = Duration::from_millis(10);
+/// How long a broker waits for the image that holds its own applied command.
+const APPLIED_IMAGE_WAIT: Duration = Duration::from_secs(10);
 
 /// A partition this shard owns: its log and its traffic counters.
 struct OwnedPartition {
@@ -85,7 +103,8 @@ impl Shard {
         advertised: Advertised,
         data_dir: PathBuf,
         image: Arc<MetadataImage>,
-        controller: Option<Controller>,
+        metadata: Option<MetadataSource>,
+        quorum: Option<Arc<QuorumLink>>,
     ) -> Rc<Shard> {
         let groups = crate::group::runtime::ShardGroups::new(&config);
         Rc::new(Shard {
@@ -97,7 +116,8 @@ impl Shard {
             image: RefCell::new(image),
             partitions: RefCell::new(HashMap::default()),
             peers,
-            controller: controller.map(RefCell::new),
+            metadata,
+            quorum,
             install_lock: glommio::sync::Semaphore::new(1),
             controller_lock: glommio::sync::Semaphore::new(1),
             closed: Cell::new(false),
@@ -109,6 +129,11 @@ impl Shard {
     /// The metadata image this shard serves from.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
+    }
+
+    /// The node id of the active controller as this broker last heard it (multi-node only).
+    pub fn active_controller(&self) -> Option<i32> {
+        self.quorum.as_ref()?.active_controller()
     }
 
     /// Every log this shard owns (a snapshot of the set).
@@ -158,8 +183,27 @@ impl Shard {
             .map(|p| (p.log.clone(), p.counters.clone()))
     }
 
+    /// The shard of this node that owns `key` (as the current image places it).
     pub fn owner_of(&self, key: &PartitionKey) -> usize {
-        owner_shard(&key.0, key.1, self.count)
+        self.owner_in(&self.image.borrow(), key)
+    }
+
+    /// The shard that owns `key` in `image`: the placed shard when the controller placed it
+    /// (multi-node), else by hash.
+    fn owner_in(&self, image: &MetadataImage, key: &PartitionKey) -> usize {
+        match image.placement(&key.0, key.1) {
+            Some(placement) => placement.shard as usize % self.count,
+            None => owner_shard(&key.0, key.1, self.count),
+        }
+    }
+
+    /// Whether this shard holds `key`'s log in `image`: placed on this node (or not placed:
+    /// single node) and owned by this shard.
+    fn holds(&self, image: &MetadataImage, key: &PartitionKey) -> bool {
+        let here = image
+            .placement(&key.0, key.1)
+            .is_none_or(|p| p.broker == image.node_id);
+        here && self.owner_in(image, key) == self.id
     }
 
     /// Runs `work` on shard `target` and returns its result. Runs inline when `target` is
@@ -237,32 +281,68 @@ impl Shard {
         outputs
     }
 
-    /// Applies a metadata command through the controller on shard 0, then installs the new
-    /// image on every shard before answering, so a created topic is writable everywhere once
-    /// the caller hears of it.
+    /// Applies a metadata command through shard 0 (the local controller, or the quorum of a
+    /// multi-node cluster), then installs the new image on every shard before answering, so
+    /// a created topic is writable everywhere once the caller hears of it.
     pub async fn propose(
         self: &Rc<Self>,
         command: MetadataCommand,
     ) -> Result<ApplyOutcome, ApplyError> {
         self.run_on(0, move |shard| async move {
             let _order = shard.controller_lock.acquire_permit(1).await;
-            let (outcome, image) = {
-                let controller = shard
-                    .controller
-                    .as_ref()
-                    .expect("shard 0 holds the controller");
-                let mut controller = controller.borrow_mut();
-                let outcome = controller.apply(command)?;
-                (outcome, controller.image())
+            let (outcome, image) = match shard.metadata.as_ref().expect("shard 0 holds it") {
+                MetadataSource::Local(controller) => {
+                    let mut controller = controller.borrow_mut();
+                    let outcome = controller.apply(command)?;
+                    (outcome, controller.image())
+                }
+                MetadataSource::Quorum(link) => propose_to_quorum(link, command).await?,
             };
-            shard
-                .run_on_all(move |s| {
-                    let image = image.clone();
-                    async move { s.install_image(image).await }
-                })
-                .await;
+            shard.install_everywhere(image).await;
             log_outcome(&outcome);
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn install_everywhere(self: &Rc<Self>, image: Arc<MetadataImage>) {
+        self.run_on_all(move |s| {
+            let image = image.clone();
+            async move { s.install_image(image).await }
+        })
+        .await;
+    }
+
+    /// Shard 0 of a broker in a multi-node cluster: installs every newer image the quorum
+    /// link publishes, on every shard, until the shard closes.
+    pub async fn follow_quorum(self: Rc<Self>) {
+        let Some(MetadataSource::Quorum(link)) = self.metadata.as_ref() else {
+            return;
+        };
+        let link = link.clone();
+        while !self.closed.get() {
+            glommio::timer::sleep(FOLLOW_EVERY).await;
+            if link.version() > self.image.borrow().version {
+                let _order = self.controller_lock.acquire_permit(1).await;
+                self.install_everywhere(link.latest()).await;
+            }
+        }
+    }
+
+    /// The quorum's state and its voters' addresses, for DescribeQuorum on a broker of a
+    /// multi-node cluster (`None` on a single node).
+    pub async fn describe_quorum(
+        self: &Rc<Self>,
+    ) -> Option<Result<(controller::quorum::QuorumStatus, Vec<(u64, String)>), String>> {
+        self.run_on(0, |shard| async move {
+            let Some(MetadataSource::Quorum(link)) = shard.metadata.as_ref() else {
+                return None;
+            };
+            let answer = link.describe_quorum();
+            let status = poll_answer(&answer, APPLIED_IMAGE_WAIT)
+                .await
+                .unwrap_or_else(|| Err("the quorum link stopped".into()));
+            Some(status.map(|status| (status, link.voters().to_vec())))
         })
         .await
     }
@@ -280,12 +360,12 @@ impl Shard {
             .topics
             .values()
             .flat_map(|t| (0..t.partitions).map(move |p| (t.id, p)))
-            .filter(|key| self.owner_of(key) == self.id)
+            .filter(|key| self.holds(&image, key))
             .count();
         for topic in image.topics.values() {
             for partition in 0..topic.partitions {
                 let key = (topic.id, partition);
-                if self.owner_of(&key) != self.id {
+                if !self.holds(&image, &key) {
                     continue;
                 }
                 if let Some(log) = self.partition(&key) {
@@ -382,6 +462,49 @@ impl Shard {
                 warn!(shard = self.id, "closing partition at shutdown: {e}");
             }
         }
+    }
+}
+
+/// Sends `command` to the quorum and waits for the image that holds it.
+async fn propose_to_quorum(
+    link: &QuorumLink,
+    command: MetadataCommand,
+) -> Result<(ApplyOutcome, Arc<MetadataImage>), ApplyError> {
+    let answer = link.propose(command);
+    let (version, outcomes) = poll_answer(&answer, APPLIED_IMAGE_WAIT + APPLIED_IMAGE_WAIT)
+        .await
+        .unwrap_or_else(|| Err(ApplyError::Unavailable("the quorum link stopped".into())))?;
+    let deadline = std::time::Instant::now() + APPLIED_IMAGE_WAIT;
+    while link.version() < version {
+        if std::time::Instant::now() >= deadline {
+            return Err(ApplyError::Unavailable(format!(
+                "applied at version {version}, but this broker's image is still at {}",
+                link.version()
+            )));
+        }
+        glommio::timer::sleep(FOLLOW_EVERY).await;
+    }
+    let outcome = outcomes
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApplyError::InvalidRequest("the command changed nothing".into()))?;
+    Ok((outcome, link.latest()))
+}
+
+/// Polls a thread's answer with a glommio timer (its threads cannot wake a glommio task);
+/// `None` when the sender is gone or `wait` passed.
+async fn poll_answer<T>(answer: &std::sync::mpsc::Receiver<T>, wait: Duration) -> Option<T> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match answer.try_recv() {
+            Ok(value) => return Some(value),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -5,7 +5,8 @@
 
 use broker::cluster::client::ControllerClient;
 use broker::cluster::options::{ClusterOptions, Roles};
-use broker::cluster::voter::{self, ControllerRequest, ControllerResponse};
+use broker::cluster::protocol::{ControllerRequest, ControllerResponse};
+use broker::cluster::voter;
 use controller::codec::{decode_snapshot, SnapshotPayload};
 use controller::MetadataCommand;
 use std::collections::BTreeMap;
@@ -64,7 +65,7 @@ fn within(seconds: u64) -> Instant {
 
 fn propose(client: &mut ControllerClient, command: MetadataCommand, deadline: Instant) -> u64 {
     match client.request(&ControllerRequest::Propose(command.clone()), deadline) {
-        Ok(ControllerResponse::Applied { version }) => version,
+        Ok(ControllerResponse::Applied { version, .. }) => version,
         other => panic!("{command:?}: {other:?}"),
     }
 }

@@ -24,6 +24,14 @@ pub enum ApplyError {
         context: String,
         source: std::io::Error,
     },
+    /// Refused by the active controller of a multi-node cluster: its Kafka error code and
+    /// message.
+    Refused {
+        code: i16,
+        message: String,
+    },
+    /// No active controller answered in time (multi-node cluster).
+    Unavailable(String),
 }
 
 impl ApplyError {
@@ -39,7 +47,14 @@ impl ApplyError {
             ApplyError::InvalidConfig { .. } => 40, // INVALID_CONFIG
             ApplyError::InvalidRequest(_) => 42,    // INVALID_REQUEST
             ApplyError::Storage { .. } => 56,       // KAFKA_STORAGE_ERROR
+            ApplyError::Refused { code, .. } => *code,
+            ApplyError::Unavailable(_) => 7, // REQUEST_TIMED_OUT
         }
+    }
+
+    /// The topic to create exists already (here or at the active controller).
+    pub fn is_topic_already_exists(&self) -> bool {
+        self.kafka_error_code() == 36
     }
 
     pub(crate) fn storage(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -87,6 +102,8 @@ impl fmt::Display for ApplyError {
             } => write!(f, "invalid value '{value}' for config {name}: {reason}"),
             ApplyError::InvalidRequest(reason) => write!(f, "invalid request: {reason}"),
             ApplyError::Storage { context, source } => write!(f, "{context}: {source}"),
+            ApplyError::Refused { message, .. } => write!(f, "{message}"),
+            ApplyError::Unavailable(why) => write!(f, "no active controller: {why}"),
         }
     }
 }

@@ -83,8 +83,8 @@ pub enum MetadataCommand {
     },
 }
 
-/// The result of an applied command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The result of an applied command (rkyv: the active controller sends it back to brokers).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum ApplyOutcome {
     TopicCreated(TopicMeta),
     TopicDeleted(TopicMeta),

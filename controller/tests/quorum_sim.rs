@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use controller::codec::SnapshotPayload;
 use controller::quorum::{Completion, Quorum, QuorumConfig, RaftMessage, RaftMessageType};
-use controller::{ApplyOutcome, MetadataCommand};
+use controller::{ApplyOutcome, MetadataCommand, MetadataImage};
 
 /// splitmix64: small, seeded, good enough to choose faults.
 struct Rng(u64);
@@ -92,6 +92,12 @@ struct Sim {
     snapshots_delivered: u64,
     /// No new proposals: waiting for the voters to agree.
     converging: bool,
+    /// A broker following the voters' record streams (`records_after`), whichever voter it
+    /// asks: its image must match the history at every version it reaches.
+    follower: MetadataImage,
+    /// Updates the follower took as records, and as whole images.
+    followed_records: u64,
+    followed_images: u64,
     _root: tempfile::TempDir,
 }
 
@@ -134,6 +140,9 @@ impl Sim {
             next_id: 1,
             snapshots_delivered: 0,
             converging: false,
+            follower: MetadataImage::empty(0),
+            followed_records: 0,
+            followed_images: 0,
             _root: root,
         }
     }
@@ -336,6 +345,7 @@ impl Sim {
             assert_eq!(previous, id, "seed {seed}: two leaders in term {term}");
         }
         let image = self.node(id).image();
+        self.follow(id);
         if self.checked.get(&id) == Some(&image.version) {
             return;
         }
@@ -349,6 +359,39 @@ impl Sim {
             *seen, content,
             "seed {seed}: node {id} has a different image at version {}",
             image.version
+        );
+    }
+
+    /// The follower catches up from voter `id`: the records after its version when the voter
+    /// keeps them, else the voter's whole image; either way it must equal the history.
+    fn follow(&mut self, id: u64) {
+        let node = self.nodes[&id].as_ref().expect("live");
+        let image = node.image();
+        if image.version <= self.follower.version || image.cluster_id.is_empty() {
+            return;
+        }
+        self.follower = match node.records_after(self.follower.version) {
+            Some(records) => {
+                self.followed_records += 1;
+                self.follower
+                    .apply_batch(&records)
+                    .expect("records follow")
+                    .0
+            }
+            None => {
+                self.followed_images += 1;
+                (*image).clone()
+            }
+        };
+        let content = format!("{:?}", SnapshotPayload::of(&self.follower));
+        let seen = self
+            .history
+            .entry(self.follower.version)
+            .or_insert_with(|| content.clone());
+        assert_eq!(
+            *seen, content,
+            "seed {}: the follower diverged at version {}",
+            self.seed, self.follower.version
         );
     }
 
@@ -417,6 +460,15 @@ fn run(seed: u64, voters: u64, steps: u64) -> u64 {
     assert!(
         sim.leader_of_term.len() >= 2,
         "seed {seed}: faults never caused an election"
+    );
+    assert_eq!(
+        SnapshotPayload::of(&sim.follower),
+        *image,
+        "seed {seed}: the follower did not end at the voters' image"
+    );
+    assert!(
+        sim.followed_records > 0,
+        "seed {seed}: no record stream followed"
     );
     sim.snapshots_delivered
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use super::client::ControllerClient;
-use super::voter::{ControllerRequest, ControllerResponse};
+use super::protocol::{ControllerRequest, ControllerResponse};
 use controller::codec::{decode_snapshot, SnapshotPayload};
 use controller::MetadataCommand;
 use std::collections::BTreeMap;
@@ -71,7 +71,7 @@ fn deadline() -> Instant {
 
 fn propose(client: &mut ControllerClient, command: MetadataCommand) -> Result<(), String> {
     match client.request(&ControllerRequest::Propose(command), deadline())? {
-        ControllerResponse::Applied { version } => {
+        ControllerResponse::Applied { version, .. } => {
             println!("applied by node {} at version {version}", client.target());
             Ok(())
         }

@@ -2,7 +2,7 @@
 //! list (following `NotController` hints, trying the next voter when one is unreachable) and
 //! sends it requests, one at a time, over TCP with rkyv frames.
 
-use super::voter::{
+use super::protocol::{
     read_frame, write_frame, ControllerFrame, ControllerRequest, ControllerResponse,
 };
 use std::net::{TcpStream, ToSocketAddrs};

@@ -1,13 +1,15 @@
-//! Multi-node mode (`spate start --node-id N --controller-quorum ...`).
+//! Multi-node mode (`spate start --node-id N --roles R --controller-quorum ...`).
 //!
-//! Done so far: the cluster flags ([`options`]) and the controller role ([`voter`]): a
-//! node started with `--roles controller` runs its voter of the Raft quorum over TCP. Nodes
-//! with the broker role in a multi-node cluster are refused at start until brokers register
-//! with the quorum and serve from its image.
+//! A node with the controller role runs its voter of the Raft quorum ([`voter`]) on plain
+//! threads; a node with the broker role serves Kafka clients from the quorum's image, which
+//! its [`link`] follows, and registers and heartbeats through it. Both roles can share one
+//! process and data dir. [`options`] parses the flags, [`protocol`] is the wire format.
 
 pub mod admin;
 pub mod client;
+pub mod link;
 pub mod options;
+pub mod protocol;
 pub mod voter;
 
 use std::path::Path;
@@ -16,24 +18,13 @@ use std::sync::Arc;
 
 pub use options::{ClusterFlags, ClusterOptions};
 
-/// Runs a node of a multi-node cluster until SIGINT or SIGTERM.
+/// Runs a controller-only node of a multi-node cluster until SIGINT or SIGTERM.
 pub fn run(
     options: &ClusterOptions,
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
 ) -> Result<(), String> {
-    let session_timeout_ms = config
-        .entries()
-        .find(|(name, _, _)| *name == "broker.session.timeout.ms")
-        .and_then(|(_, value, _)| value.parse().ok())
-        .unwrap_or(9000);
-    if options.roles.broker {
-        return Err(
-            "the broker role of a multi-node cluster is not available yet; start controller \
-             voters with --roles controller, or run a single node without cluster flags"
-                .into(),
-        );
-    }
+    let session_timeout_ms = session_timeout_ms(config);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = crate::datadir::lock(data_dir)?;
@@ -43,4 +34,59 @@ pub fn run(
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
     voter::run(options, data_dir, session_timeout_ms, &stop)
+}
+
+fn session_timeout_ms(config: &crate::config::BrokerConfig) -> u64 {
+    setting(config, "broker.session.timeout.ms").unwrap_or(9000)
+}
+
+fn setting(config: &crate::config::BrokerConfig, name: &str) -> Option<u64> {
+    config
+        .entries()
+        .find(|(n, _, _)| *n == name)
+        .and_then(|(_, value, _)| value.parse().ok())
+}
+
+/// Starts this node's voter on its own thread (a combined node). When the voter fails it
+/// logs why and sets `stop`; the handle returns the reason.
+pub fn spawn_voter(
+    options: &ClusterOptions,
+    data_dir: &Path,
+    config: &crate::config::BrokerConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    let (options, data_dir) = (options.clone(), data_dir.to_path_buf());
+    let session_timeout_ms = session_timeout_ms(config);
+    std::thread::Builder::new()
+        .name("controller".into())
+        .spawn(move || {
+            let result = voter::run(&options, &data_dir, session_timeout_ms, &stop);
+            if let Err(e) = &result {
+                tracing::error!("controller voter stopped: {e}");
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            result
+        })
+        .map_err(|e| format!("cannot start the controller thread: {e}"))
+}
+
+/// Connects this broker to the quorum: registration, heartbeats and the metadata stream.
+pub fn start_link(
+    options: &ClusterOptions,
+    config: &crate::config::BrokerConfig,
+    host: &str,
+    port: i32,
+    shards: usize,
+) -> Result<Arc<link::QuorumLink>, String> {
+    let heartbeat_ms = setting(config, "broker.heartbeat.interval.ms").unwrap_or(2000);
+    link::QuorumLink::start(
+        options.quorum.clone(),
+        link::Registration {
+            node_id: options.node_id as i32,
+            host: host.to_owned(),
+            port: u16::try_from(port).map_err(|_| format!("bad port {port}"))?,
+            shards: shards as u32,
+            heartbeat_interval: std::time::Duration::from_millis(heartbeat_ms.max(10)),
+        },
+    )
 }

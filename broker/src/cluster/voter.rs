@@ -4,14 +4,15 @@
 //! per inbound connection feeding the driver through a channel.
 
 use super::options::ClusterOptions;
+use super::protocol::{
+    read_frame, write_frame, ControllerFrame, ControllerRequest, ControllerResponse,
+};
 use controller::codec::{self, SnapshotPayload};
 use controller::quorum::{
     self, CompletionError, ProposeError, Quorum, QuorumConfig, RaftMessage, RaftMessageType,
 };
 use controller::{Liveness, MetadataCommand};
-use rkyv::rancor;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,84 +25,12 @@ pub const TICK: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
-const FRAME_BYTES_MAX: usize = 64 << 20;
 /// Without an active controller this long, a voter says which voters it cannot reach (and again
 /// every `NO_QUORUM_WARN_EVERY`).
 const NO_QUORUM_WARN_AFTER: Duration = Duration::from_secs(5);
 const NO_QUORUM_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// A frame of the controller protocol.
-#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub enum ControllerFrame {
-    /// A Raft message between voters (raft-rs's protobuf encoding).
-    Raft {
-        from: u64,
-        message: Vec<u8>,
-    },
-    /// A broker's request to the active controller; answered by a `Response` on the same
-    /// connection.
-    Request(ControllerRequest),
-    Response(ControllerResponse),
-}
-
-#[derive(Clone, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub enum ControllerRequest {
-    /// Apply a metadata command (active controller only).
-    Propose(MetadataCommand),
-    /// A registered broker is alive (active controller only; unfences it if fenced).
-    Heartbeat { node_id: i32 },
-    /// The image, if newer than `known_version` (any voter).
-    FetchImage { known_version: u64 },
-}
-
-#[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub enum ControllerResponse {
-    /// Applied; the image version after it.
-    Applied {
-        version: u64,
-    },
-    /// Refused with a Kafka error code and a message.
-    Refused {
-        code: i16,
-        message: String,
-    },
-    /// Not the active controller; ask `leader` (its node id) if known.
-    NotController {
-        leader: Option<u64>,
-    },
-    /// A metadata snapshot file (see `controller::codec`) of the image, or `None` if the
-    /// caller is up to date.
-    Image(Option<Vec<u8>>),
-    Ok,
-}
-
-pub fn write_frame(stream: &mut impl Write, frame: &ControllerFrame) -> std::io::Result<()> {
-    let payload = rkyv::to_bytes::<rancor::Error>(frame).map_err(std::io::Error::other)?;
-    let mut bytes = Vec::with_capacity(8 + payload.len());
-    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    stream.write_all(&bytes)
-}
-
-pub fn read_frame(stream: &mut impl Read) -> std::io::Result<ControllerFrame> {
-    let mut header = [0u8; 8];
-    stream.read_exact(&mut header)?;
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    if len > FRAME_BYTES_MAX {
-        return Err(bad("controller frame too large"));
-    }
-    let mut payload = rkyv::util::AlignedVec::<16>::with_capacity(len);
-    payload.resize(len, 0);
-    stream.read_exact(&mut payload)?;
-    if crc32c::crc32c(&payload) != crc {
-        return Err(bad("controller frame checksum mismatch"));
-    }
-    rkyv::from_bytes::<ControllerFrame, rancor::Error>(&payload)
-        .map_err(|e| bad(&format!("bad controller frame: {e}")))
-}
+/// The longest a `FetchUpdates` waits for a change (well under the request timeout).
+const UPDATES_WAIT_MAX_MS: u32 = 2000;
 
 struct Peer {
     address: String,
@@ -156,6 +85,13 @@ enum Inbound {
     Request(ControllerRequest, mpsc::Sender<ControllerResponse>),
 }
 
+/// A broker's `FetchUpdates` waiting for the image to move past `known_version`.
+struct Watcher {
+    known_version: u64,
+    until: Instant,
+    reply: mpsc::Sender<ControllerResponse>,
+}
+
 /// The voter's driver: the quorum, its peers, and the active controller's duties.
 struct Driver {
     quorum: Quorum,
@@ -163,6 +99,8 @@ struct Driver {
     peers: BTreeMap<u64, Peer>,
     /// Proposals waiting for their entry: token -> who to answer.
     waiting: BTreeMap<u64, mpsc::Sender<ControllerResponse>>,
+    /// Brokers waiting for records after the version they know.
+    watchers: Vec<Watcher>,
     liveness: Liveness,
     session_timeout_ms: u64,
     started: Instant,
@@ -216,6 +154,7 @@ pub fn run(
         node_id: options.node_id,
         peers,
         waiting: BTreeMap::new(),
+        watchers: Vec::new(),
         liveness: Liveness::default(),
         session_timeout_ms,
         started: Instant::now(),
@@ -224,10 +163,13 @@ pub fn run(
         leaderless_since: Instant::now(),
         no_quorum_warned_at: None,
     };
-    println!(
-        "spate ready: controller node {} listening on {listen}, quorum {:?}",
-        options.node_id, options.quorum
-    );
+    if !options.roles.broker {
+        // A combined node says it is ready once its broker is.
+        println!(
+            "spate ready: controller node {} listening on {listen}, quorum {:?}",
+            options.node_id, options.quorum
+        );
+    }
     info!(node = options.node_id, %listen, "controller ready");
     let mut next_tick = Instant::now() + TICK;
     while !stop.load(Ordering::Relaxed) {
@@ -276,6 +218,28 @@ impl Driver {
                 ControllerResponse::Image(
                     newer.then(|| codec::encode_snapshot(&SnapshotPayload::of(&image))),
                 )
+            }
+            ControllerRequest::FetchUpdates {
+                known_version,
+                wait_ms,
+            } => {
+                let wait = Duration::from_millis(wait_ms.min(UPDATES_WAIT_MAX_MS).into());
+                self.watchers.push(Watcher {
+                    known_version,
+                    until: Instant::now() + wait,
+                    reply,
+                });
+                self.answer_watchers();
+                return;
+            }
+            ControllerRequest::DescribeQuorum => {
+                if self.quorum.is_leader() {
+                    ControllerResponse::Quorum(self.quorum.status())
+                } else {
+                    ControllerResponse::NotController {
+                        leader: self.quorum.leader(),
+                    }
+                }
             }
             ControllerRequest::Heartbeat { node_id } => {
                 if !self.quorum.can_propose() {
@@ -377,8 +341,9 @@ impl Driver {
                 continue;
             };
             let answer = match completion.result {
-                Ok(_) => ControllerResponse::Applied {
+                Ok(outcomes) => ControllerResponse::Applied {
                     version: self.quorum.image().version,
+                    outcomes,
                 },
                 Err(CompletionError::LeadershipLost) => ControllerResponse::NotController {
                     leader: self.quorum.leader(),
@@ -391,7 +356,36 @@ impl Driver {
             let _ = reply.send(answer);
         }
         self.track_leadership();
+        self.answer_watchers();
         Ok(())
+    }
+
+    /// Answers the watchers whose wait is over: records past their version, the whole image
+    /// when those are no longer kept, or nothing once their wait has run out.
+    fn answer_watchers(&mut self) {
+        let image = self.quorum.image();
+        let now = Instant::now();
+        let initialised = !image.cluster_id.is_empty();
+        let mut still = Vec::with_capacity(self.watchers.len());
+        for watcher in self.watchers.drain(..) {
+            let answer = if initialised && image.version > watcher.known_version {
+                match self.quorum.records_after(watcher.known_version) {
+                    Some(records) => ControllerResponse::Updates { records },
+                    None => ControllerResponse::Image(Some(codec::encode_snapshot(
+                        &SnapshotPayload::of(&image),
+                    ))),
+                }
+            } else if now >= watcher.until {
+                ControllerResponse::Updates {
+                    records: Vec::new(),
+                }
+            } else {
+                still.push(watcher);
+                continue;
+            };
+            let _ = watcher.reply.send(answer);
+        }
+        self.watchers = still;
     }
 
     fn track_leadership(&mut self) {
@@ -516,30 +510,5 @@ fn serve_connection(mut stream: TcpStream, inbound: mpsc::Sender<Inbound>) {
             }
             ControllerFrame::Response(_) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip_and_damage_is_refused() {
-        let frame = ControllerFrame::Raft {
-            from: 3,
-            message: vec![1, 2, 3, 4],
-        };
-        let mut bytes = Vec::new();
-        write_frame(&mut bytes, &frame).expect("write");
-        let ControllerFrame::Raft { from, message } =
-            read_frame(&mut bytes.as_slice()).expect("read")
-        else {
-            panic!("not a raft frame")
-        };
-        assert_eq!((from, message), (3, vec![1, 2, 3, 4]));
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        assert!(read_frame(&mut bytes.as_slice()).is_err());
-        assert!(read_frame(&mut &bytes[..5]).is_err());
     }
 }

@@ -10,7 +10,7 @@ use super::records::{decode_batch, encode_batch, DecodeError, StoredRecord};
 use super::{code, partition_for, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::shard::{PartitionKey, Shard};
-use controller::{ApplyError, MetadataCommand, TopicMeta};
+use controller::{MetadataCommand, TopicMeta};
 use futures::channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -102,7 +102,7 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<TopicMeta, i16> {
             partitions = shard.config.offsets_topic_num_partitions,
             "{OFFSETS_TOPIC} created"
         ),
-        Err(ApplyError::TopicAlreadyExists(_)) => {}
+        Err(e) if e.is_topic_already_exists() => {}
         Err(e) => {
             warn!("cannot create {OFFSETS_TOPIC}: {e}");
             return Err(code::COORDINATOR_NOT_AVAILABLE);

@@ -1,5 +1,7 @@
-//! DescribeCluster (60).
+//! DescribeCluster (60): the live brokers (every registered, unfenced broker of a multi-node
+//! cluster; this node alone otherwise).
 
+use crate::handlers::metadata::{controller_id, live_brokers};
 use crate::shard::Shard;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -10,12 +12,19 @@ pub fn describe(
     _request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(shard.config.node_id);
+    let image = shard.image();
+    let brokers = live_brokers(shard, &image)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(shard.image().cluster_id.clone()))
-        .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(StrBytes::from_string(shard.advertised.host.clone()))
-            .with_port(shard.advertised.port)])
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(controller_id(shard, &image)))
+        .with_brokers(brokers)
 }

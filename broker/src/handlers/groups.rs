@@ -5,7 +5,7 @@
 
 use crate::group::machine::{JoinOutcome, JoinRequest, Protocol, SyncOutcome, SyncRequest};
 use crate::group::{code, runtime};
-use crate::handlers::metadata::broker_entry;
+use crate::handlers::metadata::{live_broker, BrokerView};
 use crate::shard::Shard;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -52,19 +52,18 @@ pub async fn find_coordinator(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        let error = match request.key_type {
-            KEY_TYPE_GROUP => runtime::offsets_topic(shard).await.err(),
-            KEY_TYPE_TRANSACTION => Some(code::COORDINATOR_NOT_AVAILABLE),
-            _ => Some(code::INVALID_REQUEST),
+        let found = match request.key_type {
+            KEY_TYPE_GROUP => group_coordinator(shard, key.as_str()).await,
+            KEY_TYPE_TRANSACTION => Err(code::COORDINATOR_NOT_AVAILABLE),
+            _ => Err(code::INVALID_REQUEST),
         };
-        let broker = broker_entry(shard);
-        let coordinator = match error {
-            None => Coordinator::default()
+        let coordinator = match found {
+            Ok(broker) => Coordinator::default()
                 .with_key(key)
-                .with_node_id(broker.node_id)
-                .with_host(broker.host)
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(text(broker.host))
                 .with_port(broker.port),
-            Some(error) => Coordinator::default()
+            Err(error) => Coordinator::default()
                 .with_key(key)
                 .with_node_id(BrokerId(-1))
                 .with_host(text(""))
@@ -87,6 +86,18 @@ pub async fn find_coordinator(
         response = response.with_error_message(c.error_message);
     }
     response
+}
+
+/// The broker leading the group's `__consumer_offsets` partition (created on first use):
+/// COORDINATOR_NOT_AVAILABLE while that partition is offline.
+async fn group_coordinator(shard: &Rc<Shard>, group_id: &str) -> Result<BrokerView, i16> {
+    let topic = runtime::offsets_topic(shard).await?;
+    let image = shard.image();
+    let partition = crate::group::partition_for(group_id, topic.partitions);
+    image
+        .partition_leader(&topic.id, partition)
+        .and_then(|leader| live_broker(shard, &image, leader))
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
 }
 
 fn error_message(error: i16) -> &'static str {

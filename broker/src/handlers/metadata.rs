@@ -2,7 +2,7 @@
 
 use crate::handlers::code;
 use crate::shard::Shard;
-use controller::{ApplyError, MetadataCommand, MetadataImage, TopicMeta};
+use controller::{MetadataCommand, MetadataImage, TopicMeta};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -23,7 +23,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         None => image
             .topics
             .values()
-            .map(|t| topic_entry(shard, t))
+            .map(|t| topic_entry(&image, t))
             .collect(),
         Some(requested) => {
             let allow_auto_create = shard.config.auto_create_topics_enable
@@ -32,26 +32,85 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             for wanted in requested {
                 let entry = match wanted.name {
                     Some(name) => named_topic(shard, &mut image, name, allow_auto_create).await,
-                    None => by_id(shard, &image, wanted.topic_id),
+                    None => by_id(&image, wanted.topic_id),
                 };
                 entries.push(entry);
             }
             entries
         }
     };
+    let brokers = live_brokers(shard, &image)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(StrBytes::from_string))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![broker_entry(shard)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_controller_id(BrokerId(controller_id(shard, &image)))
         .with_topics(topics)
 }
 
-/// The one broker of this single-node cluster.
-pub fn broker_entry(shard: &Shard) -> MetadataResponseBroker {
-    MetadataResponseBroker::default()
-        .with_node_id(BrokerId(shard.config.node_id))
-        .with_host(StrBytes::from_string(shard.advertised.host.clone()))
-        .with_port(shard.advertised.port)
+/// A broker as Metadata, DescribeCluster and FindCoordinator show it to clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerView {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The brokers clients may use: the unfenced registered brokers of a multi-node cluster (its
+/// image has brokers), or this node alone.
+pub fn live_brokers(shard: &Shard, image: &MetadataImage) -> Vec<BrokerView> {
+    if image.brokers.is_empty() {
+        return vec![this_node(shard)];
+    }
+    image.live_brokers().map(registered).collect()
+}
+
+/// Broker `node_id` if clients may use it.
+pub fn live_broker(shard: &Shard, image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
+    if image.brokers.is_empty() {
+        return (node_id == shard.config.node_id).then(|| this_node(shard));
+    }
+    image
+        .brokers
+        .get(&node_id)
+        .filter(|b| !b.fenced)
+        .map(registered)
+}
+
+/// The controller id clients are told: as in KRaft, a live broker (clients cannot reach the
+/// controllers): the active controller when it is a live broker, else this node.
+pub fn controller_id(shard: &Shard, image: &MetadataImage) -> i32 {
+    shard
+        .active_controller()
+        .filter(|id| live_broker(shard, image, *id).is_some())
+        .unwrap_or(shard.config.node_id)
+}
+
+fn this_node(shard: &Shard) -> BrokerView {
+    BrokerView {
+        node_id: shard.config.node_id,
+        host: shard.advertised.host.clone(),
+        port: shard.advertised.port,
+        rack: None,
+    }
+}
+
+fn registered(b: &controller::BrokerRegistration) -> BrokerView {
+    BrokerView {
+        node_id: b.node_id,
+        host: b.host.clone(),
+        port: i32::from(b.port),
+        rack: b.rack.clone(),
+    }
 }
 
 async fn named_topic(
@@ -61,7 +120,7 @@ async fn named_topic(
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
     if let Some(topic) = image.topic(name.as_str()) {
-        return topic_entry(shard, topic);
+        return topic_entry(image, topic);
     }
     let error = |error_code| {
         MetadataResponseTopic::default()
@@ -81,41 +140,61 @@ async fn named_topic(
         configs: BTreeMap::new(),
     };
     match shard.propose(command).await {
-        Ok(_) | Err(ApplyError::TopicAlreadyExists(_)) => {
-            *image = shard.image();
-            match image.topic(name.as_str()) {
-                Some(topic) => topic_entry(shard, topic),
-                None => error(code::LEADER_NOT_AVAILABLE),
-            }
-        }
-        Err(e) => error(e.kafka_error_code()),
+        Ok(_) => {}
+        Err(e) if e.is_topic_already_exists() => {}
+        Err(e) => return error(e.kafka_error_code()),
+    }
+    *image = shard.image();
+    match image.topic(name.as_str()) {
+        Some(topic) => topic_entry(image, topic),
+        None => error(code::LEADER_NOT_AVAILABLE),
     }
 }
 
-fn by_id(shard: &Shard, image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+fn by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
     match image.topic_by_id(id.as_bytes()) {
-        Some(topic) => topic_entry(shard, topic),
+        Some(topic) => topic_entry(image, topic),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(code::UNKNOWN_TOPIC_ID),
     }
 }
 
-fn topic_entry(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
+fn topic_entry(image: &MetadataImage, topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
-        .map(|index| {
-            MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-        })
+        .map(|index| partition_entry(image, topic, index))
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(Uuid::from_bytes(topic.id))
         .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
         .with_partitions(partitions)
+}
+
+/// A partition's leader and replicas. One replica for now: the broker it is placed on (this
+/// node on a single node), which leads it while unfenced; a fenced broker's partitions are
+/// offline (LEADER_NOT_AVAILABLE, leader -1), as in Kafka with no in-sync replica left.
+fn partition_entry(
+    image: &MetadataImage,
+    topic: &TopicMeta,
+    index: i32,
+) -> MetadataResponsePartition {
+    let replica = BrokerId(
+        image
+            .placement(&topic.id, index)
+            .map_or(image.node_id, |p| p.broker),
+    );
+    let entry = MetadataResponsePartition::default()
+        .with_partition_index(index)
+        .with_leader_epoch(0)
+        .with_replica_nodes(vec![replica]);
+    match image.partition_leader(&topic.id, index) {
+        Some(leader) => entry
+            .with_leader_id(BrokerId(leader))
+            .with_isr_nodes(vec![BrokerId(leader)]),
+        None => entry
+            .with_error_code(code::LEADER_NOT_AVAILABLE)
+            .with_leader_id(BrokerId(-1))
+            .with_offline_replicas(vec![replica]),
+    }
 }

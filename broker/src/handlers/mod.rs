@@ -73,7 +73,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
             ResponseKind::CreatePartitions(partitions::create(shard, r).await)
         }
         RequestKind::DescribeQuorum(r) => {
-            ResponseKind::DescribeQuorum(quorum::describe(shard, r, version))
+            ResponseKind::DescribeQuorum(quorum::describe(shard, r, version).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)

@@ -1,26 +1,91 @@
-//! DescribeQuorum (55) on a single node: the node is the only voter and the leader of the
+//! DescribeQuorum (55). On a single node the node is the only voter and the leader of the
 //! metadata log (`__cluster_metadata` partition 0), whose high watermark is the image
-//! version. Kafka's `kafka-metadata-quorum --bootstrap-server` reads it.
+//! version; a broker of a multi-node cluster asks the active controller for the Raft state
+//! (term, commit index, each voter's matched index). Kafka's `kafka-metadata-quorum
+//! --bootstrap-server` reads it.
 
 use super::code;
 use crate::shard::Shard;
+use controller::quorum::QuorumStatus;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
 use kafka_protocol::protocol::StrBytes;
+use std::rc::Rc;
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 /// A single node is its own leader from the first term on.
 const LEADER_EPOCH: i32 = 1;
 
-pub fn describe(
-    shard: &Shard,
+/// The metadata log as DescribeQuorum reports it.
+struct LogView {
+    leader: i32,
+    epoch: i32,
+    high_watermark: i64,
+    /// Voter id and its log end offset (-1: unknown).
+    voters: Vec<(i32, i64)>,
+    /// Voter id and its controller listener.
+    listeners: Vec<(i32, String, u16)>,
+}
+
+pub async fn describe(
+    shard: &Rc<Shard>,
     request: DescribeQuorumRequest,
     version: i16,
 ) -> DescribeQuorumResponse {
-    let node = BrokerId(shard.config.node_id);
+    let view = match shard.describe_quorum().await {
+        None => single_node(shard),
+        Some(Ok((status, voters))) => cluster(status, voters),
+        Some(Err(e)) => {
+            tracing::warn!("DescribeQuorum: {e}");
+            return DescribeQuorumResponse::default()
+                .with_error_code(code::NOT_LEADER_OR_FOLLOWER)
+                .with_error_message(Some(StrBytes::from_string(e)));
+        }
+    };
+    respond(view, request, version)
+}
+
+fn single_node(shard: &Shard) -> LogView {
+    let node = shard.config.node_id;
     let high_watermark = shard.image().version as i64;
+    LogView {
+        leader: node,
+        epoch: LEADER_EPOCH,
+        high_watermark,
+        voters: vec![(node, high_watermark)],
+        listeners: vec![(
+            node,
+            shard.advertised.host.clone(),
+            shard.advertised.port as u16,
+        )],
+    }
+}
+
+fn cluster(status: QuorumStatus, addresses: Vec<(u64, String)>) -> LogView {
+    let voters = status
+        .voters
+        .iter()
+        .map(|(id, matched)| (*id as i32, matched.map_or(-1, |m| m as i64)))
+        .collect();
+    let listeners = addresses
+        .into_iter()
+        .filter_map(|(id, address)| {
+            let (host, port) = address.rsplit_once(':')?;
+            Some((id as i32, host.to_owned(), port.parse().ok()?))
+        })
+        .collect();
+    LogView {
+        leader: status.leader.map_or(-1, |l| l as i32),
+        epoch: i32::try_from(status.term).unwrap_or(i32::MAX),
+        high_watermark: status.commit_index as i64,
+        voters,
+        listeners,
+    }
+}
+
+fn respond(view: LogView, request: DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -38,16 +103,22 @@ pub fn describe(
                     if !known_topic || p.partition_index != 0 {
                         return answer.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                     }
-                    let voter = ReplicaState::default()
-                        .with_replica_id(node)
-                        .with_log_end_offset(high_watermark)
-                        .with_last_fetch_timestamp(now_ms)
-                        .with_last_caught_up_timestamp(now_ms);
+                    let voters = view
+                        .voters
+                        .iter()
+                        .map(|(id, log_end_offset)| {
+                            ReplicaState::default()
+                                .with_replica_id(BrokerId(*id))
+                                .with_log_end_offset(*log_end_offset)
+                                .with_last_fetch_timestamp(now_ms)
+                                .with_last_caught_up_timestamp(now_ms)
+                        })
+                        .collect();
                     answer
-                        .with_leader_id(node)
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_high_watermark(high_watermark)
-                        .with_current_voters(vec![voter])
+                        .with_leader_id(BrokerId(view.leader))
+                        .with_leader_epoch(view.epoch)
+                        .with_high_watermark(view.high_watermark)
+                        .with_current_voters(voters)
                 })
                 .collect();
             TopicData::default()
@@ -57,13 +128,20 @@ pub fn describe(
         .collect();
     let mut response = DescribeQuorumResponse::default().with_topics(topics);
     if version >= 2 {
-        let listener = Listener::default()
-            .with_name(StrBytes::from_static_str("CONTROLLER"))
-            .with_host(StrBytes::from_string(shard.advertised.host.clone()))
-            .with_port(shard.advertised.port as u16);
-        response = response.with_nodes(vec![Node::default()
-            .with_node_id(node)
-            .with_listeners(vec![listener])]);
+        let nodes = view
+            .listeners
+            .into_iter()
+            .map(|(id, host, port)| {
+                let listener = Listener::default()
+                    .with_name(StrBytes::from_static_str("CONTROLLER"))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port);
+                Node::default()
+                    .with_node_id(BrokerId(id))
+                    .with_listeners(vec![listener])
+            })
+            .collect();
+        response = response.with_nodes(nodes);
     }
     response
 }

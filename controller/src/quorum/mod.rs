@@ -15,7 +15,7 @@
 
 pub mod storage;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -144,7 +144,7 @@ struct Proposal {
 }
 
 /// The quorum's view for DescribeQuorum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct QuorumStatus {
     pub node_id: u64,
     pub leader: Option<u64>,
@@ -175,7 +175,15 @@ pub struct Quorum {
     init_proposed: bool,
     snapshot_interval: u64,
     was_leader: bool,
+    /// The last applied records, oldest first, the first at offset `recent_first`: what
+    /// brokers that are a little behind fetch instead of the whole image.
+    recent: VecDeque<MetadataRecord>,
+    recent_first: u64,
 }
+
+/// Most records [`Quorum::records_after`] can hand out; a broker further behind gets the
+/// whole image.
+pub const RECENT_RECORDS_MAX: usize = 4096;
 
 impl Quorum {
     /// Opens the voter's Raft log in `dir` (created on first start with `config.voters`)
@@ -195,6 +203,7 @@ impl Quorum {
         let snapshot = store.latest_snapshot();
         let applied = snapshot.get_metadata().index;
         let image = image_of(snapshot, node_id)?;
+        let applied_version = image.version;
         let raft_config = raft::Config {
             id: config.node_id,
             election_tick: config.election_ticks,
@@ -228,6 +237,8 @@ impl Quorum {
             init_proposed: false,
             snapshot_interval: config.snapshot_interval_entries.max(1),
             was_leader: false,
+            recent: VecDeque::new(),
+            recent_first: applied_version + 1,
         })
     }
 
@@ -252,6 +263,23 @@ impl Quorum {
 
     pub fn term(&self) -> u64 {
         self.raw.raft.term
+    }
+
+    /// The records applied after image version `version`, in order: `None` when they are no
+    /// longer kept (the caller needs the whole image) or `version` is ahead of this voter.
+    pub fn records_after(&self, version: u64) -> Option<Vec<MetadataRecord>> {
+        if version > self.image.version || version + 1 < self.recent_first {
+            return None;
+        }
+        let skip = usize::try_from(version + 1 - self.recent_first).ok()?;
+        Some(self.recent.iter().skip(skip).cloned().collect())
+    }
+
+    fn remember(&mut self, records: &[MetadataRecord]) {
+        self.recent.extend(records.iter().cloned());
+        let excess = self.recent.len().saturating_sub(RECENT_RECORDS_MAX);
+        self.recent.drain(..excess);
+        self.recent_first += excess as u64;
     }
 
     /// The index of the last applied entry.
@@ -441,6 +469,8 @@ impl Quorum {
         let image = image_of(&snapshot, node_id)?;
         let index = snapshot.get_metadata().index;
         self.raw.mut_store().apply_snapshot(snapshot)?;
+        self.recent.clear();
+        self.recent_first = image.version + 1;
         self.image = Arc::new(image);
         self.applied = index;
         Ok(())
@@ -464,6 +494,7 @@ impl Quorum {
             let result = match self.image.apply_batch(&proposal.records) {
                 Ok((image, outcomes)) => {
                     self.image = Arc::new(image);
+                    self.remember(&proposal.records);
                     Ok(outcomes)
                 }
                 Err(e) => {
