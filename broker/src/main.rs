@@ -11,7 +11,9 @@ const USAGE: &str = "\
 spate: a Kafka-compatible event-streaming broker
 
 Usage:
-  spate start [options]     run a single-node broker (broker and controller)
+  spate start [options]     run a single-node broker (broker and controller), or a node
+                            of a multi-node cluster (cluster options below)
+  spate dev-cluster [...]   N nodes on loopback for trying a cluster (`spate dev-cluster --help`)
   spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
   spate topic|produce|consume|group|cluster ...   the Kafka client (below)
   spate cluster-admin ...   ask a controller quorum directly (register-broker, create-topic,
@@ -38,6 +40,7 @@ Cluster options (none: a single node that is its own controller):
   --roles ROLES             broker, controller or broker,controller (default both)
   --controller-listen H:P   this voter's controller address (default: its quorum entry)
   --controller-quorum Q     the voters: 1@host:port,2@host:port,3@host:port (1, 3 or 5)
+  --rack RACK               the broker's rack (Kafka's broker.rack); placement interleaves racks
 
 Log level: SPATE_LOG (e.g. SPATE_LOG=debug), default info.
 ";
@@ -66,6 +69,10 @@ fn main() -> ExitCode {
                 Err(reason) => fail(&reason),
             }
         }
+        Some("dev-cluster") => match broker::cluster::dev::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => fail(&reason),
+        },
         Some("cluster-admin") => match broker::cluster::admin::main(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => fail(&reason),

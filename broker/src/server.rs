@@ -131,7 +131,6 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             data_dir: data_dir.to_path_buf(),
             image: image.clone(),
             metadata: metadata.clone(),
-            link: link.clone(),
             listen_addr,
             admin: admin_addr.map(|addr| AdminListen {
                 addr,
@@ -211,7 +210,6 @@ struct ShardContext {
     image: Arc<controller::MetadataImage>,
     /// Shard 0 takes it.
     metadata: Arc<Mutex<Option<MetadataSource>>>,
-    link: Option<Arc<crate::cluster::link::QuorumLink>>,
     listen_addr: SocketAddr,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
@@ -238,7 +236,6 @@ async fn shard_main(context: ShardContext) {
         context.data_dir.clone(),
         context.image.clone(),
         metadata,
-        context.link.clone(),
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;

@@ -63,9 +63,6 @@ pub struct Shard {
     peers: Senders<Job>,
     /// Where metadata changes go; only on shard 0, the node's single metadata writer.
     metadata: Option<MetadataSource>,
-    /// The controller quorum's link of a broker in a multi-node cluster (every shard reads
-    /// its atomics; only shard 0 sends it commands).
-    quorum: Option<Arc<QuorumLink>>,
     /// Orders metadata installs on this shard.
     install_lock: glommio::sync::Semaphore,
     /// Orders controller commands and their broadcast (shard 0 only).
@@ -104,7 +101,6 @@ impl Shard {
         data_dir: PathBuf,
         image: Arc<MetadataImage>,
         metadata: Option<MetadataSource>,
-        quorum: Option<Arc<QuorumLink>>,
     ) -> Rc<Shard> {
         let groups = crate::group::runtime::ShardGroups::new(&config);
         Rc::new(Shard {
@@ -117,7 +113,6 @@ impl Shard {
             partitions: RefCell::new(HashMap::default()),
             peers,
             metadata,
-            quorum,
             install_lock: glommio::sync::Semaphore::new(1),
             controller_lock: glommio::sync::Semaphore::new(1),
             closed: Cell::new(false),
@@ -129,11 +124,6 @@ impl Shard {
     /// The metadata image this shard serves from.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
-    }
-
-    /// The node id of the active controller as this broker last heard it (multi-node only).
-    pub fn active_controller(&self) -> Option<i32> {
-        self.quorum.as_ref()?.active_controller()
     }
 
     /// Every log this shard owns (a snapshot of the set).

@@ -39,6 +39,7 @@ fn start(quorum: &[(u64, String)], node_id: u64, dir: &std::path::Path) -> Voter
         },
         controller_listen: Some(quorum[node_id as usize - 1].1.clone()),
         quorum: quorum.to_vec(),
+        rack: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);

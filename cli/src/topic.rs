@@ -136,13 +136,14 @@ fn list(args: Args) -> Result<(), String> {
     })
 }
 
-/// Log start and end offsets of every partition, asked of each partition's leader.
+/// Log start and end offsets of every partition that has a leader, asked of that leader
+/// (an offline partition, whose only replica is on a fenced broker, is left out).
 pub async fn log_offsets(
     session: &Session,
     topic: &crate::session::TopicInfo,
 ) -> Result<BTreeMap<i32, (i64, i64)>, String> {
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for p in &topic.partitions {
+    for p in topic.partitions.iter().filter(|p| p.leader >= 0) {
         by_leader.entry(p.leader).or_default().push(p.index);
     }
     let mut offsets = BTreeMap::new();

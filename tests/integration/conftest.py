@@ -113,6 +113,11 @@ class Broker:
         logf.close()
 
     def start(self):
+        self.spawn()
+        return self.await_ready()
+
+    def spawn(self):
+        """Starts the process without waiting for it (nodes of a cluster wait for each other)."""
         if not SPATE_BIN.exists():
             pytest.fail(f"broker binary {SPATE_BIN} not found: run `cargo build --release` first")
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
@@ -133,6 +138,10 @@ class Broker:
         )
         self._reader = threading.Thread(target=self._pump, args=(self.proc, logf), daemon=True)
         self._reader.start()
+        return self
+
+    def await_ready(self):
+        """Waits for the 'ready' line of a spawned process, then for its port."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None:

@@ -126,12 +126,24 @@ def wait_topic(bootstrap, topic, partitions, timeout=30):
 
 
 def end_offsets(bootstrap, topic, partitions):
+    """Each partition's end offset, asked of its leader (any broker of a cluster bootstraps)."""
     host, port = bootstrap.rsplit(":", 1)
     with w.Conn(host, int(port)) as c:
-        res = w.list_offsets_v1(c, topic, range(partitions), -1)
-    for p, (err, _) in res.items():
-        assert err == 0, f"ListOffsets {topic}/{p}: error {err}"
-    return {p: off for p, (err, off) in res.items()}
+        brokers, topics = w.metadata_v1(c, [topic])
+    addresses = {node: (h, p) for node, h, p, _ in brokers}
+    by_leader = defaultdict(list)
+    for p, (err, leader) in topics[topic][1].items():
+        assert err == 0 and leader in addresses, f"{topic}/{p}: error {err}, leader {leader}"
+        if p < partitions:
+            by_leader[leader].append(p)
+    out = {}
+    for leader, parts in by_leader.items():
+        with w.Conn(*addresses[leader]) as c:
+            res = w.list_offsets_v1(c, topic, parts, -1)
+        for p, (err, off) in res.items():
+            assert err == 0, f"ListOffsets {topic}/{p} at broker {leader}: error {err}"
+            out[p] = off
+    return out
 
 
 def verify(records, client, n, bootstrap, topic, partitions):

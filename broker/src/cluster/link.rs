@@ -16,7 +16,7 @@ use super::protocol::{ControllerRequest, ControllerResponse};
 use controller::codec::decode_snapshot;
 use controller::quorum::QuorumStatus;
 use controller::{ApplyError, ApplyOutcome, MetadataCommand, MetadataImage};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -36,6 +36,7 @@ pub struct Registration {
     pub host: String,
     pub port: u16,
     pub shards: u32,
+    pub rack: Option<String>,
     pub heartbeat_interval: Duration,
 }
 
@@ -55,8 +56,6 @@ pub struct QuorumLink {
     /// `latest`'s version, for a check without the lock.
     version: AtomicU64,
     jobs: Mutex<mpsc::Sender<Job>>,
-    /// The active controller's node id as the heartbeater last reached it (-1: not yet).
-    active_controller: AtomicI64,
     /// Why the heartbeater last failed to reach the quorum (`None` once it did).
     last_error: Mutex<Option<String>>,
     stop: AtomicBool,
@@ -75,7 +74,6 @@ impl QuorumLink {
             latest: Mutex::new(Arc::new(MetadataImage::empty(registration.node_id))),
             version: AtomicU64::new(0),
             jobs: Mutex::new(jobs),
-            active_controller: AtomicI64::new(-1),
             last_error: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
@@ -114,13 +112,6 @@ impl QuorumLink {
     /// The newest image's version (no lock).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
-    }
-
-    /// The active controller's node id as last reached (`None` before the first answer).
-    pub fn active_controller(&self) -> Option<i32> {
-        i32::try_from(self.active_controller.load(Ordering::Relaxed))
-            .ok()
-            .filter(|id| *id >= 0)
     }
 
     /// Sends `command` to the active controller; the answer arrives on the receiver.
@@ -239,7 +230,7 @@ impl QuorumLink {
                     host: me.host.clone(),
                     port: me.port,
                     shards: me.shards,
-                    rack: None,
+                    rack: me.rack.clone(),
                 })
             };
             let deadline = Instant::now() + me.heartbeat_interval;
@@ -262,10 +253,6 @@ impl QuorumLink {
                 Ok(other) => Some(format!("unexpected answer {other:?}")),
                 Err(e) => Some(e),
             };
-            if failure.is_none() {
-                self.active_controller
-                    .store(client.target() as i64, Ordering::Relaxed);
-            }
             let wait = if failure.is_some() && !registered {
                 RETRY_DELAY
             } else {

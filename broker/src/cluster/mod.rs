@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod dev;
 pub mod link;
 pub mod options;
 pub mod protocol;
@@ -86,6 +87,7 @@ pub fn start_link(
             host: host.to_owned(),
             port: u16::try_from(port).map_err(|_| format!("bad port {port}"))?,
             shards: shards as u32,
+            rack: options.rack.clone(),
             heartbeat_interval: std::time::Duration::from_millis(heartbeat_ms.max(10)),
         },
     )

@@ -20,6 +20,8 @@ pub struct ClusterOptions {
     pub controller_listen: Option<String>,
     /// The voters: node id and controller address, as given.
     pub quorum: Vec<(u64, String)>,
+    /// The broker's rack (`--rack`, Kafka's `broker.rack`): placement interleaves racks.
+    pub rack: Option<String>,
 }
 
 /// The cluster flags as given, before validation.
@@ -29,6 +31,7 @@ pub struct ClusterFlags {
     roles: Option<String>,
     controller_listen: Option<String>,
     quorum: Option<String>,
+    rack: Option<String>,
 }
 
 impl ClusterFlags {
@@ -43,6 +46,7 @@ impl ClusterFlags {
             "--roles" => &mut self.roles,
             "--controller-listen" => &mut self.controller_listen,
             "--controller-quorum" => &mut self.quorum,
+            "--rack" => &mut self.rack,
             _ => return Ok(false),
         };
         *slot = Some(value()?);
@@ -56,9 +60,13 @@ impl ClusterFlags {
             roles,
             controller_listen,
             quorum,
+            rack,
         } = self;
         if node_id.is_none() && roles.is_none() && controller_listen.is_none() && quorum.is_none() {
-            return Ok(None);
+            return match rack {
+                Some(_) => Err("--rack needs a multi-node cluster (--controller-quorum)".into()),
+                None => Ok(None),
+            };
         }
         let quorum = parse_quorum(&quorum.ok_or(
             "--controller-quorum is needed with --node-id, --roles or --controller-listen",
@@ -102,6 +110,7 @@ impl ClusterFlags {
             roles,
             controller_listen,
             quorum,
+            rack: rack.filter(|r| !r.is_empty()),
         }))
     }
 }

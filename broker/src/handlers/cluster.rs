@@ -25,6 +25,6 @@ pub fn describe(
         .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(controller_id(shard, &image)))
+        .with_controller_id(BrokerId(controller_id(shard)))
         .with_brokers(brokers)
 }

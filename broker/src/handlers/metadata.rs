@@ -52,7 +52,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(controller_id(shard, &image)))
+        .with_controller_id(BrokerId(controller_id(shard)))
         .with_topics(topics)
 }
 
@@ -86,13 +86,12 @@ pub fn live_broker(shard: &Shard, image: &MetadataImage, node_id: i32) -> Option
         .map(registered)
 }
 
-/// The controller id clients are told: as in KRaft, a live broker (clients cannot reach the
-/// controllers): the active controller when it is a live broker, else this node.
-pub fn controller_id(shard: &Shard, image: &MetadataImage) -> i32 {
-    shard
-        .active_controller()
-        .filter(|id| live_broker(shard, image, *id).is_some())
-        .unwrap_or(shard.config.node_id)
+/// The controller id clients are told. As in KRaft, a live broker, since clients cannot
+/// reach the controllers: this node, which forwards admin requests to the active controller
+/// (a dead broker is listed until its session expires, so naming another could send admin
+/// clients to it).
+pub fn controller_id(shard: &Shard) -> i32 {
+    shard.config.node_id
 }
 
 fn this_node(shard: &Shard) -> BrokerView {
@@ -196,5 +195,79 @@ fn partition_entry(
             .with_error_code(code::LEADER_NOT_AVAILABLE)
             .with_leader_id(BrokerId(-1))
             .with_offline_replicas(vec![replica]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controller::{BrokerRegistration, MetadataRecord, Placement};
+
+    fn broker(node_id: i32, fenced: bool) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered(Box::new(BrokerRegistration {
+            node_id,
+            epoch: 1,
+            host: "127.0.0.1".into(),
+            port: 9090 + node_id as u16,
+            shards: 1,
+            rack: None,
+            fenced,
+        }))
+    }
+
+    fn cluster_with_topic(fenced_broker: i32) -> (MetadataImage, TopicMeta) {
+        let topic = TopicMeta {
+            name: "t".into(),
+            id: [7; 16],
+            partitions: 2,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        let records = [
+            MetadataRecord::ClusterInit {
+                cluster_id: "c".into(),
+            },
+            broker(1, false),
+            broker(2, false),
+            MetadataRecord::TopicCreated(topic.clone()),
+            MetadataRecord::PartitionsPlaced {
+                id: topic.id,
+                first: 0,
+                placements: vec![
+                    Placement {
+                        broker: 1,
+                        shard: 0,
+                    },
+                    Placement {
+                        broker: 2,
+                        shard: 0,
+                    },
+                ],
+            },
+            MetadataRecord::BrokerFenced {
+                node_id: fenced_broker,
+                fenced: true,
+            },
+        ];
+        let (image, _) = MetadataImage::empty(1)
+            .apply_batch(&records)
+            .expect("records apply");
+        (image, topic)
+    }
+
+    #[test]
+    fn a_placed_partition_is_led_by_its_broker_and_offline_while_it_is_fenced() {
+        let (image, topic) = cluster_with_topic(2);
+        let led = partition_entry(&image, &topic, 0);
+        assert_eq!((led.error_code, led.leader_id), (0, BrokerId(1)));
+        assert_eq!(led.isr_nodes, vec![BrokerId(1)]);
+        let offline = partition_entry(&image, &topic, 1);
+        assert_eq!(
+            (offline.error_code, offline.leader_id),
+            (code::LEADER_NOT_AVAILABLE, BrokerId(-1))
+        );
+        assert_eq!(offline.replica_nodes, vec![BrokerId(2)]);
+        assert_eq!(offline.offline_replicas, vec![BrokerId(2)]);
+        assert!(offline.isr_nodes.is_empty());
     }
 }
