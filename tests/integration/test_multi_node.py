@@ -162,6 +162,22 @@ def test_produce_to_the_wrong_broker_gets_not_leader_and_groups_find_their_coord
     assert {tp.partition: tp.offset for tp in committed} == ends
 
 
+def test_create_partitions_places_the_new_partitions_over_the_brokers():
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    nodes = start_cluster(3)
+    create_topic(nodes[0].bootstrap, "growing", 3)
+    wait_for("growing led", lambda: all(all_led(n, "growing", 3) for n in nodes))
+    admin = AdminClient({"bootstrap.servers": nodes[2].bootstrap})
+    admin.create_partitions([NewPartitions("growing", 9)], request_timeout=15)["growing"].result(15)
+    leaders = wait_for("9 partitions led everywhere", lambda: all(all_led(n, "growing", 9) for n in nodes)
+                       and leaders_of(nodes[1], "growing"))
+    assert collections.Counter(leaders.values()) == {1: 3, 2: 3, 3: 3}, leaders
+    produce("franz-go", nodes[1].bootstrap, "growing", 900)
+    records = consume("confluent", nodes[0].bootstrap, "growing", 9, 900)
+    verify(records, "franz-go", 900, nodes[0].bootstrap, "growing", 9)
+
+
 @pytest.mark.parametrize("victim_kind", ["active-controller", "other-node"])
 def test_kill_9_of_a_node_keeps_creation_working_fences_it_and_it_rejoins(victim_kind):
     nodes = start_cluster(3)
@@ -198,6 +214,10 @@ def test_kill_9_of_a_node_keeps_creation_working_fences_it_and_it_rejoins(victim
     wait_for("every partition led again", lambda: all(all_led(n, "durable", 12) for n in nodes))
     records = consume("confluent", victim.bootstrap, "durable", 12, 2400)
     verify(records, "confluent", 2400, victim.bootstrap, "durable", 12)
+    # No metadata lost: the restarted node knows what was created before and while it was down.
+    for node in nodes:
+        _, found = metadata(node)
+        assert {"durable", "after-kill"} <= set(found), (node.node_id, sorted(found))
 
 
 def test_broker_only_nodes_follow_a_controller_only_quorum():
