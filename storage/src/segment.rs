@@ -357,6 +357,30 @@ pub async fn write_file_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Re
     Ok(())
 }
 
+/// `values` as a small file: each i64 little-endian, then their CRC32C (u32 LE).
+pub fn checked_i64s(values: &[i64]) -> Vec<u8> {
+    let mut frame: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let crc = crc32c::crc32c(&frame);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame
+}
+
+/// The `N` values of a [`checked_i64s`] file; `None` when its size or checksum is wrong.
+pub fn parse_checked_i64s<const N: usize>(bytes: &[u8]) -> Option<[i64; N]> {
+    if bytes.len() != N * 8 + 4 {
+        return None;
+    }
+    let (values, crc) = bytes.split_at(N * 8);
+    if crc32c::crc32c(values).to_le_bytes() != crc {
+        return None;
+    }
+    let mut out = [0i64; N];
+    for (slot, chunk) in out.iter_mut().zip(values.chunks_exact(8)) {
+        *slot = i64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    Some(out)
+}
+
 /// Whole content of a small file, `None` if it does not exist.
 pub async fn read_small_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let file = match BufferedFile::open(path).await {

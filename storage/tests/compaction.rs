@@ -140,6 +140,19 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
         let log = PartitionLog::open(&path, config()).await.unwrap();
         assert_eq!(contents(&log).await, later);
         assert_eq!(log.log_end_offset(), last + 1);
+        // The cleaner checkpoint remembers the pass: an unchanged log is not cleaned again.
+        assert!(
+            !log.compaction_due(now + 120_000),
+            "checkpointed pass repeated"
+        );
+        log.close().await.unwrap();
+        // A damaged checkpoint is ignored: the next pass cleans everything again.
+        std::fs::write(path.join("cleaner-checkpoint"), b"junk").unwrap();
+        let log = PartitionLog::open(&path, config()).await.unwrap();
+        assert!(
+            log.compaction_due(now + 120_000),
+            "damaged checkpoint trusted"
+        );
         log.close().await.unwrap();
         // A stale copy from an interrupted pass is removed at start.
         std::fs::write(path.join("00000000000000000000.cleaned"), b"junk").unwrap();

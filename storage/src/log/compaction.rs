@@ -12,10 +12,17 @@
 //!    the new index, then point the in-memory segment at the new file. A crash before the
 //!    rename leaves the old segment (a stale `.cleaned` is removed at recovery); after it, the
 //!    new segment whose index recovery rebuilds by scanning.
+//! 4. Checkpoint: `cleaner-checkpoint` (`compacted_offset i64 | tombstone_expiry_ms i64 |
+//!    crc32c u32`, replaced atomically; Kafka's `cleaner-offset-checkpoint`) records how far
+//!    the pass cleaned and when a kept tombstone falls due, so a restart does not clean an
+//!    unchanged log again. A crash before it is written only repeats the pass.
 
 use super::*;
 use crate::compaction::{keep, keyed_records, rebuild_batch, records_body, OffsetMap};
 use crate::segment::TailWriter;
+
+/// The file that remembers the last pass across restarts.
+pub(super) const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 
 /// Bytes of rewritten entries gathered before each write.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
@@ -133,9 +140,16 @@ impl PartitionLog {
             tombstone_expiry_ms = tombstone_expiry_ms.min(new.tombstone_expiry_ms);
             self.swap_in(&dir, seg, new).await?;
         }
-        let mut inner = self.shared.inner.borrow_mut();
-        inner.compacted_offset = inner.compacted_offset.max(compacted_to);
-        inner.tombstone_expiry_ms = tombstone_expiry_ms;
+        let (compacted_offset, tombstone_expiry_ms) = {
+            let mut inner = self.shared.inner.borrow_mut();
+            inner.compacted_offset = inner.compacted_offset.max(compacted_to);
+            inner.tombstone_expiry_ms = tombstone_expiry_ms;
+            (inner.compacted_offset, tombstone_expiry_ms)
+        };
+        let checkpoint = segment::checked_i64s(&[compacted_offset, tombstone_expiry_ms]);
+        segment::write_file_atomic(&dir, CHECKPOINT_FILE, checkpoint)
+            .await
+            .map_err(|e| StorageError::new(&dir, "writing the cleaner checkpoint", e))?;
         Ok(outcome)
     }
 
@@ -336,6 +350,24 @@ async fn rewrite(
 }
 
 /// Sleeps as long as writing `bytes` takes at `bytes_per_sec`.
+/// The last pass's `(compacted_offset, tombstone_expiry_ms)`, if recorded (a damaged file is
+/// ignored with a warning: the next pass cleans everything again).
+pub(super) async fn load_checkpoint(dir: &Path) -> Result<Option<(i64, i64)>, StorageError> {
+    let bytes = segment::read_small_file(&dir.join(CHECKPOINT_FILE))
+        .await
+        .map_err(|e| StorageError::new(dir, "reading the cleaner checkpoint", e))?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    match segment::parse_checked_i64s::<2>(&bytes) {
+        Some([offset, expiry_ms]) => Ok(Some((offset, expiry_ms))),
+        None => {
+            warn!(dir = %dir.display(), "damaged cleaner checkpoint; the next pass cleans every closed segment");
+            Ok(None)
+        }
+    }
+}
+
 async fn throttle(bytes: usize, bytes_per_sec: u64) {
     let secs = bytes as f64 / bytes_per_sec as f64;
     if secs > 0.0 {

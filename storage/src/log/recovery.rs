@@ -47,6 +47,12 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         .await?
         .unwrap_or(first_base)
         .clamp(first_base, log_end_offset);
+    // Where the last compaction pass got to; only closed segments count as compacted.
+    let (compacted_offset, tombstone_expiry_ms) = compaction::load_checkpoint(dir)
+        .await?
+        .map_or((first_base, i64::MAX), |(offset, expiry_ms)| {
+            (offset.clamp(first_base, active_base), expiry_ms)
+        });
     info!(dir = %dir.display(), segments = segments.len(), log_start_offset, log_end_offset, "partition log recovered");
     Ok(Inner {
         dir: dir.to_path_buf(),
@@ -61,9 +67,8 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         closed_offset: active_base,
         last_sync_ms: now_ms(),
         checkpointed_bytes,
-        // Compaction is not tracked on disk: the first pass after a start covers everything.
-        compacted_offset: first_base,
-        tombstone_expiry_ms: i64::MAX,
+        compacted_offset,
+        tombstone_expiry_ms,
         written_offset: log_end_offset,
         synced_offset: log_end_offset,
         sync_target: 0,

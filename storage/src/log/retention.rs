@@ -170,9 +170,7 @@ impl PartitionLog {
             (inner.dir.clone(), offset)
         };
         info!(dir = %dir.display(), log_start_offset = start, "records deleted before offset");
-        let mut frame = start.to_le_bytes().to_vec();
-        frame.extend_from_slice(&crc32c::crc32c(&frame).to_le_bytes());
-        segment::write_file_atomic(&dir, LOG_START_FILE, frame)
+        segment::write_file_atomic(&dir, LOG_START_FILE, segment::checked_i64s(&[start]))
             .await
             .map_err(|e| StorageError::new(&dir, "writing the log start offset", e))?;
         self.delete_leading_segments(now_ms()).await?;
@@ -269,8 +267,7 @@ pub(super) async fn load_log_start(dir: &Path) -> Result<Option<i64>, StorageErr
     let Some(bytes) = bytes else {
         return Ok(None);
     };
-    if bytes.len() == 12 && crc32c::crc32c(&bytes[..8]).to_le_bytes() == bytes[8..12] {
-        let offset = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if let Some([offset]) = segment::parse_checked_i64s::<1>(&bytes) {
         return Ok(Some(offset));
     }
     warn!(dir = %dir.display(), "damaged log start offset file; starting at the first segment");
