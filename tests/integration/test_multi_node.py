@@ -161,6 +161,16 @@ def test_produce_to_the_wrong_broker_gets_not_leader_and_groups_find_their_coord
     ends = helpers.end_offsets(nodes[1].bootstrap, "routed", 6)
     assert {tp.partition: tp.offset for tp in committed} == ends
 
+    # Deleting the topic through one node deletes every node's partitions of it.
+    from confluent_kafka.admin import AdminClient
+
+    dirs = [sorted(p.name for p in n.data_dir.glob("routed-*")) for n in nodes]
+    assert sorted(sum(dirs, [])) == sorted(f"routed-{p}" for p in range(6)), dirs
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap})
+    admin.delete_topics(["routed"], operation_timeout=15)["routed"].result(15)
+    wait_for("the topic gone everywhere", lambda: all(
+        "routed" not in metadata(n)[1] and not list(n.data_dir.glob("routed-*")) for n in nodes))
+
 
 def test_create_partitions_places_the_new_partitions_over_the_brokers():
     from confluent_kafka.admin import AdminClient, NewPartitions
