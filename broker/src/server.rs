@@ -62,6 +62,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     })?;
     let _lock = crate::datadir::lock(data_dir)?;
     crate::datadir::refuse_tmpfs(data_dir)?;
+    crate::datadir::check_kind(data_dir, options.cluster.is_some())?;
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
@@ -84,8 +85,15 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
                 cores.len(),
             )?;
             info!(node = cluster.node_id, "waiting for the controller quorum");
-            if let Err(e) = link.wait_ready(&stop) {
-                let voter_failure = voter.and_then(|v| v.join().ok()?.err());
+            let ready = link
+                .wait_ready(&stop)
+                .and_then(|image| crate::datadir::bind_cluster_id(data_dir, &image.cluster_id));
+            if let Err(e) = ready {
+                let voter_failure = voter.and_then(|v| {
+                    stop_cluster_threads(&stop, Some(&link), None);
+                    v.join().ok()?.err()
+                });
+                link.stop();
                 return Err(voter_failure.unwrap_or(e));
             }
             (MetadataSource::Quorum(link), voter)

@@ -44,6 +44,11 @@ class ClusterNode(Broker):
             "--node-id", str(self.node_id), "--roles", self.roles, "--controller-quorum", self.quorum,
         ]
 
+    def quorum_port(self) -> int:
+        """This voter's controller port (its own entry of the quorum)."""
+        entry = next(e for e in self.quorum.split(",") if e.startswith(f"{self.node_id}@"))
+        return int(entry.rsplit(":", 1)[1])
+
     def active_controller(self) -> int | None:
         found = LEADER_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
         return int(found[-1][0]) if found else None
@@ -340,3 +345,34 @@ def test_a_broker_that_cannot_reach_the_quorum_says_so_and_is_not_ready():
             socket.create_connection(("127.0.0.1", node.port), timeout=1).close()
     finally:
         node.stop()
+
+
+def test_a_data_dir_keeps_to_one_kind_of_node_and_one_cluster():
+    # A single node's data dir is refused to a cluster node, and a cluster node's to a single node.
+    single = Broker("single").start()
+    single.stop()
+    port = free_port()
+    node = ClusterNode(1, {1: port})
+    node.data_dir = single.data_dir
+    out = subprocess.run(node.argv(), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "single-node broker's metadata" in out.stderr, out.stderr
+
+    first = ClusterNode(1, {1: free_port()})
+    first.start()
+    first.stop()
+    single.data_dir = first.data_dir
+    out = subprocess.run(single.argv(), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "belongs to a node of a multi-node cluster" in out.stderr, out.stderr
+
+    # A broker's data dir is bound to its cluster: another quorum (a new cluster id) is refused.
+    broker_dir = ClusterNode(2, {1: first.quorum_port()}, roles="broker")
+    first.start()
+    broker_dir.start()
+    broker_dir.stop()
+    first.stop()
+    other_voter = ClusterNode(1, {1: free_port()}, roles="controller")
+    other_voter.spawn()
+    stranger = ClusterNode(2, {1: other_voter.quorum_port()}, roles="broker")
+    stranger.data_dir = broker_dir.data_dir
+    out = subprocess.run(stranger.argv(), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "belongs to cluster" in out.stderr, out.stderr
