@@ -4,6 +4,7 @@ use crate::handlers;
 use crate::metrics::errors;
 use crate::protocol::{self, FrameStart};
 use crate::shard::Shard;
+use crate::splice;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -97,20 +98,16 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> 
 }
 
 fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: ResponseKind) -> Reply {
-    let hint = match &body {
-        ResponseKind::Fetch(fetch) => fetch
-            .responses
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| p.records.as_ref().map_or(0, Bytes::len) + 64)
-            .sum::<usize>(),
-        _ => 256,
-    };
-    match protocol::encode_response(api_key, version, correlation_id, &body, hint + 256) {
-        Ok(frame) => Reply::Frame(frame),
-        Err(e) => {
-            warn!("cannot encode a response, closing the connection: {e}");
-            Reply::Close
+    let frame = match &body {
+        // The records stay the read's buffers: the frame is pieces, written vectored.
+        ResponseKind::Fetch(fetch) => {
+            splice::encode_fetch_response(version, correlation_id, fetch).map(Reply::Segments)
         }
-    }
+        _ => protocol::encode_response(api_key, version, correlation_id, &body, 512)
+            .map(Reply::Frame),
+    };
+    frame.unwrap_or_else(|e| {
+        warn!("cannot encode a response, closing the connection: {e}");
+        Reply::Close
+    })
 }

@@ -2,17 +2,23 @@
 //! sends their replies in request order.
 
 use crate::frame::{read_frame, FrameError};
+use crate::outbox::Outbox;
 use bytes::Bytes;
 use futures::future::{poll_immediate, select, Either, LocalBoxFuture};
-use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
 use tracing::debug;
 
 /// What a handler answers to one request frame.
 pub enum Reply {
     /// A complete response frame, size prefix included.
     Frame(Bytes),
+    /// A complete response frame in pieces, size prefix in the first: sent back to back in
+    /// one vectored write, never joined (a Fetch answer's record batches stay slices of the
+    /// buffers they were read into).
+    Segments(Vec<Bytes>),
     /// The request needs no response (Produce with acks=0).
     NoResponse,
     /// The request was malformed: close the connection, as Kafka does.
@@ -37,7 +43,6 @@ pub struct ConnectionLimits {
 }
 
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves one connection until the peer closes it, sends a bad frame, or a handler asks to
 /// close it.
@@ -46,15 +51,13 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
     if let Err(e) = stream.set_nodelay(true) {
         debug!(?peer, "set_nodelay failed: {e}");
     }
+    // Valid while either half lives; the writer task holds the write half.
+    let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (replies_tx, replies_rx) = local_channel::new_bounded(limits.in_flight_max.max(1));
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
-    let writer_task = glommio::spawn_local(write_replies(
-        BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer),
-        replies_rx,
-        closed_tx,
-    ));
+    let writer_task = glommio::spawn_local(write_replies(fd, writer, replies_rx, closed_tx));
     loop {
         let frame = match select(
             Box::pin(read_frame(&mut reader, limits.frame_bytes_max)),
@@ -87,17 +90,21 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
     writer_task.await;
 }
 
+/// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
+/// are ready (so pipelined replies share a syscall, up to its bounds) and go out in vectored
+/// writes, without being copied into a write buffer.
 async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
-    mut writer: BufWriter<W>,
+    fd: RawFd,
+    mut writer: W,
     replies: LocalReceiver<glommio::Task<Reply>>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
+    let mut outbox = Outbox::default();
     loop {
-        // Flush only when no further reply is queued, so pipelined replies share a syscall.
         let next = match poll_immediate(replies.recv()).await {
             Some(next) => next,
             None => {
-                if writer.flush().await.is_err() {
+                if outbox.send_all(fd, &mut writer).await.is_err() {
                     break;
                 }
                 replies.recv().await
@@ -105,16 +112,16 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
         };
         let Some(task) = next else { break };
         match task.await {
-            Reply::Frame(frame) => {
-                if writer.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
+            Reply::Frame(frame) => outbox.push(frame),
+            Reply::Segments(segments) => segments.into_iter().for_each(|s| outbox.push(s)),
             Reply::NoResponse => {}
             Reply::Close => break,
         }
+        if outbox.is_full() && outbox.send_all(fd, &mut writer).await.is_err() {
+            break;
+        }
     }
-    let _ = writer.flush().await;
+    let _ = outbox.send_all(fd, &mut writer).await;
     let _ = writer.close().await;
     let _ = closed.send(());
 }

@@ -9,6 +9,7 @@
 mod connection;
 mod frame;
 pub mod http;
+mod outbox;
 
 pub use connection::{serve, ConnectionLimits, Reply, RequestHandler};
 pub use frame::{read_frame, FrameError};
