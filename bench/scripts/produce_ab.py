@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A/B of single-node produce between two `spate` binaries, alternated round by round.
+
+Each round and side: a fresh broker (`--cores 1`, pinned to CPU 0) on a fresh data dir under
+target/bench, then `spate bench produce` (the AFTER binary's client, pinned to CPU 1) for each
+acks setting; throughput and latency percentiles per run, medians and AFTER/BEFORE ratios.
+
+Usage: bench/scripts/produce_ab.py BEFORE AFTER [--rounds 4] [--duration-s 10] [--json OUT]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+
+def run_side(binary, client, acks_list, duration_s, port):
+    data = os.path.join(ROOT, "target", "bench", "produce-ab")
+    shutil.rmtree(data, ignore_errors=True)
+    os.makedirs(data)
+    log = open(os.path.join(ROOT, "target", "bench", "produce-ab.log"), "a")
+    broker = subprocess.Popen(["taskset", "-c", "0", binary, "start", "--data-dir", data, "--listen",
+                               f"127.0.0.1:{port}", "--admin-listen", "none", "--cores", "1"],
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        for line in broker.stdout:
+            if "ready" in line:
+                break
+        out = {}
+        for acks in acks_list:
+            result = os.path.join(data, f"result-{acks}.json")
+            subprocess.run([client, "bench", "produce", "--brokers", f"127.0.0.1:{port}", "--topic",
+                            f"ab-{acks}", "--partitions", "8", "--record-bytes", "1024", "--acks", acks,
+                            "--duration-s", str(duration_s), "--warmup-s", "2", "--client-cores", "1",
+                            "--quiet", "--json", result], check=True, stdout=subprocess.DEVNULL)
+            r = json.load(open(result))["produce"]
+            out[acks] = {"mb_per_s": r["mb_per_s"], "p50_us": r["latency_us"]["p50"],
+                         "p99_us": r["latency_us"]["p99"], "load": os.getloadavg()[0]}
+        return out
+    finally:
+        broker.terminate()
+        broker.wait(30)
+
+
+def main():
+    from conftest import free_port
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("before")
+    ap.add_argument("after")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--duration-s", type=int, default=10)
+    ap.add_argument("--acks", default="1,all")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    acks_list = args.acks.split(",")
+    runs = []
+    for round_ in range(args.rounds):
+        sides = [("before", args.before), ("after", args.after)]
+        if round_ % 2:
+            sides.reverse()
+        for name, binary in sides:
+            result = run_side(binary, args.after, acks_list, args.duration_s, free_port())
+            runs.append({"round": round_ + 1, "side": name, **result})
+            print(json.dumps(runs[-1]), flush=True)
+    summary = {}
+    for acks in acks_list:
+        med = {side: {k: statistics.median(r[acks][k] for r in runs if r["side"] == side)
+                      for k in ("mb_per_s", "p50_us", "p99_us")} for side in ("before", "after")}
+        summary[acks] = {**med, "throughput_ratio": med["after"]["mb_per_s"] / med["before"]["mb_per_s"],
+                         "p99_ratio": med["after"]["p99_us"] / med["before"]["p99_us"]}
+    record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "before": args.before,
+              "after": args.after, "settings": {"partitions": 8, "record_bytes": 1024, "broker_cores": 1,
+                                                "duration_s": args.duration_s, "fsync": "acks=all fdatasync"},
+              "runs": runs, "summary": summary}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
