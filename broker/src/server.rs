@@ -89,11 +89,10 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
                 .wait_ready(&stop)
                 .and_then(|image| crate::datadir::bind_cluster_id(data_dir, &image.cluster_id));
             if let Err(e) = ready {
-                let voter_failure = voter.and_then(|v| {
-                    stop_cluster_threads(&stop, Some(&link), None);
-                    v.join().ok()?.err()
-                });
+                // A voter that failed says why; a healthy one stops with the link.
+                stop.store(true, Ordering::SeqCst);
                 link.stop();
+                let voter_failure = voter.and_then(|v| v.join().ok()?.err());
                 return Err(voter_failure.unwrap_or(e));
             }
             (MetadataSource::Quorum(link), voter)
