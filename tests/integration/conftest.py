@@ -35,10 +35,22 @@ STOP_TIMEOUT_S = 30.0
 _ALL_BROKERS: list["Broker"] = []
 
 
+_HANDED_OUT_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and never handed out before in this run.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket is
+    closed, so ports asked for together (a quorum's voters) could otherwise collide.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT_PORTS:
+            _HANDED_OUT_PORTS.add(port)
+            return port
 
 
 def _raise_memlock():
