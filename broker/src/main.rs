@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Some("start") => match parse_start(&args[1..]) {
             Ok(options) => {
                 init_logging();
-                fix_malloc_thresholds();
+                storage::fix_malloc_thresholds();
                 match server::run(options, started_at) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(reason) => fail(&reason),
@@ -164,28 +164,6 @@ fn init_logging() {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-/// glibc adapts its mmap and trim thresholds to the largest block freed so far; with Fetch
-/// answers sent without joining their records into one frame, the largest blocks are the
-/// reads' buffers (up to a few MiB), and the shard's arena was trimmed (madvise) and faulted
-/// back in on every catch-up read (~16% of the broker's time, half the throughput). Fixed
-/// thresholds keep up to 64 MiB of freed memory per arena for reuse; blocks of 32 MiB and
-/// more still get their own mapping.
-fn fix_malloc_thresholds() {
-    #[cfg(target_env = "gnu")]
-    {
-        const MMAP_THRESHOLD_BYTES: libc::c_int = 32 << 20;
-        const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
-        // SAFETY: mallopt only changes allocator parameters; called before any shard starts.
-        let ok = unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-        };
-        if !ok {
-            tracing::warn!("could not set malloc thresholds; catch-up reads may fault more");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         let executor = LocalExecutorBuilder::new(Placement::Fixed(*core))
             .name(&format!("shard-{index}"))
             .io_memory(io_memory)
+            .preempt_timer(storage::executor_preempt_timer())
             .spawn(move || shard_main(context))
             .map_err(|e| format!("cannot start executor on core {core}: {e}"))?;
         executors.push(executor);

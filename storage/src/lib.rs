@@ -27,3 +27,43 @@ pub use log::{
     now_ms, AppendError, AppendOutcome, CompactionOutcome, LogConfig, PartitionLog,
     RetentionOutcome, StorageError,
 };
+
+/// glommio preempt timer for executors that host partition logs
+/// (`LocalExecutorBuilder::preempt_timer`). glommio hands queued io_uring submissions to the
+/// kernel (and reaps completions) only between task-queue runs: when every task waits, or
+/// when this timer fires. While appends keep a shard busy, a chunk write the writer task
+/// issued waits up to this long before the disk sees it (glommio's default, 100 ms, left the
+/// disk idle for whole bursts of appends). Overridable with `SPATE_PREEMPT_TIMER_US`.
+pub const EXECUTOR_PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// glibc adapts its mmap and trim thresholds to the largest block freed so far. A shard's
+/// large blocks are write chunks (up to 1 MiB each, one per MiB appended) and read buffers (up
+/// to a few MiB): with adaptive thresholds they got their own mappings or the arena was
+/// trimmed, and every chunk and catch-up read faulted its pages in again (a quarter of the
+/// append path's time, ~16% of a catch-up broker's). Fixed thresholds keep up to 64 MiB of
+/// freed memory per arena for reuse; blocks of 32 MiB and more still get their own mapping.
+/// Call once per process, before the shards start (`spate start` and the benchmarks do).
+pub fn fix_malloc_thresholds() {
+    #[cfg(target_env = "gnu")]
+    {
+        const MMAP_THRESHOLD_BYTES: libc::c_int = 32 << 20;
+        const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+        // SAFETY: mallopt only changes allocator parameters.
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+        };
+        if !ok {
+            tracing::warn!("could not set malloc thresholds; chunks and reads may fault more");
+        }
+    }
+}
+
+/// `EXECUTOR_PREEMPT_TIMER`, or `SPATE_PREEMPT_TIMER_US` microseconds where that is set (to
+/// compare settings in benchmarks; 100000 is glommio's default).
+pub fn executor_preempt_timer() -> std::time::Duration {
+    std::env::var("SPATE_PREEMPT_TIMER_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(EXECUTOR_PREEMPT_TIMER, std::time::Duration::from_micros)
+}

@@ -43,9 +43,11 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
         .await?)
 }
 
-/// Set once an O_DIRECT io_uring read failed with EOPNOTSUPP (seen with glommio 0.9 on some
-/// kernels, glommio issue #605); reads then go through a buffered fd of the same file,
-/// which stays coherent with the DMA writes (direct writes invalidate the page cache).
+/// Set once an O_DIRECT io_uring read failed with EOPNOTSUPP; reads then go through a
+/// buffered fd of the same file, which stays coherent with the DMA writes (direct writes
+/// invalidate the page cache). Seen when glommio 0.9 took a device without poll support for
+/// pollable (its probe succeeds on an empty file; fixed in vendor/glommio, SPATE-PATCH.md,
+/// and glommio issue #605); kept as a safety net.
 static DMA_READ_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
 /// A segment file: the DMA handle plus, when DMA reads are unsupported, a buffered reader.

@@ -128,6 +128,14 @@ impl BlockDevice {
             .unwrap()
             .map(|x| x.unwrap().path())
             .collect();
+        // Spate's patch (SPATE-PATCH.md): a queue without poll support says so here; only
+        // probe the others. The probe (a read at offset 0) succeeds on an empty file whatever
+        // the device, and a file wrongly taken as pollable spins its executor while IO is in
+        // flight and fails its O_DIRECT reads with EOPNOTSUPP.
+        let iopoll = match read_to_string(queue.join("io_poll")) {
+            Ok(v) if v.trim() == "0" => Some(false),
+            _ => None,
+        };
 
         BlockDevice {
             memory_device: false,
@@ -139,7 +147,7 @@ impl BlockDevice {
             max_sectors_size: max_sectors_kb << 10,
             max_segment_size,
             cache,
-            iopoll: None,
+            iopoll,
             subcomponents,
         }
     }
