@@ -15,8 +15,8 @@ pub const LOG_OVERHEAD_BYTES: usize = 12;
 /// Smallest legal batchLength (the header after the batchLength field).
 pub const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
 /// Offset of the CRC field; the CRC covers everything from `CRC_START` to the end.
-const CRC_OFFSET: usize = 17;
-const CRC_START: usize = 21;
+pub(crate) const CRC_OFFSET: usize = 17;
+pub(crate) const CRC_START: usize = 21;
 
 /// Kafka error code CORRUPT_MESSAGE.
 pub const KAFKA_CORRUPT_MESSAGE: i16 = 2;
