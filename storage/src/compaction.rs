@@ -2,8 +2,13 @@
 //! batch survive, and rebuilding a batch from its surviving records.
 //!
 //! Rules (Kafka's, `cleanup.policy=compact`): a keyed record survives if no later record in
-//! the compacted range has the same key; a surviving tombstone (null value) goes once its
-//! timestamp is older than `delete.retention.ms`; records without a key are kept. Offsets
+//! the compacted range has the same key; records without a key are kept. A surviving
+//! tombstone (null value) stays `delete.retention.ms` after the pass that first kept it, as in
+//! Kafka since KIP-534: that pass stamps its batch with a *delete horizon* (attribute bit 6,
+//! the horizon in the base timestamp field, each record's timestamp delta re-encoded against
+//! it so record timestamps do not change), and the first pass after the horizon drops the
+//! batch's tombstones. (A tombstone's own timestamp says when it was produced, not when a
+//! consumer could first read it after compaction.) Offsets
 //! never change: a rebuilt batch keeps its base offset and `lastOffsetDelta`, so a batch whose
 //! records all went stays as an empty batch (record count 0) that clients skip, and every
 //! entry of the log keeps its place. A compressed batch is decompressed, compacted and
@@ -25,6 +30,15 @@ const RECORD_COUNT_OFFSET: usize = 57;
 const CRC_OFFSET: usize = 17;
 const ATTRIBUTES_OFFSET: usize = 21;
 const CRC_START: usize = 21;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+/// Attribute bit: the base timestamp field holds the batch's delete horizon (Kafka's
+/// `DELETE_HORIZON_FLAG_MASK`).
+pub const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
+
+/// The batch's delete horizon: when its tombstones may go (`None`: not stamped yet).
+pub fn delete_horizon(header: &BatchHeader) -> Option<i64> {
+    (header.attributes & ATTRIBUTE_DELETE_HORIZON != 0).then_some(header.base_timestamp)
+}
 
 /// One record of a batch, as compaction sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +104,37 @@ pub fn keyed_records<'a>(body: &'a [u8], header: &BatchHeader) -> Option<Vec<Key
     Some(out)
 }
 
+/// Appends `raw` (one record with its length prefix) to `out` with its timestamp delta
+/// re-encoded from base `old_base` to base `new_base`: same timestamp, new length prefix.
+fn rebase_record(raw: &[u8], old_base: i64, new_base: i64, out: &mut Vec<u8>) -> Option<()> {
+    let mut pos = 0;
+    read_varint(raw, &mut pos)?; // length
+    let attributes = *raw.get(pos)?;
+    let mut at = pos + 1;
+    let delta = read_varlong(raw, &mut at)?;
+    let rest = raw.get(at..)?;
+    let new_delta = old_base.checked_add(delta)?.checked_sub(new_base)?;
+    let mut record = Vec::with_capacity(raw.len() + 10);
+    record.push(attributes);
+    write_unsigned(zigzag(new_delta), &mut record);
+    record.extend_from_slice(rest);
+    write_unsigned(zigzag(i64::from(i32::try_from(record.len()).ok()?)), out);
+    out.extend_from_slice(&record);
+    Some(())
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn write_unsigned(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// A varint-length-prefixed byte field; `Some(None)` for length -1 (null).
 fn read_bytes<'a>(buf: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
     let len = read_varint(buf, at)?;
@@ -147,26 +192,30 @@ impl OffsetMap {
     }
 }
 
-/// Whether `record` survives, given the map of the compacted range.
-pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, tombstone_horizon_ms: i64) -> bool {
+/// Whether `record` survives, given the map of the compacted range; `tombstones_due`: its
+/// batch's delete horizon has passed.
+pub fn keep(record: &KeyedRecord<'_>, map: &OffsetMap, tombstones_due: bool) -> bool {
     let Some(key) = record.key else {
         return true;
     };
     if map.latest(key).is_some_and(|latest| latest > record.offset) {
         return false;
     }
-    !(record.tombstone && record.timestamp < tombstone_horizon_ms)
+    !(record.tombstone && tombstones_due)
 }
 
 /// `batch` with only the records where `keep` is true, compressed again with the batch's
 /// codec: header fields (base offset, lastOffsetDelta, timestamps, producer, attributes)
-/// unchanged except length, record count and CRC (and no codec when nothing is kept). `None`
-/// when recompressing fails.
+/// unchanged except length, record count and CRC (and no codec when nothing is kept).
+/// `stamp_horizon`: also give the batch this delete horizon (attribute bit and base
+/// timestamp; the kept records' timestamp deltas are re-encoded against it). `None` when a
+/// record does not parse or recompressing fails.
 pub fn rebuild_batch(
     batch: &[u8],
     header: &BatchHeader,
     records: &[KeyedRecord<'_>],
     keep: &[bool],
+    stamp_horizon: Option<i64>,
 ) -> Option<Vec<u8>> {
     assert_eq!(records.len(), keep.len());
     let kept: Vec<&KeyedRecord<'_>> = records
@@ -174,26 +223,33 @@ pub fn rebuild_batch(
         .zip(keep)
         .filter_map(|(r, k)| k.then_some(r))
         .collect();
-    let body_bytes: usize = kept.iter().map(|r| r.raw.len()).sum();
+    let body_bytes: usize = kept.iter().map(|r| r.raw.len() + 10).sum();
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body_bytes);
     out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
     let codec = Codec::from_attributes(header.attributes).ok()?;
+    let mut attributes = header.attributes;
+    let mut body = Vec::with_capacity(body_bytes);
+    for r in &kept {
+        match stamp_horizon {
+            Some(horizon) => rebase_record(r.raw, header.base_timestamp, horizon, &mut body)?,
+            None => body.extend_from_slice(r.raw),
+        }
+    }
+    if let Some(horizon) = stamp_horizon {
+        attributes |= ATTRIBUTE_DELETE_HORIZON;
+        out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&horizon.to_be_bytes());
+    }
     if kept.is_empty() {
         // An empty batch is written uncompressed, as Kafka's cleaner does (clients such as
         // librdkafka do not expect a compressed batch that decompresses to nothing).
-        let attributes = header.attributes & !0x07;
-        out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        attributes &= !0x07;
     } else if codec == Codec::None {
-        for r in &kept {
-            out.extend_from_slice(r.raw);
-        }
+        out.extend_from_slice(&body);
     } else {
-        let mut body = Vec::with_capacity(body_bytes);
-        for r in &kept {
-            body.extend_from_slice(r.raw);
-        }
         codec::compress(codec, &body, &mut out).ok()?;
     }
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
     let batch_length = (out.len() - 12) as i32;
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
@@ -253,12 +309,12 @@ mod tests {
         for r in &records {
             assert!(map.insert(r.key.unwrap_or(b""), r.offset) || r.key.is_none());
         }
-        // Tombstones younger than the horizon stay; older ones go.
-        let keep_young: Vec<bool> = records.iter().map(|r| keep(r, &map, 0)).collect();
+        // Tombstones stay until their batch's horizon has passed.
+        let keep_young: Vec<bool> = records.iter().map(|r| keep(r, &map, false)).collect();
         assert_eq!(keep_young, vec![false, false, true, true, true]);
-        let keep_old: Vec<bool> = records.iter().map(|r| keep(r, &map, i64::MAX)).collect();
+        let keep_old: Vec<bool> = records.iter().map(|r| keep(r, &map, true)).collect();
         assert_eq!(keep_old, vec![false, false, true, true, false]);
-        let rebuilt = rebuild_batch(&b, &h, &records, &keep_old).unwrap();
+        let rebuilt = rebuild_batch(&b, &h, &records, &keep_old, None).unwrap();
         let rh = checked(&rebuilt);
         assert_eq!(
             (rh.base_offset, rh.last_offset_delta, rh.record_count),
@@ -269,9 +325,70 @@ mod tests {
         let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![102, 103]);
         // Nothing kept: an empty batch with the same offsets.
-        let empty = rebuild_batch(&b, &h, &records, &[false; 5]).unwrap();
+        let empty = rebuild_batch(&b, &h, &records, &[false; 5], None).unwrap();
         let eh = checked(&empty);
         assert_eq!((eh.record_count, eh.last_offset_delta), (0, 4));
+    }
+
+    #[test]
+    fn a_stamped_horizon_keeps_record_timestamps_and_the_codec() {
+        let records = [
+            TestRecord {
+                timestamp_delta: 0,
+                ..rec(Some("a"), Some("1"))
+            },
+            TestRecord {
+                timestamp_delta: 5,
+                ..rec(Some("b"), None)
+            },
+            TestRecord {
+                timestamp_delta: 900_000,
+                ..rec(Some("c"), None)
+            },
+        ];
+        for codec in [Codec::None, Codec::Gzip, Codec::Zstd] {
+            let b = encode_compressed_batch(10, 1_000, NO_PRODUCER, &records, codec);
+            let h = checked(&b);
+            assert_eq!(delete_horizon(&h), None);
+            let body = records_body(&b, &h).unwrap();
+            let keyed = keyed_records(&body, &h).unwrap();
+            let horizon = 1_700_000_000_000;
+            let stamped = rebuild_batch(&b, &h, &keyed, &[true; 3], Some(horizon)).unwrap();
+            let sh = checked(&stamped);
+            assert_eq!(delete_horizon(&sh), Some(horizon), "{codec:?}");
+            assert_eq!(Codec::from_attributes(sh.attributes).unwrap(), codec);
+            assert_eq!(
+                (
+                    sh.base_offset,
+                    sh.last_offset_delta,
+                    sh.record_count,
+                    sh.max_timestamp
+                ),
+                (h.base_offset, h.last_offset_delta, 3, h.max_timestamp)
+            );
+            let body = records_body(&stamped, &sh).unwrap();
+            let again = keyed_records(&body, &sh).unwrap();
+            let got: Vec<_> = again
+                .iter()
+                .map(|r| (r.offset, r.timestamp, r.key, r.value))
+                .collect();
+            let want: Vec<_> = keyed
+                .iter()
+                .map(|r| (r.offset, r.timestamp, r.key, r.value))
+                .collect();
+            assert_eq!(got, want, "{codec:?}: same records, same timestamps");
+            assert_eq!(want[2].1, 901_000);
+            // Kept, not due yet; due once the horizon passed.
+            let map = OffsetMap::new(1 << 20);
+            assert!(again.iter().all(|r| keep(r, &map, false)));
+            assert_eq!(
+                again
+                    .iter()
+                    .map(|r| keep(r, &map, true))
+                    .collect::<Vec<_>>(),
+                vec![true, false, false]
+            );
+        }
     }
 
     #[test]
@@ -305,9 +422,9 @@ mod tests {
             for r in &keyed {
                 map.insert(r.key.unwrap(), r.offset);
             }
-            let kept: Vec<bool> = keyed.iter().map(|r| keep(r, &map, 0)).collect();
+            let kept: Vec<bool> = keyed.iter().map(|r| keep(r, &map, false)).collect();
             assert_eq!(kept, vec![false, true, true]);
-            let rebuilt = rebuild_batch(&b, &h, &keyed, &kept).unwrap();
+            let rebuilt = rebuild_batch(&b, &h, &keyed, &kept, None).unwrap();
             let rh = checked(&rebuilt);
             assert_eq!(Codec::from_attributes(rh.attributes).unwrap(), codec);
             assert_eq!(
@@ -324,7 +441,7 @@ mod tests {
                 "{codec:?}"
             );
             // Nothing kept: an empty, uncompressed batch with the same offsets.
-            let empty = rebuild_batch(&b, &h, &keyed, &[false; 3]).unwrap();
+            let empty = rebuild_batch(&b, &h, &keyed, &[false; 3], None).unwrap();
             let eh = checked(&empty);
             assert_eq!(empty.len(), BATCH_HEADER_BYTES);
             assert_eq!(

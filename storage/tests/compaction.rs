@@ -65,7 +65,7 @@ async fn contents(log: &PartitionLog) -> Vec<(i64, Option<String>, Option<String
 }
 
 #[test]
-fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
+fn compaction_keeps_the_latest_per_key_and_drops_tombstones_after_their_horizon() {
     let dir = temp_dir();
     let path = dir.path().join("c-0");
     run(|| async move {
@@ -89,11 +89,13 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
                 latest.insert(key, (last - 3 + i as i64, Some(value)));
             }
         }
-        // An old tombstone for k1 (goes), a fresh one for k2 (stays), a record without key.
+        // Tombstones for k1 (produced an hour ago) and k2, a record without key. Both
+        // tombstones stay delete.retention.ms after the pass that first keeps them, whatever
+        // their own timestamps (Kafka's delete horizon).
         let t_old = append(&log, old, &[rec(Some("k1"), None)]);
         let t_new = append(&log, now, &[rec(Some("k2"), None)]);
         let no_key = append(&log, now, &[rec(None, Some("anon"))]);
-        latest.remove("k1");
+        latest.insert("k1".into(), (t_old, None));
         latest.insert("k2".into(), (t_new, None));
         // Enough "tail" records after them that all of the above is in closed segments.
         let mut last = no_key;
@@ -124,17 +126,22 @@ fn compaction_keeps_the_latest_per_key_and_drops_old_tombstones() {
             assert_eq!(hits.len(), 1, "{key}: {hits:?}");
             assert_eq!((&hits[0].0, &hits[0].2), (offset, value), "{key}");
         }
-        assert!(!after.iter().any(|r| r.0 == t_old), "old tombstone dropped");
-        assert!(!after.iter().any(|r| r.1.as_deref() == Some("k1")));
         assert!(
             after.iter().any(|r| r.0 == no_key),
             "records without a key stay"
         );
-        // The fresh tombstone goes once delete.retention.ms has passed.
-        assert!(log.compaction_due(now + 120_000));
+        // Before the horizon (now + delete.retention.ms) no pass is due.
+        assert!(!log.compaction_due(now + 59_000));
+        // After it, the next pass drops both tombstones.
+        assert!(log.compaction_due(now + 60_000));
         log.compact(now + 120_000, u64::MAX / 2).await.unwrap();
         let later = contents(&log).await;
-        assert!(!later.iter().any(|r| r.0 == t_new), "due tombstone dropped");
+        assert!(
+            !later.iter().any(|r| r.0 == t_new || r.0 == t_old),
+            "due tombstones dropped"
+        );
+        assert!(!later.iter().any(|r| r.1.as_deref() == Some("k1")));
+        assert!(!log.compaction_due(now + 120_000), "no tombstone left");
         log.close().await.unwrap();
         // Reopen: the compacted segments recover with the same content.
         let log = PartitionLog::open(&path, config()).await.unwrap();

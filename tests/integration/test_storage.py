@@ -342,6 +342,77 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
 MAX_TIMESTAMP = -3
 
 
+
+def test_tombstones_stay_delete_retention_ms_after_compaction_and_keep_their_timestamps(broker_factory):
+    """Kafka's delete horizon (KIP-534): the compaction pass that first keeps a tombstone
+    stamps its batch, and the tombstone stays delete.retention.ms after that pass even when
+    its own timestamp is older; every record keeps its timestamp. librdkafka and kafka-python
+    read the stamped batches."""
+    from confluent_kafka import TIMESTAMP_CREATE_TIME
+
+    b = broker_factory(settings=FAST_CHECKS)
+    create(b, "horizon", **{
+        "cleanup.policy": "compact",
+        "segment.bytes": "16384",
+        "delete.retention.ms": "3600000",
+    })
+    day_ago = int(time.time() * 1000) - 86_400_000
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 4096})
+    for rnd in range(20):
+        for k in range(10):
+            p.produce("horizon", key=b"k%d" % k, value=b"v%d-%s" % (rnd, b"." * 60), partition=0,
+                      timestamp=day_ago + rnd)
+        p.poll(0)
+    for k in range(5):  # day-old tombstones for k0..k4: an hour's retention does not end them
+        p.produce("horizon", key=b"k%d" % k, value=None, partition=0, timestamp=day_ago + 100)
+    for _ in range(400):  # later records, so all of the above sits in closed segments
+        p.produce("horizon", key=b"filler", value=os.urandom(60), partition=0, timestamp=day_ago + 200)
+        p.poll(0)
+    assert p.flush(30) == 0
+    high = watermarks(b, "horizon")[1]
+    assert high == 605
+
+    def compacted():
+        c = consumer(b)
+        c.assign([TopicPartition("horizon", 0, 0)])
+        seen = []
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                assert m.error() is None, m.error()
+                seen.append(m)
+                if m.offset() == high - 1:
+                    break
+        finally:
+            c.close()
+        keyed = [m for m in seen if m.key() != b"filler"]
+        one_per_key = sorted(m.key() for m in keyed) == [b"k%d" % k for k in range(10)]
+        return keyed if one_per_key else None
+
+    keyed = wait_for(compacted, timeout=30, what="compaction to keep one record per key")
+    by_key = {m.key(): m for m in keyed}
+    assert sorted(by_key) == [b"k%d" % k for k in range(10)]
+    for k in range(5):
+        m = by_key[b"k%d" % k]
+        assert m.value() is None, "the tombstone stays until its horizon"
+        assert m.timestamp() == (TIMESTAMP_CREATE_TIME, day_ago + 100)
+    for k in range(5, 10):
+        m = by_key[b"k%d" % k]
+        assert m.value() == b"v19-%s" % (b"." * 60)
+        assert m.timestamp() == (TIMESTAMP_CREATE_TIME, day_ago + 19)
+    kc = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        ktp = KafkaTopicPartition("horizon", 0)
+        kc.assign([ktp])
+        kc.seek(ktp, 0)
+        survivors = {(m.offset, m.key, m.value, m.timestamp) for m in kc if m.key != b"filler"}
+    finally:
+        kc.close()
+    assert survivors == {(m.offset(), m.key(), m.value(), m.timestamp()[1]) for m in keyed}
+
 @pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip", "snappy"])
 def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, codec):
     topic = f"times-{codec}"

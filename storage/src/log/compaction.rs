@@ -18,7 +18,9 @@
 //!    unchanged log again. A crash before it is written only repeats the pass.
 
 use super::*;
-use crate::compaction::{keep, keyed_records, rebuild_batch, records_body, OffsetMap};
+use crate::compaction::{
+    delete_horizon, keep, keyed_records, rebuild_batch, records_body, KeyedRecord, OffsetMap,
+};
 use crate::segment::TailWriter;
 
 /// The file that remembers the last pass across restarts.
@@ -121,18 +123,12 @@ impl PartitionLog {
         }
         let mut outcome = CompactionOutcome::default();
         let mut tombstone_expiry_ms = i64::MAX;
-        let horizon_ms = now_ms.saturating_sub(delete_retention_ms);
+        let tombstones = TombstoneClock {
+            now_ms,
+            delete_retention_ms,
+        };
         for seg in &closed[..cleanable] {
-            let new = rewrite(
-                &dir,
-                seg,
-                &map,
-                horizon_ms,
-                delete_retention_ms,
-                interval,
-                io_bytes_per_sec,
-            )
-            .await?;
+            let new = rewrite(&dir, seg, &map, tombstones, interval, io_bytes_per_sec).await?;
             outcome.segments_rewritten += 1;
             outcome.bytes_before += seg.size;
             outcome.bytes_after += new.size;
@@ -254,8 +250,7 @@ async fn rewrite(
     dir: &Path,
     seg: &Closed,
     map: &OffsetMap,
-    horizon_ms: i64,
-    delete_retention_ms: i64,
+    tombstones: TombstoneClock,
     interval: usize,
     io_bytes_per_sec: u64,
 ) -> Result<Rewritten, StorageError> {
@@ -283,17 +278,17 @@ async fn rewrite(
             let body = records_body(e.batch, &e.header);
             match body.as_deref().and_then(|b| keyed_records(b, &e.header)) {
                 Some(records) => {
-                    let kept: Vec<bool> =
-                        records.iter().map(|r| keep(r, map, horizon_ms)).collect();
-                    for (r, k) in records.iter().zip(&kept) {
-                        if *k && r.tombstone && r.key.is_some() {
-                            let expiry = r.timestamp.saturating_add(delete_retention_ms);
-                            tombstone_expiry_ms = tombstone_expiry_ms.min(expiry);
-                        }
+                    let horizon = delete_horizon(&e.header);
+                    let due = horizon.is_some_and(|h| h <= tombstones.now_ms);
+                    let kept: Vec<bool> = records.iter().map(|r| keep(r, map, due)).collect();
+                    let stamp = tombstones.stamp(horizon, &records, &kept);
+                    if keeps_tombstones(&records, &kept) {
+                        let expiry = horizon.or(stamp).expect("kept tombstones have a horizon");
+                        tombstone_expiry_ms = tombstone_expiry_ms.min(expiry);
                     }
                     let dropped = kept.iter().filter(|k| !**k).count();
-                    let rebuilt = (dropped > 0)
-                        .then(|| rebuild_batch(e.batch, &e.header, &records, &kept))
+                    let rebuilt = (dropped > 0 || stamp.is_some())
+                        .then(|| rebuild_batch(e.batch, &e.header, &records, &kept, stamp))
                         .flatten();
                     if rebuilt.is_some() {
                         records_removed += dropped as u64;
@@ -347,6 +342,35 @@ async fn rewrite(
         records_removed,
         tombstone_expiry_ms,
     })
+}
+
+/// When a pass runs and how long its tombstones stay (`delete.retention.ms`).
+#[derive(Clone, Copy)]
+struct TombstoneClock {
+    now_ms: i64,
+    delete_retention_ms: i64,
+}
+
+impl TombstoneClock {
+    /// The delete horizon to stamp on a batch this pass keeps tombstones of: only the first
+    /// pass that keeps them stamps one (Kafka's KIP-534).
+    fn stamp(
+        &self,
+        horizon: Option<i64>,
+        records: &[KeyedRecord<'_>],
+        kept: &[bool],
+    ) -> Option<i64> {
+        (horizon.is_none() && keeps_tombstones(records, kept))
+            .then(|| self.now_ms.saturating_add(self.delete_retention_ms))
+    }
+}
+
+/// Whether a keyed tombstone is among the kept records.
+fn keeps_tombstones(records: &[KeyedRecord<'_>], kept: &[bool]) -> bool {
+    records
+        .iter()
+        .zip(kept)
+        .any(|(r, k)| *k && r.tombstone && r.key.is_some())
 }
 
 /// Sleeps as long as writing `bytes` takes at `bytes_per_sec`.
