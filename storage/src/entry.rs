@@ -65,39 +65,28 @@ pub fn entry_bytes(batch_len: usize) -> usize {
     (ENTRY_HEADER_BYTES + batch_len).next_multiple_of(ENTRY_ALIGN_BYTES)
 }
 
-fn checksum(
-    batch_len: u32,
-    base_offset: i64,
-    last_offset: i64,
-    max_timestamp: i64,
-    batch: &[u8],
-) -> u32 {
-    crc32c::crc32c_append(
-        fields_crc(batch_len, base_offset, last_offset, max_timestamp),
-        batch,
-    )
+/// What the checksum covers before the batch: base offset, last offset, max timestamp (the
+/// magic and the batch length complete the header fields).
+type Envelope = (i64, i64, i64);
+
+/// CRC32C of the envelope header fields (little-endian) followed by the batch bytes.
+fn checksum(envelope: Envelope, batch: &[u8]) -> u32 {
+    crc32c::crc32c_append(fields_crc(envelope, batch.len()), batch)
 }
 
 /// `checksum`, trusting the batch's CRC field for the bytes it covers.
-fn checksum_from_batch_crc(
-    batch_len: u32,
-    base_offset: i64,
-    last_offset: i64,
-    max_timestamp: i64,
-    batch: &[u8],
-) -> u32 {
+fn checksum_from_batch_crc(envelope: Envelope, batch: &[u8]) -> u32 {
     use crate::batch::{CRC_OFFSET, CRC_START};
-    let head = fields_crc(batch_len, base_offset, last_offset, max_timestamp);
-    let head = crc32c::crc32c_append(head, &batch[..CRC_START]);
+    let head = crc32c::crc32c_append(fields_crc(envelope, batch.len()), &batch[..CRC_START]);
     let batch_crc = u32::from_be_bytes(batch[CRC_OFFSET..CRC_START].try_into().expect("4 bytes"));
     crate::crc::combine(head, batch_crc, batch.len() - CRC_START)
 }
 
 /// CRC32C of the envelope fields the checksum covers before the batch.
-fn fields_crc(batch_len: u32, base_offset: i64, last_offset: i64, max_timestamp: i64) -> u32 {
+fn fields_crc((base_offset, last_offset, max_timestamp): Envelope, batch_len: usize) -> u32 {
     let mut fields = [0u8; 32];
     fields[0..4].copy_from_slice(&ENTRY_MAGIC.to_le_bytes());
-    fields[4..8].copy_from_slice(&batch_len.to_le_bytes());
+    fields[4..8].copy_from_slice(&(batch_len as u32).to_le_bytes());
     fields[8..16].copy_from_slice(&base_offset.to_le_bytes());
     fields[16..24].copy_from_slice(&last_offset.to_le_bytes());
     fields[24..32].copy_from_slice(&max_timestamp.to_le_bytes());
@@ -107,13 +96,7 @@ fn fields_crc(batch_len: u32, base_offset: i64, last_offset: i64, max_timestamp:
 /// Appends one entry (header, batch, padding) to `out`.
 pub fn encode_entry(out: &mut Vec<u8>, batch: &[u8], last_offset: i64, max_timestamp: i64) {
     let base_offset = batch_base_offset(batch);
-    let sum = checksum(
-        batch.len() as u32,
-        base_offset,
-        last_offset,
-        max_timestamp,
-        batch,
-    );
+    let sum = checksum((base_offset, last_offset, max_timestamp), batch);
     let start = out.len();
     out.resize(start + entry_bytes(batch.len()), 0);
     let entry = &mut out[start..];
@@ -133,22 +116,11 @@ pub fn encode_entry(out: &mut Vec<u8>, batch: &[u8], last_offset: i64, max_times
 pub fn seal_entry(entry: &mut [u8], batch_len: usize, last_offset: i64, max_timestamp: i64) {
     let batch = &entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + batch_len];
     let base_offset = batch_base_offset(batch);
-    let sum = checksum_from_batch_crc(
-        batch_len as u32,
-        base_offset,
-        last_offset,
-        max_timestamp,
-        batch,
-    );
+    let envelope = (base_offset, last_offset, max_timestamp);
+    let sum = checksum_from_batch_crc(envelope, batch);
     debug_assert_eq!(
         sum,
-        checksum(
-            batch_len as u32,
-            base_offset,
-            last_offset,
-            max_timestamp,
-            batch
-        ),
+        checksum(envelope, batch),
         "seal_entry needs a batch whose CRC field is right"
     );
     write_envelope(
@@ -214,7 +186,7 @@ pub fn verify(header: &ArchivedEntryHeader, batch: &[u8]) -> Result<(), EntryErr
         header.last_offset.to_native(),
         header.max_timestamp.to_native(),
     );
-    let actual = checksum(len, base, last, max_ts, batch);
+    let actual = checksum((base, last, max_ts), batch);
     let expected = header.checksum.to_native();
     if actual != expected {
         return Err(EntryError::Checksum { expected, actual });
@@ -271,7 +243,7 @@ mod tests {
             base_offset: 42,
             last_offset: 44,
             max_timestamp: 102,
-            checksum: checksum(batch.len() as u32, 42, 44, 102, &batch),
+            checksum: checksum((42, 44, 102), &batch),
             reserved: 0,
         };
         let archived = rkyv::to_bytes::<rancor::Error>(&header).unwrap();

@@ -74,6 +74,27 @@ def watermarks(broker, topic, partition=0):
         c.close()
 
 
+def read_from_start(broker, topic, high, timeout=10.0):
+    """Partition 0's messages from offset 0 through `high - 1` (or what arrives in `timeout`),
+    read with a confluent consumer."""
+    c = consumer(broker)
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            seen.append(m)
+            if m.offset() == high - 1:
+                break
+    finally:
+        c.close()
+    return seen
+
+
 def wait_for(predicate, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -291,22 +312,7 @@ def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(bro
     assert high == 1405
 
     def compacted():
-        c = consumer(b)
-        c.assign([TopicPartition("compacted", 0, 0)])
-        seen = []
-        deadline = time.monotonic() + 10
-        try:
-            while time.monotonic() < deadline:
-                m = c.poll(0.5)
-                if m is None:
-                    continue
-                assert m.error() is None, m.error()
-                seen.append(m)
-                if m.offset() == high - 1:
-                    break
-        finally:
-            c.close()
-        keyed = [m for m in seen if m.key() != b"filler"]
+        keyed = [m for m in read_from_start(b, "compacted", high) if m.key() != b"filler"]
         return keyed if len(keyed) == 5 else None
 
     keyed = wait_for(compacted, timeout=30, what="compaction to keep one record per live key")
@@ -373,22 +379,7 @@ def test_tombstones_stay_delete_retention_ms_after_compaction_and_keep_their_tim
     assert high == 605
 
     def compacted():
-        c = consumer(b)
-        c.assign([TopicPartition("horizon", 0, 0)])
-        seen = []
-        deadline = time.monotonic() + 10
-        try:
-            while time.monotonic() < deadline:
-                m = c.poll(0.5)
-                if m is None:
-                    continue
-                assert m.error() is None, m.error()
-                seen.append(m)
-                if m.offset() == high - 1:
-                    break
-        finally:
-            c.close()
-        keyed = [m for m in seen if m.key() != b"filler"]
+        keyed = [m for m in read_from_start(b, "horizon", high) if m.key() != b"filler"]
         one_per_key = sorted(m.key() for m in keyed) == [b"k%d" % k for k in range(10)]
         return keyed if one_per_key else None
 
