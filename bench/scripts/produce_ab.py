@@ -5,7 +5,9 @@ Each round and side: a fresh broker (`--cores 1`, pinned to CPU 0) on a fresh da
 target/bench, then `spate bench produce` (the AFTER binary's client, pinned to CPU 1) for each
 acks setting; throughput and latency percentiles per run, medians and AFTER/BEFORE ratios.
 
-Usage: bench/scripts/produce_ab.py BEFORE AFTER [--rounds 4] [--duration-s 10] [--json OUT]
+Usage: bench/scripts/produce_ab.py BEFORE AFTER [--rounds 4] [--duration-s 10] [--rate 100MB/s]
+       [--acks 1,all] [--json OUT]
+(--rate: a fixed offered load, to compare latency at the same throughput; default unlimited)
 """
 
 import argparse
@@ -21,7 +23,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 
-def run_side(binary, client, acks_list, duration_s, port):
+def run_side(binary, client, acks_list, duration_s, port, rate=None):
     data = os.path.join(ROOT, "target", "bench", "produce-ab")
     shutil.rmtree(data, ignore_errors=True)
     os.makedirs(data)
@@ -39,7 +41,8 @@ def run_side(binary, client, acks_list, duration_s, port):
             subprocess.run([client, "bench", "produce", "--brokers", f"127.0.0.1:{port}", "--topic",
                             f"ab-{acks}", "--partitions", "8", "--record-bytes", "1024", "--acks", acks,
                             "--duration-s", str(duration_s), "--warmup-s", "2", "--client-cores", "1",
-                            "--quiet", "--json", result], check=True, stdout=subprocess.DEVNULL)
+                            "--quiet", "--json", result] + (["--rate", rate] if rate else []),
+                           check=True, stdout=subprocess.DEVNULL)
             r = json.load(open(result))["produce"]
             out[acks] = {"mb_per_s": r["mb_per_s"], "p50_us": r["latency_us"]["p50"],
                          "p99_us": r["latency_us"]["p99"], "load": os.getloadavg()[0]}
@@ -58,6 +61,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration-s", type=int, default=10)
     ap.add_argument("--acks", default="1,all")
+    ap.add_argument("--rate", help="offered load, e.g. 100MB/s (default: unlimited)")
     ap.add_argument("--json")
     args = ap.parse_args()
     acks_list = args.acks.split(",")
@@ -67,7 +71,7 @@ def main():
         if round_ % 2:
             sides.reverse()
         for name, binary in sides:
-            result = run_side(binary, args.after, acks_list, args.duration_s, free_port())
+            result = run_side(binary, args.after, acks_list, args.duration_s, free_port(), args.rate)
             runs.append({"round": round_ + 1, "side": name, **result})
             print(json.dumps(runs[-1]), flush=True)
     summary = {}
@@ -78,7 +82,8 @@ def main():
                          "p99_ratio": med["after"]["p99_us"] / med["before"]["p99_us"]}
     record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "before": args.before,
               "after": args.after, "settings": {"partitions": 8, "record_bytes": 1024, "broker_cores": 1,
-                                                "duration_s": args.duration_s, "fsync": "acks=all fdatasync"},
+                                                "duration_s": args.duration_s, "rate": args.rate or "unlimited",
+                                                "fsync": "acks=all fdatasync"},
               "runs": runs, "summary": summary}
     print(json.dumps(summary, indent=1))
     if args.json:
