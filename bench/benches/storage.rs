@@ -185,7 +185,7 @@ fn append_vs_raw(c: &mut Criterion) {
 }
 
 /// Reads of 1 MiB from the tail cache vs catch-up reads of 1 MiB from the segment files
-/// (checksums verified; through the page-cache fallback where O_DIRECT reads fail).
+/// (checksums verified; through the page cache, see `storage::segment::SegmentFile`).
 fn tail_vs_catch_up_reads(c: &mut Criterion) {
     const LOG_BYTES: usize = 64 << 20;
     let ex = executor();
