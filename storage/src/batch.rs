@@ -431,6 +431,26 @@ pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
+/// Appends `v` as a zigzag varlong (a varint field too when `v` fits an i32).
+pub fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut z = zigzag(v);
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Bytes `write_varlong(v)` appends.
+pub fn varlong_bytes(v: i64) -> usize {
+    let significant_bits = (64 - zigzag(v).leading_zeros()).max(1) as usize;
+    significant_bits.div_ceil(7)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 fn read_unsigned(buf: &[u8], pos: &mut usize, max_len: usize) -> Option<u64> {
     let mut value = 0u64;
     for i in 0..max_len {
@@ -472,14 +492,7 @@ pub mod test_support {
         base_sequence: -1,
     };
 
-    fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        while z >= 0x80 {
-            out.push((z as u8) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
+    use super::write_varlong as put_varlong;
 
     fn put_bytes(out: &mut Vec<u8>, b: &Option<Vec<u8>>) {
         match b {
@@ -719,6 +732,30 @@ mod tests {
         let e = validate_produce_records(&b).unwrap_err();
         assert!(matches!(e, BatchError::CorruptCrc { .. }));
         assert_eq!(e.kafka_error_code(), KAFKA_CORRUPT_MESSAGE);
+    }
+
+    #[test]
+    fn varlongs_round_trip_and_know_their_length() {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_varlong(&mut out, v);
+            assert_eq!(out.len(), varlong_bytes(v), "{v}");
+            let mut pos = 0;
+            assert_eq!(read_varlong(&out, &mut pos), Some(v));
+            assert_eq!(pos, out.len());
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::batch::{read_varint, read_varlong, BatchHeader, BATCH_HEADER_BYTES};
+use crate::batch::{
+    read_varint, read_varlong, varlong_bytes, write_varlong, BatchHeader, BATCH_HEADER_BYTES,
+};
 use crate::codec::{self, Codec};
 
 /// Default bound of the key map's memory, per compaction pass.
@@ -114,25 +116,28 @@ fn rebase_record(raw: &[u8], old_base: i64, new_base: i64, out: &mut Vec<u8>) ->
     let delta = read_varlong(raw, &mut at)?;
     let rest = raw.get(at..)?;
     let new_delta = old_base.checked_add(delta)?.checked_sub(new_base)?;
-    let mut record = Vec::with_capacity(raw.len() + 10);
-    record.push(attributes);
-    write_unsigned(zigzag(new_delta), &mut record);
-    record.extend_from_slice(rest);
-    write_unsigned(zigzag(i64::from(i32::try_from(record.len()).ok()?)), out);
-    out.extend_from_slice(&record);
+    let len = 1 + varlong_bytes(new_delta) + rest.len();
+    write_varlong(out, i64::from(i32::try_from(len).ok()?));
+    out.push(attributes);
+    write_varlong(out, new_delta);
+    out.extend_from_slice(rest);
     Some(())
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn write_unsigned(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// Appends the kept records to `out`, re-encoded against `stamp_horizon` when given.
+fn append_records(
+    kept: &[&KeyedRecord<'_>],
+    base_timestamp: i64,
+    stamp_horizon: Option<i64>,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    for r in kept {
+        match stamp_horizon {
+            Some(horizon) => rebase_record(r.raw, base_timestamp, horizon, out)?,
+            None => out.extend_from_slice(r.raw),
+        }
     }
-    out.push(v as u8);
+    Some(())
 }
 
 /// A varint-length-prefixed byte field; `Some(None)` for length -1 (null).
@@ -223,18 +228,13 @@ pub fn rebuild_batch(
         .zip(keep)
         .filter_map(|(r, k)| k.then_some(r))
         .collect();
-    let body_bytes: usize = kept.iter().map(|r| r.raw.len() + 10).sum();
+    // A re-encoded timestamp delta takes at most 10 bytes, its record length prefix 5.
+    let slack = if stamp_horizon.is_some() { 15 } else { 0 };
+    let body_bytes: usize = kept.iter().map(|r| r.raw.len() + slack).sum();
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body_bytes);
     out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
     let codec = Codec::from_attributes(header.attributes).ok()?;
     let mut attributes = header.attributes;
-    let mut body = Vec::with_capacity(body_bytes);
-    for r in &kept {
-        match stamp_horizon {
-            Some(horizon) => rebase_record(r.raw, header.base_timestamp, horizon, &mut body)?,
-            None => body.extend_from_slice(r.raw),
-        }
-    }
     if let Some(horizon) = stamp_horizon {
         attributes |= ATTRIBUTE_DELETE_HORIZON;
         out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
@@ -245,8 +245,10 @@ pub fn rebuild_batch(
         // librdkafka do not expect a compressed batch that decompresses to nothing).
         attributes &= !0x07;
     } else if codec == Codec::None {
-        out.extend_from_slice(&body);
+        append_records(&kept, header.base_timestamp, stamp_horizon, &mut out)?;
     } else {
+        let mut body = Vec::with_capacity(body_bytes);
+        append_records(&kept, header.base_timestamp, stamp_horizon, &mut body)?;
         codec::compress(codec, &body, &mut out).ok()?;
     }
     out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());

@@ -281,8 +281,10 @@ async fn rewrite(
                     let horizon = delete_horizon(&e.header);
                     let due = horizon.is_some_and(|h| h <= tombstones.now_ms);
                     let kept: Vec<bool> = records.iter().map(|r| keep(r, map, due)).collect();
-                    let stamp = tombstones.stamp(horizon, &records, &kept);
-                    if keeps_tombstones(&records, &kept) {
+                    // Only the first pass that keeps a batch's tombstones stamps it.
+                    let keeps = keeps_tombstones(&records, &kept);
+                    let stamp = (keeps && horizon.is_none()).then(|| tombstones.horizon());
+                    if keeps {
                         let expiry = horizon.or(stamp).expect("kept tombstones have a horizon");
                         tombstone_expiry_ms = tombstone_expiry_ms.min(expiry);
                     }
@@ -352,16 +354,10 @@ struct TombstoneClock {
 }
 
 impl TombstoneClock {
-    /// The delete horizon to stamp on a batch this pass keeps tombstones of: only the first
-    /// pass that keeps them stamps one (Kafka's KIP-534).
-    fn stamp(
-        &self,
-        horizon: Option<i64>,
-        records: &[KeyedRecord<'_>],
-        kept: &[bool],
-    ) -> Option<i64> {
-        (horizon.is_none() && keeps_tombstones(records, kept))
-            .then(|| self.now_ms.saturating_add(self.delete_retention_ms))
+    /// The delete horizon this pass stamps on a batch whose tombstones it keeps for the first
+    /// time (Kafka's KIP-534).
+    fn horizon(&self) -> i64 {
+        self.now_ms.saturating_add(self.delete_retention_ms)
     }
 }
 
@@ -373,7 +369,6 @@ fn keeps_tombstones(records: &[KeyedRecord<'_>], kept: &[bool]) -> bool {
         .any(|(r, k)| *k && r.tombstone && r.key.is_some())
 }
 
-/// Sleeps as long as writing `bytes` takes at `bytes_per_sec`.
 /// The last pass's `(compacted_offset, tombstone_expiry_ms)`, if recorded (a damaged file is
 /// ignored with a warning: the next pass cleans everything again).
 pub(super) async fn load_checkpoint(dir: &Path) -> Result<Option<(i64, i64)>, StorageError> {
@@ -392,6 +387,7 @@ pub(super) async fn load_checkpoint(dir: &Path) -> Result<Option<(i64, i64)>, St
     }
 }
 
+/// Sleeps as long as writing `bytes` takes at `bytes_per_sec`.
 async fn throttle(bytes: usize, bytes_per_sec: u64) {
     let secs = bytes as f64 / bytes_per_sec as f64;
     if secs > 0.0 {
