@@ -16,8 +16,11 @@ use crate::entry::{self, ArchivedEntryHeader, EntryError, ENTRY_HEADER_BYTES};
 pub const PAGE_BYTES: u64 = 4096;
 /// Largest single DMA write; bigger flushes are split.
 pub const WRITE_CHUNK_BYTES_MAX: usize = 1024 * 1024;
-/// Default read window for scans.
-pub const READ_WINDOW_BYTES: usize = 256 * 1024;
+/// Bytes of one O_DIRECT read of a scan.
+pub const READ_WINDOW_BYTES: usize = 1024 * 1024;
+/// Bytes of one read-ahead of a sequential reader (a window it then reads from, for about
+/// two 1 MiB Fetch reads).
+pub const READ_AHEAD_BYTES: usize = 2 * READ_WINDOW_BYTES;
 
 pub fn align_down(v: u64) -> u64 {
     v - v % PAGE_BYTES
@@ -42,17 +45,14 @@ pub async fn open_rw(path: &Path) -> io::Result<DmaFile> {
         .await?)
 }
 
-/// A segment file: the DMA handle the writer uses, and a buffered reader of the same file.
-///
-/// Reads go through the page cache, which stays coherent with the direct writes (a direct
-/// write invalidates the cached pages it covers). O_DIRECT reads work since the vendored
-/// glommio stopped taking devices without poll queues for pollable, but one window at a
-/// time, without read-ahead, they were ~7x slower than re-reading recent data from the page
-/// cache (`storage_read/catch_up_disk`: 1.55 ms vs 0.22 ms per MiB,
-/// perf-reports/2026-12-02-storage-append-e766f8d.md); they wait for DMA read-ahead.
+/// A segment file: the DMA handle the writer uses, which reads use too (O_DIRECT), with a
+/// small per-file read-ahead (module [`ReadAhead`] docs below).
 pub struct SegmentFile {
     pub dma: Rc<DmaFile>,
     path: PathBuf,
+    ahead: RefCell<ReadAhead>,
+    /// Set when O_DIRECT reads of this file failed as unsupported: reads go through a buffered
+    /// descriptor of the same file (coherent with the direct writes) from then on.
     buffered: RefCell<Option<Rc<BufferedFile>>>,
 }
 
@@ -61,6 +61,7 @@ impl SegmentFile {
         SegmentFile {
             dma,
             path,
+            ahead: RefCell::new(ReadAhead::default()),
             buffered: RefCell::new(None),
         }
     }
@@ -68,20 +69,43 @@ impl SegmentFile {
     /// Reads [pos, pos+len) (fewer bytes at end of file); `pos` must be page aligned.
     pub async fn read(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
         debug_assert_eq!(align_down(pos), pos);
-        let existing = self.buffered.borrow().clone();
-        let file = match existing {
-            Some(f) => f,
-            None => {
-                let f = Rc::new(BufferedFile::open(&self.path).await?);
-                *self.buffered.borrow_mut() = Some(f.clone());
-                f
+        let buffered = self.buffered.borrow().clone();
+        if let Some(file) = buffered {
+            return Ok(file.read_at(pos, len).await?);
+        }
+        match self
+            .dma
+            .read_at_aligned(pos, align_up(len as u64) as usize)
+            .await
+        {
+            Ok(r) => Ok(ReadResult::slice(&r, 0, len.min(r.len())).expect("within the read")),
+            Err(e) => {
+                let e = io::Error::from(e);
+                if !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
+                    return Err(e);
+                }
+                tracing::warn!(path = %self.path.display(), error = %e, "O_DIRECT reads unsupported; reading through the page cache");
+                let file = Rc::new(BufferedFile::open(&self.path).await?);
+                *self.buffered.borrow_mut() = Some(file.clone());
+                Ok(file.read_at(pos, len).await?)
             }
-        };
-        Ok(file.read_at(pos, len).await?)
+        }
+    }
+
+    /// Drops the read-ahead windows (an idle reader's memory).
+    pub fn drop_read_ahead(&self) {
+        *self.ahead.borrow_mut() = ReadAhead::default();
+    }
+
+    /// Whether read-ahead windows are held.
+    pub fn holds_read_ahead(&self) -> bool {
+        let ahead = self.ahead.borrow();
+        ahead.current.is_some() || ahead.next.is_some()
     }
 
     /// Closes both handles (the DMA one only if this holds the last reference).
     pub async fn close(self) -> io::Result<()> {
+        drop(self.ahead);
         if let Some(b) = self.buffered.into_inner() {
             if let Ok(b) = Rc::try_unwrap(b) {
                 b.close().await?;
@@ -90,6 +114,121 @@ impl SegmentFile {
         self.dma.close_rc().await?;
         Ok(())
     }
+
+    /// A window of the file holding [pos, pos+len) (`pos` an entry's start) below `limit`
+    /// (the file's valid end now), unless the file ends first: the window last handed out,
+    /// the read-ahead when it starts there, or read now. When a reader moves on sequentially
+    /// (this window starts where the last one's first partial entry does), the window after
+    /// this one is read in the background.
+    async fn window(&self, pos: u64, len: usize, limit: u64) -> io::Result<Held> {
+        let start = align_down(pos);
+        let (next, sequential) = {
+            let mut ahead = self.ahead.borrow_mut();
+            if let Some(held) = ahead.current.as_ref().filter(|h| h.covers(pos, len)) {
+                return Ok(held.clone());
+            }
+            let next = ahead.next.take().filter(|n| n.start == start);
+            (next, ahead.next_start == Some(start))
+        };
+        let mut held = match next {
+            // A failed read-ahead is read again below, where errors are handled.
+            Some(next) => next
+                .read
+                .await
+                .ok()
+                .map(|d| Held::new(start, d, next.valid)),
+            None => None,
+        };
+        if !held.as_ref().is_some_and(|h| h.covers(pos, len)) {
+            // No read-ahead here, or it stopped short (a batch larger than a window, or it was
+            // issued before the file grew).
+            let want = (pos - start) as usize + len.max(READ_WINDOW_BYTES);
+            held = Some(Held::new(start, self.read(start, want).await?, limit));
+        }
+        let held = held.expect("read above");
+        let next_start = held.next_window_start(pos);
+        let mut ahead = self.ahead.borrow_mut();
+        ahead.current = Some(held.clone());
+        ahead.next_start = Some(next_start);
+        let unbuffered = self.buffered.borrow().is_none();
+        if sequential && unbuffered && next_start < limit && ahead.next.is_none() {
+            let dma = self.dma.clone();
+            let len = READ_AHEAD_BYTES;
+            ahead.next = Some(Pending {
+                start: next_start,
+                valid: limit,
+                read: glommio::spawn_local(async move {
+                    Ok(dma.read_at_aligned(next_start, len).await?)
+                }),
+            });
+        }
+        Ok(held)
+    }
+}
+
+/// Read-ahead of one segment file, for catch-up consumers: O_DIRECT reads land in DMA buffers
+/// (the "disk buffer"; the read path then copies batches out once, into `ReadBatches`), one
+/// `READ_WINDOW_BYTES` window at a time. The window last handed out stays (the next Fetch of a
+/// sequential consumer starts inside it), and once a reader moves on sequentially the next
+/// window is read in the background while it works through this one. Bytes are trusted only
+/// below the file's valid end when they were read (`limit`): the active segment's partial
+/// last page is rewritten as it grows. Checksums are verified by the scan as always.
+#[derive(Default)]
+struct ReadAhead {
+    current: Option<Held>,
+    next: Option<Pending>,
+    /// Where the window after `current` starts (a page holding an entry `current` has only
+    /// part of), once a sequential reader was seen.
+    next_start: Option<u64>,
+}
+
+/// Bytes of a file from `start` (page aligned), all below the file's valid end when read.
+#[derive(Clone)]
+pub struct Held {
+    start: u64,
+    data: ReadResult,
+}
+
+impl Held {
+    fn new(start: u64, data: ReadResult, limit: u64) -> Self {
+        let valid = (limit.saturating_sub(start) as usize).min(data.len());
+        let data = ReadResult::slice(&data, 0, valid).expect("within the read");
+        Held { start, data }
+    }
+
+    fn covers(&self, pos: u64, len: usize) -> bool {
+        pos >= self.start && pos + len as u64 <= self.start + self.data.len() as u64
+    }
+
+    /// The page holding the first entry from `pos` (an entry start) that this window does not
+    /// hold whole: where a sequential reader's next window starts. Follows the entries'
+    /// lengths without verifying them (the scan does); damage only misplaces a read-ahead.
+    fn next_window_start(&self, mut pos: u64) -> u64 {
+        let end = self.start + self.data.len() as u64;
+        while let Some(head) = self
+            .data
+            .get((pos - self.start) as usize..)
+            .and_then(|b| b.get(..ENTRY_HEADER_BYTES))
+        {
+            let Ok(header) = entry::access_header(head) else {
+                break;
+            };
+            let next = pos + entry::entry_bytes(header.batch_len.to_native() as usize) as u64;
+            if next > end {
+                break;
+            }
+            pos = next;
+        }
+        align_down(pos)
+    }
+}
+
+/// A window read in flight.
+struct Pending {
+    start: u64,
+    /// The file's valid end when it was issued.
+    valid: u64,
+    read: glommio::Task<io::Result<ReadResult>>,
 }
 
 /// Appends bytes at a logical end that need not be page aligned: the partial last page is
@@ -178,31 +317,29 @@ pub async fn read_tail_page(file: &SegmentFile, end: u64) -> io::Result<Vec<u8>>
     Ok(r[..len].to_vec())
 }
 
-/// A cached aligned DMA read; `get` re-reads only when the wanted range is outside it.
+/// The window a scan reads entries from (the file's read-ahead windows, see [`ReadAhead`]).
 #[derive(Default)]
 pub struct Window {
-    start: u64,
-    data: Option<ReadResult>,
+    held: Option<Held>,
 }
 
 impl Window {
-    /// Bytes [pos, pos+len) or fewer if the file ends first.
-    pub async fn get(&mut self, file: &SegmentFile, pos: u64, len: usize) -> io::Result<&[u8]> {
-        let covered = self
-            .data
-            .as_ref()
-            .is_some_and(|d| pos >= self.start && pos + len as u64 <= self.start + d.len() as u64);
-        if !covered {
-            let start = align_down(pos);
-            let want = (pos - start) as usize + len.max(READ_WINDOW_BYTES);
-            let data = file.read(start, align_up(want as u64) as usize).await?;
-            self.start = start;
-            self.data = Some(data);
+    /// Bytes [pos, pos+len) (`pos` an entry's start) below `limit`, or fewer if the file ends
+    /// first.
+    pub async fn get(
+        &mut self,
+        file: &SegmentFile,
+        pos: u64,
+        len: usize,
+        limit: u64,
+    ) -> io::Result<&[u8]> {
+        if !self.held.as_ref().is_some_and(|h| h.covers(pos, len)) {
+            self.held = Some(file.window(pos, len, limit).await?);
         }
-        let data = self.data.as_ref().expect("window filled above");
-        let from = (pos - self.start) as usize;
-        let to = (from + len).min(data.len());
-        Ok(&data[from.min(to)..to])
+        let held = self.held.as_ref().expect("window filled above");
+        let from = (pos - held.start) as usize;
+        let to = (from + len).min(held.data.len());
+        Ok(&held.data[from.min(to)..to])
     }
 }
 
@@ -249,7 +386,7 @@ pub async fn scan_entries(
                 invalid: None,
             });
         }
-        let head = window.get(file, pos, ENTRY_HEADER_BYTES).await?;
+        let head = window.get(file, pos, ENTRY_HEADER_BYTES, limit).await?;
         let batch_len = match entry::access_header(head) {
             Ok(h) => h.batch_len.to_native() as usize,
             Err(e) => {
@@ -268,7 +405,7 @@ pub async fn scan_entries(
                 invalid: Some(EntryError::Truncated),
             });
         }
-        let bytes = window.get(file, pos, entry_bytes).await?;
+        let bytes = window.get(file, pos, entry_bytes, limit).await?;
         let scanned = match check_entry(bytes, batch_len, next_offset) {
             Ok(s) => s,
             Err(e) => {

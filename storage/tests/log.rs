@@ -550,3 +550,60 @@ fn write_chunks_of_any_size_read_back_the_same() {
         log.close().await.unwrap();
     });
 }
+
+/// Catch-up reads walk many read windows with read-ahead in flight: a consumer that reads
+/// the log from the start in Fetch-sized steps, while appends keep growing the active
+/// segment (its partial last page rewritten under the windows read ahead), gets every batch
+/// once, in order, byte for byte; and an idle reader's windows are dropped.
+#[test]
+fn sequential_catch_up_reads_get_every_batch_while_the_log_grows() {
+    let dir = temp_dir();
+    let path = dir.path().join("catch-up-0");
+    run(|| async move {
+        let config = LogConfig {
+            cache_bytes_max: 64 << 10,
+            segment_bytes: 6 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&path, config).await.unwrap();
+        let mut expected: Vec<Vec<u8>> = Vec::new();
+        let append_some = |expected: &mut Vec<Vec<u8>>, count: usize| {
+            for _ in 0..count {
+                let size = [700, 20_000, 3000, 65_000, 1][expected.len() % 5];
+                let (mut b, h) = sized_batch(size, expected.len() as u8);
+                let o = log.append(&b, &h).unwrap();
+                storage::batch::patch_base_offset(&mut b, o.base_offset);
+                expected.push(b);
+            }
+        };
+        append_some(&mut expected, 400);
+        let mut next = 0i64;
+        let mut reads = 0;
+        while (next as usize) < expected.len() || reads < 10 {
+            let end = log.log_end_offset() - 1;
+            log.wait_durable(end, false).await.unwrap();
+            for got in log.read(next, 256 << 10).await.unwrap() {
+                let h = validate_produce_records(&got).unwrap();
+                assert_eq!(h.base_offset, next, "batches come in order, none twice");
+                assert_eq!(got, expected[next as usize], "batch {next}");
+                next = h.last_offset() + 1;
+            }
+            reads += 1;
+            if reads < 40 {
+                append_some(&mut expected, 7);
+            }
+        }
+        assert_eq!(next as usize, expected.len());
+        assert!(log.segment_count() > 1, "the reads crossed segments");
+        assert!(
+            log.read_ahead_held(),
+            "a catch-up reader holds read windows"
+        );
+        log.close_idle_segments(i64::MAX, 0).await;
+        assert!(
+            !log.read_ahead_held(),
+            "an idle reader's windows are dropped"
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -5,10 +5,18 @@
 use super::*;
 
 impl PartitionLog {
-    /// Closes the files of closed segments unused for `idle_ms`; returns how many it closed.
+    /// Closes the files of closed segments unused for `idle_ms`, and drops the active
+    /// segment's read-ahead windows if it was not read for as long; returns how many files
+    /// it closed.
     pub async fn close_idle_segments(&self, now_ms: i64, idle_ms: i64) -> usize {
         let idle: Vec<Rc<SegmentFile>> = {
             let mut inner = self.shared.inner.borrow_mut();
+            let active = inner.segments.last().expect("a log always has a segment");
+            if active.last_used_ms.get().saturating_add(idle_ms) <= now_ms {
+                if let Some(file) = &active.file {
+                    file.drop_read_ahead();
+                }
+            }
             let closed = inner.deletable();
             inner.segments[..closed]
                 .iter_mut()
@@ -28,6 +36,16 @@ impl PartitionLog {
             }
         }
         count
+    }
+
+    /// Whether any segment file holds read-ahead windows.
+    pub fn read_ahead_held(&self) -> bool {
+        let inner = self.shared.inner.borrow();
+        inner
+            .segments
+            .iter()
+            .filter_map(|s| s.file.as_ref())
+            .any(|f| f.holds_read_ahead())
     }
 
     /// Open segment files (closed and active).

@@ -312,6 +312,8 @@ async fn open_active(
     dma.fdatasync()
         .await
         .map_err(|e| ctx("fdatasync of", e.into()))?;
+    // The scan's windows may hold the bytes after `end` that were just zeroed.
+    file.drop_read_ahead();
     // The append clock is not stored: a recovered non-empty segment counts from now.
     let first_append_ms = (end > 0).then(now_ms);
     let seg = Segment {
