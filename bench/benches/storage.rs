@@ -185,7 +185,11 @@ fn append_vs_raw(c: &mut Criterion) {
 }
 
 /// Reads of 1 MiB from the tail cache vs catch-up reads of 1 MiB from the segment files
-/// (checksums verified; through the page cache, see `storage::segment::SegmentFile`).
+/// (checksums verified; O_DIRECT with read-ahead, see `storage::segment::SegmentFile`):
+/// `catch_up_disk` cycles through the first half of the log, `catch_up_cold` reads it in
+/// order with the page cache of the log's files dropped before each pass (clock stopped),
+/// and `raw_odirect_read` reads the same files with 1 MiB O_DIRECT reads, two in flight,
+/// without the log (the disk's sequential read bandwidth here).
 fn tail_vs_catch_up_reads(c: &mut Criterion) {
     const LOG_BYTES: usize = 64 << 20;
     let ex = executor();
@@ -193,9 +197,11 @@ fn tail_vs_catch_up_reads(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&path);
     let batch = record_batch(16, 16, 1024);
     let (log, end) = ex.run(async {
-        let log = PartitionLog::open(&path, LogConfig::default())
-            .await
-            .expect("open");
+        let config = LogConfig {
+            segment_bytes: 16 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&path, config).await.expect("open");
         let header = validate_produce_records(&batch).expect("valid batch");
         let mut last = 0;
         for _ in 0..LOG_BYTES / batch.len() {
@@ -211,31 +217,102 @@ fn tail_vs_catch_up_reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage_read");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(CHUNK_BYTES as u64));
-    for (name, from, to) in [
-        ("tail_cache", end - 4 * per_read, end - per_read),
-        ("catch_up_disk", 0, end / 2),
+    for (name, from, to, cold) in [
+        ("tail_cache", end - 4 * per_read, end - per_read, false),
+        ("catch_up_disk", 0, end / 2, false),
+        ("catch_up_cold", 0, end / 2, true),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 ex.run(async {
                     let mut offset = from;
-                    let start = Instant::now();
+                    let mut elapsed = Duration::ZERO;
+                    if cold {
+                        drop_page_cache(&path);
+                    }
                     for _ in 0..iters {
+                        let start = Instant::now();
                         let got = log.read(offset, CHUNK_BYTES).await.expect("read");
+                        elapsed += start.elapsed();
                         assert!(!got.is_empty());
                         offset += per_read;
                         if offset >= to {
                             offset = from;
+                            if cold {
+                                drop_page_cache(&path);
+                            }
                         }
                     }
-                    start.elapsed()
+                    elapsed
                 })
             })
         });
     }
+    group.bench_function("raw_odirect_read", |b| {
+        b.iter_custom(|iters| ex.run(raw_read(&path, iters)));
+    });
     group.finish();
     ex.run(async { log.close().await.expect("close") });
     let _ = std::fs::remove_dir_all(&path);
+}
+
+/// `iters` sequential 1 MiB O_DIRECT reads through the segment files of `dir`, two in
+/// flight, starting over at the first file after the last.
+async fn raw_read(dir: &std::path::Path, iters: u64) -> Duration {
+    use futures::stream::{FuturesOrdered, StreamExt};
+    let mut files = Vec::new();
+    for path in segment_files(dir) {
+        let size = std::fs::metadata(&path).expect("stat").len();
+        let file = Rc::new(glommio::io::DmaFile::open(&path).await.expect("open"));
+        files.push((file, size));
+    }
+    let positions = files.iter().enumerate().flat_map(|(i, (_, size))| {
+        (0..*size / CHUNK_BYTES as u64).map(move |k| (i, k * CHUNK_BYTES as u64))
+    });
+    let mut positions = positions.cycle().take(iters as usize);
+    let start = Instant::now();
+    let mut in_flight = FuturesOrdered::new();
+    loop {
+        while in_flight.len() < 2 {
+            let Some((i, pos)) = positions.next() else {
+                break;
+            };
+            let file: Rc<glommio::io::DmaFile> = files[i].0.clone();
+            in_flight.push_back(async move {
+                let got = file.read_at_aligned(pos, CHUNK_BYTES).await.expect("read");
+                assert_eq!(got.len(), CHUNK_BYTES);
+            });
+        }
+        if in_flight.next().await.is_none() {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    for (file, _) in files {
+        file.close_rc().await.expect("close");
+    }
+    elapsed
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("log dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Drops the page cache of the log's segment files (what a consumer catching up on data
+/// written long ago finds).
+fn drop_page_cache(dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    for path in segment_files(dir) {
+        let file = std::fs::File::open(&path).expect("open");
+        // SAFETY: a valid fd; fadvise only drops clean cached pages.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
 }
 
 criterion_group!(benches, append_vs_raw, tail_vs_catch_up_reads);
