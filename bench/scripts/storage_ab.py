@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """A/B of two builds of the storage criterion bench (`bench/benches/storage.rs`) on the same
-machine in the same run: alternates the two executables round by round and reports the
-median MB/s of each benchmark (criterion's per-run median), with every round to show the
-noise. Build each side with `cargo bench -p spate-bench --bench storage --no-run` and copy
+machine in the same run: alternates the two executables round by round (before first in odd
+rounds, after first in even ones) and reports the median MB/s of each benchmark (criterion's
+per-run median), with every round to show the noise. `--each` runs every benchmark in a
+process of its own, before and after back to back, so one side's earlier benchmarks cannot
+leave the disk in another state (warm host caches, spent burst credits) for the other side's
+later ones. Build each side with `cargo bench -p spate-bench --bench storage --no-run` and copy
 the printed executable aside.
 
 Usage: bench/scripts/storage_ab.py BEFORE_EXE AFTER_EXE [--rounds 3] [--filter REGEX]
-       [--json OUT.json]
+       [--each] [--json OUT.json]
 """
 
 import argparse
@@ -33,18 +36,32 @@ def run_once(exe, filt):
     return result
 
 
+def list_benchmarks(exe, filt):
+    out = subprocess.run([exe, "--bench", "--list", filt], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.rsplit(": ", 1)[0] for line in out.splitlines() if line.endswith(": benchmark")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--filter", default="storage_append_vs_raw_disk")
+    ap.add_argument("--each", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
+    filters = [f"^{re.escape(n)}$" for n in list_benchmarks(args.before, args.filter)] \
+        if args.each else [args.filter]
     rounds = []
     for i in range(args.rounds):
-        r = {side: run_once(exe, args.filter)
-             for side, exe in (("before", args.before), ("after", args.after))}
+        sides = [("before", args.before), ("after", args.after)]
+        if i % 2 == 1:
+            sides.reverse()
+        r = {side: {} for side, _ in sides}
+        for filt in filters:
+            for side, exe in sides:
+                r[side].update(run_once(exe, filt))
         rounds.append(r)
         print(f"round {i + 1}: {json.dumps(r)}", flush=True)
     names = sorted(rounds[0]["before"])
