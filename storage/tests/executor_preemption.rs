@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+mod threads;
+use threads::{pin_to, raise_memlock};
+
 const RUN_FOR: Duration = Duration::from_secs(3);
 const STALL: Duration = Duration::from_secs(5);
 
@@ -63,23 +66,4 @@ fn an_executor_preempted_before_it_runs_a_task_queue_does_not_park() {
     hog.join().unwrap();
     shard.join().expect("executor thread");
     assert!(turns.load(Ordering::Relaxed) > 0);
-}
-
-fn pin_to(core: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// glommio locks memory for its rings; lift the limit where allowed.
-fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }

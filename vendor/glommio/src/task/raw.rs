@@ -251,9 +251,25 @@ where
     /// Wakes a waker.
     unsafe fn wake(ptr: *const ()) {
         dbg_context!(ptr, "wake", {
+            // Spate's patch: a foreign thread hands this waker, and its reference, to the
+            // task's executor, which wakes and drops it there (see `drop_waker`).
+            if Self::thread_id() != Some(Self::from_ptr(ptr).my_id()) {
+                Self::hand_to_owner(ptr);
+                return;
+            }
             Self::do_wake(ptr);
             Self::drop_waker(ptr);
         });
+    }
+
+    /// Queues a waker that holds one reference on the task's own executor, which wakes it
+    /// (a spurious wake at worst) and drops the reference there.
+    unsafe fn hand_to_owner(ptr: *const ()) {
+        let raw = Self::from_ptr(ptr);
+        raw.notifier().queue_waker(
+            Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+            (*raw.header).latency_matters,
+        );
     }
 
     /// Wakes a waker by reference.
@@ -300,16 +316,26 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Spate's patch: a foreign thread never takes the count to zero. The
+                    // owner reads it without holding a reference (a JoinHandle dropped there
+                    // frees a completed task that has none), so a zero here, even for the few
+                    // instructions before a re-increment, lets the owner free the task while
+                    // this thread still uses it. Release a reference that is not the last;
+                    // hand the last one to the owner, which drops it locally.
+                    let header = &*(raw.header as *mut Header);
+                    let mut refs = header.references.load(Ordering::Acquire);
+                    while refs > 1 {
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => refs = now,
+                        }
                     }
+                    Self::hand_to_owner(ptr);
                     return;
                 });
             }
