@@ -1,5 +1,6 @@
 //! Per-shard log maintenance: turns topic configs into [`LogConfig`]s and runs the background
-//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, and
+//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, shares the
+//! shard's tail-cache bound among the partitions being written (every tick), and
 //! compaction (`cleanup.policy=compact`, within `log.cleaner.io.max.bytes.per.second`), and
 //! retries partitions whose writes failed on a full disk, on the partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
 //! produce or fetch path, and works through partitions one at a time.
@@ -77,6 +78,7 @@ async fn run(shard: Rc<Shard>) {
             log.retry_after_failure();
             log.flush_if_due(now);
         }
+        shard.share_cache(now);
         since_check_ms += tick_ms;
         if since_check_ms < check_ms {
             continue;

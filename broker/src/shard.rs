@@ -173,6 +173,31 @@ impl Shard {
             .map(|p| (p.log.clone(), p.counters.clone()))
     }
 
+    /// Shares the shard's tail-cache bound (`log.cache.bytes.per.shard`) by activity: the
+    /// partitions appended to in the last [`CACHE_ACTIVE_MS`] split what the idle ones'
+    /// small floor leaves (see [`cache_shares`]). The maintenance task calls it every tick.
+    pub fn share_cache(&self, now_ms: i64) {
+        let logs = self.partition_logs();
+        let is_active = |log: &PartitionLog| log.last_append_ms() > now_ms - CACHE_ACTIVE_MS;
+        let active = logs.iter().filter(|log| is_active(log)).count();
+        let (active_share, idle_share) = cache_shares(
+            self.config.log_cache_bytes_per_partition,
+            self.config.log_cache_bytes_per_shard,
+            logs.len(),
+            active,
+        );
+        for log in &logs {
+            let share = if is_active(log) {
+                active_share
+            } else {
+                idle_share
+            };
+            if log.cache_bytes_max() != share {
+                log.set_cache_bytes_max(share);
+            }
+        }
+    }
+
     /// The shard of this node that owns `key` (as the current image places it).
     pub fn owner_of(&self, key: &PartitionKey) -> usize {
         self.owner_in(&self.image.borrow(), key)
@@ -359,7 +384,10 @@ impl Shard {
                     continue;
                 }
                 if let Some(log) = self.partition(&key) {
-                    log.update_config(self.log_config(topic, owned_partitions));
+                    // The maintenance tick moves the cache bound with the partition's activity.
+                    let mut config = self.log_config(topic, owned_partitions);
+                    config.cache_bytes_max = config.cache_bytes_max.min(log.cache_bytes_max());
+                    log.update_config(config);
                     continue;
                 }
                 match self
@@ -515,6 +543,30 @@ pub fn cache_share(per_partition: usize, per_shard: usize, owned_partitions: usi
     per_partition.min(per_shard / owned_partitions.max(1))
 }
 
+/// A partition not appended to for this long is idle: its tail cache shrinks to
+/// [`IDLE_CACHE_BYTES_MAX`] and the partitions being written share the rest of the shard's.
+pub const CACHE_ACTIVE_MS: i64 = 60_000;
+/// The most tail cache an idle partition keeps (less when the shard's bound divided by its
+/// partitions is less).
+pub const IDLE_CACHE_BYTES_MAX: usize = 64 << 10;
+
+/// The tail-cache bounds of the shard's `active` partitions (appended to lately) and of its
+/// idle ones, out of `owned` partitions: idle ones keep a small floor, active ones share what
+/// is left of `per_shard` (each at most `per_partition`, never below the floor). The bounds
+/// add up to at most `per_shard`.
+pub fn cache_shares(
+    per_partition: usize,
+    per_shard: usize,
+    owned: usize,
+    active: usize,
+) -> (usize, usize) {
+    let idle_share = cache_share(per_partition, per_shard, owned).min(IDLE_CACHE_BYTES_MAX);
+    let idle = owned.saturating_sub(active);
+    let left = per_shard.saturating_sub(idle * idle_share);
+    let active_share = (left / active.max(1)).clamp(idle_share, per_partition.max(idle_share));
+    (active_share, idle_share)
+}
+
 /// Deletes a deleted topic's partition directory. Renamed first so that a topic re-created
 /// under the same name never sees the old files, whatever happens to the removal.
 fn remove_partition_dir(dir: &Path) {
@@ -542,6 +594,38 @@ mod tests {
         assert_eq!(cache_share(8 * mib, 128 * mib, 0), 8 * mib);
         for partitions in [1, 7, 50, 1000, 10_000] {
             assert!(cache_share(8 * mib, 128 * mib, partitions) * partitions <= 128 * mib);
+        }
+    }
+
+    #[test]
+    fn cache_shares_go_to_the_partitions_being_written() {
+        let (kib, mib) = (1 << 10, 1 << 20);
+        // 1,000 partitions, 5 written: each of those gets the per-partition bound, not 128 KiB.
+        assert_eq!(
+            cache_shares(8 * mib, 128 * mib, 1000, 5),
+            (8 * mib, 64 * kib)
+        );
+        // All written: the equal share, as before.
+        assert_eq!(
+            cache_shares(8 * mib, 128 * mib, 1000, 1000),
+            (cache_share(8 * mib, 128 * mib, 1000), 64 * kib)
+        );
+        // More partitions than the floor allows: the floor shrinks to the equal share.
+        let (active, idle) = cache_shares(8 * mib, 128 * mib, 10_000, 1);
+        assert_eq!(idle, cache_share(8 * mib, 128 * mib, 10_000));
+        assert!(active >= idle);
+        // None written, or none owned.
+        assert_eq!(cache_shares(8 * mib, 128 * mib, 10, 0).1, 64 * kib);
+        assert_eq!(cache_shares(8 * mib, 128 * mib, 0, 0), (8 * mib, 64 * kib));
+        for owned in [1, 7, 50, 1000, 10_000] {
+            for active in [0, 1, owned / 2, owned] {
+                let (a, i) = cache_shares(8 * mib, 128 * mib, owned, active);
+                assert!(
+                    a * active + i * (owned - active) <= 128 * mib,
+                    "{owned} {active}"
+                );
+                assert!(a <= 8 * mib && a >= i);
+            }
         }
     }
 

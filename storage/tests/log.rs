@@ -607,3 +607,69 @@ fn sequential_catch_up_reads_get_every_batch_while_the_log_grows() {
         log.close().await.unwrap();
     });
 }
+
+/// The tail cache's bound moves at runtime (the broker shares a shard's bound by activity):
+/// a lower bound evicts the written batches at once and later written appends stay within it; a
+/// higher one lets the cache grow again; reads are the same from cache or disk; the last
+/// append's time is kept.
+#[test]
+fn the_cache_bound_moves_without_losing_a_batch() {
+    let dir = temp_dir();
+    let path = dir.path().join("cache-bound-0");
+    run(|| async move {
+        let config = LogConfig {
+            cache_bytes_max: 1 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&path, config).await.unwrap();
+        assert_eq!(log.last_append_ms(), i64::MIN);
+        let before = storage::now_ms();
+        let mut last = 0;
+        for i in 0..64 {
+            let (b, h) = sized_batch(8000, i as u8);
+            last = log.append(&b, &h).unwrap().last_offset;
+        }
+        assert!(log.last_append_ms() >= before);
+        log.wait_durable(last, false).await.unwrap();
+        let cached = log.cache_bytes();
+        assert!(
+            cached > 256 << 10,
+            "the cache holds what was appended: {cached}"
+        );
+        let expected = read_all(&log).await;
+
+        log.set_cache_bytes_max(16 << 10);
+        assert_eq!(log.cache_bytes_max(), 16 << 10);
+        assert!(
+            log.cache_bytes() <= 16 << 10,
+            "{} cached",
+            log.cache_bytes()
+        );
+        assert_eq!(
+            read_all(&log).await,
+            expected,
+            "evicted batches come from disk"
+        );
+        for i in 0..16 {
+            let (b, h) = sized_batch(8000, i as u8);
+            last = log.append(&b, &h).unwrap().last_offset;
+        }
+        log.wait_durable(last, false).await.unwrap();
+        assert!(
+            log.cache_bytes() <= 16 << 10,
+            "appends stay within the bound"
+        );
+
+        log.set_cache_bytes_max(1 << 20);
+        for i in 0..32 {
+            let (b, h) = sized_batch(8000, i as u8);
+            last = log.append(&b, &h).unwrap().last_offset;
+        }
+        log.wait_durable(last, false).await.unwrap();
+        assert!(log.cache_bytes() > 128 << 10, "the cache grows again");
+        let all = read_all(&log).await;
+        assert_eq!(&all[..expected.len()], &expected[..]);
+        assert_eq!(check_contiguous(&all, 0), last + 1);
+        log.close().await.unwrap();
+    });
+}

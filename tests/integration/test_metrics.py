@@ -7,6 +7,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+import time
 import uuid
 
 import pytest
@@ -31,6 +32,8 @@ FAMILIES = {
     "spate_log_size_bytes": "gauge",
     "spate_log_start_offset": "gauge",
     "spate_log_end_offset": "gauge",
+    "spate_log_cache_bytes": "gauge",
+    "spate_log_cache_bytes_max": "gauge",
     "spate_consumer_group_committed_offset": "gauge",
     "spate_consumer_group_lag": "gauge",
     "spate_shard_busy_seconds": "counter",
@@ -138,6 +141,57 @@ def test_metrics_follow_traffic(broker):
 
     produce(broker.bootstrap, topic, 10)
     assert scrape(broker).value("spate_consumer_group_lag", group=group, topic=topic, partition="0") == 5
+
+
+def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_factory):
+    """One shard, 40 partitions, a 4 MiB shard bound: once one partition is written to, the
+    maintenance tick gives it what the 39 idle ones' 64 KiB floors leave (not 4 MiB / 40), the
+    bounds add up to the shard's, what it caches stays within its bound, and a consumer reads
+    every record back."""
+    mib, kib = 1 << 20, 1 << 10
+    broker = broker_factory(settings={"log.cache.bytes.per.shard": str(4 * mib),
+                                      "log.cache.bytes.per.partition": str(4 * mib)}, cores=1)
+    topic, partitions = "cache-share-" + uuid.uuid4().hex[:6], 40
+    create_topic(broker.bootstrap, topic, partitions)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
+
+    def produce_to_first(count):
+        for _ in range(count):
+            p.produce(topic, value=b"c" * 1000, partition=0)
+        assert p.flush(30) == 0
+
+    def bounds():
+        page = scrape(broker)
+        return page, {q: page.value("spate_log_cache_bytes_max", default=None, topic=topic, partition=str(q))
+                      for q in range(partitions)}
+
+    produce_to_first(10)
+    busy = 4 * mib - (partitions - 1) * 64 * kib
+    deadline = time.time() + 10
+    page, got = bounds()
+    while got[0] != busy and time.time() < deadline:
+        time.sleep(0.2)
+        page, got = bounds()
+    assert got[0] == busy, got
+    assert all(got[q] == 64 * kib for q in range(1, partitions)), got
+    assert sum(got.values()) <= 4 * mib
+    produce_to_first(300)
+    cached = scrape(broker).value("spate_log_cache_bytes", topic=topic, partition="0")
+    assert 300 * 1000 <= cached <= busy, cached
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "cache-share",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        seen = 0
+        while seen < 310:
+            msg = consumer.poll(30)
+            assert msg is not None, f"consumed only {seen} of 310"
+            assert msg.error() is None, msg.error()
+            assert msg.offset() == seen and msg.value() == b"c" * 1000
+            seen += 1
+    finally:
+        consumer.close()
 
 
 def test_error_codes_are_counted_by_api_and_name(broker):

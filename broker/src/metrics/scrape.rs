@@ -83,6 +83,9 @@ pub struct PartitionSnapshot {
     pub log_end_offset: i64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Tail cache memory held, and its bound now (moved by the partition's activity).
+    pub cache_bytes: usize,
+    pub cache_bytes_max: usize,
 }
 
 /// A committed offset held by a group coordinator.
@@ -129,6 +132,8 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
                 log_end_offset: log.log_end_offset(),
                 bytes_in: counters.bytes_in.get(),
                 bytes_out: counters.bytes_out.get(),
+                cache_bytes: log.cache_bytes(),
+                cache_bytes_max: log.cache_bytes_max(),
             })
         })
         .collect();

@@ -172,6 +172,16 @@ fn topics_and_partitions(out: &mut Out, shards: &[ShardSnapshot]) {
             "Next offset to be assigned (the high watermark).",
             |p| p.log_end_offset,
         ),
+        (
+            "spate_log_cache_bytes",
+            "Memory the partition's tail cache holds (its write chunks count whole).",
+            |p| p.cache_bytes as i64,
+        ),
+        (
+            "spate_log_cache_bytes_max",
+            "The partition's tail cache bound now: a share of log.cache.bytes.per.shard, larger while the partition is written to.",
+            |p| p.cache_bytes_max as i64,
+        ),
     ] {
         out.family(name, "gauge", help);
         for p in &partitions {
@@ -351,6 +361,8 @@ mod tests {
                 log_end_offset: 10,
                 bytes_in: 80,
                 bytes_out: 40,
+                cache_bytes: 8192,
+                cache_bytes_max: 65536,
             }],
             committed: vec![CommittedSnapshot {
                 group: "g\"1".into(),
@@ -377,6 +389,7 @@ mod tests {
             "spate_request_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 4",
             "spate_topic_bytes_in_total{topic=\"t\"} 160",
             "spate_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 6",
+            "spate_log_cache_bytes_max{topic=\"t\",partition=\"0\"} 65536",
             "spate_process_resident_memory_bytes 7",
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");

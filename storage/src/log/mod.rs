@@ -273,6 +273,8 @@ struct Inner {
     cache: VecDeque<CachedBatch>,
     /// Memory of the chunks the cache references (a chunk counts whole).
     cache_bytes: usize,
+    /// Wall clock of the last append (i64::MIN: none since the log opened).
+    last_append_ms: i64,
     producers: ProducerStateTable,
     failed: Option<(io::ErrorKind, String)>,
     /// The failure was a full disk (or similar): `retry_after_failure` may clear it.
@@ -568,6 +570,7 @@ impl PartitionLog {
             entry::seal_entry(entry, len, last_offset, max_timestamp);
         });
         let interval = inner.config.index_interval_bytes;
+        inner.last_append_ms = now;
         let active = inner.active();
         active.first_append_ms.get_or_insert(now);
         active.index.on_append(

@@ -114,6 +114,29 @@ impl PartitionLog {
         }
     }
 
+    /// Moves the tail cache's bound (`LogConfig::cache_bytes_max`) without touching the other
+    /// settings; a lower bound evicts the oldest written batches at once.
+    pub fn set_cache_bytes_max(&self, bytes: usize) {
+        let mut inner = self.shared.inner.borrow_mut();
+        inner.config.cache_bytes_max = bytes;
+        inner.evict_cache();
+    }
+
+    /// The tail cache's bound now.
+    pub fn cache_bytes_max(&self) -> usize {
+        self.shared.inner.borrow().config.cache_bytes_max
+    }
+
+    /// Memory the tail cache holds now (its chunks count whole).
+    pub fn cache_bytes(&self) -> usize {
+        self.shared.inner.borrow().cache_bytes
+    }
+
+    /// Wall clock of the last append since the log opened (`i64::MIN`: none).
+    pub fn last_append_ms(&self) -> i64 {
+        self.shared.inner.borrow().last_append_ms
+    }
+
     /// `flush.ms`: asks the writer for an fdatasync when unsynced data is older than allowed.
     pub fn flush_if_due(&self, now_ms: i64) {
         let mut inner = self.shared.inner.borrow_mut();
