@@ -6,14 +6,14 @@
 //! for longer than the 100 us timer), and a task that only ever yields keeps work runnable
 //! with nothing in flight to wake a parked thread.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
 mod threads;
-use threads::{pin_to, raise_memlock};
+use threads::{raise_memlock, CpuHog};
 
 const RUN_FOR: Duration = Duration::from_secs(3);
 const STALL: Duration = Duration::from_secs(5);
@@ -22,16 +22,7 @@ const STALL: Duration = Duration::from_secs(5);
 fn an_executor_preempted_before_it_runs_a_task_queue_does_not_park() {
     let core = 0;
     let turns = Arc::new(AtomicU64::new(0));
-    let stop_hog = Arc::new(AtomicBool::new(false));
-    let hog = {
-        let stop = stop_hog.clone();
-        std::thread::spawn(move || {
-            pin_to(core);
-            while !stop.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        })
-    };
+    let hog = CpuHog::on(core);
     let shard = {
         let turns = turns.clone();
         std::thread::spawn(move || {
@@ -62,8 +53,7 @@ fn an_executor_preempted_before_it_runs_a_task_queue_does_not_park() {
             "the executor stopped running a runnable task after {now} turns (parked)"
         );
     }
-    stop_hog.store(true, Ordering::Relaxed);
-    hog.join().unwrap();
+    drop(hog);
     shard.join().expect("executor thread");
     assert!(turns.load(Ordering::Relaxed) > 0);
 }

@@ -9,7 +9,7 @@
 //! its core with a CPU hog, so the OS deschedules it at random points, now and then inside
 //! the window, while the owner runs thousands of spawn-await-drop rounds.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use futures::channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
 
 mod threads;
-use threads::{pin_to, raise_memlock};
+use threads::{pin_to, raise_memlock, CpuHog};
 
 const RUN_FOR: Duration = Duration::from_secs(3);
 /// Tasks waiting on the other thread at once, so it always has wakes to make.
@@ -26,16 +26,7 @@ const CLIENTS: usize = 16;
 #[test]
 fn a_task_woken_and_released_by_another_thread_is_freed_once() {
     let (owner_core, waker_core) = (0, 1 % cores());
-    let stop = Arc::new(AtomicBool::new(false));
-    let hog = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            pin_to(waker_core);
-            while !stop.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        })
-    };
+    let hog = CpuHog::on(waker_core);
     let (senders_tx, senders_rx) = mpsc::channel::<oneshot::Sender<u64>>();
     let waker = std::thread::spawn(move || {
         pin_to(waker_core);
@@ -84,8 +75,7 @@ fn a_task_woken_and_released_by_another_thread_is_freed_once() {
         .join()
         .expect("owner executor (a double free aborts the process)");
     let sent = waker.join().expect("waker thread");
-    stop.store(true, Ordering::Relaxed);
-    hog.join().unwrap();
+    drop(hog);
     let rounds = rounds.load(Ordering::Relaxed);
     eprintln!("{rounds} rounds");
     assert!(rounds > 1000, "only {rounds} rounds ran");
