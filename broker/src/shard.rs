@@ -384,9 +384,9 @@ impl Shard {
                     continue;
                 }
                 if let Some(log) = self.partition(&key) {
-                    // The maintenance tick moves the cache bound with the partition's activity.
+                    // The cache bound follows activity (`share_cache`, below and every tick).
                     let mut config = self.log_config(topic, owned_partitions);
-                    config.cache_bytes_max = config.cache_bytes_max.min(log.cache_bytes_max());
+                    config.cache_bytes_max = log.cache_bytes_max();
                     log.update_config(config);
                     continue;
                 }
@@ -404,6 +404,9 @@ impl Shard {
             }
         }
         *self.image.borrow_mut() = image;
+        // New partitions change every share; recomputed now, not lowered to an equal split
+        // (which would evict the tail of the partitions being written).
+        self.share_cache(storage::now_ms());
     }
 
     async fn drop_deleted_partitions(&self, image: &MetadataImage) {
