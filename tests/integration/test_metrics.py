@@ -144,12 +144,13 @@ def test_metrics_follow_traffic(broker):
 
 
 def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_factory):
-    """One shard, 40 partitions, a 4 MiB shard bound: once one partition is written to, the
-    maintenance tick gives it what the 39 idle ones' 64 KiB floors leave (not 4 MiB / 40), the
-    bounds add up to the shard's, what it caches stays within its bound, and a consumer reads
-    every record back."""
+    """One shard, 40 partitions, a 16 MiB shard bound: once one partition is written to, the
+    maintenance tick gives it the 4 MiB per-partition bound out of what the 39 idle ones' 64 KiB
+    floors leave (not 16 MiB / 40), the bounds add up to at most the shard's, what it caches
+    stays within its bound, a consumer reads every record back, and the topic the consumer's
+    group creates (`__consumer_offsets`) does not evict the busy partition's tail."""
     mib, kib = 1 << 20, 1 << 10
-    broker = broker_factory(settings={"log.cache.bytes.per.shard": str(4 * mib),
+    broker = broker_factory(settings={"log.cache.bytes.per.shard": str(16 * mib),
                                       "log.cache.bytes.per.partition": str(4 * mib)}, cores=1)
     topic, partitions = "cache-share-" + uuid.uuid4().hex[:6], 40
     create_topic(broker.bootstrap, topic, partitions)
@@ -166,7 +167,7 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
                       for q in range(partitions)}
 
     produce_to_first(10)
-    busy = 4 * mib - (partitions - 1) * 64 * kib
+    busy = 4 * mib
     deadline = time.time() + 10
     page, got = bounds()
     while got[0] != busy and time.time() < deadline:
@@ -174,7 +175,7 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
         page, got = bounds()
     assert got[0] == busy, got
     assert all(got[q] == 64 * kib for q in range(1, partitions)), got
-    assert sum(got.values()) <= 4 * mib
+    assert sum(got.values()) <= 16 * mib
     produce_to_first(300)
     cached = scrape(broker).value("spate_log_cache_bytes", topic=topic, partition="0")
     assert 300 * 1000 <= cached <= busy, cached
@@ -192,6 +193,10 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
             seen += 1
     finally:
         consumer.close()
+    after = scrape(broker)
+    assert after.total("spate_partitions") >= partitions + 1, "the group's offsets topic exists"
+    assert after.value("spate_log_cache_bytes_max", topic=topic, partition="0") == busy
+    assert after.value("spate_log_cache_bytes", topic=topic, partition="0") >= 300 * 1000
 
 
 def test_error_codes_are_counted_by_api_and_name(broker):
