@@ -23,6 +23,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_side(binary, client, acks_list, duration_s, port, rate=None, cores=1):
@@ -59,6 +60,7 @@ def run_side(binary, client, acks_list, duration_s, port, rate=None, cores=1):
 
 
 def main():
+    from ab_rounds import alternated
     from conftest import free_port
 
     ap = argparse.ArgumentParser()
@@ -73,15 +75,11 @@ def main():
     args = ap.parse_args()
     acks_list = args.acks.split(",")
     runs = []
-    for round_ in range(args.rounds):
-        sides = [("before", args.before), ("after", args.after)]
-        if round_ % 2:
-            sides.reverse()
-        for name, binary in sides:
-            result = run_side(binary, args.after, acks_list, args.duration_s, free_port(), args.rate,
-                              args.broker_cores)
-            runs.append({"round": round_ + 1, "side": name, **result})
-            print(json.dumps(runs[-1]), flush=True)
+    for round_, name, binary in alternated(args.rounds, args.before, args.after):
+        result = run_side(binary, args.after, acks_list, args.duration_s, free_port(), args.rate,
+                          args.broker_cores)
+        runs.append({"round": round_, "side": name, **result})
+        print(json.dumps(runs[-1]), flush=True)
     summary = {}
     for acks in acks_list:
         ok = {side: [r[acks] for r in runs if r["side"] == side and not r[acks].get("failed")]

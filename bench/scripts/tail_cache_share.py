@@ -23,6 +23,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "clients", "python"))
 
 PARTITIONS, RECORDS, RECORD_BYTES = 200, 4000, 1000
@@ -84,6 +85,7 @@ def run_side(binary, port, admin_port):
 
 
 def main():
+    from ab_rounds import alternated
     from conftest import free_port
 
     ap = argparse.ArgumentParser()
@@ -93,14 +95,10 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
     runs = []
-    for round_ in range(args.rounds):
-        sides = [("before", args.before), ("after", args.after)]
-        if round_ % 2:
-            sides.reverse()
-        for name, binary in sides:
-            result = run_side(binary, free_port(), free_port())
-            runs.append({"round": round_ + 1, "side": name, **result})
-            print(json.dumps(runs[-1]), flush=True)
+    for round_, name, binary in alternated(args.rounds, args.before, args.after):
+        result = run_side(binary, free_port(), free_port())
+        runs.append({"round": round_, "side": name, **result})
+        print(json.dumps(runs[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "before": args.before, "after": args.after,
