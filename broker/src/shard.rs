@@ -384,10 +384,8 @@ impl Shard {
                     continue;
                 }
                 if let Some(log) = self.partition(&key) {
-                    // The cache bound follows activity (`share_cache`, below and every tick).
-                    let mut config = self.log_config(topic, owned_partitions);
-                    config.cache_bytes_max = log.cache_bytes_max();
-                    log.update_config(config);
+                    // Keeps its cache bound: `share_cache` (below and every tick) moves it.
+                    log.update_config(self.log_config(topic, owned_partitions));
                     continue;
                 }
                 match self

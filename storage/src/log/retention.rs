@@ -96,21 +96,18 @@ impl Inner {
 }
 
 impl PartitionLog {
-    /// Applies new topic configs; they take effect from the next append or check.
+    /// Applies new topic configs; they take effect from the next append or check. The tail
+    /// cache's bound stays as it is: [`Self::set_cache_bytes_max`] moves it.
     pub fn update_config(&self, config: LogConfig) {
         assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
         let mut inner = self.shared.inner.borrow_mut();
+        let config = LogConfig {
+            cache_bytes_max: inner.config.cache_bytes_max,
+            ..config
+        };
         if inner.config != config {
-            // The cache bound moves with the shard's partition count: not worth a log line.
-            let cache_only = LogConfig {
-                cache_bytes_max: inner.config.cache_bytes_max,
-                ..config.clone()
-            } == inner.config;
-            if !cache_only {
-                info!(dir = %inner.dir.display(), ?config, "log config changed");
-            }
+            info!(dir = %inner.dir.display(), ?config, "log config changed");
             inner.config = config;
-            inner.evict_cache();
         }
     }
 
