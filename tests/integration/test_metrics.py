@@ -191,9 +191,15 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
             assert msg.error() is None, msg.error()
             assert msg.offset() == seen and msg.value() == b"c" * 1000
             seen += 1
+        # The commit needs the group's coordinator, so `__consumer_offsets` exists after it.
+        consumer.commit(offsets=[TopicPartition(topic, 0, seen)], asynchronous=False)
     finally:
         consumer.close()
     after = scrape(broker)
+    deadline = time.time() + 10
+    while after.total("spate_partitions") < partitions + 1 and time.time() < deadline:
+        time.sleep(0.2)
+        after = scrape(broker)
     assert after.total("spate_partitions") >= partitions + 1, "the group's offsets topic exists"
     assert after.value("spate_log_cache_bytes_max", topic=topic, partition="0") == busy
     assert after.value("spate_log_cache_bytes", topic=topic, partition="0") >= 300 * 1000
