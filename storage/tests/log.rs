@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run, temp_dir};
+use common::{run, sized_batch, temp_dir};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -480,20 +480,6 @@ fn fetch_waiters_wake_on_append() {
         log.wait_for_data_after(1).await; // already satisfied: returns at once
         log.close().await.unwrap();
     });
-}
-
-/// A batch of one record whose value is `value_bytes` of `fill`.
-fn sized_batch(value_bytes: usize, fill: u8) -> (Vec<u8>, BatchHeader) {
-    use storage::batch::test_support::TestRecord;
-    let record = TestRecord {
-        timestamp_delta: 0,
-        key: None,
-        value: Some(vec![fill; value_bytes]),
-        headers: vec![],
-    };
-    let b = encode_batch(0, 1_000, NO_PRODUCER, &[record]);
-    let h = validate_produce_records(&b).unwrap();
-    (b, h)
 }
 
 /// Batches of very different sizes land in write chunks of different sizes (one larger than

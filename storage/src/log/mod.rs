@@ -38,6 +38,7 @@ use crate::index::SegmentIndex;
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile};
 
+mod backlog;
 mod chunk;
 mod compaction;
 mod idle;
@@ -282,6 +283,10 @@ struct Inner {
     closing: bool,
     /// The writer task is writing an index checkpoint (same files as `close`).
     checkpointing: bool,
+    /// Appends waiting for room in the write backlog, first in line first (see `backlog`).
+    waiting_for_room: VecDeque<u64>,
+    /// The id of the next append to wait for room.
+    next_turn: u64,
 }
 
 struct Shared {
@@ -497,20 +502,6 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         let inner = self.shared.inner.borrow();
         inner.segments.iter().map(|s| s.index.size_bytes).sum()
-    }
-
-    /// Bytes of encoded entries queued for the writer task and not yet handed to the disk: the
-    /// log's write backlog.
-    pub fn pending_write_bytes(&self) -> usize {
-        let inner = self.shared.inner.borrow();
-        inner
-            .pending
-            .iter()
-            .map(|p| match p {
-                Pending::Data(chunk) => (chunk.end() - chunk.file_pos) as usize,
-                Pending::Roll { .. } => 0,
-            })
-            .sum()
     }
 
     /// Single replica for now: equals the log end offset.

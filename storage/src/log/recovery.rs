@@ -81,6 +81,8 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         failure_retryable: false,
         closing: false,
         checkpointing: false,
+        waiting_for_room: VecDeque::new(),
+        next_turn: 0,
     })
 }
 

@@ -117,6 +117,9 @@ impl PartitionLog {
         let mut inner = self.shared.inner.borrow_mut();
         inner.config.cache_bytes_max = bytes;
         inner.evict_cache();
+        drop(inner);
+        // The write backlog's bound moved too (see `backlog`).
+        self.shared.durable_event.notify(usize::MAX);
     }
 
     /// The tail cache's bound now.

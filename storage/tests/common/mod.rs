@@ -38,3 +38,18 @@ pub fn temp_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(base).unwrap();
     tempfile::tempdir_in(base).unwrap()
 }
+
+/// A batch of one record whose value is `value_bytes` of `fill`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn sized_batch(value_bytes: usize, fill: u8) -> (Vec<u8>, storage::batch::BatchHeader) {
+    use storage::batch::test_support::{encode_batch, TestRecord, NO_PRODUCER};
+    let record = TestRecord {
+        timestamp_delta: 0,
+        key: None,
+        value: Some(vec![fill; value_bytes]),
+        headers: vec![],
+    };
+    let b = encode_batch(0, 1_000, NO_PRODUCER, &[record]);
+    let h = storage::batch::validate_produce_records(&b).unwrap();
+    (b, h)
+}
