@@ -21,6 +21,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("auto.create.topics.enable", "true", Kind::Bool),
     ("socket.request.max.bytes", "104857600", Kind::Int),
     ("queued.max.requests", "500", Kind::Int),
+    ("queued.max.request.bytes", "104857600", Kind::Long),
     ("message.max.bytes", "1048588", Kind::Int),
     ("log.segment.bytes", "1073741824", Kind::Long),
     ("log.index.interval.bytes", "4096", Kind::Int),
@@ -80,6 +81,10 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     pub socket_request_max_bytes: usize,
     pub queued_max_requests: usize,
+    /// Bytes of request frames one connection reads ahead of its replies (Kafka's setting
+    /// bounds the broker's request queue instead; Kafka reads one request per connection at
+    /// a time, Spate pipelines them).
+    pub queued_max_request_bytes: usize,
     pub message_max_bytes: usize,
     pub log_segment_bytes: u64,
     pub log_index_interval_bytes: usize,
@@ -161,6 +166,16 @@ impl BrokerConfig {
             socket_request_max_bytes: int("socket.request.max.bytes", 1024, i32::MAX as i64)?
                 as usize,
             queued_max_requests: int("queued.max.requests", 1, 100_000)? as usize,
+            queued_max_request_bytes: match int("queued.max.request.bytes", -1, i64::MAX)? {
+                -1 => usize::MAX,
+                0 => {
+                    return Err(ConfigError::InvalidValue {
+                        name: "queued.max.request.bytes".into(),
+                        value: "0".into(),
+                    })
+                }
+                bytes => bytes as usize,
+            },
             message_max_bytes: int("message.max.bytes", 0, i32::MAX as i64)? as usize,
             log_segment_bytes: int("log.segment.bytes", 14, i64::MAX)? as u64,
             log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)? as usize,
@@ -262,6 +277,28 @@ mod tests {
         assert!(!c.auto_create_topics_enable);
         let (_, value, is_default) = c.entries().find(|e| e.0 == "num.partitions").unwrap();
         assert_eq!((value, is_default), ("4", false));
+    }
+
+    #[test]
+    fn queued_request_bytes_take_kafkas_unbounded_minus_one_and_refuse_zero() {
+        assert_eq!(
+            BrokerConfig::default().queued_max_request_bytes,
+            104_857_600
+        );
+        let c = BrokerConfig::with_overrides(["queued.max.request.bytes=-1"]).unwrap();
+        assert_eq!(c.queued_max_request_bytes, usize::MAX);
+        let c = BrokerConfig::with_overrides(["queued.max.request.bytes=65536"]).unwrap();
+        assert_eq!(c.queued_max_request_bytes, 65536);
+        for bad in ["0", "-2"] {
+            let arg = format!("queued.max.request.bytes={bad}");
+            assert_eq!(
+                BrokerConfig::with_overrides([arg.as_str()]).unwrap_err(),
+                ConfigError::InvalidValue {
+                    name: "queued.max.request.bytes".into(),
+                    value: bad.into(),
+                }
+            );
+        }
     }
 
     #[test]

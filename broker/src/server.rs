@@ -321,6 +321,7 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) 
     let limits = net::ConnectionLimits {
         frame_bytes_max: shard.config.socket_request_max_bytes,
         in_flight_max: shard.config.queued_max_requests,
+        in_flight_bytes_max: shard.config.queued_max_request_bytes,
     };
     loop {
         match listener.accept().await {

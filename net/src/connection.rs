@@ -8,7 +8,9 @@ use futures::future::{poll_immediate, select, Either, LocalBoxFuture};
 use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use tracing::debug;
 
 /// What a handler answers to one request frame.
@@ -40,6 +42,11 @@ pub struct ConnectionLimits {
     /// Requests read ahead of their replies (Kafka's `queued.max.requests` per connection);
     /// at the bound the reader waits, which back-pressures the client through TCP.
     pub in_flight_max: usize,
+    /// Bytes of the request frames read ahead of their replies (Kafka's
+    /// `queued.max.request.bytes`, per connection): past it the reader waits the same way.
+    /// Requests held back by the broker (a full write backlog) then stop the reading instead
+    /// of piling up; one frame larger than the bound still goes when nothing else is queued.
+    pub in_flight_bytes_max: usize,
 }
 
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -57,7 +64,15 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (replies_tx, replies_rx) = local_channel::new_bounded(limits.in_flight_max.max(1));
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
-    let writer_task = glommio::spawn_local(write_replies(fd, writer, replies_rx, closed_tx));
+    let bytes_max = limits.in_flight_bytes_max.max(1);
+    let in_flight_bytes = Rc::new(Semaphore::new(bytes_max as u64));
+    let writer_task = glommio::spawn_local(write_replies(
+        fd,
+        writer,
+        replies_rx,
+        in_flight_bytes.clone(),
+        closed_tx,
+    ));
     loop {
         let frame = match select(
             Box::pin(read_frame(&mut reader, limits.frame_bytes_max)),
@@ -70,8 +85,12 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
         };
         match frame {
             Ok(Some(frame)) => {
+                let units = frame.len().clamp(1, bytes_max) as u64;
+                if in_flight_bytes.acquire(units).await.is_err() {
+                    break;
+                }
                 let task = glommio::spawn_local(handler.handle(frame));
-                if replies_tx.send(task).await.is_err() {
+                if replies_tx.send((task, units)).await.is_err() {
                     break;
                 }
             }
@@ -96,7 +115,8 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
 async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
     fd: RawFd,
     mut writer: W,
-    replies: LocalReceiver<glommio::Task<Reply>>,
+    replies: LocalReceiver<(glommio::Task<Reply>, u64)>,
+    in_flight_bytes: Rc<Semaphore>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
     let mut outbox = Outbox::default();
@@ -110,8 +130,10 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
                 replies.recv().await
             }
         };
-        let Some(task) = next else { break };
-        match task.await {
+        let Some((task, units)) = next else { break };
+        let reply = task.await;
+        in_flight_bytes.signal(units);
+        match reply {
             Reply::Frame(frame) => outbox.push(frame),
             Reply::Segments(segments) => segments.into_iter().for_each(|s| outbox.push(s)),
             Reply::NoResponse => {}
@@ -123,5 +145,7 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
     }
     let _ = outbox.send_all(fd, &mut writer).await;
     let _ = writer.close().await;
+    // A reader waiting for read-ahead bytes stops too.
+    in_flight_bytes.close();
     let _ = closed.send(());
 }

@@ -2,10 +2,10 @@
 //! vectored sends resume inside a segment after a partial send and wait (through glommio)
 //! while the socket buffer is full.
 
+mod common;
+
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
 use net::{ConnectionLimits, Reply, RequestHandler};
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -43,38 +43,15 @@ impl RequestHandler for Segmented {
     }
 }
 
-fn raise_memlock() {
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        eprintln!("could not raise RLIMIT_MEMLOCK; glommio may fail to start");
-    }
-}
-
 #[test]
 fn segmented_replies_reach_a_slow_reader_whole_and_in_order() {
-    raise_memlock();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let ex = LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(2 << 20)
-            .make()
-            .expect("executor");
-        ex.run(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let stream = listener.accept().await.unwrap();
-            let limits = ConnectionLimits {
-                frame_bytes_max: 1 << 20,
-                in_flight_max: 8,
-            };
-            net::serve(stream, Segmented, limits).await;
-        });
-    });
-    let mut client = std::net::TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    let limits = ConnectionLimits {
+        frame_bytes_max: 1 << 20,
+        in_flight_max: 8,
+        in_flight_bytes_max: 1 << 20,
+    };
+    let (addr, server) = common::serve_one(limits, || Segmented);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
     let requests = 6u8;
     for i in 0..requests {
         client.write_all(&1i32.to_be_bytes()).unwrap();

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
+import uuid
 import sys
 import threading
 import time
@@ -285,3 +288,37 @@ class HealthyClient:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
+
+
+@contextlib.contextmanager
+def loop_fs(name, size_bytes):
+    """A fresh ext4 of `size_bytes` loop-mounted under target/it: yields (mount point, the
+    loop device's path). Skips the test where it cannot be made (not root, no mkfs.ext4, a
+    sandbox that forbids loop mounts)."""
+    import pytest
+    from conftest import IT_DIR
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a loop device")
+    base = IT_DIR / f"{name}-{uuid.uuid4().hex[:8]}"
+    mnt = base / "mnt"
+    mnt.mkdir(parents=True)
+    img = base / "fs.img"
+    with open(img, "wb") as f:
+        f.truncate(size_bytes)
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True)  # noqa: E731
+    made = run("mkfs.ext4", "-q", "-F", "-m", "0", str(img))
+    if made.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"mkfs.ext4 unavailable here: {made.stderr.strip()}")
+    mounted = run("mount", "-o", "loop", str(img), str(mnt))
+    if mounted.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"this sandbox forbids loop mounts: {mounted.stderr.strip()}")
+    try:
+        device = run("findmnt", "-n", "-o", "SOURCE", str(mnt)).stdout.strip()
+        yield mnt, device
+    finally:
+        if run("umount", str(mnt)).returncode != 0:
+            run("umount", "-l", str(mnt))
+        shutil.rmtree(base, ignore_errors=True)

@@ -5,48 +5,22 @@ kill -9)."""
 
 import errno
 import os
-import shutil
-import subprocess
 import time
-import uuid
 
 import pytest
 
-from conftest import IT_DIR, Broker
+from conftest import Broker
+from helpers import loop_fs
 from kafka_wire import Conn, Rec, create_topics_v2, fetch_all_v4, fetch_v4, produce_v3, record_batch
 
 KAFKA_STORAGE_ERROR = 56
 FS_BYTES = 48 << 20
 
 
-def _run(*cmd):
-    return subprocess.run(cmd, capture_output=True, text=True)
-
-
 @pytest.fixture
 def small_fs():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a loop device (ENOSPC test)")
-    base = IT_DIR / f"enospc-{uuid.uuid4().hex[:8]}"
-    mnt = base / "mnt"
-    mnt.mkdir(parents=True)
-    img = base / "fs.img"
-    with open(img, "wb") as f:
-        f.truncate(FS_BYTES)
-    made = _run("mkfs.ext4", "-q", "-F", "-m", "0", str(img))
-    if made.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"mkfs.ext4 unavailable here: {made.stderr.strip()}")
-    mounted = _run("mount", "-o", "loop", str(img), str(mnt))
-    if mounted.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"this sandbox forbids loop mounts: {mounted.stderr.strip()}")
-    try:
+    with loop_fs("enospc", FS_BYTES) as (mnt, _device):
         yield mnt
-    finally:
-        if _run("umount", str(mnt)).returncode != 0:
-            _run("umount", "-l", str(mnt))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def fill(path):

@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 import kafka_wire as w
 from conftest import SPATE_BIN
 from helpers import create_topic
+from metrics_scrape import get, scrape
 
 if SPATE_BIN.name == "kafka-as-spate":
     pytest.skip("Spate's admin endpoint: Kafka exposes JMX instead", allow_module_level=True)
@@ -41,43 +41,11 @@ FAMILIES = {
     "spate_shard_tasks_executed": "counter",
     "spate_shard_file_write_bytes": "counter",
     "spate_shard_pending_write_bytes": "gauge",
+    "spate_shard_unwritten_bytes": "gauge",
+    "spate_shard_produce_waiting_for_room": "gauge",
     "spate_process_uptime_seconds": "gauge",
     "spate_process_resident_memory_bytes": "gauge",
 }
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.status, r.headers.get("Content-Type"), r.read().decode()
-
-
-def scrape(broker):
-    """{family name: family}, and a lookup of one sample's value by name and labels."""
-    status, ctype, text = get(broker.admin_url + "/metrics")
-    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    return Scrape(families)
-
-
-class Scrape:
-    def __init__(self, families):
-        self.families = families
-
-    def samples(self, sample_name, **labels):
-        family = sample_name
-        for suffix in ("_total", "_bucket", "_sum", "_count"):
-            if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in self.families:
-                family = sample_name[: -len(suffix)]
-        return [s for s in self.families[family].samples
-                if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items())]
-
-    def value(self, sample_name, default=0.0, **labels):
-        found = self.samples(sample_name, **labels)
-        assert len(found) <= 1, found
-        return found[0].value if found else default
-
-    def total(self, sample_name, **labels):
-        return sum(s.value for s in self.samples(sample_name, **labels))
 
 
 def produce(bootstrap, topic, n, value_bytes=100):

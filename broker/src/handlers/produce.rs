@@ -130,8 +130,10 @@ fn max_message_bytes(shard: &Shard, topic: &controller::TopicMeta) -> usize {
         .unwrap_or(shard.config.message_max_bytes)
 }
 
-/// On the owner shard: appends every batch (offsets are assigned here, in arrival order),
-/// then waits for all of them to be written, and fdatasync'ed when `sync`.
+/// On the owner shard: appends every batch (offsets are assigned here, in arrival order; a
+/// partition whose write backlog is full holds its batch back until it has room, which is
+/// the only back-pressure acks=0 gets), then waits for all of them to be written, and
+/// fdatasync'ed when `sync`.
 async fn append_all(
     shard: Rc<Shard>,
     items: Vec<Routed<Batch>>,
@@ -145,7 +147,7 @@ async fn append_all(
             answers.push((slot, Appended::error(code::NOT_LEADER_OR_FOLLOWER)));
             continue;
         };
-        match log.append(&item.records, &item.header) {
+        match log.append_with_room(&item.records, &item.header).await {
             Ok(outcome) => {
                 let bytes_in = &counters.bytes_in;
                 bytes_in.set(bytes_in.get() + item.records.len() as u64);

@@ -28,14 +28,25 @@ pub struct RuntimeSnapshot {
     /// (operations, bytes).
     pub file_reads: (u64, u64),
     pub file_writes: (u64, u64),
-    /// Bytes appended but not yet handed to io_uring, over the shard's partitions: its write
-    /// backlog (glommio 0.9 exposes no live count of operations in the ring).
+    pub backlog: WriteBacklog,
+}
+
+/// The write backlog of a shard's partitions at one scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteBacklog {
+    /// Bytes appended and not yet handed to io_uring (glommio 0.9 exposes no live count of
+    /// operations in the ring).
     pub pending_write_bytes: u64,
+    /// Bytes appended and not yet written (handed to io_uring or not): what back-pressure
+    /// bounds (`PartitionLog::append_with_room`).
+    pub unwritten_bytes: u64,
+    /// Produced batches held back now until their partition's backlog has room.
+    pub appends_waiting: u64,
 }
 
 impl RuntimeTotals {
     /// Adds what glommio counted since the last call (must run on the shard's executor).
-    pub fn update(&self, pending_write_bytes: u64) -> RuntimeSnapshot {
+    pub fn update(&self, backlog: WriteBacklog) -> RuntimeSnapshot {
         let executor = glommio::executor().executor_stats();
         add(&self.busy_ns, executor.executor_runtime().as_nanos() as u64);
         add(
@@ -58,7 +69,7 @@ impl RuntimeTotals {
             tasks_executed: self.tasks_executed.get(),
             file_reads: self.file_reads.get(),
             file_writes: self.file_writes.get(),
-            pending_write_bytes,
+            backlog,
         }
     }
 }
@@ -117,10 +128,13 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
 fn snapshot(shard: &Shard) -> ShardSnapshot {
     let image = shard.image();
     let owned = shard.partitions_with_counters();
-    let pending_write_bytes = owned
+    let backlog = owned
         .iter()
-        .map(|(_, log, _)| log.pending_write_bytes() as u64)
-        .sum();
+        .fold(WriteBacklog::default(), |sum, (_, log, _)| WriteBacklog {
+            pending_write_bytes: sum.pending_write_bytes + log.pending_write_bytes() as u64,
+            unwritten_bytes: sum.unwritten_bytes + log.unwritten_bytes(),
+            appends_waiting: sum.appends_waiting + log.appends_waiting_for_room() as u64,
+        });
     let partitions = owned
         .into_iter()
         .filter_map(|((topic_id, partition), log, counters)| {
@@ -167,7 +181,7 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
         errors: shard.metrics.errors().collect(),
         partitions,
         committed,
-        runtime: shard.metrics.runtime.update(pending_write_bytes),
+        runtime: shard.metrics.runtime.update(backlog),
     }
 }
 

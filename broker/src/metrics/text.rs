@@ -1,7 +1,7 @@
 //! Prometheus text exposition format (version 0.0.4) of a scrape.
 
 use crate::metrics::errors::{api_name, error_name};
-use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot};
+use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot, WriteBacklog};
 use crate::metrics::LATENCY_BUCKETS_US;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -282,18 +282,30 @@ fn runtime(out: &mut Out, shards: &[ShardSnapshot]) {
             out.sample(name, &[("shard", &s.shard.to_string())], pick(&s.runtime));
         }
     }
-    out.family(
-        "spate_shard_pending_write_bytes",
-        "gauge",
-        "Bytes appended on the shard and not yet submitted to io_uring (write backlog); glommio 0.9 exposes no live count of operations in flight in the ring.",
-    );
-    for s in shards {
-        let shard = s.shard.to_string();
-        out.sample(
+    type Gauge = (&'static str, &'static str, fn(&WriteBacklog) -> u64);
+    let backlog: [Gauge; 3] = [
+        (
             "spate_shard_pending_write_bytes",
-            &[("shard", &shard)],
-            s.runtime.pending_write_bytes,
-        );
+            "Bytes appended on the shard and not yet submitted to io_uring; glommio 0.9 exposes no live count of operations in flight in the ring.",
+            |b| b.pending_write_bytes,
+        ),
+        (
+            "spate_shard_unwritten_bytes",
+            "Bytes appended on the shard and not yet written (its write backlog): each partition's stays within its tail cache bound, produce waits beyond it.",
+            |b| b.unwritten_bytes,
+        ),
+        (
+            "spate_shard_produce_waiting_for_room",
+            "Produced batches on the shard held back now until their partition's write backlog has room.",
+            |b| b.appends_waiting,
+        ),
+    ];
+    for (name, help, value) in backlog {
+        out.family(name, "gauge", help);
+        for s in shards {
+            let shard = s.shard.to_string();
+            out.sample(name, &[("shard", &shard)], value(&s.runtime.backlog));
+        }
     }
 }
 
