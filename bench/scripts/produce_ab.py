@@ -3,7 +3,8 @@
 
 Each round and side: a fresh broker (`--cores 1`, pinned to CPU 0) on a fresh data dir under
 target/bench, then `spate bench produce` (the AFTER binary's client, pinned to CPU 1) for each
-acks setting; throughput and latency percentiles per run, medians and AFTER/BEFORE ratios.
+acks setting (in this order, on the same broker); throughput, latency percentiles and the broker's
+peak RSS so far per run, medians and AFTER/BEFORE ratios.
 
 Usage: bench/scripts/produce_ab.py BEFORE AFTER [--rounds 4] [--duration-s 10] [--rate 100MB/s]
        [--acks 1,all] [--broker-cores 1] [--json OUT]
@@ -26,6 +27,32 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+class PeakRss:
+    """Samples a process's resident memory every 100 ms while in a `with` block."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self.stop.wait(0.1):
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    kib = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                self.peak = max(self.peak, kib)
+            except (OSError, StopIteration):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join()
+
+
 def run_side(binary, client, acks_list, duration_s, port, rate=None, cores=1):
     data = os.path.join(ROOT, "target", "bench", "produce-ab")
     shutil.rmtree(data, ignore_errors=True)
@@ -42,17 +69,19 @@ def run_side(binary, client, acks_list, duration_s, port, rate=None, cores=1):
         out = {}
         for acks in acks_list:
             result = os.path.join(data, f"result-{acks}.json")
-            run = subprocess.run([client, "bench", "produce", "--brokers", f"127.0.0.1:{port}", "--topic",
-                                  f"ab-{acks}", "--partitions", "8", "--record-bytes", "1024", "--acks", acks,
-                                  "--duration-s", str(duration_s), "--warmup-s", "2", "--client-cores", "1",
-                                  "--quiet", "--json", result] + (["--rate", rate] if rate else []),
-                                 stdout=subprocess.DEVNULL)
+            with PeakRss(broker.pid) as rss:
+                run = subprocess.run([client, "bench", "produce", "--brokers", f"127.0.0.1:{port}", "--topic",
+                                      f"ab-{acks}", "--partitions", "8", "--record-bytes", "1024", "--acks", acks,
+                                      "--duration-s", str(duration_s), "--warmup-s", "2", "--client-cores", "1",
+                                      "--quiet", "--json", result] + (["--rate", rate] if rate else []),
+                                     stdout=subprocess.DEVNULL)
             if run.returncode != 0 or broker.poll() is not None:
                 out[acks] = {"failed": True, "client_rc": run.returncode, "broker_rc": broker.poll()}
                 continue
             r = json.load(open(result))["produce"]
             out[acks] = {"mb_per_s": r["mb_per_s"], "p50_us": r["latency_us"]["p50"],
-                         "p99_us": r["latency_us"]["p99"], "load": os.getloadavg()[0]}
+                         "p99_us": r["latency_us"]["p99"], "load": os.getloadavg()[0],
+                         "broker_peak_rss_mib": rss.peak // 1024}
         return out
     finally:
         broker.terminate()
@@ -89,7 +118,8 @@ def main():
         if not ok["before"] or not ok["after"]:
             summary[acks] = {"failed_runs": failed}
             continue
-        med = {side: {k: statistics.median(r[k] for r in ok[side]) for k in ("mb_per_s", "p50_us", "p99_us")}
+        med = {side: {k: statistics.median(r[k] for r in ok[side]) for k in ("mb_per_s", "p50_us", "p99_us", "broker_peak_rss_mib")
+                     if all(k in r for r in ok[side])}
                for side in ("before", "after")}
         summary[acks] = {**med, "throughput_ratio": med["after"]["mb_per_s"] / med["before"]["mb_per_s"],
                          "p99_ratio": med["after"]["p99_us"] / med["before"]["p99_us"], "failed_runs": failed}
