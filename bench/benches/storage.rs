@@ -188,6 +188,8 @@ fn append_vs_raw(c: &mut Criterion) {
 /// (checksums verified; O_DIRECT with read-ahead, see `storage::segment::SegmentFile`):
 /// `catch_up_disk` cycles through the first half of the log, `catch_up_cold` reads it in
 /// order with the page cache of the log's files dropped before each pass (clock stopped),
+/// `catch_up_cold_two_readers` the same with two readers taking turns in one segment file
+/// (one from its start, one from its middle),
 /// and `raw_odirect_read` reads the same files with 1 MiB O_DIRECT reads, two in flight,
 /// without the log (the disk's sequential read bandwidth here).
 fn tail_vs_catch_up_reads(c: &mut Criterion) {
@@ -217,28 +219,38 @@ fn tail_vs_catch_up_reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage_read");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(CHUNK_BYTES as u64));
-    for (name, from, to, cold) in [
-        ("tail_cache", end - 4 * per_read, end - per_read, false),
-        ("catch_up_disk", 0, end / 2, false),
-        ("catch_up_cold", 0, end / 2, true),
+    // Two consumers in the first segment file (16 MiB): from its start and from 7 MiB in.
+    let half_segment = 7 * per_read;
+    let two_readers = [(0, half_segment), (half_segment, 2 * half_segment)];
+    for (name, ranges, cold) in [
+        (
+            "tail_cache",
+            &[(end - 4 * per_read, end - per_read)][..],
+            false,
+        ),
+        ("catch_up_disk", &[(0, end / 2)][..], false),
+        ("catch_up_cold", &[(0, end / 2)][..], true),
+        ("catch_up_cold_two_readers", &two_readers[..], true),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 ex.run(async {
-                    let mut offset = from;
+                    let mut offsets: Vec<i64> = ranges.iter().map(|r| r.0).collect();
                     let mut elapsed = Duration::ZERO;
                     if cold {
                         drop_page_cache(&path);
                     }
-                    for _ in 0..iters {
+                    for i in 0..iters as usize {
+                        // Readers take turns, each in its own range.
+                        let (reader, (from, to)) = (i % ranges.len(), ranges[i % ranges.len()]);
                         let start = Instant::now();
-                        let got = log.read(offset, CHUNK_BYTES).await.expect("read");
+                        let got = log.read(offsets[reader], CHUNK_BYTES).await.expect("read");
                         elapsed += start.elapsed();
                         assert!(!got.is_empty());
-                        offset += per_read;
-                        if offset >= to {
-                            offset = from;
-                            if cold {
+                        offsets[reader] += per_read;
+                        if offsets[reader] >= to {
+                            offsets[reader] = from;
+                            if cold && reader == 0 {
                                 drop_page_cache(&path);
                             }
                         }

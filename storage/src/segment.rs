@@ -97,10 +97,14 @@ impl SegmentFile {
         *self.ahead.borrow_mut() = ReadAhead::default();
     }
 
-    /// Whether read-ahead windows are held.
-    pub fn holds_read_ahead(&self) -> bool {
+    /// Readers of this file with read-ahead windows held (at most `READ_STREAMS`).
+    pub fn read_ahead_streams(&self) -> usize {
         let ahead = self.ahead.borrow();
-        ahead.current.is_some() || ahead.next.is_some()
+        ahead
+            .streams
+            .iter()
+            .filter(|s| s.current.is_some() || s.next.is_some())
+            .count()
     }
 
     /// Closes both handles (the DMA one only if this holds the last reference).
@@ -122,13 +126,14 @@ impl SegmentFile {
     /// this one is read in the background.
     async fn window(&self, pos: u64, len: usize, limit: u64) -> io::Result<Held> {
         let start = align_down(pos);
-        let (next, sequential) = {
+        let (id, next, sequential) = {
             let mut ahead = self.ahead.borrow_mut();
-            if let Some(held) = ahead.current.as_ref().filter(|h| h.covers(pos, len)) {
-                return Ok(held.clone());
+            if let Some(held) = ahead.holding(pos, len) {
+                return Ok(held);
             }
-            let next = ahead.next.take().filter(|n| n.start == start);
-            (next, ahead.next_start == Some(start))
+            let stream = ahead.stream_from(start);
+            let next = stream.next.take().filter(|n| n.start == start);
+            (stream.id, next, stream.next_start == Some(start))
         };
         let mut held = match next {
             // A failed read-ahead is read again below, where errors are handled.
@@ -147,14 +152,18 @@ impl SegmentFile {
         }
         let held = held.expect("read above");
         let next_start = held.next_window_start(pos);
-        let mut ahead = self.ahead.borrow_mut();
-        ahead.current = Some(held.clone());
-        ahead.next_start = Some(next_start);
         let unbuffered = self.buffered.borrow().is_none();
-        if sequential && unbuffered && next_start < limit && ahead.next.is_none() {
+        let mut ahead = self.ahead.borrow_mut();
+        // Other readers may have taken this reader's stream meanwhile: then it keeps none.
+        let Some(stream) = ahead.streams.iter_mut().find(|s| s.id == id) else {
+            return Ok(held);
+        };
+        stream.current = Some(held.clone());
+        stream.next_start = Some(next_start);
+        if sequential && unbuffered && next_start < limit && stream.next.is_none() {
             let dma = self.dma.clone();
             let len = READ_AHEAD_BYTES;
-            ahead.next = Some(Pending {
+            stream.next = Some(Pending {
                 start: next_start,
                 valid: limit,
                 read: glommio::spawn_local(async move {
@@ -168,18 +177,89 @@ impl SegmentFile {
 
 /// Read-ahead of one segment file, for catch-up consumers: O_DIRECT reads land in DMA buffers
 /// (the "disk buffer"; the read path then copies batches out once, into `ReadBatches`), one
-/// `READ_WINDOW_BYTES` window at a time. The window last handed out stays (the next Fetch of a
-/// sequential consumer starts inside it), and once a reader moves on sequentially the next
-/// window is read in the background while it works through this one. Bytes are trusted only
-/// below the file's valid end when they were read (`limit`): the active segment's partial
-/// last page is rewritten as it grows. Checksums are verified by the scan as always.
+/// `READ_WINDOW_BYTES` window at a time. Each reader of the file (up to `READ_STREAMS`: the
+/// consumers of different groups, or one far behind another) has its own stream: the window
+/// last handed out stays (the next Fetch of a sequential consumer starts inside it), and once
+/// a reader moves on sequentially the next window is read in the background while it works
+/// through this one. A read that continues no stream takes a free one or the least recently
+/// used. Bytes are trusted only below the file's valid end when they were read (`limit`): the
+/// active segment's partial last page is rewritten as it grows. Checksums are verified by the
+/// scan as always.
 #[derive(Default)]
 struct ReadAhead {
+    streams: Vec<Stream>,
+    /// Counts reads, for the least recently used stream (and stream ids).
+    clock: u64,
+}
+
+/// Readers of one file with read-ahead of their own; each holds up to a window and a
+/// read-ahead (3 MiB).
+pub const READ_STREAMS: usize = 4;
+
+/// One reader's windows.
+struct Stream {
+    id: u64,
     current: Option<Held>,
     next: Option<Pending>,
     /// Where the window after `current` starts (a page holding an entry `current` has only
     /// part of), once a sequential reader was seen.
     next_start: Option<u64>,
+    last_used: u64,
+}
+
+impl ReadAhead {
+    /// The window of a stream holding [pos, pos+len), if any.
+    fn holding(&mut self, pos: u64, len: usize) -> Option<Held> {
+        self.clock += 1;
+        let clock = self.clock;
+        let stream = self
+            .streams
+            .iter_mut()
+            .find(|s| s.current.as_ref().is_some_and(|h| h.covers(pos, len)))?;
+        stream.last_used = clock;
+        stream.current.clone()
+    }
+
+    /// The stream a read of the window at `start` continues (its next window or read-ahead
+    /// starts there), else a free one or the least recently used, emptied.
+    fn stream_from(&mut self, start: u64) -> &mut Stream {
+        let clock = self.clock;
+        let continues = |s: &Stream| {
+            s.next_start == Some(start) || s.next.as_ref().is_some_and(|n| n.start == start)
+        };
+        let at = match self.streams.iter().position(continues) {
+            Some(at) => at,
+            None if self.streams.len() < READ_STREAMS => {
+                self.streams.push(Stream::new(clock));
+                self.streams.len() - 1
+            }
+            None => {
+                let (at, _) = self
+                    .streams
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .expect("READ_STREAMS > 0");
+                self.streams[at] = Stream::new(clock);
+                at
+            }
+        };
+        let stream = &mut self.streams[at];
+        stream.last_used = clock;
+        stream
+    }
+}
+
+impl Stream {
+    fn new(id: u64) -> Self {
+        Stream {
+            id,
+            current: None,
+            next: None,
+            next_start: None,
+            last_used: id,
+        }
+    }
 }
 
 /// Bytes of a file from `start` (page aligned), all below the file's valid end when read.

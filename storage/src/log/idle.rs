@@ -40,12 +40,18 @@ impl PartitionLog {
 
     /// Whether any segment file holds read-ahead windows.
     pub fn read_ahead_held(&self) -> bool {
+        self.read_ahead_streams() > 0
+    }
+
+    /// Readers with read-ahead windows held, over the segment files.
+    pub fn read_ahead_streams(&self) -> usize {
         let inner = self.shared.inner.borrow();
         inner
             .segments
             .iter()
             .filter_map(|s| s.file.as_ref())
-            .any(|f| f.holds_read_ahead())
+            .map(|f| f.read_ahead_streams())
+            .sum()
     }
 
     /// Open segment files (closed and active).
