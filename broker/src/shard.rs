@@ -68,6 +68,10 @@ pub struct Shard {
     /// Orders controller commands and their broadcast (shard 0 only).
     controller_lock: glommio::sync::Semaphore,
     closed: Cell<bool>,
+    /// Wall clock of the last re-share caused by a partition waking up, and whether one is
+    /// on its way (see `share_cache_after_wake_up`).
+    last_wake_up_share_ms: Cell<i64>,
+    wake_up_share_due: Cell<bool>,
     /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::runtime::ShardGroups,
     /// Request counts, latencies and errors of the requests this shard served.
@@ -116,6 +120,8 @@ impl Shard {
             install_lock: glommio::sync::Semaphore::new(1),
             controller_lock: glommio::sync::Semaphore::new(1),
             closed: Cell::new(false),
+            last_wake_up_share_ms: Cell::new(i64::MIN),
+            wake_up_share_due: Cell::new(false),
             groups,
             metrics: crate::metrics::ShardMetrics::default(),
         })
@@ -178,7 +184,7 @@ impl Shard {
     /// small floor leaves (see [`cache_shares`]). The maintenance task calls it every tick.
     pub fn share_cache(&self, now_ms: i64) {
         let logs = self.partition_logs();
-        let is_active = |log: &PartitionLog| log.last_append_ms() > now_ms - CACHE_ACTIVE_MS;
+        let is_active = |log: &PartitionLog| !Shard::is_idle(log, now_ms);
         let active = logs.iter().filter(|log| is_active(log)).count();
         let (active_share, idle_share) = cache_shares(
             self.config.log_cache_bytes_per_partition,
@@ -196,6 +202,41 @@ impl Shard {
                 log.set_cache_bytes_max(share);
             }
         }
+    }
+
+    /// Whether `log` counts as idle for the cache share: not appended to for
+    /// [`CACHE_ACTIVE_MS`].
+    pub fn is_idle(log: &PartitionLog, now_ms: i64) -> bool {
+        log.last_append_ms() <= now_ms - CACHE_ACTIVE_MS
+    }
+
+    /// After an append to a partition that was idle: it has only the idle floor of cache
+    /// (and so of write backlog, see `PartitionLog::append_with_room`), so the shard re-shares
+    /// right after this task yields instead of at the next tick. Wake-ups coming meanwhile
+    /// share that re-share, and the next one waits until [`WAKE_UP_SHARE_INTERVAL_MS`] after
+    /// it (a burst waking many partitions costs a re-share per interval, not per partition).
+    pub fn share_cache_after_wake_up(self: &Rc<Self>) {
+        if self.wake_up_share_due.replace(true) {
+            return;
+        }
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let next = shard
+                .last_wake_up_share_ms
+                .get()
+                .saturating_add(WAKE_UP_SHARE_INTERVAL_MS);
+            let wait = next.saturating_sub(storage::now_ms());
+            if wait > 0 {
+                glommio::timer::sleep(std::time::Duration::from_millis(wait as u64)).await;
+            } else {
+                glommio::executor().yield_task_queue_now().await;
+            }
+            let now = storage::now_ms();
+            shard.wake_up_share_due.set(false);
+            shard.last_wake_up_share_ms.set(now);
+            shard.share_cache(now);
+        })
+        .detach();
     }
 
     /// The shard of this node that owns `key` (as the current image places it).
@@ -550,6 +591,9 @@ pub const CACHE_ACTIVE_MS: i64 = 60_000;
 /// The most tail cache an idle partition keeps (less when the shard's bound divided by its
 /// partitions is less).
 pub const IDLE_CACHE_BYTES_MAX: usize = 64 << 10;
+
+/// The shortest time between two re-shares caused by partitions waking up.
+pub const WAKE_UP_SHARE_INTERVAL_MS: i64 = 10;
 
 /// The tail-cache bounds of the shard's `active` partitions (appended to lately) and of its
 /// idle ones, out of `owned` partitions: idle ones keep a small floor, active ones share what

@@ -147,8 +147,12 @@ async fn append_all(
             answers.push((slot, Appended::error(code::NOT_LEADER_OR_FOLLOWER)));
             continue;
         };
+        let waking_up = Shard::is_idle(&log, storage::now_ms());
         match log.append_with_room(&item.records, &item.header).await {
             Ok(outcome) => {
+                if waking_up {
+                    shard.share_cache_after_wake_up();
+                }
                 let bytes_in = &counters.bytes_in;
                 bytes_in.set(bytes_in.get() + item.records.len() as u64);
                 pending.push((answers.len(), log, outcome.last_offset));
