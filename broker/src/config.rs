@@ -31,6 +31,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("log.roll.ms", "604800000", Kind::Long),
     ("log.cache.bytes.per.partition", "8388608", Kind::Long),
     ("log.cache.bytes.per.shard", "134217728", Kind::Long),
+    ("log.read.ahead.bytes.per.shard", "268435456", Kind::Long),
     (
         "log.cleaner.io.max.bytes.per.second",
         "67108864",
@@ -92,6 +93,9 @@ pub struct BrokerConfig {
     /// Bound on the tail caches of all partitions of one shard: each partition's cache gets at
     /// most an equal share of it (and at most `log_cache_bytes_per_partition`).
     pub log_cache_bytes_per_shard: usize,
+    /// Bound on the catch-up read-ahead windows of all segment files of one shard (3 MiB
+    /// per reader, see `storage::segment::set_read_ahead_bytes_max`).
+    pub log_read_ahead_bytes_per_shard: usize,
     /// Compaction's IO budget on one shard: bytes written per second at most.
     pub log_cleaner_io_max_bytes_per_second: u64,
     /// Memory of one compaction pass's key map (keys past it wait for the next pass).
@@ -182,6 +186,8 @@ impl BrokerConfig {
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
                 as usize,
             log_cache_bytes_per_shard: int("log.cache.bytes.per.shard", 0, i64::MAX)? as usize,
+            log_read_ahead_bytes_per_shard: int("log.read.ahead.bytes.per.shard", 0, i64::MAX)?
+                as usize,
             log_cleaner_io_max_bytes_per_second: int(
                 "log.cleaner.io.max.bytes.per.second",
                 1,

@@ -237,6 +237,7 @@ async fn shard_main(context: ShardContext) {
     } else {
         None
     };
+    storage::segment::set_read_ahead_bytes_max(context.config.log_read_ahead_bytes_per_shard);
     let shard = Shard::new(
         senders,
         context.config.clone(),

@@ -2,7 +2,7 @@
 //! entry scanner used by recovery / reads / timestamp lookups, and small atomically replaced
 //! metadata files. This and `log` are the only modules that touch glommio.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -131,9 +131,13 @@ impl SegmentFile {
             if let Some(held) = ahead.holding(pos, len) {
                 return Ok(held);
             }
-            let stream = ahead.stream_from(start);
-            let next = stream.next.take().filter(|n| n.start == start);
-            (stream.id, next, stream.next_start == Some(start))
+            match ahead.stream_from(start) {
+                Some(stream) => {
+                    let next = stream.next.take().filter(|n| n.start == start);
+                    (Some(stream.id), next, stream.next_start == Some(start))
+                }
+                None => (None, None, false),
+            }
         };
         let mut held = match next {
             // A failed read-ahead is read again below, where errors are handled.
@@ -155,7 +159,7 @@ impl SegmentFile {
         let unbuffered = self.buffered.borrow().is_none();
         let mut ahead = self.ahead.borrow_mut();
         // Other readers may have taken this reader's stream meanwhile: then it keeps none.
-        let Some(stream) = ahead.streams.iter_mut().find(|s| s.id == id) else {
+        let Some(stream) = ahead.streams.iter_mut().find(|s| Some(s.id) == id) else {
             return Ok(held);
         };
         stream.current = Some(held.clone());
@@ -193,8 +197,30 @@ struct ReadAhead {
 }
 
 /// Readers of one file with read-ahead of their own; each holds up to a window and a
-/// read-ahead (3 MiB).
+/// read-ahead (`STREAM_BYTES`).
 pub const READ_STREAMS: usize = 4;
+
+/// What one stream may hold: its window and its read-ahead.
+pub const STREAM_BYTES: usize = READ_WINDOW_BYTES + READ_AHEAD_BYTES;
+
+thread_local! {
+    /// Streams holding windows on this thread (a shard), over all its files.
+    static LIVE_STREAMS: Cell<usize> = const { Cell::new(0) };
+    /// The most this thread may hold (`set_read_ahead_bytes_max`).
+    static STREAMS_MAX: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Bounds the read-ahead memory of this thread's segment files (a shard's) to about `bytes`:
+/// at most `bytes / STREAM_BYTES` streams (at least one) hold windows at once; a reader that
+/// finds none free reads without read-ahead until one is.
+pub fn set_read_ahead_bytes_max(bytes: usize) {
+    STREAMS_MAX.with(|m| m.set((bytes / STREAM_BYTES).max(1)));
+}
+
+/// Streams holding read-ahead windows on this thread now.
+pub fn live_read_ahead_streams() -> usize {
+    LIVE_STREAMS.with(Cell::get)
+}
 
 /// One reader's windows.
 struct Stream {
@@ -221,18 +247,21 @@ impl ReadAhead {
     }
 
     /// The stream a read of the window at `start` continues (its next window or read-ahead
-    /// starts there), else a free one or the least recently used, emptied.
-    fn stream_from(&mut self, start: u64) -> &mut Stream {
+    /// starts there), else a free one or the least recently used, emptied; `None` when this
+    /// file has no stream and the thread's bound leaves none to take.
+    fn stream_from(&mut self, start: u64) -> Option<&mut Stream> {
         let clock = self.clock;
         let continues = |s: &Stream| {
             s.next_start == Some(start) || s.next.as_ref().is_some_and(|n| n.start == start)
         };
+        let room = live_read_ahead_streams() < STREAMS_MAX.with(Cell::get);
         let at = match self.streams.iter().position(continues) {
             Some(at) => at,
-            None if self.streams.len() < READ_STREAMS => {
+            None if self.streams.len() < READ_STREAMS && room => {
                 self.streams.push(Stream::new(clock));
                 self.streams.len() - 1
             }
+            None if self.streams.is_empty() => return None,
             None => {
                 let (at, _) = self
                     .streams
@@ -246,12 +275,19 @@ impl ReadAhead {
         };
         let stream = &mut self.streams[at];
         stream.last_used = clock;
-        stream
+        Some(stream)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        LIVE_STREAMS.with(|n| n.set(n.get() - 1));
     }
 }
 
 impl Stream {
     fn new(id: u64) -> Self {
+        LIVE_STREAMS.with(|n| n.set(n.get() + 1));
         Stream {
             id,
             current: None,
