@@ -43,6 +43,7 @@ FAMILIES = {
     "spate_shard_pending_write_bytes": "gauge",
     "spate_shard_unwritten_bytes": "gauge",
     "spate_shard_produce_waiting_for_room": "gauge",
+    "spate_shard_read_ahead_streams": "gauge",
     "spate_process_uptime_seconds": "gauge",
     "spate_process_resident_memory_bytes": "gauge",
 }

@@ -28,12 +28,12 @@ pub struct RuntimeSnapshot {
     /// (operations, bytes).
     pub file_reads: (u64, u64),
     pub file_writes: (u64, u64),
-    pub backlog: WriteBacklog,
+    pub storage: StorageGauges,
 }
 
-/// The write backlog of a shard's partitions at one scrape.
+/// The storage gauges of a shard at one scrape: its partitions' write backlog and its read-ahead.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct WriteBacklog {
+pub struct StorageGauges {
     /// Bytes appended and not yet handed to io_uring (glommio 0.9 exposes no live count of
     /// operations in the ring).
     pub pending_write_bytes: u64,
@@ -42,11 +42,13 @@ pub struct WriteBacklog {
     pub unwritten_bytes: u64,
     /// Produced batches held back now until their partition's backlog has room.
     pub appends_waiting: u64,
+    /// Catch-up readers holding read-ahead windows now, over the shard's segment files.
+    pub read_ahead_streams: u64,
 }
 
 impl RuntimeTotals {
     /// Adds what glommio counted since the last call (must run on the shard's executor).
-    pub fn update(&self, backlog: WriteBacklog) -> RuntimeSnapshot {
+    pub fn update(&self, storage: StorageGauges) -> RuntimeSnapshot {
         let executor = glommio::executor().executor_stats();
         add(&self.busy_ns, executor.executor_runtime().as_nanos() as u64);
         add(
@@ -69,7 +71,7 @@ impl RuntimeTotals {
             tasks_executed: self.tasks_executed.get(),
             file_reads: self.file_reads.get(),
             file_writes: self.file_writes.get(),
-            backlog,
+            storage,
         }
     }
 }
@@ -128,13 +130,16 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
 fn snapshot(shard: &Shard) -> ShardSnapshot {
     let image = shard.image();
     let owned = shard.partitions_with_counters();
-    let backlog = owned
+    let mut gauges = owned
         .iter()
-        .fold(WriteBacklog::default(), |sum, (_, log, _)| WriteBacklog {
+        .fold(StorageGauges::default(), |sum, (_, log, _)| StorageGauges {
             pending_write_bytes: sum.pending_write_bytes + log.pending_write_bytes() as u64,
             unwritten_bytes: sum.unwritten_bytes + log.unwritten_bytes(),
             appends_waiting: sum.appends_waiting + log.appends_waiting_for_room() as u64,
+            ..sum
         });
+    // Counted per shard thread, over all its files.
+    gauges.read_ahead_streams = storage::segment::live_read_ahead_streams() as u64;
     let partitions = owned
         .into_iter()
         .filter_map(|((topic_id, partition), log, counters)| {
@@ -181,7 +186,7 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
         errors: shard.metrics.errors().collect(),
         partitions,
         committed,
-        runtime: shard.metrics.runtime.update(backlog),
+        runtime: shard.metrics.runtime.update(gauges),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus text exposition format (version 0.0.4) of a scrape.
 
 use crate::metrics::errors::{api_name, error_name};
-use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot, WriteBacklog};
+use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot, StorageGauges};
 use crate::metrics::LATENCY_BUCKETS_US;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -282,8 +282,8 @@ fn runtime(out: &mut Out, shards: &[ShardSnapshot]) {
             out.sample(name, &[("shard", &s.shard.to_string())], pick(&s.runtime));
         }
     }
-    type Gauge = (&'static str, &'static str, fn(&WriteBacklog) -> u64);
-    let backlog: [Gauge; 3] = [
+    type Gauge = (&'static str, &'static str, fn(&StorageGauges) -> u64);
+    let gauges: [Gauge; 4] = [
         (
             "spate_shard_pending_write_bytes",
             "Bytes appended on the shard and not yet submitted to io_uring; glommio 0.9 exposes no live count of operations in flight in the ring.",
@@ -299,12 +299,17 @@ fn runtime(out: &mut Out, shards: &[ShardSnapshot]) {
             "Produced batches on the shard held back now until their partition's write backlog has room.",
             |b| b.appends_waiting,
         ),
+        (
+            "spate_shard_read_ahead_streams",
+            "Catch-up readers holding read-ahead windows (up to 3 MiB each) on the shard now; log.read.ahead.bytes.per.shard bounds them.",
+            |b| b.read_ahead_streams,
+        ),
     ];
-    for (name, help, value) in backlog {
+    for (name, help, value) in gauges {
         out.family(name, "gauge", help);
         for s in shards {
             let shard = s.shard.to_string();
-            out.sample(name, &[("shard", &shard)], value(&s.runtime.backlog));
+            out.sample(name, &[("shard", &shard)], value(&s.runtime.storage));
         }
     }
 }
