@@ -89,9 +89,7 @@ impl PartitionLog {
         // The writer has work (the backlog), so written offsets advance and wake the line.
         self.shared.writer_wake.notify(1);
         loop {
-            if turn.may_go(entry_bytes) {
-                break;
-            }
+            // Listening before the check: a write finishing in between still wakes it.
             let listener = self.shared.durable_event.listen();
             if turn.may_go(entry_bytes) {
                 break;
