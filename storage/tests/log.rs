@@ -659,3 +659,33 @@ fn the_cache_bound_moves_without_losing_a_batch() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_burst_sizes_the_next_write_chunk_for_a_burst_like_it() {
+    let dir = temp_dir();
+    let path = dir.path().join("chunk-hint-0");
+    run(|| async move {
+        let log = PartitionLog::open(&path, LogConfig::default())
+            .await
+            .unwrap();
+        // About 1 MiB between two turns of the writer: chunks of growing size, the last one
+        // holding only the remainder.
+        let mut last = 0;
+        for i in 0..132 {
+            let (b, h) = sized_batch(8000, i as u8);
+            last = log.append(&b, &h).unwrap().last_offset;
+        }
+        log.wait_durable(last, false).await.unwrap();
+        let cached = log.cache_bytes();
+        let (b, h) = sized_batch(8000, 0);
+        last = log.append(&b, &h).unwrap().last_offset;
+        let grown = log.cache_bytes() - cached;
+        assert!(
+            grown >= 512 << 10,
+            "the next chunk is sized by the whole burst, not its last chunk: {grown} bytes"
+        );
+        log.wait_durable(last, false).await.unwrap();
+        assert_eq!(check_contiguous(&read_all(&log).await, 0), last + 1);
+        log.close().await.unwrap();
+    });
+}

@@ -222,7 +222,11 @@ async fn write_chunks(
     group: &[(Rc<Chunk>, Sealed)],
 ) -> Result<(), (StorageError, bool)> {
     let (last_chunk, (_, last_len, last_offset, _)) = group.last().expect("a non-empty group");
-    shared.inner.borrow_mut().chunk_hint = chunk::next_hint(*last_len);
+    // Sized by what was appended since the writer's last turn (all of the group's chunks),
+    // so a busy partition keeps writing whole chunks instead of restarting from its last
+    // chunk's remainder.
+    let group_bytes = group.iter().map(|(_, (_, len, ..))| len).sum();
+    shared.inner.borrow_mut().chunk_hint = chunk::next_hint(group_bytes);
     let writes = group
         .iter()
         .filter(|(_, (buf, ..))| !buf.is_empty())
