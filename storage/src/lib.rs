@@ -9,6 +9,7 @@
 //! | `codec` | Kafka's batch compression codecs (gzip, snappy, lz4, zstd), bounded decompression |
 //! | `compaction` | key map, record survival rules and batch rebuilding of log compaction |
 //! | `crc` | CRC32C of a concatenation from its parts' CRCs (entry checksums from batch CRCs) |
+//! | `dma_copy` | the append path's payload copy into write chunks, with streaming stores |
 //! | `entry` | rkyv envelope around a stored batch |
 //! | `index` | sparse offset/timestamp index of a segment and its summary file |
 //! | `producer_state` | idempotent producer sequence checks |
@@ -19,6 +20,7 @@ pub mod batch;
 pub mod codec;
 pub mod compaction;
 pub mod crc;
+pub mod dma_copy;
 pub mod entry;
 pub mod index;
 pub mod log;

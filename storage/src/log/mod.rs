@@ -553,7 +553,7 @@ impl PartitionLog {
         let at = chunk.append(entry_bytes, last_offset, |entry| {
             let body = &mut entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + len];
             // The one copy of the payload on the append path; patched where it lands.
-            body.copy_from_slice(batch);
+            crate::dma_copy::copy_for_dma(body, batch);
             batch::patch_base_offset(body, base_offset);
             if let Some(now) = stamp {
                 batch::set_log_append_time(body, now);
