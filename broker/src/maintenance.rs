@@ -24,14 +24,26 @@ const SEGMENT_IDLE_CLOSE_MS: i64 = 60_000;
 /// Kafka's `delete.retention.ms` default (one day).
 const DELETE_RETENTION_MS_DEFAULT: i64 = 86_400_000;
 
+/// Whether `topic`'s `cleanup.policy` (default `delete`) names `policy`.
+fn cleanup_policy_has(topic: &TopicMeta, policy: &str) -> bool {
+    let configured = topic
+        .configs
+        .get("cleanup.policy")
+        .map_or("delete", |v| v.trim());
+    configured.split(',').any(|p| p.trim() == policy)
+}
+
+/// Whether `topic` is compacted (`cleanup.policy` `compact` or `compact,delete`).
+pub fn is_compacted(topic: &TopicMeta) -> bool {
+    cleanup_policy_has(topic, "compact")
+}
+
 /// The log settings of `topic`: its own configs by Kafka name, else the broker defaults.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
     let get = |name: &str| topic.configs.get(name).map(|v| v.trim());
     let long = |name: &str, default: i64| get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let policy = get("cleanup.policy").unwrap_or("delete");
     // Without "delete" in the policy, retention deletes nothing.
-    let deletes = policy.split(',').any(|p| p.trim() == "delete");
-    let compacts = policy.split(',').any(|p| p.trim() == "compact");
+    let (deletes, compacts) = (cleanup_policy_has(topic, "delete"), is_compacted(topic));
     LogConfig {
         segment_bytes: long("segment.bytes", broker.log_segment_bytes as i64).max(1) as u64,
         segment_ms: long("segment.ms", broker.log_roll_ms),

@@ -64,6 +64,8 @@ pub enum BatchError {
     InvalidRecord(&'static str),
     /// No batch at all.
     Empty,
+    /// A control batch (transaction marker) sent by a client: only the broker writes those.
+    ControlBatchFromClient,
 }
 
 impl BatchError {
@@ -77,7 +79,8 @@ impl BatchError {
             | BatchError::BadMagic(_)
             | BatchError::InvalidRecordCount { .. }
             | BatchError::InvalidRecord(_)
-            | BatchError::Empty => KAFKA_INVALID_RECORD,
+            | BatchError::Empty
+            | BatchError::ControlBatchFromClient => KAFKA_INVALID_RECORD,
         }
     }
 }
@@ -108,6 +111,9 @@ impl fmt::Display for BatchError {
             }
             BatchError::InvalidRecord(why) => write!(f, "invalid record in batch: {why}"),
             BatchError::Empty => write!(f, "no record batch"),
+            BatchError::ControlBatchFromClient => {
+                write!(f, "clients are not allowed to write control records")
+            }
         }
     }
 }
@@ -272,6 +278,15 @@ fn validate_batch_body(batch: &[u8], header: &BatchHeader) -> Result<(), BatchEr
         if found != header.record_count {
             return Err(count_error(Some(found)));
         }
+    }
+    Ok(())
+}
+
+/// What Kafka refuses from a client's produce but not from the broker's own writes: control
+/// batches. (A producer id without a sequence is refused at append, `producer_state`.)
+pub fn check_client_batch(header: &BatchHeader) -> Result<(), BatchError> {
+    if header.is_control() {
+        return Err(BatchError::ControlBatchFromClient);
     }
     Ok(())
 }
@@ -661,6 +676,16 @@ mod tests {
         assert_eq!(h.last_sequence(), 1);
         h.base_sequence = -1;
         assert_eq!(h.last_sequence(), -1);
+    }
+
+    #[test]
+    fn client_batches_refuse_control_bits() {
+        let ok = BatchHeader::parse(&good()).unwrap();
+        assert_eq!(check_client_batch(&ok), Ok(()));
+        let control = encode_raw(0, 0x20, 0, 0, NO_PRODUCER, 1, b"xx");
+        let e = check_client_batch(&BatchHeader::parse(&control).unwrap()).unwrap_err();
+        assert_eq!(e, BatchError::ControlBatchFromClient);
+        assert_eq!(e.kafka_error_code(), KAFKA_INVALID_RECORD);
     }
 
     #[test]

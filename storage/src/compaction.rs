@@ -106,6 +106,15 @@ pub fn keyed_records<'a>(body: &'a [u8], header: &BatchHeader) -> Option<Vec<Key
     Some(out)
 }
 
+/// Whether a produced batch holds a record without a key, which Kafka refuses on a compacted
+/// topic; also true when its records do not decompress or parse (they cannot be checked).
+pub fn has_record_without_key(batch: &[u8], header: &BatchHeader) -> bool {
+    let Some(body) = records_body(batch, header) else {
+        return is_compactable(header);
+    };
+    keyed_records(&body, header).is_none_or(|records| records.iter().any(|r| r.key.is_none()))
+}
+
 /// Appends `raw` (one record with its length prefix) to `out` with its timestamp delta
 /// re-encoded from base `old_base` to base `new_base`: same timestamp, new length prefix.
 fn rebase_record(raw: &[u8], old_base: i64, new_base: i64, out: &mut Vec<u8>) -> Option<()> {
@@ -283,6 +292,32 @@ mod tests {
         assert_eq!(h.total_bytes(), b.len());
         assert_eq!(crc32c::crc32c(&b[CRC_START..]), h.crc);
         h
+    }
+
+    #[test]
+    fn finds_records_without_a_key_in_plain_and_compressed_batches() {
+        let keyed = [rec(Some("a"), Some("1")), rec(Some("b"), None)];
+        let mixed = [rec(Some("a"), Some("1")), rec(None, Some("2"))];
+        for codec in [
+            None,
+            Some(crate::codec::Codec::Gzip),
+            Some(crate::codec::Codec::Zstd),
+        ] {
+            let encode = |records: &[TestRecord]| match codec {
+                None => encode_batch(0, 1000, NO_PRODUCER, records),
+                Some(c) => encode_compressed_batch(0, 1000, NO_PRODUCER, records, c),
+            };
+            let b = encode(&keyed);
+            assert!(!has_record_without_key(&b, &checked(&b)), "{codec:?}");
+            let b = encode(&mixed);
+            assert!(has_record_without_key(&b, &checked(&b)), "{codec:?}");
+        }
+        // Compressed bytes that do not decompress cannot be checked: refused too.
+        let mut b =
+            encode_compressed_batch(0, 1000, NO_PRODUCER, &keyed, crate::codec::Codec::Gzip);
+        let at = BATCH_HEADER_BYTES + 2;
+        b[at..].fill(0xff);
+        assert!(has_record_without_key(&b, &BatchHeader::parse(&b).unwrap()));
     }
 
     #[test]

@@ -200,6 +200,16 @@ def test_zero_frame_size(broker, healthy):
     assert_alive(broker)
 
 
+# (l) only the broker writes control batches (transaction markers)
+def test_control_batch_from_a_client(broker, healthy):
+    create_topic(broker.bootstrap, BAD_TOPIC, 1)
+    err = _produce_bad(broker, w.record_batch([w.Rec(b"k", b"v")], attributes=0x20))
+    assert err == w.INVALID_RECORD, f"control batch: error {err}, expected 87"
+    healthy.stop_and_verify()
+    assert_alive(broker)
+    assert_empty(broker)
+
+
 def test_well_formed_requests_still_work_after_abuse(broker):
     """Sanity: the same raw encoder that builds the bad requests gets a good one accepted."""
     create_topic(broker.bootstrap, "raw-ok", 1)

@@ -8,7 +8,7 @@ import struct
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -275,6 +275,35 @@ def test_incremental_alter_configs_changes_retention_of_a_live_topic(broker_fact
     a = admin(b)
     d = described(a, "live")
     assert d["cleanup.policy"].is_default and d["retention.bytes"].value == "65536"
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_compacted_topic_refuses_records_without_a_key(broker_factory, compression):
+    """As Kafka: INVALID_RECORD for a batch holding a record without a key, nothing written."""
+    b = broker_factory()
+    create(b, "compacted-keys", **{"cleanup.policy": "compact,delete"})
+    create(b, "deleted-keys")
+    p = Producer({
+        "bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0,
+        "compression.type": compression,
+    })
+    outcomes = {}
+
+    def delivered(err, msg):
+        outcomes[(msg.topic(), msg.value())] = err
+
+    for topic in ("compacted-keys", "deleted-keys"):
+        p.produce(topic, key=b"k", value=b"keyed", partition=0, on_delivery=delivered)
+        assert p.flush(30) == 0
+        p.produce(topic, value=b"keyless", partition=0, on_delivery=delivered)
+        assert p.flush(30) == 0
+    assert outcomes[("compacted-keys", b"keyed")] is None
+    refused = outcomes[("compacted-keys", b"keyless")]
+    assert refused is not None and refused.code() == KafkaError.INVALID_RECORD, refused
+    assert watermarks(b, "compacted-keys") == (0, 1), "the refused batch was not written"
+    assert outcomes[("deleted-keys", b"keyed")] is None
+    assert outcomes[("deleted-keys", b"keyless")] is None, "a delete topic takes keyless records"
+    assert watermarks(b, "deleted-keys") == (0, 2)
 
 
 # gzip: compaction decompresses, keeps the survivors and recompresses them (kafka-python, which

@@ -7,12 +7,16 @@ use crate::shard::{Routed, Shard};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::rc::Rc;
-use storage::batch::{validate_produce_records, BatchHeader};
+use storage::batch::{check_client_batch, validate_produce_records, BatchHeader};
+
+/// Kafka's words for a record without a key on a compacted topic (INVALID_RECORD).
+const KEYLESS_ON_COMPACTED: &str = "Compacted topic cannot accept message without key";
 
 /// The answer for one partition.
 #[derive(Clone, Copy, Debug)]
 struct Appended {
     error_code: i16,
+    error_message: Option<&'static str>,
     base_offset: i64,
     log_start_offset: i64,
     log_append_time_ms: i64,
@@ -20,11 +24,32 @@ struct Appended {
 
 impl Appended {
     fn error(error_code: i16) -> Appended {
+        Appended::refused(Refused::code(error_code))
+    }
+
+    fn refused(refused: Refused) -> Appended {
         Appended {
-            error_code,
+            error_code: refused.error_code,
+            error_message: refused.message,
             base_offset: -1,
             log_start_offset: -1,
             log_append_time_ms: -1,
+        }
+    }
+}
+
+/// Why a partition's batch was refused before it reached the log.
+#[derive(Clone, Copy, Debug)]
+struct Refused {
+    error_code: i16,
+    message: Option<&'static str>,
+}
+
+impl Refused {
+    fn code(error_code: i16) -> Refused {
+        Refused {
+            error_code,
+            message: None,
         }
     }
 }
@@ -49,22 +74,31 @@ pub async fn handle(
         let meta = resolve_topic(&image, &topic.name, topic.topic_id, by_id);
         for partition in &topic.partition_data {
             let slot = answers.len();
-            let checked = meta.and_then(|meta| {
+            let checked = meta.map_err(Refused::code).and_then(|meta| {
                 if request.transactional_id.is_some() {
-                    return Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+                    return Err(Refused::code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
                 }
                 if !matches!(acks, -1..=1) {
-                    return Err(code::INVALID_REQUIRED_ACKS);
+                    return Err(Refused::code(code::INVALID_REQUIRED_ACKS));
                 }
                 if partition.index < 0 || partition.index >= meta.partitions {
-                    return Err(code::UNKNOWN_TOPIC_OR_PARTITION);
+                    return Err(Refused::code(code::UNKNOWN_TOPIC_OR_PARTITION));
                 }
                 let records = partition.records.clone().unwrap_or_default();
                 if records.len() > max_message_bytes(shard, meta) {
-                    return Err(code::MESSAGE_TOO_LARGE);
+                    return Err(Refused::code(code::MESSAGE_TOO_LARGE));
                 }
-                let header =
-                    validate_produce_records(&records).map_err(|e| e.kafka_error_code())?;
+                let header = validate_produce_records(&records)
+                    .and_then(|h| check_client_batch(&h).map(|()| h))
+                    .map_err(|e| Refused::code(e.kafka_error_code()))?;
+                if crate::maintenance::is_compacted(meta)
+                    && storage::compaction::has_record_without_key(&records, &header)
+                {
+                    return Err(Refused {
+                        error_code: code::INVALID_RECORD,
+                        message: Some(KEYLESS_ON_COMPACTED),
+                    });
+                }
                 Ok((meta.id, Batch { records, header }))
             });
             match checked {
@@ -76,7 +110,7 @@ pub async fn handle(
                         item: batch,
                     });
                 }
-                Err(error_code) => answers.push(Some(Appended::error(error_code))),
+                Err(refused) => answers.push(Some(Appended::refused(refused))),
             }
         }
     }
@@ -105,6 +139,7 @@ pub async fn handle(
                     let mut response = PartitionProduceResponse::default()
                         .with_index(partition.index)
                         .with_error_code(answer.error_code)
+                        .with_error_message(answer.error_message.map(|m| m.to_string().into()))
                         .with_base_offset(answer.base_offset)
                         .with_log_append_time_ms(answer.log_append_time_ms);
                     if version >= 5 {
@@ -160,6 +195,7 @@ async fn append_all(
                     slot,
                     Appended {
                         error_code: code::NONE,
+                        error_message: None,
                         base_offset: outcome.base_offset,
                         log_start_offset: outcome.log_start_offset,
                         log_append_time_ms: outcome.log_append_time_ms,
