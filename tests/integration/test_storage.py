@@ -306,6 +306,45 @@ def test_compacted_topic_refuses_records_without_a_key(broker_factory, compressi
     assert watermarks(b, "deleted-keys") == (0, 2)
 
 
+def test_timestamps_outside_the_topic_bounds_are_refused(broker_factory):
+    """message.timestamp.after.max.ms (default one hour) and .before.max.ms, as Kafka 4:
+    INVALID_TIMESTAMP and nothing written; LogAppendTime topics are not checked."""
+    b = broker_factory()
+    create(b, "ts-default")
+    create(b, "ts-bounded", **{
+        "message.timestamp.after.max.ms": "9223372036854775807",
+        "message.timestamp.before.max.ms": "86400000",
+    })
+    create(b, "ts-append", **{"message.timestamp.type": "LogAppendTime"})
+    now, hour = int(time.time() * 1000), 3_600_000
+    cases = [
+        ("ts-default", now + 2 * hour, KafkaError.INVALID_TIMESTAMP),
+        ("ts-default", now + hour // 6, None),
+        ("ts-default", now - 30 * 24 * hour, None),
+        ("ts-bounded", now + 2 * hour, None),
+        ("ts-bounded", now - 48 * hour, KafkaError.INVALID_TIMESTAMP),
+        ("ts-append", now + 2 * hour, None),
+    ]
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0})
+    outcomes = {}
+
+    def delivered(err, msg):
+        outcomes[int(msg.value())] = err
+
+    for i, (topic, ts, _) in enumerate(cases):
+        p.produce(topic, key=b"k", value=b"%d" % i, partition=0, timestamp=ts, on_delivery=delivered)
+        assert p.flush(30) == 0
+    for i, (topic, ts, expected) in enumerate(cases):
+        got = outcomes[i]
+        if expected is None:
+            assert got is None, f"{topic} at {ts - now:+} ms: {got}"
+        else:
+            assert got is not None and got.code() == expected, f"{topic} at {ts - now:+} ms: {got}"
+    assert watermarks(b, "ts-default") == (0, 2), "the refused batch was not written"
+    assert watermarks(b, "ts-bounded") == (0, 1)
+    assert watermarks(b, "ts-append") == (0, 1)
+
+
 # gzip: compaction decompresses, keeps the survivors and recompresses them (kafka-python, which
 # reads the result below, decodes gzip without extra packages).
 @pytest.mark.parametrize("compression", ["none", "gzip"])

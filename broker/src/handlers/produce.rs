@@ -68,6 +68,7 @@ pub async fn handle(
     let acks = request.acks;
     let image = shard.image();
     let by_id = version >= 13;
+    let now_ms = storage::now_ms();
     let mut answers: Vec<Option<Appended>> = Vec::new();
     let mut routed = Vec::new();
     for topic in &request.topic_data {
@@ -85,20 +86,7 @@ pub async fn handle(
                     return Err(Refused::code(code::UNKNOWN_TOPIC_OR_PARTITION));
                 }
                 let records = partition.records.clone().unwrap_or_default();
-                if records.len() > max_message_bytes(shard, meta) {
-                    return Err(Refused::code(code::MESSAGE_TOO_LARGE));
-                }
-                let header = validate_produce_records(&records)
-                    .and_then(|h| check_client_batch(&h).map(|()| h))
-                    .map_err(|e| Refused::code(e.kafka_error_code()))?;
-                if crate::maintenance::is_compacted(meta)
-                    && storage::compaction::has_record_without_key(&records, &header)
-                {
-                    return Err(Refused {
-                        error_code: code::INVALID_RECORD,
-                        message: Some(KEYLESS_ON_COMPACTED),
-                    });
-                }
+                let header = check_batch(shard, meta, &records, now_ms)?;
                 Ok((meta.id, Batch { records, header }))
             });
             match checked {
@@ -156,6 +144,75 @@ pub async fn handle(
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
 }
+
+/// One partition's batch against its topic, in Kafka's order: size, format, the keys of a
+/// compacted topic, the timestamps of a CreateTime topic.
+fn check_batch(
+    shard: &Shard,
+    topic: &controller::TopicMeta,
+    records: &[u8],
+    now_ms: i64,
+) -> Result<BatchHeader, Refused> {
+    if records.len() > max_message_bytes(shard, topic) {
+        return Err(Refused::code(code::MESSAGE_TOO_LARGE));
+    }
+    let header = validate_produce_records(records)
+        .and_then(|h| check_client_batch(&h).map(|()| h))
+        .map_err(|e| Refused::code(e.kafka_error_code()))?;
+    if crate::maintenance::is_compacted(topic)
+        && storage::compaction::has_record_without_key(records, &header)
+    {
+        return Err(Refused {
+            error_code: code::INVALID_RECORD,
+            message: Some(KEYLESS_ON_COMPACTED),
+        });
+    }
+    if !timestamps_in_range(&header, topic, now_ms) {
+        return Err(Refused {
+            error_code: code::INVALID_TIMESTAMP,
+            message: Some(TIMESTAMP_OUT_OF_RANGE),
+        });
+    }
+    Ok(header)
+}
+
+/// Kafka's words for a timestamp outside the topic's bounds (INVALID_TIMESTAMP).
+const TIMESTAMP_OUT_OF_RANGE: &str = "Timestamp is out of range: it should be within \
+     [now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]";
+
+/// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` of a CreateTime topic
+/// (Kafka's defaults: no bound / one hour), checked on the batch's first and largest record
+/// timestamps (its header: compressed batches are not opened for it); records without a
+/// timestamp (-1) and LogAppendTime topics are not checked, as in Kafka.
+fn timestamps_in_range(header: &BatchHeader, topic: &controller::TopicMeta, now_ms: i64) -> bool {
+    let bound = |name: &str, default: i64| {
+        topic
+            .configs
+            .get(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    if topic
+        .configs
+        .get("message.timestamp.type")
+        .map(|v| v.trim())
+        == Some("LogAppendTime")
+    {
+        return true;
+    }
+    let after = bound(
+        "message.timestamp.after.max.ms",
+        TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+    );
+    let before = bound("message.timestamp.before.max.ms", i64::MAX);
+    let too_late = header.max_timestamp >= 0 && header.max_timestamp > now_ms.saturating_add(after);
+    let too_early =
+        header.base_timestamp >= 0 && header.base_timestamp < now_ms.saturating_sub(before);
+    !too_late && !too_early
+}
+
+/// Kafka 4's default of `message.timestamp.after.max.ms` (one hour).
+const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 
 fn max_message_bytes(shard: &Shard, topic: &controller::TopicMeta) -> usize {
     topic
