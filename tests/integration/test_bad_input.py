@@ -210,6 +210,16 @@ def test_control_batch_from_a_client(broker, healthy):
     assert_empty(broker)
 
 
+# (m) the LogAppendTime attribute is the broker's to set
+def test_log_append_time_claimed_by_a_client(broker, healthy):
+    create_topic(broker.bootstrap, BAD_TOPIC, 1)
+    err = _produce_bad(broker, w.record_batch([w.Rec(b"k", b"v")] * 2, attributes=0x08))
+    assert err == w.INVALID_TIMESTAMP, f"LogAppendTime from a client: error {err}, expected 32"
+    healthy.stop_and_verify()
+    assert_alive(broker)
+    assert_empty(broker)
+
+
 def test_well_formed_requests_still_work_after_abuse(broker):
     """Sanity: the same raw encoder that builds the bad requests gets a good one accepted."""
     create_topic(broker.bootstrap, "raw-ok", 1)

@@ -146,7 +146,7 @@ pub async fn handle(
 }
 
 /// One partition's batch against its topic, in Kafka's order: size, format, the keys of a
-/// compacted topic, the timestamps of a CreateTime topic.
+/// compacted topic, the timestamp type and the timestamps of a CreateTime topic.
 fn check_batch(
     shard: &Shard,
     topic: &controller::TopicMeta,
@@ -167,6 +167,14 @@ fn check_batch(
             message: Some(KEYLESS_ON_COMPACTED),
         });
     }
+    if header.is_log_append_time() {
+        // Kafka refuses it too (on a CreateTime topic with record timestamps it rewrites the
+        // attribute instead; clients never set it).
+        return Err(Refused {
+            error_code: code::INVALID_TIMESTAMP,
+            message: Some(LOG_APPEND_TIME_FROM_PRODUCER),
+        });
+    }
     if !timestamps_in_range(&header, topic, now_ms) {
         return Err(Refused {
             error_code: code::INVALID_TIMESTAMP,
@@ -175,6 +183,10 @@ fn check_batch(
     }
     Ok(header)
 }
+
+/// Kafka's words for a batch that claims the broker's timestamp (INVALID_TIMESTAMP).
+const LOG_APPEND_TIME_FROM_PRODUCER: &str =
+    "Invalid timestamp type in message. Producer should not set timestamp type to LogAppendTime.";
 
 /// Kafka's words for a timestamp outside the topic's bounds (INVALID_TIMESTAMP).
 const TIMESTAMP_OUT_OF_RANGE: &str = "Timestamp is out of range: it should be within \
