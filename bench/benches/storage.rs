@@ -1,7 +1,9 @@
 //! Storage append throughput against the raw disk, measured in the same run on the same
 //! filesystem: `PartitionLog::append` of 16 KiB batches versus glommio `DmaFile` sequential
 //! 1 MiB O_DIRECT writes from buffers filled beforehand (what the log's writer does
-//! underneath, without the log's work). Two fsync disciplines: one fdatasync at the end of
+//! underneath, without the log's work; the reference), and the same writes with each buffer
+//! filled by the log's copy just before its write (`raw_odirect_copied`: the disk plus the one
+//! copy of payload any log makes). Two fsync disciplines: one fdatasync at the end of
 //! each 32 MiB iteration, with `RAW_WRITES_IN_FLIGHT` raw writes in flight (the disk's
 //! sequential bandwidth), and one every 1 MiB, one write at a time (acks=all under load: the
 //! group commit of about 1 MiB). `bench/scripts/storage_report.py` runs this and
@@ -54,10 +56,20 @@ fn executor() -> LocalExecutor {
 /// several chunk writes in flight).
 const RAW_WRITES_IN_FLIGHT: usize = 4;
 
-/// Sequential 1 MiB O_DIRECT writes of `ITERATION_BYTES` into a fresh file, from buffers
-/// filled before the clock starts; up to `RAW_WRITES_IN_FLIGHT` at once, or one at a time
-/// each followed by an fdatasync.
-async fn raw_write(dir: PathBuf, sync_every_chunk: bool) -> Duration {
+/// How the raw writes get their bytes.
+#[derive(Clone, Copy)]
+enum RawSource {
+    /// Buffers filled before the clock starts (the disk alone).
+    Prefilled,
+    /// Each buffer filled just before its write by the log's own copy
+    /// (`storage::dma_copy::copy_for_dma`) from a source filled beforehand: the disk plus the
+    /// one copy any log makes, and the cost of writing bytes the CPU has just written.
+    CopiedEachWrite,
+}
+
+/// Sequential 1 MiB O_DIRECT writes of `ITERATION_BYTES` into a fresh file; up to
+/// `RAW_WRITES_IN_FLIGHT` at once, or one at a time each followed by an fdatasync.
+async fn raw_write(dir: PathBuf, sync_every_chunk: bool, source: RawSource) -> Duration {
     use futures::stream::{FuturesUnordered, StreamExt};
     let path = dir.join("raw.dat");
     let _ = std::fs::remove_file(&path);
@@ -69,37 +81,48 @@ async fn raw_write(dir: PathBuf, sync_every_chunk: bool) -> Duration {
             .await
             .expect("open"),
     );
-    let buffers: Vec<_> = (0..RAW_WRITES_IN_FLIGHT)
+    let depth = if sync_every_chunk {
+        1
+    } else {
+        RAW_WRITES_IN_FLIGHT
+    };
+    // Buffers not in flight; a write hands its buffer back when it is done.
+    let mut free: Vec<_> = (0..depth)
         .map(|_| {
             let mut buf = file.alloc_dma_buffer(CHUNK_BYTES);
             buf.as_bytes_mut().fill(0x5a);
             Rc::new(buf)
         })
         .collect();
-    let depth = if sync_every_chunk {
-        1
-    } else {
-        RAW_WRITES_IN_FLIGHT
-    };
+    let payload = vec![0xa5u8; CHUNK_BYTES];
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
-    for (i, pos) in (0..ITERATION_BYTES).step_by(CHUNK_BYTES).enumerate() {
-        if in_flight.len() == depth {
-            in_flight.next().await;
+    for pos in (0..ITERATION_BYTES).step_by(CHUNK_BYTES) {
+        let mut buf = match free.pop() {
+            Some(buf) => buf,
+            None => in_flight.next().await.expect("a write in flight"),
+        };
+        if let RawSource::CopiedEachWrite = source {
+            let bytes = Rc::get_mut(&mut buf).expect("a done write holds no reference");
+            storage::dma_copy::copy_for_dma(bytes.as_bytes_mut(), &payload);
         }
-        let (file, buf) = (file.clone(), buffers[i % depth].clone());
+        let file = file.clone();
         in_flight.push(async move {
-            let n = file.write_rc_at(buf, pos as u64).await.expect("write");
+            let n = file
+                .write_rc_at(buf.clone(), pos as u64)
+                .await
+                .expect("write");
             assert_eq!(n, CHUNK_BYTES);
             if sync_every_chunk {
                 file.fdatasync().await.expect("fdatasync");
             }
+            buf
         });
     }
     while in_flight.next().await.is_some() {}
     file.fdatasync().await.expect("fdatasync");
     let elapsed = start.elapsed();
-    drop((in_flight, buffers));
+    drop((in_flight, free));
     file.close_rc().await.expect("close");
     let _ = std::fs::remove_file(&path);
     elapsed
@@ -166,13 +189,18 @@ fn append_vs_raw(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Bytes(ITERATION_BYTES as u64));
     for (name, sync) in [("sync_at_end", false), ("sync_every_mib", true)] {
-        group.bench_function(format!("raw_odirect/{name}"), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| ex.run(raw_write(dir.clone(), sync)))
-                    .sum()
-            })
-        });
+        for (raw, source) in [
+            ("raw_odirect", RawSource::Prefilled),
+            ("raw_odirect_copied", RawSource::CopiedEachWrite),
+        ] {
+            group.bench_function(format!("{raw}/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| ex.run(raw_write(dir.clone(), sync, source)))
+                        .sum()
+                })
+            });
+        }
         group.bench_function(format!("log_append/{name}"), |b| {
             b.iter_custom(|iters| {
                 (0..iters)
