@@ -9,6 +9,7 @@
 //! the same bytes by the tail cache still see them (a core sees its own stores in order).
 
 /// Below this many bytes the copy is an ordinary one (not worth a fence).
+#[cfg(target_arch = "x86_64")]
 const STREAMING_MIN_BYTES: usize = 1024;
 
 /// Copies `src` into `dst` (the same length), bypassing the cache where the CPU can; the
