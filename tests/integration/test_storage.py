@@ -472,6 +472,19 @@ def test_tombstones_stay_delete_retention_ms_after_compaction_and_keep_their_tim
         kc.close()
     assert survivors == {(m.offset(), m.key(), m.value(), m.timestamp()[1]) for m in keyed}
 
+
+def batch_headers(data):
+    """(base offset, attributes, record count) of each whole v2 batch in fetched records."""
+    out, at = [], 0
+    while at + 61 <= len(data):
+        base, length = struct.unpack(">qi", data[at:at + 12])
+        attributes, = struct.unpack(">h", data[at + 21:at + 23])
+        count, = struct.unpack(">i", data[at + 57:at + 61])
+        out.append((base, attributes, count))
+        at += 12 + length
+    return out
+
+
 @pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip", "snappy"])
 def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, codec):
     topic = f"times-{codec}"
@@ -481,8 +494,9 @@ def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, 
     timestamps = [ts0 + 10 * i for i in range(20)]
     timestamps[7] = timestamps[15] = ts0 + 1000
     p = Producer(
-        {"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 200, "acks": "all"}
+        {"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 1000, "acks": "all"}
     )
+    p.list_topics(topic, timeout=10)  # the leader is known before the first record is queued
     for i, ts in enumerate(timestamps):
         p.produce(topic, value=b"value-%d " % i * 20, key=b"k%d" % i, partition=0, timestamp=ts)
     assert p.flush(30) == 0
@@ -490,10 +504,11 @@ def test_timestamp_lookups_find_exact_records_inside_compressed_batches(broker, 
     with Conn(host, int(port)) as conn:
         err, hw, data = fetch_v4(conn, topic, 0)
         assert err == 0 and hw == 20
-        attributes, = struct.unpack(">h", data[21:23])
-        record_count, = struct.unpack(">i", data[57:61])
-        assert attributes & 0x07 != 0, "the producer compressed"
-        assert record_count > 1, "records share a batch"
+        # librdkafka may still send the first record alone (a loaded machine): what matters is
+        # that offsets 6 and 7 are looked up inside one compressed batch of several records.
+        holding = [(b, a, n) for b, a, n in batch_headers(data) if b <= 6 and 7 < b + n]
+        assert holding, f"offsets 6 and 7 share a batch: {batch_headers(data)}"
+        assert holding[0][1] & 0x07 != 0, "the producer compressed"
         # The record with the largest timestamp: the first of the two.
         assert list_offsets_v7(conn, topic, [0], MAX_TIMESTAMP) == {0: (0, ts0 + 1000, 7)}
         assert list_offsets_v7(conn, topic, [0], ts0 + 55) == {0: (0, ts0 + 60, 6)}
