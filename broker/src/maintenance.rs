@@ -38,10 +38,27 @@ pub fn is_compacted(topic: &TopicMeta) -> bool {
     cleanup_policy_has(topic, "compact")
 }
 
+/// Topic config `name` as a number, else `default` (unset or not a number).
+pub fn topic_long(topic: &TopicMeta, name: &str, default: i64) -> i64 {
+    topic
+        .configs
+        .get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether `topic` stamps batches with the broker clock (`message.timestamp.type`).
+pub fn is_log_append_time(topic: &TopicMeta) -> bool {
+    topic
+        .configs
+        .get("message.timestamp.type")
+        .map(|v| v.trim())
+        == Some("LogAppendTime")
+}
+
 /// The log settings of `topic`: its own configs by Kafka name, else the broker defaults.
 pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
-    let get = |name: &str| topic.configs.get(name).map(|v| v.trim());
-    let long = |name: &str, default: i64| get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let long = |name: &str, default: i64| topic_long(topic, name, default);
     // Without "delete" in the policy, retention deletes nothing.
     let (deletes, compacts) = (cleanup_policy_has(topic, "delete"), is_compacted(topic));
     LogConfig {
@@ -60,7 +77,7 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         } else {
             -1
         },
-        log_append_time: get("message.timestamp.type") == Some("LogAppendTime"),
+        log_append_time: is_log_append_time(topic),
         flush_messages: long("flush.messages", i64::MAX).max(1),
         flush_ms: long("flush.ms", i64::MAX),
         compact: compacts,

@@ -197,26 +197,16 @@ const TIMESTAMP_OUT_OF_RANGE: &str = "Timestamp is out of range: it should be wi
 /// timestamps (its header: compressed batches are not opened for it); records without a
 /// timestamp (-1) and LogAppendTime topics are not checked, as in Kafka.
 fn timestamps_in_range(header: &BatchHeader, topic: &controller::TopicMeta, now_ms: i64) -> bool {
-    let bound = |name: &str, default: i64| {
-        topic
-            .configs
-            .get(name)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    if topic
-        .configs
-        .get("message.timestamp.type")
-        .map(|v| v.trim())
-        == Some("LogAppendTime")
-    {
+    use crate::maintenance::{is_log_append_time, topic_long};
+    if is_log_append_time(topic) {
         return true;
     }
-    let after = bound(
+    let after = topic_long(
+        topic,
         "message.timestamp.after.max.ms",
         TIMESTAMP_AFTER_MAX_MS_DEFAULT,
     );
-    let before = bound("message.timestamp.before.max.ms", i64::MAX);
+    let before = topic_long(topic, "message.timestamp.before.max.ms", i64::MAX);
     let too_late = header.max_timestamp >= 0 && header.max_timestamp > now_ms.saturating_add(after);
     let too_early =
         header.base_timestamp >= 0 && header.base_timestamp < now_ms.saturating_sub(before);
