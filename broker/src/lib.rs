@@ -1,6 +1,7 @@
 //! The Spate broker: Kafka API handlers over thread-per-core shards.
 //!
 //! `server` starts a node, `shard` owns partitions and routes work between cores,
+//! `partition` is what handlers talk to for one partition (its log and, next, its replicas),
 //! `connection` turns request frames into handler calls, `handlers` has one module per API,
 //! `metrics` and `admin` count what happens and serve it over HTTP, `config_file` layers the
 //! settings of `spate start`.
@@ -15,6 +16,7 @@ pub mod group;
 pub mod handlers;
 pub mod maintenance;
 pub mod metrics;
+pub mod partition;
 pub mod protocol;
 pub mod server;
 pub mod shard;

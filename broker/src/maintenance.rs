@@ -113,10 +113,11 @@ async fn run(shard: Rc<Shard>) {
             continue;
         }
         since_check_ms = 0;
-        for (key, log) in shard.partition_logs_with_keys() {
+        for partition in shard.partitions() {
             if shard.is_closed() {
                 return;
             }
+            let (key, log) = (partition.key(), partition.log());
             match log.enforce_retention(storage::now_ms()).await {
                 Ok(out) if out.segments_deleted > 0 => info!(
                     shard = shard.id,

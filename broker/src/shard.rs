@@ -7,7 +7,7 @@
 
 use crate::cluster::link::QuorumLink;
 use crate::config::BrokerConfig;
-use crate::metrics::PartitionCounters;
+use crate::partition::Partition;
 use controller::{
     ApplyError, ApplyOutcome, Controller, MetadataCommand, MetadataImage, TopicId, TopicMeta,
 };
@@ -59,7 +59,7 @@ pub struct Shard {
     pub advertised: Advertised,
     data_dir: PathBuf,
     image: RefCell<Arc<MetadataImage>>,
-    partitions: RefCell<HashMap<PartitionKey, OwnedPartition, ahash::RandomState>>,
+    partitions: RefCell<HashMap<PartitionKey, Partition, ahash::RandomState>>,
     peers: Senders<Job>,
     /// Where metadata changes go; only on shard 0, the node's single metadata writer.
     metadata: Option<MetadataSource>,
@@ -86,16 +86,13 @@ pub enum MetadataSource {
     Quorum(Arc<QuorumLink>),
 }
 
+/// The leader epoch of every partition: one replica, led by its broker since creation.
+const LEADER_EPOCH: i32 = 0;
+
 /// How often shard 0 looks for a newer image from the quorum.
 const FOLLOW_EVERY: Duration = Duration::from_millis(10);
 /// How long a broker waits for the image that holds its own applied command.
 const APPLIED_IMAGE_WAIT: Duration = Duration::from_secs(10);
-
-/// A partition this shard owns: its log and its traffic counters.
-struct OwnedPartition {
-    log: PartitionLog,
-    counters: Rc<PartitionCounters>,
-}
 
 impl Shard {
     pub fn new(
@@ -135,27 +132,12 @@ impl Shard {
     /// Every log this shard owns (a snapshot of the set).
     pub fn partition_logs(&self) -> Vec<PartitionLog> {
         let partitions = self.partitions.borrow();
-        partitions.values().map(|p| p.log.clone()).collect()
+        partitions.values().map(|p| p.log().clone()).collect()
     }
 
-    /// Every log this shard owns with its key (a snapshot of the set).
-    pub fn partition_logs_with_keys(&self) -> Vec<(PartitionKey, PartitionLog)> {
-        let partitions = self.partitions.borrow();
-        partitions
-            .iter()
-            .map(|(k, p)| (*k, p.log.clone()))
-            .collect()
-    }
-
-    /// Every log this shard owns with its key and traffic counters (a snapshot of the set).
-    pub fn partitions_with_counters(
-        &self,
-    ) -> Vec<(PartitionKey, PartitionLog, Rc<PartitionCounters>)> {
-        let partitions = self.partitions.borrow();
-        partitions
-            .iter()
-            .map(|(k, p)| (*k, p.log.clone(), p.counters.clone()))
-            .collect()
+    /// Every partition this shard owns (a snapshot of the set).
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.partitions.borrow().values().cloned().collect()
     }
 
     /// The shard is shutting down.
@@ -163,20 +145,9 @@ impl Shard {
         self.closed.get()
     }
 
-    /// The log of a partition this shard owns.
-    pub fn partition(&self, key: &PartitionKey) -> Option<PartitionLog> {
-        self.partitions.borrow().get(key).map(|p| p.log.clone())
-    }
-
-    /// The log of a partition this shard owns, with its traffic counters.
-    pub fn partition_with_counters(
-        &self,
-        key: &PartitionKey,
-    ) -> Option<(PartitionLog, Rc<PartitionCounters>)> {
-        let partitions = self.partitions.borrow();
-        partitions
-            .get(key)
-            .map(|p| (p.log.clone(), p.counters.clone()))
+    /// A partition this shard owns.
+    pub fn partition(&self, key: &PartitionKey) -> Option<Partition> {
+        self.partitions.borrow().get(key).cloned()
     }
 
     /// Shares the shard's tail-cache bound (`log.cache.bytes.per.shard`) by activity: the
@@ -424,9 +395,10 @@ impl Shard {
                 if !self.holds(&image, &key) {
                     continue;
                 }
-                if let Some(log) = self.partition(&key) {
+                if let Some(partition) = self.partition(&key) {
                     // Keeps its cache bound: `share_cache` (below and every tick) moves it.
-                    log.update_config(self.log_config(topic, owned_partitions));
+                    let config = self.log_config(topic, owned_partitions);
+                    partition.log().update_config(config);
                     continue;
                 }
                 match self
@@ -434,9 +406,8 @@ impl Shard {
                     .await
                 {
                     Ok(log) => {
-                        let counters = Rc::default();
-                        let owned = OwnedPartition { log, counters };
-                        self.partitions.borrow_mut().insert(key, owned);
+                        let partition = Partition::new(key, log, LEADER_EPOCH);
+                        self.partitions.borrow_mut().insert(key, partition);
                     }
                     Err(e) => warn!(shard = self.id, "cannot open partition: {e}"),
                 }
@@ -457,9 +428,10 @@ impl Shard {
             .copied()
             .collect();
         for key in gone {
-            let Some(OwnedPartition { log, .. }) = self.partitions.borrow_mut().remove(&key) else {
+            let Some(partition) = self.partitions.borrow_mut().remove(&key) else {
                 continue;
             };
+            let log = partition.log();
             let old_name = self
                 .image
                 .borrow()
@@ -514,7 +486,7 @@ impl Shard {
             .partitions
             .borrow_mut()
             .drain()
-            .map(|e| e.1.log)
+            .map(|(_, partition)| partition.log().clone())
             .collect();
         let closes = logs.iter().map(|log| log.close());
         for result in futures::future::join_all(closes).await {

@@ -512,10 +512,11 @@ def list_offsets_v1(conn: Conn, topic, partitions, timestamp=-1):
     return out
 
 
-def list_offsets_v7(conn: Conn, topic, partitions, timestamp):
-    """ListOffsets v7 (flexible; timestamp -3 = MAX_TIMESTAMP). Returns {partition: (err, timestamp, offset)}."""
+def list_offsets_v7(conn: Conn, topic, partitions, timestamp, current_leader_epoch=-1):
+    """ListOffsets v7 (flexible; timestamp -3 = MAX_TIMESTAMP; current_leader_epoch -1 = not
+    checked). Returns {partition: (err, timestamp, offset)}."""
     name = topic.encode()
-    parts = [i32(p) + i32(-1) + i64(timestamp) + b"\x00" for p in partitions]
+    parts = [i32(p) + i32(current_leader_epoch) + i64(timestamp) + b"\x00" for p in partitions]
     topic_body = uvarint(len(name) + 1) + name + uvarint(len(parts) + 1) + b"".join(parts) + b"\x00"
     body = i32(-1) + i8(0) + uvarint(2) + topic_body + b"\x00"
     r = conn.request(LIST_OFFSETS, 7, body, flexible=True)

@@ -13,6 +13,7 @@ from kafka_wire import (
     decode_batches,
     fetch_v4,
     list_offsets_v1,
+    list_offsets_v7,
     metadata_v1,
     produce_v3,
     record_batch,
@@ -22,6 +23,7 @@ OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17
 TOPIC_ALREADY_EXISTS = 36
+UNKNOWN_LEADER_EPOCH = 75
 
 
 TS0 = 1_700_000_000_000
@@ -80,6 +82,18 @@ def test_fetch_past_the_end_is_out_of_range_and_at_the_end_is_empty(broker):
         assert fetch_v4(conn, "ends", 0, offset=2, max_wait_ms=0)[2] == b""
         err, hw, _ = fetch_v4(conn, "ends", 0, offset=3, max_wait_ms=0)
         assert (err, hw) == (OFFSET_OUT_OF_RANGE, 2)
+
+
+def test_a_request_naming_a_leader_epoch_this_broker_does_not_know_is_refused(broker):
+    # KIP-320: a client's current_leader_epoch newer than the partition's gets
+    # UNKNOWN_LEADER_EPOCH (it should refresh its metadata); -1 and the current epoch pass.
+    make_topic(broker, "epochs")
+    with Conn(broker.host, broker.port) as conn:
+        assert produce_v3(conn, "epochs", 0, record_batch(records(3))) == (0, 0)
+        assert list_offsets_v7(conn, "epochs", [0], -1)[0] == (0, -1, 3)
+        assert list_offsets_v7(conn, "epochs", [0], -1, current_leader_epoch=0)[0] == (0, -1, 3)
+        err, _, offset = list_offsets_v7(conn, "epochs", [0], -1, current_leader_epoch=7)[0]
+        assert (err, offset) == (UNKNOWN_LEADER_EPOCH, -1)
 
 
 def test_list_offsets_earliest_latest_and_by_timestamp(broker):

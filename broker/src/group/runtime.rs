@@ -146,7 +146,7 @@ fn group_log(shard: &Shard, group_id: &str) -> Option<PartitionLog> {
     let topic = image.topic(OFFSETS_TOPIC)?;
     let key = (topic.id, partition_for(group_id, topic.partitions));
     debug_assert_eq!(shard.owner_of(&key), shard.id, "groups live on their owner");
-    shard.partition(&key)
+    shard.partition(&key).map(|p| p.log().clone())
 }
 
 /// Appends records (one batch per partition) and waits until they are durable.
@@ -392,7 +392,7 @@ pub async fn load(shard: &Rc<Shard>) {
             if shard.owner_of(&key) != shard.id {
                 continue;
             }
-            let Some(log) = shard.partition(&key) else {
+            let Some(log) = shard.partition(&key).map(|p| p.log().clone()) else {
                 continue;
             };
             if let Err(e) = replay(shard, &log).await {

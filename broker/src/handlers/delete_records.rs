@@ -65,16 +65,21 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteR
 async fn delete_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, Deleted)> {
     let mut out = Vec::with_capacity(items.len());
     for Routed { slot, key, item } in items {
-        let Some(log) = shard.partition(&key) else {
+        let Some(partition) = shard.partition(&key) else {
             out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1)));
             continue;
         };
-        let offset = item;
-        if offset != HIGH_WATERMARK && !(0..=log.high_watermark()).contains(&offset) {
+        let high_watermark = partition.high_watermark();
+        let offset = if item == HIGH_WATERMARK {
+            high_watermark
+        } else {
+            item
+        };
+        if !(0..=high_watermark).contains(&offset) {
             out.push((slot, (code::OFFSET_OUT_OF_RANGE, -1)));
             continue;
         }
-        let answer = match log.delete_records_before(offset).await {
+        let answer = match partition.log().delete_records_before(offset).await {
             Ok(low_watermark) => (code::NONE, low_watermark),
             Err(e) => {
                 tracing::error!(shard = shard.id, "delete records failed: {e}");

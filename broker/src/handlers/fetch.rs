@@ -17,6 +17,8 @@ use storage::log::ReadBatches;
 struct ReadItem {
     offset: i64,
     max_bytes: usize,
+    /// The leader epoch the client believes current (-1: unknown, not checked).
+    current_leader_epoch: i32,
 }
 
 /// What one partition gave.
@@ -64,6 +66,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                 read: ReadItem {
                     offset: p.fetch_offset,
                     max_bytes: positive(p.partition_max_bytes).min(max_bytes),
+                    current_leader_epoch: p.current_leader_epoch,
                 },
             })
         })
@@ -116,35 +119,25 @@ async fn read_once(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<PartitionRead> {
 /// On the owner shard: reads each partition.
 async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize, PartitionRead)> {
     let reads = items.into_iter().map(|Routed { slot, key, item }| {
-        let log = shard.partition_with_counters(&key);
-        let shard_id = shard.id;
+        let partition = shard.partition(&key);
         async move {
-            let Some((log, counters)) = log else {
+            let Some(partition) = partition else {
                 return (slot, PartitionRead::error(code::NOT_LEADER_OR_FOLLOWER));
             };
-            let high_watermark = log.high_watermark();
-            let log_start_offset = log.log_start_offset();
-            let mut read = PartitionRead {
-                error_code: code::NONE,
-                high_watermark,
-                log_start_offset,
-                batches: ReadBatches::default(),
+            if let Err(error_code) = partition.check_leader_epoch(item.current_leader_epoch) {
+                return (slot, PartitionRead::error(error_code));
+            }
+            let read = partition.read(item.offset, item.max_bytes).await;
+            let (error_code, batches) = match read.batches {
+                Ok(batches) => (code::NONE, batches),
+                Err(error_code) => (error_code, ReadBatches::default()),
             };
-            if item.offset < log_start_offset || item.offset > high_watermark {
-                read.error_code = code::OFFSET_OUT_OF_RANGE;
-                return (slot, read);
-            }
-            match log.read_batches(item.offset, item.max_bytes).await {
-                Ok(batches) => {
-                    let bytes_out = &counters.bytes_out;
-                    bytes_out.set(bytes_out.get() + batches.total_bytes() as u64);
-                    read.batches = batches;
-                }
-                Err(e) => {
-                    tracing::error!(shard = shard_id, "fetch read failed: {e}");
-                    read.error_code = code::KAFKA_STORAGE_ERROR;
-                }
-            }
+            let read = PartitionRead {
+                error_code,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                batches,
+            };
             (slot, read)
         }
     });
@@ -179,10 +172,10 @@ async fn wait_on_owner(shard: Rc<Shard>, items: Vec<(PartitionKey, i64)>, timeou
     let waits: Vec<_> = items
         .into_iter()
         .filter_map(|(key, offset)| {
-            let log = shard.partition(&key)?;
-            Some(Box::pin(
-                async move { log.wait_for_data_after(offset).await },
-            ))
+            let partition = shard.partition(&key)?;
+            Some(Box::pin(async move {
+                partition.wait_for_data_after(offset).await
+            }))
         })
         .collect();
     if waits.is_empty() {

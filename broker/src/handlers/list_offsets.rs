@@ -35,7 +35,7 @@ pub async fn handle(
                 Ok(key) => routed.push(Routed {
                     slot,
                     key,
-                    item: partition.timestamp,
+                    item: (partition.timestamp, partition.current_leader_epoch),
                 }),
                 Err(error_code) => found[slot].0 = error_code,
             }
@@ -75,21 +75,26 @@ pub async fn handle(
 }
 
 /// On the owner shard.
-async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, Found)> {
+async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<(i64, i32)>>) -> Vec<(usize, Found)> {
     let mut out = Vec::with_capacity(items.len());
     for Routed {
         slot,
         key,
-        item: timestamp,
+        item: (timestamp, current_leader_epoch),
     } in items
     {
-        let Some(log) = shard.partition(&key) else {
+        let Some(partition) = shard.partition(&key) else {
             out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1, -1)));
             continue;
         };
+        if let Err(error_code) = partition.check_leader_epoch(current_leader_epoch) {
+            out.push((slot, (error_code, -1, -1)));
+            continue;
+        }
+        let log = partition.log();
         let found = match timestamp {
-            LATEST => (code::NONE, -1, log.high_watermark()),
-            EARLIEST | EARLIEST_LOCAL => (code::NONE, -1, log.log_start_offset()),
+            LATEST => (code::NONE, -1, partition.high_watermark()),
+            EARLIEST | EARLIEST_LOCAL => (code::NONE, -1, partition.log_start_offset()),
             // Nothing is tiered: Kafka answers "no offset" for an untiered log.
             LATEST_TIERED => (code::NONE, -1, -1),
             MAX_TIMESTAMP => answer(&shard, log.max_timestamp_offset().await),

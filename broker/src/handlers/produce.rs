@@ -237,19 +237,17 @@ async fn append_all(
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
     for Routed { slot, key, item } in items {
-        let Some((log, counters)) = shard.partition_with_counters(&key) else {
+        let Some(partition) = shard.partition(&key) else {
             answers.push((slot, Appended::error(code::NOT_LEADER_OR_FOLLOWER)));
             continue;
         };
-        let waking_up = Shard::is_idle(&log, storage::now_ms());
-        match log.append_with_room(&item.records, &item.header).await {
+        let waking_up = Shard::is_idle(partition.log(), storage::now_ms());
+        match partition.append(&item.records, &item.header).await {
             Ok(outcome) => {
                 if waking_up {
                     shard.share_cache_after_wake_up();
                 }
-                let bytes_in = &counters.bytes_in;
-                bytes_in.set(bytes_in.get() + item.records.len() as u64);
-                pending.push((answers.len(), log, outcome.last_offset));
+                pending.push((answers.len(), partition, outcome.last_offset));
                 answers.push((
                     slot,
                     Appended {
@@ -261,7 +259,7 @@ async fn append_all(
                     },
                 ));
             }
-            Err(e) => answers.push((slot, Appended::error(e.kafka_error_code()))),
+            Err(error_code) => answers.push((slot, Appended::error(error_code))),
         }
     }
     if acks == 0 {
@@ -269,12 +267,11 @@ async fn append_all(
     }
     let waits = pending
         .iter()
-        .map(|(_, log, last_offset)| log.wait_durable(*last_offset, sync));
+        .map(|(_, partition, last_offset)| partition.wait_acknowledged(*last_offset, sync));
     let results = futures::future::join_all(waits).await;
     for ((index, _, _), result) in pending.iter().zip(results) {
-        if let Err(e) = result {
-            tracing::error!(shard = shard.id, "append failed: {e}");
-            answers[*index].1 = Appended::error(code::KAFKA_STORAGE_ERROR);
+        if let Err(error_code) = result {
+            answers[*index].1 = Appended::error(error_code);
         }
     }
     answers

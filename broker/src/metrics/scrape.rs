@@ -129,10 +129,11 @@ pub async fn collect(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
 
 fn snapshot(shard: &Shard) -> ShardSnapshot {
     let image = shard.image();
-    let owned = shard.partitions_with_counters();
+    let owned = shard.partitions();
     let mut gauges = owned
         .iter()
-        .fold(StorageGauges::default(), |sum, (_, log, _)| StorageGauges {
+        .map(|p| p.log())
+        .fold(StorageGauges::default(), |sum, log| StorageGauges {
             pending_write_bytes: sum.pending_write_bytes + log.pending_write_bytes() as u64,
             unwritten_bytes: sum.unwritten_bytes + log.unwritten_bytes(),
             appends_waiting: sum.appends_waiting + log.appends_waiting_for_room() as u64,
@@ -142,7 +143,8 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
     gauges.read_ahead_streams = storage::segment::live_read_ahead_streams() as u64;
     let partitions = owned
         .into_iter()
-        .filter_map(|((topic_id, partition), log, counters)| {
+        .filter_map(|p| {
+            let ((topic_id, partition), log, counters) = (p.key(), p.log(), p.counters());
             Some(PartitionSnapshot {
                 topic: image.topic_by_id(&topic_id)?.name.clone(),
                 partition,
