@@ -115,9 +115,12 @@ impl LeaderEpochCache {
         }
     }
 
-    /// Drops the entries starting at or after `end_offset` (the log was truncated there).
-    /// Returns whether the cache changed.
+    /// Drops the entries starting at or after `end_offset` (the log was truncated there); a
+    /// negative offset changes nothing (Kafka). Returns whether the cache changed.
     pub fn truncate_from_end(&mut self, end_offset: i64) -> bool {
+        if end_offset < 0 {
+            return false;
+        }
         let keep = self
             .entries
             .partition_point(|e| e.start_offset < end_offset);
@@ -283,6 +286,7 @@ mod tests {
     fn truncation_from_either_end() {
         let mut c = cache(&[(1, 0), (2, 5), (3, 10)]);
         assert!(!c.truncate_from_end(11));
+        assert!(!c.truncate_from_end(-1), "undefined: nothing");
         assert!(c.truncate_from_end(10), "an entry starting at the cut goes");
         assert_eq!(pairs(&c), [(1, 0), (2, 5)]);
         assert!(c.truncate_from_end(3));

@@ -217,6 +217,24 @@ fn follower_appends_keep_offsets_gaps_and_epochs() {
         assert_eq!(follower.log_end_offset(), 117);
         check(&read_all(&follower).await);
         assert_eq!(follower.leader_epochs(), [(1, 0), (2, 60), (4, 115)]);
+        // Truncating into the batch after a gap: the log ends after the last batch kept.
+        assert_eq!(follower.truncate_to(108).await.unwrap(), 100);
+        assert_eq!(follower.leader_epochs(), [(1, 0), (2, 60)]);
+        assert_contiguous(&read_all(&follower).await, 0, 100);
+        let (b, h) = leader_batch(104, 2, 5, NO_PRODUCER);
+        follower.append_replicated(&b, &h).unwrap();
+        assert_eq!(follower.leader_epochs(), [(1, 0), (2, 60), (5, 104)]);
+        follower.close().await.unwrap();
+        let follower = PartitionLog::open(&follower_dir, small_config())
+            .await
+            .unwrap();
+        assert_eq!(follower.log_end_offset(), 106);
+        let last = headers(&follower.read(100, 1 << 20).await.unwrap());
+        assert_eq!(last.len(), 1);
+        assert_eq!(
+            (last[0].base_offset, last[0].partition_leader_epoch),
+            (104, 5)
+        );
         follower.close().await.unwrap();
     });
 }

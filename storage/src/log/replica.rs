@@ -184,11 +184,11 @@ impl PartitionLog {
     /// Kafka's `truncateTo`: removes the first batch whose last offset is at or after
     /// `offset` and everything after it, durably, and returns the new log end offset (that
     /// batch's base offset in a log without gaps: `offset` itself when it is a batch
-    /// boundary, as a follower's truncation points are). Nothing happens when `offset` is at
-    /// or past the log end. Below the first segment the log is emptied and starts at
-    /// `offset` (`truncate_fully_and_start_at`). The caller makes sure nothing appends
-    /// meanwhile (appends are refused while it runs). See the module docs for the order of
-    /// the file changes.
+    /// boundary, as a follower's truncation points are; after a gap, the end of the last
+    /// batch kept). Nothing happens when `offset` is at or past the log end. Below the first
+    /// segment the log is emptied and starts at `offset` (`truncate_fully_and_start_at`).
+    /// The caller makes sure nothing appends meanwhile (appends are refused while it runs).
+    /// See the module docs for the order of the file changes.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
         assert!(offset >= 0, "truncating to a negative offset");
         let _one = self.shared.maintenance.acquire_permit(1).await;
