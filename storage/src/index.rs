@@ -59,9 +59,10 @@ impl SegmentIndex {
         max_timestamp: i64,
         interval_bytes: usize,
     ) {
-        assert_eq!(
-            base_offset, self.next_offset,
-            "segment offsets must be contiguous"
+        // A follower keeps its leader's offsets, which a compacted leader may leave gaps in.
+        assert!(
+            base_offset >= self.next_offset,
+            "segment offsets must increase"
         );
         assert!(last_offset >= base_offset);
         if self.entries.is_empty() || self.bytes_since_entry >= interval_bytes {
@@ -76,6 +77,27 @@ impl SegmentIndex {
         self.size_bytes += entry_bytes as u64;
         self.next_offset = last_offset + 1;
         self.max_timestamp = self.max_timestamp.max(max_timestamp);
+    }
+
+    /// Forgets the entries at or after `position` (an entry start; the segment is being
+    /// truncated there) and the index point before them, back to the state just before that
+    /// point was added. Returns the position to replay entries from (with `on_append`) up to
+    /// `position` to rebuild the totals and the points exactly: at most about one index
+    /// interval of entries.
+    pub fn rewind_before(&mut self, position: u64) -> u64 {
+        assert!(position <= self.size_bytes, "rewind past the segment end");
+        let kept = self.entries.partition_point(|e| e.position < position);
+        let Some(last) = kept.checked_sub(1).map(|i| self.entries[i]) else {
+            *self = SegmentIndex::new(self.base_offset);
+            return 0;
+        };
+        self.entries.truncate(kept - 1);
+        self.next_offset = last.offset;
+        self.size_bytes = last.position;
+        self.max_timestamp = last.max_timestamp_before;
+        // The next `on_append` adds the point again, as it did the first time.
+        self.bytes_since_entry = usize::MAX;
+        last.position
     }
 
     /// Position to start scanning from to find the batch containing `offset`.
@@ -182,7 +204,7 @@ impl SegmentIndex {
         }
         self.entries
             .first()
-            .is_none_or(|e| e.position == 0 && e.offset == self.base_offset)
+            .is_none_or(|e| e.position == 0 && e.offset >= self.base_offset)
             && (self.entries.is_empty() == (self.size_bytes == 0))
     }
 }
@@ -198,6 +220,34 @@ mod tests {
             idx.on_append(100 + 3 * i, 102 + 3 * i, 1000, 10 * (i + 1), 2500);
         }
         idx
+    }
+
+    #[test]
+    fn rewinding_and_replaying_rebuilds_the_same_index() {
+        // Cut at every entry boundary: rewind, replay up to the cut, compare with an index
+        // built from those entries only.
+        for cut in 0..=10i64 {
+            let mut idx = sample();
+            let from = idx.rewind_before(cut as u64 * 1000);
+            assert_eq!(from % 1000, 0);
+            for i in (from / 1000) as i64..cut {
+                idx.on_append(100 + 3 * i, 102 + 3 * i, 1000, 10 * (i + 1), 2500);
+            }
+            let mut want = SegmentIndex::new(100);
+            for i in 0..cut {
+                want.on_append(100 + 3 * i, 102 + 3 * i, 1000, 10 * (i + 1), 2500);
+            }
+            assert_eq!(idx.entries, want.entries, "cut {cut}");
+            assert_eq!(
+                (idx.next_offset, idx.size_bytes, idx.max_timestamp),
+                (want.next_offset, want.size_bytes, want.max_timestamp),
+                "cut {cut}"
+            );
+            // Appending on goes on the same way.
+            idx.on_append(want.next_offset, want.next_offset, 1000, 7, 2500);
+            want.on_append(want.next_offset, want.next_offset, 1000, 7, 2500);
+            assert_eq!(idx.encode(), want.encode(), "cut {cut}");
+        }
     }
 
     #[test]

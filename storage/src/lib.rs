@@ -12,6 +12,7 @@
 //! | `dma_copy` | the append path's payload copy into write chunks, with streaming stores |
 //! | `entry` | rkyv envelope around a stored batch |
 //! | `index` | sparse offset/timestamp index of a segment and its summary file |
+//! | `leader_epoch` | leader-epoch cache (epoch -> start offset), its checkpoint file format |
 //! | `producer_state` | idempotent producer sequence checks |
 //! | `segment` | glommio DMA file helpers: page-tail writer, windowed reader, entry scan |
 //! | `log` | `PartitionLog`: append into DMA write chunks, group commit, reads, recovery |
@@ -23,12 +24,13 @@ pub mod crc;
 pub mod dma_copy;
 pub mod entry;
 pub mod index;
+pub mod leader_epoch;
 pub mod log;
 pub mod producer_state;
 pub mod segment;
 
 pub use log::{
-    now_ms, AppendError, AppendOutcome, CompactionOutcome, LogConfig, PartitionLog,
+    now_ms, AppendError, AppendOutcome, CompactionOutcome, LogConfig, PartitionLog, ReplicaError,
     RetentionOutcome, StorageError,
 };
 

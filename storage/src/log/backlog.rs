@@ -77,12 +77,37 @@ impl PartitionLog {
         batch: &[u8],
         header: &BatchHeader,
     ) -> Result<AppendOutcome, AppendError> {
+        self.append_from_with_room(Origin::Leader, batch, header)
+            .await
+    }
+
+    /// Appends like `append_replicated` once the write backlog has room for the batch, as
+    /// `append_with_room` does (a follower's fetches are bounded the same way).
+    pub async fn append_replicated_with_room(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.append_from_with_room(Origin::Replica, batch, header)
+            .await
+    }
+
+    async fn append_from_with_room(
+        &self,
+        origin: Origin,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<AppendOutcome, AppendError> {
+        let append = |log: &PartitionLog| match origin {
+            Origin::Leader => log.append(batch, header),
+            Origin::Replica => log.append_replicated(batch, header),
+        };
         let entry_bytes = entry::entry_bytes(batch.len());
         {
             let inner = self.shared.inner.borrow();
             if inner.waiting_for_room.is_empty() && inner.has_room(entry_bytes) {
                 drop(inner);
-                return self.append(batch, header);
+                return append(self);
             }
         }
         let turn = Turn::join(&self.shared);
@@ -96,7 +121,7 @@ impl PartitionLog {
             }
             listener.await;
         }
-        let outcome = self.append(batch, header);
+        let outcome = append(self);
         drop(turn);
         outcome
     }

@@ -15,6 +15,12 @@
 //! - `{base:020}.index`: sparse index summary of a closed segment, written at roll.
 //! - `producer.snapshot`: producer state covering offsets < the offset in its frame,
 //!   written at roll (after the closed segment is synced) and at close.
+//! - `leader-epoch-checkpoint`: the leader-epoch cache (`crate::leader_epoch`), written by
+//!   the writer task before the data it covers, and by `set_leader_epoch` and truncation.
+//!
+//! Replication (`replica`): `set_leader_epoch` stamps the leader's appends with its epoch,
+//! `append_replicated` keeps a leader's offsets and epochs on a follower, `truncate_to` and
+//! `truncate_fully_and_start_at` cut a follower's log back where it diverged.
 //!
 //! Invariants: the tail cache is a contiguous suffix of the log and never drops an entry that
 //! is not yet written, so any offset not in the cache is readable from disk; entries read
@@ -35,6 +41,7 @@ use tracing::{info, warn};
 use crate::batch::{self, BatchHeader};
 use crate::entry::{self, EntryError, ENTRY_HEADER_BYTES};
 use crate::index::SegmentIndex;
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::producer_state::{ProducerError, ProducerStateTable, SequenceCheck};
 use crate::segment::{self, ScanEnd, SegmentFile};
 
@@ -44,6 +51,7 @@ mod compaction;
 mod idle;
 mod read;
 mod recovery;
+mod replica;
 mod retention;
 mod timestamp;
 mod writer;
@@ -182,6 +190,8 @@ pub struct AppendOutcome {
 pub enum AppendError {
     Producer(ProducerError),
     Storage(StorageError),
+    /// A follower's batch does not continue the log (`append_replicated`).
+    Replica(ReplicaError),
 }
 
 impl AppendError {
@@ -189,6 +199,7 @@ impl AppendError {
         match self {
             AppendError::Producer(e) => e.kafka_error_code(),
             AppendError::Storage(e) => e.kafka_error_code(),
+            AppendError::Replica(e) => e.kafka_error_code(),
         }
     }
 }
@@ -198,11 +209,64 @@ impl fmt::Display for AppendError {
         match self {
             AppendError::Producer(e) => write!(f, "producer check failed: {e}"),
             AppendError::Storage(e) => e.fmt(f),
+            AppendError::Replica(e) => write!(f, "replicated batch refused: {e}"),
         }
     }
 }
 
 impl std::error::Error for AppendError {}
+
+/// Why `append_replicated` refused a batch; nothing was appended. Both mean the follower's
+/// log and its leader's disagree: the follower must truncate (or refetch) first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaError {
+    /// The batch starts below the log end (Kafka's UnexpectedAppendOffsetException).
+    OffsetBelowLogEnd {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
+    /// The batch's leader epoch is older than the newest epoch in the log.
+    EpochBelowLatest { epoch: i32, latest_epoch: i32 },
+}
+
+impl ReplicaError {
+    /// UNKNOWN_SERVER_ERROR: a follower's own fetch went wrong, no client asked.
+    pub fn kafka_error_code(&self) -> i16 {
+        -1
+    }
+}
+
+impl std::error::Error for ReplicaError {}
+
+impl fmt::Display for ReplicaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplicaError::OffsetBelowLogEnd {
+                base_offset,
+                log_end_offset,
+            } => write!(
+                f,
+                "base offset {base_offset} is below the log end offset {log_end_offset}"
+            ),
+            ReplicaError::EpochBelowLatest {
+                epoch,
+                latest_epoch,
+            } => write!(
+                f,
+                "leader epoch {epoch} is older than the latest epoch {latest_epoch}"
+            ),
+        }
+    }
+}
+
+/// Whose batch an append takes: a leader's (`append`: offsets assigned here, producer
+/// sequence checked, leader epoch and LogAppendTime stamped) or a copy of its leader's on a
+/// follower (`append_replicated`: kept as it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    Leader,
+    Replica,
+}
 
 struct Segment {
     /// Covers everything appended, including what is still pending.
@@ -287,6 +351,18 @@ struct Inner {
     waiting_for_room: VecDeque<u64>,
     /// The id of the next append to wait for room.
     next_turn: u64,
+    /// Which leader epoch wrote which offsets (`leader-epoch-checkpoint`).
+    epochs: LeaderEpochCache,
+    /// Counts changes of `epochs`; the writer task persists them up to this.
+    epochs_changes: u64,
+    /// `epochs_changes` when the checkpoint file was last written.
+    epochs_saved: u64,
+    /// The epoch `append` stamps into each batch, once `set_leader_epoch` made this replica
+    /// the leader (`None`: batches keep the field their producer sent).
+    leader_epoch: Option<i32>,
+    /// `truncate_to` or `truncate_fully_and_start_at` is rewriting the files: no appends,
+    /// and the writer task waits.
+    truncating: bool,
 }
 
 struct Shared {
@@ -325,11 +401,25 @@ impl Inner {
         if self.closing {
             return Err(self.error("log is closed", io::Error::other("closed")));
         }
+        if self.truncating {
+            let e = io::Error::new(io::ErrorKind::ResourceBusy, "truncating");
+            return Err(self.error("log is being truncated", e));
+        }
         Ok(())
     }
 
     fn has_writer_work(&self) -> bool {
-        self.failed.is_none() && (!self.pending.is_empty() || self.sync_target > self.synced_offset)
+        self.failed.is_none()
+            && !self.truncating
+            && (!self.pending.is_empty()
+                || self.sync_target > self.synced_offset
+                || self.epochs_saved < self.epochs_changes)
+    }
+
+    /// Notes a change of `epochs` for the writer task to persist; returns its number.
+    fn epochs_changed(&mut self) -> u64 {
+        self.epochs_changes += 1;
+        self.epochs_changes
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -510,7 +600,35 @@ impl PartitionLog {
     }
 
     /// Appends one validated batch (see module docs); duplicates return original offsets.
+    /// After `set_leader_epoch`, the batch is stamped with that leader epoch.
     pub fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<AppendOutcome, AppendError> {
+        self.append_from(Origin::Leader, batch, header)
+    }
+
+    /// A follower's append of a batch its leader wrote (Kafka's `appendAsFollower`): the batch
+    /// keeps its base offset and leader epoch (nothing is patched or stamped), which must not
+    /// go below the log end offset (a compacted leader may leave a gap) nor below the latest
+    /// leader epoch; a newer epoch starts at its base offset in the epoch cache. The producer
+    /// state records the batch without checking its sequence, so a producer that retries
+    /// with this replica once it leads is deduplicated. Everything else (segments, cache,
+    /// group commit, `wait_durable`) is as for `append`.
+    pub fn append_replicated(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.append_from(Origin::Replica, batch, header)
+    }
+
+    /// The body of `append` and `append_replicated`: synchronous, one copy of the batch into
+    /// the filling chunk, patched there. `origin` is a constant at both call sites.
+    #[inline(always)]
+    fn append_from(
+        &self,
+        origin: Origin,
+        batch: &[u8],
+        header: &BatchHeader,
+    ) -> Result<AppendOutcome, AppendError> {
         assert_eq!(
             batch.len(),
             header.total_bytes(),
@@ -523,38 +641,59 @@ impl PartitionLog {
         let mut inner = self.shared.inner.borrow_mut();
         inner.check_usable().map_err(AppendError::Storage)?;
         let log_start_offset = inner.log_start_offset;
-        if let SequenceCheck::Duplicate {
-            base_offset,
-            last_offset,
-        } = inner
-            .producers
-            .check(header)
-            .map_err(AppendError::Producer)?
-        {
-            return Ok(AppendOutcome {
-                base_offset,
-                last_offset,
-                duplicate: true,
-                log_start_offset,
-                log_append_time_ms: -1,
-            });
-        }
-        let base_offset = inner.log_end_offset;
+        let base_offset = match origin {
+            Origin::Leader => match inner
+                .producers
+                .check(header)
+                .map_err(AppendError::Producer)?
+            {
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    return Ok(AppendOutcome {
+                        base_offset,
+                        last_offset,
+                        duplicate: true,
+                        log_start_offset,
+                        log_append_time_ms: -1,
+                    });
+                }
+                SequenceCheck::Append => inner.log_end_offset,
+            },
+            Origin::Replica => inner
+                .check_replicated(header)
+                .map_err(AppendError::Replica)?,
+        };
         let last_offset = base_offset + header.last_offset_delta as i64;
         let now = now_ms();
-        let stamp = inner.config.log_append_time.then_some(now);
+        let (stamp, epoch) = match origin {
+            Origin::Leader => (
+                inner.config.log_append_time.then_some(now),
+                inner.leader_epoch,
+            ),
+            Origin::Replica => (None, None),
+        };
         let max_timestamp = stamp.unwrap_or(header.max_timestamp);
         let len = batch.len();
         let entry_bytes = entry::entry_bytes(len);
         if inner.should_roll(entry_bytes, now) {
-            inner.roll(base_offset);
+            // At the log end, not the batch's base: a follower's batch may start after a gap,
+            // and segments stay back to back.
+            let leo = inner.log_end_offset;
+            inner.roll(leo);
         }
         let chunk = inner.filling_chunk(entry_bytes);
         let at = chunk.append(entry_bytes, last_offset, |entry| {
             let body = &mut entry[ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + len];
-            // The one copy of the payload on the append path; patched where it lands.
+            // The one copy of the payload on the append path; patched where it lands (a
+            // replicated batch's base offset is already this one).
             crate::dma_copy::copy_for_dma(body, batch);
             batch::patch_base_offset(body, base_offset);
+            if let Some(epoch) = epoch {
+                // Outside the CRC, like the base offset: no re-checksum.
+                batch::patch_partition_leader_epoch(body, epoch);
+            }
             if let Some(now) = stamp {
                 batch::set_log_append_time(body, now);
             }
@@ -584,6 +723,9 @@ impl PartitionLog {
             inner.sync_target = inner.sync_target.max(inner.log_end_offset);
         }
         inner.producers.record(header, base_offset);
+        if origin == Origin::Replica {
+            inner.note_replicated_epoch(header.partition_leader_epoch, base_offset);
+        }
         drop(inner);
         self.shared.data_event.notify(usize::MAX);
         self.shared.writer_wake.notify(1);
@@ -648,6 +790,9 @@ impl PartitionLog {
         };
         self.wait_durable(leo - 1, true).await?;
         self.checkpoint_done().await;
+        // The writer task writes the leader-epoch checkpoint (retention may have changed it).
+        let epochs_changes = self.shared.inner.borrow().epochs_changes;
+        self.wait_epochs_saved(epochs_changes).await?;
         let (dir, snapshot, checkpoint, writer, files) = {
             let mut inner = self.shared.inner.borrow_mut();
             assert!(

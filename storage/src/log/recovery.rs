@@ -1,6 +1,7 @@
 //! Rebuilds `Inner` from the directory: closed segments from their index files (scanning
 //! when missing or inconsistent), the active segment by scanning and truncating a torn
-//! tail, producer state from the snapshot plus replay of later batches.
+//! tail, producer state from the snapshot plus replay of later batches, the leader-epoch
+//! cache from its checkpoint made to agree with the recovered log.
 
 use super::*;
 use crate::segment::TailWriter;
@@ -31,8 +32,16 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
             format!("segment {active_base} does not follow offset {expected}"),
         ));
     }
-    let (active, writer, tail_seed, checkpointed_bytes) =
-        open_active(dir, active_base, &config, snapshot_offset, &mut producers).await?;
+    let mut epochs_seen = Vec::new();
+    let (active, writer, tail_seed, checkpointed_bytes) = open_active(
+        dir,
+        active_base,
+        &config,
+        snapshot_offset,
+        &mut producers,
+        &mut epochs_seen,
+    )
+    .await?;
     let log_end_offset = active.index.next_offset;
     segments.push(active);
     if snapshot_offset > log_end_offset {
@@ -53,6 +62,8 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         .map_or((first_base, i64::MAX), |(offset, expiry_ms)| {
             (offset.clamp(first_base, active_base), expiry_ms)
         });
+    let (epochs, epochs_changes) =
+        recover_epochs(dir, log_start_offset, log_end_offset, &epochs_seen).await?;
     info!(dir = %dir.display(), segments = segments.len(), log_start_offset, log_end_offset, "partition log recovered");
     Ok(Inner {
         dir: dir.to_path_buf(),
@@ -83,7 +94,50 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         checkpointing: false,
         waiting_for_room: VecDeque::new(),
         next_turn: 0,
+        epochs,
+        epochs_changes,
+        epochs_saved: 0,
+        leader_epoch: None,
+        truncating: false,
     })
+}
+
+/// The leader-epoch cache made to agree with the recovered log: entries at or after the log
+/// end go (their batches were cut or never written), the first is moved up to the log start,
+/// and the epochs of the batches recovery scanned (`seen`: each newer epoch and the base
+/// offset it first appears at) that the file misses are added. Returns the cache and 1 if it
+/// differs from the file (the writer task then rewrites it), else 0.
+///
+/// Without a checkpoint file no epoch was ever assigned (`set_leader_epoch` and the writer
+/// task write it before any stamped or replicated batch reaches the disk), so the scanned
+/// batches' epochs are what their producers sent, not leader epochs: none is added.
+async fn recover_epochs(
+    dir: &Path,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    seen: &[(i32, i64)],
+) -> Result<(LeaderEpochCache, u64), StorageError> {
+    let bytes = segment::read_small_file(&dir.join(leader_epoch::CHECKPOINT_FILE))
+        .await
+        .map_err(|e| StorageError::new(dir, "reading the leader-epoch checkpoint", e))?;
+    let Some(bytes) = bytes else {
+        return Ok((LeaderEpochCache::new(), 0));
+    };
+    let stored = LeaderEpochCache::decode(&bytes);
+    if stored.is_none() {
+        warn!(dir = %dir.display(), "damaged leader-epoch checkpoint; rebuilding what the scan finds");
+    }
+    let mut epochs = stored.clone().unwrap_or_default();
+    epochs.truncate_from_end(log_end_offset);
+    epochs.truncate_from_start(log_start_offset);
+    for &(epoch, base_offset) in seen {
+        if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
+            warn!(dir = %dir.display(), epoch, base_offset, "leader epoch missing from the checkpoint; added from the log");
+            epochs.assign(epoch, base_offset);
+        }
+    }
+    let unchanged = stored.as_ref() == Some(&epochs);
+    Ok((epochs, u64::from(!unchanged)))
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
@@ -112,7 +166,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
     Ok(bases)
 }
 
-async fn load_snapshot(dir: &Path) -> Result<(ProducerStateTable, i64), StorageError> {
+pub(super) async fn load_snapshot(dir: &Path) -> Result<(ProducerStateTable, i64), StorageError> {
     let bytes = segment::read_small_file(&dir.join(SNAPSHOT_FILE))
         .await
         .map_err(|e| StorageError::new(dir, "reading producer snapshot", e))?;
@@ -208,7 +262,7 @@ async fn rebuild_index(
 }
 
 /// Records producer state of the batches in `seg` at or after `from_offset`.
-async fn replay(
+pub(super) async fn replay(
     dir: &Path,
     seg: &Segment,
     from_offset: i64,
@@ -253,6 +307,7 @@ async fn open_active(
     config: &LogConfig,
     snapshot_offset: i64,
     producers: &mut ProducerStateTable,
+    epochs_seen: &mut Vec<(i32, i64)>,
 ) -> Result<(Segment, Rc<DmaFile>, Vec<u8>, u64), StorageError> {
     let path = dir.join(segment::file_name(base, "log"));
     let ctx =
@@ -284,6 +339,11 @@ async fn open_active(
         );
         if e.header.base_offset >= snapshot_offset {
             producers.record(&e.header, e.header.base_offset);
+        }
+        // Kafka's loader: a batch of a newer (defined) epoch starts that epoch.
+        let epoch = e.header.partition_leader_epoch;
+        if epoch >= 0 && epochs_seen.last().is_none_or(|&(last, _)| epoch > last) {
+            epochs_seen.push((epoch, e.header.base_offset));
         }
         true
     })

@@ -233,8 +233,14 @@ impl PartitionLog {
             let removed: Vec<Segment> = inner.segments.drain(..cut).collect();
             let first_base = inner.segments[0].index.base_offset;
             inner.log_start_offset = inner.log_start_offset.max(first_base);
-            (inner.dir.clone(), removed, inner.log_start_offset)
+            let log_start_offset = inner.log_start_offset;
+            // The writer task persists it; recovery truncates a stale file the same way.
+            if inner.epochs.truncate_from_start(log_start_offset) {
+                inner.epochs_changed();
+            }
+            (inner.dir.clone(), removed, log_start_offset)
         };
+        self.shared.writer_wake.notify(1);
         let mut outcome = RetentionOutcome {
             log_start_offset,
             ..RetentionOutcome::default()
@@ -250,7 +256,7 @@ impl PartitionLog {
     }
 }
 
-async fn remove_segment_files(
+pub(super) async fn remove_segment_files(
     dir: &Path,
     base: i64,
     file: Option<Rc<SegmentFile>>,

@@ -151,6 +151,8 @@ async fn write_pending(
     writer: &mut Option<Rc<DmaFile>>,
 ) -> Result<(), (StorageError, bool)> {
     let dir = shared.inner.borrow().dir.clone();
+    // Before the data: the file on disk then never misses the epoch of a written batch.
+    persist_epochs(shared, &dir).await?;
     while let Some(item) = items.front() {
         let mut done = 1;
         match item {
@@ -189,6 +191,28 @@ async fn write_pending(
         inner.synced_offset = inner.synced_offset.max(written);
         inner.last_sync_ms = now_ms();
     }
+    Ok(())
+}
+
+/// Writes `leader-epoch-checkpoint` if the epoch cache changed since it was last written (a
+/// new leader epoch, a follower's batch of a newer epoch, retention moving the log start).
+/// Rare: most cycles only compare two counters.
+async fn persist_epochs(shared: &Rc<Shared>, dir: &Path) -> Result<(), (StorageError, bool)> {
+    let (changes, bytes) = {
+        let inner = shared.inner.borrow();
+        if inner.epochs_saved >= inner.epochs_changes {
+            return Ok(());
+        }
+        (inner.epochs_changes, inner.epochs.encode())
+    };
+    segment::write_file_atomic(dir, leader_epoch::CHECKPOINT_FILE, bytes)
+        .await
+        .map_err(|e| {
+            let e = StorageError::new(dir, "writing the leader-epoch checkpoint", e);
+            (e, true)
+        })?;
+    let mut inner = shared.inner.borrow_mut();
+    inner.epochs_saved = inner.epochs_saved.max(changes);
     Ok(())
 }
 
