@@ -93,7 +93,8 @@ impl Replica {
     /// Waits until `offset_end` (one past the batch's last offset) is durable on every ISR
     /// member (written, with `followers_ack_when_written`); the answer comes as an
     /// [`Effect::AckAll`] for the returned id, REQUEST_TIMED_OUT after `timeout_ms`. Call
-    /// after the append; the effects are waiters already done (this one, perhaps).
+    /// after the append; the effects are waiters already done (this one, perhaps). With
+    /// [`ACK_WAITERS_MAX`] waiting already: REQUEST_TIMED_OUT at once.
     pub fn await_acks_all(
         &mut self,
         offset_end: i64,
@@ -293,22 +294,23 @@ impl Replica {
         };
     }
 
-    /// Kafka's maybeExpandIsr: a follower outside the ISR joins once it reached the high
-    /// watermark and this epoch's start offset. Spate also wants the high watermark durable
-    /// on it (acknowledged, with the relaxed flag): every acknowledged acks=all record is
-    /// below the high watermark, so a new member holds them all durably.
+    /// Kafka's maybeExpandIsr: a follower outside the ISR joins once its fetch offset
+    /// reached the high watermark and this epoch's start offset. Spate also wants both
+    /// durable on it (acknowledged, with the relaxed flag): every acks=all record this
+    /// leader acknowledged is below the high watermark, and every one the previous leader
+    /// may still acknowledge after this one took over (a stale leader counts this replica's
+    /// earlier fetches) is below the epoch's start; so a new member holds them all durably.
     fn maybe_expand_isr(&mut self, id: i32, now_ms: u64) -> Option<Effect> {
-        let hw = self.high_watermark;
         let isr = self.isr().to_vec();
         let RoleState::Leader(leader) = &self.role else {
             return None;
         };
         let p = leader.followers.get(&id)?;
+        let floor = self.high_watermark.max(leader.epoch_start_offset);
         let eligible = !isr.contains(&id)
             && leader.pending_isr.is_none()
-            && p.fetch_offset >= hw
-            && p.fetch_offset >= leader.epoch_start_offset
-            && p.ack_offset >= hw;
+            && p.fetch_offset >= floor
+            && p.ack_offset >= floor;
         if !eligible {
             return None;
         }
@@ -413,8 +415,12 @@ impl Replica {
     }
 
     /// The controller's answer to the proposal based on `partition_epoch`: the new state
-    /// (applied as [`Replica::apply_state`]), or an error, which clears the pending proposal
-    /// (the next tick or fetch may propose again; a newer state arrives meanwhile).
+    /// (applied as [`Replica::apply_state`]), or an error. Only INELIGIBLE_REPLICA proves
+    /// the proposal was not applied and clears it; after any other error the outcome is
+    /// unknown (a lost answer to an earlier send of the same proposal may have been a
+    /// success: the retry then finds the partition epoch moved), so the proposal stays
+    /// pending, and with it the maximal ISR for the high watermark and acks=all, until the
+    /// controller's newer state arrives through [`Replica::apply_state`].
     pub fn on_isr_result(
         &mut self,
         partition_epoch: i32,
@@ -424,7 +430,7 @@ impl Replica {
     ) -> Vec<Effect> {
         match result {
             Ok(state) => self.apply_state(state, log, now_ms),
-            Err(_) => {
+            Err(IsrError::IneligibleReplica) => {
                 if let RoleState::Leader(leader) = &mut self.role {
                     if leader
                         .pending_isr
@@ -436,6 +442,7 @@ impl Replica {
                 }
                 Vec::new()
             }
+            Err(_) => Vec::new(),
         }
     }
 }

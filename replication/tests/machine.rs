@@ -434,7 +434,11 @@ fn isr_expands_once_caught_up_and_durable() {
     // Unanswered: sent again after the retry interval; an error clears it.
     assert!(proposals(&replica.tick(&log, 503)).is_empty());
     assert_eq!(proposals(&replica.tick(&log, 504)), [vec![1, 2, 3]]);
+    // The partition epoch moved: perhaps by this very proposal (a lost answer), so it
+    // stays pending until the controller's state arrives; INELIGIBLE_REPLICA clears it.
     replica.on_isr_result(2, Err(IsrError::InvalidUpdateVersion), &log, 506);
+    assert!(replica.isr_proposal_pending());
+    replica.on_isr_result(2, Err(IsrError::IneligibleReplica), &log, 506);
     assert!(!replica.isr_proposal_pending());
     // The controller's state ends it too.
     replica.on_follower_fetch(3, at(16, Some(1), 16), 1, &log, 507);
@@ -467,4 +471,34 @@ fn shrink_follows_last_caught_up_time() {
     log.append(1, 1, 101);
     replica.on_follower_fetch(2, at(11, Some(1), 11), 1, &log, 1_800);
     assert_eq!(proposals(&replica.tick(&log, 1_850)), [vec![1, 2]]);
+}
+
+#[test]
+fn a_new_member_holds_the_epoch_start_durably() {
+    // Broker 1 followed with a high watermark of 10, then leads epoch 1 at offset 15: the
+    // old leader may still acknowledge anything below 15 on broker 1's earlier fetches.
+    let mut log = log_of(&[(0, 15)]);
+    log.sync();
+    let mut replica = Replica::new(1, config(1, false));
+    replica.apply_state(state(2, 0, 0, &[1, 2]), &log, 0);
+    let request = replica.next_fetch(&log).expect("follower");
+    let answer = FetchAnswer::Read {
+        from: 15,
+        records_end: 15,
+        high_watermark: 10,
+        log_start: 0,
+    };
+    replica.on_fetch_answer(&request, answer, &log);
+    replica.apply_state(state(1, 1, 1, &[1, 2]), &log, 1);
+    log.assign_epoch(1, 15);
+    assert_eq!(replica.high_watermark(), 10);
+    let (_, e) = replica.on_follower_fetch(3, at(12, Some(0), 12), 1, &log, 2);
+    assert!(proposals(&e).is_empty(), "below the epoch start");
+    let (_, e) = replica.on_follower_fetch(3, at(15, Some(0), 12), 1, &log, 3);
+    assert!(
+        proposals(&e).is_empty(),
+        "the epoch start is not durable on it"
+    );
+    let (_, e) = replica.on_follower_fetch(3, at(15, Some(0), 15), 1, &log, 4);
+    assert_eq!(proposals(&e), [vec![1, 2, 3]]);
 }

@@ -184,19 +184,35 @@ struct Sim {
     network: Vec<Envelope>,
     /// Brokers cut off from everything else (controller included).
     isolated: BTreeSet<i32>,
+    /// Brokers cut off from the controller only: they still reach each other (a leader the
+    /// controller fences while its followers still fetch from it).
+    cut: BTreeSet<i32>,
     next_payload: u64,
     /// acks=all-acknowledged batches by base offset.
     acked: BTreeMap<i64, Batch>,
     /// Batches consumers saw below a high watermark, by base offset.
     seen: BTreeMap<i64, Batch>,
-    /// Seen payloads whose every ISR copy a crash destroyed.
+    /// Seen payloads whose loss is excused: a crash destroyed every live ISR copy, or the
+    /// copy of the replica that then became leader.
     excused: BTreeSet<u64>,
+    /// Payloads each broker lost in a crash and has not fetched again.
+    crash_lost: BTreeMap<i32, BTreeSet<u64>>,
     /// The highest high watermark seen per leader epoch, and which broker led it.
     hw_of_epoch: BTreeMap<i32, (i32, i64)>,
     stats: Stats,
+    /// `SIM_TRACE=1`: print every event.
+    trace: bool,
+    /// This step's fault rates (the controller's sends use them too).
+    faults: Faults,
 }
 
 impl Sim {
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("[{} {}ms] {}", self.step_no, self.now, what());
+        }
+    }
+
     fn new(seed: u64, brokers: i32, config: ReplicaConfig) -> Sim {
         let ids: Vec<i32> = (1..=brokers).collect();
         let state = PartitionState {
@@ -220,12 +236,16 @@ impl Sim {
             },
             network: Vec::new(),
             isolated: BTreeSet::new(),
+            cut: BTreeSet::new(),
             next_payload: 1,
             acked: BTreeMap::new(),
             seen: BTreeMap::new(),
             excused: BTreeSet::new(),
+            crash_lost: BTreeMap::new(),
             hw_of_epoch: BTreeMap::new(),
             stats: Stats::default(),
+            trace: std::env::var("SIM_TRACE").is_ok(),
+            faults: FAULTY,
         };
         for &id in &ids {
             let broker = Broker {
@@ -250,7 +270,9 @@ impl Sim {
     }
 
     fn connected(&self, a: i32, b: i32) -> bool {
-        self.isolated.contains(&a) == self.isolated.contains(&b)
+        let cut = (a == CONTROLLER && self.cut.contains(&b))
+            || (b == CONTROLLER && self.cut.contains(&a));
+        !cut && self.isolated.contains(&a) == self.isolated.contains(&b)
     }
 
     fn send(&mut self, from: i32, to: i32, msg: Msg, faults: Faults) {
@@ -267,13 +289,14 @@ impl Sim {
     fn broadcast(&mut self) {
         for id in self.ids() {
             let state = self.controller.state.clone();
-            self.send(CONTROLLER, id, Msg::Metadata(state), FAULTY);
+            self.send(CONTROLLER, id, Msg::Metadata(state), self.faults);
         }
     }
 
     fn step(&mut self, faults: Faults) {
         self.step_no += 1;
         self.now += STEP_MS;
+        self.faults = faults;
         self.inject_faults(faults);
         self.heartbeats();
         if self.step_no.is_multiple_of(METADATA_REFRESH_STEPS) {
@@ -284,7 +307,7 @@ impl Sim {
             self.run_broker(id, faults);
         }
         if self.rng.chance(faults.produce) {
-            self.produce();
+            self.produce(faults);
         }
         self.consume();
         if self.step_no.is_multiple_of(50) {
@@ -315,20 +338,38 @@ impl Sim {
             let broker = self.brokers.get_mut(&id).expect("broker");
             if broker.paused && self.rng.chance(faults.unpause) {
                 broker.paused = false;
+                self.trace(|| format!("unpause {id}"));
             } else if !broker.paused && self.rng.chance(faults.pause) {
                 broker.paused = true;
+                self.trace(|| format!("pause {id}"));
             }
         }
-        if !self.isolated.is_empty() && self.rng.chance(faults.heal) {
+        self.partition(faults);
+    }
+
+    /// Cuts a broker (the leader, mostly) off from everything, or from the controller only;
+    /// or heals.
+    fn partition(&mut self, faults: Faults) {
+        let partitioned = !self.isolated.is_empty() || !self.cut.is_empty();
+        if partitioned && self.rng.chance(faults.heal) {
             self.isolated.clear();
-        } else if self.isolated.is_empty() && self.rng.chance(faults.partition) {
+            self.cut.clear();
+            self.trace(|| "heal".to_string());
+        } else if !partitioned && self.rng.chance(faults.partition) {
+            let ids = self.ids();
             let leader = self.controller.state.leader;
             let victim = if leader != NO_LEADER && self.rng.chance(600) {
                 leader
             } else {
                 ids[self.rng.below(ids.len() as u64) as usize]
             };
-            self.isolated.insert(victim);
+            if self.rng.chance(500) {
+                self.isolated.insert(victim);
+                self.trace(|| format!("isolate {victim}"));
+            } else {
+                self.cut.insert(victim);
+                self.trace(|| format!("cut {victim} from the controller"));
+            }
         }
     }
 
@@ -343,7 +384,16 @@ impl Sim {
         broker.fetch = None;
         broker.waiters.clear();
         let lost = broker.log.crash();
+        let (leo, durable) = (broker.log.leo(), broker.log.durable);
+        self.trace(|| {
+            format!(
+                "crash {id}: lost {} batches, leo {leo} durable {durable}",
+                lost.len()
+            )
+        });
         self.network.retain(|e| e.from != id && e.to != id);
+        let lost_here = self.crash_lost.entry(id).or_default();
+        lost_here.extend(lost.iter().map(|b| b.payload));
         // A seen batch is excused once no live ISR member other than this one holds it.
         for batch in lost {
             if self.seen.get(&batch.base) != Some(&batch) {
@@ -364,8 +414,9 @@ impl Sim {
         let broker = self.brokers.get_mut(&id).expect("broker");
         broker.replica = Some(Replica::new(id, self.config.clone()));
         broker.paused = false;
+        self.trace(|| format!("restart {id}"));
         let state = self.controller.state.clone();
-        self.send(CONTROLLER, id, Msg::Metadata(state), FAULTY);
+        self.send(CONTROLLER, id, Msg::Metadata(state), self.faults);
     }
 
     // ---- controller --------------------------------------------------------------------
@@ -388,6 +439,7 @@ impl Sim {
     /// Kafka's controller on a fenced broker: out of the ISR unless it is the last member;
     /// a new leader from the ISR if it led.
     fn fence(&mut self, id: i32) {
+        self.trace(|| format!("fence {id}"));
         self.controller.fenced.insert(id);
         let state = &mut self.controller.state;
         let mut changed = false;
@@ -424,6 +476,8 @@ impl Sim {
         state.leader_epoch += 1;
         state.partition_epoch += 1;
         self.stats.elections += 1;
+        let state = self.controller.state.clone();
+        self.trace(|| format!("elect: {state:?}"));
         self.broadcast();
     }
 
@@ -451,12 +505,15 @@ impl Sim {
             Ok(self.controller.state.clone())
         };
         let ok = result.is_ok();
+        self.trace(|| {
+            format!("alter from {from} (le {leader_epoch} pe {partition_epoch}): {result:?}")
+        });
         let answer = Msg::AlterResult {
             partition_epoch,
             result,
         };
         if self.connected(CONTROLLER, from) {
-            self.send(CONTROLLER, from, answer, FAULTY);
+            self.send(CONTROLLER, from, answer, self.faults);
         }
         if ok {
             self.broadcast();
@@ -500,10 +557,15 @@ impl Sim {
         let effects = match msg {
             Msg::Metadata(state) => {
                 let before = (replica.role(), replica.leader_epoch());
+                let shown = format!("{state:?}");
                 let effects = replica.apply_state(state, &broker.log, now);
-                if replica.role() == Role::Leader
-                    && before != (Role::Leader, replica.leader_epoch())
-                {
+                let (hw, leo) = (replica.high_watermark(), broker.log.leo());
+                let leads = replica.role() == Role::Leader
+                    && before != (Role::Leader, replica.leader_epoch());
+                if !effects.is_empty() {
+                    self.trace(|| format!("{id} applies {shown}: hw {hw} leo {leo} {effects:?}"));
+                }
+                if leads {
                     self.check_new_leader(id);
                 }
                 effects
@@ -572,8 +634,10 @@ impl Sim {
         let log = &mut self.brokers.get_mut(&id).expect("broker").log;
         for effect in effects {
             if let Effect::AppendFetched { from, to } = *effect {
+                let lost = self.crash_lost.entry(id).or_default();
                 for b in batches.iter().filter(|b| b.base >= from && b.last < to) {
                     log.append_batch(*b);
+                    lost.remove(&b.payload);
                 }
                 assert_eq!(log.leo(), to, "seed {}: fetched batches", self.seed);
             }
@@ -582,6 +646,9 @@ impl Sim {
 
     fn apply_effects(&mut self, id: i32, effects: Vec<Effect>, faults: Faults) {
         for effect in effects {
+            if !matches!(effect, Effect::AckAll { .. } | Effect::AppendFetched { .. }) {
+                self.trace(|| format!("{id}: {effect:?}"));
+            }
             let broker = self.brokers.get_mut(&id).expect("broker");
             match effect {
                 Effect::StartEpoch {
@@ -673,7 +740,7 @@ impl Sim {
     }
 
     /// A producer picks any broker that believes it leads (a stale one too).
-    fn produce(&mut self) {
+    fn produce(&mut self, faults: Faults) {
         let leaders: Vec<i32> = self
             .ids()
             .into_iter()
@@ -718,7 +785,7 @@ impl Sim {
             broker.waiters.insert(waiter, batch);
             effects.extend(done);
         }
-        self.apply_effects(id, effects, FAULTY);
+        self.apply_effects(id, effects, faults);
     }
 
     /// Consumers read from every broker that believes it leads, below its high watermark.
@@ -759,8 +826,10 @@ impl Sim {
     // ---- checks ------------------------------------------------------------------------
 
     /// A broker just became leader: it holds every acknowledged batch and every batch seen
-    /// below a high watermark (unless crashes destroyed every copy of it).
-    fn check_new_leader(&self, id: i32) {
+    /// below a high watermark, unless a crash destroyed it (the high watermark counts
+    /// written offsets, as Kafka's does: a seen batch is lost when the replicas that wrote
+    /// it crash before syncing it and one of them leads next).
+    fn check_new_leader(&mut self, id: i32) {
         let log = &self.brokers[&id].log;
         for (base, batch) in &self.acked {
             assert_eq!(
@@ -770,23 +839,29 @@ impl Sim {
                 self.seed
             );
         }
+        let lost = self.crash_lost.get(&id);
+        let mut excused = Vec::new();
         for (base, batch) in &self.seen {
-            if self.excused.contains(&batch.payload) {
+            if self.excused.contains(&batch.payload) || log.batch_at(*base) == Some(batch) {
                 continue;
             }
-            assert_eq!(
-                log.batch_at(*base),
-                Some(batch),
-                "seed {}: new leader {id} lacks a batch consumers saw",
+            assert!(
+                lost.is_some_and(|l| l.contains(&batch.payload)),
+                "seed {}: new leader {id} lacks {batch:?}, which consumers saw",
                 self.seed
             );
+            excused.push(batch.payload);
         }
+        self.trace(|| format!("{id} leads without seen batches lost in crashes: {excused:?}"));
+        self.excused.extend(excused);
     }
 
-    /// Every acknowledged batch is in the controller's leader's log (once it leads) and in
-    /// every live ISR member's log that reaches it; `strict`: in every broker's log.
+    /// Every acknowledged batch is in the log of the controller's leader (once it leads) and
+    /// of every live ISR member, durably unless `followers_ack_when_written`; `strict`: in
+    /// every broker's log.
     fn check_acked(&self, strict: bool) {
         let state = &self.controller.state;
+        let durable = !self.config.followers_ack_when_written;
         for (&id, broker) in &self.brokers {
             let Some(replica) = broker.replica.as_ref() else {
                 continue;
@@ -794,14 +869,17 @@ impl Sim {
             let leads = state.leader == id
                 && replica.role() == Role::Leader
                 && replica.leader_epoch() == state.leader_epoch;
-            if !strict && !leads && !state.isr.contains(&id) {
+            let in_isr = state.isr.contains(&id);
+            if !strict && !leads && !in_isr {
                 continue;
             }
             for (&base, batch) in &self.acked {
-                let reached = broker.log.leo() > base;
+                let held = broker.log.batch_at(base) == Some(batch);
+                let synced = batch.last < broker.log.durable || !durable || !in_isr;
                 assert!(
-                    broker.log.batch_at(base) == Some(batch) || (!reached && !leads && !strict),
-                    "seed {}: broker {id} lacks acknowledged {batch:?} (ISR {:?}, leader {})",
+                    held && synced,
+                    "seed {}: broker {id} lacks acknowledged {batch:?} (held {held}, durable \
+                     {synced}; ISR {:?}, leader {})",
                     self.seed,
                     state.isr,
                     state.leader
@@ -813,6 +891,7 @@ impl Sim {
     /// Heals everything, restarts the crashed, steps calmly, then checks convergence.
     fn converge(&mut self) {
         self.isolated.clear();
+        self.cut.clear();
         for _ in 0..((SESSION_MS / STEP_MS) * 3 + 600) {
             self.step(CALM);
         }
@@ -861,6 +940,30 @@ fn run(seed: u64, brokers: i32, steps: u64, faults: Faults, config: ReplicaConfi
     sim.stats
 }
 
+/// [`run`], and on any failure (the machine's own assertions too) a panic naming the seed
+/// and how to replay it.
+fn run_or_name_seed(
+    seed: u64,
+    brokers: i32,
+    steps: u64,
+    faults: Faults,
+    cfg: &ReplicaConfig,
+) -> Stats {
+    let config = cfg.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(seed, brokers, steps, faults, config)
+    }));
+    outcome.unwrap_or_else(|_| {
+        panic!(
+            "seed {seed} failed; replay: SIM_SEEDS={seed} SIM_BROKERS={brokers} SIM_MIN_ISR={} \
+             SIM_RELAXED={} SIM_TRACE=1 cargo test -p spate-replication --test sim replay -- \
+             --ignored --nocapture",
+            cfg.min_insync_replicas,
+            u8::from(cfg.followers_ack_when_written)
+        )
+    })
+}
+
 fn config(min_isr: usize, relaxed: bool) -> ReplicaConfig {
     ReplicaConfig {
         min_insync_replicas: min_isr,
@@ -874,7 +977,7 @@ fn run_many(seeds: std::ops::Range<u64>, brokers: i32, faults: Faults, cfg: Repl
     let refusals_expected = cfg.min_insync_replicas > 1;
     let mut total = Stats::default();
     for seed in seeds {
-        let s = run(seed, brokers, 2_000, faults, cfg.clone());
+        let s = run_or_name_seed(seed, brokers, 2_000, faults, &cfg);
         total.acked += s.acked;
         total.refused_min_isr += s.refused_min_isr;
         total.after_append += s.after_append;
@@ -911,4 +1014,38 @@ fn three_brokers_min_isr_one() {
 #[test]
 fn followers_ack_when_written_without_crashes() {
     run_many(3000..3030, 3, NO_CRASH, config(2, true));
+}
+
+/// Replays seeds outside the regular runs:
+/// `SIM_SEEDS=17 cargo test -p spate-replication --test sim replay -- --ignored --nocapture`
+/// (or a range, `SIM_SEEDS=0..5000`); `SIM_BROKERS` (3), `SIM_MIN_ISR` (a majority),
+/// `SIM_RELAXED=1` (followers_ack_when_written, no crashes), `SIM_STEPS` (2000),
+/// `SIM_VERBOSE=1` (per-seed statistics).
+#[test]
+#[ignore]
+fn replay() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let seeds = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "0".to_string());
+    let (first, last) = match seeds.split_once("..") {
+        Some((a, b)) => (a.parse().expect("seed"), b.parse().expect("seed")),
+        None => {
+            let seed: u64 = seeds.parse().expect("seed");
+            (seed, seed + 1)
+        }
+    };
+    let brokers = env("SIM_BROKERS", 3) as i32;
+    let min_isr = env("SIM_MIN_ISR", brokers as u64 / 2 + 1) as usize;
+    let relaxed = env("SIM_RELAXED", 0) == 1;
+    let faults = if relaxed { NO_CRASH } else { FAULTY };
+    for seed in first..last {
+        run(
+            seed,
+            brokers,
+            env("SIM_STEPS", 2_000),
+            faults,
+            config(min_isr, relaxed),
+        );
+    }
 }
