@@ -502,3 +502,50 @@ fn a_new_member_holds_the_epoch_start_durably() {
     let (_, e) = replica.on_follower_fetch(3, at(15, Some(0), 15), 1, &log, 4);
     assert_eq!(proposals(&e), [vec![1, 2, 3]]);
 }
+
+#[test]
+fn reelection_and_isr_only_updates() {
+    let (mut replica, mut log) = leader(1, false);
+    log.append(1, 1, 100);
+    replica.await_acks_all(11, 10_000, &log, 0).expect("leader");
+    // Re-elected with a new epoch: a new stamp, the waiter kept (the log is unchanged).
+    let e = replica.apply_state(state(1, 2, 2, &[1, 2, 3]), &log, 10);
+    assert!(e.contains(&Effect::StartEpoch {
+        epoch: 2,
+        start_offset: 11
+    }));
+    assert_eq!(replica.waiting_acks(), 1);
+    // A follower told of an ISR change (same leader epoch) keeps fetching as it was.
+    let log = log_of(&[(0, 3)]);
+    let mut follower = Replica::new(2, config(1, false));
+    follower.apply_state(state(1, 1, 1, &[1, 2, 3]), &log, 0);
+    let request = follower.next_fetch(&log).expect("follower");
+    assert!(follower
+        .apply_state(state(1, 1, 2, &[1, 2]), &log, 1)
+        .is_empty());
+    let read = FetchAnswer::Read {
+        from: 3,
+        records_end: 4,
+        high_watermark: 3,
+        log_start: 0,
+    };
+    assert_eq!(
+        follower.on_fetch_answer(&request, read, &log),
+        [
+            Effect::AppendFetched { from: 3, to: 4 },
+            Effect::HighWatermark(3)
+        ]
+    );
+    // Offline (no longer assigned): every role-specific call says so.
+    let gone = PartitionState {
+        replicas: vec![1, 3],
+        ..state(1, 1, 3, &[1, 3])
+    };
+    assert_eq!(follower.apply_state(gone, &log, 2), [Effect::StopFetching]);
+    assert_eq!(follower.role(), Role::Offline);
+    assert_eq!(
+        follower.check_produce(Acks::None),
+        Err(ReplicaError::NotLeaderOrFollower)
+    );
+    assert!(follower.next_fetch(&log).is_none());
+}
