@@ -454,6 +454,9 @@ impl Shard {
     ) -> Result<PartitionLog, StorageError> {
         let dir = self.partition_dir(&topic.name, partition);
         let log = PartitionLog::open(&dir, self.log_config(topic, owned_partitions)).await?;
+        // This node leads the partition: its appends carry the epoch (KIP-101), and the
+        // log's epoch cache answers OffsetForLeaderEpoch.
+        log.set_leader_epoch(LEADER_EPOCH).await?;
         info!(
             shard = self.id,
             topic = %topic.name,

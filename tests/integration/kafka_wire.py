@@ -20,6 +20,7 @@ PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 API_VERSIONS, CREATE_TOPICS, INIT_PRODUCER_ID = 18, 19, 22
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
+OFFSET_FOR_LEADER_EPOCH = 23
 
 # error codes
 NONE = 0
@@ -535,6 +536,23 @@ def list_offsets_v7(conn: Conn, topic, partitions, timestamp, current_leader_epo
             out[p] = (err, ts, off)
         r.uvarint()
     return out
+
+
+def offset_for_leader_epoch_v3(conn: Conn, topic, partition, leader_epoch, current_leader_epoch=-1):
+    """OffsetForLeaderEpoch v3 as a consumer sends it (replica id -1).
+    Returns (error_code, leader_epoch, end_offset)."""
+    body = i32(-1) + array(
+        [string(topic) + array([i32(partition) + i32(current_leader_epoch) + i32(leader_epoch)])]
+    )
+    r = conn.request(OFFSET_FOR_LEADER_EPOCH, 3, body)
+    r.i32()  # throttle
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            err = r.i16()
+            r.i32()  # partition
+            return err, r.i32(), r.i64()
+    raise AssertionError("empty OffsetForLeaderEpoch response")
 
 
 def create_topics_v2(conn: Conn, topic, partitions, replication=1, timeout_ms=30000):

@@ -14,6 +14,7 @@ from kafka_wire import (
     fetch_v4,
     list_offsets_v1,
     list_offsets_v7,
+    offset_for_leader_epoch_v3,
     metadata_v1,
     produce_v3,
     record_batch,
@@ -94,6 +95,37 @@ def test_a_request_naming_a_leader_epoch_this_broker_does_not_know_is_refused(br
         assert list_offsets_v7(conn, "epochs", [0], -1, current_leader_epoch=0)[0] == (0, -1, 3)
         err, _, offset = list_offsets_v7(conn, "epochs", [0], -1, current_leader_epoch=7)[0]
         assert (err, offset) == (UNKNOWN_LEADER_EPOCH, -1)
+
+
+def test_offset_for_leader_epoch_answers_from_the_logs_epochs(broker):
+    # The one leader epoch (0) started at offset 0 and is the latest: its end is the log end.
+    # A newer epoch than any known gets UNDEFINED (-1, -1), as Kafka's endOffsetFor answers;
+    # a newer current_leader_epoch than the partition's gets UNKNOWN_LEADER_EPOCH.
+    make_topic(broker, "epoch-ends")
+    with Conn(broker.host, broker.port) as conn:
+        assert produce_v3(conn, "epoch-ends", 0, record_batch(records(4))) == (0, 0)
+        assert offset_for_leader_epoch_v3(conn, "epoch-ends", 0, 0) == (0, 0, 4)
+        assert offset_for_leader_epoch_v3(conn, "epoch-ends", 0, 0, current_leader_epoch=0) == (0, 0, 4)
+        assert offset_for_leader_epoch_v3(conn, "epoch-ends", 0, 3) == (0, -1, -1)
+        err = offset_for_leader_epoch_v3(conn, "epoch-ends", 0, 0, current_leader_epoch=2)[0]
+        assert err == UNKNOWN_LEADER_EPOCH
+        assert offset_for_leader_epoch_v3(conn, "epoch-ends", 9, 0)[0] == UNKNOWN_TOPIC_OR_PARTITION
+        # Fetched batches carry the leader epoch the broker stamped (KIP-101), not the
+        # producer's value.
+        batch = record_batch(records(1))
+        batch = batch[:12] + (77).to_bytes(4, "big") + batch[16:]
+        assert produce_v3(conn, "epoch-ends", 0, batch) == (0, 4)
+        data = fetch_v4(conn, "epoch-ends", 0, offset=0)[2]
+        assert [int.from_bytes(data[o + 12:o + 16], "big") for o in batch_offsets(data)] == [0, 0]
+
+
+def batch_offsets(data):
+    """Byte positions of the batches in a fetched records blob."""
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        out.append(pos)
+        pos += 12 + int.from_bytes(data[pos + 8:pos + 12], "big")
+    return out
 
 
 def test_list_offsets_earliest_latest_and_by_timestamp(broker):

@@ -9,6 +9,7 @@ pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
+pub mod leader_epochs;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -78,6 +79,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::describe(shard, r, version).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epochs::handle(shard, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)

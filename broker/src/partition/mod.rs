@@ -93,6 +93,13 @@ impl Partition {
         leader_epoch_check(current_leader_epoch, self.leader_epoch())
     }
 
+    /// OffsetForLeaderEpoch: for the largest leader epoch at or below `epoch` in the log,
+    /// that epoch and its end offset (the next epoch's start, or the log end for the latest);
+    /// (-1, -1) when no epoch fits (Kafka's `endOffsetFor`).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.inner.log.end_offset_for_epoch(epoch)
+    }
+
     /// First offset served (the low watermark).
     pub fn log_start_offset(&self) -> i64 {
         self.inner.log.log_start_offset()
