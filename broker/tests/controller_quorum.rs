@@ -101,6 +101,7 @@ fn create(name: &str, partitions: i32) -> MetadataCommand {
         name: name.into(),
         partitions,
         replication_factor: -1,
+        default_replication_factor: 1,
         configs: BTreeMap::new(),
     }
 }
@@ -142,11 +143,12 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
         .iter()
         .find(|t| t.name == "twelve")
         .expect("topic");
-    let (_, placements) = image
-        .placements
+    let (_, registered) = image
+        .partitions
         .iter()
         .find(|(id, _)| *id == topic.id)
         .expect("placed");
+    let placements: Vec<_> = registered.iter().map(|r| r.replicas[0]).collect();
     for broker in 1..=3 {
         let on_broker: Vec<_> = placements.iter().filter(|p| p.broker == broker).collect();
         assert_eq!(on_broker.len(), 4, "broker {broker}: {placements:?}");
@@ -186,11 +188,11 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
         .expect("t")
         .id;
     let (_, placed) = image
-        .placements
+        .partitions
         .iter()
         .find(|(t, _)| *t == id)
         .expect("placed");
-    assert!(placed.iter().all(|p| p.broker != 3), "{placed:?}");
+    assert!(placed.iter().all(|r| !r.is_replica(3)), "{placed:?}");
     assert!(matches!(
         heartbeat(&mut client, 3),
         ControllerResponse::Applied { .. }

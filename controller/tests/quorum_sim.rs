@@ -288,6 +288,7 @@ impl Sim {
                 name: name.clone(),
                 partitions: 1 + self.rng.below(4) as i32,
                 replication_factor: -1,
+                default_replication_factor: 1,
                 configs: BTreeMap::new(),
             };
             (cmd, Some(name))
