@@ -149,6 +149,26 @@ pub fn encode_entry(entry: &LogEntry) -> Vec<u8> {
     out
 }
 
+/// Encodes the records of one command at offsets `first_offset..` as one frame: a lone
+/// record that fits [`RECORD_BYTES_MAX`] in the single-record frame older versions read, else
+/// a batch frame.
+pub fn encode_records(first_offset: u64, records: Vec<MetadataRecord>) -> Vec<u8> {
+    if let Ok([record]) = <[MetadataRecord; 1]>::try_from(records.clone()) {
+        let entry = LogEntry {
+            offset: first_offset,
+            record,
+        };
+        let payload = rkyv::to_bytes::<rancor::Error>(&entry).expect("rkyv serialisation");
+        if payload.len() <= RECORD_BYTES_MAX {
+            return encode_entry(&entry);
+        }
+    }
+    encode_batch(&LogBatch {
+        first_offset,
+        records,
+    })
+}
+
 /// Encodes one log frame holding a whole batch (at least one record).
 pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
     assert!(!batch.records.is_empty(), "an empty metadata batch");
@@ -331,6 +351,27 @@ mod tests {
         });
         let (entries, _) = decode_frame(&single).expect("single");
         assert_eq!((entries.len(), entries[0].offset), (1, 3));
+    }
+
+    #[test]
+    fn a_record_too_large_for_a_single_frame_goes_in_a_batch_frame() {
+        let small = MetadataRecord::ProducerIdsAllocated { first: 0, count: 1 };
+        let frame = encode_records(5, vec![small.clone()]);
+        assert_eq!(decode_entry(&frame).map(|(e, _)| e.record), Some(small));
+        let registration = PartitionRegistration::single(Placement {
+            broker: 1,
+            shard: 0,
+        });
+        let big = MetadataRecord::PartitionsAssigned(Box::new(crate::PartitionsAssigned {
+            id: [3; 16],
+            first: 0,
+            partitions: vec![registration; 100_000],
+        }));
+        let frame = encode_records(5, vec![big.clone()]);
+        assert!(frame.len() > RECORD_BYTES_MAX);
+        assert_eq!(decode_entry(&frame), None);
+        let (entries, _) = decode_frame(&frame).expect("batch frame");
+        assert_eq!((entries[0].offset, &entries[0].record), (5, &big));
     }
 
     #[test]

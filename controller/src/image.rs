@@ -342,8 +342,7 @@ impl MetadataImage {
     /// Whether topic `id` sets `unclean.leader.election.enable`.
     fn unclean_election(&self, id: &TopicId) -> bool {
         self.topic_by_id(id)
-            .and_then(|t| t.configs.get("unclean.leader.election.enable"))
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            .is_some_and(topic_config::unclean_leader_election)
     }
 
     /// Validates `cmd` and resolves it into the records of one atomic batch: new topics and
@@ -701,14 +700,15 @@ impl MetadataImage {
         &self,
         records: &[MetadataRecord],
     ) -> Result<(MetadataImage, Vec<ApplyOutcome>), ApplyError> {
-        let mut image = self.clone();
+        let mut image: Option<MetadataImage> = None;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
-            let (next, outcome) = image.apply(image.version + 1, record)?;
-            image = next;
+            let base = image.as_ref().unwrap_or(self);
+            let (next, outcome) = base.apply(base.version + 1, record)?;
+            image = Some(next);
             outcomes.push(outcome);
         }
-        Ok((image, outcomes))
+        Ok((image.unwrap_or_else(|| self.clone()), outcomes))
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {

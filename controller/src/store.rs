@@ -1,7 +1,7 @@
 //! The single-node controller: the metadata state machine made durable with std::fs.
 //!
 //! Directory layout under `<data_dir>/__cluster_metadata/`:
-//! - `log`: frames of one [`LogEntry`] or of one command's [`LogBatch`] (see
+//! - `log`: frames of one [`codec::LogEntry`] or of one command's [`codec::LogBatch`] (see
 //!   [`crate::codec`]), each fsynced before it is applied;
 //! - `snapshot-<version, 20 digits>.snap`: the image at `version`, written atomically
 //!   (tmp file, fsync, rename, fsync dir). After a snapshot the log is emptied.
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cluster::Placement;
-use crate::codec::{self, LogBatch, LogEntry, SnapshotPayload};
+use crate::codec::{self, SnapshotPayload};
 use crate::error::ApplyError;
 use crate::image::{
     ApplyOutcome, MetadataCommand, MetadataImage, MetadataRecord, PartitionsAssigned, TopicId,
@@ -355,8 +355,8 @@ impl Controller {
             .expect("every command resolves to at least one record"))
     }
 
-    /// Persists and applies already validated records as one atomic frame (a lone record
-    /// in the single-record format older versions read); takes a snapshot every
+    /// Persists and applies already validated records as one atomic frame
+    /// ([`codec::encode_records`]); takes a snapshot every
     /// `snapshot_interval_records`.
     fn append_batch(
         &mut self,
@@ -368,16 +368,7 @@ impl Controller {
         // Apply first (on a copy) so records that do not fit are never written.
         let (next, outcomes) = self.image.apply_batch(&records)?;
         let count = records.len() as u64;
-        let frame = match <[MetadataRecord; 1]>::try_from(records) {
-            Ok([record]) => codec::encode_entry(&LogEntry {
-                offset: first_offset,
-                record,
-            }),
-            Err(records) => codec::encode_batch(&LogBatch {
-                first_offset,
-                records,
-            }),
-        };
+        let frame = codec::encode_records(first_offset, records);
         self.write_frame(&frame)?;
         self.image = Arc::new(next);
         self.records_since_snapshot += count;
@@ -468,6 +459,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::LogEntry;
     use crate::image::TopicMeta;
     use std::collections::BTreeMap;
 
