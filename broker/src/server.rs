@@ -69,7 +69,10 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let advertised = advertised(&options.listen)?;
     let mut config = options.config.clone();
     let (metadata, voter) = match &options.cluster {
-        None => (local_metadata(data_dir, config.node_id)?, None),
+        None => (
+            local_metadata(data_dir, config.node_id, &advertised, cores.len())?,
+            None,
+        ),
         Some(cluster) => {
             config.node_id = cluster.node_id as i32;
             let voter = cluster
@@ -377,13 +380,34 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
-fn local_metadata(data_dir: &std::path::Path, node_id: i32) -> Result<MetadataSource, String> {
-    let controller = Controller::open(data_dir, node_id).map_err(|e| {
-        format!(
-            "cannot open cluster metadata in {}: {e}",
-            data_dir.display()
-        )
-    })?;
+/// The local controller of a single node, which registers the node as the one broker of its
+/// cluster (listener and shard count).
+fn local_metadata(
+    data_dir: &std::path::Path,
+    node_id: i32,
+    advertised: &Advertised,
+    shards: usize,
+) -> Result<MetadataSource, String> {
+    // `--listen :PORT` advertises no host; Kafka's listeners then use the machine's name.
+    let host = match advertised.host.as_str() {
+        "" => "localhost".to_owned(),
+        host => host.to_owned(),
+    };
+    let broker = controller::LocalBroker {
+        host,
+        port: u16::try_from(advertised.port)
+            .map_err(|_| format!("advertised port {} out of range", advertised.port))?,
+        shards: u32::try_from(shards).map_err(|_| format!("{shards} shards"))?,
+        rack: None,
+    };
+    let options = controller::ControllerOptions::default();
+    let controller =
+        Controller::open_single_node(data_dir, node_id, broker, options).map_err(|e| {
+            format!(
+                "cannot open cluster metadata in {}: {e}",
+                data_dir.display()
+            )
+        })?;
     Ok(MetadataSource::Local(std::cell::RefCell::new(controller)))
 }
 

@@ -29,13 +29,6 @@ pub type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
 /// A partition by topic id and index.
 pub type PartitionKey = (TopicId, i32);
 
-/// The shard that owns a partition. Stable for a given shard count; partitions of one topic
-/// land on consecutive shards.
-pub fn owner_shard(topic_id: &TopicId, partition: i32, shard_count: usize) -> usize {
-    let seed = u64::from_le_bytes(topic_id[..8].try_into().expect("16-byte topic id"));
-    (seed.wrapping_add(partition as u64) % shard_count as u64) as usize
-}
-
 /// An item of a request bound for the shard that owns `key`; `slot` is its place in the
 /// request.
 pub struct Routed<I> {
@@ -215,22 +208,21 @@ impl Shard {
         self.owner_in(&self.image.borrow(), key)
     }
 
-    /// The shard that owns `key` in `image`: the placed shard when the controller placed it
-    /// (multi-node), else by hash.
+    /// The shard that owns `key` in `image`: the shard of this node's replica (a single node
+    /// is a cluster of one: its topics have registrations too). A partition without a
+    /// replica here goes to a shard by index, which finds no log for it.
     fn owner_in(&self, image: &MetadataImage, key: &PartitionKey) -> usize {
-        match image.placement(&key.0, key.1) {
-            Some(placement) => placement.shard as usize % self.count,
-            None => owner_shard(&key.0, key.1, self.count),
+        match image.replica_on(&key.0, key.1, image.node_id) {
+            Some(replica) => replica.shard as usize % self.count,
+            None => key.1.unsigned_abs() as usize % self.count,
         }
     }
 
-    /// Whether this shard holds `key`'s log in `image`: placed on this node (or not placed:
-    /// single node) and owned by this shard.
+    /// Whether this shard holds `key`'s log in `image`: this node has a replica of it (the
+    /// leader or, once followers replicate, a follower) and this shard owns it.
     fn holds(&self, image: &MetadataImage, key: &PartitionKey) -> bool {
-        let here = image
-            .placement(&key.0, key.1)
-            .is_none_or(|p| p.broker == image.node_id);
-        here && self.owner_in(image, key) == self.id
+        image.replica_on(&key.0, key.1, image.node_id).is_some()
+            && self.owner_in(image, key) == self.id
     }
 
     /// Runs `work` on shard `target` and returns its result. Runs inline when `target` is
@@ -647,15 +639,5 @@ mod tests {
                 assert!(a <= 8 * mib && a >= i);
             }
         }
-    }
-
-    #[test]
-    fn owner_shard_spreads_partitions_of_a_topic() {
-        let id: TopicId = [7u8; 16];
-        let owners: Vec<usize> = (0..8).map(|p| owner_shard(&id, p, 4)).collect();
-        for shard in 0..4 {
-            assert_eq!(owners.iter().filter(|&&o| o == shard).count(), 2);
-        }
-        assert!((0..8).all(|p| owner_shard(&id, p, 1) == 0));
     }
 }

@@ -8,7 +8,7 @@ use broker::cluster::options::{ClusterOptions, Roles};
 use broker::cluster::protocol::{ControllerRequest, ControllerResponse};
 use broker::cluster::voter;
 use controller::codec::{decode_snapshot, SnapshotPayload};
-use controller::MetadataCommand;
+use controller::{MetadataCommand, PartitionRegistration};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,12 +97,35 @@ fn heartbeat(client: &mut ControllerClient, node_id: i32) -> ControllerResponse 
 }
 
 fn create(name: &str, partitions: i32) -> MetadataCommand {
+    create_rf(name, partitions, 1)
+}
+
+/// A topic with the default replication factor `default_rf`.
+fn create_rf(name: &str, partitions: i32, default_rf: i16) -> MetadataCommand {
     MetadataCommand::CreateTopic {
         name: name.into(),
         partitions,
         replication_factor: -1,
+        default_replication_factor: default_rf,
         configs: BTreeMap::new(),
     }
+}
+
+/// The partition registrations of topic `name`.
+fn registrations(image: &SnapshotPayload, name: &str) -> Vec<PartitionRegistration> {
+    let id = image
+        .topics
+        .iter()
+        .find(|t| t.name == name)
+        .expect("topic")
+        .id;
+    image
+        .partitions
+        .iter()
+        .find(|(t, _)| *t == id)
+        .expect("registered")
+        .1
+        .clone()
 }
 
 fn fenced(image: &SnapshotPayload, node: i32) -> bool {
@@ -142,15 +165,24 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
         .iter()
         .find(|t| t.name == "twelve")
         .expect("topic");
-    let (_, placements) = image
-        .placements
+    let (_, registered) = image
+        .partitions
         .iter()
         .find(|(id, _)| *id == topic.id)
         .expect("placed");
+    let placements: Vec<_> = registered.iter().map(|r| r.replicas[0]).collect();
     for broker in 1..=3 {
         let on_broker: Vec<_> = placements.iter().filter(|p| p.broker == broker).collect();
         assert_eq!(on_broker.len(), 4, "broker {broker}: {placements:?}");
         assert_eq!(on_broker.iter().filter(|p| p.shard == 0).count(), 2);
+    }
+
+    // Three replicas each, the leaders spread over the brokers.
+    let version = propose(&mut client, create_rf("replicated", 6, 3), within(5));
+    let replicated = registrations(&image_of(&mut client, leader, version), "replicated");
+    for broker in 1..=3 {
+        let led = replicated.iter().filter(|r| r.leader == broker).count();
+        assert_eq!(led, 2, "broker {broker}: {replicated:?}");
     }
 
     // The active controller goes away; topic creation works again within 5 s.
@@ -171,6 +203,10 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
         let image = image_of(&mut client, new_leader, version);
         if fenced(&image, 3) {
             assert!(!fenced(&image, 1) && !fenced(&image, 2));
+            // In the same batch: broker 3 leads nothing and left every ISR.
+            for r in registrations(&image, "replicated") {
+                assert!(r.leader != 3 && !r.isr.contains(&3), "{r:?}");
+            }
             break;
         }
         assert!(Instant::now() < deadline, "broker 3 never fenced");
@@ -186,11 +222,11 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
         .expect("t")
         .id;
     let (_, placed) = image
-        .placements
+        .partitions
         .iter()
         .find(|(t, _)| *t == id)
         .expect("placed");
-    assert!(placed.iter().all(|p| p.broker != 3), "{placed:?}");
+    assert!(placed.iter().all(|r| !r.is_replica(3)), "{placed:?}");
     assert!(matches!(
         heartbeat(&mut client, 3),
         ControllerResponse::Applied { .. }

@@ -2,10 +2,12 @@
 //!
 //! A broker registers with its listener, shard count and optional rack; the active controller
 //! fences it when its heartbeats stop ([`Liveness`]) and unfences it when it comes back.
-//! New partitions are placed by [`place`]: evenly over the unfenced brokers (racks
-//! interleaved), then evenly over the shards of each broker.
+//! New partitions are placed by [`place`]: their replicas evenly over the unfenced brokers
+//! (racks interleaved, leaders balanced), then evenly over the shards of each broker.
 
 use std::collections::BTreeMap;
+
+use crate::partition::PartitionRegistration;
 
 /// A registered broker as stored in the image, the log and snapshots.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -22,7 +24,7 @@ pub struct BrokerRegistration {
     pub fenced: bool,
 }
 
-/// Where one partition lives: its (only, for now) replica, which leads it while unfenced.
+/// Where one replica of a partition lives: a broker and the shard that holds it there.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -31,44 +33,117 @@ pub struct Placement {
     pub shard: u32,
 }
 
-/// Places `count` new partitions given the current placements of every topic: each goes to
-/// the unfenced broker with the fewest partitions (ties: rack-interleaved order, so
-/// consecutive partitions alternate racks), then to that broker's least-loaded shard.
-/// Deterministic; `None` when no broker is unfenced.
+/// Replica, leader and shard counts of the brokers, from the current registrations.
+#[derive(Debug, Default)]
+struct Loads {
+    replicas: BTreeMap<i32, usize>,
+    leaders: BTreeMap<i32, usize>,
+    shards: BTreeMap<(i32, u32), usize>,
+}
+
+impl Loads {
+    fn of<'a>(existing: impl Iterator<Item = &'a PartitionRegistration>) -> Self {
+        let mut loads = Loads::default();
+        for registration in existing {
+            loads.add(registration);
+        }
+        loads
+    }
+
+    fn add(&mut self, registration: &PartitionRegistration) {
+        for p in &registration.replicas {
+            *self.replicas.entry(p.broker).or_default() += 1;
+            *self.shards.entry((p.broker, p.shard)).or_default() += 1;
+        }
+        *self
+            .leaders
+            .entry(registration.preferred_leader())
+            .or_default() += 1;
+    }
+
+    fn replicas_on(&self, broker: i32) -> usize {
+        self.replicas.get(&broker).copied().unwrap_or(0)
+    }
+
+    fn leaders_on(&self, broker: i32) -> usize {
+        self.leaders.get(&broker).copied().unwrap_or(0)
+    }
+
+    /// The least-loaded shard of `broker` (lowest index on ties).
+    fn shard_for(&self, broker: &BrokerRegistration) -> u32 {
+        (0..broker.shards.max(1))
+            .min_by_key(|s| self.shards.get(&(broker.node_id, *s)).copied().unwrap_or(0))
+            .expect("at least one shard")
+    }
+}
+
+/// Places `count` new partitions of `rf` replicas each, given the registrations of every
+/// partition that exists: each replica on a distinct unfenced broker — the one with the
+/// fewest replicas, preferring racks this partition does not use yet (ties: rack-interleaved
+/// order, so consecutive partitions alternate racks) — on that broker's least-loaded shard.
+/// The chosen broker that leads the fewest partitions becomes the preferred leader (first
+/// replica), so leadership spreads evenly. Deterministic; `None` when fewer than `rf`
+/// brokers are unfenced (or `rf` < 1).
 pub fn place<'a>(
     brokers: &BTreeMap<i32, BrokerRegistration>,
-    existing: impl Iterator<Item = &'a Placement>,
+    existing: impl Iterator<Item = &'a PartitionRegistration>,
     count: usize,
-) -> Option<Vec<Placement>> {
+    rf: usize,
+) -> Option<Vec<PartitionRegistration>> {
     let order = rack_interleaved(brokers);
-    if order.is_empty() {
+    if rf == 0 || order.len() < rf {
         return None;
     }
-    let mut broker_load: BTreeMap<i32, usize> = order.iter().map(|b| (b.node_id, 0)).collect();
-    let mut shard_load: BTreeMap<(i32, u32), usize> = BTreeMap::new();
-    for p in existing {
-        if let Some(load) = broker_load.get_mut(&p.broker) {
-            *load += 1;
-            *shard_load.entry((p.broker, p.shard)).or_default() += 1;
-        }
-    }
+    let mut loads = Loads::of(existing);
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let broker = order
+        let chosen = choose_replicas(&order, &loads, rf);
+        let leader = *chosen
             .iter()
-            .min_by_key(|b| broker_load[&b.node_id])
-            .expect("order is not empty");
-        let shard = (0..broker.shards.max(1))
-            .min_by_key(|s| shard_load.get(&(broker.node_id, *s)).copied().unwrap_or(0))
-            .expect("at least one shard");
-        *broker_load.get_mut(&broker.node_id).expect("known") += 1;
-        *shard_load.entry((broker.node_id, shard)).or_default() += 1;
-        out.push(Placement {
-            broker: broker.node_id,
-            shard,
-        });
+            .min_by_key(|b| loads.leaders_on(b.node_id))
+            .expect("rf >= 1");
+        let replicas: Vec<Placement> = std::iter::once(leader)
+            .chain(
+                chosen
+                    .iter()
+                    .copied()
+                    .filter(|b| b.node_id != leader.node_id),
+            )
+            .map(|b| Placement {
+                broker: b.node_id,
+                shard: loads.shard_for(b),
+            })
+            .collect();
+        let registration = PartitionRegistration::new(replicas);
+        debug_assert!(registration.is_consistent());
+        loads.add(&registration);
+        out.push(registration);
     }
     Some(out)
+}
+
+/// `rf` distinct brokers of `order` for one partition: each the least loaded, preferring
+/// racks not used by the brokers chosen before it.
+fn choose_replicas<'a>(
+    order: &[&'a BrokerRegistration],
+    loads: &Loads,
+    rf: usize,
+) -> Vec<&'a BrokerRegistration> {
+    let mut chosen: Vec<&BrokerRegistration> = Vec::with_capacity(rf);
+    for _ in 0..rf {
+        let next = order
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| chosen.iter().all(|c| c.node_id != b.node_id))
+            .min_by_key(|(position, b)| {
+                let rack_used = chosen.iter().any(|c| c.rack == b.rack);
+                (rack_used, loads.replicas_on(b.node_id), *position)
+            })
+            .map(|(_, b)| *b)
+            .expect("order holds at least rf brokers");
+        chosen.push(next);
+    }
+    chosen
 }
 
 /// Unfenced brokers ordered so that racks alternate: the first broker of each rack (racks
@@ -150,6 +225,15 @@ mod tests {
         out
     }
 
+    /// The first replica of each registration (RF=1: the only one).
+    fn leaders(rs: &[PartitionRegistration]) -> Vec<Placement> {
+        rs.iter().map(|r| r.replicas[0]).collect()
+    }
+
+    fn all_replicas(rs: &[PartitionRegistration]) -> Vec<Placement> {
+        rs.iter().flat_map(|r| r.replicas.clone()).collect()
+    }
+
     #[test]
     fn twelve_partitions_spread_over_three_brokers_and_their_shards() {
         let bs = brokers(vec![
@@ -157,7 +241,7 @@ mod tests {
             broker(2, 2, None, false),
             broker(3, 2, None, false),
         ]);
-        let ps = place(&bs, [].iter(), 12).expect("placed");
+        let ps = leaders(&place(&bs, [].iter(), 12, 1).expect("placed"));
         assert_eq!(
             count_by(&ps, |p| p.broker)
                 .into_values()
@@ -176,16 +260,22 @@ mod tests {
             broker(2, 1, None, true),
             broker(3, 1, None, false),
         ]);
-        let existing = [Placement {
-            broker: 1,
-            shard: 0,
-        }; 3];
-        let ps = place(&bs, existing.iter(), 5).expect("placed");
+        let existing = vec![
+            PartitionRegistration::single(Placement {
+                broker: 1,
+                shard: 0,
+            });
+            3
+        ];
+        let ps = leaders(&place(&bs, existing.iter(), 5, 1).expect("placed"));
         let by = count_by(&ps, |p| p.broker);
         assert_eq!(by.get(&2), None);
         assert_eq!((by[&1], by[&3]), (1, 4));
         let all_fenced = brokers(vec![broker(1, 1, None, true)]);
-        assert_eq!(place(&all_fenced, [].iter(), 1), None);
+        assert_eq!(place(&all_fenced, [].iter(), 1, 1), None);
+        // Two live brokers cannot hold three replicas.
+        assert_eq!(place(&bs, [].iter(), 1, 3), None);
+        assert_eq!(place(&bs, [].iter(), 1, 0), None);
     }
 
     #[test]
@@ -196,12 +286,65 @@ mod tests {
             broker(3, 1, Some("b"), false),
             broker(4, 1, Some("b"), false),
         ]);
-        let ps = place(&bs, [].iter(), 4).expect("placed");
+        let ps = leaders(&place(&bs, [].iter(), 4, 1).expect("placed"));
         let racks: Vec<_> = ps
             .iter()
             .map(|p| bs[&p.broker].rack.clone().expect("rack"))
             .collect();
         assert_eq!(racks, ["a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn replicas_are_on_distinct_brokers_and_racks_and_leaders_are_balanced() {
+        let bs = brokers(vec![
+            broker(1, 2, Some("a"), false),
+            broker(2, 2, Some("a"), false),
+            broker(3, 2, Some("b"), false),
+            broker(4, 2, Some("b"), false),
+            broker(5, 2, Some("c"), false),
+            broker(6, 2, Some("c"), true),
+        ]);
+        let rs = place(&bs, [].iter(), 20, 3).expect("placed");
+        for r in &rs {
+            assert!(r.is_consistent(), "{r:?}");
+            assert_eq!((r.replicas.len(), r.isr.len()), (3, 3));
+            assert_eq!(r.leader, r.replicas[0].broker);
+            let racks: std::collections::BTreeSet<_> = r
+                .replicas
+                .iter()
+                .map(|p| bs[&p.broker].rack.clone())
+                .collect();
+            assert_eq!(racks.len(), 3, "one replica per rack: {r:?}");
+            assert!(r.replicas.iter().all(|p| p.broker != 6 && p.shard < 2));
+        }
+        let leads = count_by(&leaders(&rs), |p| p.broker);
+        assert_eq!(leads.len(), 5, "{leads:?}");
+        assert!(leads.values().all(|n| *n == 4), "{leads:?}");
+        let replicas = count_by(&all_replicas(&rs), |p| p.broker);
+        let (min, max) = (replicas.values().min(), replicas.values().max());
+        assert!(max.unwrap() - min.unwrap() <= 10, "{replicas:?}");
+        let shards = count_by(&all_replicas(&rs), |p| (p.broker, p.shard));
+        for broker in 1..=5 {
+            let (a, b) = (shards[&(broker, 0)], shards[&(broker, 1)]);
+            assert!(a.abs_diff(b) <= 1, "broker {broker}: {a} vs {b}");
+        }
+        // Deterministic.
+        assert_eq!(place(&bs, [].iter(), 20, 3), Some(rs));
+    }
+
+    #[test]
+    fn three_replicas_on_three_brokers_rotate_the_leader() {
+        let bs = brokers(vec![
+            broker(1, 1, None, false),
+            broker(2, 1, None, false),
+            broker(3, 1, None, false),
+        ]);
+        let rs = place(&bs, [].iter(), 6, 3).expect("placed");
+        let leaders: Vec<i32> = rs.iter().map(|r| r.leader).collect();
+        assert_eq!(leaders, [1, 2, 3, 1, 2, 3]);
+        // Existing leadership counts: broker 1 leads the most, so it leads none of these.
+        let more = place(&bs, rs[..4].iter(), 2, 3).expect("placed");
+        assert!(more.iter().all(|r| r.leader != 1), "{more:?}");
     }
 
     #[test]

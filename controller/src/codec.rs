@@ -1,23 +1,32 @@
 //! On-disk framing of metadata records and snapshots (pure, no IO).
 //!
 //! Log frame: `len: u32 LE | crc32c(payload): u32 LE | payload`, payload = rkyv
-//! [`LogEntry`]. Snapshot file: `magic "SPMS" | version: u16 | 0u16 | len: u32 | crc: u32 |
-//! payload`, payload = rkyv [`SnapshotPayload`].
+//! [`LogEntry`] (one record), or, with [`BATCH_FLAG`] set in `len`, rkyv [`LogBatch`] (the
+//! records of one command, at consecutive offsets: one checksum, so a torn batch is dropped
+//! whole). Snapshot file: `magic "SPMS" | version: u16 | 0u16 | len: u32 | crc: u32 |
+//! payload`, payload = rkyv [`SnapshotPayload`] (format 3; formats 1 and 2 are still read).
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::cluster::{BrokerRegistration, Placement};
 use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
+use crate::partition::PartitionRegistration;
 
 /// Largest record payload accepted; a larger length field means a torn or corrupt frame.
 pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
+/// Largest batch payload accepted (a topic of 100 000 partitions with 3 replicas fits).
+pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Set in a frame's length field when the payload is a [`LogBatch`]. Versions before
+/// batches read such a frame as a torn tail: a log holding batches cannot be downgraded.
+pub const BATCH_FLAG: u32 = 1 << 31;
 /// Largest snapshot accepted.
 pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SPMS";
-const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION: u16 = 3;
+const SNAPSHOT_VERSION_V2: u16 = 2;
 const SNAPSHOT_VERSION_V1: u16 = 1;
 const SNAPSHOT_HEADER_BYTES: usize = 16;
 
@@ -28,7 +37,29 @@ pub struct LogEntry {
     pub record: MetadataRecord,
 }
 
-/// Everything in a [`MetadataImage`] except the node id (snapshot format 2).
+/// The records of one command at offsets `first_offset..`, applied all or none.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LogBatch {
+    pub first_offset: u64,
+    pub records: Vec<MetadataRecord>,
+}
+
+impl LogBatch {
+    /// The batch as entries with their offsets.
+    pub fn entries(self) -> Vec<LogEntry> {
+        let first = self.first_offset;
+        self.records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| LogEntry {
+                offset: first + i as u64,
+                record,
+            })
+            .collect()
+    }
+}
+
+/// Everything in a [`MetadataImage`] except the node id (snapshot format 3).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SnapshotPayload {
     pub cluster_id: String,
@@ -36,7 +67,37 @@ pub struct SnapshotPayload {
     pub next_producer_id: i64,
     pub topics: Vec<TopicMeta>,
     pub brokers: Vec<BrokerRegistration>,
-    pub placements: Vec<(TopicId, Vec<Placement>)>,
+    pub partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+}
+
+/// Snapshot format 2 (one replica per partition); still read.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SnapshotPayloadV2 {
+    cluster_id: String,
+    version: u64,
+    next_producer_id: i64,
+    topics: Vec<TopicMeta>,
+    brokers: Vec<BrokerRegistration>,
+    placements: Vec<(TopicId, Vec<Placement>)>,
+}
+
+impl From<SnapshotPayloadV2> for SnapshotPayload {
+    /// Each placement is a partition with that one replica, in sync and leading.
+    fn from(v2: SnapshotPayloadV2) -> Self {
+        let single = |ps: Vec<Placement>| ps.into_iter().map(PartitionRegistration::single);
+        SnapshotPayload {
+            cluster_id: v2.cluster_id,
+            version: v2.version,
+            next_producer_id: v2.next_producer_id,
+            topics: v2.topics,
+            brokers: v2.brokers,
+            partitions: v2
+                .placements
+                .into_iter()
+                .map(|(id, ps)| (id, single(ps).collect()))
+                .collect(),
+        }
+    }
 }
 
 /// Snapshot format 1 (before brokers and placements); still read.
@@ -56,8 +117,8 @@ impl SnapshotPayload {
             next_producer_id: image.next_producer_id,
             topics: image.topics.values().cloned().collect(),
             brokers: image.brokers.values().cloned().collect(),
-            placements: image
-                .placements
+            partitions: image
+                .partitions
                 .iter()
                 .map(|(id, p)| (*id, p.clone()))
                 .collect(),
@@ -88,21 +149,83 @@ pub fn encode_entry(entry: &LogEntry) -> Vec<u8> {
     out
 }
 
-/// Decodes the frame at the start of `bytes`: `Some((entry, frame_len))`, or `None` when the
-/// bytes do not hold a complete, valid frame (a torn or corrupt tail).
-pub fn decode_entry(bytes: &[u8]) -> Option<(LogEntry, usize)> {
+/// Encodes the records of one command at offsets `first_offset..` as one frame: a lone
+/// record that fits [`RECORD_BYTES_MAX`] in the single-record frame older versions read, else
+/// a batch frame.
+pub fn encode_records(first_offset: u64, records: Vec<MetadataRecord>) -> Vec<u8> {
+    if let Ok([record]) = <[MetadataRecord; 1]>::try_from(records.clone()) {
+        let entry = LogEntry {
+            offset: first_offset,
+            record,
+        };
+        let payload = rkyv::to_bytes::<rancor::Error>(&entry).expect("rkyv serialisation");
+        if payload.len() <= RECORD_BYTES_MAX {
+            return encode_entry(&entry);
+        }
+    }
+    encode_batch(&LogBatch {
+        first_offset,
+        records,
+    })
+}
+
+/// Encodes one log frame holding a whole batch (at least one record).
+pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
+    assert!(!batch.records.is_empty(), "an empty metadata batch");
+    let payload = rkyv::to_bytes::<rancor::Error>(batch).expect("rkyv serialisation");
+    assert!(payload.len() <= BATCH_BYTES_MAX, "metadata batch too large");
+    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&(payload.len() as u32 | BATCH_FLAG).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The checksummed payload of the frame at the start of `bytes`, whether it is a batch, and
+/// the frame length; `None` for an incomplete or corrupt frame.
+fn unframe(bytes: &[u8]) -> Option<(&[u8], bool, usize)> {
     let header = bytes.get(..FRAME_HEADER_BYTES)?;
-    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let len_field = u32::from_le_bytes(header[0..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    if len > RECORD_BYTES_MAX {
+    let batch = len_field & BATCH_FLAG != 0;
+    let len = (len_field & !BATCH_FLAG) as usize;
+    let max = if batch {
+        BATCH_BYTES_MAX
+    } else {
+        RECORD_BYTES_MAX
+    };
+    if len > max {
         return None;
     }
     let payload = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len)?;
-    if crc32c::crc32c(payload) != crc {
+    (crc32c::crc32c(payload) == crc).then_some((payload, batch, FRAME_HEADER_BYTES + len))
+}
+
+/// Decodes a single-record frame at the start of `bytes`: `Some((entry, frame_len))`, or
+/// `None` when the bytes do not hold a complete, valid single-record frame.
+pub fn decode_entry(bytes: &[u8]) -> Option<(LogEntry, usize)> {
+    let (payload, false, frame_len) = unframe(bytes)? else {
         return None;
-    }
+    };
     let entry = rkyv::from_bytes::<LogEntry, rancor::Error>(&aligned(payload)).ok()?;
-    Some((entry, FRAME_HEADER_BYTES + len))
+    Some((entry, frame_len))
+}
+
+/// Decodes the frame at the start of `bytes`, single record or batch: its entries (at
+/// consecutive offsets) and the frame length; `None` for a torn or corrupt tail.
+pub fn decode_frame(bytes: &[u8]) -> Option<(Vec<LogEntry>, usize)> {
+    let (payload, batch, frame_len) = unframe(bytes)?;
+    let payload = aligned(payload);
+    let entries = if batch {
+        let batch = rkyv::from_bytes::<LogBatch, rancor::Error>(&payload).ok()?;
+        if batch.records.is_empty() {
+            return None;
+        }
+        batch.entries()
+    } else {
+        vec![rkyv::from_bytes::<LogEntry, rancor::Error>(&payload).ok()?]
+    };
+    Some((entries, frame_len))
 }
 
 /// Encodes a snapshot file.
@@ -132,7 +255,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
         return Err("bad snapshot magic".into());
     }
     let version = u16::from_le_bytes([header[4], header[5]]);
-    let known = version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_V1;
+    let known = matches!(
+        version,
+        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
+    );
     if !known || header[6..8] != [0, 0] {
         return Err(format!("unsupported snapshot version {version}"));
     }
@@ -154,8 +280,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
             next_producer_id: v1.next_producer_id,
             topics: v1.topics,
             brokers: Vec::new(),
-            placements: Vec::new(),
+            partitions: Vec::new(),
         });
+    }
+    if version == SNAPSHOT_VERSION_V2 {
+        let v2 = rkyv::from_bytes::<SnapshotPayloadV2, rancor::Error>(&aligned(payload))
+            .map_err(invalid)?;
+        return Ok(v2.into());
     }
     rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload)).map_err(invalid)
 }
@@ -183,6 +314,77 @@ mod tests {
     }
 
     #[test]
+    fn batch_frames_round_trip_and_tear_whole() {
+        let records = vec![
+            MetadataRecord::ProducerIdsAllocated { first: 0, count: 9 },
+            MetadataRecord::BrokerFenced {
+                node_id: 1,
+                fenced: true,
+            },
+        ];
+        let frame = encode_batch(&LogBatch {
+            first_offset: 7,
+            records: records.clone(),
+        });
+        let (entries, len) = decode_frame(&frame).expect("decodes");
+        assert_eq!(len, frame.len());
+        let offsets: Vec<u64> = entries.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, [7, 8]);
+        assert_eq!(
+            entries.into_iter().map(|e| e.record).collect::<Vec<_>>(),
+            records
+        );
+        // Not a single-record frame; and any cut or flipped bit loses the whole batch.
+        assert_eq!(decode_entry(&frame), None);
+        for cut in 0..frame.len() {
+            assert_eq!(decode_frame(&frame[..cut]), None, "cut at {cut}");
+        }
+        for i in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(decode_frame(&bad), None, "flip at {i}");
+        }
+        // Single-record frames decode through the same path.
+        let single = encode_entry(&LogEntry {
+            offset: 3,
+            record: records[0].clone(),
+        });
+        let (entries, _) = decode_frame(&single).expect("single");
+        assert_eq!((entries.len(), entries[0].offset), (1, 3));
+    }
+
+    #[test]
+    fn a_record_too_large_for_a_single_frame_goes_in_a_batch_frame() {
+        let small = MetadataRecord::ProducerIdsAllocated { first: 0, count: 1 };
+        let frame = encode_records(5, vec![small.clone()]);
+        assert_eq!(decode_entry(&frame).map(|(e, _)| e.record), Some(small));
+        let registration = PartitionRegistration::single(Placement {
+            broker: 1,
+            shard: 0,
+        });
+        let big = MetadataRecord::PartitionsAssigned(Box::new(crate::PartitionsAssigned {
+            id: [3; 16],
+            first: 0,
+            partitions: vec![registration; 100_000],
+        }));
+        let frame = encode_records(5, vec![big.clone()]);
+        assert!(frame.len() > RECORD_BYTES_MAX);
+        assert_eq!(decode_entry(&frame), None);
+        let (entries, _) = decode_frame(&frame).expect("batch frame");
+        assert_eq!((entries[0].offset, &entries[0].record), (5, &big));
+    }
+
+    #[test]
+    fn archived_record_size_is_stable() {
+        // Records written by earlier versions decode only while this holds.
+        assert_eq!(
+            std::mem::size_of::<crate::image::ArchivedMetadataRecord>(),
+            48
+        );
+        assert_eq!(std::mem::size_of::<ArchivedLogEntry>(), 56);
+    }
+
+    #[test]
     fn snapshot_round_trip_and_corruption() {
         let payload = SnapshotPayload {
             cluster_id: "abc".into(),
@@ -204,12 +406,24 @@ mod tests {
                 rack: Some("r".into()),
                 fenced: true,
             }],
-            placements: vec![(
+            partitions: vec![(
                 [3; 16],
                 vec![
-                    Placement {
-                        broker: 2,
-                        shard: 1
+                    PartitionRegistration {
+                        replicas: vec![
+                            Placement {
+                                broker: 2,
+                                shard: 1
+                            },
+                            Placement {
+                                broker: 4,
+                                shard: 0
+                            },
+                        ],
+                        isr: vec![2],
+                        leader: -1,
+                        leader_epoch: 3,
+                        partition_epoch: 9,
                     };
                     4
                 ],

@@ -9,9 +9,22 @@ pub enum ApplyError {
     TopicAlreadyExists(String),
     UnknownTopic(String),
     InvalidPartitions(i32),
-    InvalidReplicationFactor(i16),
+    /// The replication factor is out of range or cannot be reached; Kafka's message.
+    InvalidReplicationFactor(String),
     /// A partition cannot be placed: no broker is registered and unfenced.
     NoLiveBrokers,
+    /// AlterPartition from a leader whose leader epoch is not the partition's.
+    FencedLeaderEpoch(String),
+    /// AlterPartition against a partition epoch that is not the current one.
+    InvalidUpdateVersion(String),
+    /// AlterPartition from a broker that does not lead the partition.
+    NotLeaderOrFollower(String),
+    /// AlterPartition adding a replica that may not join the ISR (fenced).
+    IneligibleReplica(String),
+    /// A preferred-leader election where the preferred replica leads already.
+    ElectionNotNeeded(String),
+    /// A preferred-leader election where the preferred replica is fenced or out of sync.
+    PreferredLeaderNotAvailable(String),
     InvalidConfig {
         name: String,
         value: String,
@@ -44,6 +57,12 @@ impl ApplyError {
             ApplyError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
             ApplyError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
             ApplyError::NoLiveBrokers => 38,
+            ApplyError::FencedLeaderEpoch(_) => 74, // FENCED_LEADER_EPOCH
+            ApplyError::InvalidUpdateVersion(_) => 95, // INVALID_UPDATE_VERSION
+            ApplyError::NotLeaderOrFollower(_) => 6, // NOT_LEADER_OR_FOLLOWER
+            ApplyError::IneligibleReplica(_) => 107, // INELIGIBLE_REPLICA
+            ApplyError::ElectionNotNeeded(_) => 84, // ELECTION_NOT_NEEDED
+            ApplyError::PreferredLeaderNotAvailable(_) => 80, // PREFERRED_LEADER_NOT_AVAILABLE
             ApplyError::InvalidConfig { .. } => 40, // INVALID_CONFIG
             ApplyError::InvalidRequest(_) => 42,    // INVALID_REQUEST
             ApplyError::Storage { .. } => 56,       // KAFKA_STORAGE_ERROR
@@ -87,10 +106,13 @@ impl fmt::Display for ApplyError {
             ApplyError::TopicAlreadyExists(name) => write!(f, "topic '{name}' already exists"),
             ApplyError::UnknownTopic(name) => write!(f, "unknown topic '{name}'"),
             ApplyError::InvalidPartitions(n) => write!(f, "invalid number of partitions: {n}"),
-            ApplyError::InvalidReplicationFactor(rf) => write!(
-                f,
-                "replication factor {rf} is larger than the number of brokers (1) or invalid"
-            ),
+            ApplyError::InvalidReplicationFactor(message) => write!(f, "{message}"),
+            ApplyError::FencedLeaderEpoch(m)
+            | ApplyError::InvalidUpdateVersion(m)
+            | ApplyError::NotLeaderOrFollower(m)
+            | ApplyError::IneligibleReplica(m)
+            | ApplyError::ElectionNotNeeded(m)
+            | ApplyError::PreferredLeaderNotAvailable(m) => write!(f, "{m}"),
             ApplyError::NoLiveBrokers => write!(
                 f,
                 "replication factor 1 cannot be reached: no broker is registered and unfenced"

@@ -1,16 +1,18 @@
 //! The metadata image and the pure state machine that moves it forward.
 //!
-//! A command is first turned into a [`MetadataRecord`] by [`MetadataImage::propose`]
-//! (validation, plus every non-deterministic choice such as the topic id), then the record is
-//! made durable (or, later, replicated by Raft) and finally applied with
-//! [`MetadataImage::apply`], which is deterministic: every node replaying the same records
-//! reaches the same image.
+//! A command is first resolved into the [`MetadataRecord`]s of one atomic batch by
+//! [`MetadataImage::propose_records`] (validation, plus every non-deterministic choice such
+//! as the topic id, and the placements and leader elections the command causes), then the
+//! batch is made durable (the local metadata log, or Raft) and finally applied with
+//! [`MetadataImage::apply_batch`], which is deterministic: every node replaying the same
+//! records reaches the same image.
 
 use std::collections::BTreeMap;
 
 use crate::cluster::{self, BrokerRegistration, Placement};
 use crate::codec::SnapshotPayload;
 use crate::error::ApplyError;
+use crate::partition::{LeaderAndIsr, PartitionRegistration, PreferredElection, NO_LEADER};
 use crate::topic_config;
 
 /// A topic id: the 16 bytes of a UUID, never all-zero.
@@ -20,7 +22,7 @@ pub type TopicId = [u8; 16];
 pub const PARTITIONS_MAX: i32 = 100_000;
 /// Partitions of a topic created with `partitions = -1` (Kafka's `num.partitions`).
 pub const DEFAULT_PARTITIONS: i32 = 1;
-/// Replication factor used for `-1`; also the only one a single-node cluster accepts.
+/// Kafka's default `default.replication.factor`.
 pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
 /// Longest topic name (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -40,15 +42,18 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
-/// A request to change the metadata (rkyv: brokers send it to the active controller).
+/// A request to change the metadata (rkyv: brokers send it to the active controller; only
+/// nodes of the same version talk, so its layout may change between versions).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum MetadataCommand {
     CreateTopic {
         name: String,
         /// `-1` for [`DEFAULT_PARTITIONS`].
         partitions: i32,
-        /// `-1` for [`DEFAULT_REPLICATION_FACTOR`].
+        /// `-1` for `default_replication_factor`, capped at the unfenced brokers.
         replication_factor: i16,
+        /// The caller's `default.replication.factor`.
+        default_replication_factor: i16,
         configs: BTreeMap<String, String>,
     },
     DeleteTopic {
@@ -62,7 +67,8 @@ pub enum MetadataCommand {
         name: String,
         ops: Vec<topic_config::ConfigOp>,
     },
-    /// A broker (re)registers: it is unfenced and gets a new epoch. Cluster mode only.
+    /// A broker (re)registers: it is unfenced and gets a new epoch; offline partitions it
+    /// can lead get it as leader.
     RegisterBroker {
         node_id: i32,
         host: String,
@@ -70,16 +76,35 @@ pub enum MetadataCommand {
         shards: u32,
         rack: Option<String>,
     },
-    /// Fences (`fenced = true`, missed heartbeats) or unfences a registered broker.
+    /// Fences (`fenced = true`, missed heartbeats) or unfences a registered broker, with
+    /// the leader elections that follow.
     SetBrokerFenced {
         node_id: i32,
         fenced: bool,
     },
-    /// CreatePartitions: grows topic `name` to `total` partitions, placed on live brokers.
-    /// Cluster mode only.
+    /// CreatePartitions: grows topic `name` to `total` partitions, placed on live brokers
+    /// with the topic's replication factor.
     CreatePartitions {
         name: String,
         total: i32,
+    },
+    /// Controlled shutdown: the broker is fenced and its partitions get new leaders, in
+    /// one batch.
+    ShutdownBroker {
+        node_id: i32,
+    },
+    /// Preferred-leader election for the given `(topic, partition)`s, or every partition.
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// A partition leader changes the ISR, compare-and-set on the epochs it knows.
+    AlterPartition {
+        topic_id: TopicId,
+        partition: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
     },
 }
 
@@ -106,9 +131,41 @@ pub enum ApplyOutcome {
     },
     /// Partitions of the topic placed (new topic or CreatePartitions); the topic after it.
     PartitionsPlaced(TopicMeta),
+    /// A partition's leader or ISR changed (election, AlterPartition): its registration now.
+    PartitionChanged {
+        id: TopicId,
+        partition: i32,
+        registration: PartitionRegistration,
+    },
+}
+
+/// Registrations of partitions `first..first + partitions.len()` of topic `id`.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct PartitionsAssigned {
+    pub id: TopicId,
+    /// The number of partitions registered before; the topic grows to the end if needed.
+    pub first: i32,
+    pub partitions: Vec<PartitionRegistration>,
+}
+
+/// A partition's new leader and ISR (replicas unchanged).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct PartitionChange {
+    pub id: TopicId,
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Exactly one more than the partition epoch it replaces.
+    pub partition_epoch: i32,
 }
 
 /// One entry of the metadata log: the resolved, deterministic form of a command.
+///
+/// Records are read back from logs and snapshots written by every earlier version, so the
+/// archived enum must keep its size (48 bytes, `archived_record_size_is_stable`): variants
+/// added after the first five are no larger than `TopicCreated`, boxed where needed
+/// (`tests/format_compat.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum MetadataRecord {
     /// First record of every metadata log.
@@ -124,9 +181,7 @@ pub enum MetadataRecord {
         first: i64,
         count: i64,
     },
-    /// A topic's explicit configs replaced (same id, name, partitions). Variants added after
-    /// the first five are no larger than `TopicCreated` (boxed where needed), so records
-    /// written before them still decode (`tests/format_compat.rs`).
+    /// A topic's explicit configs replaced (same id, name, partitions).
     TopicConfigsAltered(TopicMeta),
     /// A broker registered (or re-registered after a restart, with a new epoch).
     BrokerRegistered(Box<BrokerRegistration>),
@@ -134,19 +189,24 @@ pub enum MetadataRecord {
         node_id: i32,
         fenced: bool,
     },
-    /// Partitions `first..first + placements.len()` of topic `id` live where `placements`
-    /// says; `first` is the number already placed, and the topic grows to the end if needed.
+    /// Older logs only (one replica per partition): partitions `first..` of topic `id` live
+    /// where `placements` says. Applied as [`PartitionRegistration::single`]s.
     PartitionsPlaced {
         id: TopicId,
         first: i32,
         placements: Vec<Placement>,
     },
-    /// CreatePartitions on a single node: topic `id` (without placements) grows to
-    /// `partitions`.
+    /// Older single-node logs only: topic `id` (without registrations) grows to
+    /// `partitions`; the new partitions are registered when the node next opens.
     PartitionsAdded {
         id: TopicId,
         partitions: i32,
     },
+    /// New partitions of a topic with their replicas (new topic, CreatePartitions, or the
+    /// migration of a single node's topics).
+    PartitionsAssigned(Box<PartitionsAssigned>),
+    /// A partition's leader or ISR changed.
+    PartitionChanged(Box<PartitionChange>),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -160,11 +220,12 @@ pub struct MetadataImage {
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
     pub next_producer_id: i64,
-    /// Registered brokers (cluster mode; empty on a single node).
+    /// Registered brokers (a single node registers itself).
     pub brokers: BTreeMap<i32, BrokerRegistration>,
-    /// Where each partition of a topic lives (cluster mode; a topic without placements lives
-    /// on the single node, its shard chosen by hash).
-    pub placements: BTreeMap<TopicId, Vec<Placement>>,
+    /// The registration of each partition of a topic, by index. Every topic has them once
+    /// its creation's batch is applied; only the replay of an old single-node log passes
+    /// through topics without (registered when the node opens).
+    pub partitions: BTreeMap<TopicId, Vec<PartitionRegistration>>,
     /// Topic id -> name; maintained by [`MetadataImage::apply`] only.
     ids: BTreeMap<TopicId, String>,
 }
@@ -206,6 +267,36 @@ pub fn is_valid_topic_id(id: &TopicId) -> bool {
     value > 1 && (id[0] >> 2) != 62
 }
 
+/// Kafka's message for a replication factor that the unfenced brokers cannot reach.
+fn unreachable_replication(rf: i16, live: usize) -> ApplyError {
+    ApplyError::InvalidReplicationFactor(format!(
+        "Unable to replicate the partition {rf} time(s): The target replication factor of \
+         {rf} cannot be reached because only {live} broker(s) are registered."
+    ))
+}
+
+/// The result of one partition of a preferred-leader election
+/// ([`MetadataImage::preferred_elections`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    /// 0: elected; else Kafka's error (ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE,
+    /// UNKNOWN_TOPIC_OR_PARTITION).
+    pub error_code: i16,
+    /// The record that moves the leader, on success.
+    pub change: Option<PartitionChange>,
+}
+
+/// The resolved form of a CreateTopic: its partitions and replication factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolvedCreate {
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// The default replication factor was lowered to the number of unfenced brokers.
+    pub capped: bool,
+}
+
 impl MetadataImage {
     /// The image before any record: no cluster id, no topics.
     pub fn empty(node_id: i32) -> Self {
@@ -216,26 +307,31 @@ impl MetadataImage {
             topics: BTreeMap::new(),
             next_producer_id: 0,
             brokers: BTreeMap::new(),
-            placements: BTreeMap::new(),
+            partitions: BTreeMap::new(),
             ids: BTreeMap::new(),
         }
     }
 
-    /// The leader of a partition: the broker it is placed on while that broker is unfenced
-    /// (`None`: offline), or this node for a topic without placements (single node).
-    pub fn partition_leader(&self, id: &TopicId, partition: i32) -> Option<i32> {
-        let Some(placements) = self.placements.get(id) else {
-            return Some(self.node_id);
-        };
-        let placement = placements.get(usize::try_from(partition).ok()?)?;
-        let broker = self.brokers.get(&placement.broker)?;
-        (!broker.fenced).then_some(broker.node_id)
+    /// The registration of partition `index` of topic `id`.
+    pub fn partition(&self, id: &TopicId, index: i32) -> Option<&PartitionRegistration> {
+        self.partitions.get(id)?.get(usize::try_from(index).ok()?)
     }
 
-    /// Where partition `partition` of topic `id` is placed, if the topic has placements.
-    pub fn placement(&self, id: &TopicId, partition: i32) -> Option<Placement> {
-        let placements = self.placements.get(id)?;
-        placements.get(usize::try_from(partition).ok()?).copied()
+    /// The leader of a partition: `None` while it has none (offline) or its broker is
+    /// fenced.
+    pub fn partition_leader(&self, id: &TopicId, index: i32) -> Option<i32> {
+        let leader = self.partition(id, index)?.leader;
+        self.is_live(leader).then_some(leader)
+    }
+
+    /// Broker `broker`'s replica of a partition: the shard that broker opens it on.
+    pub fn replica_on(&self, id: &TopicId, index: i32, broker: i32) -> Option<Placement> {
+        self.partition(id, index)?.replica_on(broker)
+    }
+
+    /// Whether `node_id` is a registered, unfenced broker.
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
     }
 
     /// Unfenced brokers, by node id.
@@ -243,9 +339,16 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
-    /// Validates `cmd` for a multi-node cluster and resolves it into the records of one
-    /// atomic batch: like [`MetadataImage::propose`], except that new partitions are placed
-    /// on the live brokers and the broker commands are accepted.
+    /// Whether topic `id` sets `unclean.leader.election.enable`.
+    fn unclean_election(&self, id: &TopicId) -> bool {
+        self.topic_by_id(id)
+            .is_some_and(topic_config::unclean_leader_election)
+    }
+
+    /// Validates `cmd` and resolves it into the records of one atomic batch: new topics and
+    /// partitions are placed on the live brokers, and fencing, unfencing and shutdowns carry
+    /// the leader elections they cause. `new_topic_id` supplies candidate ids; invalid or
+    /// taken ones are skipped.
     pub fn propose_records(
         &self,
         cmd: MetadataCommand,
@@ -258,76 +361,337 @@ impl MetadataImage {
                 port,
                 shards,
                 rack,
-            } => {
-                if node_id < 0 || shards == 0 || host.is_empty() {
-                    return Err(ApplyError::InvalidRequest(format!(
-                        "bad broker registration: node {node_id}, {host}:{port}, {shards} shards"
-                    )));
-                }
-                let registration = BrokerRegistration {
-                    node_id,
-                    epoch: self.version + 1,
-                    host,
-                    port,
-                    shards,
-                    rack,
-                    fenced: false,
-                };
-                Ok(vec![MetadataRecord::BrokerRegistered(Box::new(
-                    registration,
-                ))])
-            }
+            } => self.propose_registration(node_id, host, port, shards, rack),
             MetadataCommand::SetBrokerFenced { node_id, fenced } => {
-                match self.brokers.get(&node_id) {
-                    None => Err(ApplyError::InvalidRequest(format!(
-                        "broker {node_id} is not registered"
-                    ))),
-                    Some(b) if b.fenced == fenced => Err(ApplyError::InvalidRequest(format!(
-                        "broker {node_id} is already {}",
-                        if fenced { "fenced" } else { "unfenced" }
-                    ))),
-                    Some(_) => Ok(vec![MetadataRecord::BrokerFenced { node_id, fenced }]),
-                }
+                self.propose_fencing(node_id, fenced)
             }
+            MetadataCommand::ShutdownBroker { node_id } => self.propose_fencing(node_id, true),
             MetadataCommand::CreatePartitions { name, total } => {
-                let topic = self
-                    .topics
-                    .get(&name)
-                    .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
-                if total <= topic.partitions || total > PARTITIONS_MAX {
-                    return Err(ApplyError::InvalidPartitions(total));
-                }
-                let first = topic.partitions;
-                let placements = self.place((total - first) as usize)?;
-                Ok(vec![MetadataRecord::PartitionsPlaced {
-                    id: topic.id,
-                    first,
-                    placements,
-                }])
+                self.propose_create_partitions(name, total)
             }
-            cmd @ MetadataCommand::CreateTopic { .. } => {
-                let record = self.propose(cmd, new_topic_id)?;
-                let MetadataRecord::TopicCreated(meta) = &record else {
-                    unreachable!("CreateTopic resolves to TopicCreated")
-                };
-                let placements = self.place(meta.partitions as usize)?;
-                let id = meta.id;
+            MetadataCommand::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                default_replication_factor,
+                configs,
+            } => {
+                let resolved = self.validate_create(
+                    &name,
+                    partitions,
+                    replication_factor,
+                    default_replication_factor,
+                    &configs,
+                )?;
+                let id = self.new_id(new_topic_id);
+                let registrations =
+                    self.place(resolved.partitions as usize, resolved.replication_factor)?;
                 Ok(vec![
-                    record,
-                    MetadataRecord::PartitionsPlaced {
+                    MetadataRecord::TopicCreated(TopicMeta {
+                        id,
+                        name,
+                        partitions: resolved.partitions,
+                        replication_factor: resolved.replication_factor,
+                        configs,
+                    }),
+                    MetadataRecord::PartitionsAssigned(Box::new(PartitionsAssigned {
                         id,
                         first: 0,
-                        placements,
-                    },
+                        partitions: registrations,
+                    })),
                 ])
             }
-            cmd => Ok(vec![self.propose(cmd, new_topic_id)?]),
+            MetadataCommand::ElectLeaders { partitions } => {
+                self.propose_preferred_elections(partitions)
+            }
+            MetadataCommand::AlterPartition {
+                topic_id,
+                partition,
+                leader_id,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => {
+                let change = self.validate_alter_partition(
+                    topic_id,
+                    partition,
+                    leader_id,
+                    leader_epoch,
+                    partition_epoch,
+                    new_isr,
+                )?;
+                Ok(vec![MetadataRecord::PartitionChanged(Box::new(change))])
+            }
+            cmd => Ok(vec![self.resolve_simple(cmd)?]),
         }
     }
 
-    fn place(&self, count: usize) -> Result<Vec<Placement>, ApplyError> {
-        let existing = self.placements.values().flatten();
-        cluster::place(&self.brokers, existing, count).ok_or(ApplyError::NoLiveBrokers)
+    /// [`MetadataImage::propose_records`] for validation only (`validate_only` requests).
+    pub fn propose(
+        &self,
+        cmd: MetadataCommand,
+        new_topic_id: impl FnMut() -> TopicId,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        self.propose_records(cmd, new_topic_id)
+    }
+
+    fn new_id(&self, mut new_topic_id: impl FnMut() -> TopicId) -> TopicId {
+        loop {
+            let id = new_topic_id();
+            if is_valid_topic_id(&id) && !self.ids.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn place(&self, count: usize, rf: i16) -> Result<Vec<PartitionRegistration>, ApplyError> {
+        let live = self.live_brokers().count();
+        if live == 0 {
+            return Err(ApplyError::NoLiveBrokers);
+        }
+        let existing = self.partitions.values().flatten();
+        cluster::place(&self.brokers, existing, count, rf as usize)
+            .ok_or_else(|| unreachable_replication(rf, live))
+    }
+
+    fn propose_registration(
+        &self,
+        node_id: i32,
+        host: String,
+        port: u16,
+        shards: u32,
+        rack: Option<String>,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        if node_id < 0 || shards == 0 || host.is_empty() {
+            return Err(ApplyError::InvalidRequest(format!(
+                "bad broker registration: node {node_id}, {host}:{port}, {shards} shards"
+            )));
+        }
+        let registration = BrokerRegistration {
+            node_id,
+            epoch: self.version + 1,
+            host,
+            port,
+            shards,
+            rack,
+            fenced: false,
+        };
+        let mut records = vec![MetadataRecord::BrokerRegistered(Box::new(registration))];
+        records.extend(self.elections_after(&records, node_id, false)?);
+        Ok(records)
+    }
+
+    fn propose_fencing(
+        &self,
+        node_id: i32,
+        fenced: bool,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        match self.brokers.get(&node_id) {
+            None => Err(ApplyError::InvalidRequest(format!(
+                "broker {node_id} is not registered"
+            ))),
+            Some(b) if b.fenced == fenced => Err(ApplyError::InvalidRequest(format!(
+                "broker {node_id} is already {}",
+                if fenced { "fenced" } else { "unfenced" }
+            ))),
+            Some(_) => {
+                let mut records = vec![MetadataRecord::BrokerFenced { node_id, fenced }];
+                records.extend(self.elections_after(&records, node_id, fenced)?);
+                Ok(records)
+            }
+        }
+    }
+
+    /// The leader elections that follow `records` (which fence or unfence `broker`): one
+    /// [`MetadataRecord::PartitionChanged`] per partition whose leader or ISR changes.
+    fn elections_after(
+        &self,
+        records: &[MetadataRecord],
+        broker: i32,
+        fenced: bool,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        let (after, _) = self.apply_batch(records)?;
+        let live = |b: i32| after.is_live(b);
+        let mut out = Vec::new();
+        for (id, registrations) in &after.partitions {
+            let unclean = after.unclean_election(id);
+            for (index, registration) in registrations.iter().enumerate() {
+                let to = if fenced {
+                    registration.on_fenced(broker, live, unclean)
+                } else {
+                    registration.on_unfenced(broker, live, unclean)
+                };
+                if let Some(to) = to {
+                    let change = change_record(*id, index as i32, registration, to);
+                    out.push(MetadataRecord::PartitionChanged(Box::new(change)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn propose_create_partitions(
+        &self,
+        name: String,
+        total: i32,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        let topic = self
+            .topics
+            .get(&name)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.clone()))?;
+        if total <= topic.partitions || total > PARTITIONS_MAX {
+            return Err(ApplyError::InvalidPartitions(total));
+        }
+        let first = topic.partitions;
+        let partitions = self.place((total - first) as usize, topic.replication_factor)?;
+        Ok(vec![MetadataRecord::PartitionsAssigned(Box::new(
+            PartitionsAssigned {
+                id: topic.id,
+                first,
+                partitions,
+            },
+        ))])
+    }
+
+    /// The outcome of a preferred-leader election for `targets` (`None`: every partition,
+    /// reporting only those that can move or fail for another reason than
+    /// ELECTION_NOT_NEEDED), in the order asked. Pure: brokers answer ElectLeaders with it
+    /// and propose [`MetadataCommand::ElectLeaders`] for the partitions that can move.
+    pub fn preferred_elections(&self, targets: Option<&[(String, i32)]>) -> Vec<ElectionResult> {
+        let every = targets.is_none();
+        let all: Vec<(String, i32)>;
+        let targets = match targets {
+            Some(targets) => targets,
+            None => {
+                all = self
+                    .topics
+                    .values()
+                    .flat_map(|t| (0..t.partitions).map(|p| (t.name.clone(), p)))
+                    .collect();
+                &all
+            }
+        };
+        let live = |b: i32| self.is_live(b);
+        let mut out = Vec::with_capacity(targets.len());
+        for (topic, partition) in targets {
+            let found = self
+                .topics
+                .get(topic)
+                .and_then(|t| Some((t.id, self.partition(&t.id, *partition)?)));
+            let (error_code, change) = match found {
+                None => (3, None), // UNKNOWN_TOPIC_OR_PARTITION
+                Some((id, registration)) => match registration.elect_preferred(live) {
+                    Ok(to) => (0, Some(change_record(id, *partition, registration, to))),
+                    Err(PreferredElection::NotNeeded) if every => continue,
+                    Err(why) => (why.kafka_error_code(), None),
+                },
+            };
+            out.push(ElectionResult {
+                topic: topic.clone(),
+                partition: *partition,
+                error_code,
+                change,
+            });
+        }
+        out
+    }
+
+    fn propose_preferred_elections(
+        &self,
+        targets: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        let results = self.preferred_elections(targets.as_deref());
+        let records: Vec<MetadataRecord> = results
+            .iter()
+            .filter_map(|r| r.change.clone())
+            .map(|c| MetadataRecord::PartitionChanged(Box::new(c)))
+            .collect();
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        // Nothing moves: the first partition's reason (all: nothing needed).
+        match results.first() {
+            Some(r) if r.error_code == 3 => Err(ApplyError::UnknownTopic(r.topic.clone())),
+            Some(r) if r.error_code == 80 => Err(ApplyError::PreferredLeaderNotAvailable(format!(
+                "the preferred leader of {}-{} is not live and in sync",
+                r.topic, r.partition
+            ))),
+            _ => Err(ApplyError::ElectionNotNeeded(
+                "the preferred leaders lead already".into(),
+            )),
+        }
+    }
+
+    /// Checks an AlterPartition against the partition's registration (Kafka's order: epoch,
+    /// leader, partition epoch, the new ISR) and returns the record that applies it.
+    fn validate_alter_partition(
+        &self,
+        id: TopicId,
+        index: i32,
+        leader_id: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    ) -> Result<PartitionChange, ApplyError> {
+        let what = || format!("partition {index} of topic {}", hex(&id));
+        let current = self
+            .partition(&id, index)
+            .ok_or_else(|| ApplyError::UnknownTopic(what()))?;
+        if leader_epoch != current.leader_epoch {
+            return Err(ApplyError::FencedLeaderEpoch(format!(
+                "{}: leader epoch {leader_epoch}, current {}",
+                what(),
+                current.leader_epoch
+            )));
+        }
+        if leader_id != current.leader {
+            return Err(ApplyError::NotLeaderOrFollower(format!(
+                "{}: broker {leader_id} is not its leader ({})",
+                what(),
+                current.leader
+            )));
+        }
+        if partition_epoch != current.partition_epoch {
+            return Err(ApplyError::InvalidUpdateVersion(format!(
+                "{}: partition epoch {partition_epoch}, current {}",
+                what(),
+                current.partition_epoch
+            )));
+        }
+        let proposed = LeaderAndIsr {
+            leader: current.leader,
+            isr: new_isr,
+        };
+        let invalid = |why: &str| {
+            Err(ApplyError::InvalidRequest(format!(
+                "{}: new ISR {:?} {why}",
+                what(),
+                proposed.isr
+            )))
+        };
+        if !proposed.isr.contains(&current.leader) {
+            return invalid("does not hold the leader");
+        }
+        if proposed.isr.iter().any(|b| !current.is_replica(*b)) {
+            return invalid("names a broker that is not a replica");
+        }
+        let mut distinct = proposed.isr.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != proposed.isr.len() {
+            return invalid("names a broker twice");
+        }
+        let added_fenced = proposed
+            .isr
+            .iter()
+            .find(|b| !current.isr.contains(b) && !self.is_live(**b));
+        if let Some(b) = added_fenced {
+            return Err(ApplyError::IneligibleReplica(format!(
+                "{}: broker {b} is fenced and cannot join the ISR",
+                what()
+            )));
+        }
+        Ok(change_record(id, index, current, proposed))
     }
 
     /// Applies the records of one batch at offsets `version + 1 ..`: all of them or, when
@@ -336,14 +700,15 @@ impl MetadataImage {
         &self,
         records: &[MetadataRecord],
     ) -> Result<(MetadataImage, Vec<ApplyOutcome>), ApplyError> {
-        let mut image = self.clone();
+        let mut image: Option<MetadataImage> = None;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
-            let (next, outcome) = image.apply(image.version + 1, record)?;
-            image = next;
+            let base = image.as_ref().unwrap_or(self);
+            let (next, outcome) = base.apply(base.version + 1, record)?;
+            image = Some(next);
             outcomes.push(outcome);
         }
-        Ok((image, outcomes))
+        Ok((image.unwrap_or_else(|| self.clone()), outcomes))
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
@@ -354,36 +719,21 @@ impl MetadataImage {
         self.ids.get(id).and_then(|name| self.topics.get(name))
     }
 
-    /// Validates `cmd` against this image and resolves it into the record to persist.
-    /// `new_topic_id` supplies candidate ids; invalid or taken ones are skipped.
-    pub fn propose(
-        &self,
-        cmd: MetadataCommand,
-        mut new_topic_id: impl FnMut() -> TopicId,
-    ) -> Result<MetadataRecord, ApplyError> {
+    /// Topics with fewer registered partitions than they have (only after replaying an old
+    /// single-node log): `(id, registered, partitions)`.
+    pub fn unregistered_partitions(&self) -> Vec<(TopicId, i32, i32)> {
+        self.topics
+            .values()
+            .filter_map(|t| {
+                let registered = self.partitions.get(&t.id).map_or(0, Vec::len) as i32;
+                (registered < t.partitions).then_some((t.id, registered, t.partitions))
+            })
+            .collect()
+    }
+
+    /// Validates and resolves a command that becomes exactly one record.
+    fn resolve_simple(&self, cmd: MetadataCommand) -> Result<MetadataRecord, ApplyError> {
         match cmd {
-            MetadataCommand::CreateTopic {
-                name,
-                partitions,
-                replication_factor,
-                configs,
-            } => {
-                let (partitions, replication_factor) =
-                    self.validate_create(&name, partitions, replication_factor, &configs)?;
-                let id = loop {
-                    let id = new_topic_id();
-                    if is_valid_topic_id(&id) && !self.ids.contains_key(&id) {
-                        break id;
-                    }
-                };
-                Ok(MetadataRecord::TopicCreated(TopicMeta {
-                    id,
-                    name,
-                    partitions,
-                    replication_factor,
-                    configs,
-                }))
-            }
             MetadataCommand::DeleteTopic { name } => match self.topics.get(&name) {
                 Some(t) => Ok(MetadataRecord::TopicDeleted { id: t.id, name }),
                 None => Err(ApplyError::UnknownTopic(name)),
@@ -411,36 +761,21 @@ impl MetadataImage {
                     ..topic.clone()
                 }))
             }
-            MetadataCommand::CreatePartitions { name, total } => {
-                let topic = self
-                    .topics
-                    .get(&name)
-                    .ok_or(ApplyError::UnknownTopic(name))?;
-                if total <= topic.partitions || total > PARTITIONS_MAX {
-                    return Err(ApplyError::InvalidPartitions(total));
-                }
-                Ok(MetadataRecord::PartitionsAdded {
-                    id: topic.id,
-                    partitions: total,
-                })
-            }
-            MetadataCommand::RegisterBroker { .. } | MetadataCommand::SetBrokerFenced { .. } => {
-                Err(ApplyError::InvalidRequest(
-                    "only a multi-node cluster (--controller-quorum) has brokers to register"
-                        .into(),
-                ))
-            }
+            other => unreachable!("{other:?} resolves to several records"),
         }
     }
 
-    /// Returns the resolved `(partitions, replication_factor)`.
-    fn validate_create(
+    /// Checks a CreateTopic and resolves its defaults: `-1` partitions is
+    /// [`DEFAULT_PARTITIONS`]; a `-1` replication factor is `default_rf` capped at the
+    /// unfenced brokers; an explicit one must be reachable.
+    pub fn validate_create(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
+        default_rf: i16,
         configs: &BTreeMap<String, String>,
-    ) -> Result<(i32, i16), ApplyError> {
+    ) -> Result<ResolvedCreate, ApplyError> {
         validate_topic_name(name)?;
         if self.topics.contains_key(name) {
             return Err(ApplyError::TopicAlreadyExists(name.to_owned()));
@@ -461,14 +796,48 @@ impl MetadataImage {
             1..=PARTITIONS_MAX => partitions,
             _ => return Err(ApplyError::InvalidPartitions(partitions)),
         };
-        let replication_factor = match replication_factor {
-            -1 | DEFAULT_REPLICATION_FACTOR => DEFAULT_REPLICATION_FACTOR,
-            _ => return Err(ApplyError::InvalidReplicationFactor(replication_factor)),
-        };
+        let (replication_factor, capped) =
+            self.resolve_replication(replication_factor, default_rf)?;
         for (k, v) in configs {
             topic_config::validate(k, v)?;
         }
-        Ok((partitions, replication_factor))
+        Ok(ResolvedCreate {
+            partitions,
+            replication_factor,
+            capped,
+        })
+    }
+
+    /// `(factor, capped)`: the replication factor a new topic gets.
+    fn resolve_replication(
+        &self,
+        requested: i16,
+        default_rf: i16,
+    ) -> Result<(i16, bool), ApplyError> {
+        let live = self.live_brokers().count();
+        let invalid = || {
+            ApplyError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            )
+        };
+        match requested {
+            -1 => {
+                if default_rf < 1 {
+                    return Err(invalid());
+                }
+                if live == 0 {
+                    return Err(ApplyError::NoLiveBrokers);
+                }
+                let capped = usize::try_from(default_rf).expect("positive") > live;
+                let rf = if capped { live as i16 } else { default_rf };
+                Ok((rf, capped))
+            }
+            rf if rf < 1 => Err(invalid()),
+            rf if usize::try_from(rf).expect("positive") > live => {
+                Err(unreachable_replication(rf, live))
+            }
+            rf => Ok((rf, false)),
+        }
     }
 
     /// Applies the record at `offset` (which must be `version + 1`) and returns the next
@@ -523,7 +892,7 @@ impl MetadataImage {
                     }
                 }
                 next.ids.remove(id);
-                next.placements.remove(id);
+                next.partitions.remove(id);
                 let meta = next.topics.remove(name).expect("checked above");
                 ApplyOutcome::TopicDeleted(meta)
             }
@@ -583,16 +952,29 @@ impl MetadataImage {
                 id,
                 first,
                 placements,
-            } => ApplyOutcome::PartitionsPlaced(
-                next.apply_placements(offset, id, *first, placements)?,
+            } => {
+                let registrations: Vec<PartitionRegistration> = placements
+                    .iter()
+                    .map(|p| PartitionRegistration::single(*p))
+                    .collect();
+                ApplyOutcome::PartitionsPlaced(next.apply_assigned(
+                    offset,
+                    id,
+                    *first,
+                    &registrations,
+                )?)
+            }
+            MetadataRecord::PartitionsAssigned(assigned) => ApplyOutcome::PartitionsPlaced(
+                next.apply_assigned(offset, &assigned.id, assigned.first, &assigned.partitions)?,
             ),
+            MetadataRecord::PartitionChanged(change) => next.apply_change(offset, change)?,
             MetadataRecord::PartitionsAdded { id, partitions } => {
                 let grows = next
                     .topic_by_id(id)
                     .is_some_and(|t| t.partitions < *partitions && *partitions <= PARTITIONS_MAX);
-                if !grows || next.placements.contains_key(id) {
+                if !grows || next.partitions.contains_key(id) {
                     return Err(ApplyError::corrupt(format!(
-                        "offset {offset}: partitions added to an unknown or placed topic"
+                        "offset {offset}: partitions added to an unknown or registered topic"
                     )));
                 }
                 let name = next.ids[id].clone();
@@ -605,42 +987,88 @@ impl MetadataImage {
         Ok((next, outcome))
     }
 
-    /// Records `placements` for partitions `first..` of topic `id`, growing the topic.
-    fn apply_placements(
+    /// Registers partitions `first..` of topic `id`, growing the topic.
+    fn apply_assigned(
         &mut self,
         offset: u64,
         id: &TopicId,
         first: i32,
-        placements: &[Placement],
+        registrations: &[PartitionRegistration],
     ) -> Result<TopicMeta, ApplyError> {
         let corrupt = |what: &str| {
-            ApplyError::corrupt(format!("offset {offset}: partition placement {what}"))
+            ApplyError::corrupt(format!("offset {offset}: partition registration {what}"))
         };
         let name = self
             .ids
             .get(id)
             .ok_or_else(|| corrupt("of an unknown topic"))?;
         let topic = self.topics.get_mut(name).expect("ids and topics agree");
-        let placed = self.placements.entry(*id).or_default();
-        let end = i32::try_from(placements.len())
+        let registered = self.partitions.entry(*id).or_default();
+        let end = i32::try_from(registrations.len())
             .ok()
             .and_then(|n| first.checked_add(n))
             .filter(|end| *end <= PARTITIONS_MAX);
         let Some(end) = end else {
             return Err(corrupt("beyond the partition limit"));
         };
-        if usize::try_from(first).ok() != Some(placed.len()) || end < topic.partitions {
-            return Err(corrupt("does not follow the placed partitions"));
+        if usize::try_from(first).ok() != Some(registered.len()) || end < topic.partitions {
+            return Err(corrupt("does not follow the registered partitions"));
         }
-        if placements
-            .iter()
-            .any(|p| !self.brokers.contains_key(&p.broker))
-        {
-            return Err(corrupt("names an unregistered broker"));
+        let known = |r: &PartitionRegistration| {
+            r.is_consistent() && r.replica_brokers().all(|b| self.brokers.contains_key(&b))
+        };
+        if !registrations.iter().all(known) {
+            return Err(corrupt("is inconsistent or names an unregistered broker"));
         }
-        placed.extend_from_slice(placements);
+        registered.extend_from_slice(registrations);
         topic.partitions = end;
         Ok(topic.clone())
+    }
+
+    /// Applies a leader/ISR change: it must replace the current partition epoch, keep a
+    /// consistent registration and name a live leader (or none).
+    fn apply_change(
+        &mut self,
+        offset: u64,
+        change: &PartitionChange,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let corrupt = |what: &str| {
+            ApplyError::corrupt(format!(
+                "offset {offset}: change of partition {} {what}",
+                change.partition
+            ))
+        };
+        let live_leader = change.leader == NO_LEADER || self.is_live(change.leader);
+        let slot = self
+            .partitions
+            .get_mut(&change.id)
+            .and_then(|rs| rs.get_mut(usize::try_from(change.partition).ok()?))
+            .ok_or_else(|| corrupt("of an unknown partition"))?;
+        let next = PartitionRegistration {
+            replicas: slot.replicas.clone(),
+            isr: change.isr.clone(),
+            leader: change.leader,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+        };
+        let epochs_follow = change.partition_epoch == slot.partition_epoch + 1
+            && if change.leader == slot.leader {
+                change.leader_epoch == slot.leader_epoch
+            } else {
+                change.leader_epoch > slot.leader_epoch
+            };
+        if !epochs_follow {
+            return Err(corrupt("does not follow its epochs"));
+        }
+        if !next.is_consistent() || !live_leader {
+            return Err(corrupt("is inconsistent or names a fenced leader"));
+        }
+        *slot = next.clone();
+        Ok(ApplyOutcome::PartitionChanged {
+            id: change.id,
+            partition: change.partition,
+            registration: next,
+        })
     }
 
     /// Builds an image from snapshot contents, checking its invariants.
@@ -666,18 +1094,43 @@ impl MetadataImage {
                 return Err(ApplyError::corrupt("snapshot has a duplicate broker"));
             }
         }
-        for (id, placements) in payload.placements {
+        for (id, registrations) in payload.partitions {
             let partitions = image.topic_by_id(&id).map(|t| t.partitions);
-            let fits = partitions.is_some_and(|n| usize::try_from(n) == Ok(placements.len()))
-                && placements
-                    .iter()
-                    .all(|p| image.brokers.contains_key(&p.broker));
-            if !fits || image.placements.insert(id, placements).is_some() {
-                return Err(ApplyError::corrupt("snapshot has inconsistent placements"));
+            let fits = partitions.is_some_and(|n| usize::try_from(n) == Ok(registrations.len()))
+                && registrations.iter().all(|r| {
+                    r.is_consistent() && r.replica_brokers().all(|b| image.brokers.contains_key(&b))
+                });
+            if !fits || image.partitions.insert(id, registrations).is_some() {
+                return Err(ApplyError::corrupt(
+                    "snapshot has inconsistent partition registrations",
+                ));
             }
         }
         Ok(image)
     }
+}
+
+/// The record that moves partition `index` of topic `id` from `current` to `to`.
+fn change_record(
+    id: TopicId,
+    index: i32,
+    current: &PartitionRegistration,
+    to: LeaderAndIsr,
+) -> PartitionChange {
+    let next = current.changed(to);
+    PartitionChange {
+        id,
+        partition: index,
+        leader: next.leader,
+        leader_epoch: next.leader_epoch,
+        isr: next.isr,
+        partition_epoch: next.partition_epoch,
+    }
+}
+
+/// A topic id in hex, for messages.
+fn hex(id: &TopicId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -689,6 +1142,7 @@ mod tests {
             name: name.into(),
             partitions,
             replication_factor: rf,
+            default_replication_factor: 1,
             configs: BTreeMap::new(),
         }
     }
@@ -702,20 +1156,30 @@ mod tests {
         }
     }
 
+    /// A cluster of one: node 1 registered.
     fn initialized() -> MetadataImage {
         let rec = MetadataRecord::ClusterInit {
             cluster_id: "c".into(),
         };
-        MetadataImage::empty(1).apply(1, &rec).expect("init").0
+        let image = MetadataImage::empty(1).apply(1, &rec).expect("init").0;
+        let register = MetadataCommand::RegisterBroker {
+            node_id: 1,
+            host: "h".into(),
+            port: 9092,
+            shards: 2,
+            rack: None,
+        };
+        run(&image, register).expect("register").0
     }
 
-    /// Proposes and applies `cmd`, returning the next image and the outcome.
+    /// Proposes and applies `cmd`, returning the next image and the first outcome.
     fn run(
         image: &MetadataImage,
         cmd: MetadataCommand,
     ) -> Result<(MetadataImage, ApplyOutcome), ApplyError> {
-        let rec = image.propose(cmd, ids())?;
-        image.apply(image.version + 1, &rec)
+        let records = image.propose_records(cmd, ids())?;
+        let (image, outcomes) = image.apply_batch(&records)?;
+        Ok((image, outcomes.into_iter().next().expect("an outcome")))
     }
 
     #[test]
@@ -746,6 +1210,7 @@ mod tests {
             name: "t".into(),
             partitions: 1,
             replication_factor: 1,
+            default_replication_factor: 1,
             configs: BTreeMap::from([("segment.bytes".into(), "1".into())]),
         };
         let cases: Vec<(MetadataCommand, i16)> = vec![
@@ -786,7 +1251,7 @@ mod tests {
         };
         assert_eq!((meta.partitions, meta.replication_factor), (1, 1));
         assert_eq!(image.topic_by_id(&meta.id), Some(&meta));
-        assert_eq!(image.version, 2);
+        assert_eq!(image.version, 4);
         let (image, out) =
             run(&image, MetadataCommand::AllocateProducerIds { count: 1000 }).expect("alloc");
         assert_eq!(
@@ -809,7 +1274,7 @@ mod tests {
             run(&image, MetadataCommand::DeleteTopic { name: "t".into() }).expect("delete");
         assert_eq!(out, ApplyOutcome::TopicDeleted(meta.clone()));
         assert!(image.topic("t").is_none() && image.topic_by_id(&meta.id).is_none());
-        assert_eq!((image.version, image.next_producer_id), (5, 1005));
+        assert_eq!((image.version, image.next_producer_id), (7, 1005));
     }
 
     #[test]
@@ -845,7 +1310,7 @@ mod tests {
     }
 
     #[test]
-    fn create_partitions_on_a_single_node() {
+    fn create_partitions_on_a_cluster_of_one() {
         let (image, _) = run(&initialized(), create("t", 2, 1)).expect("create");
         let grow = |total| MetadataCommand::CreatePartitions {
             name: "t".into(),
@@ -870,19 +1335,19 @@ mod tests {
     fn topic_ids_skip_reserved_and_taken() {
         let image = initialized();
         let mut candidates = vec![[0u8; 16], [0xf8; 16], [0x42; 16]].into_iter();
-        let rec = image
-            .propose(create("a", 1, 1), || candidates.next().expect("candidate"))
+        let records = image
+            .propose_records(create("a", 1, 1), || candidates.next().expect("candidate"))
             .expect("propose");
-        let MetadataRecord::TopicCreated(meta) = &rec else {
-            panic!("{rec:?}")
+        let MetadataRecord::TopicCreated(meta) = &records[0] else {
+            panic!("{records:?}")
         };
         assert_eq!(meta.id, [0x42; 16]);
-        let (image, _) = image.apply(2, &rec).expect("apply");
+        let (image, _) = image.apply_batch(&records).expect("apply");
         let mut candidates = vec![[0x42u8; 16], [0x43; 16]].into_iter();
-        let rec = image
-            .propose(create("b", 1, 1), || candidates.next().expect("candidate"))
+        let records = image
+            .propose_records(create("b", 1, 1), || candidates.next().expect("candidate"))
             .expect("propose");
-        assert!(matches!(&rec, MetadataRecord::TopicCreated(m) if m.id == [0x43; 16]));
+        assert!(matches!(&records[0], MetadataRecord::TopicCreated(m) if m.id == [0x43; 16]));
     }
 
     #[test]
@@ -896,7 +1361,13 @@ mod tests {
             name: "t".into(),
         };
         let pids = MetadataRecord::ProducerIdsAllocated { first: 7, count: 1 };
-        for (offset, rec) in [(2, &init), (3, &pids), (2, &delete), (2, &pids)] {
+        let v = image.version;
+        for (offset, rec) in [
+            (v + 1, &init),
+            (v + 2, &pids),
+            (v + 1, &delete),
+            (v + 1, &pids),
+        ] {
             assert!(image.apply(offset, rec).is_err(), "{offset} {rec:?}");
         }
         assert!(MetadataImage::empty(1).apply(1, &pids).is_err());
@@ -935,6 +1406,7 @@ mod cluster_tests {
             name: name.into(),
             partitions,
             replication_factor: -1,
+            default_replication_factor: 1,
             configs: BTreeMap::new(),
         }
     }
@@ -992,7 +1464,7 @@ mod cluster_tests {
         )
         .expect("create partitions");
         assert_eq!(grown.topic("t").expect("t").partitions, 16);
-        assert!((12..16).all(|p| grown.placement(&id, p).expect("placed").broker != 2));
+        assert!((12..16).all(|p| grown.partition(&id, p).expect("placed").leader != 2));
         let back = run(&grown, register(2)).expect("re-register");
         assert_eq!(back.partition_leader(&id, 1), Some(leaders[1]));
         assert!(back.brokers[&2].epoch > image.brokers[&2].epoch);
@@ -1002,7 +1474,7 @@ mod cluster_tests {
         };
         assert_eq!(run(&back, smaller).unwrap_err().kafka_error_code(), 37);
         let deleted = run(&back, MetadataCommand::DeleteTopic { name: "t".into() }).expect("del");
-        assert!(deleted.placements.is_empty());
+        assert!(deleted.partitions.is_empty());
     }
 
     #[test]
@@ -1024,5 +1496,378 @@ mod cluster_tests {
         let snapshot = crate::codec::SnapshotPayload::of(&image);
         let restored = MetadataImage::from_snapshot(1, snapshot).expect("restore");
         assert_eq!(restored, image);
+    }
+
+    fn create_rf(name: &str, partitions: i32, rf: i16, default_rf: i16) -> MetadataCommand {
+        MetadataCommand::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            default_replication_factor: default_rf,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn fence(node_id: i32, fenced: bool) -> MetadataCommand {
+        MetadataCommand::SetBrokerFenced { node_id, fenced }
+    }
+
+    /// Three brokers and topic "t" with `partitions` partitions of three replicas.
+    fn replicated(partitions: i32, configs: &[(&str, &str)]) -> (MetadataImage, TopicId) {
+        let cmd = MetadataCommand::CreateTopic {
+            name: "t".into(),
+            partitions,
+            replication_factor: 3,
+            default_replication_factor: 1,
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let image = run(&cluster(), cmd).expect("create");
+        let id = image.topic("t").expect("t").id;
+        (image, id)
+    }
+
+    fn reg(image: &MetadataImage, id: &TopicId, p: i32) -> PartitionRegistration {
+        image.partition(id, p).expect("registered").clone()
+    }
+
+    #[test]
+    fn replication_factor_defaults_caps_and_errors() {
+        let image = cluster();
+        let records = image
+            .propose_records(create_rf("d", 2, -1, 5), ids())
+            .expect("capped");
+        let (after, _) = image.apply_batch(&records).expect("apply");
+        assert_eq!(after.topic("d").expect("d").replication_factor, 3);
+        let resolved = image
+            .validate_create("d", 2, -1, 5, &BTreeMap::new())
+            .expect("valid");
+        assert_eq!((resolved.replication_factor, resolved.capped), (3, true));
+        let resolved = image
+            .validate_create("d", 2, -1, 2, &BTreeMap::new())
+            .expect("valid");
+        assert_eq!((resolved.replication_factor, resolved.capped), (2, false));
+        assert!(after
+            .partitions
+            .values()
+            .flatten()
+            .all(|r| r.replicas.len() == 3 && r.isr.len() == 3));
+        let err = run(&image, create_rf("x", 1, 4, 1)).expect_err("too many");
+        assert_eq!(err.kafka_error_code(), 38);
+        assert_eq!(
+            err.to_string(),
+            "Unable to replicate the partition 4 time(s): The target replication factor of 4 \
+             cannot be reached because only 3 broker(s) are registered."
+        );
+        for rf in [0, -2, i16::MIN] {
+            let err = run(&image, create_rf("x", 1, rf, 1)).expect_err("invalid");
+            assert_eq!(err.kafka_error_code(), 38, "{rf}");
+        }
+        assert_eq!(
+            run(&image, create_rf("x", 1, -1, 0))
+                .expect_err("bad default")
+                .kafka_error_code(),
+            38
+        );
+        // Fenced brokers do not count.
+        let fenced = run(&image, fence(3, true)).expect("fence");
+        let err = run(&fenced, create_rf("x", 1, 3, 1)).expect_err("two live");
+        assert!(err.to_string().contains("only 2 broker(s)"), "{err}");
+        // CreatePartitions keeps the topic's factor and needs as many live brokers.
+        let (grown_from, _) = replicated(2, &[]);
+        let fenced = run(&grown_from, fence(3, true)).expect("fence");
+        let grow = MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            total: 4,
+        };
+        assert_eq!(
+            run(&fenced, grow.clone()).unwrap_err().kafka_error_code(),
+            38
+        );
+        let grown = run(&grown_from, grow).expect("grow");
+        assert!((0..4).all(|p| reg(&grown, &grown.topic("t").unwrap().id, p).replicas.len() == 3));
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_in_one_batch() {
+        let (image, id) = replicated(6, &[]);
+        let before: Vec<_> = (0..6).map(|p| reg(&image, &id, p)).collect();
+        let records = image.propose_records(fence(1, true), ids()).expect("fence");
+        let led_by_1 = before.iter().filter(|r| r.leader == 1).count();
+        // The fence, then one change per partition (each had broker 1 in its ISR).
+        assert_eq!(records.len(), 1 + 6, "{records:?}");
+        assert!(led_by_1 > 0);
+        let (fenced, _) = image.apply_batch(&records).expect("apply");
+        for (p, old) in before.iter().enumerate() {
+            let now = reg(&fenced, &id, p as i32);
+            assert!(!now.isr.contains(&1), "{now:?}");
+            assert_eq!(now.partition_epoch, old.partition_epoch + 1);
+            if old.leader == 1 {
+                let expected = old.replica_brokers().find(|b| *b != 1).expect("another");
+                assert_eq!(now.leader, expected);
+                assert_eq!(now.leader_epoch, old.leader_epoch + 1);
+            } else {
+                assert_eq!(
+                    (now.leader, now.leader_epoch),
+                    (old.leader, old.leader_epoch)
+                );
+            }
+            assert_eq!(fenced.partition_leader(&id, p as i32), Some(now.leader));
+        }
+        // Unfencing does not put it back into the ISR (its leader does, by AlterPartition)
+        // and moves no leader: every partition has one.
+        let back = run(&fenced, fence(1, false)).expect("unfence");
+        assert_eq!(back.partitions, fenced.partitions);
+    }
+
+    #[test]
+    fn the_last_isr_member_keeps_its_place_and_comes_back_as_leader() {
+        let (mut image, id) = replicated(1, &[]);
+        for broker in [2, 3, 1] {
+            image = run(&image, fence(broker, true)).expect("fence");
+        }
+        let offline = reg(&image, &id, 0);
+        assert_eq!((offline.leader, offline.isr.clone()), (NO_LEADER, vec![1]));
+        assert_eq!(image.partition_leader(&id, 0), None);
+        // A replica that is not in the ISR coming back does not lead.
+        let two = run(&image, fence(2, false)).expect("unfence 2");
+        assert_eq!(reg(&two, &id, 0).leader, NO_LEADER);
+        let one = run(&two, fence(1, false)).expect("unfence 1");
+        let led = reg(&one, &id, 0);
+        assert_eq!((led.leader, led.isr.clone()), (1, vec![1]));
+        assert!(led.leader_epoch > offline.leader_epoch);
+        // Re-registering a fenced broker counts as unfencing it.
+        let again = run(&two, register(1)).expect("re-register");
+        assert_eq!(reg(&again, &id, 0).leader, 1);
+    }
+
+    #[test]
+    fn unclean_election_takes_any_live_replica() {
+        let (mut image, id) = replicated(1, &[("unclean.leader.election.enable", "true")]);
+        for broker in [2, 3, 1] {
+            image = run(&image, fence(broker, true)).expect("fence");
+        }
+        let offline = reg(&image, &id, 0);
+        assert_eq!((offline.leader, offline.isr.clone()), (NO_LEADER, vec![1]));
+        let two = run(&image, fence(2, false)).expect("unfence 2");
+        let led = reg(&two, &id, 0);
+        assert_eq!((led.leader, led.isr), (2, vec![2]));
+        // With the leader fenced and no other ISR member live, a live replica takes over.
+        let (mut image, id) = replicated(1, &[("unclean.leader.election.enable", "TRUE")]);
+        let leader = reg(&image, &id, 0).leader;
+        let others: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != leader).collect();
+        let isr_only_leader = MetadataCommand::AlterPartition {
+            topic_id: id,
+            partition: 0,
+            leader_id: leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: vec![leader],
+        };
+        image = run(&image, isr_only_leader).expect("shrink");
+        image = run(&image, fence(leader, true)).expect("fence leader");
+        let now = reg(&image, &id, 0);
+        assert_eq!((now.leader, now.isr), (others[0], vec![others[0]]));
+    }
+
+    #[test]
+    fn alter_partition_is_a_compare_and_set() {
+        let (image, id) = replicated(1, &[]);
+        let r = reg(&image, &id, 0);
+        let alter = |leader_id, leader_epoch, partition_epoch, new_isr: Vec<i32>| {
+            MetadataCommand::AlterPartition {
+                topic_id: id,
+                partition: 0,
+                leader_id,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            }
+        };
+        let follower = r.replicas[1].broker;
+        let shrunk: Vec<i32> = r.isr.iter().copied().filter(|b| *b != follower).collect();
+        let records = image
+            .propose_records(alter(r.leader, 0, 0, shrunk.clone()), ids())
+            .expect("valid");
+        let (after, outcomes) = image.apply_batch(&records).expect("apply");
+        let ApplyOutcome::PartitionChanged { registration, .. } = &outcomes[0] else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(registration, &reg(&after, &id, 0));
+        assert_eq!(
+            (
+                registration.isr.clone(),
+                registration.partition_epoch,
+                registration.leader_epoch
+            ),
+            (shrunk.clone(), 1, 0)
+        );
+        let code = |img: &MetadataImage, cmd| run(img, cmd).unwrap_err().kafka_error_code();
+        // Stale partition epoch, stale or future leader epoch, not the leader.
+        assert_eq!(code(&after, alter(r.leader, 0, 0, r.isr.clone())), 95);
+        assert_eq!(code(&after, alter(r.leader, 1, 1, r.isr.clone())), 74);
+        assert_eq!(code(&after, alter(follower, 0, 1, r.isr.clone())), 6);
+        // The ISR must hold the leader and only replicas, once each.
+        assert_eq!(code(&after, alter(r.leader, 0, 1, vec![follower])), 42);
+        assert_eq!(code(&after, alter(r.leader, 0, 1, vec![r.leader, 9])), 42);
+        assert_eq!(
+            code(&after, alter(r.leader, 0, 1, vec![r.leader, r.leader])),
+            42
+        );
+        // A fenced broker cannot join.
+        let fenced = run(&after, fence(follower, true)).expect("fence");
+        let epoch = reg(&fenced, &id, 0).partition_epoch;
+        assert_eq!(code(&fenced, alter(r.leader, 0, epoch, r.isr.clone())), 107);
+        // Unknown partition.
+        let unknown = MetadataCommand::AlterPartition {
+            topic_id: id,
+            partition: 5,
+            leader_id: r.leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: vec![r.leader],
+        };
+        assert_eq!(code(&after, unknown), 3);
+        // Growing back once the follower is live again succeeds.
+        let back = run(&fenced, fence(follower, false)).expect("unfence");
+        let epoch = reg(&back, &id, 0).partition_epoch;
+        let grown = run(&back, alter(r.leader, 0, epoch, r.isr.clone())).expect("grow");
+        assert_eq!(reg(&grown, &id, 0).isr, r.isr);
+        // A change record that no longer follows the epochs is refused at apply.
+        assert!(back.apply_batch(&records).is_err());
+    }
+
+    #[test]
+    fn preferred_leader_elections() {
+        let (image, id) = replicated(3, &[]);
+        let preferred = reg(&image, &id, 0).leader;
+        let all_needed = image.preferred_elections(None);
+        assert!(all_needed.is_empty(), "{all_needed:?}");
+        let elect =
+            |ps: Option<Vec<(String, i32)>>| MetadataCommand::ElectLeaders { partitions: ps };
+        let one = Some(vec![("t".to_owned(), 0)]);
+        assert_eq!(
+            run(&image, elect(one.clone()))
+                .unwrap_err()
+                .kafka_error_code(),
+            84
+        );
+        // Fence the preferred leader: another leads; the preferred one is unavailable.
+        let fenced = run(&image, fence(preferred, true)).expect("fence");
+        assert_ne!(reg(&fenced, &id, 0).leader, preferred);
+        assert_eq!(
+            run(&fenced, elect(one.clone()))
+                .unwrap_err()
+                .kafka_error_code(),
+            80
+        );
+        // Back, but out of the ISR until its leader adds it: still unavailable.
+        let back = run(&fenced, fence(preferred, false)).expect("unfence");
+        assert_eq!(
+            run(&back, elect(one.clone()))
+                .unwrap_err()
+                .kafka_error_code(),
+            80
+        );
+        let r = reg(&back, &id, 0);
+        let mut isr = r.isr.clone();
+        isr.push(preferred);
+        let rejoin = MetadataCommand::AlterPartition {
+            topic_id: id,
+            partition: 0,
+            leader_id: r.leader,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            new_isr: isr,
+        };
+        let synced = run(&back, rejoin).expect("rejoin");
+        let results = synced.preferred_elections(Some(&[
+            ("t".to_owned(), 0),
+            ("t".to_owned(), 9),
+            ("nope".to_owned(), 0),
+        ]));
+        let codes: Vec<i16> = results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [0, 3, 3]);
+        let elected = run(&synced, elect(None)).expect("elect all");
+        let now = reg(&elected, &id, 0);
+        assert_eq!(now.leader, preferred);
+        assert_eq!(now.leader_epoch, r.leader_epoch + 1);
+        assert!(elected.preferred_elections(None).is_empty());
+    }
+
+    #[test]
+    fn shutdown_fences_and_elects_in_one_batch() {
+        let (image, id) = replicated(3, &[]);
+        let records = image
+            .propose_records(MetadataCommand::ShutdownBroker { node_id: 2 }, ids())
+            .expect("shutdown");
+        assert!(matches!(
+            records[0],
+            MetadataRecord::BrokerFenced {
+                node_id: 2,
+                fenced: true
+            }
+        ));
+        let (after, _) = image.apply_batch(&records).expect("apply");
+        assert!((0..3).all(|p| after.partition_leader(&id, p).is_some_and(|l| l != 2)));
+        let again = MetadataCommand::ShutdownBroker { node_id: 2 };
+        assert_eq!(run(&after, again).unwrap_err().kafka_error_code(), 42);
+    }
+
+    #[test]
+    fn old_single_replica_records_become_registrations() {
+        let image = cluster();
+        let topic = TopicMeta {
+            id: [5; 16],
+            name: "old".into(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        let placed = MetadataRecord::PartitionsPlaced {
+            id: [5; 16],
+            first: 0,
+            placements: vec![
+                Placement {
+                    broker: 2,
+                    shard: 1,
+                },
+                Placement {
+                    broker: 3,
+                    shard: 0,
+                },
+            ],
+        };
+        let (image, _) = image
+            .apply_batch(&[MetadataRecord::TopicCreated(topic), placed])
+            .expect("old records apply");
+        let r = reg(&image, &[5; 16], 0);
+        assert_eq!(
+            r,
+            PartitionRegistration::single(Placement {
+                broker: 2,
+                shard: 1
+            })
+        );
+        assert_eq!(image.partition_leader(&[5; 16], 1), Some(3));
+        assert_eq!(
+            image.replica_on(&[5; 16], 1, 3),
+            Some(Placement {
+                broker: 3,
+                shard: 0
+            })
+        );
+        assert_eq!(image.replica_on(&[5; 16], 1, 2), None);
+        // Fencing broker 3 takes partition 1 offline (its only replica) but keeps its ISR.
+        let fenced = run(&image, fence(3, true)).expect("fence");
+        let r = reg(&fenced, &[5; 16], 1);
+        assert_eq!((r.leader, r.isr, r.leader_epoch), (NO_LEADER, vec![3], 1));
+        let snapshot = crate::codec::SnapshotPayload::of(&fenced);
+        assert_eq!(
+            MetadataImage::from_snapshot(1, snapshot).expect("restore"),
+            fenced
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod image;
+pub mod partition;
 pub mod quorum;
 pub mod store;
 pub mod topic_config;
@@ -18,8 +19,9 @@ pub mod topic_config;
 pub use cluster::{BrokerRegistration, Liveness, Placement};
 pub use error::ApplyError;
 pub use image::{
-    is_valid_topic_id, validate_topic_name, ApplyOutcome, MetadataCommand, MetadataImage,
-    MetadataRecord, TopicId, TopicMeta,
+    is_valid_topic_id, validate_topic_name, ApplyOutcome, ElectionResult, MetadataCommand,
+    MetadataImage, MetadataRecord, PartitionChange, PartitionsAssigned, TopicId, TopicMeta,
 };
-pub use store::{new_cluster_id, Controller, ControllerOptions};
+pub use partition::{PartitionRegistration, NO_LEADER};
+pub use store::{new_cluster_id, Controller, ControllerOptions, LocalBroker};
 pub use topic_config::ConfigOp;

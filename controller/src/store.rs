@@ -1,21 +1,32 @@
 //! The single-node controller: the metadata state machine made durable with std::fs.
 //!
 //! Directory layout under `<data_dir>/__cluster_metadata/`:
-//! - `log`: frames of [`LogEntry`] (see [`crate::codec`]), each fsynced before it is applied;
+//! - `log`: frames of one [`codec::LogEntry`] or of one command's [`codec::LogBatch`] (see
+//!   [`crate::codec`]), each fsynced before it is applied;
 //! - `snapshot-<version, 20 digits>.snap`: the image at `version`, written atomically
 //!   (tmp file, fsync, rename, fsync dir). After a snapshot the log is emptied.
 //!
 //! Recovery loads the newest valid snapshot, replays the log records that follow it and
 //! truncates a torn tail. A gap between snapshot and log is refused rather than skipped.
+//!
+//! A single node is a cluster of one: it registers itself as a broker
+//! ([`Controller::open_single_node`]), and every command is resolved by
+//! [`MetadataImage::propose_records`], as on the quorum, so its topics have partition
+//! registrations like a cluster's. Data dirs from before registrations get theirs when they
+//! are opened (one replica on this node, on the shard the old hash gave).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::codec::{self, LogEntry, SnapshotPayload};
+use crate::cluster::Placement;
+use crate::codec::{self, SnapshotPayload};
 use crate::error::ApplyError;
-use crate::image::{ApplyOutcome, MetadataCommand, MetadataImage, MetadataRecord, TopicId};
+use crate::image::{
+    ApplyOutcome, MetadataCommand, MetadataImage, MetadataRecord, PartitionsAssigned, TopicId,
+};
+use crate::partition::PartitionRegistration;
 
 /// Name of the metadata directory inside the data dir.
 pub const METADATA_DIR_NAME: &str = "__cluster_metadata";
@@ -38,6 +49,23 @@ impl Default for ControllerOptions {
             snapshot_interval_records: SNAPSHOT_INTERVAL_RECORDS_DEFAULT,
         }
     }
+}
+
+/// This node as the broker of a single-node cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalBroker {
+    pub host: String,
+    pub port: u16,
+    pub shards: u32,
+    pub rack: Option<String>,
+}
+
+/// The shard a partition had on a single node before registrations (a hash of the topic id
+/// and the index): where the migration puts it, so nothing moves.
+pub fn legacy_shard(topic_id: &TopicId, partition: i32, shards: u32) -> u32 {
+    assert!(shards > 0);
+    let seed = u64::from_le_bytes(topic_id[..8].try_into().expect("16-byte topic id"));
+    (seed.wrapping_add(partition as u64) % u64::from(shards)) as u32
 }
 
 /// Owns the metadata log and the current image.
@@ -144,18 +172,21 @@ fn replay_log(
     let mut pos = 0usize;
     let mut applied = 0u64;
     while pos < bytes.len() {
-        let Some((entry, frame_bytes)) = codec::decode_entry(&bytes[pos..]) else {
+        let Some((entries, frame_bytes)) = codec::decode_frame(&bytes[pos..]) else {
             break;
         };
-        if entry.offset > image.version {
-            if entry.offset != image.version + 1 {
+        // A snapshot is only taken between commands: a frame is covered whole or not at all.
+        let first = entries[0].offset;
+        if first > image.version {
+            if first != image.version + 1 {
                 return Err(ApplyError::corrupt(format!(
-                    "metadata log jumps from version {} to offset {}: records are missing",
-                    image.version, entry.offset
+                    "metadata log jumps from version {} to offset {first}: records are missing",
+                    image.version
                 )));
             }
-            image = image.apply(entry.offset, &entry.record)?.0;
-            applied += 1;
+            let records: Vec<MetadataRecord> = entries.into_iter().map(|e| e.record).collect();
+            image = image.apply_batch(&records)?.0;
+            applied += records.len() as u64;
         }
         pos += frame_bytes;
     }
@@ -166,6 +197,78 @@ impl Controller {
     /// Opens (or creates) the metadata under `data_dir` with default options.
     pub fn open(data_dir: &Path, node_id: i32) -> Result<Controller, ApplyError> {
         Self::open_with_options(data_dir, node_id, ControllerOptions::default())
+    }
+
+    /// Opens (or creates) the metadata of a single node under `data_dir` and makes the node
+    /// a cluster of one: registers it as a broker (again when its listener, shards or rack
+    /// changed) and registers
+    /// the partitions of topics written before registrations existed.
+    pub fn open_single_node(
+        data_dir: &Path,
+        node_id: i32,
+        broker: LocalBroker,
+        options: ControllerOptions,
+    ) -> Result<Controller, ApplyError> {
+        let mut controller = Self::open_with_options(data_dir, node_id, options)?;
+        if let Some(other) = controller.image.brokers.keys().find(|b| **b != node_id) {
+            // Its partitions' replicas are on that node: this one would serve none of them.
+            return Err(ApplyError::InvalidRequest(format!(
+                "the metadata in {} belongs to node {other}, not {node_id} (was node.id \
+                 changed?)",
+                controller.dir.display()
+            )));
+        }
+        let known = controller.image.brokers.get(&node_id).is_some_and(|b| {
+            !b.fenced
+                && (&b.host, b.port, b.shards, &b.rack)
+                    == (&broker.host, broker.port, broker.shards, &broker.rack)
+        });
+        if !known {
+            controller.apply(MetadataCommand::RegisterBroker {
+                node_id,
+                host: broker.host,
+                port: broker.port,
+                shards: broker.shards,
+                rack: broker.rack,
+            })?;
+        }
+        controller.register_unregistered_partitions()?;
+        debug_assert!(controller.image.unregistered_partitions().is_empty());
+        Ok(controller)
+    }
+
+    /// Gives every partition without a registration (old single-node data) one replica on
+    /// this node, on the shard the old hash chose. One batch per topic.
+    fn register_unregistered_partitions(&mut self) -> Result<(), ApplyError> {
+        let node_id = self.image.node_id;
+        let shards = self
+            .image
+            .brokers
+            .get(&node_id)
+            .map(|b| b.shards)
+            .ok_or_else(|| ApplyError::InvalidRequest("this node is not registered".into()))?;
+        for (id, first, end) in self.image.unregistered_partitions() {
+            let partitions = (first..end)
+                .map(|p| {
+                    PartitionRegistration::single(Placement {
+                        broker: node_id,
+                        shard: legacy_shard(&id, p, shards),
+                    })
+                })
+                .collect();
+            let record = MetadataRecord::PartitionsAssigned(Box::new(PartitionsAssigned {
+                id,
+                first,
+                partitions,
+            }));
+            self.append_batch(vec![record])?;
+            tracing::info!(
+                topic = %self.image.topic_by_id(&id).map_or("?", |t| t.name.as_str()),
+                partitions = end - first,
+                "registered the partitions of a topic written before registrations"
+            );
+        }
+        Ok(())
     }
 
     /// Opens (or creates) the metadata under `data_dir`: loads the newest valid snapshot,
@@ -223,7 +326,7 @@ impl Controller {
         if controller.image.cluster_id.is_empty() {
             let cluster_id = new_cluster_id();
             tracing::info!(%cluster_id, "initialising new cluster metadata");
-            controller.append(MetadataRecord::ClusterInit { cluster_id })?;
+            controller.append_batch(vec![MetadataRecord::ClusterInit { cluster_id }])?;
         }
         tracing::info!(
             cluster_id = %controller.image.cluster_id,
@@ -239,32 +342,43 @@ impl Controller {
         Arc::clone(&self.image)
     }
 
-    /// Validates `cmd`, persists its record (fsync) and applies it. Nothing is applied when
-    /// validation or the write fails.
+    /// Validates `cmd`, persists its records (one frame, fsync) and applies them; returns
+    /// the outcome of the first record (the topic of a CreateTopic). Nothing is applied
+    /// when validation or the write fails.
     pub fn apply(&mut self, cmd: MetadataCommand) -> Result<ApplyOutcome, ApplyError> {
         self.check_poisoned()?;
-        let record = self.image.propose(cmd, random_topic_id)?;
-        self.append(record)
+        let records = self.image.propose_records(cmd, random_topic_id)?;
+        let outcomes = self.append_batch(records)?;
+        Ok(outcomes
+            .into_iter()
+            .next()
+            .expect("every command resolves to at least one record"))
     }
 
-    /// Persists and applies an already validated record; takes a snapshot every
+    /// Persists and applies already validated records as one atomic frame
+    /// ([`codec::encode_records`]); takes a snapshot every
     /// `snapshot_interval_records`.
-    fn append(&mut self, record: MetadataRecord) -> Result<ApplyOutcome, ApplyError> {
+    fn append_batch(
+        &mut self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Vec<ApplyOutcome>, ApplyError> {
         self.check_poisoned()?;
-        let offset = self.image.version + 1;
-        // Apply first (on a copy) so a record that does not fit is never written.
-        let (next, outcome) = self.image.apply(offset, &record)?;
-        let frame = codec::encode_entry(&LogEntry { offset, record });
+        assert!(!records.is_empty(), "an empty metadata batch");
+        let first_offset = self.image.version + 1;
+        // Apply first (on a copy) so records that do not fit are never written.
+        let (next, outcomes) = self.image.apply_batch(&records)?;
+        let count = records.len() as u64;
+        let frame = codec::encode_records(first_offset, records);
         self.write_frame(&frame)?;
         self.image = Arc::new(next);
-        self.records_since_snapshot += 1;
+        self.records_since_snapshot += count;
         if self.records_since_snapshot >= self.options.snapshot_interval_records {
             // The record is durable; a failed snapshot only means a longer log to replay.
             if let Err(e) = self.snapshot() {
                 tracing::warn!(error = %e, "automatic metadata snapshot failed");
             }
         }
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     fn write_frame(&mut self, frame: &[u8]) -> Result<(), ApplyError> {
@@ -345,6 +459,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::LogEntry;
     use crate::image::TopicMeta;
     use std::collections::BTreeMap;
 
@@ -357,6 +472,7 @@ mod tests {
             name: name.into(),
             partitions,
             replication_factor: -1,
+            default_replication_factor: 1,
             configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
         }
     }
@@ -365,6 +481,20 @@ mod tests {
         ControllerOptions {
             snapshot_interval_records,
         }
+    }
+
+    fn local(shards: u32) -> LocalBroker {
+        LocalBroker {
+            host: "127.0.0.1".into(),
+            port: 9092,
+            shards,
+            rack: None,
+        }
+    }
+
+    /// Opens `dir` as single node 1 with `shards` shards.
+    fn node(dir: &Path, interval: u64) -> Result<Controller, ApplyError> {
+        Controller::open_single_node(dir, 1, local(4), options(interval))
     }
 
     /// Comparable content of an image (node id and private index aside).
@@ -433,14 +563,12 @@ mod tests {
     fn reopen_after_many_commands_keeps_ids() {
         for interval in [1_000_000, 7, 1] {
             let dir = tempdir();
-            let mut c =
-                Controller::open_with_options(dir.path(), 1, options(interval)).expect("open");
+            let mut c = node(dir.path(), interval).expect("open");
             workload(&mut c);
             let before = content(&c);
             assert_eq!(before.2.len(), 20);
             drop(c);
-            let c =
-                Controller::open_with_options(dir.path(), 1, options(interval)).expect("reopen");
+            let c = node(dir.path(), interval).expect("reopen");
             assert_eq!(content(&c), before, "interval {interval}");
             let t = c.image().topic("topic-1").cloned().expect("topic-1");
             assert_eq!(c.image().topic_by_id(&t.id), Some(&t));
@@ -450,7 +578,7 @@ mod tests {
     #[test]
     fn snapshot_then_more_commands() {
         let dir = tempdir();
-        let mut c = Controller::open(dir.path(), 1).expect("open");
+        let mut c = node(dir.path(), 1024).expect("open");
         workload(&mut c);
         c.snapshot().expect("snapshot");
         assert_eq!(
@@ -467,7 +595,7 @@ mod tests {
         drop(c);
         let snaps = list_snapshots(&dir.path().join(METADATA_DIR_NAME)).expect("list");
         assert_eq!(snaps.len(), 1, "old snapshots removed");
-        let mut c = Controller::open(dir.path(), 1).expect("reopen");
+        let mut c = node(dir.path(), 1024).expect("reopen");
         assert_eq!(content(&c), before);
         let out = c
             .apply(MetadataCommand::AllocateProducerIds { count: 1 })
@@ -484,7 +612,7 @@ mod tests {
     #[test]
     fn torn_tail_is_truncated() {
         let dir = tempdir();
-        let mut c = Controller::open(dir.path(), 1).expect("open");
+        let mut c = node(dir.path(), 1024).expect("open");
         workload(&mut c);
         let before = content(&c);
         drop(c);
@@ -501,22 +629,19 @@ mod tests {
         let mut bytes = fs::read(&log).expect("read");
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         fs::write(&log, &bytes).expect("write");
-        let mut c = Controller::open(dir.path(), 1).expect("reopen torn");
+        let mut c = node(dir.path(), 1024).expect("reopen torn");
         assert_eq!(content(&c), before);
         assert_eq!(fs::metadata(&log).expect("log").len(), len);
         c.apply(create("next", 1)).expect("append after truncation");
         let after = content(&c);
         drop(c);
-        assert_eq!(
-            content(&Controller::open(dir.path(), 1).expect("reopen")),
-            after
-        );
+        assert_eq!(content(&node(dir.path(), 1024).expect("reopen")), after);
     }
 
     #[test]
     fn corrupt_last_record_is_dropped() {
         let dir = tempdir();
-        let mut c = Controller::open(dir.path(), 1).expect("open");
+        let mut c = node(dir.path(), 1024).expect("open");
         c.apply(create("keep", 1)).expect("create");
         let kept = content(&c);
         c.apply(create("lost", 1)).expect("create");
@@ -526,14 +651,14 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&log, &bytes).expect("write");
-        let c = Controller::open(dir.path(), 1).expect("reopen");
+        let c = node(dir.path(), 1024).expect("reopen");
         assert_eq!(content(&c), kept);
     }
 
     #[test]
     fn corrupt_newest_snapshot_with_empty_log_is_an_error() {
         let dir = tempdir();
-        let mut c = Controller::open(dir.path(), 1).expect("open");
+        let mut c = node(dir.path(), 1024).expect("open");
         workload(&mut c);
         c.snapshot().expect("snapshot");
         let version = c.image().version;
@@ -544,7 +669,7 @@ mod tests {
         let snap = meta.join(snapshot_name(version));
         let bytes = fs::read(&snap).expect("read");
         fs::write(&snap, &bytes[..bytes.len() / 2]).expect("write");
-        let err = Controller::open(dir.path(), 1).expect_err("unreadable metadata");
+        let err = node(dir.path(), 1024).expect_err("unreadable metadata");
         assert_eq!(err.kafka_error_code(), 56);
         // With a log holding later records, the gap is detected too.
         let entry = LogEntry {
@@ -555,14 +680,14 @@ mod tests {
             },
         };
         fs::write(meta.join("log"), codec::encode_entry(&entry)).expect("write log");
-        let err = Controller::open(dir.path(), 1).expect_err("gap must be refused");
+        let err = node(dir.path(), 1024).expect_err("gap must be refused");
         assert_eq!(err.kafka_error_code(), 56);
     }
 
     #[test]
     fn failed_validation_changes_nothing() {
         let dir = tempdir();
-        let mut c = Controller::open(dir.path(), 1).expect("open");
+        let mut c = node(dir.path(), 1024).expect("open");
         c.apply(create("t", 1)).expect("create");
         let before = c.image();
         let log_len = fs::metadata(dir.path().join(METADATA_DIR_NAME).join("log"))
@@ -576,5 +701,125 @@ mod tests {
             .expect("log")
             .len();
         assert_eq!(len, log_len);
+    }
+
+    #[test]
+    fn a_single_node_registers_itself_and_leads_its_partitions() {
+        let dir = tempdir();
+        let mut c = node(dir.path(), 1024).expect("open");
+        let image = c.image();
+        let me = image.brokers.get(&1).expect("registered");
+        assert_eq!((me.shards, me.port, me.fenced), (4, 9092, false));
+        // The default replication factor is capped at the one broker.
+        let out = c
+            .apply(MetadataCommand::CreateTopic {
+                name: "t".into(),
+                partitions: 8,
+                replication_factor: -1,
+                default_replication_factor: 3,
+                configs: BTreeMap::new(),
+            })
+            .expect("create");
+        let ApplyOutcome::TopicCreated(meta) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(meta.replication_factor, 1);
+        let image = c.image();
+        let shards: Vec<u32> = (0..8)
+            .map(|p| {
+                assert_eq!(image.partition_leader(&meta.id, p), Some(1));
+                image.replica_on(&meta.id, p, 1).expect("here").shard
+            })
+            .collect();
+        assert_eq!(shards, [0, 1, 2, 3, 0, 1, 2, 3]);
+        let version = image.version;
+        drop(c);
+        // Reopened with the same listener: nothing written.
+        let c = node(dir.path(), 1024).expect("reopen");
+        assert_eq!(c.image().version, version);
+        drop(c);
+        // A new port or shard count registers again.
+        let moved = LocalBroker {
+            port: 9093,
+            ..local(2)
+        };
+        let c = Controller::open_single_node(dir.path(), 1, moved, options(1024)).expect("moved");
+        assert_eq!(c.image().version, version + 1);
+        assert_eq!(c.image().brokers[&1].shards, 2);
+        drop(c);
+        // Another node id would own none of the partitions: refused.
+        let err = Controller::open_single_node(dir.path(), 2, local(2), options(1024))
+            .expect_err("another node id");
+        assert!(err.to_string().contains("belongs to node 1"), "{err}");
+    }
+
+    #[test]
+    fn topics_of_an_old_single_node_log_are_registered_on_open() {
+        let dir = tempdir();
+        let meta_dir = dir.path().join(METADATA_DIR_NAME);
+        fs::create_dir_all(&meta_dir).expect("mkdir");
+        let topic = TopicMeta {
+            id: [9; 16],
+            name: "old".into(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        // What a single node wrote before registrations: no brokers, no placements.
+        let records = [
+            MetadataRecord::ClusterInit {
+                cluster_id: "old-cluster".into(),
+            },
+            MetadataRecord::TopicCreated(topic.clone()),
+            MetadataRecord::PartitionsAdded {
+                id: [9; 16],
+                partitions: 5,
+            },
+        ];
+        let mut log = Vec::new();
+        for (i, record) in records.into_iter().enumerate() {
+            log.extend(codec::encode_entry(&LogEntry {
+                offset: i as u64 + 1,
+                record,
+            }));
+        }
+        fs::write(meta_dir.join(LOG_FILE_NAME), &log).expect("write old log");
+        let c = node(dir.path(), 1024).expect("open old data");
+        let image = c.image();
+        assert_eq!(image.cluster_id, "old-cluster");
+        assert!(image.unregistered_partitions().is_empty());
+        for p in 0..5 {
+            let r = image.partition(&topic.id, p).expect("registered");
+            assert_eq!((r.leader, r.isr.clone(), r.leader_epoch), (1, vec![1], 0));
+            assert_eq!(r.replicas[0].shard, legacy_shard(&topic.id, p, 4));
+        }
+        let before = (*image).clone();
+        drop(c);
+        let c = node(dir.path(), 1024).expect("reopen");
+        assert_eq!(*c.image(), before);
+    }
+
+    #[test]
+    fn a_torn_batch_is_dropped_whole() {
+        let dir = tempdir();
+        let mut c = node(dir.path(), 1024).expect("open");
+        c.apply(create("keep", 2)).expect("create");
+        let kept = c.image();
+        let log = dir.path().join(METADATA_DIR_NAME).join(LOG_FILE_NAME);
+        let len_before = fs::metadata(&log).expect("log").len();
+        c.apply(create("torn", 3)).expect("create");
+        drop(c);
+        let bytes = fs::read(&log).expect("read");
+        let frame = &bytes[len_before as usize..];
+        let (entries, frame_len) = codec::decode_frame(frame).expect("one frame");
+        // TopicCreated and PartitionsAssigned, in one frame.
+        assert_eq!((entries.len(), frame_len), (2, frame.len()));
+        for cut in [frame.len() - 1, frame.len() / 2, 9] {
+            fs::write(&log, &bytes[..len_before as usize + cut]).expect("tear");
+            let c = node(dir.path(), 1024).expect("reopen torn");
+            assert_eq!(*c.image(), *kept, "cut at {cut}");
+            assert!(c.image().topic("torn").is_none());
+            assert_eq!(fs::metadata(&log).expect("log").len(), len_before);
+        }
     }
 }

@@ -340,6 +340,15 @@ pub fn apply_ops(
     Ok(out)
 }
 
+/// Whether `topic` sets `unclean.leader.election.enable` (Kafka's booleans ignore case):
+/// a partition with no live in-sync replica may then elect any live replica.
+pub fn unclean_leader_election(topic: &TopicMeta) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// Every topic config of `topic` as `(name, value, is_default)`, sorted by name.
 pub fn effective(topic: &TopicMeta) -> Vec<(String, String, bool)> {
     CONFIGS

@@ -5,7 +5,8 @@
 //! Checked throughout: at most one leader per term; every voter that reaches metadata
 //! version v has the same image at v (so committed entries are the same everywhere and never
 //! rolled back); after healing, every voter converges to the same image, holding every
-//! command whose proposal was acknowledged.
+//! command whose proposal was acknowledged. Brokers are fenced and unfenced on the way, so
+//! the leader elections they cause must come out the same on every voter.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -269,10 +270,11 @@ impl Sim {
         else {
             return;
         };
-        let registered = !self.node(leader).image().brokers.is_empty();
-        let (command, name) = if !registered {
+        let image = self.node(leader).image();
+        let registered = image.brokers.len() as i32;
+        let (command, name) = if registered < BROKERS {
             let cmd = MetadataCommand::RegisterBroker {
-                node_id: 1,
+                node_id: registered + 1,
                 host: "127.0.0.1".into(),
                 port: 9092,
                 shards: 2,
@@ -281,6 +283,15 @@ impl Sim {
             (cmd, None)
         } else if self.rng.chance(100) {
             (MetadataCommand::AllocateProducerIds { count: 10 }, None)
+        } else if self.rng.chance(150) {
+            // Brokers 2 and 3 come and go (1 stays, so topics can always be placed): the
+            // elections that follow must come out the same on every voter.
+            let node_id = 2 + self.rng.below(2) as i32;
+            let fenced = !image.brokers[&node_id].fenced;
+            let cmd = MetadataCommand::SetBrokerFenced { node_id, fenced };
+            // A pending proposal may have toggled it already: then it is refused, fine.
+            let _ = self.node(leader).propose(cmd);
+            return;
         } else {
             self.next_topic += 1;
             let name = format!("topic-{}-{}", self.seed, self.next_topic);
@@ -288,6 +299,7 @@ impl Sim {
                 name: name.clone(),
                 partitions: 1 + self.rng.below(4) as i32,
                 replication_factor: -1,
+                default_replication_factor: 3,
                 configs: BTreeMap::new(),
             };
             (cmd, Some(name))
@@ -427,6 +439,31 @@ impl Sim {
     }
 }
 
+/// Brokers registered in the simulated clusters.
+const BROKERS: i32 = 3;
+
+/// Every partition leads on a live broker, or has none only while no ISR member is live; a
+/// fenced broker stays in an ISR only as its last member.
+fn check_registrations(image: &MetadataImage, seed: u64) {
+    for (id, registrations) in &image.partitions {
+        for (p, r) in registrations.iter().enumerate() {
+            assert!(r.is_consistent(), "seed {seed}: {id:?}-{p}: {r:?}");
+            let live_isr = r.isr.iter().any(|b| image.is_live(*b));
+            assert_eq!(
+                r.leader != controller::NO_LEADER,
+                live_isr,
+                "seed {seed}: {id:?}-{p}: {r:?}"
+            );
+            if r.isr.len() > 1 {
+                assert!(
+                    r.isr.iter().all(|b| image.is_live(*b)),
+                    "seed {seed}: fenced broker in a larger ISR: {r:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Runs one seed; returns how many snapshots reached lagging voters.
 fn run(seed: u64, voters: u64, steps: u64) -> u64 {
     let mut sim = Sim::new(seed, voters);
@@ -456,7 +493,17 @@ fn run(seed: u64, voters: u64, steps: u64) -> u64 {
         "seed {seed}: only {} creations acknowledged in {steps} steps",
         sim.acknowledged.len()
     );
-    assert!(!image.cluster_id.is_empty() && image.brokers.len() == 1);
+    assert!(!image.cluster_id.is_empty() && image.brokers.len() == BROKERS as usize);
+    let final_image = sim.node(sim.live()[0]).image();
+    check_registrations(&final_image, seed);
+    assert!(
+        final_image
+            .partitions
+            .values()
+            .flatten()
+            .any(|r| r.leader_epoch > 0 && r.replicas.len() == 3),
+        "seed {seed}: no leader was ever elected"
+    );
     assert!(
         sim.leader_of_term.len() >= 2,
         "seed {seed}: faults never caused an election"

@@ -51,6 +51,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 name: name.clone(),
                 partitions: number(partitions)? as i32,
                 replication_factor: -1,
+                default_replication_factor: 1,
                 configs: BTreeMap::new(),
             };
             propose(&mut client, command)
@@ -82,7 +83,7 @@ fn propose(client: &mut ControllerClient, command: MetadataCommand) -> Result<()
     }
 }
 
-/// Prints the image: one line per broker and per topic (with each partition's broker).
+/// Prints the image: one line per broker and per topic (each partition's replicas).
 fn describe(answer: ControllerResponse) -> Result<(), String> {
     let ControllerResponse::Image(Some(bytes)) = answer else {
         return Err(format!("no image: {answer:?}"));
@@ -95,11 +96,11 @@ fn describe(answer: ControllerResponse) -> Result<(), String> {
             b.node_id, b.host, b.port, b.shards, b.fenced
         );
     }
-    let placements: BTreeMap<_, _> = image.placements.iter().cloned().collect();
+    let registrations: BTreeMap<_, _> = image.partitions.iter().cloned().collect();
     for t in &image.topics {
-        let brokers: Vec<String> = placements
+        let brokers: Vec<String> = registrations
             .get(&t.id)
-            .map(|ps| ps.iter().map(|p| p.broker.to_string()).collect())
+            .map(|rs| rs.iter().map(describe_partition).collect())
             .unwrap_or_default();
         println!(
             "topic {} partitions {} brokers {}",
@@ -109,4 +110,11 @@ fn describe(answer: ControllerResponse) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// One partition for `describe`: its replicas joined by `/`, the preferred leader first
+/// (`2/1/3`; one replica: just its broker, as scripts parse it).
+fn describe_partition(r: &controller::PartitionRegistration) -> String {
+    let replicas: Vec<String> = r.replica_brokers().map(|b| b.to_string()).collect();
+    replicas.join("/")
 }

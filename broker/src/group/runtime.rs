@@ -89,6 +89,7 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<TopicMeta, i16> {
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config.offsets_topic_num_partitions,
         replication_factor: -1,
+        default_replication_factor: crate::handlers::topics::default_replication_factor(shard),
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             (

@@ -135,7 +135,8 @@ async fn named_topic(
     let command = MetadataCommand::CreateTopic {
         name: name.to_string(),
         partitions: shard.config.num_partitions,
-        replication_factor: shard.config.default_replication_factor,
+        replication_factor: -1,
+        default_replication_factor: crate::handlers::topics::default_replication_factor(shard),
         configs: BTreeMap::new(),
     };
     match shard.propose(command).await {
@@ -170,38 +171,43 @@ fn topic_entry(image: &MetadataImage, topic: &TopicMeta) -> MetadataResponseTopi
         .with_partitions(partitions)
 }
 
-/// A partition's leader and replicas. One replica for now: the broker it is placed on (this
-/// node on a single node), which leads it while unfenced; a fenced broker's partitions are
-/// offline (LEADER_NOT_AVAILABLE, leader -1), as in Kafka with no in-sync replica left.
+/// A partition as its registration says: replicas (preferred leader first), ISR, leader and
+/// leader epoch; replicas on fenced brokers are offline. Without a live leader (-1: its ISR
+/// is fenced, the last-ISR rule) it is LEADER_NOT_AVAILABLE, as in Kafka.
 fn partition_entry(
     image: &MetadataImage,
     topic: &TopicMeta,
     index: i32,
 ) -> MetadataResponsePartition {
-    let replica = BrokerId(
-        image
-            .placement(&topic.id, index)
-            .map_or(image.node_id, |p| p.broker),
-    );
-    let entry = MetadataResponsePartition::default()
-        .with_partition_index(index)
-        .with_leader_epoch(0)
-        .with_replica_nodes(vec![replica]);
-    match image.partition_leader(&topic.id, index) {
-        Some(leader) => entry
-            .with_leader_id(BrokerId(leader))
-            .with_isr_nodes(vec![BrokerId(leader)]),
-        None => entry
+    let entry = MetadataResponsePartition::default().with_partition_index(index);
+    let offline = |entry: MetadataResponsePartition| {
+        entry
             .with_error_code(code::LEADER_NOT_AVAILABLE)
             .with_leader_id(BrokerId(-1))
-            .with_offline_replicas(vec![replica]),
+    };
+    let Some(registration) = image.partition(&topic.id, index) else {
+        return offline(entry);
+    };
+    let ids = |brokers: &mut dyn Iterator<Item = i32>| brokers.map(BrokerId).collect::<Vec<_>>();
+    let entry = entry
+        .with_leader_epoch(registration.leader_epoch)
+        .with_replica_nodes(ids(&mut registration.replica_brokers()))
+        .with_isr_nodes(ids(&mut registration.isr.iter().copied()))
+        .with_offline_replicas(ids(&mut registration
+            .replica_brokers()
+            .filter(|b| !image.is_live(*b))));
+    match image.partition_leader(&topic.id, index) {
+        Some(leader) => entry.with_leader_id(BrokerId(leader)),
+        None => offline(entry),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use controller::{BrokerRegistration, MetadataRecord, Placement};
+    use controller::{
+        BrokerRegistration, MetadataRecord, PartitionRegistration, PartitionsAssigned, Placement,
+    };
 
     fn broker(node_id: i32, fenced: bool) -> MetadataRecord {
         MetadataRecord::BrokerRegistered(Box::new(BrokerRegistration {
@@ -261,6 +267,7 @@ mod tests {
         let led = partition_entry(&image, &topic, 0);
         assert_eq!((led.error_code, led.leader_id), (0, BrokerId(1)));
         assert_eq!(led.isr_nodes, vec![BrokerId(1)]);
+        assert!(led.offline_replicas.is_empty());
         let offline = partition_entry(&image, &topic, 1);
         assert_eq!(
             (offline.error_code, offline.leader_id),
@@ -268,6 +275,45 @@ mod tests {
         );
         assert_eq!(offline.replica_nodes, vec![BrokerId(2)]);
         assert_eq!(offline.offline_replicas, vec![BrokerId(2)]);
-        assert!(offline.isr_nodes.is_empty());
+        // The last ISR member keeps its place while fenced.
+        assert_eq!(offline.isr_nodes, vec![BrokerId(2)]);
+    }
+
+    #[test]
+    fn replicas_isr_leader_and_epoch_come_from_the_registration() {
+        let (image, topic) = cluster_with_topic(2);
+        let mut registration = PartitionRegistration::new(vec![
+            Placement {
+                broker: 2,
+                shard: 0,
+            },
+            Placement {
+                broker: 1,
+                shard: 0,
+            },
+        ]);
+        registration.isr = vec![1];
+        registration.leader = 1;
+        registration.leader_epoch = 4;
+        let records = [
+            MetadataRecord::TopicCreated(TopicMeta {
+                name: "r".into(),
+                id: [8; 16],
+                partitions: 1,
+                ..topic.clone()
+            }),
+            MetadataRecord::PartitionsAssigned(Box::new(PartitionsAssigned {
+                id: [8; 16],
+                first: 0,
+                partitions: vec![registration],
+            })),
+        ];
+        let (image, _) = image.apply_batch(&records).expect("apply");
+        let entry = partition_entry(&image, image.topic("r").expect("r"), 0);
+        assert_eq!((entry.error_code, entry.leader_id), (0, BrokerId(1)));
+        assert_eq!(entry.leader_epoch, 4);
+        assert_eq!(entry.replica_nodes, vec![BrokerId(2), BrokerId(1)]);
+        assert_eq!(entry.isr_nodes, vec![BrokerId(1)]);
+        assert_eq!(entry.offline_replicas, vec![BrokerId(2)]);
     }
 }

@@ -20,6 +20,33 @@ use uuid::Uuid;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
+/// The largest replication factor this build serves: followers do not replicate yet, so a
+/// partition has one replica until they do (the controller itself places any factor).
+pub const REPLICATION_FACTOR_AVAILABLE: i16 = 1;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+
+/// The `default.replication.factor` passed to the controller, within what this build serves.
+pub fn default_replication_factor(shard: &Shard) -> i16 {
+    shard
+        .config
+        .default_replication_factor
+        .min(REPLICATION_FACTOR_AVAILABLE)
+}
+
+/// Refuses a replication factor this build cannot serve yet (INVALID_REPLICATION_FACTOR).
+fn check_available(replication_factor: i16) -> Result<(), (i16, String)> {
+    if replication_factor <= REPLICATION_FACTOR_AVAILABLE {
+        return Ok(());
+    }
+    Err((
+        INVALID_REPLICATION_FACTOR,
+        format!(
+            "replication factor {replication_factor} is not available yet: followers do not \
+             replicate in this build"
+        ),
+    ))
+}
+
 pub async fn create(
     shard: &Rc<Shard>,
     request: CreateTopicsRequest,
@@ -55,7 +82,10 @@ pub async fn create(
                 .map(|_| None)
         } else {
             shard.propose(command).await.map(|outcome| match outcome {
-                ApplyOutcome::TopicCreated(meta) => Some(meta),
+                ApplyOutcome::TopicCreated(meta) => {
+                    log_capped(shard, topic, &meta);
+                    Some(meta)
+                }
                 _ => None,
             })
         };
@@ -81,10 +111,8 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
             ))
         }
     };
-    let replication_factor = match topic.replication_factor {
-        -1 => shard.config.default_replication_factor,
-        n => n,
-    };
+    // -1 stays -1: the controller uses the default, capped at the live brokers.
+    check_available(topic.replication_factor)?;
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = &config.value else {
@@ -101,9 +129,24 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
     Ok(MetadataCommand::CreateTopic {
         name: topic.name.to_string(),
         partitions,
-        replication_factor,
+        replication_factor: topic.replication_factor,
+        default_replication_factor: default_replication_factor(shard),
         configs,
     })
+}
+
+/// Logs a topic created with fewer replicas than `default.replication.factor` (too few
+/// live brokers).
+fn log_capped(shard: &Shard, topic: &CreatableTopic, meta: &TopicMeta) {
+    let default = default_replication_factor(shard);
+    if topic.replication_factor == -1 && meta.replication_factor < default {
+        tracing::warn!(
+            topic = %meta.name,
+            replication_factor = meta.replication_factor,
+            default,
+            "topic created with fewer replicas than default.replication.factor: too few live brokers"
+        );
+    }
 }
 
 fn created(result: CreatableTopicResult, meta: &TopicMeta, version: i16) -> CreatableTopicResult {

@@ -584,6 +584,7 @@ mod tests {
             name: name.into(),
             partitions: 2,
             replication_factor: -1,
+            default_replication_factor: 1,
             configs: BTreeMap::new(),
         }
     }
