@@ -476,8 +476,22 @@ impl MetadataImage {
             rack,
             fenced: false,
         };
-        let mut records = vec![MetadataRecord::BrokerRegistered(Box::new(registration))];
-        records.extend(self.elections_after(&records, node_id, false)?);
+        let mut records = Vec::new();
+        if self.is_live(node_id) {
+            // A new incarnation of a broker the controller still takes for live (restarted
+            // within its session): the old one is fenced first, so every partition it led
+            // gets a new leader epoch. Its log may have lost an unsynced tail its followers
+            // hold; under a new epoch they find the divergence and truncate (Kafka fences
+            // the old incarnation the same way).
+            records.push(MetadataRecord::BrokerFenced {
+                node_id,
+                fenced: true,
+            });
+            records.extend(self.elections_after(&records, node_id, true)?);
+        }
+        records.push(MetadataRecord::BrokerRegistered(Box::new(registration)));
+        let elections = self.elections_after(&records, node_id, false)?;
+        records.extend(elections);
         Ok(records)
     }
 
@@ -1620,6 +1634,33 @@ mod cluster_tests {
         // and moves no leader: every partition has one.
         let back = run(&fenced, fence(1, false)).expect("unfence");
         assert_eq!(back.partitions, fenced.partitions);
+    }
+
+    #[test]
+    fn a_live_broker_registering_again_gives_what_it_led_a_new_leader_epoch() {
+        // A restart within the session: the old incarnation may have lost an unsynced tail
+        // its followers hold, so its partitions must not go on in the same epoch.
+        let (image, id) = replicated(6, &[]);
+        let restarted = run(&image, register(1)).expect("re-register");
+        assert!(restarted.is_live(1));
+        for p in 0..6 {
+            let (old, now) = (reg(&image, &id, p), reg(&restarted, &id, p));
+            if old.leader == 1 {
+                assert!(now.leader_epoch > old.leader_epoch, "{old:?} -> {now:?}");
+                assert_ne!(now.leader, NO_LEADER);
+            }
+            // It left the ISRs with the old incarnation; its leaders add it back.
+            assert!(!now.isr.contains(&1) || now.isr == [1], "{now:?}");
+        }
+        // Alone in a partition's ISR, it comes straight back as its leader, one epoch on.
+        let (mut lone, id) = replicated(1, &[]);
+        for broker in [2, 3] {
+            lone = run(&lone, fence(broker, true)).expect("fence");
+        }
+        let before = reg(&lone, &id, 0);
+        let after = reg(&run(&lone, register(1)).expect("re-register"), &id, 0);
+        assert_eq!((after.leader, after.isr.clone()), (1, vec![1]));
+        assert!(after.leader_epoch > before.leader_epoch);
     }
 
     #[test]

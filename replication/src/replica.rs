@@ -241,11 +241,17 @@ impl Replica {
     /// Whether the log already holds a newer epoch than `state`'s, so `state` is stale though
     /// this machine may not know it (a restarted broker remembers only its log). A state
     /// that newly makes this replica leader carries an epoch above every epoch in its log:
-    /// only the leader of an epoch writes batches of it or stamps it.
+    /// only the leader of an epoch writes batches of it or stamps it. A partition whose only
+    /// replica is this one is exempt: with no follower, a restart that lost an unsynced tail
+    /// cannot leave two different logs under one epoch (a single node restarts in the epoch
+    /// it had; the controller bumps the epochs a restarted broker of a cluster leads).
     fn older_than_log(&self, state: &PartitionState, log: &impl LogView) -> bool {
         let Some(latest) = log.latest_epoch() else {
             return false;
         };
+        if state.replicas == [self.local_id] {
+            return state.leader_epoch < latest;
+        }
         let new_leader = state.leader == self.local_id && state.leader_epoch != self.leader_epoch();
         state.leader_epoch < latest || (new_leader && state.leader_epoch == latest)
     }

@@ -113,6 +113,21 @@ fn stale_and_malformed_states_are_ignored() {
     let mut fresh = Replica::new(1, config(1, false));
     assert!(fresh.apply_state(state(1, 1, 1, &[1]), &log, 1).is_empty());
     assert_eq!(fresh.role(), Role::Offline);
+    // Unless it is the partition's only replica: no follower can hold a tail it lost.
+    let sole = PartitionState {
+        replicas: vec![1],
+        ..state(1, 1, 1, &[1])
+    };
+    let mut restarted = Replica::new(1, config(1, false));
+    assert!(!restarted.apply_state(sole.clone(), &log, 1).is_empty());
+    assert_eq!(restarted.role(), Role::Leader);
+    // An older epoch than its log's is stale all the same.
+    let mut older = Replica::new(1, config(1, false));
+    let old = PartitionState {
+        leader_epoch: 0,
+        ..sole
+    };
+    assert!(older.apply_state(old, &log, 1).is_empty());
 }
 
 #[test]
