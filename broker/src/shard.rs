@@ -67,6 +67,9 @@ pub struct Shard {
     wake_up_share_due: Cell<bool>,
     /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::runtime::ShardGroups,
+    /// The partitions of `partitions` with more than one replica (the ones the replication
+    /// tick visits); recomputed at every image install.
+    replicated: RefCell<Vec<Partition>>,
     /// This shard's follower fetch streams, one per leader broker.
     pub fetchers: crate::partition::fetcher::Fetchers,
     /// Request counts, latencies and errors of the requests this shard served.
@@ -112,6 +115,7 @@ impl Shard {
             last_wake_up_share_ms: Cell::new(i64::MIN),
             wake_up_share_due: Cell::new(false),
             groups,
+            replicated: RefCell::new(Vec::new()),
             fetchers: Default::default(),
             metrics: crate::metrics::ShardMetrics::default(),
         })
@@ -133,9 +137,11 @@ impl Shard {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// The replica machines' periodic work (`Partition::tick`), without copying the set.
+    /// The replica machines' periodic work (`Partition::tick`): only partitions of more than
+    /// one replica have any (a sole replica answers its acks=all waiters at once), so only
+    /// they are visited; thousands of idle single-replica partitions cost nothing here.
     pub fn tick_partitions(self: &Rc<Self>, now_ms: u64) {
-        for partition in self.partitions.borrow().values() {
+        for partition in self.replicated.borrow().iter() {
             partition.tick(self, now_ms);
         }
     }
@@ -423,6 +429,14 @@ impl Shard {
             }
         }
         *self.image.borrow_mut() = image;
+        let replicated = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| p.replica_count() > 1)
+            .cloned()
+            .collect();
+        *self.replicated.borrow_mut() = replicated;
         // New partitions change every share; recomputed now, not lowered to an equal split
         // (which would evict the tail of the partitions being written).
         self.share_cache(storage::now_ms());
