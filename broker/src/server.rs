@@ -254,7 +254,7 @@ async fn shard_main(context: ShardContext) {
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
-    crate::group::runtime::load(&shard).await;
+    crate::group::runtime::start(&shard);
     crate::maintenance::spawn(&shard);
     glommio::spawn_local(crate::partition::fetcher::tick_replicas(shard.clone())).detach();
     glommio::spawn_local(shard.clone().follow_quorum()).detach();

@@ -7,6 +7,7 @@
 
 use crate::cluster::link::QuorumLink;
 use crate::config::BrokerConfig;
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use controller::{
     ApplyError, ApplyOutcome, Controller, MetadataCommand, MetadataImage, TopicId, TopicMeta,
@@ -321,15 +322,24 @@ impl Shard {
         command: MetadataCommand,
     ) -> Result<ApplyOutcome, ApplyError> {
         self.run_on(0, move |shard| async move {
-            let _order = shard.controller_lock.acquire_permit(1).await;
             let (outcome, image) = match shard.metadata.as_ref().expect("shard 0 holds it") {
                 MetadataSource::Local(controller) => {
-                    let mut controller = controller.borrow_mut();
-                    let outcome = controller.apply(command)?;
-                    (outcome, controller.image())
+                    let _order = shard.controller_lock.acquire_permit(1).await;
+                    let (outcome, image) = {
+                        let mut controller = controller.borrow_mut();
+                        let outcome = controller.apply(command)?;
+                        (outcome, controller.image())
+                    };
+                    shard.install_everywhere(image).await;
+                    log_outcome(&outcome);
+                    return Ok(outcome);
                 }
+                // Not under the lock: the quorum may take seconds to answer (a controller
+                // failover), and newer images must keep being installed meanwhile (they
+                // carry the leader elections that failover is about).
                 MetadataSource::Quorum(link) => propose_to_quorum(link, command).await?,
             };
+            let _order = shard.controller_lock.acquire_permit(1).await;
             shard.install_everywhere(image).await;
             log_outcome(&outcome);
             Ok(outcome)
@@ -453,6 +463,12 @@ impl Shard {
         }
         let state = crate::partition::fetcher::state_of(registration);
         partition.apply_state(self, state).await;
+        let is_offsets = image
+            .topic_by_id(&id)
+            .is_some_and(|t| t.name == OFFSETS_TOPIC);
+        if is_offsets {
+            crate::group::runtime::follow_leadership(self, partition);
+        }
     }
 
     /// The replica settings of `topic`'s partitions.
