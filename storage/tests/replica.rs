@@ -436,6 +436,33 @@ fn truncation_inside_the_active_segment() {
 }
 
 #[test]
+fn truncating_at_the_log_end_drops_an_epoch_stamped_but_never_written() {
+    // A leader of epoch 1 killed before its first write in it, restarted, now following the
+    // leader of epoch 2: its cache must lose (1, end) or its fetches name epoch 1 forever.
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    run(|| async move {
+        let log = PartitionLog::open(&path, LogConfig::default())
+            .await
+            .unwrap();
+        assert!(log.set_leader_epoch(0).await.unwrap());
+        append_with_seq(&log, 0);
+        assert!(log.set_leader_epoch(1).await.unwrap());
+        assert_eq!(log.leader_epochs(), [(0, 0), (1, 2)]);
+        assert_eq!(log.truncate_to(2).await.unwrap(), 2);
+        assert_eq!(log.leader_epochs(), [(0, 0)], "the unwritten epoch goes");
+        assert_eq!(log.latest_leader_epoch(), Some(0));
+        assert_eq!(log.log_end_offset(), 2, "no batch goes");
+        log.close().await.unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(log.leader_epochs(), [(0, 0)]);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
 fn truncation_at_segment_boundaries_and_across_closed_segments() {
     // Where the segments start (the same for every build).
     let dir = temp_dir();

@@ -186,7 +186,10 @@ impl PartitionLog {
     /// `offset` and everything after it, durably, and returns the new log end offset (that
     /// batch's base offset in a log without gaps: `offset` itself when it is a batch
     /// boundary, as a follower's truncation points are; after a gap, the end of the last
-    /// batch kept). Nothing happens when `offset` is at or past the log end. Below the first
+    /// batch kept). When `offset` is at or past the log end no batch goes, but the epoch cache
+    /// still loses the entries starting at or after `offset` (Kafka's `truncateTo` always
+    /// truncates it): an epoch this replica stamped as leader and never wrote in must go, or
+    /// its fetches keep naming that epoch and the leader keeps answering "diverging". Below the first
     /// segment the log is emptied and starts at `offset` (`truncate_fully_and_start_at`).
     /// The caller makes sure nothing appends meanwhile (appends are refused while it runs).
     /// See the module docs for the order of the file changes.
@@ -194,9 +197,12 @@ impl PartitionLog {
         assert!(offset >= 0, "truncating to a negative offset");
         let _one = self.shared.maintenance.acquire_permit(1).await;
         let below_first = {
-            let inner = self.shared.inner.borrow();
+            let mut inner = self.shared.inner.borrow_mut();
             inner.check_usable()?;
             if offset >= inner.log_end_offset {
+                if inner.epochs.truncate_from_end(offset) {
+                    inner.epochs_changed();
+                }
                 return Ok(inner.log_end_offset);
             }
             offset < inner.segments[0].index.base_offset
