@@ -17,7 +17,7 @@ enum Kind {
 const SETTINGS: &[(&str, &str, Kind)] = &[
     ("node.id", "1", Kind::Int),
     ("num.partitions", "1", Kind::Int),
-    ("default.replication.factor", "1", Kind::Int),
+    ("default.replication.factor", "3", Kind::Int),
     ("auto.create.topics.enable", "true", Kind::Bool),
     ("socket.request.max.bytes", "104857600", Kind::Int),
     ("queued.max.requests", "500", Kind::Int),
@@ -48,6 +48,8 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("broker.session.timeout.ms", "9000", Kind::Int),
     ("broker.heartbeat.interval.ms", "2000", Kind::Int),
     ("min.insync.replicas", "1", Kind::Int),
+    ("replica.lag.time.max.ms", "30000", Kind::Long),
+    ("replica.fetch.wait.max.ms", "500", Kind::Int),
 ];
 
 /// A `--set` that cannot be applied.
@@ -113,6 +115,12 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// `--unsafe-no-fsync`: acks=all does not wait for fdatasync (development only).
     pub fsync: bool,
+    /// The broker default of the topic config `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How long a leader holds a follower's fetch that finds no records.
+    pub replica_fetch_wait_max_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -223,6 +231,9 @@ impl BrokerConfig {
             group_max_session_timeout_ms: int("group.max.session.timeout.ms", 0, i32::MAX as i64)?
                 as i32,
             fsync: true,
+            min_insync_replicas: int("min.insync.replicas", 1, i32::MAX as i64)? as i32,
+            replica_lag_time_max_ms: int("replica.lag.time.max.ms", 1, i64::MAX)? as u64,
+            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms", 0, i32::MAX as i64)? as u64,
             overrides,
         })
     }

@@ -253,6 +253,7 @@ async fn shard_main(context: ShardContext) {
     shard.install_image(context.image.clone()).await;
     crate::group::runtime::load(&shard).await;
     crate::maintenance::spawn(&shard);
+    glommio::spawn_local(crate::partition::fetcher::tick_replicas(shard.clone())).detach();
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
     let listener = match TcpListener::bind(context.listen_addr) {
         Ok(listener) => listener,

@@ -67,6 +67,8 @@ pub struct Shard {
     wake_up_share_due: Cell<bool>,
     /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::runtime::ShardGroups,
+    /// This shard's follower fetch streams, one per leader broker.
+    pub fetchers: crate::partition::fetcher::Fetchers,
     /// Request counts, latencies and errors of the requests this shard served.
     pub metrics: crate::metrics::ShardMetrics,
 }
@@ -78,9 +80,6 @@ pub enum MetadataSource {
     /// A broker of a multi-node cluster: the controller quorum, through its link.
     Quorum(Arc<QuorumLink>),
 }
-
-/// The leader epoch of every partition: one replica, led by its broker since creation.
-const LEADER_EPOCH: i32 = 0;
 
 /// How often shard 0 looks for a newer image from the quorum.
 const FOLLOW_EVERY: Duration = Duration::from_millis(10);
@@ -113,6 +112,7 @@ impl Shard {
             last_wake_up_share_ms: Cell::new(i64::MIN),
             wake_up_share_due: Cell::new(false),
             groups,
+            fetchers: Default::default(),
             metrics: crate::metrics::ShardMetrics::default(),
         })
     }
@@ -131,6 +131,13 @@ impl Shard {
     /// Every partition this shard owns (a snapshot of the set).
     pub fn partitions(&self) -> Vec<Partition> {
         self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// The replica machines' periodic work (`Partition::tick`), without copying the set.
+    pub fn tick_partitions(self: &Rc<Self>, now_ms: u64) {
+        for partition in self.partitions.borrow().values() {
+            partition.tick(self, now_ms);
+        }
     }
 
     /// The shard is shutting down.
@@ -387,28 +394,65 @@ impl Shard {
                 if !self.holds(&image, &key) {
                     continue;
                 }
-                if let Some(partition) = self.partition(&key) {
-                    // Keeps its cache bound: `share_cache` (below and every tick) moves it.
-                    let config = self.log_config(topic, owned_partitions);
-                    partition.log().update_config(config);
-                    continue;
-                }
-                match self
-                    .open_partition(topic, partition, owned_partitions)
-                    .await
-                {
-                    Ok(log) => {
-                        let partition = Partition::new(key, log, LEADER_EPOCH);
-                        self.partitions.borrow_mut().insert(key, partition);
+                let partition = match self.partition(&key) {
+                    Some(partition) => {
+                        // Keeps its cache bound: `share_cache` (below and every tick) moves it.
+                        let config = self.log_config(topic, owned_partitions);
+                        partition.log().update_config(config);
+                        partition.set_config(self.replica_config(topic));
+                        partition
                     }
-                    Err(e) => warn!(shard = self.id, "cannot open partition: {e}"),
-                }
+                    None => match self
+                        .open_partition(topic, partition, owned_partitions)
+                        .await
+                    {
+                        Ok(log) => {
+                            let config = self.replica_config(topic);
+                            let partition =
+                                Partition::new(key, log, image.node_id, config, self.config.fsync);
+                            self.partitions.borrow_mut().insert(key, partition.clone());
+                            partition
+                        }
+                        Err(e) => {
+                            warn!(shard = self.id, "cannot open partition: {e}");
+                            continue;
+                        }
+                    },
+                };
+                self.apply_registration(&image, &partition).await;
             }
         }
         *self.image.borrow_mut() = image;
         // New partitions change every share; recomputed now, not lowered to an equal split
         // (which would evict the tail of the partitions being written).
         self.share_cache(storage::now_ms());
+    }
+
+    /// Gives the partition's replica the controller's state of it, when it changed.
+    async fn apply_registration(self: &Rc<Self>, image: &MetadataImage, partition: &Partition) {
+        let (id, index) = partition.key();
+        let Some(registration) = image.partition(&id, index) else {
+            return;
+        };
+        if partition.knows(registration.leader_epoch, registration.partition_epoch) {
+            return;
+        }
+        let state = crate::partition::fetcher::state_of(registration);
+        partition.apply_state(self, state).await;
+    }
+
+    /// The replica settings of `topic`'s partitions.
+    fn replica_config(&self, topic: &TopicMeta) -> replication::ReplicaConfig {
+        let min_isr = crate::maintenance::topic_long(
+            topic,
+            "min.insync.replicas",
+            self.config.min_insync_replicas as i64,
+        );
+        replication::ReplicaConfig {
+            min_insync_replicas: min_isr.max(1) as usize,
+            replica_lag_time_max_ms: self.config.replica_lag_time_max_ms,
+            ..replication::ReplicaConfig::default()
+        }
     }
 
     async fn drop_deleted_partitions(&self, image: &MetadataImage) {
@@ -423,6 +467,7 @@ impl Shard {
             let Some(partition) = self.partitions.borrow_mut().remove(&key) else {
                 continue;
             };
+            self.fetchers.stop(&key);
             let log = partition.log();
             let old_name = self
                 .image
@@ -446,9 +491,6 @@ impl Shard {
     ) -> Result<PartitionLog, StorageError> {
         let dir = self.partition_dir(&topic.name, partition);
         let log = PartitionLog::open(&dir, self.log_config(topic, owned_partitions)).await?;
-        // This node leads the partition: its appends carry the epoch (KIP-101), and the
-        // log's epoch cache answers OffsetForLeaderEpoch.
-        log.set_leader_epoch(LEADER_EPOCH).await?;
         info!(
             shard = self.id,
             topic = %topic.name,
@@ -477,6 +519,7 @@ impl Shard {
     /// Flushes, fsyncs and closes every log this shard owns.
     pub async fn close(&self) {
         self.closed.set(true);
+        self.fetchers.close();
         let logs: Vec<PartitionLog> = self
             .partitions
             .borrow_mut()

@@ -137,6 +137,13 @@ impl Replica {
         &self.config
     }
 
+    /// A changed configuration (a topic's `min.insync.replicas` altered): it rules the
+    /// checks and waiters from now on.
+    pub fn set_config(&mut self, config: ReplicaConfig) {
+        assert!(config.min_insync_replicas >= 1, "min.insync.replicas >= 1");
+        self.config = config;
+    }
+
     /// The current role.
     pub fn role(&self) -> Role {
         match &self.role {

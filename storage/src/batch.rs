@@ -221,6 +221,29 @@ pub fn validate_produce_records(records: &[u8]) -> Result<BatchHeader, BatchErro
     Ok(header)
 }
 
+/// Validates one batch a follower fetched from its leader: frame, magic and CRC. The record
+/// count is not checked against `lastOffsetDelta`: a compacted leader's batches keep their
+/// offset range with fewer records.
+pub fn validate_replicated(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = check_batch_frame(batch)?;
+    if batch.len() != header.total_bytes() {
+        return Err(BatchError::TrailingBytes {
+            extra: batch.len().saturating_sub(header.total_bytes()),
+        });
+    }
+    if header.magic != 2 {
+        return Err(BatchError::BadMagic(header.magic));
+    }
+    let actual = crc32c::crc32c(&batch[CRC_START..]);
+    if actual != header.crc {
+        return Err(BatchError::CorruptCrc {
+            expected: header.crc,
+            actual,
+        });
+    }
+    Ok(header)
+}
+
 /// Parses the header and checks the length fields against the available bytes.
 fn check_batch_frame(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if buf.len() < LOG_OVERHEAD_BYTES {

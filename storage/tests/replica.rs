@@ -169,7 +169,11 @@ fn follower_appends_keep_offsets_gaps_and_epochs() {
         assert_eq!(follower.leader_epochs(), [(1, 0), (2, 60)]);
         // A gap (a compacted leader), through the back-pressured path.
         let (b, h) = leader_batch(107, 3, 2, NO_PRODUCER);
-        follower.append_replicated_with_room(&b, &h).await.unwrap();
+        follower
+            .append_replicated_with_room(&b, &h, &|| true)
+            .await
+            .unwrap()
+            .expect("allowed");
         assert_eq!(follower.log_end_offset(), 110);
         // A newer epoch starts at its batch's base offset.
         let (b, h) = leader_batch(115, 2, 4, NO_PRODUCER);

@@ -88,7 +88,9 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<TopicMeta, i16> {
     let command = MetadataCommand::CreateTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config.offsets_topic_num_partitions,
-        replication_factor: -1,
+        // One replica until the group coordinator moves with its partition's leadership
+        // (today groups load at startup only).
+        replication_factor: 1,
         default_replication_factor: crate::handlers::topics::default_replication_factor(shard),
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
@@ -130,7 +132,7 @@ where
     let target = shard.owner_of(&key);
     shard
         .run_on(target, move |owner| async move {
-            if owner.partition(&key).is_none() {
+            if !owner.partition(&key).is_some_and(|p| p.is_leader()) {
                 return Err(code::NOT_COORDINATOR);
             }
             if !owner.groups.is_loaded() {

@@ -3,10 +3,13 @@
 //! each partition's `partition_max_bytes`.
 
 use crate::handlers::{code, partition_key, resolve_topic};
+use crate::partition::FollowerFetch;
 use crate::shard::{PartitionKey, Routed, Shard};
 use bytes::Bytes;
 use futures::future::{select, select_all, Either};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,8 @@ struct ReadItem {
     max_bytes: usize,
     /// The leader epoch the client believes current (-1: unknown, not checked).
     current_leader_epoch: i32,
+    /// A follower's: the epoch of its last batch (-1: none).
+    last_fetched_epoch: i32,
 }
 
 /// What one partition gave.
@@ -29,6 +34,8 @@ struct PartitionRead {
     log_start_offset: i64,
     /// Back to back in one buffer, sent as is (the read made the one copy).
     batches: ReadBatches,
+    /// A follower's log diverges from this leader's: (epoch, end offset) here.
+    diverging: Option<(i32, i64)>,
 }
 
 impl PartitionRead {
@@ -38,6 +45,7 @@ impl PartitionRead {
             high_watermark: -1,
             log_start_offset: -1,
             batches: ReadBatches::default(),
+            diverging: None,
         }
     }
 
@@ -67,22 +75,26 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                     offset: p.fetch_offset,
                     max_bytes: positive(p.partition_max_bytes).min(max_bytes),
                     current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: p.last_fetched_epoch,
                 },
             })
         })
         .collect();
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let mut reads = read_once(shard, &wanted).await;
+    let follower = follower_id(&request, version);
+    let mut reads = read_once(shard, &wanted, follower).await;
     loop {
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();
-        let any_error = reads.iter().any(|r| r.error_code != code::NONE);
+        let any_news = reads
+            .iter()
+            .any(|r| r.error_code != code::NONE || r.diverging.is_some());
         let now = Instant::now();
-        if total >= min_bytes.max(1) || any_error || now >= deadline || wanted.is_empty() {
+        if total >= min_bytes.max(1) || any_news || now >= deadline || wanted.is_empty() {
             break;
         }
-        wait_for_data(shard, &wanted, deadline - now).await;
-        reads = read_once(shard, &wanted).await;
+        wait_for_data(shard, &wanted, deadline - now, follower.is_some()).await;
+        reads = read_once(shard, &wanted, follower).await;
     }
     limit_total_bytes(&mut reads, max_bytes);
     build_response(&request, version, reads)
@@ -96,7 +108,22 @@ fn positive(bytes: i32) -> usize {
     }
 }
 
-async fn read_once(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<PartitionRead> {
+/// The broker id of a follower's fetch (`replica_id`, in `replica_state` from v15), `None`
+/// for a consumer's.
+fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+async fn read_once(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    follower: Option<i32>,
+) -> Vec<PartitionRead> {
     let mut reads = vec![PartitionRead::default(); wanted.len()];
     let mut routed = Vec::new();
     for (slot, w) in wanted.iter().enumerate() {
@@ -109,25 +136,46 @@ async fn read_once(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<PartitionRead> {
             Err(error_code) => reads[slot] = PartitionRead::error(error_code),
         }
     }
-    let results = shard.scatter(routed, read_all).await;
+    let results = shard
+        .scatter(routed, move |owner, items| read_all(owner, items, follower))
+        .await;
     for (slot, read) in results {
         reads[slot] = read;
     }
     reads
 }
 
-/// On the owner shard: reads each partition.
-async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize, PartitionRead)> {
+/// On the owner shard: reads each partition, for a consumer or for the follower `follower`.
+async fn read_all(
+    shard: Rc<Shard>,
+    items: Vec<Routed<ReadItem>>,
+    follower: Option<i32>,
+) -> Vec<(usize, PartitionRead)> {
     let reads = items.into_iter().map(|Routed { slot, key, item }| {
         let partition = shard.partition(&key);
+        let shard = shard.clone();
         async move {
             let Some(partition) = partition else {
                 return (slot, PartitionRead::error(code::NOT_LEADER_OR_FOLLOWER));
             };
-            if let Err(error_code) = partition.check_leader_epoch(item.current_leader_epoch) {
-                return (slot, PartitionRead::error(error_code));
-            }
-            let read = partition.read(item.offset, item.max_bytes).await;
+            let read = match follower {
+                Some(follower) => {
+                    let fetch = FollowerFetch {
+                        follower,
+                        fetch_offset: item.offset,
+                        last_fetched_epoch: item.last_fetched_epoch,
+                        current_leader_epoch: item.current_leader_epoch,
+                    };
+                    partition.follower_read(&shard, fetch, item.max_bytes).await
+                }
+                None => {
+                    if let Err(error_code) = partition.check_leader_epoch(item.current_leader_epoch)
+                    {
+                        return (slot, PartitionRead::error(error_code));
+                    }
+                    partition.read(item.offset, item.max_bytes).await
+                }
+            };
             let (error_code, batches) = match read.batches {
                 Ok(batches) => (code::NONE, batches),
                 Err(error_code) => (error_code, ReadBatches::default()),
@@ -137,6 +185,7 @@ async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize,
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
                 batches,
+                diverging: read.diverging,
             };
             (slot, read)
         }
@@ -145,7 +194,7 @@ async fn read_all(shard: Rc<Shard>, items: Vec<Routed<ReadItem>>) -> Vec<(usize,
 }
 
 /// Returns when any wanted partition has data at its fetch offset, or after `timeout`.
-async fn wait_for_data(shard: &Rc<Shard>, wanted: &[Wanted], timeout: Duration) {
+async fn wait_for_data(shard: &Rc<Shard>, wanted: &[Wanted], timeout: Duration, follower: bool) {
     let mut per_shard: Vec<Vec<(PartitionKey, i64)>> = vec![Vec::new(); shard.count];
     for w in wanted {
         if let Ok(key) = w.key {
@@ -157,7 +206,9 @@ async fn wait_for_data(shard: &Rc<Shard>, wanted: &[Wanted], timeout: Duration) 
         .enumerate()
         .filter(|(_, items)| !items.is_empty())
         .map(|(target, items)| {
-            Box::pin(shard.run_on(target, move |owner| wait_on_owner(owner, items, timeout)))
+            Box::pin(shard.run_on(target, move |owner| {
+                wait_on_owner(owner, items, timeout, follower)
+            }))
         })
         .collect();
     if waits.is_empty() {
@@ -168,13 +219,18 @@ async fn wait_for_data(shard: &Rc<Shard>, wanted: &[Wanted], timeout: Duration) 
 }
 
 /// On the owner shard: resolves when one of `items` has data after its offset, or at timeout.
-async fn wait_on_owner(shard: Rc<Shard>, items: Vec<(PartitionKey, i64)>, timeout: Duration) {
+async fn wait_on_owner(
+    shard: Rc<Shard>,
+    items: Vec<(PartitionKey, i64)>,
+    timeout: Duration,
+    follower: bool,
+) {
     let waits: Vec<_> = items
         .into_iter()
         .filter_map(|(key, offset)| {
             let partition = shard.partition(&key)?;
             Some(Box::pin(async move {
-                partition.wait_for_data_after(offset).await
+                partition.wait_for_data_after(offset, follower).await
             }))
         })
         .collect();
@@ -243,6 +299,11 @@ fn partition_data(partition: i32, read: PartitionRead, version: i16) -> Partitio
         .with_records(Some(records));
     if version >= 5 {
         data = data.with_log_start_offset(read.log_start_offset);
+    }
+    if let (Some((epoch, end_offset)), true) = (read.diverging, version >= 12) {
+        data.diverging_epoch = EpochEndOffset::default()
+            .with_epoch(epoch)
+            .with_end_offset(end_offset);
     }
     data
 }

@@ -1,11 +1,12 @@
 //! Produce (0): validate each partition's batch where the request arrived, append it on the
-//! shard that owns the partition, and answer once the batch is written (acks=1) or written
-//! and fdatasync'ed (acks=all).
+//! shard that owns the partition, and answer once the batch is written on the leader (acks=1)
+//! or durable on every in-sync replica (acks=all; see `partition::Partition`).
 
 use crate::handlers::{code, resolve_topic};
 use crate::shard::{Routed, Shard};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use replication::Acks;
 use std::rc::Rc;
 use storage::batch::{check_client_batch, validate_produce_records, BatchHeader};
 
@@ -102,16 +103,21 @@ pub async fn handle(
             }
         }
     }
-    let sync = acks == -1 && shard.config.fsync;
+    let acks = match acks {
+        0 => Acks::None,
+        1 => Acks::Leader,
+        _ => Acks::All,
+    };
+    let timeout_ms = request.timeout_ms.max(0) as u64;
     let appended = shard
         .scatter(routed, move |owner, items| {
-            append_all(owner, items, acks, sync)
+            append_all(owner, items, acks, timeout_ms)
         })
         .await;
     for (slot, outcome) in appended {
         answers[slot] = Some(outcome);
     }
-    if acks == 0 {
+    if acks == Acks::None {
         return None;
     }
     let mut answers = answers.into_iter().map(|a| a.expect("every slot answered"));
@@ -226,13 +232,13 @@ fn max_message_bytes(shard: &Shard, topic: &controller::TopicMeta) -> usize {
 
 /// On the owner shard: appends every batch (offsets are assigned here, in arrival order; a
 /// partition whose write backlog is full holds its batch back until it has room, which is
-/// the only back-pressure acks=0 gets), then waits for all of them to be written, and
-/// fdatasync'ed when `sync`.
+/// the only back-pressure acks=0 gets), then waits until all of them are acknowledged
+/// (`Partition::wait_acknowledged`).
 async fn append_all(
     shard: Rc<Shard>,
     items: Vec<Routed<Batch>>,
-    acks: i16,
-    sync: bool,
+    acks: Acks,
+    timeout_ms: u64,
 ) -> Vec<(usize, Appended)> {
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
@@ -242,7 +248,7 @@ async fn append_all(
             continue;
         };
         let waking_up = Shard::is_idle(partition.log(), storage::now_ms());
-        match partition.append(&item.records, &item.header).await {
+        match partition.append(&item.records, &item.header, acks).await {
             Ok(outcome) => {
                 if waking_up {
                     shard.share_cache_after_wake_up();
@@ -262,12 +268,12 @@ async fn append_all(
             Err(error_code) => answers.push((slot, Appended::error(error_code))),
         }
     }
-    if acks == 0 {
+    if acks == Acks::None {
         return answers;
     }
-    let waits = pending
-        .iter()
-        .map(|(_, partition, last_offset)| partition.wait_acknowledged(*last_offset, sync));
+    let waits = pending.iter().map(|(_, partition, last_offset)| {
+        partition.wait_acknowledged(*last_offset, acks, timeout_ms)
+    });
     let results = futures::future::join_all(waits).await;
     for ((index, _, _), result) in pending.iter().zip(results) {
         if let Err(error_code) = result {

@@ -20,31 +20,10 @@ use uuid::Uuid;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// The largest replication factor this build serves: followers do not replicate yet, so a
-/// partition has one replica until they do (the controller itself places any factor).
-pub const REPLICATION_FACTOR_AVAILABLE: i16 = 1;
-const INVALID_REPLICATION_FACTOR: i16 = 38;
-
-/// The `default.replication.factor` passed to the controller, within what this build serves.
+/// The `default.replication.factor` passed to the controller (which caps it at the live
+/// brokers).
 pub fn default_replication_factor(shard: &Shard) -> i16 {
-    shard
-        .config
-        .default_replication_factor
-        .min(REPLICATION_FACTOR_AVAILABLE)
-}
-
-/// Refuses a replication factor this build cannot serve yet (INVALID_REPLICATION_FACTOR).
-fn check_available(replication_factor: i16) -> Result<(), (i16, String)> {
-    if replication_factor <= REPLICATION_FACTOR_AVAILABLE {
-        return Ok(());
-    }
-    Err((
-        INVALID_REPLICATION_FACTOR,
-        format!(
-            "replication factor {replication_factor} is not available yet: followers do not \
-             replicate in this build"
-        ),
-    ))
+    shard.config.default_replication_factor
 }
 
 pub async fn create(
@@ -112,7 +91,6 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
         }
     };
     // -1 stays -1: the controller uses the default, capped at the live brokers.
-    check_available(topic.replication_factor)?;
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let Some(value) = &config.value else {
@@ -140,7 +118,7 @@ fn command_for(shard: &Shard, topic: &CreatableTopic) -> Result<MetadataCommand,
 fn log_capped(shard: &Shard, topic: &CreatableTopic, meta: &TopicMeta) {
     let default = default_replication_factor(shard);
     if topic.replication_factor == -1 && meta.replication_factor < default {
-        tracing::warn!(
+        tracing::info!(
             topic = %meta.name,
             replication_factor = meta.replication_factor,
             default,

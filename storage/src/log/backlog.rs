@@ -77,18 +77,35 @@ impl PartitionLog {
         batch: &[u8],
         header: &BatchHeader,
     ) -> Result<AppendOutcome, AppendError> {
-        self.append_from_with_room(Origin::Leader, batch, header)
+        let outcome = self.append_from_with_room(Origin::Leader, batch, header, &|| true);
+        Ok(outcome.await?.expect("always allowed"))
+    }
+
+    /// Like `append_with_room`, but appends only if `allowed()` still holds when the batch's
+    /// turn comes (checked right before the synchronous append, after any wait for room):
+    /// `Ok(None)` when it no longer does, nothing appended. The replication layer passes
+    /// "this replica still leads in the epoch the request was checked in".
+    pub async fn append_with_room_if(
+        &self,
+        batch: &[u8],
+        header: &BatchHeader,
+        allowed: &dyn Fn() -> bool,
+    ) -> Result<Option<AppendOutcome>, AppendError> {
+        self.append_from_with_room(Origin::Leader, batch, header, allowed)
             .await
     }
 
     /// Appends like `append_replicated` once the write backlog has room for the batch, as
-    /// `append_with_room` does (a follower's fetches are bounded the same way).
+    /// `append_with_room` does (a follower's fetches are bounded the same way), if
+    /// `allowed()` still holds then (`Ok(None)`: nothing appended; the replication layer
+    /// passes "still following the leader the records came from").
     pub async fn append_replicated_with_room(
         &self,
         batch: &[u8],
         header: &BatchHeader,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.append_from_with_room(Origin::Replica, batch, header)
+        allowed: &dyn Fn() -> bool,
+    ) -> Result<Option<AppendOutcome>, AppendError> {
+        self.append_from_with_room(Origin::Replica, batch, header, allowed)
             .await
     }
 
@@ -97,10 +114,16 @@ impl PartitionLog {
         origin: Origin,
         batch: &[u8],
         header: &BatchHeader,
-    ) -> Result<AppendOutcome, AppendError> {
-        let append = |log: &PartitionLog| match origin {
-            Origin::Leader => log.append(batch, header),
-            Origin::Replica => log.append_replicated(batch, header),
+        allowed: &dyn Fn() -> bool,
+    ) -> Result<Option<AppendOutcome>, AppendError> {
+        let append = |log: &PartitionLog| {
+            if !allowed() {
+                return Ok(None);
+            }
+            match origin {
+                Origin::Leader => log.append(batch, header).map(Some),
+                Origin::Replica => log.append_replicated(batch, header).map(Some),
+            }
         };
         let entry_bytes = entry::entry_bytes(batch.len());
         {

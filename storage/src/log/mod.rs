@@ -551,6 +551,11 @@ impl PartitionLog {
         self.shared.inner.borrow().log_end_offset
     }
 
+    /// Every offset below this is written to its file (not necessarily fdatasync'ed).
+    pub fn written_offset(&self) -> i64 {
+        self.shared.inner.borrow().written_offset
+    }
+
     /// Every offset below this is fdatasync'ed.
     pub fn synced_offset(&self) -> i64 {
         self.shared.inner.borrow().synced_offset
