@@ -82,7 +82,9 @@ def metadata(node: Broker, topics=None):
     return sorted(b[0] for b in brokers), found
 
 
-def wait_for(what, predicate, timeout=15.0):
+def wait_for(what, predicate, timeout=15.0, seen=None):
+    """Polls `predicate` until it returns something true; `seen()` (optional) describes the last
+    state observed for the failure message."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -93,7 +95,8 @@ def wait_for(what, predicate, timeout=15.0):
         if last and not isinstance(last, Exception):
             return last
         time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
+    detail = f"{last!r}" if seen is None else f"{last!r}; {seen()}"
+    raise AssertionError(f"not within {timeout}s: {what} (last: {detail})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +121,12 @@ class Cluster:
         self.brokers = list(brokers)
         self.controllers = list(controllers)
         self.paused: set[int] = set()
+        self.last_seen: dict = {}  # node id -> the last Metadata v7 partitions it answered
+
+    def seen(self) -> str:
+        return "last Metadata seen: " + "; ".join(
+            f"node {n}: {{{', '.join(f'{p}: leader {m.leader} epoch {m.leader_epoch} isr {m.isr}' for p, m in sorted(v.items()))}}}"
+            for n, v in sorted(self.last_seen.items()))
 
     # ---- nodes
     def node(self, node_id: int) -> ClusterNode:
@@ -186,6 +195,7 @@ class Cluster:
         err, parts = found[topic]
         if err != 0:
             raise ValueError(f"{topic}: error {err} from node {node.node_id}")
+        self.last_seen[node.node_id] = parts
         return parts
 
     def state(self, topic: str, partition: int, via: int | None = None) -> w.PartitionMeta:
@@ -212,13 +222,16 @@ class Cluster:
                        for v in views)
             return ok and same and first
 
-        return wait_for(f"{topic}: {partitions} partitions led with all {rf} replicas in sync", agreed, timeout)
+        self.last_seen = {}
+        return wait_for(f"{topic}: {partitions} partitions led with all {rf} replicas in sync", agreed, timeout,
+                        self.seen)
 
     def wait_isr(self, topic: str, partition: int, isr: set[int], via: int, timeout: float = 20.0):
         """Until `via` (the leader) reports exactly `isr` for the partition; returns its state."""
+        self.last_seen = {}
         return wait_for(f"{topic}/{partition}: ISR {sorted(isr)} at node {via}",
                         lambda: (lambda m: set(m.isr) == set(isr) and m)(self.state(topic, partition, via)),
-                        timeout)
+                        timeout, self.seen)
 
     def wait_new_leader(self, topic: str, partition: int, old: w.PartitionMeta, timeout: float = None):
         """Until the brokers up agree on a leader other than `old.leader` with a larger leader
@@ -231,8 +244,9 @@ class Cluster:
             ok = m.leader >= 0 and m.leader != old.leader and m.leader_epoch > old.leader_epoch
             return ok and all((v.leader, v.leader_epoch) == (m.leader, m.leader_epoch) for v in views) and m
 
+        self.last_seen = {}
         return wait_for(f"{topic}/{partition}: a leader other than {old.leader} (epoch > {old.leader_epoch})",
-                        elected, timeout)
+                        elected, timeout, self.seen)
 
     def wait_all_led(self, topic: str, partitions: int, not_by=(), timeout: float = None):
         """Until every partition has a leader, none of them in `not_by`; returns the states."""
@@ -243,7 +257,8 @@ class Cluster:
             return len(parts) == partitions and all(
                 m.error == 0 and m.leader >= 0 and m.leader not in not_by for m in parts.values()) and parts
 
-        return wait_for(f"{topic}: every partition led (not by {list(not_by)})", led, timeout)
+        self.last_seen = {}
+        return wait_for(f"{topic}: every partition led (not by {list(not_by)})", led, timeout, self.seen)
 
     def conn(self, node_id: int, timeout: float = 10.0) -> w.Conn:
         node = self.node(node_id)
@@ -323,8 +338,9 @@ class AckedProducer:
     `errors` every delivery error, `fatal` the fatal ones (delivery or error_cb)."""
 
     def __init__(self, bootstrap: str, topic: str, keys: int = 24, interval_s: float = 0.002,
-                 max_s: float = 240.0, conf: dict | None = None, first: int = 0):
+                 max_s: float = 240.0, conf: dict | None = None, first: int = 0, count: int | None = None):
         self.bootstrap, self.topic, self.keys, self.first = bootstrap, topic, keys, first
+        self.count = count  # stop producing after this many (None: until stop())
         self.interval, self.max_s = interval_s, max_s
         self.conf = conf or {}
         self.acked: dict[int, tuple[int, int]] = {}
@@ -332,6 +348,7 @@ class AckedProducer:
         self.fatal: list[str] = []
         self.sent = 0
         self.unflushed = None
+        self.done = False
         self._stop = threading.Event()
         self._thread = None
 
@@ -363,7 +380,8 @@ class AckedProducer:
 
         deadline = time.monotonic() + self.max_s
         i = self.first
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set() and time.monotonic() < deadline and (
+                self.count is None or i < self.first + self.count):
             try:
                 p.produce(self.topic, key=key_of(i, self.keys).encode(), value=value_of(i).encode(),
                           on_delivery=report(i))
@@ -373,6 +391,7 @@ class AckedProducer:
                 pass
             p.poll(self.interval)
         self.unflushed = p.flush(90)
+        self.done = True
 
     def wait_acked(self, count: int, timeout: float = 30.0):
         """Until `count` records are acknowledged in all (progress after a fault)."""
