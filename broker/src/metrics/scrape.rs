@@ -99,6 +99,8 @@ pub struct PartitionSnapshot {
     /// Tail cache memory held, and its bound now (moved by the partition's activity).
     pub cache_bytes: usize,
     pub cache_bytes_max: usize,
+    /// Led here, with fewer in-sync replicas than replicas.
+    pub under_replicated: bool,
 }
 
 /// A committed offset held by a group coordinator.
@@ -155,6 +157,7 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
                 bytes_out: counters.bytes_out.get(),
                 cache_bytes: log.cache_bytes(),
                 cache_bytes_max: log.cache_bytes_max(),
+                under_replicated: p.is_under_replicated(),
             })
         })
         .collect();

@@ -153,9 +153,14 @@ fn topics_and_partitions(out: &mut Out, shards: &[ShardSnapshot]) {
     out.family(
         "spate_under_replicated_partitions",
         "gauge",
-        "Partitions with fewer in-sync replicas than replicas: always 0, every partition has one replica (no replication yet).",
+        "Partitions this broker leads with fewer in-sync replicas than replicas.",
     );
-    out.sample("spate_under_replicated_partitions", &[], 0);
+    let under_replicated = shards
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .filter(|p| p.under_replicated)
+        .count();
+    out.sample("spate_under_replicated_partitions", &[], under_replicated);
     let mut partitions: Vec<_> = shards.iter().flat_map(|s| &s.partitions).collect();
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     for (name, help, value) in [
@@ -380,6 +385,7 @@ mod tests {
                 bytes_out: 40,
                 cache_bytes: 8192,
                 cache_bytes_max: 65536,
+                under_replicated: true,
             }],
             committed: vec![CommittedSnapshot {
                 group: "g\"1".into(),
@@ -408,6 +414,7 @@ mod tests {
             "spate_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 6",
             "spate_log_cache_bytes_max{topic=\"t\",partition=\"0\"} 65536",
             "spate_process_resident_memory_bytes 7",
+            "spate_under_replicated_partitions 2",
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");
         }

@@ -150,6 +150,15 @@ impl Partition {
         self.inner.replica.borrow().isr().to_vec()
     }
 
+    /// Led here, with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).
+    pub fn is_under_replicated(&self) -> bool {
+        let replica = self.inner.replica.borrow();
+        replica.role() == Role::Leader
+            && replica
+                .state()
+                .is_some_and(|s| s.isr.len() < s.replicas.len())
+    }
+
     /// A changed topic config (`min.insync.replicas`) or broker setting.
     pub fn set_config(&self, config: ReplicaConfig) {
         if *self.inner.replica.borrow().config() != config {
