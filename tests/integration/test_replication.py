@@ -38,6 +38,7 @@ from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
 )
 
 LAG_MS = 3000
+FETCH_WAIT_MS = 500
 REPLICATION = {"replica.lag.time.max.ms": LAG_MS}
 KEYS = 24
 TOPICS_TOOL = "org.apache.kafka.tools.TopicCommand"
@@ -300,22 +301,37 @@ def test_a_follower_killed_during_writes_catches_up_and_can_lead_with_everything
 # 5. a paused leader is replaced; back, it follows and drops what it wrote alone
 # ---------------------------------------------------------------------------------------------
 def test_a_paused_leader_is_replaced_and_what_it_wrote_alone_is_never_acknowledged_or_kept(cluster_factory):
-    cluster = cluster_factory(REPLICATION)
+    cluster = cluster_factory({**REPLICATION, "replica.fetch.wait.max.ms": FETCH_WAIT_MS})
     topic = "paused-leader"
     m0 = create_replicated(cluster, topic, 1)[0]
     old = m0.leader
+    followers = [r for r in m0.replicas if r != old]
     acked = produce_acked(cluster, topic, 300)
 
-    orphan = 10**6
+    alone = [10**6 + j for j in range(5)]  # acks=1 records only the old leader gets
+    orphan = 10**6 + 100  # an acks=all record sent to the old leader while it is stopped
     stale = cluster.conn(old, timeout=60)
     try:
-        cluster.pause(old)
-        # an acks=all produce that reaches the old leader while it is stopped (read on SIGCONT)
+        # The followers stop for a moment, well under replica.lag.time.max.ms (the ISR keeps
+        # them); once their parked fetches are answered (replica.fetch.wait.max.ms) nothing
+        # carries new records to them, so the acks=1 records stay on the leader alone. Then the
+        # leader stops and the followers go on.
+        for f in followers:
+            cluster.pause(f)
+        try:
+            time.sleep(2 * FETCH_WAIT_MS / 1000)
+            for j, i in enumerate(alone):
+                assert w.produce_v3(stale, topic, 0, raw_record(i), acks=1) == (0, 300 + j)
+            cluster.pause(old)
+        finally:
+            for f in followers:
+                cluster.resume(f)
         corr = w.produce_v3_send(stale, topic, 0, raw_record(orphan), acks=-1, timeout_ms=10000)
         m1 = cluster.wait_new_leader(topic, 0, m0)
-        assert m1.leader in m0.isr and m1.leader_epoch > m0.leader_epoch, (m0, m1)
+        assert m1.leader in followers and m1.leader_epoch > m0.leader_epoch, (m0, m1)
         assert old not in cluster.live_brokers(), "the stopped broker is still listed after its session timeout"
-        acked.update(produce_acked(cluster, topic, 300, first=300))  # on the new leader
+        acked.update(produce_acked(cluster, topic, 300, first=300))  # on the new leader, from offset 300
+        assert sorted(o for i, (_, o) in acked.items() if i >= 300) == list(range(300, 600))
         cluster.resume(old)
         try:
             answer = w.produce_v3_recv(stale, corr)
@@ -327,18 +343,24 @@ def test_a_paused_leader_is_replaced_and_what_it_wrote_alone_is_never_acknowledg
     if answer[0] == 0:  # a success only if the record is where it says, on the new leader
         acked[orphan] = (0, answer[1])
 
-    # Back, it follows the new leader and rejoins the ISR.
+    def check(log):
+        values = {v for _, v in log.values()}
+        kept = [value_of(i) for i in alone if value_of(i) in values]
+        assert not kept, f"records the old leader wrote alone are still in the log: {kept}"
+        if orphan not in acked:
+            assert value_of(orphan) not in values, f"the unacknowledged ({answer}) acks=all record is in the log"
+
+    # Back, it follows the new leader: it must drop its own tail (offsets 300-304 diverge from
+    # the new leader's epoch) to rejoin the ISR.
     m2 = cluster.wait_full_isr(topic, 1, timeout=45)[0]
     assert m2.leader_epoch >= m1.leader_epoch and old in m2.isr, m2
     log, _ = read_and_check(cluster, topic, 1, acked)
-    if orphan not in acked:
-        assert value_of(orphan) not in {v for _, v in log.values()}, f"unacknowledged {answer} record kept"
-    # It kept nothing of its own: once it leads again it serves exactly the acknowledged records.
+    check(log)
+    # Once it leads again it serves exactly the acknowledged records: its tail is gone.
     m3 = lead_by(cluster, topic, 1, 0, old, acked)
     assert m3.leader_epoch > m1.leader_epoch
     log, _ = read_and_check(cluster, topic, 1, acked)
-    if orphan not in acked:
-        assert value_of(orphan) not in {v for _, v in log.values()}
+    check(log)
 
 
 # ---------------------------------------------------------------------------------------------
