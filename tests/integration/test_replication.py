@@ -395,3 +395,83 @@ def test_stale_leader_epoch_is_fenced_and_offset_for_leader_epoch_answers_the_ol
         assert err == w.FENCED_LEADER_EPOCH, f"OffsetForLeaderEpoch with a stale current epoch: error {err}"
     read_and_check(cluster, topic, 1, acked)
     assert {o for _, o in acked.values()} == set(range(300))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. leaders killed right at their first write in a new epoch come back as followers
+# ---------------------------------------------------------------------------------------------
+KILL_DELAYS_S = [0.0, 0.001, 0.003, 0.01, 0.05]
+
+
+def test_leaders_killed_at_their_first_write_in_a_new_epoch_rejoin_the_isr(cluster_factory):
+    # A leader stamps its epoch in its epoch cache (at offset N, its log end) before its first
+    # append in that epoch. Killed -9 just then, its followers stopped so they fetch nothing,
+    # it comes back with or without that record and with or without the stamp, while the next
+    # leader's epoch starts at N. As a follower it must truncate to N (dropping what it wrote
+    # alone and its epoch) and catch up: back in the ISR, the record gone. Each round kills
+    # the leader a little later after the write.
+    cluster = cluster_factory({**REPLICATION, "replica.fetch.wait.max.ms": FETCH_WAIT_MS}, dedicated_controller=True)
+    topic = "first-write"
+    create_replicated(cluster, topic, 1)
+    acked = produce_acked(cluster, topic, 50)
+    alone = []
+    for r, delay in enumerate(KILL_DELAYS_S):
+        m = cluster.wait_full_isr(topic, 1, timeout=30)[0]
+        leader, followers = m.leader, [x for x in m.replicas if x != m.leader]
+        for f in followers:
+            cluster.pause(f)
+        try:
+            time.sleep(2 * FETCH_WAIT_MS / 1000)  # their parked fetches answered: nothing reaches them
+            i = 10**6 + r
+            alone.append(i)
+            with cluster.conn(leader) as c:
+                w.produce_v3_send(c, topic, 0, raw_record(i), acks=1)
+                time.sleep(delay)
+                cluster.kill(leader)
+        finally:
+            for f in followers:
+                cluster.resume(f)
+        cluster.wait_new_leader(topic, 0, m)
+        acked.update(produce_acked(cluster, topic, 50, first=50 * (r + 1)))
+        cluster.restart(leader)
+        try:
+            cluster.wait_full_isr(topic, 1, timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"round {r} (kill {delay * 1000:.0f} ms after the write to broker {leader}): "
+                                 f"it does not rejoin the ISR: {e}") from None
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    assert not {value_of(i) for i in alone} & {v for _, v in log.values()}, "records written alone were kept"
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. a leader killed -9 and restarted at once, within its session
+# ---------------------------------------------------------------------------------------------
+QUICK_RESTARTS = 4
+
+
+def test_a_leader_restarted_within_its_session_gives_way_and_rejoins_the_isr(cluster_factory):
+    # Restarted before the controller noticed it was gone, a broker must not lead again in its
+    # old epoch (its log may have lost an unsynced tail its followers hold): the controller
+    # fences the old incarnation and elects a leader in a new epoch; the broker rejoins the
+    # ISR as a follower. An acks=all producer runs throughout.
+    cluster = cluster_factory(REPLICATION)
+    topic = "quick-restart"
+    create_replicated(cluster, topic, 1)
+    with AckedProducer(cluster.bootstrap(), topic, KEYS) as producer:
+        producer.wait_acked(200)
+        for r in range(QUICK_RESTARTS):
+            m = cluster.wait_full_isr(topic, 1, timeout=30)[0]
+            cluster.kill(m.leader)
+            cluster.restart(m.leader)
+            m2 = wait_for(f"round {r}: a leader epoch above {m.leader_epoch}",
+                          lambda: (lambda s: s.leader >= 0 and s.leader_epoch > m.leader_epoch and s)(
+                              cluster.state(topic, 0)), timeout=SESSION_TIMEOUT_MS / 1000 + 15, seen=cluster.seen)
+            assert m2.leader in m.isr, (m, m2)
+            producer.wait_acked(len(producer.acked) + 200, timeout=45)
+            try:
+                cluster.wait_full_isr(topic, 1, timeout=30)
+            except AssertionError as e:
+                raise AssertionError(f"round {r}: broker {m.leader}, restarted at once, does not rejoin: {e}") from None
+        producer.stop()
+    assert_all_acked(producer)
+    read_and_check(cluster, topic, 1, producer.acked)
