@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Memory and file descriptors per idle partition: starts `target/release/spate` (one shard by
+"""Memory and file descriptors per idle partition: starts `target/release/spate` (or $SPATE_BIN; one shard by
 default), creates one topic with N partitions, writes one small record to each, and reports the
 growth of the broker's RSS and open fds per partition, how long the creation took, and the CPU
 the broker spends while all of them sit idle (maintenance ticks), as JSON on stdout.
@@ -51,7 +51,7 @@ def main():
     os.makedirs(data)
     log_path = data + ".log"
     log = open(log_path, "wb")
-    proc = subprocess.Popen([os.path.join(ROOT, "target", "release", "spate"), "start", "--data-dir", data,
+    proc = subprocess.Popen([os.environ.get("SPATE_BIN", os.path.join(ROOT, "target", "release", "spate")), "start", "--data-dir", data,
                              "--listen", f"127.0.0.1:{port}", "--admin-listen", "none",
                              "--cores", str(args.cores)], stdout=log, stderr=subprocess.STDOUT)
     try:

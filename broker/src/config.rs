@@ -39,6 +39,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ),
     ("log.cleaner.dedupe.buffer.size", "33554432", Kind::Long),
     ("offsets.topic.num.partitions", "50", Kind::Int),
+    ("offsets.topic.replication.factor", "3", Kind::Int),
     ("offsets.retention.minutes", "10080", Kind::Int),
     ("offsets.retention.check.interval.ms", "600000", Kind::Long),
     ("offset.metadata.max.bytes", "4096", Kind::Int),
@@ -115,6 +116,8 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: i32,
     /// `--unsafe-no-fsync`: acks=all does not wait for fdatasync (development only).
     pub fsync: bool,
+    /// Replicas of `__consumer_offsets` (capped at the live brokers).
+    pub offsets_topic_replication_factor: i16,
     /// The broker default of the topic config `min.insync.replicas`.
     pub min_insync_replicas: i32,
     /// A follower not caught up for this long leaves the ISR.
@@ -232,6 +235,11 @@ impl BrokerConfig {
                 as i32,
             fsync: true,
             min_insync_replicas: int("min.insync.replicas", 1, i32::MAX as i64)? as i32,
+            offsets_topic_replication_factor: int(
+                "offsets.topic.replication.factor",
+                1,
+                i16::MAX as i64,
+            )? as i16,
             replica_lag_time_max_ms: int("replica.lag.time.max.ms", 1, i64::MAX)? as u64,
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms", 0, i32::MAX as i64)? as u64,
             overrides,

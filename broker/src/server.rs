@@ -199,6 +199,9 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    if let Some(link) = link.as_deref() {
+        controlled_shutdown(link);
+    }
     info!("shutdown begun: closing listeners, flushing and syncing every partition");
     shutdown.trigger();
     for executor in executors {
@@ -251,7 +254,7 @@ async fn shard_main(context: ShardContext) {
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
-    crate::group::runtime::load(&shard).await;
+    crate::group::runtime::start(&shard);
     crate::maintenance::spawn(&shard);
     glommio::spawn_local(crate::partition::fetcher::tick_replicas(shard.clone())).detach();
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
@@ -410,6 +413,27 @@ fn local_metadata(
             )
         })?;
     Ok(MetadataSource::Local(std::cell::RefCell::new(controller)))
+}
+
+/// How long a broker of a cluster waits for the controller to move its leaderships away
+/// before it stops anyway.
+const CONTROLLED_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the shards get to install the image that moved the leaderships (shard 0 looks
+/// for a newer image every 10 ms), so requests in flight are answered NOT_LEADER_OR_FOLLOWER,
+/// which clients retry on the new leaders, before the listeners close.
+const CONTROLLED_SHUTDOWN_INSTALL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A broker of a cluster hands the leadership of its partitions to other in-sync replicas
+/// before it stops (Kafka's controlled shutdown), so producers see only retriable errors.
+fn controlled_shutdown(link: &crate::cluster::link::QuorumLink) {
+    info!("controlled shutdown: moving the leadership of this broker's partitions");
+    match link.controlled_shutdown(CONTROLLED_SHUTDOWN_WAIT) {
+        Ok(version) => {
+            std::thread::sleep(CONTROLLED_SHUTDOWN_INSTALL);
+            info!(version, "controlled shutdown: leadership moved");
+        }
+        Err(e) => warn!("controlled shutdown did not complete ({e}); stopping anyway"),
+    }
 }
 
 /// Stops the quorum link and the voter of a multi-node node (after the shards stopped).

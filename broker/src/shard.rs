@@ -7,6 +7,7 @@
 
 use crate::cluster::link::QuorumLink;
 use crate::config::BrokerConfig;
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use controller::{
     ApplyError, ApplyOutcome, Controller, MetadataCommand, MetadataImage, TopicId, TopicMeta,
@@ -67,6 +68,9 @@ pub struct Shard {
     wake_up_share_due: Cell<bool>,
     /// The group coordinator for the `__consumer_offsets` partitions this shard owns.
     pub groups: crate::group::runtime::ShardGroups,
+    /// The partitions of `partitions` with more than one replica (the ones the replication
+    /// tick visits); recomputed at every image install.
+    replicated: RefCell<Vec<Partition>>,
     /// This shard's follower fetch streams, one per leader broker.
     pub fetchers: crate::partition::fetcher::Fetchers,
     /// Request counts, latencies and errors of the requests this shard served.
@@ -112,6 +116,7 @@ impl Shard {
             last_wake_up_share_ms: Cell::new(i64::MIN),
             wake_up_share_due: Cell::new(false),
             groups,
+            replicated: RefCell::new(Vec::new()),
             fetchers: Default::default(),
             metrics: crate::metrics::ShardMetrics::default(),
         })
@@ -133,9 +138,11 @@ impl Shard {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// The replica machines' periodic work (`Partition::tick`), without copying the set.
+    /// The replica machines' periodic work (`Partition::tick`): only partitions of more than
+    /// one replica have any (a sole replica answers its acks=all waiters at once), so only
+    /// they are visited; thousands of idle single-replica partitions cost nothing here.
     pub fn tick_partitions(self: &Rc<Self>, now_ms: u64) {
-        for partition in self.partitions.borrow().values() {
+        for partition in self.replicated.borrow().iter() {
             partition.tick(self, now_ms);
         }
     }
@@ -315,15 +322,24 @@ impl Shard {
         command: MetadataCommand,
     ) -> Result<ApplyOutcome, ApplyError> {
         self.run_on(0, move |shard| async move {
-            let _order = shard.controller_lock.acquire_permit(1).await;
             let (outcome, image) = match shard.metadata.as_ref().expect("shard 0 holds it") {
                 MetadataSource::Local(controller) => {
-                    let mut controller = controller.borrow_mut();
-                    let outcome = controller.apply(command)?;
-                    (outcome, controller.image())
+                    let _order = shard.controller_lock.acquire_permit(1).await;
+                    let (outcome, image) = {
+                        let mut controller = controller.borrow_mut();
+                        let outcome = controller.apply(command)?;
+                        (outcome, controller.image())
+                    };
+                    shard.install_everywhere(image).await;
+                    log_outcome(&outcome);
+                    return Ok(outcome);
                 }
+                // Not under the lock: the quorum may take seconds to answer (a controller
+                // failover), and newer images must keep being installed meanwhile (they
+                // carry the leader elections that failover is about).
                 MetadataSource::Quorum(link) => propose_to_quorum(link, command).await?,
             };
+            let _order = shard.controller_lock.acquire_permit(1).await;
             shard.install_everywhere(image).await;
             log_outcome(&outcome);
             Ok(outcome)
@@ -423,6 +439,14 @@ impl Shard {
             }
         }
         *self.image.borrow_mut() = image;
+        let replicated = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| p.replica_count() > 1)
+            .cloned()
+            .collect();
+        *self.replicated.borrow_mut() = replicated;
         // New partitions change every share; recomputed now, not lowered to an equal split
         // (which would evict the tail of the partitions being written).
         self.share_cache(storage::now_ms());
@@ -439,6 +463,12 @@ impl Shard {
         }
         let state = crate::partition::fetcher::state_of(registration);
         partition.apply_state(self, state).await;
+        let is_offsets = image
+            .topic_by_id(&id)
+            .is_some_and(|t| t.name == OFFSETS_TOPIC);
+        if is_offsets {
+            crate::group::runtime::follow_leadership(self, partition);
+        }
     }
 
     /// The replica settings of `topic`'s partitions.

@@ -99,12 +99,18 @@ fn leader_epochs_are_stamped_remembered_and_survive_reopen() {
         append_with_seq(&log, 2);
         assert!(log.set_leader_epoch(5).await.unwrap());
         assert_eq!(log.leader_epochs(), [(5, 4)]);
+        // Saved lazily: by the writer, before the first batch of the epoch is written.
+        assert!(
+            !path.join(CHECKPOINT_FILE).exists(),
+            "no fsync for an epoch without data"
+        );
+        append_with_seq(&log, 4);
+        log.wait_durable(4, false).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(path.join(CHECKPOINT_FILE)).unwrap(),
             "0\n1\n5 4\n",
-            "persisted before set_leader_epoch returns"
+            "persisted before the epoch's first batch is written"
         );
-        append_with_seq(&log, 4);
         append_with_seq(&log, 6);
         assert!(!log.set_leader_epoch(3).await.unwrap(), "an older epoch");
         assert!(

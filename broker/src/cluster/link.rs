@@ -59,6 +59,8 @@ pub struct QuorumLink {
     /// Why the heartbeater last failed to reach the quorum (`None` once it did).
     last_error: Mutex<Option<String>>,
     stop: AtomicBool,
+    /// A controlled shutdown began: no more heartbeats (one would unfence the broker).
+    shutting_down: AtomicBool,
 }
 
 impl QuorumLink {
@@ -76,6 +78,7 @@ impl QuorumLink {
             jobs: Mutex::new(jobs),
             last_error: Mutex::new(None),
             stop: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
         });
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -156,6 +159,32 @@ impl QuorumLink {
         }
     }
 
+    /// Kafka's controlled shutdown: stops heartbeating (a heartbeat would unfence this broker
+    /// again), asks the active controller to fence it and give the partitions it leads to
+    /// other in-sync replicas (`ShutdownBroker`, one batch), and waits until this node's
+    /// image holds that change, at most `wait`. Returns the version of that image.
+    pub fn controlled_shutdown(&self, wait: Duration) -> Result<u64, String> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + wait;
+        let answer = self.propose(MetadataCommand::ShutdownBroker {
+            node_id: self.node_id,
+        });
+        let version = match answer.recv_timeout(wait) {
+            Ok(Ok((version, _))) => version,
+            Ok(Err(e)) => return Err(format!("the controller refused: {e}")),
+            Err(_) => return Err(format!("no answer from the controller quorum in {wait:?}")),
+        };
+        while self.version() < version {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the image of version {version} did not arrive in {wait:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(version)
+    }
+
     /// Stops the threads (each within its current wait).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -220,6 +249,10 @@ impl QuorumLink {
         let mut client = ControllerClient::new(quorum);
         let mut registered = false;
         while !self.stopped() {
+            if self.shutting_down.load(Ordering::SeqCst) {
+                std::thread::sleep(me.heartbeat_interval.min(RETRY_DELAY));
+                continue;
+            }
             let request = if registered {
                 ControllerRequest::Heartbeat {
                     node_id: me.node_id,

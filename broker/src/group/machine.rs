@@ -427,6 +427,30 @@ impl Coordinator {
         self.groups.values()
     }
 
+    /// Forgets every group `leaving` names (this coordinator no longer leads their
+    /// `__consumer_offsets` partition); members waiting for a JoinGroup or SyncGroup answer
+    /// get NOT_COORDINATOR and look the coordinator up again.
+    pub fn unload(&mut self, leaving: impl Fn(&str) -> bool) -> Effects {
+        let mut fx = Effects::default();
+        let gone: Vec<String> = self.groups.keys().filter(|g| leaving(g)).cloned().collect();
+        for id in gone {
+            let Some(group) = self.groups.remove(&id) else {
+                continue;
+            };
+            for member in group.members.values() {
+                if let Some(token) = member.awaiting_join {
+                    let outcome = JoinOutcome::error(code::NOT_COORDINATOR, &member.id);
+                    fx.replies.push((token, Reply::Join(outcome)));
+                }
+                if let Some(token) = member.awaiting_sync {
+                    let outcome = SyncOutcome::error(code::NOT_COORDINATOR);
+                    fx.replies.push((token, Reply::Sync(outcome)));
+                }
+            }
+        }
+        fx
+    }
+
     // ---------------------------------------------------------------- JoinGroup
 
     pub fn join(&mut self, now: TimeMs, token: Token, request: JoinRequest) -> Effects {

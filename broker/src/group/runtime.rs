@@ -1,6 +1,8 @@
 //! The group coordinator on a glommio shard: where a group lives, the machine's effects
-//! carried out (records appended and fdatasync'ed, then replies delivered), replay of
-//! `__consumer_offsets` at startup, and the timer that ticks the machine.
+//! carried out (records appended to the group's `__consumer_offsets` partition and
+//! acknowledged by its in-sync replicas, then replies delivered), the groups of a partition
+//! loaded when this shard becomes its leader and dropped when it stops leading it, and the
+//! timer that ticks the machine.
 
 use super::machine::{
     CommittedOffset, Coordinator, Effects, JoinOutcome, JoinRequest, Limits, Reply, SyncOutcome,
@@ -9,11 +11,13 @@ use super::machine::{
 use super::records::{decode_batch, encode_batch, DecodeError, StoredRecord};
 use super::{code, partition_for, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
+use crate::partition::Partition;
 use crate::shard::{PartitionKey, Shard};
 use controller::{MetadataCommand, TopicMeta};
 use futures::channel::oneshot;
+use replication::Acks;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -41,8 +45,9 @@ pub struct ShardGroups {
     machine: RefCell<Coordinator>,
     waiters: RefCell<HashMap<Token, oneshot::Sender<Reply>>>,
     next_token: Cell<Token>,
-    /// False until this shard has replayed its `__consumer_offsets` partitions.
-    loaded: Cell<bool>,
+    /// The `__consumer_offsets` partitions (indexes) whose groups this shard has loaded: it
+    /// leads them and replayed their logs.
+    loaded: RefCell<BTreeSet<i32>>,
 }
 
 impl ShardGroups {
@@ -58,7 +63,7 @@ impl ShardGroups {
             machine: RefCell::new(Coordinator::new(limits)),
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
-            loaded: Cell::new(false),
+            loaded: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -75,8 +80,9 @@ impl ShardGroups {
         (token, rx)
     }
 
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.get()
+    /// Whether the groups of `__consumer_offsets` partition `partition` are loaded here.
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        self.loaded.borrow().contains(&partition)
     }
 }
 
@@ -88,10 +94,9 @@ pub async fn offsets_topic(shard: &Rc<Shard>) -> Result<TopicMeta, i16> {
     let command = MetadataCommand::CreateTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config.offsets_topic_num_partitions,
-        // One replica until the group coordinator moves with its partition's leadership
-        // (today groups load at startup only).
-        replication_factor: 1,
-        default_replication_factor: crate::handlers::topics::default_replication_factor(shard),
+        // `offsets.topic.replication.factor`, capped at the live brokers.
+        replication_factor: -1,
+        default_replication_factor: shard.config.offsets_topic_replication_factor,
         configs: BTreeMap::from([
             ("cleanup.policy".to_string(), "compact".to_string()),
             (
@@ -135,7 +140,7 @@ where
             if !owner.partition(&key).is_some_and(|p| p.is_leader()) {
                 return Err(code::NOT_COORDINATOR);
             }
-            if !owner.groups.is_loaded() {
+            if !owner.groups.is_loaded(key.1) {
                 return Err(code::COORDINATOR_LOAD_IN_PROGRESS);
             }
             Ok(work(owner).await)
@@ -143,16 +148,20 @@ where
         .await
 }
 
-/// The log of a group's `__consumer_offsets` partition on this (its owner) shard.
-fn group_log(shard: &Shard, group_id: &str) -> Option<PartitionLog> {
+/// A group's `__consumer_offsets` partition on this (its owner) shard.
+fn group_partition(shard: &Shard, group_id: &str) -> Option<Partition> {
     let image = shard.image();
     let topic = image.topic(OFFSETS_TOPIC)?;
     let key = (topic.id, partition_for(group_id, topic.partitions));
     debug_assert_eq!(shard.owner_of(&key), shard.id, "groups live on their owner");
-    shard.partition(&key).map(|p| p.log().clone())
+    shard.partition(&key)
 }
 
-/// Appends records (one batch per partition) and waits until they are durable.
+/// How long a group write waits for the in-sync replicas of its partition.
+const GROUP_WRITE_TIMEOUT_MS: u64 = 30_000;
+
+/// Appends records (one batch per group) as the partition's leader and waits until every
+/// in-sync replica has them durably (acks=all): a group's state survives a failover.
 async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
     if records.is_empty() {
         return Ok(());
@@ -166,34 +175,55 @@ async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
     }
     let mut pending = Vec::new();
     for (group, records) in by_group {
-        let Some(log) = group_log(shard, group) else {
+        let Some(partition) = group_partition(shard, group) else {
             return Err(code::NOT_COORDINATOR);
         };
-        let last_offset = append_records(&log, &records).map_err(|e| {
-            warn!(shard = shard.id, group, "cannot append group records: {e}");
-            code::KAFKA_STORAGE_ERROR
-        })?;
-        pending.push((log, last_offset));
+        let last_offset = append_records(&partition, &records).await?;
+        pending.push((partition, last_offset));
     }
-    let sync = shard.config.fsync;
-    for (log, last_offset) in pending {
-        log.wait_durable(last_offset, sync).await.map_err(|e| {
-            warn!(shard = shard.id, "group records not durable: {e}");
-            code::KAFKA_STORAGE_ERROR
-        })?;
+    for (partition, last_offset) in pending {
+        partition
+            .wait_acknowledged(last_offset, Acks::All, GROUP_WRITE_TIMEOUT_MS)
+            .await
+            .map_err(|error| {
+                warn!(shard = shard.id, error, "group records not acknowledged");
+                not_coordinator_if_moved(error)
+            })?;
     }
     Ok(())
 }
 
-/// Appends records to a log as one batch; returns the offset of the last one.
-fn append_records(log: &PartitionLog, records: &[StoredRecord]) -> Result<i64, String> {
-    let batch = encode_batch(records, now_ms())?;
+/// Appends records to the group's partition as one batch; returns the offset of the last.
+async fn append_records(partition: &Partition, records: &[StoredRecord]) -> Result<i64, i16> {
+    let (batch, header) = group_batch(records).map_err(|e| {
+        warn!("{e}");
+        code::KAFKA_STORAGE_ERROR
+    })?;
+    let outcome = partition
+        .append(&batch, &header, Acks::All)
+        .await
+        .map_err(not_coordinator_if_moved)?;
+    Ok(outcome.last_offset)
+}
+
+/// Records as one validated batch.
+fn group_batch(
+    records: &[StoredRecord],
+) -> Result<(bytes::Bytes, storage::batch::BatchHeader), String> {
+    let batch =
+        encode_batch(records, now_ms()).map_err(|e| format!("cannot encode group records: {e}"))?;
     let header = storage::batch::validate_produce_records(&batch)
         .map_err(|e| format!("encoded group batch is invalid: {e}"))?;
-    let outcome = log
-        .append(&batch, &header)
-        .map_err(|e| format!("append refused: {e:?}"))?;
-    Ok(outcome.last_offset)
+    Ok((batch, header))
+}
+
+/// A group write refused because leadership moved tells the client to find the new
+/// coordinator (Kafka answers NOT_COORDINATOR there).
+fn not_coordinator_if_moved(error: i16) -> i16 {
+    match error {
+        code::NOT_LEADER_OR_FOLLOWER => code::NOT_COORDINATOR,
+        other => other,
+    }
 }
 
 /// Persists the effects' records, then delivers its replies.
@@ -385,31 +415,87 @@ pub async fn forget_topic(shard: &Rc<Shard>, topic: String) {
         .await;
 }
 
-/// At startup: replays this shard's `__consumer_offsets` partitions into the machine, then
-/// starts ticking it. Requests for its groups get COORDINATOR_LOAD_IN_PROGRESS until then.
-pub async fn load(shard: &Rc<Shard>) {
-    let image = shard.image();
-    if let Some(topic) = image.topic(OFFSETS_TOPIC) {
-        for partition in 0..topic.partitions {
-            let key = (topic.id, partition);
-            if shard.owner_of(&key) != shard.id {
-                continue;
-            }
-            let Some(log) = shard.partition(&key).map(|p| p.log().clone()) else {
-                continue;
-            };
-            if let Err(e) = replay(shard, &log).await {
-                warn!(
-                    shard = shard.id,
-                    partition, "replaying {OFFSETS_TOPIC}: {e}"
-                );
-            }
-        }
-        let groups = shard.groups.with(|m| m.groups().count());
-        info!(shard = shard.id, groups, "group coordinator loaded");
-    }
-    shard.groups.loaded.set(true);
+/// At startup: starts ticking the shard's coordinator. The groups of each
+/// `__consumer_offsets` partition load when this shard becomes its leader
+/// ([`follow_leadership`]); requests for them get COORDINATOR_LOAD_IN_PROGRESS until then.
+pub fn start(shard: &Rc<Shard>) {
     glommio::spawn_local(tick_loop(shard.clone())).detach();
+}
+
+/// After a `__consumer_offsets` partition's state changed: loads its groups when this shard
+/// now leads it (replaying its log), or drops them when it no longer does (waiting members
+/// get NOT_COORDINATOR and find the new coordinator).
+pub fn follow_leadership(shard: &Rc<Shard>, partition: &Partition) {
+    let index = partition.key().1;
+    let leads = partition.is_leader();
+    if leads == shard.groups.is_loaded(index) {
+        return;
+    }
+    if !leads {
+        resign(shard, index);
+        return;
+    }
+    let (shard, partition) = (shard.clone(), partition.clone());
+    glommio::spawn_local(async move { load_partition(&shard, &partition).await }).detach();
+}
+
+async fn load_partition(shard: &Rc<Shard>, partition: &Partition) {
+    let index = partition.key().1;
+    if let Err(e) = replay(shard, partition.log()).await {
+        warn!(
+            shard = shard.id,
+            partition = index,
+            "replaying {OFFSETS_TOPIC}: {e}"
+        );
+    }
+    // Leadership may have moved while the log was read.
+    if !partition.is_leader() {
+        resign(shard, index);
+        return;
+    }
+    shard.groups.loaded.borrow_mut().insert(index);
+    let groups = shard.groups.with(|m| m.groups().count());
+    info!(
+        shard = shard.id,
+        partition = index,
+        groups,
+        "group coordinator loaded a partition"
+    );
+}
+
+/// Whether every `__consumer_offsets` partition this shard leads has its groups loaded.
+pub fn all_loaded(shard: &Shard) -> bool {
+    let Some(topic) = shard.image().topic(OFFSETS_TOPIC).map(|t| t.id) else {
+        return true;
+    };
+    shard
+        .partitions()
+        .iter()
+        .filter(|p| p.key().0 == topic && p.is_leader())
+        .all(|p| shard.groups.is_loaded(p.key().1))
+}
+
+fn resign(shard: &Shard, index: i32) {
+    shard.groups.loaded.borrow_mut().remove(&index);
+    let Some(partitions) = shard.image().topic(OFFSETS_TOPIC).map(|t| t.partitions) else {
+        return;
+    };
+    let effects = shard
+        .groups
+        .machine
+        .borrow_mut()
+        .unload(|group| partition_for(group, partitions) == index);
+    let mut waiters = shard.groups.waiters.borrow_mut();
+    for (token, reply) in effects.replies {
+        if let Some(tx) = waiters.remove(&token) {
+            let _ = tx.send(reply);
+        }
+    }
+    info!(
+        shard = shard.id,
+        partition = index,
+        "group coordinator resigned a partition"
+    );
 }
 
 async fn replay(shard: &Shard, log: &PartitionLog) -> Result<(), String> {
@@ -550,7 +636,8 @@ mod tests {
                 .await
                 .unwrap();
             for record in &records {
-                let last = append_records(&log, std::slice::from_ref(record)).unwrap();
+                let (batch, header) = group_batch(std::slice::from_ref(record)).unwrap();
+                let last = log.append(&batch, &header).unwrap().last_offset;
                 log.wait_durable(last, true).await.unwrap();
             }
             log.close().await.unwrap();

@@ -320,7 +320,7 @@ pub async fn list(
         .run_on_all(move |s| {
             let states = states.clone();
             async move {
-                if !s.groups.is_loaded() {
+                if !crate::group::runtime::all_loaded(&s) {
                     return Err(code::COORDINATOR_LOAD_IN_PROGRESS);
                 }
                 Ok(s.groups.with(|machine| {

@@ -323,9 +323,15 @@ pub async fn propose_isr(
         partition_epoch,
         new_isr: isr.clone(),
     };
+    let topic = shard.image().topic_by_id(&topic_id).map(|t| t.name.clone());
     let result = match shard.propose(command).await {
         Ok(ApplyOutcome::PartitionChanged { registration, .. }) => {
-            info!(partition = ?(topic_id, index), ?isr, "ISR changed");
+            info!(
+                topic = topic.as_deref().unwrap_or("?"),
+                partition = index,
+                ?isr,
+                "ISR changed"
+            );
             Ok(state_of(&registration))
         }
         Ok(other) => {

@@ -150,6 +150,12 @@ impl Partition {
         self.inner.replica.borrow().isr().to_vec()
     }
 
+    /// The partition's replicas, as the controller last said (0 before its first state).
+    pub fn replica_count(&self) -> usize {
+        let replica = self.inner.replica.borrow();
+        replica.state().map_or(0, |s| s.replicas.len())
+    }
+
     /// Led here, with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).
     pub fn is_under_replicated(&self) -> bool {
         let replica = self.inner.replica.borrow();
@@ -404,14 +410,10 @@ impl Partition {
     }
 
     /// The replica machine's periodic work (ISR shrink, waiter timeouts, ISR proposal
-    /// retries); only replicated leaders and waiters have any.
+    /// retries).
     pub fn tick(&self, shard: &Rc<Shard>, now_ms: u64) {
         let effects = {
             let mut replica = self.inner.replica.borrow_mut();
-            let replicated = replica.state().is_some_and(|s| s.replicas.len() > 1);
-            if !replicated && replica.waiting_acks() == 0 {
-                return;
-            }
             replica.tick(&self.view(), now_ms)
         };
         self.spawn_effects(shard, effects);

@@ -116,13 +116,16 @@ impl Inner {
 
 impl PartitionLog {
     /// This replica becomes the leader in `epoch` (Kafka's `maybeAssignEpochStartOffset`):
-    /// the epoch starts at the current log end offset in the leader-epoch cache, which is
-    /// persisted before this returns, and from now on `append` stamps `epoch` into each
-    /// batch's partitionLeaderEpoch. The latest epoch again only turns stamping on. An older
-    /// epoch is refused with a warning: returns `false`, nothing changes.
+    /// the epoch starts at the current log end offset in the leader-epoch cache, and from now
+    /// on `append` stamps `epoch` into each batch's partitionLeaderEpoch. The latest epoch
+    /// again only turns stamping on. An older epoch is refused with a warning: returns
+    /// `false`, nothing changes. The cache reaches `leader-epoch-checkpoint` lazily: the
+    /// writer task saves it before it writes the first data after the change (an entry that
+    /// starts at the log end means nothing until a batch follows it, and recovery drops such
+    /// an entry anyway), so a new partition or an idle one costs no fsync here.
     pub async fn set_leader_epoch(&self, epoch: i32) -> Result<bool, StorageError> {
         assert!(epoch >= 0, "leader epoch {epoch} is undefined");
-        let changes = {
+        {
             let mut inner = self.shared.inner.borrow_mut();
             inner.check_usable()?;
             let latest = inner.epochs.latest_epoch();
@@ -136,11 +139,9 @@ impl PartitionLog {
             }
             let leo = inner.log_end_offset;
             inner.epochs.assign(epoch, leo);
-            info!(dir = %inner.dir.display(), epoch, start_offset = leo, "new leader epoch");
-            inner.epochs_changed()
-        };
-        self.shared.writer_wake.notify(1);
-        self.wait_epochs_saved(changes).await?;
+            tracing::debug!(dir = %inner.dir.display(), epoch, start_offset = leo, "new leader epoch");
+            inner.epochs_changed();
+        }
         Ok(true)
     }
 

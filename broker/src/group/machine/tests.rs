@@ -633,3 +633,22 @@ fn deleting_a_topic_forgets_its_offsets() {
         vec![&("u".to_string(), 0)]
     );
 }
+
+#[test]
+fn unloading_forgets_the_groups_and_answers_their_waiting_members() {
+    let mut c = coordinator(0);
+    let a = stable_single(&mut c);
+    let b = known_id(&mut c, 100, 10, "b");
+    let fx = c.join(100, 11, join_request(&b, "b"));
+    assert!(join_reply(&fx, 11).is_none(), "waits for a to rejoin");
+    let fx = c.unload(|g| g == "other");
+    assert!(
+        fx.replies.is_empty() && c.group("g").is_some(),
+        "only the named groups"
+    );
+    let fx = c.unload(|g| g == "g");
+    assert!(c.group("g").is_none());
+    let answer = join_reply(&fx, 11).expect("the waiting member is answered");
+    assert_eq!(answer.error, code::NOT_COORDINATOR);
+    assert_eq!(c.heartbeat(200, "g", 1, &a, None), code::UNKNOWN_MEMBER_ID);
+}
