@@ -101,13 +101,15 @@ def consume(client, bootstrap, topic, partitions, expect, timeout_s=120):
     return recs
 
 
-def create_topic(bootstrap, topic, partitions, timeout=30):
-    """CreateTopics through confluent-kafka's AdminClient, then wait until every partition has a leader."""
+def create_topic(bootstrap, topic, partitions, timeout=30, replication_factor=1, config=None):
+    """CreateTopics through confluent-kafka's AdminClient, then wait until every partition has a leader.
+    `bootstrap` is one HOST:PORT (the broker asked for the leaders)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                              operation_timeout=timeout, request_timeout=timeout)
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
+                   config={k: str(v) for k, v in (config or {}).items()})
+    fut = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)
     fut[topic].result(timeout)
     wait_topic(bootstrap, topic, partitions, timeout)
 

@@ -35,6 +35,12 @@ UNKNOWN_MEMBER_ID = 25
 REBALANCE_IN_PROGRESS = 27
 MEMBER_ID_REQUIRED = 79
 UNSUPPORTED_VERSION = 35
+NOT_LEADER_OR_FOLLOWER = 6
+REQUEST_TIMED_OUT = 7
+NOT_ENOUGH_REPLICAS = 19
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_RECORD = 87
@@ -418,6 +424,45 @@ def metadata_v1(conn: Conn, topics=None):
     return brokers, out
 
 
+@dataclass
+class PartitionMeta:
+    error: int
+    leader: int
+    leader_epoch: int
+    replicas: list
+    isr: list
+    offline: list
+
+
+def metadata_v7(conn: Conn, topics=None, allow_auto_creation=False):
+    """Metadata v7 (leader epochs, replicas, ISR, offline replicas). topics=None asks for all.
+    Returns (brokers [(node_id, host, port, rack)], controller_id,
+    {topic: (error, {partition: PartitionMeta})})."""
+    body = (i32(-1) if topics is None else array(string(t) for t in topics)) + i8(1 if allow_auto_creation else 0)
+    r = conn.request(METADATA, 7, body)
+    r.i32()  # throttle
+    brokers = r.array(lambda x: (x.i32(), x.string(), x.i32(), x.string()))
+    r.string()  # cluster id
+    controller = r.i32()
+    out = {}
+    for _ in range(r.i32()):
+        terr = r.i16()
+        name = r.string()
+        r.i8()  # is_internal
+        parts = {}
+        for _ in range(r.i32()):
+            perr = r.i16()
+            pidx = r.i32()
+            leader = r.i32()
+            epoch = r.i32()
+            replicas = r.array(lambda x: x.i32())
+            isr = r.array(lambda x: x.i32())
+            offline = r.array(lambda x: x.i32())
+            parts[pidx] = PartitionMeta(perr, leader, epoch, replicas or [], isr or [], offline or [])
+        out[name] = (terr, parts)
+    return brokers, controller, out
+
+
 def init_producer_id_v0(conn: Conn, transactional_id=None, timeout_ms=60000):
     r = conn.request(INIT_PRODUCER_ID, 0, string(transactional_id) + i32(timeout_ms))
     r.i32()  # throttle
@@ -429,13 +474,24 @@ def init_producer_id_v0(conn: Conn, transactional_id=None, timeout_ms=60000):
 
 def produce_v3(conn: Conn, topic, partition, batch: bytes, acks=-1, timeout_ms=30000, version=3):
     """Returns (error_code, base_offset) for the single partition."""
+    corr = produce_v3_send(conn, topic, partition, batch, acks, timeout_ms, version)
+    return produce_v3_recv(conn, corr, version)
+
+
+def produce_v3_send(conn: Conn, topic, partition, batch: bytes, acks=-1, timeout_ms=30000, version=3) -> int:
+    """Sends a Produce without waiting for its answer; returns the correlation id."""
     body = (
         string(None)
         + i16(acks)
         + i32(timeout_ms)
         + array([string(topic) + array([i32(partition) + bytes_(batch)])])
     )
-    r = conn.request(PRODUCE, version, body)
+    return conn.send_request(PRODUCE, version, body)
+
+
+def produce_v3_recv(conn: Conn, corr: int, version=3):
+    """The answer to produce_v3_send: (error_code, base_offset)."""
+    r = conn.recv_response(corr)
     results = []
     for _ in range(r.i32()):
         name = r.string()
@@ -495,6 +551,42 @@ def fetch_all_v4(conn: Conn, topic, partition, max_rounds=100):
         if offset >= hw or not batches:
             break
     return hw, out
+
+
+def fetch_v11(conn: Conn, topic, partition, offset=0, current_leader_epoch=-1, max_bytes=1 << 20,
+              max_wait_ms=100, replica_id=-1):
+    """Fetch v11 (the last non-flexible version) of one partition, as a consumer sends it
+    (replica_id -1) with `current_leader_epoch` (-1: not checked, KIP-320).
+    Returns (error_code, high_watermark, records_bytes)."""
+    body = (
+        i32(replica_id)
+        + i32(max_wait_ms)
+        + i32(1)  # min bytes
+        + i32(max_bytes)
+        + i8(0)  # read_uncommitted
+        + i32(0)  # session id: no fetch session
+        + i32(-1)  # session epoch: full fetch, no session
+        + array([string(topic) + array([i32(partition) + i32(current_leader_epoch) + i64(offset) + i64(-1)
+                                       + i32(max_bytes)])])
+        + array([])  # forgotten topics
+        + string("")  # rack id
+    )
+    r = conn.request(FETCH, 11, body)
+    r.i32()  # throttle
+    r.i16()  # top-level error
+    r.i32()  # session id
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            r.i32()
+            err = r.i16()
+            hw = r.i64()
+            r.i64()  # last stable offset
+            r.i64()  # log start offset
+            r.array(lambda x: (x.i64(), x.i64()))
+            r.i32()  # preferred read replica
+            return err, hw, r.bytes_()
+    raise AssertionError("empty fetch response")
 
 
 def list_offsets_v1(conn: Conn, topic, partitions, timestamp=-1):

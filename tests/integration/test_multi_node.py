@@ -20,69 +20,11 @@ import pytest
 
 import helpers
 import kafka_wire as w
+from cluster_faults import SESSION_TIMEOUT_MS, ClusterNode, metadata, start_cluster, wait_for
 from conftest import SPATE_BIN, Broker, free_port
 from helpers import consume, kafka_tool, produce, verify
 
-SESSION_TIMEOUT_MS = 3000
-FAST_FENCING = {"broker.session.timeout.ms": SESSION_TIMEOUT_MS, "broker.heartbeat.interval.ms": 500}
-LEADER_LINE = re.compile(r"active controller is node (\d+) \(term (\d+)\)")
 LEADER_NOT_AVAILABLE = 5
-
-
-class ClusterNode(Broker):
-    """One node of a multi-node cluster; `port` is its Kafka listener."""
-
-    def __init__(self, node_id: int, quorum_ports: dict[int, int], roles="broker,controller",
-                 settings=None):
-        super().__init__(f"node{node_id}", settings={**FAST_FENCING, **(settings or {})})
-        self.node_id = node_id
-        self.roles = roles
-        self.quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in sorted(quorum_ports.items()))
-
-    def argv(self) -> list[str]:
-        return super().argv() + [
-            "--node-id", str(self.node_id), "--roles", self.roles, "--controller-quorum", self.quorum,
-        ]
-
-    def quorum_port(self) -> int:
-        """This voter's controller port (its own entry of the quorum)."""
-        entry = next(e for e in self.quorum.split(",") if e.startswith(f"{self.node_id}@"))
-        return int(entry.rsplit(":", 1)[1])
-
-    def active_controller(self) -> int | None:
-        found = LEADER_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
-        return int(found[-1][0]) if found else None
-
-
-def start_cluster(n=3, settings=None) -> list[ClusterNode]:
-    ports = {i: free_port() for i in range(1, n + 1)}
-    nodes = [ClusterNode(i, ports, settings=settings) for i in range(1, n + 1)]
-    for node in nodes:  # every node waits for a quorum of the others before it is ready
-        node.spawn()
-    for node in nodes:
-        node.await_ready()
-    return nodes
-
-
-def metadata(node: Broker, topics=None):
-    """(broker ids, {topic: (error, {partition: (error, leader)})}) as `node` answers."""
-    with w.Conn(node.host, node.port) as c:
-        brokers, found = w.metadata_v1(c, topics)
-    return sorted(b[0] for b in brokers), found
-
-
-def wait_for(what, predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, ValueError, KeyError) as e:  # a node starting or just killed
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout=10.0):

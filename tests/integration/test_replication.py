@@ -1,0 +1,477 @@
+"""Follower replication (replication factor 3) on 3-node loopback clusters, driven by real clients.
+
+Kafka's semantics: followers fetch from the leader (Fetch with their broker id), the leader
+drops a follower from the ISR after `replica.lag.time.max.ms` without it catching up, acks=all
+is answered once every ISR member has the batch (durable, in Spate), `min.insync.replicas`
+refuses acks=all writes with NOT_ENOUGH_REPLICAS (19) when the ISR is too small, and when a
+leader's broker is fenced (silent for `broker.session.timeout.ms`) the controller elects a new
+leader from the ISR with a larger leader epoch; a returning old leader becomes a follower and
+truncates what it wrote alone. Consumers that name a stale leader epoch get
+FENCED_LEADER_EPOCH (74) (KIP-320).
+
+Timeouts are short (session 3 s, heartbeat 0.5 s, replica.lag.time.max.ms 3 s) so each fault
+plays out in seconds. Every node a test starts is resumed and killed by the `cluster_factory`
+fixture, whatever happens.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+
+import pytest
+
+import helpers
+import kafka_wire as w
+from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
+    SESSION_TIMEOUT_MS,
+    AckedProducer,
+    GroupConsumer,
+    JavaAckedProducer,
+    check_acked,
+    cluster_factory,
+    key_of,
+    read_all,
+    value_of,
+    wait_for,
+)
+
+LAG_MS = 3000
+FETCH_WAIT_MS = 500
+REPLICATION = {"replica.lag.time.max.ms": LAG_MS}
+KEYS = 24
+TOPICS_TOOL = "org.apache.kafka.tools.TopicCommand"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def create_replicated(cluster, topic: str, partitions: int, min_insync: int = 2):
+    """An RF=3 topic with `min.insync.replicas`, once every partition has all 3 replicas in sync."""
+    helpers.create_topic(cluster.up()[0].bootstrap, topic, partitions, replication_factor=3,
+                         config={"min.insync.replicas": min_insync})
+    return cluster.wait_full_isr(topic, partitions)
+
+
+def assert_all_acked(producer):
+    """After stop(): no delivery error at all, every record sent acknowledged, nothing left."""
+    assert not producer.fatal, f"fatal producer errors: {producer.fatal[:5]}"
+    assert not producer.errors, f"{len(producer.errors)} delivery errors, first: {producer.errors[:5]}"
+    assert producer.unflushed == 0, f"{producer.unflushed} records still unanswered after flush"
+    assert len(producer.acked) == producer.sent, f"sent {producer.sent}, acknowledged {len(producer.acked)}"
+
+
+def produce_acked(cluster, topic: str, count: int, first: int = 0, exclude=()) -> dict:
+    """`count` records through an idempotent acks=all confluent-kafka producer (bootstrapping
+    from the brokers up, less `exclude`); all must be acknowledged. Returns {i: (partition, offset)}."""
+    with AckedProducer(cluster.bootstrap(exclude), topic, KEYS, interval_s=0, first=first, count=count) as producer:
+        wait_for(f"{count} records produced and answered", lambda: producer.done, timeout=120)
+        producer.stop()
+    assert_all_acked(producer)
+    return producer.acked
+
+
+def read_and_check(cluster, topic: str, partitions: int, acked: dict, exact: bool = True):
+    """Reads the topic back through the brokers up and checks every acknowledged record is there
+    exactly once, at its offset; with `exact`, nothing else is there either."""
+    log, highs = read_all(cluster.bootstrap(), topic, partitions)
+    check_acked(acked, log, highs, KEYS)
+    if exact:
+        assert sum(highs.values()) == len(acked), (
+            f"{sum(highs.values())} records in the topic, {len(acked)} acknowledged (duplicates or strays?)")
+    return log, highs
+
+
+def lead_by(cluster, topic: str, partitions: int, partition: int, want: int, acked: dict, rounds: int = 3):
+    """Kills -9 the partition's current leader (only it), waits for the election, checks every
+    acknowledged record is readable from the new leader, restarts the victim and waits for it
+    to be back in the ISR, until broker `want` leads. Returns the state once it does."""
+    for _ in range(rounds):
+        m = cluster.wait_full_isr(topic, partitions, timeout=40)[partition]
+        if m.leader == want:
+            return m
+        victim = m.leader
+        cluster.kill(victim)
+        new = cluster.wait_new_leader(topic, partition, m)
+        assert new.leader in m.isr, f"leader {new.leader} elected from outside the ISR {m.isr}"
+        read_and_check(cluster, topic, partitions, acked)
+        cluster.restart(victim)
+    m = cluster.wait_full_isr(topic, partitions, timeout=40)[partition]
+    assert m.leader == want, f"broker {want} not elected leader of {topic}/{partition} in {rounds} leader kills"
+    return m
+
+
+def raw_record(i: int) -> bytes:
+    """A one-record batch (no producer id) in the same key/value scheme as the producers'."""
+    return w.record_batch([w.Rec(key_of(i, KEYS).encode(), value_of(i).encode())])
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. what an RF=3 topic looks like
+# ---------------------------------------------------------------------------------------------
+def test_rf3_partitions_show_three_replicas_all_in_sync_in_metadata_and_kafka_topics(cluster_factory):
+    cluster = cluster_factory(REPLICATION)
+    topic = "described"
+    out = helpers.kafka_tool(TOPICS_TOOL, "--bootstrap-server", cluster.bootstrap(), "--create", "--topic", topic,
+                             "--partitions", "6", "--replication-factor", "3",
+                             "--config", "min.insync.replicas=2").stdout
+    assert f"Created topic {topic}." in out
+    parts = cluster.wait_full_isr(topic, 6)
+    for p, m in parts.items():
+        assert sorted(m.replicas) == [1, 2, 3] and sorted(m.isr) == [1, 2, 3], (p, m)
+        assert m.offline == [] and m.leader_epoch >= 0, (p, m)
+        # as Kafka: a new partition is led by its first (preferred) replica
+        assert m.leader == m.replicas[0], f"partition {p}: leader {m.leader}, replicas {m.replicas}"
+    assert collections.Counter(m.leader for m in parts.values()) == {1: 2, 2: 2, 3: 2}, parts
+    assert len({tuple(m.replicas) for m in parts.values()}) >= 3, f"replica lists not spread: {parts}"
+
+    described = helpers.kafka_tool(TOPICS_TOOL, "--bootstrap-server", cluster.bootstrap(), "--describe",
+                                   "--topic", topic).stdout
+    header = next(ln for ln in described.splitlines() if ln.startswith(f"Topic: {topic}"))
+    assert "PartitionCount: 6" in header and "ReplicationFactor: 3" in header, header
+    assert "min.insync.replicas=2" in header, header
+    rows = {}
+    for ln in described.splitlines():
+        found = re.search(r"Partition: (\d+)\s+Leader: (-?\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]*)", ln)
+        if found:
+            p, leader, replicas, isr = found.groups()
+            rows[int(p)] = (int(leader), [int(x) for x in replicas.split(",")],
+                            sorted(int(x) for x in isr.split(",") if x))
+    assert rows == {p: (m.leader, m.replicas, sorted(m.isr)) for p, m in parts.items()}, described
+
+    # The replicas serve: acks=all through every leader, read back exactly.
+    acked = produce_acked(cluster, topic, 600)
+    assert {p for p, _ in acked.values()} == set(range(6))
+    read_and_check(cluster, topic, 6, acked)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. acceptance: leaders kill -9'ed in turn under an idempotent acks=all producer
+# ---------------------------------------------------------------------------------------------
+LEADER_KILLS = 5
+
+
+@pytest.mark.parametrize("client", ["confluent", "java"])
+def test_idempotent_acks_all_producer_loses_and_duplicates_nothing_while_leaders_are_killed(
+        cluster_factory, client):
+    cluster = cluster_factory(REPLICATION)
+    topic, partitions = f"accept-{client}", 3
+    create_replicated(cluster, topic, partitions, min_insync=2)
+    bootstrap = cluster.bootstrap()
+    producer = (AckedProducer(bootstrap, topic, KEYS) if client == "confluent"
+                else JavaAckedProducer(bootstrap, topic, KEYS))
+    with producer, GroupConsumer(bootstrap, topic, f"accept-group-{client}") as group:
+        producer.wait_acked(300, timeout=60)
+        epochs = collections.defaultdict(list)
+        for k in range(LEADER_KILLS):
+            p = k % partitions
+            before = cluster.state(topic, p)
+            epochs[p].append(before.leader_epoch)
+            victim = before.leader
+            cluster.kill(victim)
+            after = cluster.wait_new_leader(topic, p, before)
+            assert after.leader in before.isr, f"{topic}/{p}: leader {after.leader} not from the ISR {before.isr}"
+            # min.insync.replicas=2 and two brokers up: acks=all goes on
+            producer.wait_acked(len(producer.acked) + 200, timeout=45)
+            cluster.restart(victim)
+            cluster.wait_full_isr(topic, partitions, timeout=45)
+        producer.wait_acked(len(producer.acked) + 200, timeout=45)
+        producer.stop()
+        assert_all_acked(producer)
+        log, highs = read_and_check(cluster, topic, partitions, producer.acked)
+        # The group member consumed across every change and saw every acknowledged record, each
+        # as it is in the final log (nothing it saw was later truncated).
+        group.wait_seen(set(producer.acked.values()), timeout=60)
+        group.stop()
+    assert not group.conflicts, f"the group consumer got different records at one offset: {group.conflicts[:5]}"
+    changed = {pos: (kv, log.get(pos)) for pos, kv in group.seen.items() if log.get(pos) != kv}
+    assert not changed, f"the group consumer saw records that are not in the log: {list(changed.items())[:5]}"
+    final = cluster.partitions(topic)
+    for p, seen in epochs.items():
+        assert final[p].leader_epoch > max(seen), f"{topic}/{p}: leader epochs {seen} then {final[p].leader_epoch}"
+    assert len(producer.acked) >= 300 + (LEADER_KILLS + 1) * 200
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. paused followers: ISR shrink and expansion, min.insync.replicas
+# ---------------------------------------------------------------------------------------------
+def test_paused_followers_leave_the_isr_and_rejoin_and_min_insync_refuses_acks_all(cluster_factory):
+    # A session timeout far above the pauses: the ISR shrinks because the leader sees the
+    # followers lag (replica.lag.time.max.ms), not because the controller fences them. A
+    # dedicated controller keeps the quorum up while two brokers are stopped.
+    cluster = cluster_factory({**REPLICATION, "broker.session.timeout.ms": 60000}, dedicated_controller=True)
+    topic = "paused"
+    m0 = create_replicated(cluster, topic, 1, min_insync=2)[0]
+    leader = m0.leader
+    f1, f2 = [r for r in m0.replicas if r != leader]
+
+    with AckedProducer(cluster.bootstrap(), topic, KEYS) as producer:
+        producer.wait_acked(200)
+        cluster.pause(f1)
+        paused_at = time.monotonic()
+        shrunk = cluster.wait_isr(topic, 0, {leader, f2}, via=leader, timeout=LAG_MS / 1000 + 20)
+        assert time.monotonic() - paused_at >= LAG_MS / 1000 / 2, "ISR shrank long before replica.lag.time.max.ms"
+        assert (shrunk.leader, shrunk.leader_epoch) == (leader, m0.leader_epoch), shrunk
+        producer.wait_acked(len(producer.acked) + 200, timeout=30)  # acks=all with 2 in sync
+
+        cluster.resume(f1)  # it catches up and comes back
+        cluster.wait_isr(topic, 0, {leader, f1, f2}, via=leader, timeout=30)
+        producer.wait_acked(len(producer.acked) + 200, timeout=30)
+        producer.stop()
+    assert_all_acked(producer)
+    acked = dict(producer.acked)
+
+    # Both followers stopped. As in Kafka, a follower that has every record stays in the ISR
+    # however long it is silent (it is not behind), so the leader must get a record they lack:
+    # an acks=all one, appended, waits for them until the ISR shrinks to the leader alone,
+    # below min.insync.replicas=2: NOT_ENOUGH_REPLICAS_AFTER_APPEND (the record stays).
+    cluster.pause(f1)
+    cluster.pause(f2)
+    after_append, refused, one_ack, nack, after = 10**6, 10**6 + 1, 10**6 + 2, 10**6 + 3, 10**6 + 4
+    with cluster.conn(leader, timeout=LAG_MS / 1000 + 40) as c:
+        err, base = w.produce_v3(c, topic, 0, raw_record(after_append), acks=-1, timeout_ms=30000)
+        assert err == w.NOT_ENOUGH_REPLICAS_AFTER_APPEND, (
+            f"acks=all while the ISR shrinks to the leader alone: error {err}, expected 20")
+        acked[after_append] = (0, len(acked))  # appended, though not acknowledged
+        cluster.wait_isr(topic, 0, {leader}, via=leader, timeout=LAG_MS / 1000 + 20)
+        end = w.list_offsets_v1(c, topic, [0], -1)[0]
+        assert end == (0, len(acked)), end
+        err, _ = w.produce_v3(c, topic, 0, raw_record(refused), acks=-1, timeout_ms=5000)
+        assert err == w.NOT_ENOUGH_REPLICAS, f"acks=all with ISR {{{leader}}}: error {err}, expected 19"
+        assert w.list_offsets_v1(c, topic, [0], -1)[0] == end, "a refused acks=all batch was appended"
+        err, base = w.produce_v3(c, topic, 0, raw_record(one_ack), acks=1)
+        assert (err, base) == (0, len(acked)), f"acks=1 with one replica in sync: error {err}, base {base}"
+    acked[one_ack] = (0, len(acked))
+
+    # A real client's acks=all delivery fails with NOT_ENOUGH_REPLICAS (retries off).
+    from confluent_kafka import Producer
+
+    failed = []
+    p = Producer({"bootstrap.servers": cluster.node(leader).bootstrap, "acks": "all", "retries": 0,
+                  "enable.idempotence": False, "message.timeout.ms": 10000})
+    p.produce(topic, key=key_of(nack, KEYS), value=value_of(nack), partition=0,
+              on_delivery=lambda err, msg: failed.append(err and err.name()))
+    assert p.flush(30) == 0
+    assert failed == ["NOT_ENOUGH_REPLICAS"], failed
+
+    cluster.resume(f1)
+    cluster.resume(f2)
+    cluster.wait_isr(topic, 0, {leader, f1, f2}, via=leader, timeout=30)
+    with cluster.conn(leader) as c:
+        err, base = w.produce_v3(c, topic, 0, raw_record(after), acks=-1)
+    assert (err, base) == (0, len(acked)), f"acks=all with the ISR back: error {err}, base {base}"
+    acked[after] = (0, base)
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    assert value_of(refused) not in {v for _, v in log.values()}
+    assert value_of(nack) not in {v for _, v in log.values()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. a follower killed while records are written catches up
+# ---------------------------------------------------------------------------------------------
+def test_a_follower_killed_during_writes_catches_up_and_can_lead_with_everything(cluster_factory):
+    cluster = cluster_factory(REPLICATION)
+    topic = "catch-up"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    follower = next(r for r in m0.replicas if r != m0.leader)
+
+    with AckedProducer(cluster.bootstrap(), topic, KEYS) as producer:
+        producer.wait_acked(300)
+        cluster.kill(follower)
+        shrunk = cluster.wait_isr(topic, 0, set(m0.replicas) - {follower}, via=m0.leader,
+                                  timeout=LAG_MS / 1000 + 20)
+        assert shrunk.leader == m0.leader
+        producer.wait_acked(len(producer.acked) + 1500, timeout=45)  # written while it is down
+        cluster.restart(follower)
+        cluster.wait_full_isr(topic, 1, timeout=45)
+        producer.wait_acked(len(producer.acked) + 200, timeout=30)
+        producer.stop()
+    assert_all_acked(producer)
+    read_and_check(cluster, topic, 1, producer.acked)
+    # Kill the leader (only it) until the restarted follower leads: it serves every record.
+    m = lead_by(cluster, topic, 1, 0, follower, producer.acked)
+    assert m.leader_epoch > m0.leader_epoch
+    with cluster.conn(follower) as c:
+        assert w.list_offsets_v1(c, topic, [0], -1)[0] == (0, len(producer.acked))
+    read_and_check(cluster, topic, 1, producer.acked)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. a paused leader is replaced; back, it follows and drops what it wrote alone
+# ---------------------------------------------------------------------------------------------
+def test_a_paused_leader_is_replaced_and_what_it_wrote_alone_is_never_acknowledged_or_kept(cluster_factory):
+    cluster = cluster_factory({**REPLICATION, "replica.fetch.wait.max.ms": FETCH_WAIT_MS})
+    topic = "paused-leader"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    old = m0.leader
+    followers = [r for r in m0.replicas if r != old]
+    acked = produce_acked(cluster, topic, 300)
+
+    alone = [10**6 + j for j in range(5)]  # acks=1 records only the old leader gets
+    orphan = 10**6 + 100  # an acks=all record sent to the old leader while it is stopped
+    stale = cluster.conn(old, timeout=60)
+    try:
+        # The followers stop for a moment, well under replica.lag.time.max.ms (the ISR keeps
+        # them); once their parked fetches are answered (replica.fetch.wait.max.ms) nothing
+        # carries new records to them, so the acks=1 records stay on the leader alone. Then the
+        # leader stops and the followers go on.
+        for f in followers:
+            cluster.pause(f)
+        try:
+            time.sleep(2 * FETCH_WAIT_MS / 1000)
+            for j, i in enumerate(alone):
+                assert w.produce_v3(stale, topic, 0, raw_record(i), acks=1) == (0, 300 + j)
+            cluster.pause(old)
+        finally:
+            for f in followers:
+                cluster.resume(f)
+        corr = w.produce_v3_send(stale, topic, 0, raw_record(orphan), acks=-1, timeout_ms=10000)
+        m1 = cluster.wait_new_leader(topic, 0, m0)
+        assert m1.leader in followers and m1.leader_epoch > m0.leader_epoch, (m0, m1)
+        assert old not in cluster.live_brokers(), "the stopped broker is still listed after its session timeout"
+        acked.update(produce_acked(cluster, topic, 300, first=300))  # on the new leader, from offset 300
+        assert sorted(o for i, (_, o) in acked.items() if i >= 300) == list(range(300, 600))
+        cluster.resume(old)
+        try:
+            answer = w.produce_v3_recv(stale, corr)
+        except (w.Closed, OSError) as e:  # closed or no answer: not acknowledged either
+            answer = (None, repr(e))
+    finally:
+        stale.close()
+    print(f"the paused leader answered the acks=all produce sent while it was stopped: {answer}")
+    if answer[0] == 0:  # a success only if the record is where it says, on the new leader
+        acked[orphan] = (0, answer[1])
+
+    def check(log):
+        values = {v for _, v in log.values()}
+        kept = [value_of(i) for i in alone if value_of(i) in values]
+        assert not kept, f"records the old leader wrote alone are still in the log: {kept}"
+        if orphan not in acked:
+            assert value_of(orphan) not in values, f"the unacknowledged ({answer}) acks=all record is in the log"
+
+    # Back, it follows the new leader: it must drop its own tail (offsets 300-304 diverge from
+    # the new leader's epoch) to rejoin the ISR.
+    m2 = cluster.wait_full_isr(topic, 1, timeout=45)[0]
+    assert m2.leader_epoch >= m1.leader_epoch and old in m2.isr, m2
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    check(log)
+    # Once it leads again it serves exactly the acknowledged records: its tail is gone.
+    m3 = lead_by(cluster, topic, 1, 0, old, acked)
+    assert m3.leader_epoch > m1.leader_epoch
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    check(log)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. stale leader epochs after a leader change (KIP-320)
+# ---------------------------------------------------------------------------------------------
+def test_stale_leader_epoch_is_fenced_and_offset_for_leader_epoch_answers_the_old_epoch_end(cluster_factory):
+    cluster = cluster_factory(REPLICATION)
+    topic = "epochs"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    acked = produce_acked(cluster, topic, 200)
+    cluster.kill(m0.leader)
+    m1 = cluster.wait_new_leader(topic, 0, m0)
+    acked.update(produce_acked(cluster, topic, 100, first=200))
+    old_epoch, epoch = m0.leader_epoch, m1.leader_epoch
+
+    with cluster.conn(m1.leader) as c:
+        err, hw, _ = w.fetch_v11(c, topic, 0, 0, current_leader_epoch=old_epoch)
+        assert err == w.FENCED_LEADER_EPOCH, f"Fetch with leader epoch {old_epoch} (current {epoch}): error {err}"
+        err, hw, data = w.fetch_v11(c, topic, 0, 0, current_leader_epoch=epoch)
+        assert err == 0 and hw == 300, (err, hw)
+        assert w.decode_batches(data)[0].base_offset == 0
+        err, _, _ = w.fetch_v11(c, topic, 0, 0, current_leader_epoch=epoch + 1)
+        assert err == w.UNKNOWN_LEADER_EPOCH, f"Fetch with a future leader epoch: error {err}"
+        listed = w.list_offsets_v7(c, topic, [0], -1, current_leader_epoch=old_epoch)
+        assert listed[0][0] == w.FENCED_LEADER_EPOCH, listed
+        err, _, end = w.list_offsets_v7(c, topic, [0], -1, current_leader_epoch=epoch)[0]
+        assert (err, end) == (0, 300)
+        # The old epoch ended where the new leader's first record went: offset 200.
+        assert w.offset_for_leader_epoch_v3(c, topic, 0, old_epoch, current_leader_epoch=epoch) == (0, old_epoch, 200)
+        assert w.offset_for_leader_epoch_v3(c, topic, 0, epoch, current_leader_epoch=epoch) == (0, epoch, 300)
+        err, _, _ = w.offset_for_leader_epoch_v3(c, topic, 0, old_epoch, current_leader_epoch=old_epoch)
+        assert err == w.FENCED_LEADER_EPOCH, f"OffsetForLeaderEpoch with a stale current epoch: error {err}"
+    read_and_check(cluster, topic, 1, acked)
+    assert {o for _, o in acked.values()} == set(range(300))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. leaders killed right at their first write in a new epoch come back as followers
+# ---------------------------------------------------------------------------------------------
+KILL_DELAYS_S = [0.0, 0.001, 0.003, 0.01, 0.05]
+
+
+def test_leaders_killed_at_their_first_write_in_a_new_epoch_rejoin_the_isr(cluster_factory):
+    # A leader stamps its epoch in its epoch cache (at offset N, its log end) before its first
+    # append in that epoch. Killed -9 just then, its followers stopped so they fetch nothing,
+    # it comes back with or without that record and with or without the stamp, while the next
+    # leader's epoch starts at N. As a follower it must truncate to N (dropping what it wrote
+    # alone and its epoch) and catch up: back in the ISR, the record gone. Each round kills
+    # the leader a little later after the write.
+    cluster = cluster_factory({**REPLICATION, "replica.fetch.wait.max.ms": FETCH_WAIT_MS}, dedicated_controller=True)
+    topic = "first-write"
+    create_replicated(cluster, topic, 1)
+    acked = produce_acked(cluster, topic, 50)
+    alone = []
+    for r, delay in enumerate(KILL_DELAYS_S):
+        m = cluster.wait_full_isr(topic, 1, timeout=30)[0]
+        leader, followers = m.leader, [x for x in m.replicas if x != m.leader]
+        for f in followers:
+            cluster.pause(f)
+        try:
+            time.sleep(2 * FETCH_WAIT_MS / 1000)  # their parked fetches answered: nothing reaches them
+            i = 10**6 + r
+            alone.append(i)
+            with cluster.conn(leader) as c:
+                w.produce_v3_send(c, topic, 0, raw_record(i), acks=1)
+                time.sleep(delay)
+                cluster.kill(leader)
+        finally:
+            for f in followers:
+                cluster.resume(f)
+        cluster.wait_new_leader(topic, 0, m)
+        acked.update(produce_acked(cluster, topic, 50, first=50 * (r + 1)))
+        cluster.restart(leader)
+        try:
+            cluster.wait_full_isr(topic, 1, timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"round {r} (kill {delay * 1000:.0f} ms after the write to broker {leader}): "
+                                 f"it does not rejoin the ISR: {e}") from None
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    assert not {value_of(i) for i in alone} & {v for _, v in log.values()}, "records written alone were kept"
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. a leader killed -9 and restarted at once, within its session
+# ---------------------------------------------------------------------------------------------
+QUICK_RESTARTS = 4
+
+
+def test_a_leader_restarted_within_its_session_gives_way_and_rejoins_the_isr(cluster_factory):
+    # Restarted before the controller noticed it was gone, a broker must not lead again in its
+    # old epoch (its log may have lost an unsynced tail its followers hold): the controller
+    # fences the old incarnation and elects a leader in a new epoch; the broker rejoins the
+    # ISR as a follower. An acks=all producer runs throughout.
+    cluster = cluster_factory(REPLICATION)
+    topic = "quick-restart"
+    create_replicated(cluster, topic, 1)
+    with AckedProducer(cluster.bootstrap(), topic, KEYS) as producer:
+        producer.wait_acked(200)
+        for r in range(QUICK_RESTARTS):
+            m = cluster.wait_full_isr(topic, 1, timeout=30)[0]
+            cluster.kill(m.leader)
+            cluster.restart(m.leader)
+            m2 = wait_for(f"round {r}: a leader epoch above {m.leader_epoch}",
+                          lambda: (lambda s: s.leader >= 0 and s.leader_epoch > m.leader_epoch and s)(
+                              cluster.state(topic, 0)), timeout=SESSION_TIMEOUT_MS / 1000 + 15, seen=cluster.seen)
+            assert m2.leader in m.isr, (m, m2)
+            producer.wait_acked(len(producer.acked) + 200, timeout=45)
+            try:
+                cluster.wait_full_isr(topic, 1, timeout=30)
+            except AssertionError as e:
+                raise AssertionError(f"round {r}: broker {m.leader}, restarted at once, does not rejoin: {e}") from None
+        producer.stop()
+    assert_all_acked(producer)
+    read_and_check(cluster, topic, 1, producer.acked)
