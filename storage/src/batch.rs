@@ -231,6 +231,12 @@ pub fn validate_replicated(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             extra: batch.len().saturating_sub(header.total_bytes()),
         });
     }
+    check_magic_and_crc(batch, &header)?;
+    Ok(header)
+}
+
+/// Magic v2 and the CRC32C over `attributes..end` of one complete batch.
+fn check_magic_and_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     if header.magic != 2 {
         return Err(BatchError::BadMagic(header.magic));
     }
@@ -241,7 +247,7 @@ pub fn validate_replicated(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             actual,
         });
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Parses the header and checks the length fields against the available bytes.
@@ -270,16 +276,7 @@ fn check_batch_frame(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Magic, CRC, record count and (uncompressed) record framing of one complete batch.
 fn validate_batch_body(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     debug_assert_eq!(batch.len(), header.total_bytes());
-    if header.magic != 2 {
-        return Err(BatchError::BadMagic(header.magic));
-    }
-    let actual = crc32c::crc32c(&batch[CRC_START..]);
-    if actual != header.crc {
-        return Err(BatchError::CorruptCrc {
-            expected: header.crc,
-            actual,
-        });
-    }
+    check_magic_and_crc(batch, header)?;
     let count_error = |found| BatchError::InvalidRecordCount {
         record_count: header.record_count,
         last_offset_delta: header.last_offset_delta,
@@ -665,6 +662,29 @@ mod tests {
 
     fn good() -> Vec<u8> {
         encode_batch(0, 1_000, NO_PRODUCER, &simple_records(3))
+    }
+
+    #[test]
+    fn a_replicated_batch_is_checked_for_frame_magic_and_crc_only() {
+        let mut b = good();
+        assert_eq!(validate_replicated(&b).unwrap().last_offset_delta, 2);
+        // A compacted leader's batch keeps its offset range with fewer records.
+        b[57..61].copy_from_slice(&2i32.to_be_bytes());
+        refresh_crc(&mut b);
+        assert!(validate_produce_records(&b).is_err());
+        assert!(validate_replicated(&b).is_ok());
+        let mut corrupt = b.clone();
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            validate_replicated(&corrupt),
+            Err(BatchError::CorruptCrc { .. })
+        ));
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(matches!(
+            validate_replicated(&longer),
+            Err(BatchError::TrailingBytes { extra: 1 })
+        ));
     }
 
     #[test]
