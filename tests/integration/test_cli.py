@@ -299,5 +299,8 @@ def test_alter_config_and_cluster_info(broker):
     assert [(b["host"], b["port"]) for b in info["brokers"]] == [("127.0.0.1", broker.port)]
     assert info["controller"] == info["brokers"][0]["id"]
     assert info["topics"] == 1
+    # One node: every partition has its one replica in sync and a leader.
+    assert info["under_replicated_partitions"] == 0 and info["offline_partitions"] == 0
+    assert info["partitions"] >= 1
     text = spate(broker, "cluster", "info").stdout
     assert f"127.0.0.1:{broker.port}" in text and info["cluster_id"] in text
