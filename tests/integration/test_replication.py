@@ -17,13 +17,16 @@ fixture, whatever happens.
 from __future__ import annotations
 
 import collections
+import json
 import re
+import subprocess
 import time
 
 import pytest
 
 import helpers
 import kafka_wire as w
+from conftest import SPATE_BIN
 from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     SESSION_TIMEOUT_MS,
     AckedProducer,
@@ -196,6 +199,15 @@ def test_idempotent_acks_all_producer_loses_and_duplicates_nothing_while_leaders
 # ---------------------------------------------------------------------------------------------
 # 3. paused followers: ISR shrink and expansion, min.insync.replicas
 # ---------------------------------------------------------------------------------------------
+def cluster_info(cluster, exclude=()):
+    """`spate cluster info --json` through the nodes not in `exclude`."""
+    p = subprocess.run([str(SPATE_BIN), "cluster", "info", "--json", "--brokers",
+                        cluster.bootstrap(exclude=exclude)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
 def test_paused_followers_leave_the_isr_and_rejoin_and_min_insync_refuses_acks_all(cluster_factory):
     # A session timeout far above the pauses: the ISR shrinks because the leader sees the
     # followers lag (replica.lag.time.max.ms), not because the controller fences them. A
@@ -214,6 +226,9 @@ def test_paused_followers_leave_the_isr_and_rejoin_and_min_insync_refuses_acks_a
         assert time.monotonic() - paused_at >= LAG_MS / 1000 / 2, "ISR shrank long before replica.lag.time.max.ms"
         assert (shrunk.leader, shrunk.leader_epoch) == (leader, m0.leader_epoch), shrunk
         producer.wait_acked(len(producer.acked) + 200, timeout=30)  # acks=all with 2 in sync
+        # The operator's view: `spate cluster info` counts it under-replicated.
+        info = cluster_info(cluster, exclude=(f1,))
+        assert info["under_replicated_partitions"] >= 1 and info["offline_partitions"] == 0, info
 
         cluster.resume(f1)  # it catches up and comes back
         cluster.wait_isr(topic, 0, {leader, f1, f2}, via=leader, timeout=30)
