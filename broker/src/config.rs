@@ -51,6 +51,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("min.insync.replicas", "1", Kind::Int),
     ("replica.lag.time.max.ms", "30000", Kind::Long),
     ("replica.fetch.wait.max.ms", "500", Kind::Int),
+    ("replica.fsync.before.ack", "true", Kind::Bool),
 ];
 
 /// A `--set` that cannot be applied.
@@ -122,6 +123,10 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i32,
     /// A follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
+    /// true (default): a follower fdatasyncs what it fetched before it fetches again, so
+    /// acks=all means durable on every in-sync replica; false: written (page cache) on the
+    /// followers, Kafka's behaviour, for benchmarks. The leader always syncs its own copy.
+    pub replica_fsync_before_ack: bool,
     /// How long a leader holds a follower's fetch that finds no records.
     pub replica_fetch_wait_max_ms: u64,
 }
@@ -242,6 +247,7 @@ impl BrokerConfig {
             )? as i16,
             replica_lag_time_max_ms: int("replica.lag.time.max.ms", 1, i64::MAX)? as u64,
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms", 0, i32::MAX as i64)? as u64,
+            replica_fsync_before_ack: get("replica.fsync.before.ack") == "true",
             overrides,
         })
     }

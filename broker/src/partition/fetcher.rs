@@ -233,9 +233,9 @@ fn index_answers(
 }
 
 /// fdatasyncs what the round appended (group committed per log), so the next fetch offset
-/// is durable.
+/// is durable; only written with `replica.fsync.before.ack=false` (or fsync off).
 async fn make_durable(shard: &Shard, appended: &[Partition]) {
-    let sync = shard.config.fsync;
+    let sync = shard.config.fsync && shard.config.replica_fsync_before_ack;
     let waits = appended.iter().map(|p| async move {
         (
             p,
