@@ -23,6 +23,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),

@@ -490,3 +490,33 @@ def test_a_leader_restarted_within_its_session_gives_way_and_rejoins_the_isr(clu
         producer.stop()
     assert_all_acked(producer)
     read_and_check(cluster, topic, 1, producer.acked)
+
+
+ELECTION_TOOL = "org.apache.kafka.tools.LeaderElectionCommand"
+
+
+def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(cluster_factory):
+    # After a failover the leaders stay where it put them; Kafka's kafka-leader-election
+    # (ElectLeaders, preferred) gives each partition back to its first replica, one epoch on.
+    cluster = cluster_factory(REPLICATION)
+    topic = "preferred"
+    before = create_replicated(cluster, topic, 3)
+    victim = before[0].leader
+    assert before[0].replicas[0] == victim, before[0]
+    cluster.kill(victim)
+    moved = cluster.wait_new_leader(topic, 0, before[0])
+    cluster.restart(victim)
+    cluster.wait_full_isr(topic, 3)
+    assert cluster.state(topic, 0).leader == moved.leader != victim, "no automatic rebalance"
+    out = helpers.kafka_tool(ELECTION_TOOL, "--bootstrap-server", cluster.bootstrap(),
+                             "--election-type", "PREFERRED", "--all-topic-partitions")
+    assert "Successfully completed leader election (PREFERRED)" in out.stdout, out.stdout
+    after = cluster.wait_all_led(topic, 3)
+    for p, m in after.items():
+        assert m.leader == m.replicas[0], (p, m)
+    assert after[0].leader_epoch > moved.leader_epoch
+    # Nothing left to move: the tool says so, as Kafka's does (no error).
+    again = helpers.kafka_tool(ELECTION_TOOL, "--bootstrap-server", cluster.bootstrap(),
+                               "--election-type", "PREFERRED", "--topic", topic, "--partition", "1",
+                               check=False)
+    assert "Valid replica already elected" in again.stdout + again.stderr, (again.stdout, again.stderr)

@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod delete_records;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -82,6 +83,9 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(leader_epochs::handle(shard, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(shard, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)
