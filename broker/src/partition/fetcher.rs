@@ -85,12 +85,6 @@ impl Fetchers {
         }
     }
 
-    /// Partitions following some leader on this shard.
-    pub fn following(&self) -> usize {
-        let streams = self.streams.borrow();
-        streams.values().map(|s| s.partitions.borrow().len()).sum()
-    }
-
     /// Stops every stream (the shard is closing).
     pub fn close(&self) {
         for stream in self.streams.borrow().values() {
@@ -349,10 +343,10 @@ pub async fn propose_isr(
 }
 
 fn isr_error(e: &ApplyError) -> IsrError {
-    match e.kafka_error_code() {
-        74 => IsrError::FencedLeaderEpoch,
-        95 => IsrError::InvalidUpdateVersion,
-        107 => IsrError::IneligibleReplica,
+    match e {
+        ApplyError::FencedLeaderEpoch(_) => IsrError::FencedLeaderEpoch,
+        ApplyError::InvalidUpdateVersion(_) => IsrError::InvalidUpdateVersion,
+        ApplyError::IneligibleReplica(_) => IsrError::IneligibleReplica,
         _ => IsrError::Other,
     }
 }

@@ -140,16 +140,6 @@ impl Partition {
         replica.role() == Role::Leader && self.inner.stamped_epoch.get() == replica.leader_epoch()
     }
 
-    /// The replica's role.
-    pub fn role(&self) -> Role {
-        self.inner.replica.borrow().role()
-    }
-
-    /// The in-sync replicas as this replica knows them.
-    pub fn isr(&self) -> Vec<i32> {
-        self.inner.replica.borrow().isr().to_vec()
-    }
-
     /// The partition's replicas, as the controller last said (0 before its first state).
     pub fn replica_count(&self) -> usize {
         let replica = self.inner.replica.borrow();
