@@ -71,6 +71,22 @@ impl ApplyError {
         }
     }
 
+    /// The active controller's refusal (its Kafka error code and message) as the proposer
+    /// sees it: the typed variant where the code names one that callers tell apart (an
+    /// AlterPartition refusal means the same from a remote controller as from a local one),
+    /// [`ApplyError::Refused`] otherwise.
+    pub fn from_refusal(code: i16, message: String) -> Self {
+        match code {
+            74 => ApplyError::FencedLeaderEpoch(message),
+            95 => ApplyError::InvalidUpdateVersion(message),
+            6 => ApplyError::NotLeaderOrFollower(message),
+            107 => ApplyError::IneligibleReplica(message),
+            84 => ApplyError::ElectionNotNeeded(message),
+            80 => ApplyError::PreferredLeaderNotAvailable(message),
+            _ => ApplyError::Refused { code, message },
+        }
+    }
+
     /// The topic to create exists already (here or at the active controller).
     pub fn is_topic_already_exists(&self) -> bool {
         self.kafka_error_code() == 36
@@ -136,5 +152,24 @@ impl std::error::Error for ApplyError {
             ApplyError::Storage { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApplyError;
+
+    #[test]
+    fn a_remote_refusal_keeps_the_variant_its_code_names() {
+        let typed = [74, 95, 6, 107, 84, 80];
+        for code in typed {
+            let e = ApplyError::from_refusal(code, format!("refused with {code}"));
+            assert!(!matches!(e, ApplyError::Refused { .. }), "{code}: {e:?}");
+            assert_eq!(e.kafka_error_code(), code);
+            assert_eq!(e.to_string(), format!("refused with {code}"));
+        }
+        let other = ApplyError::from_refusal(36, "exists".into());
+        assert!(matches!(other, ApplyError::Refused { code: 36, .. }));
+        assert!(other.is_topic_already_exists());
     }
 }

@@ -169,20 +169,37 @@ impl QuorumLink {
         let answer = self.propose(MetadataCommand::ShutdownBroker {
             node_id: self.node_id,
         });
-        let version = match answer.recv_timeout(wait) {
-            Ok(Ok((version, _))) => version,
-            Ok(Err(e)) => return Err(format!("the controller refused: {e}")),
-            Err(_) => return Err(format!("no answer from the controller quorum in {wait:?}")),
-        };
-        while self.version() < version {
+        match answer.recv_timeout(wait) {
+            Ok(Ok((version, _))) => self.await_image(deadline, |image| image.version >= version),
+            // Refused as already fenced: a proposal whose answer was lost (the active
+            // controller stopped after committing it) or a session that expired; either way
+            // the fencing moved the leaderships, once the image shows it.
+            Ok(Err(e)) => self
+                .await_image(deadline, |image| !image.is_live(self.node_id))
+                .map_err(|_| format!("the controller refused: {e}")),
+            Err(_) => Err(format!("no answer from the controller quorum in {wait:?}")),
+        }
+    }
+
+    /// Waits until the latest image satisfies `ready`; returns its version.
+    fn await_image(
+        &self,
+        deadline: Instant,
+        ready: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<u64, String> {
+        loop {
+            let image = self.latest();
+            if ready(&image) {
+                return Ok(image.version);
+            }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "the image of version {version} did not arrive in {wait:?}"
+                    "the image the change needs did not arrive (at version {})",
+                    image.version
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(version)
     }
 
     /// Stops the threads (each within its current wait).
@@ -325,7 +342,7 @@ fn applied(answer: Result<ControllerResponse, String>) -> Applied {
     match answer {
         Ok(ControllerResponse::Applied { version, outcomes }) => Ok((version, outcomes)),
         Ok(ControllerResponse::Refused { code, message }) => {
-            Err(ApplyError::Refused { code, message })
+            Err(ApplyError::from_refusal(code, message))
         }
         Ok(other) => Err(ApplyError::Unavailable(format!(
             "unexpected answer {other:?}"
