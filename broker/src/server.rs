@@ -95,7 +95,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
                 // A voter that failed says why; a healthy one stops with the link.
                 stop.store(true, Ordering::SeqCst);
                 link.stop();
-                let voter_failure = voter.and_then(|v| v.join().ok()?.err());
+                let voter_failure = voter.and_then(crate::cluster::VoterThread::stop);
                 return Err(voter_failure.unwrap_or(e));
             }
             (MetadataSource::Quorum(link), voter)
@@ -440,14 +440,14 @@ fn controlled_shutdown(link: &crate::cluster::link::QuorumLink) {
 fn stop_cluster_threads(
     stop: &AtomicBool,
     link: Option<&crate::cluster::link::QuorumLink>,
-    voter: Option<std::thread::JoinHandle<Result<(), String>>>,
+    voter: Option<crate::cluster::VoterThread>,
 ) {
     stop.store(true, Ordering::SeqCst);
     if let Some(link) = link {
         link.stop();
     }
     if let Some(voter) = voter {
-        let _ = voter.join();
+        voter.stop();
     }
 }
 

@@ -49,27 +49,47 @@ fn setting(config: &crate::config::BrokerConfig, name: &str) -> Option<u64> {
         .and_then(|(_, value, _)| value.parse().ok())
 }
 
-/// Starts this node's voter on its own thread (a combined node). When the voter fails it
-/// logs why and sets `stop`; the handle returns the reason.
+/// The voter of a combined node, on its own thread.
+pub struct VoterThread {
+    handle: std::thread::JoinHandle<Result<(), String>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl VoterThread {
+    /// Stops the voter and waits for it; returns why it had failed, if it had.
+    pub fn stop(self) -> Option<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().ok()?.err()
+    }
+}
+
+/// Starts this node's voter on its own thread (a combined node). It runs until
+/// [`VoterThread::stop`], not until the node's signal: a combined node's broker hands its
+/// leaderships away through the quorum (controlled shutdown) before its own voter leaves it,
+/// as Kafka's combined mode stops the broker before the controller. When the voter fails it
+/// logs why and sets `node_stop`.
 pub fn spawn_voter(
     options: &ClusterOptions,
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
-    stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    node_stop: Arc<AtomicBool>,
+) -> Result<VoterThread, String> {
     let (options, data_dir) = (options.clone(), data_dir.to_path_buf());
     let session_timeout_ms = session_timeout_ms(config);
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let voter_stop = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
         .name("controller".into())
         .spawn(move || {
-            let result = voter::run(&options, &data_dir, session_timeout_ms, &stop);
+            let result = voter::run(&options, &data_dir, session_timeout_ms, &voter_stop);
             if let Err(e) = &result {
                 tracing::error!("controller voter stopped: {e}");
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                node_stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             result
         })
-        .map_err(|e| format!("cannot start the controller thread: {e}"))
+        .map_err(|e| format!("cannot start the controller thread: {e}"))?;
+    Ok(VoterThread { handle, stop })
 }
 
 /// Connects this broker to the quorum: registration, heartbeats and the metadata stream.
