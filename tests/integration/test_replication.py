@@ -26,6 +26,7 @@ import pytest
 
 import helpers
 import kafka_wire as w
+from netlab import netns_cluster  # noqa: F401  (a fixture)
 from conftest import SPATE_BIN
 from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     SESSION_TIMEOUT_MS,
@@ -379,6 +380,69 @@ def test_a_paused_leader_is_replaced_and_what_it_wrote_alone_is_never_acknowledg
 
 
 # ---------------------------------------------------------------------------------------------
+# 5b. the leader cut off from the other nodes by the network (it keeps running, clients reach it)
+# ---------------------------------------------------------------------------------------------
+NOT_ACKNOWLEDGED = {w.REQUEST_TIMED_OUT, w.NOT_ENOUGH_REPLICAS, w.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                    w.NOT_LEADER_OR_FOLLOWER}
+
+
+def test_a_leader_cut_off_by_the_network_acknowledges_nothing_alone_and_truncates_when_it_returns(netns_cluster):
+    # Each node in its own network namespace; the test (a client) reaches all three. The leader
+    # loses its links to both other nodes but not to clients, and keeps running: it still takes
+    # acks=1 writes (as Kafka's leader does until it learns it was replaced) but cannot answer
+    # an acks=all write it cannot replicate; the others elect a new leader; healed, the old
+    # leader drops what it wrote alone.
+    cluster, lab = netns_cluster({**REPLICATION, "replica.fetch.wait.max.ms": FETCH_WAIT_MS})
+    topic = "cut-leader"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    old = m0.leader
+    followers = [r for r in m0.replicas if r != old]
+    acked = produce_acked(cluster, topic, 300)
+
+    alone = [10**6 + j for j in range(5)]
+    orphan = 10**6 + 100
+    with cluster.conn(old, timeout=60) as stale:
+        lab.isolate(old)
+        for j, i in enumerate(alone):
+            assert w.produce_v3(stale, topic, 0, raw_record(i), acks=1) == (0, 300 + j)
+        corr = w.produce_v3_send(stale, topic, 0, raw_record(orphan), acks=-1, timeout_ms=8000)
+
+        def elected():
+            views = [cluster.state(topic, 0, via=f) for f in followers]
+            m = views[0]
+            agreed = all((v.leader, v.leader_epoch) == (m.leader, m.leader_epoch) for v in views)
+            return agreed and m.leader in followers and m.leader_epoch > m0.leader_epoch and m
+
+        m1 = wait_for(f"a follower of {followers} leads {topic}/0 after node {old} is cut off", elected,
+                      timeout=SESSION_TIMEOUT_MS / 1000 + 20, seen=cluster.seen)
+        assert old not in cluster.live_brokers(via=followers[0]), "the cut-off node is still listed as live"
+        acked.update(produce_acked(cluster, topic, 300, first=300, exclude=(old,)))
+        assert sorted(o for i, (_, o) in acked.items() if i >= 300) == list(range(300, 600))
+        err, offset = w.produce_v3_recv(stale, corr)
+        print(f"the cut-off leader answered the acks=all produce with error {err}")
+        assert err in NOT_ACKNOWLEDGED, f"the cut-off leader acknowledged an acks=all write (error {err}, offset {offset})"
+        # What the cut-off leader reports about itself is its own stale view; still a leader at
+        # most in the old epoch.
+        stale_view = cluster.state(topic, 0, via=old)
+        assert stale_view.leader_epoch <= m1.leader_epoch, (stale_view, m1)
+    lab.rejoin(old)
+
+    def check(log):
+        values = {v for _, v in log.values()}
+        kept = [value_of(i) for i in alone + [orphan] if value_of(i) in values]
+        assert not kept, f"records the cut-off leader wrote alone are in the log: {kept}"
+
+    m2 = cluster.wait_full_isr(topic, 1, timeout=60)[0]
+    assert m2.leader_epoch >= m1.leader_epoch and old in m2.isr, m2
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    check(log)
+    # Leading again, it serves exactly the acknowledged records: its own tail is gone.
+    lead_by(cluster, topic, 1, 0, old, acked)
+    log, _ = read_and_check(cluster, topic, 1, acked)
+    check(log)
+
+
+# ---------------------------------------------------------------------------------------------
 # 6. stale leader epochs after a leader change (KIP-320)
 # ---------------------------------------------------------------------------------------------
 def test_stale_leader_epoch_is_fenced_and_offset_for_leader_epoch_answers_the_old_epoch_end(cluster_factory):
@@ -490,6 +554,57 @@ def test_a_leader_restarted_within_its_session_gives_way_and_rejoins_the_isr(clu
         producer.stop()
     assert_all_acked(producer)
     read_and_check(cluster, topic, 1, producer.acked)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. SIGTERM under load: controlled shutdown moves leadership first
+# ---------------------------------------------------------------------------------------------
+SIGTERM_ROUNDS = 2
+
+
+def test_sigterm_under_load_moves_leadership_first_and_producers_see_no_error(cluster_factory):
+    # Two idempotent acks=all producers (librdkafka and the Java client, a topic each) write
+    # without pause while a broker gets SIGTERM (the active controller's node, then the one
+    # leading the most partitions): each hands its leaderships to other ISR members before it
+    # exits, so neither producer sees any delivery error (retriable NOT_LEADER_OR_FOLLOWER
+    # answers are retried inside the clients) and everything acknowledged is there exactly once.
+    cluster = cluster_factory(REPLICATION)
+    partitions = 6
+    topics = {"confluent": "term-confluent", "java": "term-java"}
+    for topic in topics.values():
+        create_replicated(cluster, topic, partitions)
+    bootstrap = cluster.bootstrap()
+    producers = {"confluent": AckedProducer(bootstrap, topics["confluent"], KEYS),
+                 "java": JavaAckedProducer(bootstrap, topics["java"], KEYS)}
+    with producers["confluent"], producers["java"]:
+        for p in producers.values():
+            p.wait_acked(300, timeout=60)
+        for r in range(SIGTERM_ROUNDS):
+            # First the active controller (its broker must move its leaderships through the
+            # quorum before its own voter leaves), then the broker leading the most partitions.
+            led = collections.Counter(m.leader for t in topics.values() for m in cluster.partitions(t).values())
+            victim = cluster.up()[0].active_controller() if r == 0 else led.most_common(1)[0][0]
+            assert victim in cluster.ids(), f"no active controller among the brokers: {victim}"
+            node = cluster.node(victim)
+            code = node.stop()  # SIGTERM, waits for the exit
+            assert code == 0, f"round {r}: node {victim} exited {code} after SIGTERM\n{node.log_tail()}"
+            log = node.log_path.read_text(encoding="utf-8", errors="replace").rsplit("===== start #", 1)[-1]
+            assert "controlled shutdown: leadership moved" in log, f"round {r}: no controlled shutdown\n{node.log_tail()}"
+            for t in topics.values():  # every partition led by the others at once (no election wait)
+                cluster.wait_all_led(t, partitions, not_by=(victim,), timeout=5)
+            for p in producers.values():
+                p.wait_acked(len(p.acked) + 300, timeout=45)
+            cluster.restart(victim)
+            for t in topics.values():
+                cluster.wait_full_isr(t, partitions, timeout=45)
+        for p in producers.values():
+            p.wait_acked(len(p.acked) + 200, timeout=45)
+            p.stop()
+    for name, p in producers.items():
+        assert not p.fatal, f"{name}: fatal producer errors: {p.fatal[:5]}"
+        assert not p.errors, f"{name}: {len(p.errors)} delivery errors, first: {p.errors[:5]}"
+        assert p.unflushed == 0, f"{name}: {p.unflushed} records unanswered after flush"
+        read_and_check(cluster, topics[name], partitions, p.acked)
 
 
 ELECTION_TOOL = "org.apache.kafka.tools.LeaderElectionCommand"
