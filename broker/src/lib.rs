@@ -14,6 +14,7 @@ pub mod connection;
 pub mod datadir;
 pub mod group;
 pub mod handlers;
+pub mod listen_claim;
 pub mod maintenance;
 pub mod metrics;
 pub mod partition;

@@ -51,6 +51,9 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     let stop = stop_on_signals()?;
+    let listen_addr = resolve(&options.listen)?;
+    // Before the data dir is touched: a second broker on this address refuses to start.
+    let _listen_claim = crate::listen_claim::claim(listen_addr)?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
@@ -105,7 +108,6 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         MetadataSource::Local(controller) => controller.borrow().image(),
         MetadataSource::Quorum(link) => link.latest(),
     };
-    let listen_addr = resolve(&options.listen)?;
     let admin_addr = match &options.admin_listen {
         Some(addr) => Some(resolve(addr).map_err(|e| e.replace("--listen", "--admin-listen"))?),
         None => None,

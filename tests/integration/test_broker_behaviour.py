@@ -1,6 +1,8 @@
 """Broker behaviour a Kafka user relies on, checked over the wire: Fetch long polling,
 ListOffsets by timestamp, topic admin error codes, and the `spate start` command line."""
 
+import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -202,6 +204,33 @@ def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
     assert result.returncode != 0
     assert "in use by another spate process" in result.stderr
     assert broker.alive()
+
+
+def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothing(broker):
+    # Each shard's listener sets SO_REUSEPORT; without a claim on the address a second broker
+    # would share the first one's connections. Kafka refuses to start on a port in use.
+    other_dir = IT_DIR / f"second-on-port-{broker.port}"
+    shutil.rmtree(other_dir, ignore_errors=True)
+    result = run_spate("start", "--data-dir", str(other_dir), "--listen", broker.bootstrap,
+                       "--admin-listen", "none")
+    assert result.returncode != 0, result.stdout
+    assert f"cannot listen on {broker.bootstrap}: address already in use" in result.stderr, result.stderr
+    assert not other_dir.exists(), "the refused broker created its data dir"
+    # The first broker still owns every connection: a topic created through it is there.
+    with Conn(broker.host, broker.port) as c:
+        assert create_topics_v2(c, "still-mine", 1)[0] == 0
+    for _ in range(10):
+        with Conn(broker.host, broker.port) as c:
+            _, found = metadata_v1(c, ["still-mine"])
+        assert found["still-mine"][0] == 0
+    # Another process (not a broker) on the address: refused the same way.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = f"127.0.0.1:{s.getsockname()[1]}"
+        result = run_spate("start", "--data-dir", str(other_dir), "--listen", taken, "--admin-listen", "none")
+    assert result.returncode != 0 and f"cannot listen on {taken}: address already in use" in result.stderr, result.stderr
+    assert not other_dir.exists()
 
 
 def test_bad_command_lines_fail_with_a_reason():
