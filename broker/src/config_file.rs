@@ -22,7 +22,7 @@ pub const NODE_OPTIONS: &[(&str, &str)] = &[
 
 /// `SPATE_*` variables that belong to something else (log level, the CLI, tests, benchmarks):
 /// never read as settings.
-const ENV_NOT_SETTINGS: &[&str] = &["SPATE_LOG", "SPATE_BROKERS"];
+const ENV_NOT_SETTINGS: &[&str] = &["SPATE_LOG", "SPATE_BROKERS", "SPATE_FAULT_PANIC_AFTER_MS"];
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Some("start") => match parse_start(&args[1..]) {
             Ok(options) => {
                 init_logging();
+                abort_on_panic();
                 storage::fix_malloc_thresholds();
                 match server::run(options, started_at) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -153,6 +154,26 @@ fn parse_start(args: &[String]) -> Result<StartOptions, String> {
     let mut options = layered.start_options()?;
     options.cluster = cluster.finish()?;
     Ok(options)
+}
+
+/// The panic policy of a running broker: a panic on any thread is logged (thread, location,
+/// message) and ends the process at once. Unwinding would end only the panicking shard's
+/// thread while the other shards wait for it forever and the node still looks ready; a
+/// supervisor (systemd, Kubernetes) restarts an aborted broker and recovery does the rest.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %location,
+            "panic: {}; aborting the broker",
+            info.payload_as_str().unwrap_or("(no message)")
+        );
+        default_hook(info);
+        std::process::abort();
+    }));
 }
 
 fn init_logging() {

@@ -259,6 +259,13 @@ async fn shard_main(context: ShardContext) {
     crate::group::runtime::start(&shard);
     crate::maintenance::spawn(&shard);
     glommio::spawn_local(crate::partition::fetcher::tick_replicas(shard.clone())).detach();
+    if let Some(after) = injected_panic(shard.id, shard.count) {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(after).await;
+            panic!("injected fault: SPATE_FAULT_PANIC_AFTER_MS");
+        })
+        .detach();
+    }
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
     let listener = match TcpListener::bind(context.listen_addr) {
         Ok(listener) => listener,
@@ -436,6 +443,16 @@ fn controlled_shutdown(link: &crate::cluster::link::QuorumLink) {
         }
         Err(e) => warn!("controlled shutdown did not complete ({e}); stopping anyway"),
     }
+}
+
+/// Fault injection for the panic-policy test: with `SPATE_FAULT_PANIC_AFTER_MS=N` the last
+/// shard panics N ms after it starts.
+fn injected_panic(shard: usize, shards: usize) -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("SPATE_FAULT_PANIC_AFTER_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    (shard + 1 == shards).then(|| std::time::Duration::from_millis(ms))
 }
 
 /// Stops the quorum link and the voter of a multi-node node (after the shards stopped).

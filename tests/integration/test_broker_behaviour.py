@@ -1,7 +1,9 @@
 """Broker behaviour a Kafka user relies on, checked over the wire: Fetch long polling,
 ListOffsets by timestamp, topic admin error codes, and the `spate start` command line."""
 
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -231,6 +233,28 @@ def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothi
         result = run_spate("start", "--data-dir", str(other_dir), "--listen", taken, "--admin-listen", "none")
     assert result.returncode != 0 and f"cannot listen on {taken}: address already in use" in result.stderr, result.stderr
     assert not other_dir.exists()
+
+
+def test_a_panic_in_a_shard_aborts_the_broker_after_logging_it_and_a_restart_recovers(broker_factory, monkeypatch):
+    # Unwinding would end one shard's thread and leave the node looking ready; the panic
+    # policy logs the panic (thread, location) and aborts the process, for a supervisor to
+    # restart. The fault is injected into the last shard 3 s after it starts.
+    monkeypatch.setenv("SPATE_FAULT_PANIC_AFTER_MS", "3000")
+    b = broker_factory(name="panics", cores=2)
+    with Conn(b.host, b.port) as c:
+        assert create_topics_v2(c, "kept", 1)[0] == 0
+        assert produce_v3(c, "kept", 0, record_batch([Rec(b"k", b"v")]), acks=-1) == (0, 0)
+    b.proc.wait(30)
+    assert b.proc.returncode == -signal.SIGABRT, f"exit {b.proc.returncode}\n{b.log_tail()}"
+    b._reader.join(5)
+    log = b.log_path.read_text(encoding="utf-8", errors="replace")
+    assert re.search(r"ERROR panic: injected fault: SPATE_FAULT_PANIC_AFTER_MS; aborting the broker "
+                     r"thread=\S+ location=broker/src/server.rs:\d+", log), b.log_tail()
+    monkeypatch.delenv("SPATE_FAULT_PANIC_AFTER_MS")
+    b.start()  # same data dir: recovery keeps the acknowledged record
+    with Conn(b.host, b.port) as c:
+        err, hw, data = fetch_v4(c, "kept", 0, 0)
+        assert (err, hw) == (0, 1) and decode_batches(data)[0].records[0][2] == b"v"
 
 
 def test_bad_command_lines_fail_with_a_reason():
