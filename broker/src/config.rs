@@ -43,6 +43,12 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("offsets.retention.minutes", "10080", Kind::Int),
     ("offsets.retention.check.interval.ms", "600000", Kind::Long),
     ("offset.metadata.max.bytes", "4096", Kind::Int),
+    ("producer.id.expiration.ms", "86400000", Kind::Long),
+    (
+        "producer.id.expiration.check.interval.ms",
+        "600000",
+        Kind::Long,
+    ),
     ("group.initial.rebalance.delay.ms", "3000", Kind::Int),
     ("group.min.session.timeout.ms", "6000", Kind::Int),
     ("group.max.session.timeout.ms", "1800000", Kind::Int),
@@ -112,6 +118,11 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: i64,
     pub offset_metadata_max_bytes: usize,
+    /// An idempotent producer's state on a partition is dropped this long after its last
+    /// batch's timestamp (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// How often the maintenance task looks for expired producer state.
+    pub producer_id_expiration_check_interval_ms: u64,
     pub group_initial_rebalance_delay_ms: i64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -226,6 +237,12 @@ impl BrokerConfig {
                 1,
                 i64::MAX,
             )?,
+            producer_id_expiration_ms: int("producer.id.expiration.ms", 1, i64::MAX)?,
+            producer_id_expiration_check_interval_ms: int(
+                "producer.id.expiration.check.interval.ms",
+                1,
+                i64::MAX,
+            )? as u64,
             // Stored as an i16-length string in __consumer_offsets.
             offset_metadata_max_bytes: int("offset.metadata.max.bytes", 0, i16::MAX as i64)?
                 as usize,

@@ -1,5 +1,6 @@
 //! Per-shard log maintenance: turns topic configs into [`LogConfig`]s and runs the background
-//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, shares the
+//! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, expires
+//! idle idempotent-producer state (`producer.id.expiration.ms`), shares the
 //! shard's tail-cache bound among the partitions being written (every tick), and
 //! compaction (`cleanup.policy=compact`, within `log.cleaner.io.max.bytes.per.second`), and
 //! retries partitions whose writes failed on a full disk, on the partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
@@ -94,8 +95,11 @@ pub fn spawn(shard: &Rc<Shard>) {
 
 async fn run(shard: Rc<Shard>) {
     let check_ms = shard.config.log_retention_check_interval_ms.max(1);
-    let tick_ms = check_ms.clamp(TICK_MS_MIN, FLUSH_CHECK_INTERVAL_MS_MAX);
-    let mut since_check_ms = 0u64;
+    let expiry_check_ms = shard.config.producer_id_expiration_check_interval_ms.max(1);
+    let tick_ms = check_ms
+        .min(expiry_check_ms)
+        .clamp(TICK_MS_MIN, FLUSH_CHECK_INTERVAL_MS_MAX);
+    let (mut since_check_ms, mut since_expiry_ms) = (0u64, 0u64);
     loop {
         glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
         if shard.is_closed() {
@@ -108,6 +112,11 @@ async fn run(shard: Rc<Shard>) {
             log.flush_if_due(now);
         }
         shard.share_cache(now);
+        since_expiry_ms += tick_ms;
+        if since_expiry_ms >= expiry_check_ms {
+            since_expiry_ms = 0;
+            expire_producers(&shard, now);
+        }
         since_check_ms += tick_ms;
         if since_check_ms < check_ms {
             continue;
@@ -154,5 +163,24 @@ async fn run(shard: Rc<Shard>) {
                 Err(e) => warn!(shard = shard.id, "compaction failed: {e}"),
             }
         }
+    }
+}
+
+/// Drops idempotent producer state idle for `producer.id.expiration.ms` on every partition
+/// of the shard (in memory; the next producer snapshot leaves it out), so the state grows
+/// with the producers in use, not with every producer id ever seen.
+fn expire_producers(shard: &Shard, now_ms: i64) {
+    let expiration_ms = shard.config.producer_id_expiration_ms;
+    let expired: usize = shard
+        .partition_logs()
+        .iter()
+        .map(|log| log.expire_producers(now_ms, expiration_ms))
+        .sum();
+    if expired > 0 {
+        info!(
+            shard = shard.id,
+            producers = expired,
+            "expired idle producer state"
+        );
     }
 }

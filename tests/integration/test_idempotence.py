@@ -1,4 +1,5 @@
-"""Idempotent produce over hand-encoded requests: a retried batch is stored once, a gap is refused."""
+"""Idempotent produce over hand-encoded requests: a retried batch is stored once, a gap is refused,
+and idle producer state expires after `producer.id.expiration.ms`."""
 
 import time
 
@@ -58,3 +59,37 @@ def test_duplicate_batch_is_stored_once(broker):
     assert hw == 7
     values = [r[2] for r in recs]
     assert values == [f"idem-a-{j}".encode() for j in range(5)] + [b"idem-b-0", b"idem-b-1"]
+
+
+def test_idle_producer_state_expires_after_producer_id_expiration_ms(broker_factory):
+    # Kafka's producer.id.expiration.ms: a producer's state (kept to deduplicate retries) goes
+    # that long after its last batch's timestamp, so the state grows with the producers in
+    # use, not with every producer id ever seen. A retry after that is appended again.
+    expiration_ms = 3000
+    b = broker_factory(settings={"producer.id.expiration.ms": expiration_ms,
+                                 "producer.id.expiration.check.interval.ms": 200})
+    topic = "idem-expiry"
+    create_topic(b.bootstrap, topic, 1)
+    with w.Conn(b.host, b.port) as c:
+        err, pid, epoch = w.init_producer_id_v0(c)
+        assert err == 0, f"InitProducerId error {err}"
+        now_ms = int(time.time() * 1000)
+        recs = [w.Rec(b"k", f"exp-{j}".encode(), [], j) for j in range(5)]
+        batch = w.record_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=0, base_timestamp=now_ms)
+        sent = time.monotonic()
+        assert w.produce_v3(c, topic, 0, batch) == (0, 0)
+        assert w.produce_v3(c, topic, 0, batch) == (0, 0), "a retry within the expiration is deduplicated"
+        # The same batch again until the broker no longer knows the producer: then it is new.
+        while True:
+            err, base = w.produce_v3(c, topic, 0, batch)
+            assert err == 0, f"retry: error {err}"
+            if base != 0:
+                break
+            assert time.monotonic() - sent < 30, "producer state never expired"
+            time.sleep(0.25)
+        waited = time.monotonic() - sent
+        assert base == 5, base
+        assert waited >= expiration_ms / 1000 - 0.5, f"state expired after {waited:.1f}s, before {expiration_ms} ms"
+        hw, got = w.fetch_all_v4(c, topic, 0)
+        assert hw == 10 and [r[2] for r in got] == [f"exp-{j}".encode() for j in range(5)] * 2
+    assert "expired idle producer state" in b.log_path.read_text(encoding="utf-8", errors="replace")

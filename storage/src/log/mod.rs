@@ -562,6 +562,22 @@ impl PartitionLog {
     }
 
     /// Whether appends are refused after a write failure.
+    /// Drops the idempotent producers whose last batch is `expiration_ms` older than
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`); returns how many. The next snapshot
+    /// (segment roll or close) no longer holds them.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.shared
+            .inner
+            .borrow_mut()
+            .producers
+            .expire(now_ms, expiration_ms)
+    }
+
+    /// Idempotent producers whose state this partition keeps.
+    pub fn producer_count(&self) -> usize {
+        self.shared.inner.borrow().producers.len()
+    }
+
     pub fn is_failed(&self) -> bool {
         self.shared.inner.borrow().failed.is_some()
     }
