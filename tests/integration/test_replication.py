@@ -27,6 +27,7 @@ import pytest
 import helpers
 import kafka_wire as w
 from conftest import SPATE_BIN
+from metrics_scrape import scrape
 from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     SESSION_TIMEOUT_MS,
     AckedProducer,
@@ -520,3 +521,64 @@ def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(c
                                "--election-type", "PREFERRED", "--topic", topic, "--partition", "1",
                                check=False)
     assert "Valid replica already elected" in again.stdout + again.stderr, (again.stdout, again.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. replication metrics: bytes in and out, follower lag, ISR shrinks and expansions
+# ---------------------------------------------------------------------------------------------
+def test_replication_metrics_follow_bytes_lag_and_isr_changes(cluster_factory):
+    # A session timeout far above the pause: the ISR shrinks because the leader sees the
+    # follower lag (its AlterPartition counts), not because the controller fences it.
+    cluster = cluster_factory({**REPLICATION, "broker.session.timeout.ms": 60000}, dedicated_controller=True)
+    topic = "repl-metrics"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    leader = m0.leader
+    paused, other = [r for r in m0.replicas if r != leader]
+    acked = produce_acked(cluster, topic, 500)
+    node = cluster.node
+
+    def lag(follower):
+        return scrape(node(leader)).value("spate_follower_lag_records", default=-1, topic=topic, partition="0",
+                                          follower=str(follower))
+
+    wait_for("both followers caught up (lag 0 on the leader)", lambda: lag(paused) == 0 and lag(other) == 0,
+             timeout=10)
+    on_leader = scrape(node(leader))
+    produced = on_leader.value("spate_topic_bytes_in_total", topic=topic)
+    out = on_leader.value("spate_replication_bytes_out_total", topic=topic)
+    assert produced > 500 * 10, produced
+    # Each follower read every byte once (a little more if a fetch was answered twice).
+    assert 2 * produced <= out <= 3 * produced, (produced, out)
+    assert on_leader.value("spate_topic_bytes_out_total", topic=topic) == 0, "follower fetches counted as consumers'"
+    assert on_leader.value("spate_replication_bytes_in_total", topic=topic) == 0
+    for f in (paused, other):
+        on_follower = scrape(node(f))
+        appended = on_follower.value("spate_replication_bytes_in_total", topic=topic)
+        assert appended == produced, (f, appended, produced)
+        assert on_follower.value("spate_replication_bytes_out_total", topic=topic) == 0
+        assert on_follower.value("spate_replica_fetcher_max_lag_records") == 0
+    shrinks0 = on_leader.value("spate_isr_shrinks_total")
+    expands0 = on_leader.value("spate_isr_expands_total")
+
+    cluster.pause(paused)
+    acked.update(produce_acked(cluster, topic, 200, first=500))  # acks=all: waits for the shrink
+    cluster.wait_isr(topic, 0, {leader, other}, via=leader, timeout=LAG_MS / 1000 + 20)
+    shrunk = scrape(node(leader))
+    assert shrunk.value("spate_isr_shrinks_total") - shrinks0 == 1
+    assert shrunk.value("spate_isr_expands_total") == expands0
+    assert shrunk.value("spate_follower_lag_records", topic=topic, partition="0", follower=str(paused)) == 200
+    assert shrunk.value("spate_under_replicated_partitions") == 1
+
+    cluster.resume(paused)
+    cluster.wait_isr(topic, 0, {leader, paused, other}, via=leader, timeout=30)
+    wait_for("the resumed follower caught up (lag 0)", lambda: lag(paused) == 0, timeout=10)
+    back = scrape(node(leader))
+    assert back.value("spate_isr_expands_total") - expands0 == 1
+    assert back.value("spate_isr_shrinks_total") - shrinks0 == 1
+    assert back.value("spate_under_replicated_partitions") == 0
+    assert scrape(node(paused)).value("spate_replication_bytes_in_total", topic=topic) == back.value(
+        "spate_topic_bytes_in_total", topic=topic)
+    read_and_check(cluster, topic, 1, acked)
+
+
+# -----------------------------------------------------------------------------
