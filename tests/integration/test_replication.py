@@ -581,4 +581,47 @@ def test_replication_metrics_follow_bytes_lag_and_isr_changes(cluster_factory):
     read_and_check(cluster, topic, 1, acked)
 
 
-# -----------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# 11. unclean elections through ElectLeaders (kafka-leader-election --election-type UNCLEAN)
+# ---------------------------------------------------------------------------------------------
+def test_kafka_leader_election_unclean_brings_an_offline_partition_back_with_a_replica_outside_the_isr(
+        cluster_factory):
+    # The followers are fenced (paused past the session timeout), so the leader is the ISR
+    # alone; then it is killed: the last ISR member stays, the partition goes offline, and the
+    # followers coming back cannot lead (they may lack acknowledged records). An unclean
+    # election through the API (as Kafka's tool sends it) takes the first live replica, ISR
+    # [it], a new leader epoch; the old leader rejoins as a follower.
+    cluster = cluster_factory(REPLICATION, dedicated_controller=True)
+    topic = "unclean"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    acked = produce_acked(cluster, topic, 100)
+    leader = m0.leader
+    followers = [r for r in m0.replicas if r != leader]
+
+    def elect():
+        return helpers.kafka_tool(ELECTION_TOOL, "--bootstrap-server", cluster.bootstrap(), "--election-type",
+                                  "UNCLEAN", "--topic", topic, "--partition", "0", check=False)
+
+    led = elect()
+    assert "Valid replica already elected" in led.stdout + led.stderr, (led.stdout, led.stderr)
+    for f in followers:
+        cluster.pause(f)
+    cluster.wait_isr(topic, 0, {leader}, via=leader, timeout=SESSION_TIMEOUT_MS / 1000 + 15)
+    cluster.kill(leader)
+    for f in followers:
+        cluster.resume(f)
+    offline = wait_for("the partition offline, its last ISR member fenced and the followers back",
+                       lambda: (lambda m: m.leader == -1 and cluster.live_brokers() == sorted(followers) and m)(
+                           cluster.state(topic, 0)), timeout=SESSION_TIMEOUT_MS / 1000 + 15, seen=cluster.seen)
+    assert offline.isr == [leader], offline
+    out = elect()
+    assert "Successfully completed leader election (UNCLEAN)" in out.stdout, (out.stdout, out.stderr)
+    new = wait_for("an unclean leader", lambda: (lambda m: m.leader >= 0 and m)(cluster.state(topic, 0)),
+                   timeout=10, seen=cluster.seen)
+    first_live = next(r for r in m0.replicas if r in followers)
+    # ISR [it] at the election; the other follower may have rejoined since.
+    assert new.leader == first_live and leader not in new.isr and first_live in new.isr, new
+    assert new.leader_epoch > offline.leader_epoch, (offline, new)
+    read_and_check(cluster, topic, 1, acked)  # the followers had every acks=all record
+    cluster.restart(leader)
+    cluster.wait_full_isr(topic, 1, timeout=30)
