@@ -497,9 +497,10 @@ ELECTION_TOOL = "org.apache.kafka.tools.LeaderElectionCommand"
 
 
 def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(cluster_factory):
-    # After a failover the leaders stay where it put them; Kafka's kafka-leader-election
-    # (ElectLeaders, preferred) gives each partition back to its first replica, one epoch on.
-    cluster = cluster_factory(REPLICATION)
+    # After a failover the leaders stay where it put them (automatic rebalancing off);
+    # Kafka's kafka-leader-election (ElectLeaders, preferred) gives each partition back to its
+    # first replica, one epoch on.
+    cluster = cluster_factory({**REPLICATION, "auto.leader.rebalance.enable": "false"})
     topic = "preferred"
     before = create_replicated(cluster, topic, 3)
     victim = before[0].leader
@@ -625,3 +626,41 @@ def test_kafka_leader_election_unclean_brings_an_offline_partition_back_with_a_r
     read_and_check(cluster, topic, 1, acked)  # the followers had every acks=all record
     cluster.restart(leader)
     cluster.wait_full_isr(topic, 1, timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. automatic leader rebalancing (auto.leader.rebalance.enable)
+# ---------------------------------------------------------------------------------------------
+REBALANCE_INTERVAL_S = 2
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
+def test_leaders_go_back_to_their_preferred_replicas_on_their_own(cluster_factory, enabled):
+    # A failover moves a broker's partitions away; once it is back in their ISRs, the active
+    # controller's imbalance check (every 2 s here) gives them back to it, as Kafka's does,
+    # without any tool: the broker leads 0 of the 1 partition it prefers, 100% > 10%. Off,
+    # the leaders stay where the failover put them.
+    cluster = cluster_factory({**REPLICATION, "auto.leader.rebalance.enable": str(enabled).lower(),
+                               "leader.imbalance.check.interval.seconds": REBALANCE_INTERVAL_S})
+    topic = "rebalanced"
+    before = create_replicated(cluster, topic, 3)
+    assert all(m.leader == m.replicas[0] for m in before.values()), before
+    victim = before[0].leader
+    cluster.kill(victim)
+    moved = cluster.wait_new_leader(topic, 0, before[0])
+    cluster.restart(victim)
+    if enabled:
+        def preferred():  # every broker up agrees (a restarted one may answer an old image first)
+            views = [cluster.partitions(topic, n.node_id) for n in cluster.up()]
+            ok = all(m.leader == m.replicas[0] and sorted(m.isr) == sorted(m.replicas)
+                     for v in views for m in v.values())
+            epochs = {v[0].leader_epoch for v in views}
+            return ok and len(epochs) == 1 and epochs.pop() > moved.leader_epoch and views[0]
+        back = wait_for(f"{topic}: every partition led by its preferred replica again", preferred,
+                        timeout=30, seen=cluster.seen)
+        assert back[0].leader == victim and back[0].leader_epoch > moved.leader_epoch, (moved, back[0])
+        return
+    cluster.wait_full_isr(topic, 3)
+    time.sleep(3 * REBALANCE_INTERVAL_S)  # three checks that must move nothing
+    after = cluster.wait_full_isr(topic, 3)
+    assert (after[0].leader, after[0].leader_epoch) == (moved.leader, moved.leader_epoch), (moved, after[0])
