@@ -58,6 +58,9 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("replica.lag.time.max.ms", "30000", Kind::Long),
     ("replica.fetch.wait.max.ms", "500", Kind::Int),
     ("replica.fsync.before.ack", "true", Kind::Bool),
+    ("auto.leader.rebalance.enable", "true", Kind::Bool),
+    ("leader.imbalance.check.interval.seconds", "300", Kind::Long),
+    ("leader.imbalance.per.broker.percentage", "10", Kind::Int),
 ];
 
 /// A `--set` that cannot be applied.
@@ -140,6 +143,13 @@ pub struct BrokerConfig {
     pub replica_fsync_before_ack: bool,
     /// How long a leader holds a follower's fetch that finds no records.
     pub replica_fetch_wait_max_ms: u64,
+    /// The active controller moves leadership back to preferred replicas on its own.
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the active controller checks the leader imbalance.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// A broker's share (0-100) of the partitions it prefers but does not lead, above
+    /// which they are moved back.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for BrokerConfig {
@@ -265,6 +275,17 @@ impl BrokerConfig {
             replica_lag_time_max_ms: int("replica.lag.time.max.ms", 1, i64::MAX)? as u64,
             replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms", 0, i32::MAX as i64)? as u64,
             replica_fsync_before_ack: get("replica.fsync.before.ack") == "true",
+            auto_leader_rebalance_enable: get("auto.leader.rebalance.enable") == "true",
+            leader_imbalance_check_interval_seconds: int(
+                "leader.imbalance.check.interval.seconds",
+                1,
+                i32::MAX as i64,
+            )? as u64,
+            leader_imbalance_per_broker_percentage: int(
+                "leader.imbalance.per.broker.percentage",
+                0,
+                100,
+            )? as u32,
             overrides,
         })
     }
@@ -346,6 +367,30 @@ mod tests {
                     value: bad.into(),
                 }
             );
+        }
+    }
+
+    #[test]
+    fn leader_rebalancing_settings_follow_kafka() {
+        let c = BrokerConfig::default();
+        assert!(c.auto_leader_rebalance_enable);
+        assert_eq!(c.leader_imbalance_check_interval_seconds, 300);
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
+        let c = BrokerConfig::with_overrides([
+            "auto.leader.rebalance.enable=false",
+            "leader.imbalance.check.interval.seconds=2",
+            "leader.imbalance.per.broker.percentage=0",
+        ])
+        .unwrap();
+        assert!(!c.auto_leader_rebalance_enable);
+        assert_eq!(c.leader_imbalance_check_interval_seconds, 2);
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 0);
+        for bad in [
+            "leader.imbalance.per.broker.percentage=101",
+            "leader.imbalance.per.broker.percentage=-1",
+            "leader.imbalance.check.interval.seconds=0",
+        ] {
+            assert!(BrokerConfig::with_overrides([bad]).is_err(), "{bad}");
         }
     }
 

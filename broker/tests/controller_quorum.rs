@@ -44,7 +44,11 @@ fn start(quorum: &[(u64, String)], node_id: u64, dir: &std::path::Path) -> Voter
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let dir = dir.join(format!("voter-{node_id}"));
-    let thread = std::thread::spawn(move || voter::run(&options, &dir, SESSION_TIMEOUT_MS, &flag));
+    let settings = voter::VoterSettings {
+        session_timeout_ms: SESSION_TIMEOUT_MS,
+        leader_rebalance: None,
+    };
+    let thread = std::thread::spawn(move || voter::run(&options, &dir, &settings, &flag));
     Voter {
         stop,
         thread: Some(thread),

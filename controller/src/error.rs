@@ -25,6 +25,8 @@ pub enum ApplyError {
     ElectionNotNeeded(String),
     /// A preferred-leader election where the preferred replica is fenced or out of sync.
     PreferredLeaderNotAvailable(String),
+    /// An unclean election where no replica is live.
+    EligibleLeadersNotAvailable(String),
     InvalidConfig {
         name: String,
         value: String,
@@ -63,6 +65,7 @@ impl ApplyError {
             ApplyError::IneligibleReplica(_) => 107, // INELIGIBLE_REPLICA
             ApplyError::ElectionNotNeeded(_) => 84, // ELECTION_NOT_NEEDED
             ApplyError::PreferredLeaderNotAvailable(_) => 80, // PREFERRED_LEADER_NOT_AVAILABLE
+            ApplyError::EligibleLeadersNotAvailable(_) => 83, // ELIGIBLE_LEADERS_NOT_AVAILABLE
             ApplyError::InvalidConfig { .. } => 40, // INVALID_CONFIG
             ApplyError::InvalidRequest(_) => 42,    // INVALID_REQUEST
             ApplyError::Storage { .. } => 56,       // KAFKA_STORAGE_ERROR
@@ -128,7 +131,8 @@ impl fmt::Display for ApplyError {
             | ApplyError::NotLeaderOrFollower(m)
             | ApplyError::IneligibleReplica(m)
             | ApplyError::ElectionNotNeeded(m)
-            | ApplyError::PreferredLeaderNotAvailable(m) => write!(f, "{m}"),
+            | ApplyError::PreferredLeaderNotAvailable(m)
+            | ApplyError::EligibleLeadersNotAvailable(m) => write!(f, "{m}"),
             ApplyError::NoLiveBrokers => write!(
                 f,
                 "replication factor 1 cannot be reached: no broker is registered and unfenced"

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use crate::cluster::{self, BrokerRegistration, Placement};
 use crate::codec::SnapshotPayload;
 use crate::error::ApplyError;
-use crate::partition::{LeaderAndIsr, PartitionRegistration, PreferredElection, NO_LEADER};
+use crate::partition::{
+    ElectionRefused, ElectionType, LeaderAndIsr, PartitionRegistration, NO_LEADER,
+};
 use crate::topic_config;
 
 /// A topic id: the 16 bytes of a UUID, never all-zero.
@@ -93,8 +95,10 @@ pub enum MetadataCommand {
     ShutdownBroker {
         node_id: i32,
     },
-    /// Preferred-leader election for the given `(topic, partition)`s, or every partition.
+    /// Leader elections of one type for the given `(topic, partition)`s, or every
+    /// partition: ElectLeaders, and the active controller's leader rebalancing (preferred).
     ElectLeaders {
+        election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
     /// A partition leader changes the ISR, compare-and-set on the epochs it knows.
@@ -275,14 +279,13 @@ fn unreachable_replication(rf: i16, live: usize) -> ApplyError {
     ))
 }
 
-/// The result of one partition of a preferred-leader election
-/// ([`MetadataImage::preferred_elections`]).
+/// The result of one partition of an election ([`MetadataImage::elections`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionResult {
     pub topic: String,
     pub partition: i32,
     /// 0: elected; else Kafka's error (ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE,
-    /// UNKNOWN_TOPIC_OR_PARTITION).
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION).
     pub error_code: i16,
     /// The record that moves the leader, on success.
     pub change: Option<PartitionChange>,
@@ -401,9 +404,10 @@ impl MetadataImage {
                     })),
                 ])
             }
-            MetadataCommand::ElectLeaders { partitions } => {
-                self.propose_preferred_elections(partitions)
-            }
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => self.propose_elections(election, partitions),
             MetadataCommand::AlterPartition {
                 topic_id,
                 partition,
@@ -567,11 +571,15 @@ impl MetadataImage {
         ))])
     }
 
-    /// The outcome of a preferred-leader election for `targets` (`None`: every partition,
-    /// reporting only those that can move or fail for another reason than
+    /// The outcome of an election of type `election` for `targets` (`None`: every
+    /// partition, reporting only those that can move or fail for another reason than
     /// ELECTION_NOT_NEEDED), in the order asked. Pure: brokers answer ElectLeaders with it
     /// and propose [`MetadataCommand::ElectLeaders`] for the partitions that can move.
-    pub fn preferred_elections(&self, targets: Option<&[(String, i32)]>) -> Vec<ElectionResult> {
+    pub fn elections(
+        &self,
+        election: ElectionType,
+        targets: Option<&[(String, i32)]>,
+    ) -> Vec<ElectionResult> {
         let every = targets.is_none();
         let all: Vec<(String, i32)>;
         let targets = match targets {
@@ -594,9 +602,9 @@ impl MetadataImage {
                 .and_then(|t| Some((t.id, self.partition(&t.id, *partition)?)));
             let (error_code, change) = match found {
                 None => (3, None), // UNKNOWN_TOPIC_OR_PARTITION
-                Some((id, registration)) => match registration.elect_preferred(live) {
+                Some((id, registration)) => match registration.elect(election, live) {
                     Ok(to) => (0, Some(change_record(id, *partition, registration, to))),
-                    Err(PreferredElection::NotNeeded) if every => continue,
+                    Err(ElectionRefused::NotNeeded) if every => continue,
                     Err(why) => (why.kafka_error_code(), None),
                 },
             };
@@ -610,11 +618,17 @@ impl MetadataImage {
         out
     }
 
-    fn propose_preferred_elections(
+    /// [`MetadataImage::elections`] of the preferred replicas.
+    pub fn preferred_elections(&self, targets: Option<&[(String, i32)]>) -> Vec<ElectionResult> {
+        self.elections(ElectionType::Preferred, targets)
+    }
+
+    fn propose_elections(
         &self,
+        election: ElectionType,
         targets: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<MetadataRecord>, ApplyError> {
-        let results = self.preferred_elections(targets.as_deref());
+        let results = self.elections(election, targets.as_deref());
         let records: Vec<MetadataRecord> = results
             .iter()
             .filter_map(|r| r.change.clone())
@@ -624,15 +638,21 @@ impl MetadataImage {
             return Ok(records);
         }
         // Nothing moves: the first partition's reason (all: nothing needed).
+        let what = |r: &ElectionResult| format!("{}-{}", r.topic, r.partition);
         match results.first() {
             Some(r) if r.error_code == 3 => Err(ApplyError::UnknownTopic(r.topic.clone())),
             Some(r) if r.error_code == 80 => Err(ApplyError::PreferredLeaderNotAvailable(format!(
-                "the preferred leader of {}-{} is not live and in sync",
-                r.topic, r.partition
+                "the preferred leader of {} is not live and in sync",
+                what(r)
             ))),
-            _ => Err(ApplyError::ElectionNotNeeded(
-                "the preferred leaders lead already".into(),
-            )),
+            Some(r) if r.error_code == 83 => Err(ApplyError::EligibleLeadersNotAvailable(format!(
+                "no replica of {} is live",
+                what(r)
+            ))),
+            _ => Err(ApplyError::ElectionNotNeeded(match election {
+                ElectionType::Preferred => "the preferred leaders lead already".into(),
+                ElectionType::Unclean => "the partitions have live leaders".into(),
+            })),
         }
     }
 
@@ -1786,8 +1806,10 @@ mod cluster_tests {
         let preferred = reg(&image, &id, 0).leader;
         let all_needed = image.preferred_elections(None);
         assert!(all_needed.is_empty(), "{all_needed:?}");
-        let elect =
-            |ps: Option<Vec<(String, i32)>>| MetadataCommand::ElectLeaders { partitions: ps };
+        let elect = |ps: Option<Vec<(String, i32)>>| MetadataCommand::ElectLeaders {
+            election: ElectionType::Preferred,
+            partitions: ps,
+        };
         let one = Some(vec![("t".to_owned(), 0)]);
         assert_eq!(
             run(&image, elect(one.clone()))
@@ -1836,6 +1858,61 @@ mod cluster_tests {
         assert_eq!(now.leader, preferred);
         assert_eq!(now.leader_epoch, r.leader_epoch + 1);
         assert!(elected.preferred_elections(None).is_empty());
+    }
+
+    #[test]
+    fn unclean_elections_through_elect_leaders() {
+        let (image, id) = replicated(1, &[]);
+        let r = reg(&image, &id, 0);
+        let (leader, followers) = (r.leader, r.isr[1..].to_vec());
+        let elect = |ps: Option<Vec<(String, i32)>>| MetadataCommand::ElectLeaders {
+            election: ElectionType::Unclean,
+            partitions: ps,
+        };
+        let one = Some(vec![("t".to_owned(), 0)]);
+        // A live leader: not needed.
+        assert_eq!(
+            run(&image, elect(one.clone()))
+                .unwrap_err()
+                .kafka_error_code(),
+            84
+        );
+        // The followers fenced, then the leader, the last ISR member: offline.
+        let mut down = image.clone();
+        for b in followers.iter().chain([&leader]) {
+            down = run(&down, fence(*b, true)).expect("fence");
+        }
+        let offline = reg(&down, &id, 0);
+        assert_eq!(
+            (offline.leader, offline.isr.clone()),
+            (NO_LEADER, vec![leader])
+        );
+        // Every replica down: nobody to elect.
+        assert_eq!(
+            run(&down, elect(one.clone()))
+                .unwrap_err()
+                .kafka_error_code(),
+            83
+        );
+        let results = down.elections(ElectionType::Unclean, None);
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].error_code, 83);
+        // A follower back: it stays offline (not in the ISR) until an unclean election.
+        let back = run(&down, fence(followers[1], false)).expect("unfence");
+        assert_eq!(reg(&back, &id, 0).leader, NO_LEADER);
+        let elected = run(&back, elect(one.clone())).expect("unclean");
+        let now = reg(&elected, &id, 0);
+        assert_eq!(
+            (now.leader, now.isr.clone(), now.leader_epoch),
+            (followers[1], vec![followers[1]], offline.leader_epoch + 1)
+        );
+        assert_eq!(now.partition_epoch, offline.partition_epoch + 1);
+        // Done: not needed any more; a preferred election is a separate matter.
+        assert_eq!(
+            run(&elected, elect(None)).unwrap_err().kafka_error_code(),
+            84
+        );
+        assert!(elected.elections(ElectionType::Unclean, None).is_empty());
     }
 
     #[test]

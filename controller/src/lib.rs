@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: no glommio, no async, no network here.
 
+pub mod balance;
 pub mod cluster;
 pub mod codec;
 pub mod error;
@@ -22,6 +23,6 @@ pub use image::{
     is_valid_topic_id, validate_topic_name, ApplyOutcome, ElectionResult, MetadataCommand,
     MetadataImage, MetadataRecord, PartitionChange, PartitionsAssigned, TopicId, TopicMeta,
 };
-pub use partition::{PartitionRegistration, NO_LEADER};
+pub use partition::{ElectionType, PartitionRegistration, NO_LEADER};
 pub use store::{new_cluster_id, Controller, ControllerOptions, LocalBroker};
 pub use topic_config::ConfigOp;

@@ -41,20 +41,44 @@ pub struct LeaderAndIsr {
     pub isr: Vec<i32>,
 }
 
-/// Why a preferred-leader election changed nothing (Kafka's error codes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PreferredElection {
-    /// The preferred replica leads already (ELECTION_NOT_NEEDED).
-    NotNeeded,
-    /// The preferred replica is fenced or out of sync (PREFERRED_LEADER_NOT_AVAILABLE).
-    NotAvailable,
+/// Kafka's election types (ElectLeaders' `election_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ElectionType {
+    /// The first replica leads, if it is live and in sync (0).
+    Preferred,
+    /// A partition without a live leader gets one, from outside the ISR if need be (1).
+    Unclean,
 }
 
-impl PreferredElection {
+impl ElectionType {
+    /// The type of a request's `election_type`, if Kafka defines it.
+    pub fn from_kafka(election_type: i8) -> Option<ElectionType> {
+        match election_type {
+            0 => Some(ElectionType::Preferred),
+            1 => Some(ElectionType::Unclean),
+            _ => None,
+        }
+    }
+}
+
+/// Why an election changed nothing (Kafka's error codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionRefused {
+    /// Preferred: the preferred replica leads already; unclean: a live replica leads
+    /// (ELECTION_NOT_NEEDED).
+    NotNeeded,
+    /// The preferred replica is fenced or out of sync (PREFERRED_LEADER_NOT_AVAILABLE).
+    PreferredNotAvailable,
+    /// Unclean: no replica is live (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+    EligibleNotAvailable,
+}
+
+impl ElectionRefused {
     pub fn kafka_error_code(self) -> i16 {
         match self {
-            PreferredElection::NotNeeded => 84,    // ELECTION_NOT_NEEDED
-            PreferredElection::NotAvailable => 80, // PREFERRED_LEADER_NOT_AVAILABLE
+            ElectionRefused::NotNeeded => 84,             // ELECTION_NOT_NEEDED
+            ElectionRefused::PreferredNotAvailable => 80, // PREFERRED_LEADER_NOT_AVAILABLE
+            ElectionRefused::EligibleNotAvailable => 83,  // ELIGIBLE_LEADERS_NOT_AVAILABLE
         }
     }
 }
@@ -209,22 +233,56 @@ impl PartitionRegistration {
         None
     }
 
+    /// An election of `election` type; see [`PartitionRegistration::elect_preferred`] and
+    /// [`PartitionRegistration::elect_unclean`].
+    pub fn elect(
+        &self,
+        election: ElectionType,
+        live: impl Fn(i32) -> bool,
+    ) -> Result<LeaderAndIsr, ElectionRefused> {
+        match election {
+            ElectionType::Preferred => self.elect_preferred(live),
+            ElectionType::Unclean => self.elect_unclean(live),
+        }
+    }
+
     /// A preferred-leader election: the first replica leads if it is live and in sync.
     pub fn elect_preferred(
         &self,
         live: impl Fn(i32) -> bool,
-    ) -> Result<LeaderAndIsr, PreferredElection> {
+    ) -> Result<LeaderAndIsr, ElectionRefused> {
         let preferred = self.preferred_leader();
         if self.leader == preferred {
-            return Err(PreferredElection::NotNeeded);
+            return Err(ElectionRefused::NotNeeded);
         }
         if !live(preferred) || !self.isr.contains(&preferred) {
-            return Err(PreferredElection::NotAvailable);
+            return Err(ElectionRefused::PreferredNotAvailable);
         }
         Ok(LeaderAndIsr {
             leader: preferred,
             isr: self.isr.clone(),
         })
+    }
+
+    /// An unclean election (Kafka's ElectLeaders with election type UNCLEAN, KRaft's
+    /// PartitionChangeBuilder): nothing to do while a live replica leads; else the first live
+    /// ISR member in replica order (a clean choice, when there is one), else the first live
+    /// replica, which becomes the whole ISR and may lack acknowledged records.
+    pub fn elect_unclean(
+        &self,
+        live: impl Fn(i32) -> bool,
+    ) -> Result<LeaderAndIsr, ElectionRefused> {
+        if self.leader != NO_LEADER && live(self.leader) {
+            return Err(ElectionRefused::NotNeeded);
+        }
+        if let Some(leader) = self.first_live_in(&self.isr, &live) {
+            return Ok(LeaderAndIsr {
+                leader,
+                isr: self.isr.clone(),
+            });
+        }
+        self.unclean(&live)
+            .ok_or(ElectionRefused::EligibleNotAvailable)
     }
 }
 
@@ -319,20 +377,59 @@ mod tests {
         let live = live_except(&[]);
         assert_eq!(
             reg(&[1, 2], &[1, 2], 1).elect_preferred(&live),
-            Err(PreferredElection::NotNeeded)
+            Err(ElectionRefused::NotNeeded)
         );
         assert_eq!(
             reg(&[1, 2], &[2], 2).elect_preferred(&live),
-            Err(PreferredElection::NotAvailable)
+            Err(ElectionRefused::PreferredNotAvailable)
         );
         assert_eq!(
             reg(&[1, 2], &[1, 2], 2).elect_preferred(live_except(&[1])),
-            Err(PreferredElection::NotAvailable)
+            Err(ElectionRefused::PreferredNotAvailable)
         );
         let to = reg(&[1, 2], &[2, 1], 2)
             .elect_preferred(&live)
             .expect("moves");
         assert_eq!((to.leader, to.isr), (1, vec![2, 1]));
+    }
+
+    #[test]
+    fn unclean_election_through_elect_leaders() {
+        let unclean = |r: &PartitionRegistration, down: &'static [i32]| {
+            r.elect(ElectionType::Unclean, live_except(down))
+        };
+        // A live leader: nothing to do, in or out of sync.
+        let led = reg(&[1, 2, 3], &[1], 1);
+        assert_eq!(unclean(&led, &[]), Err(ElectionRefused::NotNeeded));
+        // Offline, its last ISR member down: the first live replica, alone in the ISR.
+        let offline = reg(&[1, 2, 3], &[1], NO_LEADER);
+        let to = unclean(&offline, &[1]).expect("unclean");
+        assert_eq!((to.leader, to.isr.clone()), (2, vec![2]));
+        let next = offline.changed(to);
+        assert_eq!((next.leader_epoch, next.partition_epoch), (4, 8));
+        assert_eq!(
+            unclean(&offline, &[1, 2]).map(|t| (t.leader, t.isr)),
+            Ok((3, vec![3]))
+        );
+        // A live ISR member is taken first: no record is lost when none needs to be.
+        let clean = reg(&[1, 2, 3], &[3, 1], NO_LEADER);
+        assert_eq!(
+            unclean(&clean, &[1]).map(|t| (t.leader, t.isr)),
+            Ok((3, vec![3, 1]))
+        );
+        // A recorded leader that is fenced counts as no leader.
+        assert_eq!(
+            unclean(&reg(&[1, 2], &[1], 1), &[1]).map(|t| t.leader),
+            Ok(2)
+        );
+        // Nobody live.
+        assert_eq!(
+            unclean(&offline, &[1, 2, 3]),
+            Err(ElectionRefused::EligibleNotAvailable)
+        );
+        assert_eq!(ElectionRefused::EligibleNotAvailable.kafka_error_code(), 83);
+        assert_eq!(ElectionType::from_kafka(1), Some(ElectionType::Unclean));
+        assert_eq!(ElectionType::from_kafka(2), None);
     }
 
     #[test]

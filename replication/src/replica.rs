@@ -200,6 +200,21 @@ impl Replica {
         }
     }
 
+    /// Leader: each follower's fetch offset (its log end offset as of its last fetch in this
+    /// epoch), by broker id; followers that have not fetched in this epoch are left out.
+    /// Nothing elsewhere.
+    pub fn follower_fetch_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        let followers = match &self.role {
+            RoleState::Leader(l) => Some(&l.followers),
+            _ => None,
+        };
+        followers
+            .into_iter()
+            .flatten()
+            .filter(|(_, p)| p.fetch_offset != UNDEFINED_OFFSET)
+            .map(|(id, p)| (*id, p.fetch_offset))
+    }
+
     /// Leader: acks=all waiters not answered yet.
     pub fn waiting_acks(&self) -> usize {
         match &self.role {

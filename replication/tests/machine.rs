@@ -166,6 +166,7 @@ fn high_watermark_is_the_lowest_isr_fetch_offset_and_never_decreases() {
     log.append(5, 1, 100);
     replica.on_local_append(&log);
     assert_eq!(replica.high_watermark(), 0, "followers' offsets unknown");
+    assert_eq!(replica.follower_fetch_offsets().count(), 0);
     let (_, e) = replica.on_follower_fetch(2, at(12, Some(1), 12), 1, &log, 10);
     assert!(high_watermarks(&e).is_empty(), "3 still unknown");
     let (answer, e) = replica.on_follower_fetch(3, at(11, Some(1), 11), 1, &log, 10);
@@ -181,6 +182,9 @@ fn high_watermark_is_the_lowest_isr_fetch_offset_and_never_decreases() {
     ));
     let (_, e) = replica.on_follower_fetch(3, at(15, Some(1), 15), 1, &log, 20);
     assert_eq!(high_watermarks(&e), [12]);
+    // What the leader reports as its followers' positions (their lag, in /metrics).
+    let offsets: Vec<(i32, i64)> = replica.follower_fetch_offsets().collect();
+    assert_eq!(offsets, [(2, 12), (3, 15)]);
     // 2 fetches from lower (it restarted and lost a suffix): the HW stays.
     let (_, e) = replica.on_follower_fetch(2, at(10, Some(0), 10), 1, &log, 30);
     assert!(high_watermarks(&e).is_empty());

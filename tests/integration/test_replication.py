@@ -28,6 +28,7 @@ import helpers
 import kafka_wire as w
 from netlab import netns_cluster  # noqa: F401  (a fixture)
 from conftest import SPATE_BIN
+from metrics_scrape import scrape
 from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     SESSION_TIMEOUT_MS,
     AckedProducer,
@@ -611,9 +612,10 @@ ELECTION_TOOL = "org.apache.kafka.tools.LeaderElectionCommand"
 
 
 def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(cluster_factory):
-    # After a failover the leaders stay where it put them; Kafka's kafka-leader-election
-    # (ElectLeaders, preferred) gives each partition back to its first replica, one epoch on.
-    cluster = cluster_factory(REPLICATION)
+    # After a failover the leaders stay where it put them (automatic rebalancing off);
+    # Kafka's kafka-leader-election (ElectLeaders, preferred) gives each partition back to its
+    # first replica, one epoch on.
+    cluster = cluster_factory({**REPLICATION, "auto.leader.rebalance.enable": "false"})
     topic = "preferred"
     before = create_replicated(cluster, topic, 3)
     victim = before[0].leader
@@ -635,3 +637,145 @@ def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(c
                                "--election-type", "PREFERRED", "--topic", topic, "--partition", "1",
                                check=False)
     assert "Valid replica already elected" in again.stdout + again.stderr, (again.stdout, again.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. replication metrics: bytes in and out, follower lag, ISR shrinks and expansions
+# ---------------------------------------------------------------------------------------------
+def test_replication_metrics_follow_bytes_lag_and_isr_changes(cluster_factory):
+    # A session timeout far above the pause: the ISR shrinks because the leader sees the
+    # follower lag (its AlterPartition counts), not because the controller fences it.
+    cluster = cluster_factory({**REPLICATION, "broker.session.timeout.ms": 60000}, dedicated_controller=True)
+    topic = "repl-metrics"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    leader = m0.leader
+    paused, other = [r for r in m0.replicas if r != leader]
+    acked = produce_acked(cluster, topic, 500)
+    node = cluster.node
+
+    def lag(follower):
+        return scrape(node(leader)).value("spate_follower_lag_records", default=-1, topic=topic, partition="0",
+                                          follower=str(follower))
+
+    wait_for("both followers caught up (lag 0 on the leader)", lambda: lag(paused) == 0 and lag(other) == 0,
+             timeout=10)
+    on_leader = scrape(node(leader))
+    produced = on_leader.value("spate_topic_bytes_in_total", topic=topic)
+    out = on_leader.value("spate_replication_bytes_out_total", topic=topic)
+    assert produced > 500 * 10, produced
+    # Each follower read every byte once (a little more if a fetch was answered twice).
+    assert 2 * produced <= out <= 3 * produced, (produced, out)
+    assert on_leader.value("spate_topic_bytes_out_total", topic=topic) == 0, "follower fetches counted as consumers'"
+    assert on_leader.value("spate_replication_bytes_in_total", topic=topic) == 0
+    for f in (paused, other):
+        on_follower = scrape(node(f))
+        appended = on_follower.value("spate_replication_bytes_in_total", topic=topic)
+        assert appended == produced, (f, appended, produced)
+        assert on_follower.value("spate_replication_bytes_out_total", topic=topic) == 0
+        assert on_follower.value("spate_replica_fetcher_max_lag_records") == 0
+    shrinks0 = on_leader.value("spate_isr_shrinks_total")
+    expands0 = on_leader.value("spate_isr_expands_total")
+
+    cluster.pause(paused)
+    acked.update(produce_acked(cluster, topic, 200, first=500))  # acks=all: waits for the shrink
+    cluster.wait_isr(topic, 0, {leader, other}, via=leader, timeout=LAG_MS / 1000 + 20)
+    shrunk = scrape(node(leader))
+    assert shrunk.value("spate_isr_shrinks_total") - shrinks0 == 1
+    assert shrunk.value("spate_isr_expands_total") == expands0
+    assert shrunk.value("spate_follower_lag_records", topic=topic, partition="0", follower=str(paused)) == 200
+    assert shrunk.value("spate_under_replicated_partitions") == 1
+
+    cluster.resume(paused)
+    cluster.wait_isr(topic, 0, {leader, paused, other}, via=leader, timeout=30)
+    wait_for("the resumed follower caught up (lag 0)", lambda: lag(paused) == 0, timeout=10)
+    back = scrape(node(leader))
+    assert back.value("spate_isr_expands_total") - expands0 == 1
+    assert back.value("spate_isr_shrinks_total") - shrinks0 == 1
+    assert back.value("spate_under_replicated_partitions") == 0
+    assert scrape(node(paused)).value("spate_replication_bytes_in_total", topic=topic) == back.value(
+        "spate_topic_bytes_in_total", topic=topic)
+    read_and_check(cluster, topic, 1, acked)
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. unclean elections through ElectLeaders (kafka-leader-election --election-type UNCLEAN)
+# ---------------------------------------------------------------------------------------------
+def test_kafka_leader_election_unclean_brings_an_offline_partition_back_with_a_replica_outside_the_isr(
+        cluster_factory):
+    # The followers are fenced (paused past the session timeout), so the leader is the ISR
+    # alone; then it is killed: the last ISR member stays, the partition goes offline, and the
+    # followers coming back cannot lead (they may lack acknowledged records). An unclean
+    # election through the API (as Kafka's tool sends it) takes the first live replica, ISR
+    # [it], a new leader epoch; the old leader rejoins as a follower.
+    cluster = cluster_factory(REPLICATION, dedicated_controller=True)
+    topic = "unclean"
+    m0 = create_replicated(cluster, topic, 1)[0]
+    acked = produce_acked(cluster, topic, 100)
+    leader = m0.leader
+    followers = [r for r in m0.replicas if r != leader]
+
+    def elect():
+        return helpers.kafka_tool(ELECTION_TOOL, "--bootstrap-server", cluster.bootstrap(), "--election-type",
+                                  "UNCLEAN", "--topic", topic, "--partition", "0", check=False)
+
+    led = elect()
+    assert "Valid replica already elected" in led.stdout + led.stderr, (led.stdout, led.stderr)
+    for f in followers:
+        cluster.pause(f)
+    cluster.wait_isr(topic, 0, {leader}, via=leader, timeout=SESSION_TIMEOUT_MS / 1000 + 15)
+    cluster.kill(leader)
+    for f in followers:
+        cluster.resume(f)
+    offline = wait_for("the partition offline, its last ISR member fenced and the followers back",
+                       lambda: (lambda m: m.leader == -1 and cluster.live_brokers() == sorted(followers) and m)(
+                           cluster.state(topic, 0)), timeout=SESSION_TIMEOUT_MS / 1000 + 15, seen=cluster.seen)
+    assert offline.isr == [leader], offline
+    out = elect()
+    assert "Successfully completed leader election (UNCLEAN)" in out.stdout, (out.stdout, out.stderr)
+    new = wait_for("an unclean leader", lambda: (lambda m: m.leader >= 0 and m)(cluster.state(topic, 0)),
+                   timeout=10, seen=cluster.seen)
+    first_live = next(r for r in m0.replicas if r in followers)
+    # ISR [it] at the election; the other follower may have rejoined since.
+    assert new.leader == first_live and leader not in new.isr and first_live in new.isr, new
+    assert new.leader_epoch > offline.leader_epoch, (offline, new)
+    read_and_check(cluster, topic, 1, acked)  # the followers had every acks=all record
+    cluster.restart(leader)
+    cluster.wait_full_isr(topic, 1, timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. automatic leader rebalancing (auto.leader.rebalance.enable)
+# ---------------------------------------------------------------------------------------------
+REBALANCE_INTERVAL_S = 2
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
+def test_leaders_go_back_to_their_preferred_replicas_on_their_own(cluster_factory, enabled):
+    # A failover moves a broker's partitions away; once it is back in their ISRs, the active
+    # controller's imbalance check (every 2 s here) gives them back to it, as Kafka's does,
+    # without any tool: the broker leads 0 of the 1 partition it prefers, 100% > 10%. Off,
+    # the leaders stay where the failover put them.
+    cluster = cluster_factory({**REPLICATION, "auto.leader.rebalance.enable": str(enabled).lower(),
+                               "leader.imbalance.check.interval.seconds": REBALANCE_INTERVAL_S})
+    topic = "rebalanced"
+    before = create_replicated(cluster, topic, 3)
+    assert all(m.leader == m.replicas[0] for m in before.values()), before
+    victim = before[0].leader
+    cluster.kill(victim)
+    moved = cluster.wait_new_leader(topic, 0, before[0])
+    cluster.restart(victim)
+    if enabled:
+        def preferred():  # every broker up agrees (a restarted one may answer an old image first)
+            views = [cluster.partitions(topic, n.node_id) for n in cluster.up()]
+            ok = all(m.leader == m.replicas[0] and sorted(m.isr) == sorted(m.replicas)
+                     for v in views for m in v.values())
+            epochs = {v[0].leader_epoch for v in views}
+            return ok and len(epochs) == 1 and epochs.pop() > moved.leader_epoch and views[0]
+        back = wait_for(f"{topic}: every partition led by its preferred replica again", preferred,
+                        timeout=30, seen=cluster.seen)
+        assert back[0].leader == victim and back[0].leader_epoch > moved.leader_epoch, (moved, back[0])
+        return
+    cluster.wait_full_isr(topic, 3)
+    time.sleep(3 * REBALANCE_INTERVAL_S)  # three checks that must move nothing
+    after = cluster.wait_full_isr(topic, 3)
+    assert (after[0].leader, after[0].leader_epoch) == (moved.leader, moved.leader_epoch), (moved, after[0])

@@ -25,7 +25,7 @@ pub fn run(
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
 ) -> Result<(), String> {
-    let session_timeout_ms = session_timeout_ms(config);
+    let settings = voter_settings(config);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = crate::datadir::lock(data_dir)?;
@@ -35,11 +35,22 @@ pub fn run(
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
-    voter::run(options, data_dir, session_timeout_ms, &stop)
+    voter::run(options, data_dir, &settings, &stop)
 }
 
-fn session_timeout_ms(config: &crate::config::BrokerConfig) -> u64 {
-    setting(config, "broker.session.timeout.ms").unwrap_or(9000)
+/// The active controller's duties, from the broker settings.
+fn voter_settings(config: &crate::config::BrokerConfig) -> voter::VoterSettings {
+    voter::VoterSettings {
+        session_timeout_ms: setting(config, "broker.session.timeout.ms").unwrap_or(9000),
+        leader_rebalance: config
+            .auto_leader_rebalance_enable
+            .then_some(voter::LeaderRebalance {
+                interval: std::time::Duration::from_secs(
+                    config.leader_imbalance_check_interval_seconds,
+                ),
+                imbalance_percentage: config.leader_imbalance_per_broker_percentage,
+            }),
+    }
 }
 
 fn setting(config: &crate::config::BrokerConfig, name: &str) -> Option<u64> {
@@ -75,13 +86,13 @@ pub fn spawn_voter(
     node_stop: Arc<AtomicBool>,
 ) -> Result<VoterThread, String> {
     let (options, data_dir) = (options.clone(), data_dir.to_path_buf());
-    let session_timeout_ms = session_timeout_ms(config);
+    let settings = voter_settings(config);
     let stop = Arc::new(AtomicBool::new(false));
     let voter_stop = Arc::clone(&stop);
     let handle = std::thread::Builder::new()
         .name("controller".into())
         .spawn(move || {
-            let result = voter::run(&options, &data_dir, session_timeout_ms, &voter_stop);
+            let result = voter::run(&options, &data_dir, &settings, &voter_stop);
             if let Err(e) = &result {
                 tracing::error!("controller voter stopped: {e}");
                 node_stop.store(true, std::sync::atomic::Ordering::SeqCst);

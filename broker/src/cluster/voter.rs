@@ -11,14 +11,14 @@ use controller::codec::{self, SnapshotPayload};
 use controller::quorum::{
     self, CompletionError, ProposeError, Quorum, QuorumConfig, RaftMessage, RaftMessageType,
 };
-use controller::{Liveness, MetadataCommand};
+use controller::{ElectionType, Liveness, MetadataCommand};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// One Raft tick; the election timeout is 10-20 ticks, heartbeats every 2.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -85,6 +85,24 @@ enum Inbound {
     Request(ControllerRequest, mpsc::Sender<ControllerResponse>),
 }
 
+/// What the active controller does on its own, from the broker settings.
+#[derive(Clone, Debug)]
+pub struct VoterSettings {
+    /// A broker silent this long is fenced (`broker.session.timeout.ms`).
+    pub session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable` (None: off) and its settings.
+    pub leader_rebalance: Option<LeaderRebalance>,
+}
+
+/// Automatic preferred-leader elections (Kafka's `auto.leader.rebalance.enable`).
+#[derive(Clone, Copy, Debug)]
+pub struct LeaderRebalance {
+    /// `leader.imbalance.check.interval.seconds`.
+    pub interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub imbalance_percentage: u32,
+}
+
 /// A broker's `FetchUpdates` waiting for the image to move past `known_version`.
 struct Watcher {
     known_version: u64,
@@ -103,6 +121,10 @@ struct Driver {
     watchers: Vec<Watcher>,
     liveness: Liveness,
     session_timeout_ms: u64,
+    leader_rebalance: Option<LeaderRebalance>,
+    /// When the next leader imbalance check is due; None until this voter is the active
+    /// controller (the first check comes one interval after it becomes active).
+    rebalance_at: Option<Instant>,
     started: Instant,
     was_leader: bool,
     known_leader: Option<u64>,
@@ -111,13 +133,14 @@ struct Driver {
     no_quorum_warned_at: Option<Instant>,
 }
 
-/// Runs this node's voter until `stop` is set. Brokers that stop heartbeating for
-/// `session_timeout_ms` are fenced while this voter is the active controller. Returns a
+/// Runs this node's voter until `stop` is set. While this voter is the active controller,
+/// brokers that stop heartbeating for the session timeout are fenced and, with leader
+/// rebalancing on, imbalanced leadership goes back to the preferred replicas. Returns a
 /// one-line reason on failure.
 pub fn run(
     options: &ClusterOptions,
     data_dir: &Path,
-    session_timeout_ms: u64,
+    settings: &VoterSettings,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let listen = options
@@ -156,7 +179,9 @@ pub fn run(
         waiting: BTreeMap::new(),
         watchers: Vec::new(),
         liveness: Liveness::default(),
-        session_timeout_ms,
+        session_timeout_ms: settings.session_timeout_ms,
+        leader_rebalance: settings.leader_rebalance,
+        rebalance_at: None,
         started: Instant::now(),
         was_leader: false,
         known_leader: None,
@@ -189,6 +214,7 @@ pub fn run(
         if Instant::now() >= next_tick {
             driver.quorum.tick();
             driver.fence_silent_brokers();
+            driver.rebalance_leaders();
             driver.warn_without_quorum();
             next_tick += TICK;
         }
@@ -328,6 +354,43 @@ impl Driver {
         }
     }
 
+    /// Every `leader.imbalance.check.interval.seconds` (active controller only): preferred
+    /// elections for the partitions of the brokers whose leader imbalance is above
+    /// `leader.imbalance.per.broker.percentage` (`controller::balance`), proposed as the
+    /// ElectLeaders command the API uses.
+    fn rebalance_leaders(&mut self) {
+        let Some(rebalance) = self.leader_rebalance else {
+            return;
+        };
+        if !self.quorum.can_propose() {
+            return;
+        }
+        let now = Instant::now();
+        let due = *self.rebalance_at.get_or_insert(now + rebalance.interval);
+        if now < due {
+            return;
+        }
+        self.rebalance_at = Some(now + rebalance.interval);
+        let image = self.quorum.image();
+        let partitions =
+            controller::balance::preferred_elections_due(&image, rebalance.imbalance_percentage);
+        if partitions.is_empty() {
+            return;
+        }
+        info!(
+            partitions = partitions.len(),
+            "leader imbalance above leader.imbalance.per.broker.percentage: electing preferred leaders"
+        );
+        let elect = MetadataCommand::ElectLeaders {
+            election: ElectionType::Preferred,
+            partitions: Some(partitions),
+        };
+        // Applied or not, the next check looks again.
+        if let Err(e) = self.quorum.propose(elect) {
+            debug!("leader rebalance not proposed: {e}");
+        }
+    }
+
     fn process(&mut self) -> Result<(), String> {
         let output = self
             .quorum
@@ -394,6 +457,9 @@ impl Driver {
             // A new active controller gives every broker a full session to check in.
             let now = self.now_ms();
             self.liveness.reset(self.quorum.image().brokers.keys(), now);
+        }
+        if leading != self.was_leader {
+            self.rebalance_at = None;
         }
         self.was_leader = leading;
         let leader = self.quorum.leader();

@@ -34,6 +34,10 @@ pub struct ShardMetrics {
     errors: Box<[Cell<u64>]>,
     /// glommio's executor and IO statistics are taken (reset) when read; these add them up.
     pub runtime: scrape::RuntimeTotals,
+    /// ISR changes this shard's leaders proposed that the controller committed (Kafka's
+    /// IsrShrinksPerSec / IsrExpandsPerSec).
+    pub isr_shrinks: Cell<u64>,
+    pub isr_expands: Cell<u64>,
 }
 
 impl Default for ShardMetrics {
@@ -44,6 +48,8 @@ impl Default for ShardMetrics {
                 .map(|_| Cell::new(0))
                 .collect(),
             runtime: scrape::RuntimeTotals::default(),
+            isr_shrinks: Cell::new(0),
+            isr_expands: Cell::new(0),
         }
     }
 }
@@ -75,6 +81,18 @@ impl ShardMetrics {
         }
     }
 
+    /// Counts a committed ISR change of a partition this shard leads, from `before` to
+    /// `after`: a shrink when a member left, an expansion when one joined (a leader proposes
+    /// one or the other).
+    pub fn record_isr_change(&self, before: &[i32], after: &[i32]) {
+        if before.iter().any(|id| !after.contains(id)) {
+            add(&self.isr_shrinks, 1);
+        }
+        if after.iter().any(|id| !before.contains(id)) {
+            add(&self.isr_expands, 1);
+        }
+    }
+
     /// (api key, counters) of every API that served a request.
     pub fn apis(&self) -> impl Iterator<Item = (i16, &ApiCounters)> {
         self.apis
@@ -103,8 +121,18 @@ impl ShardMetrics {
 pub struct PartitionCounters {
     /// Record batch bytes appended by Produce.
     pub bytes_in: Cell<u64>,
-    /// Record batch bytes read from the log for Fetch answers.
+    /// Record batch bytes read from the log for consumers' Fetch answers (Kafka's
+    /// BytesOutPerSec: followers' fetches are not counted here).
     pub bytes_out: Cell<u64>,
+    /// Follower: record batch bytes appended from the leader's fetch answers (Kafka's
+    /// ReplicationBytesInPerSec).
+    pub replication_bytes_in: Cell<u64>,
+    /// Leader: record batch bytes read from the log for followers' fetches (Kafka's
+    /// ReplicationBytesOutPerSec).
+    pub replication_bytes_out: Cell<u64>,
+    /// Follower: the leader's high watermark minus this replica's log end offset after the
+    /// last fetch answer, at least 0 (Kafka's fetcher lag, whose maximum is MaxLag).
+    pub fetcher_lag: Cell<i64>,
 }
 
 fn add(cell: &Cell<u64>, n: u64) {
@@ -128,6 +156,16 @@ mod tests {
         assert_eq!(api.latency_buckets[LATENCY_BUCKETS_US.len()].get(), 1);
         assert_eq!(api.latency_sum_us.get(), 60_000_201);
         assert_eq!(m.apis().count(), 1);
+    }
+
+    #[test]
+    fn isr_changes_count_as_shrinks_or_expansions() {
+        let m = ShardMetrics::default();
+        m.record_isr_change(&[1, 2, 3], &[1, 3]);
+        m.record_isr_change(&[1, 3], &[1, 3, 2]);
+        m.record_isr_change(&[1, 3, 2], &[1]);
+        m.record_isr_change(&[1], &[1]);
+        assert_eq!((m.isr_shrinks.get(), m.isr_expands.get()), (2, 1));
     }
 
     #[test]

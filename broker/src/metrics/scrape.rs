@@ -101,6 +101,13 @@ pub struct PartitionSnapshot {
     pub cache_bytes_max: usize,
     /// Led here, with fewer in-sync replicas than replicas.
     pub under_replicated: bool,
+    pub replication_bytes_in: u64,
+    pub replication_bytes_out: u64,
+    /// Led here: (follower, leader log end offset minus its fetch offset), for the
+    /// followers that fetched in this leader epoch.
+    pub follower_lag: Vec<(i32, i64)>,
+    /// Followed here: the fetcher lag (the leader's high watermark minus this log's end).
+    pub fetcher_lag: Option<i64>,
 }
 
 /// A committed offset held by a group coordinator.
@@ -122,6 +129,9 @@ pub struct ShardSnapshot {
     pub partitions: Vec<PartitionSnapshot>,
     pub committed: Vec<CommittedSnapshot>,
     pub runtime: RuntimeSnapshot,
+    /// Committed ISR shrinks and expansions of the partitions this shard leads.
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
 }
 
 /// Every shard's snapshot, in shard order.
@@ -158,6 +168,10 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
                 cache_bytes: log.cache_bytes(),
                 cache_bytes_max: log.cache_bytes_max(),
                 under_replicated: p.is_under_replicated(),
+                replication_bytes_in: counters.replication_bytes_in.get(),
+                replication_bytes_out: counters.replication_bytes_out.get(),
+                follower_lag: p.follower_lags(),
+                fetcher_lag: p.fetcher_lag(),
             })
         })
         .collect();
@@ -192,6 +206,8 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
         partitions,
         committed,
         runtime: shard.metrics.runtime.update(gauges),
+        isr_shrinks: shard.metrics.isr_shrinks.get(),
+        isr_expands: shard.metrics.isr_expands.get(),
     }
 }
 

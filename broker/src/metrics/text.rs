@@ -17,6 +17,7 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     let mut out = Out(String::with_capacity(16 * 1024));
     requests(&mut out, shards);
     topics_and_partitions(&mut out, shards);
+    replication(&mut out, shards);
     group_lag(&mut out, shards);
     runtime(&mut out, shards);
     out.family(
@@ -198,6 +199,84 @@ fn topics_and_partitions(out: &mut Out, shards: &[ShardSnapshot]) {
             );
         }
     }
+}
+
+fn replication(out: &mut Out, shards: &[ShardSnapshot]) {
+    for (name, help, value) in [
+        (
+            "spate_isr_shrinks_total",
+            "ISR shrinks of partitions this broker leads, counted when the controller commits them.",
+            shards.iter().map(|s| s.isr_shrinks).sum::<u64>(),
+        ),
+        (
+            "spate_isr_expands_total",
+            "ISR expansions of partitions this broker leads, counted when the controller commits them.",
+            shards.iter().map(|s| s.isr_expands).sum(),
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value);
+    }
+    let mut topics: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for p in shards.iter().flat_map(|s| &s.partitions) {
+        let t = topics.entry(&p.topic).or_default();
+        t.0 += p.replication_bytes_in;
+        t.1 += p.replication_bytes_out;
+    }
+    out.family(
+        "spate_replication_bytes_in_total",
+        "counter",
+        "Record batch bytes this broker's followers appended from their leaders' fetch answers, by topic.",
+    );
+    for (topic, (bytes_in, _)) in &topics {
+        out.sample(
+            "spate_replication_bytes_in_total",
+            &[("topic", topic)],
+            bytes_in,
+        );
+    }
+    out.family(
+        "spate_replication_bytes_out_total",
+        "counter",
+        "Record batch bytes this broker's leaders read for their followers' fetches, by topic.",
+    );
+    for (topic, (_, bytes_out)) in &topics {
+        out.sample(
+            "spate_replication_bytes_out_total",
+            &[("topic", topic)],
+            bytes_out,
+        );
+    }
+    let mut partitions: Vec<_> = shards.iter().flat_map(|s| &s.partitions).collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    out.family(
+        "spate_follower_lag_records",
+        "gauge",
+        "On the leader: its log end offset minus each follower's fetch offset (followers that fetched in this leader epoch).",
+    );
+    for p in &partitions {
+        let partition = p.partition.to_string();
+        for (follower, lag) in &p.follower_lag {
+            let follower = follower.to_string();
+            let labels = [
+                ("topic", p.topic.as_str()),
+                ("partition", &partition),
+                ("follower", &follower),
+            ];
+            out.sample("spate_follower_lag_records", &labels, lag);
+        }
+    }
+    out.family(
+        "spate_replica_fetcher_max_lag_records",
+        "gauge",
+        "On followers: the largest leader high watermark minus log end offset over the partitions this broker follows, as of their last fetch (Kafka's ReplicaFetcherManager MaxLag).",
+    );
+    let max_lag = partitions.iter().filter_map(|p| p.fetcher_lag).max();
+    out.sample(
+        "spate_replica_fetcher_max_lag_records",
+        &[],
+        max_lag.unwrap_or(0),
+    );
 }
 
 fn group_lag(out: &mut Out, shards: &[ShardSnapshot]) {
@@ -386,6 +465,10 @@ mod tests {
                 cache_bytes: 8192,
                 cache_bytes_max: 65536,
                 under_replicated: true,
+                replication_bytes_in: 0,
+                replication_bytes_out: 160,
+                follower_lag: vec![(2, 0), (3, 7)],
+                fetcher_lag: None,
             }],
             committed: vec![CommittedSnapshot {
                 group: "g\"1".into(),
@@ -394,9 +477,19 @@ mod tests {
                 offset: 4,
             }],
             runtime: RuntimeSnapshot::default(),
+            isr_shrinks: 2,
+            isr_expands: 1,
         };
+        let mut follower = shard.clone();
+        follower.partitions[0].topic = "u".into();
+        follower.partitions[0].follower_lag = Vec::new();
+        follower.partitions[0].fetcher_lag = Some(5);
+        follower.partitions[0].replication_bytes_in = 90;
+        follower.partitions[0].under_replicated = false;
+        (follower.apis, follower.errors, follower.committed) = (vec![], vec![], vec![]);
+        (follower.isr_shrinks, follower.isr_expands) = (0, 0);
         let page = render(
-            &[shard.clone(), shard],
+            &[shard.clone(), shard, follower],
             &ProcessInfo {
                 uptime_s: 1.5,
                 resident_bytes: Some(7),
@@ -415,6 +508,13 @@ mod tests {
             "spate_log_cache_bytes_max{topic=\"t\",partition=\"0\"} 65536",
             "spate_process_resident_memory_bytes 7",
             "spate_under_replicated_partitions 2",
+            "# TYPE spate_isr_shrinks_total counter",
+            "spate_isr_shrinks_total 4",
+            "spate_isr_expands_total 2",
+            "spate_replication_bytes_out_total{topic=\"t\"} 320",
+            "spate_replication_bytes_in_total{topic=\"u\"} 90",
+            "spate_follower_lag_records{topic=\"t\",partition=\"0\",follower=\"3\"} 7",
+            "spate_replica_fetcher_max_lag_records 5",
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");
         }

@@ -9,6 +9,7 @@
 //! shard's replication tick.
 
 use super::{now_ms, Partition};
+use crate::handlers::code;
 use crate::shard::{PartitionKey, Shard};
 use bytes::{Buf, Bytes};
 use controller::{ApplyError, ApplyOutcome, MetadataCommand};
@@ -247,7 +248,6 @@ async fn make_durable(shard: &Shard, appended: &[Partition]) {
 
 /// The leader's answer to one partition's fetch, as the replica machine takes it.
 pub fn fetch_answer(request_offset: i64, data: &PartitionData) -> FetchAnswer {
-    use crate::handlers::code;
     match data.error_code {
         code::NONE if data.diverging_epoch.epoch >= 0 => FetchAnswer::Diverging {
             epoch: data.diverging_epoch.epoch,
@@ -318,8 +318,12 @@ pub async fn propose_isr(
         new_isr: isr.clone(),
     };
     let topic = shard.image().topic_by_id(&topic_id).map(|t| t.name.clone());
+    let before = partition.isr_at(partition_epoch);
     let result = match shard.propose(command).await {
         Ok(ApplyOutcome::PartitionChanged { registration, .. }) => {
+            if let Some(before) = &before {
+                shard.metrics.record_isr_change(before, &registration.isr);
+            }
             info!(
                 topic = topic.as_deref().unwrap_or("?"),
                 partition = index,
@@ -402,6 +406,10 @@ impl Partition {
                 other => self.execute(shard, vec![other]).await,
             }
         }
+        if data.error_code == code::NONE && data.diverging_epoch.epoch < 0 {
+            let lag = data.high_watermark - self.log().log_end_offset();
+            self.inner.counters.fetcher_lag.set(lag.max(0));
+        }
         appended
     }
 
@@ -426,7 +434,11 @@ impl Partition {
                 .append_replicated_with_room(batch, &header, &following)
                 .await
             {
-                Ok(Some(_)) => appended = true,
+                Ok(Some(_)) => {
+                    let bytes_in = &self.inner.counters.replication_bytes_in;
+                    bytes_in.set(bytes_in.get() + batch.len() as u64);
+                    appended = true
+                }
                 Ok(None) => break,
                 Err(e) => {
                     warn!(partition = ?self.key(), "follower append refused: {e}");

@@ -155,6 +155,31 @@ impl Partition {
                 .is_some_and(|s| s.isr.len() < s.replicas.len())
     }
 
+    /// Leader: each follower's lag in records (this log's end minus its fetch offset, at
+    /// least 0), for the followers that fetched in this epoch; empty elsewhere. For metrics.
+    pub fn follower_lags(&self) -> Vec<(i32, i64)> {
+        let leo = self.inner.log.log_end_offset();
+        let replica = self.inner.replica.borrow();
+        replica
+            .follower_fetch_offsets()
+            .map(|(id, offset)| (id, (leo - offset).max(0)))
+            .collect()
+    }
+
+    /// Follower: the fetcher lag as of the last fetch answer; None unless following.
+    pub fn fetcher_lag(&self) -> Option<i64> {
+        let following = matches!(self.inner.replica.borrow().role(), Role::Follower { .. });
+        following.then(|| self.inner.counters.fetcher_lag.get())
+    }
+
+    /// The committed ISR, if the controller's last state has `partition_epoch` (what a
+    /// proposal based on that epoch changes).
+    pub fn isr_at(&self, partition_epoch: i32) -> Option<Vec<i32>> {
+        let replica = self.inner.replica.borrow();
+        let state = replica.state()?;
+        (state.partition_epoch == partition_epoch).then(|| state.isr.clone())
+    }
+
     /// A changed topic config (`min.insync.replicas`) or broker setting.
     pub fn set_config(&self, config: ReplicaConfig) {
         if *self.inner.replica.borrow().config() != config {
@@ -307,16 +332,29 @@ impl Partition {
         if offset < log_start_offset || offset > high_watermark {
             return read;
         }
-        read.batches = self.read_log(offset, max_bytes, high_watermark).await;
+        read.batches = self
+            .read_log(
+                offset,
+                max_bytes,
+                high_watermark,
+                &self.inner.counters.bytes_out,
+            )
+            .await;
         read
     }
 
-    /// Up to `max_bytes` of whole batches from `offset`, none starting at or after `end`.
-    async fn read_log(&self, offset: i64, max_bytes: usize, end: i64) -> Result<ReadBatches, i16> {
+    /// Up to `max_bytes` of whole batches from `offset`, none starting at or after `end`;
+    /// their bytes are added to `bytes_out` (consumers' or followers' counter).
+    async fn read_log(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        end: i64,
+        bytes_out: &Cell<u64>,
+    ) -> Result<ReadBatches, i16> {
         match self.inner.log.read_batches(offset, max_bytes).await {
             Ok(mut batches) => {
                 trim_at(&mut batches, end);
-                let bytes_out = &self.inner.counters.bytes_out;
                 bytes_out.set(bytes_out.get() + batches.total_bytes() as u64);
                 Ok(batches)
             }
@@ -356,12 +394,15 @@ impl Partition {
                 records_end,
                 high_watermark,
                 log_start,
-            } => Read {
-                high_watermark,
-                log_start_offset: log_start,
-                batches: self.read_log(from, max_bytes, records_end).await,
-                diverging: None,
-            },
+            } => {
+                let bytes_out = &self.inner.counters.replication_bytes_out;
+                Read {
+                    high_watermark,
+                    log_start_offset: log_start,
+                    batches: self.read_log(from, max_bytes, records_end, bytes_out).await,
+                    diverging: None,
+                }
+            }
             FetchAnswer::Diverging {
                 epoch,
                 end_offset,
