@@ -1,7 +1,9 @@
 """Hand-rolled Kafka wire protocol for tests that must control every byte.
 
-Only non-flexible request versions are used (request header v1, response header v0), except
-ApiVersions with an unsupported version, which is sent the way a newer client would (header v2).
+Mostly non-flexible request versions (request header v1, response header v0); ApiVersions with an
+unsupported version is sent the way a newer client would (header v2), and the flexible versions
+(compact strings and arrays, tagged fields; request header v2, response header v1) are spoken for
+DescribeTopicPartitions v0.
 Everything is big-endian; record batches are magic v2 with varint records and a CRC32C over the
 bytes from `attributes` to the end of the batch.
 """
@@ -21,6 +23,7 @@ API_VERSIONS, CREATE_TOPICS, INIT_PRODUCER_ID = 18, 19, 22
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 OFFSET_FOR_LEADER_EPOCH = 23
+DESCRIBE_TOPIC_PARTITIONS = 75
 
 # error codes
 NONE = 0
@@ -44,6 +47,8 @@ UNKNOWN_LEADER_EPOCH = 75
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_RECORD = 87
+INVALID_REQUEST = 42
+INVALID_TOPIC_EXCEPTION = 17
 
 
 def crc32c(data: bytes) -> int:
@@ -171,6 +176,26 @@ class Reader:
 
     def remaining(self):
         return len(self.d) - self.o
+
+    # ---- flexible versions
+    def compact_string(self):
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n).decode()
+
+    def compact_bytes(self):
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n)
+
+    def compact_array(self, fn):
+        n = self.uvarint() - 1
+        return None if n < 0 else [fn(self) for _ in range(n)]
+
+    def uuid(self):
+        return self.take(16)
+
+    def tagged_fields(self) -> dict:
+        """{tag: raw bytes} of a tagged-field section."""
+        return {self.uvarint(): self.take(self.uvarint()) for _ in range(self.uvarint())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -796,3 +821,76 @@ def consumer_protocol_metadata(topics, version=0) -> bytes:
 def consumer_protocol_assignment(assignment, version=0) -> bytes:
     """ConsumerProtocolAssignment v0 from {topic: [partitions]}."""
     return i16(version) + array(string(t) + array(i32(p) for p in ps) for t, ps in assignment.items()) + bytes_(b"")
+
+
+# ---------------------------------------------------------------------------------------------
+# flexible versions: compact strings/arrays, tagged fields
+# ---------------------------------------------------------------------------------------------
+def compact_string(s):
+    if s is None:
+        return uvarint(0)
+    b = s.encode() if isinstance(s, str) else s
+    return uvarint(len(b) + 1) + b
+
+
+def compact_array(items):
+    items = list(items)
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+NO_TAGS = uvarint(0)
+
+
+def flexible_request(conn: Conn, api_key, api_version, body: bytes) -> Reader:
+    """Sends with request header v2; returns the reader past response header v1."""
+    r = conn.request(api_key, api_version, body, flexible=True)
+    r.tagged_fields()
+    return r
+
+
+@dataclass
+class DescribedTopic:
+    error: int
+    name: str
+    topic_id: bytes
+    is_internal: bool
+    partitions: dict  # index -> PartitionMeta (offline = offline replicas)
+    elr: dict  # index -> (eligible leader replicas, last known ELR)
+    authorized_operations: int
+
+
+def describe_topic_partitions_v0(conn: Conn, topics=(), limit=2000, cursor=None):
+    """DescribeTopicPartitions v0 (`topics` empty: all). `cursor` is (topic, partition) or None.
+    Returns ([DescribedTopic] in answer order, next cursor (topic, partition) or None)."""
+    body = compact_array(compact_string(t) + NO_TAGS for t in topics) + i32(limit)
+    body += i8(-1) if cursor is None else i8(1) + compact_string(cursor[0]) + i32(cursor[1]) + NO_TAGS
+    body += NO_TAGS
+    r = flexible_request(conn, DESCRIBE_TOPIC_PARTITIONS, 0, body)
+    r.i32()  # throttle
+
+    def topic_answer(x):
+        err, name, topic_id, internal = x.i16(), x.compact_string(), x.uuid(), x.i8() == 1
+        parts, elr = {}, {}
+
+        def partition_answer(y):
+            perr, idx, leader, epoch = y.i16(), y.i32(), y.i32(), y.i32()
+            replicas = y.compact_array(lambda z: z.i32())
+            isr = y.compact_array(lambda z: z.i32())
+            elr[idx] = (y.compact_array(lambda z: z.i32()), y.compact_array(lambda z: z.i32()))
+            offline = y.compact_array(lambda z: z.i32())
+            y.tagged_fields()
+            parts[idx] = PartitionMeta(perr, leader, epoch, replicas, isr, offline)
+
+        x.compact_array(partition_answer)
+        ops = x.i32()
+        x.tagged_fields()
+        return DescribedTopic(err, name, topic_id, internal, parts, elr, ops)
+
+    found = r.compact_array(topic_answer)
+    next_cursor = None
+    if r.i8() >= 0:
+        next_cursor = (r.compact_string(), r.i32())
+        r.tagged_fields()
+    r.tagged_fields()
+    assert r.remaining() == 0, f"{r.remaining()} bytes left in the DescribeTopicPartitions answer"
+    return found, next_cursor

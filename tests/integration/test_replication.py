@@ -7,7 +7,8 @@ refuses acks=all writes with NOT_ENOUGH_REPLICAS (19) when the ISR is too small,
 leader's broker is fenced (silent for `broker.session.timeout.ms`) the controller elects a new
 leader from the ISR with a larger leader epoch; a returning old leader becomes a follower and
 truncates what it wrote alone. Consumers that name a stale leader epoch get
-FENCED_LEADER_EPOCH (74) (KIP-320).
+FENCED_LEADER_EPOCH (74) (KIP-320). Kafka 4's `kafka-topics --describe` reads partitions with
+DescribeTopicPartitions (75), paginated by a cursor.
 
 Timeouts are short (session 3 s, heartbeat 0.5 s, replica.lag.time.max.ms 3 s) so each fault
 plays out in seconds. Every node a test starts is resumed and killed by the `cluster_factory`
@@ -26,6 +27,7 @@ import pytest
 
 import helpers
 import kafka_wire as w
+import metrics_scrape
 from conftest import SPATE_BIN
 from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     SESSION_TIMEOUT_MS,
@@ -520,3 +522,61 @@ def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(c
                                "--election-type", "PREFERRED", "--topic", topic, "--partition", "1",
                                check=False)
     assert "Valid replica already elected" in again.stdout + again.stderr, (again.stdout, again.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. DescribeTopicPartitions: Kafka's pagination, and kafka-topics --describe goes through it
+# ---------------------------------------------------------------------------------------------
+def describe_requests(cluster) -> float:
+    """DescribeTopicPartitions requests served so far by the brokers up."""
+    return sum(metrics_scrape.scrape(n).value("spate_requests_total", api="DescribeTopicPartitions")
+               for n in cluster.up())
+
+
+def test_describe_topic_partitions_pages_by_cursor_and_kafka_topics_describe_uses_it(cluster_factory):
+    cluster = cluster_factory(REPLICATION)
+    sizes = {"pages-a": 5, "pages-b": 2}
+    states = {t: create_replicated(cluster, t, n) for t, n in sizes.items()}
+    wanted = ["pages-b", "missing", "pages-a"]
+
+    def page(conn, cursor):
+        found, next_cursor = w.describe_topic_partitions_v0(conn, wanted, limit=3, cursor=cursor)
+        return [(t.name, t.error, sorted(t.partitions)) for t in found], next_cursor, found
+
+    with cluster.conn(cluster.ids()[-1]) as c:
+        # Sorted by name; an unknown name takes no room; 3 partitions per answer.
+        got, cursor, first = page(c, None)
+        assert (got, cursor) == ([("missing", w.UNKNOWN_TOPIC_OR_PARTITION, []), ("pages-a", 0, [0, 1, 2])],
+                                 ("pages-a", 3)), (got, cursor)
+        got, cursor, second = page(c, cursor)
+        assert (got, cursor) == ([("pages-a", 0, [3, 4]), ("pages-b", 0, [0])], ("pages-b", 1)), (got, cursor)
+        got, cursor, third = page(c, cursor)
+        assert (got, cursor) == ([("pages-b", 0, [1])], None), (got, cursor)
+        # Each partition as Metadata shows it; no eligible leader replicas (empty, not null).
+        described = {}
+        for t in first + second + third:
+            if t.error == w.NONE:
+                assert t.topic_id != bytes(16) and not t.is_internal, t
+                assert t.authorized_operations == -2147483648, t
+                assert all(e == ([], []) for e in t.elr.values()), t.elr
+                described.update({(t.name, p): m for p, m in t.partitions.items()})
+        assert described == {(t, p): m for t, parts in states.items() for p, m in parts.items()}
+        # Every topic (the internal one included) when none is named.
+        found, next_cursor = w.describe_topic_partitions_v0(c)
+        assert next_cursor is None and {"pages-a", "pages-b"} <= {t.name for t in found}, found
+        # A cursor on a topic not asked for: INVALID_REQUEST for every topic asked for.
+        found, _ = w.describe_topic_partitions_v0(c, ["pages-b", "pages-a"], cursor=("other", 0))
+        assert [(t.name, t.error) for t in found] == [("pages-b", w.INVALID_REQUEST), ("pages-a", w.INVALID_REQUEST)]
+
+    # Kafka 4.3's kafka-topics pages through the 5 partitions 2 at a time.
+    before = describe_requests(cluster)
+    out = helpers.kafka_tool(TOPICS_TOOL, "--bootstrap-server", cluster.bootstrap(), "--describe", "--topic",
+                             "pages-a", "--partition-size-limit-per-response", "2").stdout
+    rows = {}
+    for ln in out.splitlines():
+        found = re.search(r"Partition: (\d+)\s+Leader: (-?\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]*)", ln)
+        if found:
+            p, leader, replicas, isr = found.groups()
+            rows[int(p)] = (int(leader), [int(x) for x in replicas.split(",")], sorted(int(x) for x in isr.split(",")))
+    assert rows == {p: (m.leader, m.replicas, sorted(m.isr)) for p, m in states["pages-a"].items()}, out
+    assert describe_requests(cluster) - before >= 3, "kafka-topics --describe did not page with DescribeTopicPartitions"
