@@ -3,7 +3,7 @@
 Mostly non-flexible request versions (request header v1, response header v0); ApiVersions with an
 unsupported version is sent the way a newer client would (header v2), and the flexible versions
 (compact strings and arrays, tagged fields; request header v2, response header v1) are spoken for
-DescribeTopicPartitions v0.
+Produce v12, Fetch v16 and DescribeTopicPartitions v0, to read KIP-951's tagged leader hints.
 Everything is big-endian; record batches are magic v2 with varint records and a CRC32C over the
 bytes from `attributes` to the end of the batch.
 """
@@ -824,7 +824,7 @@ def consumer_protocol_assignment(assignment, version=0) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
-# flexible versions: compact strings/arrays, tagged fields
+# flexible versions: compact strings/arrays, tagged fields, KIP-951 leader hints
 # ---------------------------------------------------------------------------------------------
 def compact_string(s):
     if s is None:
@@ -846,6 +846,115 @@ def flexible_request(conn: Conn, api_key, api_version, body: bytes) -> Reader:
     r = conn.request(api_key, api_version, body, flexible=True)
     r.tagged_fields()
     return r
+
+
+@dataclass
+class Endpoint:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+def _leader_and_epoch(raw: bytes):
+    r = Reader(raw)
+    leader, epoch = r.i32(), r.i32()
+    r.tagged_fields()
+    return leader, epoch
+
+
+def _node_endpoints(raw: bytes) -> dict:
+    r = Reader(raw)
+
+    def one(x):
+        e = Endpoint(x.i32(), x.compact_string(), x.i32(), x.compact_string())
+        x.tagged_fields()
+        return e
+
+    return {e.node_id: e for e in r.compact_array(one)}
+
+
+@dataclass
+class HintedAnswer:
+    """One partition's answer with its KIP-951 hint: (leader, epoch) of `CurrentLeader`
+    ((-1, -1) when absent) and the answer's `NodeEndpoints` by node id."""
+    error: int
+    current_leader: tuple
+    endpoints: dict
+    base_offset: int = -1
+
+
+def produce_v12(conn: Conn, topic, partition, batch: bytes, acks=-1, timeout_ms=30000) -> HintedAnswer:
+    """Produce v12 (flexible, topics by name) of one partition."""
+    body = (
+        compact_string(None)  # transactional id
+        + i16(acks)
+        + i32(timeout_ms)
+        + compact_array([compact_string(topic) + compact_array([i32(partition) + compact_string(batch) + NO_TAGS])
+                         + NO_TAGS])
+        + NO_TAGS
+    )
+    r = flexible_request(conn, PRODUCE, 12, body)
+    answers = []
+
+    def partition_answer(x):
+        x.i32()  # index
+        err, base = x.i16(), x.i64()
+        x.i64()  # log append time
+        x.i64()  # log start offset
+        x.compact_array(lambda y: (y.i32(), y.compact_string(), y.tagged_fields()))  # record errors
+        x.compact_string()  # error message
+        tags = x.tagged_fields()
+        leader = _leader_and_epoch(tags[0]) if 0 in tags else (-1, -1)
+        answers.append((err, base, leader))
+
+    r.compact_array(lambda x: (x.compact_string(), x.compact_array(partition_answer), x.tagged_fields()))
+    r.i32()  # throttle
+    tags = r.tagged_fields()
+    endpoints = _node_endpoints(tags[0]) if 0 in tags else {}
+    assert len(answers) == 1, answers
+    err, base, leader = answers[0]
+    return HintedAnswer(err, leader, endpoints, base)
+
+
+def fetch_v16(conn: Conn, topic_id: bytes, partition, offset=0, current_leader_epoch=-1, max_bytes=1 << 20,
+              max_wait_ms=100) -> HintedAnswer:
+    """Fetch v16 (flexible, topics by id) of one partition, as a consumer sends it."""
+    body = (
+        i32(max_wait_ms)
+        + i32(1)  # min bytes
+        + i32(max_bytes)
+        + i8(0)  # read_uncommitted
+        + i32(0)  # session id: no fetch session
+        + i32(-1)  # session epoch: full fetch
+        + compact_array([topic_id + compact_array([i32(partition) + i32(current_leader_epoch) + i64(offset) + i32(-1)
+                                                   + i64(-1) + i32(max_bytes) + NO_TAGS]) + NO_TAGS])
+        + compact_array([])  # forgotten topics
+        + compact_string("")  # rack id
+        + NO_TAGS
+    )
+    r = flexible_request(conn, FETCH, 16, body)
+    r.i32()  # throttle
+    r.i16()  # top-level error
+    r.i32()  # session id
+    answers = []
+
+    def partition_answer(x):
+        x.i32()  # index
+        err = x.i16()
+        x.i64(), x.i64(), x.i64()  # high watermark, last stable offset, log start offset
+        x.compact_array(lambda y: (y.i64(), y.i64(), y.tagged_fields()))  # aborted transactions
+        x.i32()  # preferred read replica
+        x.compact_bytes()  # records
+        tags = x.tagged_fields()
+        answers.append((err, _leader_and_epoch(tags[1]) if 1 in tags else (-1, -1)))
+
+    r.compact_array(lambda x: (x.uuid(), x.compact_array(partition_answer), x.tagged_fields()))
+    tags = r.tagged_fields()
+    endpoints = _node_endpoints(tags[0]) if 0 in tags else {}
+    assert len(answers) == 1, answers
+    err, leader = answers[0]
+    return HintedAnswer(err, leader, endpoints)
 
 
 @dataclass

@@ -7,8 +7,9 @@ refuses acks=all writes with NOT_ENOUGH_REPLICAS (19) when the ISR is too small,
 leader's broker is fenced (silent for `broker.session.timeout.ms`) the controller elects a new
 leader from the ISR with a larger leader epoch; a returning old leader becomes a follower and
 truncates what it wrote alone. Consumers that name a stale leader epoch get
-FENCED_LEADER_EPOCH (74) (KIP-320). Kafka 4's `kafka-topics --describe` reads partitions with
-DescribeTopicPartitions (75), paginated by a cursor.
+FENCED_LEADER_EPOCH (74) (KIP-320), and since KIP-951 those answers (Produce v10+, Fetch v16+) name
+the partition's current leader, its epoch and endpoint. Kafka 4's `kafka-topics --describe` reads
+partitions with DescribeTopicPartitions (75), paginated by a cursor.
 
 Timeouts are short (session 3 s, heartbeat 0.5 s, replica.lag.time.max.ms 3 s) so each fault
 plays out in seconds. Every node a test starts is resumed and killed by the `cluster_factory`
@@ -525,7 +526,58 @@ def test_kafka_leader_election_moves_leadership_back_to_the_preferred_replicas(c
 
 
 # ---------------------------------------------------------------------------------------------
-# 9. DescribeTopicPartitions: Kafka's pagination, and kafka-topics --describe goes through it
+# 9. KIP-951: a follower's NOT_LEADER_OR_FOLLOWER (and a stale epoch's FENCED_LEADER_EPOCH)
+#    names the leader, its epoch and its endpoint
+# ---------------------------------------------------------------------------------------------
+def topic_id_of(conn: w.Conn, topic: str) -> bytes:
+    (described,), _ = w.describe_topic_partitions_v0(conn, [topic])
+    assert described.error == w.NONE and described.topic_id != bytes(16), described
+    return described.topic_id
+
+
+def assert_hint(answer: w.HintedAnswer, error: int, cluster, state: w.PartitionMeta, what: str):
+    leader = cluster.node(state.leader)
+    assert answer.error == error, f"{what}: error {answer.error}, expected {error}"
+    assert answer.current_leader == (state.leader, state.leader_epoch), (
+        f"{what}: hint {answer.current_leader}, leader {state.leader} in epoch {state.leader_epoch}")
+    assert answer.endpoints == {state.leader: w.Endpoint(state.leader, leader.host, leader.port,
+                                                         f"rack-{state.leader}")}, f"{what}: {answer.endpoints}"
+
+
+def test_not_leader_answers_name_the_current_leader_its_epoch_and_endpoint(cluster_factory):
+    cluster = cluster_factory(REPLICATION, racks={i: f"rack-{i}" for i in (1, 2, 3)})
+    topic = "hinted"
+    m = create_replicated(cluster, topic, 1)[0]
+    follower = next(b for b in m.replicas if b != m.leader)
+    with cluster.conn(follower) as c:
+        topic_id = topic_id_of(c, topic)
+        assert_hint(w.produce_v12(c, topic, 0, raw_record(0)), w.NOT_LEADER_OR_FOLLOWER, cluster, m,
+                    f"Produce v12 to follower {follower}")
+        assert_hint(w.fetch_v16(c, topic_id, 0), w.NOT_LEADER_OR_FOLLOWER, cluster, m,
+                    f"Fetch v16 to follower {follower}")
+    with cluster.conn(m.leader) as c:  # the leader answers without hints
+        ok = w.produce_v12(c, topic, 0, raw_record(1))
+        assert (ok.error, ok.base_offset, ok.current_leader, ok.endpoints) == (w.NONE, 0, (-1, -1), {}), ok
+        fetched = w.fetch_v16(c, topic_id, 0)
+        assert (fetched.error, fetched.current_leader, fetched.endpoints) == (w.NONE, (-1, -1), {}), fetched
+
+    # After a failover the hints follow the new leader and epoch; a consumer still naming the
+    # old epoch is fenced by the new leader with the same hint.
+    cluster.kill(m.leader)
+    new = cluster.wait_new_leader(topic, 0, m)
+    other = next(b for b in new.replicas if b not in (new.leader, m.leader))
+    with cluster.conn(other) as c:
+        assert_hint(w.produce_v12(c, topic, 0, raw_record(2)), w.NOT_LEADER_OR_FOLLOWER, cluster, new,
+                    f"Produce v12 to follower {other} after the failover")
+        assert_hint(w.fetch_v16(c, topic_id, 0), w.NOT_LEADER_OR_FOLLOWER, cluster, new,
+                    f"Fetch v16 to follower {other} after the failover")
+    with cluster.conn(new.leader) as c:
+        assert_hint(w.fetch_v16(c, topic_id, 0, current_leader_epoch=m.leader_epoch), w.FENCED_LEADER_EPOCH,
+                    cluster, new, f"Fetch v16 in epoch {m.leader_epoch} to the new leader {new.leader}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. DescribeTopicPartitions: Kafka's pagination, and kafka-topics --describe goes through it
 # ---------------------------------------------------------------------------------------------
 def describe_requests(cluster) -> float:
     """DescribeTopicPartitions requests served so far by the brokers up."""

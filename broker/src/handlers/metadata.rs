@@ -79,6 +79,23 @@ pub fn live_broker(shard: &Shard, image: &MetadataImage, node_id: i32) -> Option
     if image.brokers.is_empty() {
         return (node_id == shard.config.node_id).then(|| this_node(shard));
     }
+    live_registered(image, node_id)
+}
+
+/// Broker `node_id` if clients may use it, without a shard: `this_node` is this broker, the
+/// only one an image without broker registrations (a single node) knows.
+pub fn broker_view(
+    image: &MetadataImage,
+    this_node: &BrokerView,
+    node_id: i32,
+) -> Option<BrokerView> {
+    if image.brokers.is_empty() {
+        return (node_id == this_node.node_id).then(|| this_node.clone());
+    }
+    live_registered(image, node_id)
+}
+
+fn live_registered(image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
     image
         .brokers
         .get(&node_id)
@@ -94,7 +111,8 @@ pub fn controller_id(shard: &Shard) -> i32 {
     shard.config.node_id
 }
 
-fn this_node(shard: &Shard) -> BrokerView {
+/// This broker as clients reach it.
+pub fn this_node(shard: &Shard) -> BrokerView {
     BrokerView {
         node_id: shard.config.node_id,
         host: shard.advertised.host.clone(),

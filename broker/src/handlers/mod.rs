@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
 pub mod leader_epochs;
+pub mod leader_hints;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
