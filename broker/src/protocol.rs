@@ -22,6 +22,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 2),
+    // Kafka 4's admin client describes topics with it (`kafka-topics.sh --describe`).
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -132,6 +134,10 @@ mod tests {
         // Clamped to what the wire codec knows (Kafka 4.3 advertises 10).
         assert_eq!(advertised_versions(ApiKey::OffsetCommit), Some((2, 9)));
         assert_eq!(advertised_versions(ApiKey::OffsetFetch), Some((1, 9)));
+        assert_eq!(
+            advertised_versions(ApiKey::DescribeTopicPartitions),
+            Some((0, 0))
+        );
         assert_eq!(advertised_versions(ApiKey::Vote), None);
     }
 

@@ -44,8 +44,9 @@ class ClusterNode(Broker):
     """One node of a multi-node cluster; `port` is its Kafka listener."""
 
     def __init__(self, node_id: int, quorum_ports: dict[int, int], roles="broker,controller",
-                 settings=None, cores: int = CORES):
-        super().__init__(f"node{node_id}", settings={**FAST_FENCING, **(settings or {})}, cores=cores)
+                 settings=None, cores: int = CORES, rack: str | None = None):
+        super().__init__(f"node{node_id}", settings={**FAST_FENCING, **(settings or {})}, cores=cores,
+                         extra_args=["--rack", rack] if rack else [])
         self.node_id = node_id
         self.roles = roles
         self.quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in sorted(quorum_ports.items()))
@@ -65,9 +66,10 @@ class ClusterNode(Broker):
         return int(found[-1][0]) if found else None
 
 
-def start_cluster(n=3, settings=None) -> list[ClusterNode]:
+def start_cluster(n=3, settings=None, racks=None) -> list[ClusterNode]:
+    """n combined broker+controller nodes (ids 1..n); `racks`: {node id: its --rack}."""
     ports = {i: free_port() for i in range(1, n + 1)}
-    nodes = [ClusterNode(i, ports, settings=settings) for i in range(1, n + 1)]
+    nodes = [ClusterNode(i, ports, settings=settings, rack=(racks or {}).get(i)) for i in range(1, n + 1)]
     for node in nodes:  # every node waits for a quorum of the others before it is ready
         node.spawn()
     for node in nodes:
@@ -265,13 +267,16 @@ class Cluster:
         return w.Conn(node.host, node.port, timeout=timeout)
 
 
-def start_replicated_cluster(settings: dict, n: int = 3, dedicated_controller: bool = False) -> Cluster:
+def start_replicated_cluster(settings: dict, n: int = 3, dedicated_controller: bool = False,
+                             racks=None) -> Cluster:
     """n brokers (node ids 1..n). Combined broker+controller nodes by default; with
     `dedicated_controller` one controller-only voter (id n+1) and n broker-only nodes, so any
-    number of brokers can be stopped without losing the controller quorum."""
+    number of brokers can be stopped without losing the controller quorum. `racks`: {node id:
+    its --rack} (combined nodes only)."""
     check_settings_known({**FAST_FENCING, **settings})
     if not dedicated_controller:
-        return Cluster(start_cluster(n, settings))
+        return Cluster(start_cluster(n, settings, racks))
+    assert not racks, "racks are for combined nodes only"
     cid = n + 1
     cport = free_port()
     voter = ClusterNode(cid, {cid: cport}, roles="controller", settings=settings, cores=1)
@@ -289,17 +294,17 @@ def start_replicated_cluster(settings: dict, n: int = 3, dedicated_controller: b
 
 @pytest.fixture
 def cluster_factory(request):
-    """start(settings, n=3, dedicated_controller=False) -> a running Cluster; every node is
-    resumed (SIGCONT) and killed after the test; logs and data dirs are kept when it fails."""
+    """start(settings, n=3, dedicated_controller=False, racks=None) -> a running Cluster; every
+    node is resumed (SIGCONT) and killed after the test; logs and data dirs are kept when it fails."""
     made: list[Cluster] = []
     started: list[ClusterNode] = []
 
-    def start(settings: dict, n: int = 3, dedicated_controller: bool = False) -> Cluster:
+    def start(settings: dict, n: int = 3, dedicated_controller: bool = False, racks=None) -> Cluster:
         import conftest
 
         before = len(conftest._ALL_BROKERS)
         try:
-            c = start_replicated_cluster(settings, n, dedicated_controller)
+            c = start_replicated_cluster(settings, n, dedicated_controller, racks)
         finally:  # nodes of a cluster that failed to start are torn down too
             started.extend(conftest._ALL_BROKERS[before:])
         made.append(c)

@@ -1,7 +1,9 @@
 """Hand-rolled Kafka wire protocol for tests that must control every byte.
 
-Only non-flexible request versions are used (request header v1, response header v0), except
-ApiVersions with an unsupported version, which is sent the way a newer client would (header v2).
+Mostly non-flexible request versions (request header v1, response header v0); ApiVersions with an
+unsupported version is sent the way a newer client would (header v2), and the flexible versions
+(compact strings and arrays, tagged fields; request header v2, response header v1) are spoken for
+Produce v12, Fetch v16 and DescribeTopicPartitions v0, to read KIP-951's tagged leader hints.
 Everything is big-endian; record batches are magic v2 with varint records and a CRC32C over the
 bytes from `attributes` to the end of the batch.
 """
@@ -21,6 +23,7 @@ API_VERSIONS, CREATE_TOPICS, INIT_PRODUCER_ID = 18, 19, 22
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 OFFSET_FOR_LEADER_EPOCH = 23
+DESCRIBE_TOPIC_PARTITIONS = 75
 
 # error codes
 NONE = 0
@@ -44,6 +47,8 @@ UNKNOWN_LEADER_EPOCH = 75
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_RECORD = 87
+INVALID_REQUEST = 42
+INVALID_TOPIC_EXCEPTION = 17
 
 
 def crc32c(data: bytes) -> int:
@@ -171,6 +176,26 @@ class Reader:
 
     def remaining(self):
         return len(self.d) - self.o
+
+    # ---- flexible versions
+    def compact_string(self):
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n).decode()
+
+    def compact_bytes(self):
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n)
+
+    def compact_array(self, fn):
+        n = self.uvarint() - 1
+        return None if n < 0 else [fn(self) for _ in range(n)]
+
+    def uuid(self):
+        return self.take(16)
+
+    def tagged_fields(self) -> dict:
+        """{tag: raw bytes} of a tagged-field section."""
+        return {self.uvarint(): self.take(self.uvarint()) for _ in range(self.uvarint())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -796,3 +821,185 @@ def consumer_protocol_metadata(topics, version=0) -> bytes:
 def consumer_protocol_assignment(assignment, version=0) -> bytes:
     """ConsumerProtocolAssignment v0 from {topic: [partitions]}."""
     return i16(version) + array(string(t) + array(i32(p) for p in ps) for t, ps in assignment.items()) + bytes_(b"")
+
+
+# ---------------------------------------------------------------------------------------------
+# flexible versions: compact strings/arrays, tagged fields, KIP-951 leader hints
+# ---------------------------------------------------------------------------------------------
+def compact_string(s):
+    if s is None:
+        return uvarint(0)
+    b = s.encode() if isinstance(s, str) else s
+    return uvarint(len(b) + 1) + b
+
+
+def compact_array(items):
+    items = list(items)
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+NO_TAGS = uvarint(0)
+
+
+def flexible_request(conn: Conn, api_key, api_version, body: bytes) -> Reader:
+    """Sends with request header v2; returns the reader past response header v1."""
+    r = conn.request(api_key, api_version, body, flexible=True)
+    r.tagged_fields()
+    return r
+
+
+@dataclass
+class Endpoint:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None
+
+
+def _leader_and_epoch(raw: bytes):
+    r = Reader(raw)
+    leader, epoch = r.i32(), r.i32()
+    r.tagged_fields()
+    return leader, epoch
+
+
+def _node_endpoints(raw: bytes) -> dict:
+    r = Reader(raw)
+
+    def one(x):
+        e = Endpoint(x.i32(), x.compact_string(), x.i32(), x.compact_string())
+        x.tagged_fields()
+        return e
+
+    return {e.node_id: e for e in r.compact_array(one)}
+
+
+@dataclass
+class HintedAnswer:
+    """One partition's answer with its KIP-951 hint: (leader, epoch) of `CurrentLeader`
+    ((-1, -1) when absent) and the answer's `NodeEndpoints` by node id."""
+    error: int
+    current_leader: tuple
+    endpoints: dict
+    base_offset: int = -1
+
+
+def produce_v12(conn: Conn, topic, partition, batch: bytes, acks=-1, timeout_ms=30000) -> HintedAnswer:
+    """Produce v12 (flexible, topics by name) of one partition."""
+    body = (
+        compact_string(None)  # transactional id
+        + i16(acks)
+        + i32(timeout_ms)
+        + compact_array([compact_string(topic) + compact_array([i32(partition) + compact_string(batch) + NO_TAGS])
+                         + NO_TAGS])
+        + NO_TAGS
+    )
+    r = flexible_request(conn, PRODUCE, 12, body)
+    answers = []
+
+    def partition_answer(x):
+        x.i32()  # index
+        err, base = x.i16(), x.i64()
+        x.i64()  # log append time
+        x.i64()  # log start offset
+        x.compact_array(lambda y: (y.i32(), y.compact_string(), y.tagged_fields()))  # record errors
+        x.compact_string()  # error message
+        tags = x.tagged_fields()
+        leader = _leader_and_epoch(tags[0]) if 0 in tags else (-1, -1)
+        answers.append((err, base, leader))
+
+    r.compact_array(lambda x: (x.compact_string(), x.compact_array(partition_answer), x.tagged_fields()))
+    r.i32()  # throttle
+    tags = r.tagged_fields()
+    endpoints = _node_endpoints(tags[0]) if 0 in tags else {}
+    assert len(answers) == 1, answers
+    err, base, leader = answers[0]
+    return HintedAnswer(err, leader, endpoints, base)
+
+
+def fetch_v16(conn: Conn, topic_id: bytes, partition, offset=0, current_leader_epoch=-1, max_bytes=1 << 20,
+              max_wait_ms=100) -> HintedAnswer:
+    """Fetch v16 (flexible, topics by id) of one partition, as a consumer sends it."""
+    body = (
+        i32(max_wait_ms)
+        + i32(1)  # min bytes
+        + i32(max_bytes)
+        + i8(0)  # read_uncommitted
+        + i32(0)  # session id: no fetch session
+        + i32(-1)  # session epoch: full fetch
+        + compact_array([topic_id + compact_array([i32(partition) + i32(current_leader_epoch) + i64(offset) + i32(-1)
+                                                   + i64(-1) + i32(max_bytes) + NO_TAGS]) + NO_TAGS])
+        + compact_array([])  # forgotten topics
+        + compact_string("")  # rack id
+        + NO_TAGS
+    )
+    r = flexible_request(conn, FETCH, 16, body)
+    r.i32()  # throttle
+    r.i16()  # top-level error
+    r.i32()  # session id
+    answers = []
+
+    def partition_answer(x):
+        x.i32()  # index
+        err = x.i16()
+        x.i64(), x.i64(), x.i64()  # high watermark, last stable offset, log start offset
+        x.compact_array(lambda y: (y.i64(), y.i64(), y.tagged_fields()))  # aborted transactions
+        x.i32()  # preferred read replica
+        x.compact_bytes()  # records
+        tags = x.tagged_fields()
+        answers.append((err, _leader_and_epoch(tags[1]) if 1 in tags else (-1, -1)))
+
+    r.compact_array(lambda x: (x.uuid(), x.compact_array(partition_answer), x.tagged_fields()))
+    tags = r.tagged_fields()
+    endpoints = _node_endpoints(tags[0]) if 0 in tags else {}
+    assert len(answers) == 1, answers
+    err, leader = answers[0]
+    return HintedAnswer(err, leader, endpoints)
+
+
+@dataclass
+class DescribedTopic:
+    error: int
+    name: str
+    topic_id: bytes
+    is_internal: bool
+    partitions: dict  # index -> PartitionMeta (offline = offline replicas)
+    elr: dict  # index -> (eligible leader replicas, last known ELR)
+    authorized_operations: int
+
+
+def describe_topic_partitions_v0(conn: Conn, topics=(), limit=2000, cursor=None):
+    """DescribeTopicPartitions v0 (`topics` empty: all). `cursor` is (topic, partition) or None.
+    Returns ([DescribedTopic] in answer order, next cursor (topic, partition) or None)."""
+    body = compact_array(compact_string(t) + NO_TAGS for t in topics) + i32(limit)
+    body += i8(-1) if cursor is None else i8(1) + compact_string(cursor[0]) + i32(cursor[1]) + NO_TAGS
+    body += NO_TAGS
+    r = flexible_request(conn, DESCRIBE_TOPIC_PARTITIONS, 0, body)
+    r.i32()  # throttle
+
+    def topic_answer(x):
+        err, name, topic_id, internal = x.i16(), x.compact_string(), x.uuid(), x.i8() == 1
+        parts, elr = {}, {}
+
+        def partition_answer(y):
+            perr, idx, leader, epoch = y.i16(), y.i32(), y.i32(), y.i32()
+            replicas = y.compact_array(lambda z: z.i32())
+            isr = y.compact_array(lambda z: z.i32())
+            elr[idx] = (y.compact_array(lambda z: z.i32()), y.compact_array(lambda z: z.i32()))
+            offline = y.compact_array(lambda z: z.i32())
+            y.tagged_fields()
+            parts[idx] = PartitionMeta(perr, leader, epoch, replicas, isr, offline)
+
+        x.compact_array(partition_answer)
+        ops = x.i32()
+        x.tagged_fields()
+        return DescribedTopic(err, name, topic_id, internal, parts, elr, ops)
+
+    found = r.compact_array(topic_answer)
+    next_cursor = None
+    if r.i8() >= 0:
+        next_cursor = (r.compact_string(), r.i32())
+        r.tagged_fields()
+    r.tagged_fields()
+    assert r.remaining() == 0, f"{r.remaining()} bytes left in the DescribeTopicPartitions answer"
+    return found, next_cursor

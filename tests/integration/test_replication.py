@@ -7,7 +7,9 @@ refuses acks=all writes with NOT_ENOUGH_REPLICAS (19) when the ISR is too small,
 leader's broker is fenced (silent for `broker.session.timeout.ms`) the controller elects a new
 leader from the ISR with a larger leader epoch; a returning old leader becomes a follower and
 truncates what it wrote alone. Consumers that name a stale leader epoch get
-FENCED_LEADER_EPOCH (74) (KIP-320).
+FENCED_LEADER_EPOCH (74) (KIP-320), and since KIP-951 those answers (Produce v10+, Fetch v16+) name
+the partition's current leader, its epoch and endpoint. Kafka 4's `kafka-topics --describe` reads
+partitions with DescribeTopicPartitions (75), paginated by a cursor.
 
 Timeouts are short (session 3 s, heartbeat 0.5 s, replica.lag.time.max.ms 3 s) so each fault
 plays out in seconds. Every node a test starts is resumed and killed by the `cluster_factory`
@@ -779,3 +781,112 @@ def test_leaders_go_back_to_their_preferred_replicas_on_their_own(cluster_factor
     time.sleep(3 * REBALANCE_INTERVAL_S)  # three checks that must move nothing
     after = cluster.wait_full_isr(topic, 3)
     assert (after[0].leader, after[0].leader_epoch) == (moved.leader, moved.leader_epoch), (moved, after[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. KIP-951: a follower's NOT_LEADER_OR_FOLLOWER (and a stale epoch's FENCED_LEADER_EPOCH)
+#    names the leader, its epoch and its endpoint
+# ---------------------------------------------------------------------------------------------
+def topic_id_of(conn: w.Conn, topic: str) -> bytes:
+    (described,), _ = w.describe_topic_partitions_v0(conn, [topic])
+    assert described.error == w.NONE and described.topic_id != bytes(16), described
+    return described.topic_id
+
+
+def assert_hint(answer: w.HintedAnswer, error: int, cluster, state: w.PartitionMeta, what: str):
+    leader = cluster.node(state.leader)
+    assert answer.error == error, f"{what}: error {answer.error}, expected {error}"
+    assert answer.current_leader == (state.leader, state.leader_epoch), (
+        f"{what}: hint {answer.current_leader}, leader {state.leader} in epoch {state.leader_epoch}")
+    assert answer.endpoints == {state.leader: w.Endpoint(state.leader, leader.host, leader.port,
+                                                         f"rack-{state.leader}")}, f"{what}: {answer.endpoints}"
+
+
+def test_not_leader_answers_name_the_current_leader_its_epoch_and_endpoint(cluster_factory):
+    cluster = cluster_factory(REPLICATION, racks={i: f"rack-{i}" for i in (1, 2, 3)})
+    topic = "hinted"
+    m = create_replicated(cluster, topic, 1)[0]
+    follower = next(b for b in m.replicas if b != m.leader)
+    with cluster.conn(follower) as c:
+        topic_id = topic_id_of(c, topic)
+        assert_hint(w.produce_v12(c, topic, 0, raw_record(0)), w.NOT_LEADER_OR_FOLLOWER, cluster, m,
+                    f"Produce v12 to follower {follower}")
+        assert_hint(w.fetch_v16(c, topic_id, 0), w.NOT_LEADER_OR_FOLLOWER, cluster, m,
+                    f"Fetch v16 to follower {follower}")
+    with cluster.conn(m.leader) as c:  # the leader answers without hints
+        ok = w.produce_v12(c, topic, 0, raw_record(1))
+        assert (ok.error, ok.base_offset, ok.current_leader, ok.endpoints) == (w.NONE, 0, (-1, -1), {}), ok
+        fetched = w.fetch_v16(c, topic_id, 0)
+        assert (fetched.error, fetched.current_leader, fetched.endpoints) == (w.NONE, (-1, -1), {}), fetched
+
+    # After a failover the hints follow the new leader and epoch; a consumer still naming the
+    # old epoch is fenced by the new leader with the same hint.
+    cluster.kill(m.leader)
+    new = cluster.wait_new_leader(topic, 0, m)
+    other = next(b for b in new.replicas if b not in (new.leader, m.leader))
+    with cluster.conn(other) as c:
+        assert_hint(w.produce_v12(c, topic, 0, raw_record(2)), w.NOT_LEADER_OR_FOLLOWER, cluster, new,
+                    f"Produce v12 to follower {other} after the failover")
+        assert_hint(w.fetch_v16(c, topic_id, 0), w.NOT_LEADER_OR_FOLLOWER, cluster, new,
+                    f"Fetch v16 to follower {other} after the failover")
+    with cluster.conn(new.leader) as c:
+        assert_hint(w.fetch_v16(c, topic_id, 0, current_leader_epoch=m.leader_epoch), w.FENCED_LEADER_EPOCH,
+                    cluster, new, f"Fetch v16 in epoch {m.leader_epoch} to the new leader {new.leader}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 14. DescribeTopicPartitions: Kafka's pagination, and kafka-topics --describe goes through it
+# ---------------------------------------------------------------------------------------------
+def describe_requests(cluster) -> float:
+    """DescribeTopicPartitions requests served so far by the brokers up."""
+    return sum(scrape(n).value("spate_requests_total", api="DescribeTopicPartitions")
+               for n in cluster.up())
+
+
+def test_describe_topic_partitions_pages_by_cursor_and_kafka_topics_describe_uses_it(cluster_factory):
+    cluster = cluster_factory(REPLICATION)
+    sizes = {"pages-a": 5, "pages-b": 2}
+    states = {t: create_replicated(cluster, t, n) for t, n in sizes.items()}
+    wanted = ["pages-b", "missing", "pages-a"]
+
+    def page(conn, cursor):
+        found, next_cursor = w.describe_topic_partitions_v0(conn, wanted, limit=3, cursor=cursor)
+        return [(t.name, t.error, sorted(t.partitions)) for t in found], next_cursor, found
+
+    with cluster.conn(cluster.ids()[-1]) as c:
+        # Sorted by name; an unknown name takes no room; 3 partitions per answer.
+        got, cursor, first = page(c, None)
+        assert (got, cursor) == ([("missing", w.UNKNOWN_TOPIC_OR_PARTITION, []), ("pages-a", 0, [0, 1, 2])],
+                                 ("pages-a", 3)), (got, cursor)
+        got, cursor, second = page(c, cursor)
+        assert (got, cursor) == ([("pages-a", 0, [3, 4]), ("pages-b", 0, [0])], ("pages-b", 1)), (got, cursor)
+        got, cursor, third = page(c, cursor)
+        assert (got, cursor) == ([("pages-b", 0, [1])], None), (got, cursor)
+        # Each partition as Metadata shows it; no eligible leader replicas (empty, not null).
+        described = {}
+        for t in first + second + third:
+            if t.error == w.NONE:
+                assert t.topic_id != bytes(16) and not t.is_internal, t
+                assert t.authorized_operations == -2147483648, t
+                assert all(e == ([], []) for e in t.elr.values()), t.elr
+                described.update({(t.name, p): m for p, m in t.partitions.items()})
+        assert described == {(t, p): m for t, parts in states.items() for p, m in parts.items()}
+        # Every topic (the internal one included) when none is named.
+        found, next_cursor = w.describe_topic_partitions_v0(c)
+        assert next_cursor is None and {"pages-a", "pages-b"} <= {t.name for t in found}, found
+        # A cursor on a topic not asked for: INVALID_REQUEST for every topic asked for.
+        found, _ = w.describe_topic_partitions_v0(c, ["pages-b", "pages-a"], cursor=("other", 0))
+        assert [(t.name, t.error) for t in found] == [("pages-b", w.INVALID_REQUEST), ("pages-a", w.INVALID_REQUEST)]
+
+    # Kafka 4.3's kafka-topics pages through the 5 partitions 2 at a time.
+    before = describe_requests(cluster)
+    out = helpers.kafka_tool(TOPICS_TOOL, "--bootstrap-server", cluster.bootstrap(), "--describe", "--topic",
+                             "pages-a", "--partition-size-limit-per-response", "2").stdout
+    rows = {}
+    for ln in out.splitlines():
+        found = re.search(r"Partition: (\d+)\s+Leader: (-?\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]*)", ln)
+        if found:
+            p, leader, replicas, isr = found.groups()
+            rows[int(p)] = (int(leader), [int(x) for x in replicas.split(",")], sorted(int(x) for x in isr.split(",")))
+    assert rows == {p: (m.leader, m.replicas, sorted(m.isr)) for p, m in states["pages-a"].items()}, out
+    assert describe_requests(cluster) - before >= 3, "kafka-topics --describe did not page with DescribeTopicPartitions"

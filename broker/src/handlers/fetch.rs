@@ -1,7 +1,9 @@
 //! Fetch (1): read whole batches from each partition's owner shard; long-poll until
 //! `min_bytes` are there or `max_wait_ms` has passed; bound the answer by `max_bytes` and
-//! each partition's `partition_max_bytes`.
+//! each partition's `partition_max_bytes`. A partition answered NOT_LEADER_OR_FOLLOWER or
+//! FENCED_LEADER_EPOCH names its current leader (v16+, `leader_hints`).
 
+use crate::handlers::leader_hints::{self, Hints, LeaderHint};
 use crate::handlers::{code, partition_key, resolve_topic};
 use crate::partition::FollowerFetch;
 use crate::shard::{PartitionKey, Routed, Shard};
@@ -97,7 +99,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         reads = read_once(shard, &wanted, follower).await;
     }
     limit_total_bytes(&mut reads, max_bytes);
-    build_response(&request, version, reads)
+    build_response(&request, version, reads, &wanted, &|| Hints::of(shard))
 }
 
 fn positive(bytes: i32) -> usize {
@@ -262,12 +264,19 @@ fn limit_total_bytes(reads: &mut [PartitionRead], max_bytes: usize) {
     }
 }
 
+/// The answer, in request order. A partition answered NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH names its current leader and epoch, and the answer the endpoints of
+/// the leaders named (KIP-951), from hints that `new_hints` starts at the first such
+/// partition. `wanted` is the request's partitions, in the same order as `reads`.
 fn build_response(
     request: &FetchRequest,
     version: i16,
     reads: Vec<PartitionRead>,
+    wanted: &[Wanted],
+    new_hints: &dyn Fn() -> Hints,
 ) -> FetchResponse {
-    let mut reads = reads.into_iter();
+    let mut hints: Option<Hints> = None;
+    let mut reads = reads.into_iter().zip(wanted);
     let responses = request
         .topics
         .iter()
@@ -276,8 +285,17 @@ fn build_response(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let read = reads.next().expect("one read per partition");
-                    partition_data(p.partition, read, version)
+                    let (read, wanted) = reads.next().expect("one read per partition");
+                    let error_code = read.error_code;
+                    let mut data = partition_data(p.partition, read, version);
+                    if leader_hints::fetch_wants_hint(version, error_code) {
+                        let hint = match wanted.key {
+                            Ok(key) => hints.get_or_insert_with(new_hints).hint(key),
+                            Err(_) => LeaderHint::UNKNOWN,
+                        };
+                        data.current_leader = hint.for_fetch();
+                    }
+                    data
                 })
                 .collect();
             FetchableTopicResponse::default()
@@ -286,7 +304,11 @@ fn build_response(
                 .with_partitions(partitions)
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    let mut response = FetchResponse::default().with_responses(responses);
+    if let Some(hints) = hints {
+        response.node_endpoints = hints.fetch_endpoints();
+    }
+    response
 }
 
 fn partition_data(partition: i32, read: PartitionRead, version: i16) -> PartitionData {
@@ -335,6 +357,141 @@ mod tests {
             limit_total_bytes(&mut reads, *max_bytes);
             let got: Vec<usize> = reads.iter().map(|r| r.batches.len()).collect();
             assert_eq!(&got, kept, "{partitions:?} max {max_bytes}");
+        }
+    }
+
+    mod hints {
+        use super::super::*;
+        use super::read_of;
+        use crate::handlers::leader_hints::tests::{image, this_node, TOPIC_ID};
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{ApiKey, ResponseHeader, TopicName};
+        use kafka_protocol::protocol::{Decodable, StrBytes};
+
+        fn wanted(key: Result<PartitionKey, i16>) -> Wanted {
+            Wanted {
+                key,
+                read: ReadItem {
+                    offset: 0,
+                    max_bytes: 1024,
+                    current_leader_epoch: -1,
+                    last_fetched_epoch: -1,
+                },
+            }
+        }
+
+        /// Topic "t": partition 0 (led by 2, epoch 7) not led here, 1 with records,
+        /// 2 (no leader, epoch 5) fenced; topic "gone", unknown.
+        fn answer(version: i16) -> FetchResponse {
+            let name = |n: &'static str| TopicName(StrBytes::from_static_str(n));
+            let partitions = |indexes: &[i32]| {
+                indexes
+                    .iter()
+                    .map(|&i| FetchPartition::default().with_partition(i))
+                    .collect()
+            };
+            let request = FetchRequest::default().with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name("t"))
+                    .with_topic_id(uuid::Uuid::from_bytes(TOPIC_ID))
+                    .with_partitions(partitions(&[0, 1, 2])),
+                FetchTopic::default()
+                    .with_topic(name("gone"))
+                    .with_partitions(partitions(&[0])),
+            ]);
+            let wanted = [
+                wanted(Ok((TOPIC_ID, 0))),
+                wanted(Ok((TOPIC_ID, 1))),
+                wanted(Ok((TOPIC_ID, 2))),
+                wanted(Err(code::UNKNOWN_TOPIC_OR_PARTITION)),
+            ];
+            let reads = vec![
+                PartitionRead::error(code::NOT_LEADER_OR_FOLLOWER),
+                PartitionRead {
+                    high_watermark: 3,
+                    log_start_offset: 0,
+                    ..read_of(&[70])
+                },
+                PartitionRead::error(code::FENCED_LEADER_EPOCH),
+                PartitionRead::error(code::UNKNOWN_TOPIC_OR_PARTITION),
+            ];
+            build_response(&request, version, reads, &wanted, &|| {
+                Hints::new(image(), this_node())
+            })
+        }
+
+        /// Encoded by the splice encoder (records by reference), decoded as a client would.
+        fn round_trip(body: &FetchResponse, version: i16) -> FetchResponse {
+            let pieces = crate::splice::encode_fetch_response(version, 3, body).expect("encodes");
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let mut buf = Bytes::from(joined).slice(4..);
+            let header_version = ApiKey::Fetch.response_header_version(version);
+            ResponseHeader::decode(&mut buf, header_version).expect("header");
+            let decoded = FetchResponse::decode(&mut buf, version).expect("decodes");
+            assert!(buf.is_empty(), "v{version}: {} bytes left", buf.len());
+            decoded
+        }
+
+        fn leaders(response: &FetchResponse) -> Vec<(i16, i32, i32)> {
+            response
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| {
+                    let leader = &p.current_leader;
+                    (p.error_code, leader.leader_id.0, leader.leader_epoch)
+                })
+                .collect()
+        }
+
+        #[test]
+        fn not_leader_and_fenced_partitions_name_the_leader_from_v16() {
+            for version in 16..=18 {
+                let got = round_trip(&answer(version), version);
+                assert_eq!(
+                    leaders(&got),
+                    vec![
+                        (code::NOT_LEADER_OR_FOLLOWER, 2, 7),
+                        (code::NONE, -1, -1),
+                        (code::FENCED_LEADER_EPOCH, -1, 5),
+                        (code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                    ],
+                    "v{version}"
+                );
+                let endpoints: Vec<_> = got
+                    .node_endpoints
+                    .iter()
+                    .map(|e| (e.node_id.0, e.host.to_string(), e.port, e.rack.clone()))
+                    .collect();
+                let rack = Some(StrBytes::from_static_str("rack-b"));
+                assert_eq!(
+                    endpoints,
+                    vec![(2, "host2".into(), 9092, rack)],
+                    "v{version}"
+                );
+                let records = got.responses[0].partitions[1].records.as_ref();
+                assert_eq!(records.map(Bytes::len), Some(70), "v{version}");
+            }
+        }
+
+        #[test]
+        fn older_versions_and_answers_without_those_errors_carry_no_hint() {
+            for version in [4, 11, 12, 15] {
+                let body = answer(version);
+                assert!(body.node_endpoints.is_empty(), "v{version}");
+                assert!(leaders(&body)
+                    .iter()
+                    .all(|&(_, id, epoch)| (id, epoch) == (-1, -1)));
+            }
+            // Successes only: no hints are started at all.
+            let request = FetchRequest::default().with_topics(vec![FetchTopic::default()
+                .with_topic_id(uuid::Uuid::from_bytes(TOPIC_ID))
+                .with_partitions(vec![FetchPartition::default().with_partition(1)])]);
+            let reads = vec![read_of(&[70])];
+            let body = build_response(&request, 18, reads, &[wanted(Ok((TOPIC_ID, 1)))], &|| {
+                unreachable!("no hint wanted, none started")
+            });
+            assert!(body.node_endpoints.is_empty());
         }
     }
 }

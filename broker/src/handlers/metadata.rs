@@ -79,6 +79,23 @@ pub fn live_broker(shard: &Shard, image: &MetadataImage, node_id: i32) -> Option
     if image.brokers.is_empty() {
         return (node_id == shard.config.node_id).then(|| this_node(shard));
     }
+    live_registered(image, node_id)
+}
+
+/// Broker `node_id` if clients may use it, without a shard: `this_node` is this broker, the
+/// only one an image without broker registrations (a single node) knows.
+pub fn broker_view(
+    image: &MetadataImage,
+    this_node: &BrokerView,
+    node_id: i32,
+) -> Option<BrokerView> {
+    if image.brokers.is_empty() {
+        return (node_id == this_node.node_id).then(|| this_node.clone());
+    }
+    live_registered(image, node_id)
+}
+
+fn live_registered(image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
     image
         .brokers
         .get(&node_id)
@@ -94,7 +111,8 @@ pub fn controller_id(shard: &Shard) -> i32 {
     shard.config.node_id
 }
 
-fn this_node(shard: &Shard) -> BrokerView {
+/// This broker as clients reach it.
+pub fn this_node(shard: &Shard) -> BrokerView {
     BrokerView {
         node_id: shard.config.node_id,
         host: shard.advertised.host.clone(),
@@ -167,13 +185,12 @@ fn topic_entry(image: &MetadataImage, topic: &TopicMeta) -> MetadataResponseTopi
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(Uuid::from_bytes(topic.id))
-        .with_is_internal(topic.name == crate::group::OFFSETS_TOPIC)
+        .with_is_internal(is_internal(&topic.name))
         .with_partitions(partitions)
 }
 
-/// A partition as its registration says: replicas (preferred leader first), ISR, leader and
-/// leader epoch; replicas on fenced brokers are offline. Without a live leader (-1: its ISR
-/// is fenced, the last-ISR rule) it is LEADER_NOT_AVAILABLE, as in Kafka.
+/// A partition as its registration says; without a live leader (-1: its ISR is fenced, the
+/// last-ISR rule) it is LEADER_NOT_AVAILABLE, as in Kafka.
 fn partition_entry(
     image: &MetadataImage,
     topic: &TopicMeta,
@@ -185,21 +202,57 @@ fn partition_entry(
             .with_error_code(code::LEADER_NOT_AVAILABLE)
             .with_leader_id(BrokerId(-1))
     };
-    let Some(registration) = image.partition(&topic.id, index) else {
+    let Some(view) = partition_view(image, &topic.id, index) else {
         return offline(entry);
     };
-    let ids = |brokers: &mut dyn Iterator<Item = i32>| brokers.map(BrokerId).collect::<Vec<_>>();
     let entry = entry
-        .with_leader_epoch(registration.leader_epoch)
-        .with_replica_nodes(ids(&mut registration.replica_brokers()))
-        .with_isr_nodes(ids(&mut registration.isr.iter().copied()))
-        .with_offline_replicas(ids(&mut registration
-            .replica_brokers()
-            .filter(|b| !image.is_live(*b))));
-    match image.partition_leader(&topic.id, index) {
+        .with_leader_epoch(view.leader_epoch)
+        .with_replica_nodes(view.replicas)
+        .with_isr_nodes(view.isr)
+        .with_offline_replicas(view.offline);
+    match view.leader {
         Some(leader) => entry.with_leader_id(BrokerId(leader)),
         None => offline(entry),
     }
+}
+
+/// A partition as clients are shown it (Metadata, DescribeTopicPartitions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    /// The leader while its broker is live; `None`: offline.
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    /// Preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// Replicas on brokers that are not live (fenced or unregistered).
+    pub offline: Vec<BrokerId>,
+}
+
+/// Partition `index` of topic `id` from its registration; `None` when it has none yet.
+pub fn partition_view(
+    image: &MetadataImage,
+    id: &controller::TopicId,
+    index: i32,
+) -> Option<PartitionView> {
+    let registration = image.partition(id, index)?;
+    Some(PartitionView {
+        leader: image.partition_leader(id, index),
+        leader_epoch: registration.leader_epoch,
+        replicas: registration.replica_brokers().map(BrokerId).collect(),
+        isr: registration.isr.iter().copied().map(BrokerId).collect(),
+        offline: registration
+            .replica_brokers()
+            .filter(|b| !image.is_live(*b))
+            .map(BrokerId)
+            .collect(),
+    })
+}
+
+/// Whether clients are told a topic is internal (Kafka's `Topic.isInternal`, less the
+/// transaction and share-group topics Spate does not have).
+pub fn is_internal(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Produce (0): validate each partition's batch where the request arrived, append it on the
 //! shard that owns the partition, and answer once the batch is written on the leader (acks=1)
-//! or durable on every in-sync replica (acks=all; see `partition::Partition`).
+//! or durable on every in-sync replica (acks=all; see `partition::Partition`). A partition
+//! answered NOT_LEADER_OR_FOLLOWER names its current leader (v10+, `leader_hints`).
 
+use crate::handlers::leader_hints::{self, Hints};
 use crate::handlers::{code, resolve_topic};
 use crate::shard::{Routed, Shard};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -121,6 +123,8 @@ pub async fn handle(
         return None;
     }
     let mut answers = answers.into_iter().map(|a| a.expect("every slot answered"));
+    // Started at the first partition that gets a leader hint (none on the success path).
+    let mut hints: Option<Hints> = None;
     let responses = request
         .topic_data
         .iter()
@@ -139,6 +143,15 @@ pub async fn handle(
                     if version >= 5 {
                         response = response.with_log_start_offset(answer.log_start_offset);
                     }
+                    if leader_hints::produce_wants_hint(version, answer.error_code) {
+                        let hint = hints.get_or_insert_with(|| Hints::of(shard)).hint_named(
+                            &topic.name,
+                            topic.topic_id,
+                            by_id,
+                            partition.index,
+                        );
+                        response.current_leader = hint.for_produce();
+                    }
                     response
                 })
                 .collect();
@@ -148,7 +161,11 @@ pub async fn handle(
                 .with_partition_responses(partitions)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    let mut response = ProduceResponse::default().with_responses(responses);
+    if let Some(hints) = hints {
+        response.node_endpoints = hints.produce_endpoints();
+    }
+    Some(response)
 }
 
 /// One partition's batch against its topic, in Kafka's order: size, format, the keys of a

@@ -69,6 +69,9 @@ pub fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)) {
         ResponseKind::InitProducerId(r) => each(r.error_code),
         ResponseKind::ApiVersions(r) => each(r.error_code),
         ResponseKind::DescribeCluster(r) => each(r.error_code),
+        ResponseKind::DescribeTopicPartitions(r) => {
+            r.topics.iter().for_each(|t| each(t.error_code))
+        }
         _ => {}
     }
 }
