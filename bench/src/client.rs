@@ -93,6 +93,11 @@ impl Connection {
         &self.inner.address
     }
 
+    /// Whether the connection was lost (its reader stopped): every later call fails.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.borrow().is_some()
+    }
+
     /// Sends a request and waits for its reply.
     pub async fn call<Req: Encodable, Resp: Decodable>(
         &self,
@@ -229,6 +234,25 @@ pub struct TopicLayout {
     pub leaders: Vec<String>,
 }
 
+/// One partition as Metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: i32,
+    /// -1: no leader (being elected, or offline).
+    pub leader_id: i32,
+    /// The leader's address, when the reply lists that broker.
+    pub leader: Option<String>,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// A Metadata reply for one topic: the brokers it lists (id, address) and the partitions.
+#[derive(Clone, Debug)]
+pub struct TopicState {
+    pub brokers: Vec<(i32, String)>,
+    pub partitions: Vec<PartitionState>,
+}
+
 /// A client bound to a cluster: the bootstrap connection and one connection per broker.
 pub struct Client {
     bootstrap: Connection,
@@ -288,17 +312,15 @@ impl Client {
         Ok(connection)
     }
 
+    /// Leaders, replicas and ISR of every partition of a topic, and the brokers the reply lists
+    /// (Metadata, no auto-creation); partitions in index order.
+    pub async fn topic_state(&self, topic: &str) -> Result<TopicState> {
+        topic_state(&self.bootstrap, topic).await
+    }
+
     /// Partition leaders of a topic (Metadata, no auto-creation).
     pub async fn topic_layout(&self, topic: &str) -> Result<TopicLayout> {
-        let request = MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-            ]))
-            .with_allow_auto_topic_creation(false);
-        let reply: MetadataResponse = self
-            .bootstrap
-            .call(ApiKey::Metadata, METADATA_VERSION, &request)
-            .await?;
+        let reply = metadata(&self.bootstrap, topic).await?;
         let addresses: BTreeMap<BrokerId, String> = reply
             .brokers
             .iter()
@@ -340,6 +362,18 @@ impl Client {
         partitions: u32,
         configs: &[(String, String)],
     ) -> Result<()> {
+        self.create_topic_replicated(topic, partitions, 1, configs)
+            .await
+    }
+
+    /// `create_topic` with `replication_factor` replicas per partition.
+    pub async fn create_topic_replicated(
+        &self,
+        topic: &str,
+        partitions: u32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+    ) -> Result<()> {
         use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
         let configs = configs
             .iter()
@@ -353,7 +387,7 @@ impl Client {
             .with_topics(vec![CreatableTopic::default()
                 .with_name(topic_name(topic))
                 .with_num_partitions(partitions as i32)
-                .with_replication_factor(1)
+                .with_replication_factor(replication_factor)
                 .with_configs(configs)])
             .with_timeout_ms(30_000);
         let reply: CreateTopicsResponse = self
@@ -375,8 +409,311 @@ impl Client {
                     ))
                 }
             }
-            code => Err(format!("create topic {topic}: {}", error_name(code))),
+            code => Err(format!(
+                "{}create topic {topic}: {}",
+                if is_retriable(code) { RETRIABLE } else { "" },
+                error_name(code)
+            )),
         }
+    }
+}
+
+async fn metadata(connection: &Connection, topic: &str) -> Result<MetadataResponse> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    connection
+        .call(ApiKey::Metadata, METADATA_VERSION, &request)
+        .await
+}
+
+/// The brokers a Metadata reply lists (id, address), asked for no topic.
+pub async fn brokers(connection: &Connection) -> Result<Vec<(i32, String)>> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(Vec::new()))
+        .with_allow_auto_topic_creation(false);
+    let reply: MetadataResponse = connection
+        .call(ApiKey::Metadata, METADATA_VERSION, &request)
+        .await?;
+    Ok(reply
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect())
+}
+
+/// The node id of the active controller, from DescribeQuorum (55) v0 of the metadata log
+/// (`__cluster_metadata` partition 0), which Kafka's brokers forward to their controller.
+pub async fn active_controller(connection: &Connection) -> Result<i32> {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(topic_name("__cluster_metadata"))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let reply: DescribeQuorumResponse =
+        connection.call(ApiKey::DescribeQuorum, 0, &request).await?;
+    if reply.error_code != 0 {
+        return Err(format!("DescribeQuorum: {}", error_name(reply.error_code)));
+    }
+    let partition = reply
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or("DescribeQuorum: no partition in the reply")?;
+    if partition.error_code != 0 {
+        return Err(format!(
+            "DescribeQuorum: {}",
+            error_name(partition.error_code)
+        ));
+    }
+    Ok(partition.leader_id.0)
+}
+
+/// `Client::topic_state` over one connection.
+pub async fn topic_state(connection: &Connection, topic: &str) -> Result<TopicState> {
+    let reply = metadata(connection, topic).await?;
+    let brokers: Vec<(i32, String)> = reply
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    let found = reply
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+        .ok_or_else(|| format!("topic {topic}: not in the metadata reply"))?;
+    if found.error_code != 0 {
+        return Err(format!(
+            "{}topic {topic}: {}",
+            if is_retriable(found.error_code) {
+                RETRIABLE
+            } else {
+                ""
+            },
+            error_name(found.error_code)
+        ));
+    }
+    let mut partitions: Vec<PartitionState> = found
+        .partitions
+        .iter()
+        .map(|p| PartitionState {
+            partition: p.partition_index,
+            leader_id: p.leader_id.0,
+            leader: brokers
+                .iter()
+                .find(|(id, _)| *id == p.leader_id.0)
+                .map(|(_, a)| a.clone()),
+            replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+            isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+        })
+        .collect();
+    partitions.sort_by_key(|p| p.partition);
+    Ok(TopicState {
+        brokers,
+        partitions,
+    })
+}
+
+/// Where a producer sends each partition of one topic: the leaders of the last Metadata, asked
+/// of any bootstrap address that answers, and one connection per leader. A produce that fails
+/// with a retriable error (NOT_LEADER_OR_FOLLOWER, ...) or loses its connection asks for fresh
+/// Metadata and goes to the new leader (`produce_routed`), as Kafka's clients do on failover.
+pub struct Routes {
+    topic: String,
+    bootstrap: Vec<String>,
+    leaders: RefCell<Vec<Option<String>>>,
+    connections: RefCell<BTreeMap<String, Connection>>,
+    refreshed_at: Cell<Option<std::time::Instant>>,
+}
+
+impl Routes {
+    /// Routes of `topic` from the first bootstrap address that answers Metadata.
+    pub async fn connect(bootstrap: &str, topic: &str) -> Result<Rc<Routes>> {
+        let routes = Rc::new(Routes {
+            topic: topic.to_string(),
+            bootstrap: bootstrap
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect(),
+            leaders: RefCell::new(Vec::new()),
+            connections: RefCell::new(BTreeMap::new()),
+            refreshed_at: Cell::new(None),
+        });
+        routes.refresh().await?;
+        Ok(routes)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.leaders.borrow().len()
+    }
+
+    /// The leader address of a partition in the last Metadata (None: no leader then).
+    pub fn leader(&self, partition: usize) -> Option<String> {
+        self.leaders.borrow().get(partition).cloned().flatten()
+    }
+
+    /// The open connection to `address`, opened (again) when missing or lost.
+    pub async fn connection(&self, address: &str) -> Result<Connection> {
+        if let Some(c) = self.connections.borrow().get(address) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let connection = Connection::connect(address).await?;
+        self.connections
+            .borrow_mut()
+            .insert(address.to_string(), connection.clone());
+        Ok(connection)
+    }
+
+    fn forget(&self, address: &str) {
+        self.connections.borrow_mut().remove(address);
+    }
+
+    /// Asks for the topic's leaders again: the bootstrap addresses, then the known brokers, in
+    /// turn, until one answers. A refresh within the last 20 ms is reused.
+    pub async fn refresh(&self) -> Result<()> {
+        if self
+            .refreshed_at
+            .get()
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_millis(20))
+        {
+            return Ok(());
+        }
+        let mut candidates = self.bootstrap.clone();
+        for known in self.connections.borrow().keys() {
+            if !candidates.contains(known) {
+                candidates.push(known.clone());
+            }
+        }
+        let mut last = String::from("no bootstrap address");
+        for address in candidates {
+            let connection = match self.connection(&address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match topic_state(&connection, &self.topic).await {
+                Ok(state) => {
+                    *self.leaders.borrow_mut() =
+                        state.partitions.into_iter().map(|p| p.leader).collect();
+                    self.refreshed_at.set(Some(std::time::Instant::now()));
+                    return Ok(());
+                }
+                Err(e) => {
+                    if connection.is_closed() {
+                        self.forget(&address);
+                    }
+                    last = e;
+                }
+            }
+        }
+        Err(format!("{RETRIABLE}metadata of {}: {last}", self.topic))
+    }
+}
+
+/// Produces batches (one per partition) to their leaders with Kafka's client retries: the
+/// partitions answered with a retriable error, or whose connection was lost (a broker killed),
+/// are sent again after `backoff` to the leaders a fresh Metadata names, up to `retries` times.
+/// Returns the address of the broker that acknowledged each partition's batch.
+pub async fn produce_routed(
+    routes: &Routes,
+    acks: i16,
+    batches: Vec<(i32, Bytes)>,
+    retries: usize,
+    backoff: std::time::Duration,
+) -> Result<Vec<(i32, String)>> {
+    let mut pending = batches;
+    let mut acknowledged = Vec::with_capacity(pending.len());
+    let mut attempt = 0;
+    loop {
+        // One request per leader of the last Metadata; partitions without one wait.
+        let mut by_leader: Vec<(String, Vec<(i32, Bytes)>)> = Vec::new();
+        let mut failed: Vec<(i32, Bytes)> = Vec::new();
+        let mut last_error = String::new();
+        for (partition, batch) in pending {
+            match routes.leader(partition as usize) {
+                Some(leader) => match by_leader.iter_mut().find(|(l, _)| *l == leader) {
+                    Some((_, batches)) => batches.push((partition, batch)),
+                    None => by_leader.push((leader, vec![(partition, batch)])),
+                },
+                None => {
+                    last_error = format!("{}-{partition}: no leader", routes.topic());
+                    failed.push((partition, batch));
+                }
+            }
+        }
+        let sends = by_leader.into_iter().map(|(leader, batches)| async move {
+            let outcome = match routes.connection(&leader).await {
+                Ok(connection) => {
+                    produce_each(&connection, routes.topic(), acks, batches.clone()).await
+                }
+                Err(e) => Err(e),
+            };
+            (leader, batches, outcome)
+        });
+        for (leader, batches, outcome) in futures::future::join_all(sends).await {
+            match outcome {
+                Ok(codes) => {
+                    let mut batches: Vec<Option<(i32, Bytes)>> =
+                        batches.into_iter().map(Some).collect();
+                    for (partition, code) in codes {
+                        let Some(slot) = batches
+                            .iter_mut()
+                            .find(|b| b.as_ref().is_some_and(|(p, _)| *p == partition))
+                        else {
+                            continue;
+                        };
+                        if code == 0 {
+                            slot.take();
+                            acknowledged.push((partition, leader.clone()));
+                        } else if is_retriable(code) {
+                            last_error = format!(
+                                "produce {}-{partition}: {}",
+                                routes.topic(),
+                                error_name(code)
+                            );
+                            failed.extend(slot.take());
+                        } else {
+                            return Err(format!(
+                                "produce {}-{partition}: {}",
+                                routes.topic(),
+                                error_name(code)
+                            ));
+                        }
+                    }
+                    // A partition the reply left out is sent again.
+                    failed.extend(batches.into_iter().flatten());
+                }
+                // The connection failed (refused, closed, no reply): the broker may be gone.
+                Err(e) => {
+                    routes.forget(&leader);
+                    last_error = e;
+                    failed.extend(batches);
+                }
+            }
+        }
+        if failed.is_empty() {
+            return Ok(acknowledged);
+        }
+        attempt += 1;
+        if attempt > retries {
+            return Err(format!("{RETRIABLE}{last_error} (after {retries} retries)"));
+        }
+        glommio::timer::sleep(backoff).await;
+        // Keep the old routes when no broker answers; the next attempt asks again.
+        let _ = routes.refresh().await;
+        pending = failed;
     }
 }
 
@@ -388,6 +725,28 @@ pub async fn produce(
     acks: i16,
     batches: Vec<(i32, Bytes)>,
 ) -> Result<()> {
+    for (partition, code) in produce_each(connection, topic, acks, batches).await? {
+        if code != 0 {
+            let retriable = is_retriable(code);
+            return Err(format!(
+                "{}produce {topic}-{partition}: {}",
+                if retriable { RETRIABLE } else { "" },
+                error_name(code)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `produce`, answering each partition's error code (0: acknowledged; acks=0: all 0 once sent);
+/// an error is the request's own (connection lost, no reply).
+pub async fn produce_each(
+    connection: &Connection,
+    topic: &str,
+    acks: i16,
+    batches: Vec<(i32, Bytes)>,
+) -> Result<Vec<(i32, i16)>> {
+    let sent: Vec<i32> = batches.iter().map(|(p, _)| *p).collect();
     let partition_data = batches
         .into_iter()
         .map(|(index, records)| {
@@ -403,27 +762,20 @@ pub async fn produce(
             .with_name(topic_name(topic))
             .with_partition_data(partition_data)]);
     if acks == 0 {
-        return connection
+        connection
             .send_only(ApiKey::Produce, PRODUCE_VERSION, &request)
-            .await;
+            .await?;
+        return Ok(sent.into_iter().map(|p| (p, 0)).collect());
     }
     let reply: ProduceResponse = connection
         .call(ApiKey::Produce, PRODUCE_VERSION, &request)
         .await?;
-    for topic_reply in &reply.responses {
-        for p in &topic_reply.partition_responses {
-            if p.error_code != 0 {
-                let retriable = is_retriable(p.error_code);
-                return Err(format!(
-                    "{}produce {topic}-{}: {}",
-                    if retriable { RETRIABLE } else { "" },
-                    p.index,
-                    error_name(p.error_code)
-                ));
-            }
-        }
-    }
-    Ok(())
+    Ok(reply
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .map(|p| (p.index, p.error_code))
+        .collect())
 }
 
 /// What one partition of a fetch returned.

@@ -4,6 +4,7 @@
 //! JSON record (and its markdown report) per run.
 
 use crate::flags::Flags;
+use crate::replicated::{self, FollowerStop, Kind};
 use crate::workload::{self, Keys, Mode, Options, Rate, RecordSize};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,12 +15,20 @@ use std::time::{Duration, Instant};
 pub const USAGE: &str = "\
 spate bench compare [--quick] [--rounds N] [--workloads LIST] [--catch-up-gib G] [--out DIR]
                     [--broker-cores LIST] [--client-cores LIST]
+                    [--follower-catch-up-gib G] [--follower-stop pause|kill]
   Spate vs Apache Kafka 4.3.1 (bench/peers/kafka; jars: `bench/peers/kafka fetch`), same cores,
   A/B alternated. --quick: workloads 1-3, one round, under 5 minutes, record under target/bench;
   the full run (workloads 1-7, 2 rounds; w7 is w1 with zstd) writes perf-reports/. Last line: Spate/Kafka ratios.
   --workloads w1,w5,w6-partitions-1000: only the workloads whose id starts with one of these
   (w1 always runs first when w3 is chosen: w3's rate is half Kafka's w1 throughput).
   --catch-up-gib G: size of w5's catch-up read (default 5).
+  Replicated workloads, run only when --workloads names them (r1,r2,r3,r4 or a prefix): 3 Spate
+  nodes against 3 Kafka nodes (KRaft), all on the broker cores, RF 3, min.insync.replicas=2,
+  acks=all: r1 throughput (and r1 with Spate's replica.fsync.before.ack=false), r2 latency at
+  half the lower r1 throughput (r2 brings r1 along), r3 failover time after kill -9 of a
+  partition leader at 5 MB/s, r4 a follower stopped while --follower-catch-up-gib G (default 1)
+  is written, then resumed: time until it is back in every ISR (--follower-stop pause: SIGSTOP
+  and SIGCONT, the default; kill: kill -9 and a restart, start-up and recovery included).
 ";
 
 /// How a comparison is run.
@@ -33,6 +42,10 @@ pub struct CompareOptions {
     /// Workload id prefixes to run; empty: all of the mode's workloads.
     pub workloads: Vec<String>,
     pub catch_up_gib: f64,
+    /// Bytes written while r4's follower is down.
+    pub follower_catch_up_gib: f64,
+    /// How r4's follower goes down.
+    pub follower_stop: FollowerStop,
 }
 
 pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
@@ -46,6 +59,8 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
         client_cores: vec![cpus.saturating_sub(1)],
         workloads: Vec::new(),
         catch_up_gib: 5.0,
+        follower_catch_up_gib: 1.0,
+        follower_stop: FollowerStop::Pause,
     };
     let mut flags = Flags::new(args);
     while let Some(flag) = flags.next_flag() {
@@ -58,6 +73,14 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
             "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
             "--catch-up-gib" => {
                 o.catch_up_gib = value()?.parse().map_err(|_| "--catch-up-gib: a number")?
+            }
+            "--follower-stop" => o.follower_stop = FollowerStop::parse(&value()?)?,
+            "--follower-catch-up-gib" => {
+                o.follower_catch_up_gib = value()?
+                    .parse()
+                    .ok()
+                    .filter(|g: &f64| *g > 0.0)
+                    .ok_or("--follower-catch-up-gib: a number > 0")?
             }
             "--client-cores" => {
                 o.client_cores = value()?
@@ -85,7 +108,7 @@ pub enum Broker {
 }
 
 impl Broker {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Broker::Spate => "spate",
             Broker::Kafka => "kafka",
@@ -95,8 +118,14 @@ impl Broker {
 
 /// A workload of the issue, scaled to this machine.
 struct Workload {
+    /// Replicated workloads (r1-r4) run on 3-node clusters (`replicated`).
+    replicated: Option<Kind>,
+    /// Spate settings for this workload (the replicated workloads' fsync variant).
+    spate_settings: Vec<&'static str>,
+    /// Runs on Spate only (a Spate setting whose Kafka side is another workload's run).
+    spate_only: bool,
     id: &'static str,
-    what: &'static str,
+    what: String,
     options: Options,
     /// Kafka settings that match Spate's behaviour for this workload.
     kafka_settings: Vec<&'static str>,
@@ -133,17 +162,20 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
     let mut list = vec![
         Workload {
             id: "w1-acks1",
-            what: "1 topic x 8 partitions, 1 KiB records, acks=1, unlimited rate",
+            what: "1 topic x 8 partitions, 1 KiB records, acks=1, unlimited rate".into(),
             options: base.clone(),
             kafka_settings: vec![],
             then_consume: !o.quick,
             java_client: true,
             read_to_end: false,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         },
         Workload {
             id: "w2-acksall-fsync",
-            what: "as w1 with acks=all and fsync per batch (Spate default; Kafka log.flush.interval.messages=1)",
+            what: "as w1 with acks=all and fsync per batch (Spate default; Kafka log.flush.interval.messages=1)".into(),
             options: Options {
                 acks: -1,
                 ..base.clone()
@@ -153,22 +185,28 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_client: !o.quick,
             read_to_end: false,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         },
         Workload {
             id: "w3-fixed-rate",
-            what: "as w1 at a fixed rate of half Kafka's w1 maximum: latency percentiles, coordinated-omission corrected",
+            what: "as w1 at a fixed rate of half Kafka's w1 maximum: latency percentiles, coordinated-omission corrected".into(),
             options: base.clone(),
             kafka_settings: vec![],
             then_consume: false,
             java_client: false,
             read_to_end: false,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         },
     ];
     if !o.quick {
         list.push(Workload {
             id: "w3-e2e",
-            what: "w3's rate and settings with a tailing consumer: end-to-end latency (intended send to fetched), coordinated-omission corrected",
+            what: "w3's rate and settings with a tailing consumer: end-to-end latency (intended send to fetched), coordinated-omission corrected".into(),
             options: Options {
                 mode: Mode::E2e,
                 ..base.clone()
@@ -178,10 +216,14 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_client: false,
             read_to_end: false,
             java_e2e: true,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         });
         list.push(Workload {
             id: "w4-100-producers-keyed",
-            what: "100 producers, 100 B records, 10,000 distinct keys, acks=1, unlimited rate",
+            what: "100 producers, 100 B records, 10,000 distinct keys, acks=1, unlimited rate"
+                .into(),
             options: Options {
                 producers: 100,
                 record_bytes: RecordSize::Fixed(100),
@@ -193,10 +235,13 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_client: false,
             read_to_end: false,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         });
         list.push(Workload {
             id: "w7-zstd",
-            what: "as w1 with zstd-compressed batches (values: random capital letters, compressed to about 0.45)",
+            what: "as w1 with zstd-compressed batches (values: random capital letters, compressed to about 0.45)".into(),
             options: Options {
                 compression: crate::batch::Compression::Zstd,
                 ..base.clone()
@@ -206,10 +251,13 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_client: false,
             read_to_end: false,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         });
         list.push(Workload {
             id: "w5-catch-up",
-            what: "catch-up read: produce the topic (acks=1, unlimited rate), drop the page cache, then time one consumer from offset 0 to the end",
+            what: "catch-up read: produce the topic (acks=1, unlimited rate), drop the page cache, then time one consumer from offset 0 to the end".into(),
             options: Options {
                 total_bytes: Some((o.catch_up_gib * (1u64 << 30) as f64) as u64),
                 warmup_s: 0.0,
@@ -222,6 +270,9 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
             java_client: false,
             read_to_end: true,
             java_e2e: false,
+            replicated: None,
+            spate_settings: vec![],
+            spate_only: false,
         });
         for (partitions, id) in [
             (1u32, "w6-partitions-1"),
@@ -231,7 +282,7 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
         ] {
             list.push(Workload {
                 id,
-                what: "partition sweep: as w1 with this partition count",
+                what: "partition sweep: as w1 with this partition count".into(),
                 options: Options {
                     partitions,
                     ..base.clone()
@@ -241,19 +292,93 @@ fn workloads(o: &CompareOptions) -> Vec<Workload> {
                 java_client: false,
                 read_to_end: false,
                 java_e2e: false,
+                replicated: None,
+                spate_settings: vec![],
+                spate_only: false,
             });
         }
     }
-    // w3's rate comes from Kafka's w1 result: choosing w3 keeps w1.
-    let chosen = |id: &str| {
-        o.workloads.is_empty()
+    list.extend(replicated_workloads(o));
+    // w3's rate comes from Kafka's w1 result: choosing w3 keeps w1; r2's from both r1 results.
+    // The replicated workloads run only when named.
+    let chosen = |w: &Workload| {
+        let id = w.id;
+        (o.workloads.is_empty() && w.replicated.is_none())
             || o.workloads
                 .iter()
                 .any(|w| id == w || id.starts_with(&format!("{w}-")))
             || (id == "w1-acks1" && o.workloads.iter().any(|w| w.starts_with("w3")))
+            || (id == R1 && o.workloads.iter().any(|w| w.starts_with("r2")))
     };
-    list.retain(|w| chosen(w.id));
+    list.retain(chosen);
     list
+}
+
+/// r1, the replicated throughput workload whose results set r2's rate.
+const R1: &str = "r1-rf3-throughput";
+
+/// The replicated workloads (3 nodes per system): ids after the single-node ones.
+fn replicated_workloads(o: &CompareOptions) -> Vec<Workload> {
+    let base = base_options(o);
+    let what_rf3 = "3 nodes (broker + controller each) per system on the broker cores, 1 topic x 8 partitions, RF 3, min.insync.replicas=2, 1 KiB records, acks=all";
+    let workload = |id, what: String, kind, spate_settings: Vec<&'static str>| Workload {
+        id,
+        what,
+        options: replicated::options(&base, kind, o.follower_catch_up_gib),
+        kafka_settings: vec![],
+        then_consume: false,
+        java_client: false,
+        read_to_end: false,
+        java_e2e: false,
+        spate_only: !spate_settings.is_empty(),
+        replicated: Some(kind),
+        spate_settings,
+    };
+    let nofsync = "replica.fsync.before.ack=false";
+    vec![
+        workload(R1, format!("{what_rf3}, unlimited rate"), Kind::Throughput, vec![]),
+        workload(
+            "r1-rf3-throughput-replica-nofsync",
+            format!("as r1 with Spate's {nofsync} (followers acknowledge written, not synced; Kafka: see r1)"),
+            Kind::Throughput,
+            vec![nofsync],
+        ),
+        workload(
+            "r2-rf3-fixed-rate",
+            format!("{what_rf3}, at a fixed rate of half the lower r1 throughput of the two: latency percentiles, coordinated-omission corrected"),
+            Kind::FixedRate,
+            vec![],
+        ),
+        workload(
+            "r2-rf3-fixed-rate-replica-nofsync",
+            format!("as r2 with Spate's {nofsync} (Kafka: see r2)"),
+            Kind::FixedRate,
+            vec![nofsync],
+        ),
+        workload(
+            "r3-failover",
+            format!("{what_rf3}, {} MB/s; kill -9 of a partition leader that is not the active controller: time to the first acks=all answer by the new leader", replicated::FAILOVER_RATE_MB_S),
+            Kind::Failover,
+            vec![],
+        ),
+        workload(
+            "r4-follower-catch-up",
+            format!(
+                "{what_rf3}, unlimited rate: a follower stopped ({}), {} GiB written to the two left, the follower {}: time until it is back in every partition's ISR",
+                match o.follower_stop {
+                    FollowerStop::Pause => "SIGSTOP",
+                    FollowerStop::Kill => "kill -9",
+                },
+                o.follower_catch_up_gib,
+                match o.follower_stop {
+                    FollowerStop::Pause => "resumed (SIGCONT)",
+                    FollowerStop::Kill => "restarted on its data dir",
+                },
+            ),
+            Kind::CatchUp,
+            vec![],
+        ),
+    ]
 }
 
 /// Runs the comparison; returns the JSON record.
@@ -276,6 +401,8 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
 
     let mut runs = Vec::new();
     let mut kafka_w1_mb_s = Vec::new();
+    // r1 throughput per system (Spate's default settings), for r2's rate.
+    let mut r1_mb_s: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for round in 0..o.rounds {
         let order = if round % 2 == 0 {
             [Broker::Spate, Broker::Kafka]
@@ -289,7 +416,17 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
                 let max = median(&kafka_w1_mb_s).ok_or("w3 needs Kafka's w1 result")?;
                 options.rate = Rate::BytesPerS(max * 1e6 / 2.0);
             }
+            if workload.replicated == Some(Kind::FixedRate) {
+                let lower = median(&r1_mb_s[0])
+                    .zip(median(&r1_mb_s[1]))
+                    .map(|(s, k)| s.min(k))
+                    .ok_or("r2 needs both systems' r1 results")?;
+                options.rate = Rate::BytesPerS(lower * 1e6 / 2.0);
+            }
             for broker in order {
+                if workload.spate_only && broker == Broker::Kafka {
+                    continue;
+                }
                 eprintln!(
                     "compare: round {round} {} on {} ({:.0} s elapsed)",
                     workload.id,
@@ -297,7 +434,25 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
                     started.elapsed().as_secs_f64()
                 );
                 // A failed run is recorded and reported, not fatal to the comparison.
-                let run = match run_one(o, &root, &work, broker, &workload, &options) {
+                let outcome = match workload.replicated {
+                    Some(kind) => replicated::run_one(
+                        o,
+                        &root,
+                        &work,
+                        broker,
+                        workload.id,
+                        &workload.what,
+                        kind,
+                        if broker == Broker::Spate {
+                            &workload.spate_settings
+                        } else {
+                            &workload.kafka_settings
+                        },
+                        &options,
+                    ),
+                    None => run_one(o, &root, &work, broker, &workload, &options),
+                };
+                let run = match outcome {
                     Ok(run) => run,
                     Err(e) => {
                         eprintln!("compare:   {} {} FAILED: {e}", workload.id, broker.name());
@@ -309,6 +464,11 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
                         kafka_w1_mb_s.push(mb);
                     }
                 }
+                if workload.id == R1 {
+                    if let Some(mb) = run["result"]["produce"]["mb_per_s"].as_f64() {
+                        r1_mb_s[(broker == Broker::Kafka) as usize].push(mb);
+                    }
+                }
                 let mut run = run;
                 run["round"] = json!(round);
                 run["loadavg_after"] = json!(loadavg());
@@ -316,7 +476,7 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
             }
         }
     }
-    let record = json!({
+    let mut record = json!({
         "benchmark": "compare",
         "quick": o.quick,
         "date": today(),
@@ -339,6 +499,23 @@ pub fn run(o: &CompareOptions) -> Result<Value, String> {
         "wall_s": started.elapsed().as_secs_f64(),
         "runs": runs,
     });
+    if workloads(o).iter().any(|w| w.replicated.is_some()) {
+        record["settings"]["replicated"] = json!({
+            "nodes": replicated::NODES,
+            "cores": format!("all {} nodes of a system pinned to CPU(s) {} (the broker cores)", replicated::NODES, o.broker_cores),
+            "topic": format!("8 partitions, replication factor {}, min.insync.replicas={}, acks=all", replicated::REPLICATION_FACTOR, replicated::MIN_INSYNC_REPLICAS),
+            "spate": "spate start --node-id N --controller-quorum (3 voters) --cores <broker cores>, every node broker and controller; \
+                      replica.fsync.before.ack=true (default): the leader and every in-sync follower fdatasync before acks=all is answered; \
+                      the *-replica-nofsync rows: followers acknowledge once written (the leader still fdatasyncs)",
+            "kafka": "Apache Kafka 4.3.1, 3 KRaft nodes (combined broker + controller, static controller.quorum.voters), \
+                      bench/peers/kafka start --node-id N; default JVM settings per node (-Xms1g -Xmx1g G1): 3 GiB heap in all; \
+                      acks=all is answered once every in-sync replica has the record in its page cache: no fsync \
+                      (flush.messages / log.flush.interval.messages default)",
+            "session_timeouts": "both: broker.session.timeout.ms=9000, broker.heartbeat.interval.ms=2000 (defaults)",
+            "follower_catch_up_gib": o.follower_catch_up_gib,
+            "follower_stop": o.follower_stop.name(),
+        });
+    }
     let out_dir = o.out_dir.clone().unwrap_or_else(|| {
         if o.quick {
             root.join("target/bench")
@@ -381,7 +558,7 @@ fn loadavg() -> String {
 
 fn ratio_line(summary: &crate::report::Summary) -> String {
     let f = |v: Option<f64>| v.map_or("nan".to_string(), |v| format!("{v:.3}"));
-    format!(
+    let mut line = format!(
         "produce_throughput_ratio={} acks_all_fsync_throughput_ratio={} p99_latency_ratio={} p999_latency_ratio={} cpu_per_gb_ratio={} rss_ratio={} ready_ratio={} catch_up_read_ratio={} e2e_p99_ratio={}",
         f(summary.ratio("w1-acks1", |m| m.mb_per_s)),
         f(summary.ratio("w2-acksall-fsync", |m| m.mb_per_s)),
@@ -392,7 +569,20 @@ fn ratio_line(summary: &crate::report::Summary) -> String {
         f(summary.ratio_median(|m| m.ready_s)),
         f(summary.ratio("w5-catch-up", |m| m.consume_mb_per_s)),
         f(summary.ratio("w3-e2e", |m| m.e2e_p99_ms)),
-    )
+    );
+    // Only when replicated workloads ran: the single-node line keeps its shape.
+    if summary.rows.keys().any(|(w, _)| w.starts_with('r')) {
+        line.push_str(&format!(
+            " rf3_throughput_ratio={} rf3_p99_ratio={} rf3_p999_ratio={} rf3_cpu_per_gb_ratio={} failover_ratio={} follower_catch_up_ratio={}",
+            f(summary.ratio(R1, |m| m.mb_per_s)),
+            f(summary.ratio("r2-rf3-fixed-rate", |m| m.p99_ms)),
+            f(summary.ratio("r2-rf3-fixed-rate", |m| m.p999_ms)),
+            f(summary.ratio(R1, |m| m.cpu_s_per_gb)),
+            f(summary.ratio("r3-failover", |m| m.failover_s)),
+            f(summary.ratio("r4-follower-catch-up", |m| m.catch_up_s)),
+        ));
+    }
+    line
 }
 
 fn run_one(
@@ -762,7 +952,7 @@ fn parse_producer_performance(line: &str, records: u64) -> Result<Value, String>
     }))
 }
 
-fn per_gb(cpu_s: f64, bytes: f64) -> Option<f64> {
+pub(crate) fn per_gb(cpu_s: f64, bytes: f64) -> Option<f64> {
     (bytes > 0.0).then(|| cpu_s / (bytes / 1e9))
 }
 
@@ -776,14 +966,39 @@ struct Server {
     data_dir: PathBuf,
 }
 
-#[derive(Default)]
-struct Sample {
-    cpu_s: f64,
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub cpu_s: f64,
     /// Seconds the broker's threads waited on a run queue for a CPU (/proc schedstat): the
     /// share of a shared machine's noise that hits the broker.
-    runqueue_wait_s: f64,
-    peak_rss_kib: u64,
-    disk_write_bytes: u64,
+    pub runqueue_wait_s: f64,
+    pub peak_rss_kib: u64,
+    pub disk_write_bytes: u64,
+}
+
+/// CPU, run-queue wait, peak RSS and disk writes of a process so far (/proc).
+pub fn sample_pid(pid: u32) -> Sample {
+    let mut sample = Sample::default();
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |s| s.1)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        sample.cpu_s = (ticks(11) + ticks(12)) / hz;
+    }
+    sample.runqueue_wait_s = runqueue_wait_s(pid);
+    sample.peak_rss_kib = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
+    sample.disk_write_bytes = proc_field(pid, "io", "write_bytes:").unwrap_or(0);
+    sample
 }
 
 impl Server {
@@ -863,27 +1078,7 @@ impl Server {
     }
 
     fn sample(&self) -> Sample {
-        let mut sample = Sample::default();
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |s| s.1)
-                .split_whitespace()
-                .collect();
-            let ticks = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            // SAFETY: sysconf has no preconditions.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-            sample.cpu_s = (ticks(11) + ticks(12)) / hz;
-        }
-        sample.runqueue_wait_s = runqueue_wait_s(self.pid);
-        sample.peak_rss_kib = proc_field(self.pid, "status", "VmHWM:").unwrap_or(0);
-        sample.disk_write_bytes = proc_field(self.pid, "io", "write_bytes:").unwrap_or(0);
-        sample
+        sample_pid(self.pid)
     }
 
     fn stop(&mut self) {
@@ -936,7 +1131,7 @@ fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
 }
 
 /// The first descendant of `parent` whose command name is `comm`.
-fn find_child(parent: u32, comm: &str) -> Option<u32> {
+pub(crate) fn find_child(parent: u32, comm: &str) -> Option<u32> {
     for _ in 0..100 {
         let mut frontier = vec![parent];
         while let Some(p) = frontier.pop() {
@@ -959,7 +1154,7 @@ fn find_child(parent: u32, comm: &str) -> Option<u32> {
     None
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
@@ -1239,6 +1434,70 @@ mod tests {
         assert_eq!(ids("w3-e2e"), ["w1-acks1", "w3-e2e"]);
         assert_eq!(ids("w5"), ["w5-catch-up"]);
         assert!(ids("w9").is_empty());
+    }
+
+    #[test]
+    fn replicated_workloads_run_only_when_named() {
+        let ids = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            workloads(&parse(&args).unwrap())
+                .iter()
+                .map(|w| w.id)
+                .collect::<Vec<_>>()
+        };
+        assert!(ids(&[]).iter().all(|id| id.starts_with('w')));
+        assert!(ids(&["--quick"]).iter().all(|id| id.starts_with('w')));
+        assert_eq!(
+            ids(&["--workloads", "r1"]),
+            [R1, "r1-rf3-throughput-replica-nofsync"]
+        );
+        // r2's rate is half the lower r1 throughput: r1 (Spate's default settings) comes along.
+        assert_eq!(
+            ids(&["--quick", "--workloads", "r2"]),
+            [R1, "r2-rf3-fixed-rate", "r2-rf3-fixed-rate-replica-nofsync"]
+        );
+        assert_eq!(
+            ids(&["--workloads", "r3,r4,w1"]),
+            ["w1-acks1", "r3-failover", "r4-follower-catch-up"]
+        );
+        let o = parse(&["--workloads".into(), "r1,r2,r3,r4".into()]).unwrap();
+        let list = workloads(&o);
+        assert_eq!(list.len(), 6);
+        assert!(list
+            .iter()
+            .all(|w| w.options.acks == -1 && w.options.replication_factor == 3));
+        assert_eq!(
+            list.iter().filter(|w| w.spate_only).count(),
+            2,
+            "the nofsync variants run on Spate alone"
+        );
+    }
+
+    #[test]
+    fn follower_catch_up_size_parses() {
+        let gib = |v: &str| {
+            parse(&["--follower-catch-up-gib".to_string(), v.to_string()])
+                .map(|o| o.follower_catch_up_gib)
+        };
+        assert_eq!(parse(&[]).unwrap().follower_catch_up_gib, 1.0);
+        assert_eq!(gib("0.05"), Ok(0.05));
+        assert!(gib("0").is_err());
+        assert_eq!(parse(&[]).unwrap().follower_stop, FollowerStop::Pause);
+        assert_eq!(
+            parse(&["--follower-stop".into(), "kill".into()])
+                .unwrap()
+                .follower_stop,
+            FollowerStop::Kill
+        );
+        assert!(gib("x").is_err());
+        let o = parse(&[
+            "--workloads".into(),
+            "r4".into(),
+            "--follower-catch-up-gib".into(),
+            "0.5".into(),
+        ])
+        .unwrap();
+        assert_eq!(workloads(&o)[0].options.total_bytes, Some(1 << 29));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Spate's benchmark suite: the project's Kafka client library (`client`, `partitioner`,
 //! `batch`), the `spate bench` load generator (`workload`), the side-by-side comparison with
-//! Apache Kafka (`compare`), the perf-report generator (`report`), and the record batches the
+//! Apache Kafka (`compare`, with its replicated 3-node workloads in `replicated`), the perf-report generator (`report`), and the record batches the
 //! criterion benchmarks feed to the storage crate.
 
 pub mod batch;
@@ -8,6 +8,7 @@ pub mod client;
 pub mod compare;
 pub mod flags;
 pub mod partitioner;
+pub mod replicated;
 pub mod report;
 pub mod stats;
 pub mod workload;

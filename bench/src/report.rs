@@ -38,7 +38,21 @@ pub struct Metrics {
     pub partitions: f64,
     /// Broker threads' run-queue wait per second of the workload's run (CPU contention).
     pub runqueue_wait_per_s: f64,
+    /// r3: kill -9 of a leader to the first acks=all answer by the new leader, and to the last
+    /// of the partitions it led.
+    pub failover_s: f64,
+    pub failover_all_s: f64,
+    /// r4: the follower resumed (or restarted) to being in every ISR, and the payload written
+    /// while it was down per second of that; a restarted one's exec to its ready line.
+    pub catch_up_s: f64,
+    pub catch_up_restart_s: f64,
+    pub catch_up_mb_per_s: f64,
     pub runs: usize,
+}
+
+/// Replicated workloads (3-node clusters, `compare`'s r1-r4) have ids starting with `r`.
+fn replicated(workload: &str) -> bool {
+    workload.starts_with('r')
 }
 
 /// Per (workload, broker) medians of a record.
@@ -57,25 +71,25 @@ impl Summary {
         finite(f(s) / f(k))
     }
 
-    /// Spate / Kafka of the largest value of a metric over all workloads (peak RSS).
+    /// Spate / Kafka of the largest value of a metric over all single-node workloads (peak RSS).
     pub fn ratio_max(&self, f: impl Fn(&Metrics) -> f64) -> Option<f64> {
         let max = |broker: &str| {
             self.rows
                 .iter()
-                .filter(|((_, b), _)| b == broker)
+                .filter(|((w, b), _)| b == broker && !replicated(w))
                 .map(|(_, m)| f(m))
                 .fold(f64::NAN, f64::max)
         };
         finite(max("spate") / max("kafka"))
     }
 
-    /// Spate / Kafka of the median of a metric over all workloads (time to ready).
+    /// Spate / Kafka of the median of a metric over all single-node workloads (time to ready).
     pub fn ratio_median(&self, f: impl Fn(&Metrics) -> f64) -> Option<f64> {
         let med = |broker: &str| {
             let v: Vec<f64> = self
                 .rows
                 .iter()
-                .filter(|((_, b), _)| b == broker)
+                .filter(|((w, b), _)| b == broker && !replicated(w))
                 .map(|(_, m)| f(m))
                 .collect();
             median(&v)
@@ -155,6 +169,11 @@ pub fn summary(record: &Value) -> Summary {
                 runqueue_wait_per_s: m(&|r| {
                     num(&r["broker_runqueue_wait_s"]) / num(&r["workload_wall_s"])
                 }),
+                failover_s: m(&|r| num(&r["failover"]["first_ack_s"])),
+                failover_all_s: m(&|r| num(&r["failover"]["all_partitions_s"])),
+                catch_up_s: m(&|r| num(&r["catch_up"]["back_to_isr_s"])),
+                catch_up_restart_s: m(&|r| num(&r["catch_up"]["restart_to_ready_s"])),
+                catch_up_mb_per_s: m(&|r| num(&r["catch_up"]["mb_per_s"])),
                 runs: runs.len(),
             };
             (key, metrics)
@@ -296,9 +315,14 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
     );
     let _ = writeln!(
         md,
-        "- Client: {}; compression {}, idempotence off, replication factor 1.",
+        "- Client: {}; compression {}, idempotence off, replication factor 1{}.",
         settings["client"].as_str().unwrap_or("?"),
-        settings["compression"].as_str().unwrap_or("?")
+        settings["compression"].as_str().unwrap_or("?"),
+        if settings.get("replicated").is_some() {
+            " (replicated workloads r*: 3, see their section)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         md,
@@ -406,6 +430,7 @@ fn markdown(record: &Value, s: &Summary, stem: &str, notes: Option<&str>) -> Str
         }
     }
     md.push_str(&catch_up_section(s, raw_read));
+    md.push_str(&replicated_section(record, s));
     md.push_str(&partition_sweep_section(s));
     md.push_str(&kafka_tools_section(s));
     md.push_str("\nWorkloads:\n\n");
@@ -528,6 +553,127 @@ fn catch_up_section(s: &Summary, raw_read: f64) -> String {
     }
     if let Some(r) = s.ratio("w5-catch-up", |m| m.consume_mb_per_s) {
         let _ = writeln!(md, "\nSpate / Kafka catch-up read: {}.", f(r, 3));
+    }
+    md
+}
+
+/// r1-r4: 3 Spate nodes against 3 Kafka nodes, RF 3, acks=all.
+fn replicated_section(record: &Value, s: &Summary) -> String {
+    let rows: Vec<_> = s.rows.iter().filter(|((w, _), _)| replicated(w)).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let r = &record["settings"]["replicated"];
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut md = String::from("\n## Replicated: 3 nodes per system, RF 3, acks=all (r1-r4)\n\n");
+    let _ = writeln!(md, "- Nodes: {}.", text(&r["cores"]));
+    let _ = writeln!(md, "- Topic: {}.", text(&r["topic"]));
+    let _ = writeln!(md, "- Spate: {}.", text(&r["spate"]));
+    let _ = writeln!(md, "- Kafka: {}.", text(&r["kafka"]));
+    let _ = writeln!(md, "- Failure detection: {}.", text(&r["session_timeouts"]));
+    md.push_str("- **fsync differs**: Spate's default rows fdatasync on the leader and every in-sync follower before acks=all is answered; Kafka's acks=all never waits for an fsync. The `-replica-nofsync` rows (Spate only) drop the followers' fdatasync, Kafka's guarantee on the followers, but the Spate leader still syncs. Compare the rows knowing this; they are side by side, not alike.\n");
+    md.push_str(
+        "- CPU s/GB, disk writes and peak RSS are summed over the three nodes of a system.\n\n",
+    );
+    md.push_str("| workload | broker | fsync before ack | MB/s | p50 ms | p99 ms | p99.9 ms | CPU s/GB (3 nodes) | disk bytes/payload byte | peak RSS MiB (3 nodes) | ready s (3 nodes) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for ((w, b), m) in rows
+        .iter()
+        .filter(|((w, _), _)| w.starts_with("r1") || w.starts_with("r2"))
+    {
+        let fsync = match (b.as_str(), w.ends_with("-replica-nofsync")) {
+            ("kafka", _) => "none (page cache)",
+            (_, true) => "leader only",
+            _ => "leader + followers",
+        };
+        let _ = writeln!(
+            md,
+            "| {w} | {b} | {fsync} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f(m.mb_per_s, 1),
+            f(m.p50_ms, 2),
+            f(m.p99_ms, 2),
+            f(m.p999_ms, 2),
+            f(m.cpu_s_per_gb, 2),
+            f(m.disk_write_amplification, 2),
+            f(m.peak_rss_mib, 0),
+            f(m.ready_s, 2)
+        );
+    }
+    let failover: Vec<_> = rows
+        .iter()
+        .filter(|((w, _), _)| w.starts_with("r3"))
+        .collect();
+    if !failover.is_empty() {
+        md.push_str("\nFailover (r3): a producer at a fixed rate, kill -9 of a partition's leader (chosen not to be the active controller); seconds from the kill to the first acks=all answer for that partition by its new leader, and to the last of the partitions the killed node led. The load generator asks for Metadata again after NOT_LEADER_OR_FOLLOWER or a lost connection and retries every 50 ms, so the resolution is about 50-100 ms; the broker session timeout (9 s on both) dominates.\n\n");
+        md.push_str("| workload | broker | first ack by the new leader s | all its partitions s |\n| --- | --- | --- | --- |\n");
+        for ((w, b), m) in failover {
+            let _ = writeln!(
+                md,
+                "| {w} | {b} | {} | {} |",
+                f(m.failover_s, 2),
+                f(m.failover_all_s, 2)
+            );
+        }
+    }
+    let catch_up: Vec<_> = rows
+        .iter()
+        .filter(|((w, _), _)| w.starts_with("r4"))
+        .collect();
+    if !catch_up.is_empty() {
+        let killed = r["follower_stop"] == "kill";
+        let _ = writeln!(md, "\nFollower catch-up (r4): a follower {}; once it is out of every ISR, {} GiB written with acks=all to the two left; the follower {}; seconds until it is in every partition's ISR (Metadata polled every 100 ms); MB/s: the payload written while it was down over that time.\n",
+            if killed { "killed with kill -9" } else { "stopped with SIGSTOP (its session expires: fenced, out of every ISR)" },
+            r["follower_catch_up_gib"].as_f64().map_or("?".into(), |g| f(g, 2)),
+            if killed { "restarted on its data dir (start-up and recovery in the time; its exec to its ready line in its own column)" } else { "resumed with SIGCONT" });
+        md.push_str("| workload | broker | back to in every ISR s | catch-up MB/s | restart to ready s |\n| --- | --- | --- | --- | --- |\n");
+        for ((w, b), m) in catch_up {
+            let _ = writeln!(
+                md,
+                "| {w} | {b} | {} | {} | {} |",
+                f(m.catch_up_s, 2),
+                f(m.catch_up_mb_per_s, 1),
+                f(m.catch_up_restart_s, 2)
+            );
+        }
+    }
+    md.push_str("\nSpate / Kafka:\n\n| metric | ratio |\n| --- | --- |\n");
+    let ratios = [
+        (
+            "throughput (r1)",
+            s.ratio("r1-rf3-throughput", |m| m.mb_per_s),
+        ),
+        (
+            "throughput, Spate without follower fsync (r1)",
+            s.get("r1-rf3-throughput-replica-nofsync", "spate")
+                .zip(s.get("r1-rf3-throughput", "kafka"))
+                .and_then(|(a, b)| finite(a.mb_per_s / b.mb_per_s)),
+        ),
+        (
+            "broker CPU s/GB, 3 nodes (r1)",
+            s.ratio("r1-rf3-throughput", |m| m.cpu_s_per_gb),
+        ),
+        (
+            "p99 at a fixed rate (r2)",
+            s.ratio("r2-rf3-fixed-rate", |m| m.p99_ms),
+        ),
+        (
+            "p99.9 at a fixed rate (r2)",
+            s.ratio("r2-rf3-fixed-rate", |m| m.p999_ms),
+        ),
+        (
+            "failover time (r3)",
+            s.ratio("r3-failover", |m| m.failover_s),
+        ),
+        (
+            "follower catch-up time (r4)",
+            s.ratio("r4-follower-catch-up", |m| m.catch_up_s),
+        ),
+    ];
+    for (label, ratio) in ratios {
+        let _ = writeln!(
+            md,
+            "| {label} | {} |",
+            ratio.map_or("–".into(), |r| f(r, 3))
+        );
     }
     md
 }
@@ -729,5 +875,55 @@ mod tests {
         assert!(md.contains("bottleneck: the client"));
         assert!(ratios_svg(&s).starts_with("<svg"));
         assert!(latency_svg(&s).contains("<circle"));
+        assert!(
+            !md.contains("Replicated"),
+            "no replicated section without r runs"
+        );
+    }
+
+    #[test]
+    fn replicated_runs_get_their_section_and_stay_out_of_single_node_targets() {
+        let mut failover = run("r3-failover", "spate", 5.0, 9000, 1.0, 900.0);
+        failover["failover"] = json!({"first_ack_s": 9.5, "all_partitions_s": 9.8});
+        let mut kafka_failover = run("r3-failover", "kafka", 5.0, 9000, 1.0, 9000.0);
+        kafka_failover["failover"] = json!({"first_ack_s": 19.0, "all_partitions_s": 19.5});
+        let mut catch_up = run("r4-follower-catch-up", "spate", 50.0, 9000, 1.0, 900.0);
+        catch_up["catch_up"] = json!({"back_to_isr_s": 2.0, "mb_per_s": 500.0});
+        let record = json!({"date": "2026-01-01", "commit": "abc", "quick": true,
+            "settings": {"rounds": 1, "replicated": {"cores": "all on 0", "follower_catch_up_gib": 1.0}},
+            "machine": {}, "raw_disk_odirect_write_mb_s": 1000.0, "loopback_mb_s": 4000.0,
+            "runs": [run("w1-acks1", "spate", 300.0, 2000, 1.0, 50.0), run("w1-acks1", "kafka", 100.0, 8000, 4.0, 500.0),
+                     run("r1-rf3-throughput", "spate", 60.0, 9000, 2.0, 5000.0),
+                     run("r1-rf3-throughput", "kafka", 40.0, 9000, 4.0, 3000.0),
+                     run("r1-rf3-throughput-replica-nofsync", "spate", 80.0, 9000, 2.0, 5000.0),
+                     failover, kafka_failover, catch_up]});
+        let s = summary(&record);
+        // Peak RSS of the 3-node runs (summed over nodes) is not the single-node target's.
+        assert_eq!(s.ratio_max(|m| m.peak_rss_mib), Some(0.1));
+        assert_eq!(s.ratio("r3-failover", |m| m.failover_s), Some(0.5));
+        let md = markdown(&record, &s, "x", None);
+        assert!(md.contains("## Replicated: 3 nodes per system"), "{md}");
+        assert!(
+            md.contains("| r1-rf3-throughput | kafka | none (page cache) | 40.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r1-rf3-throughput-replica-nofsync | spate | leader only | 80.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| throughput (r1) | 1.500 |"), "{md}");
+        assert!(
+            md.contains("| throughput, Spate without follower fsync (r1) | 2.000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r3-failover | kafka | 19.00 | 19.50 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| r4-follower-catch-up | spate | 2.00 | 500.0 | – |"),
+            "{md}"
+        );
+        assert!(md.contains("stopped with SIGSTOP"), "{md}");
     }
 }

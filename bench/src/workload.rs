@@ -2,7 +2,7 @@
 //! producers and consumers are tasks spread over them, each with its own connections.
 
 use crate::batch::{walk_batches, BatchBuilder, Compression};
-use crate::client::{self, Client, Connection};
+use crate::client::{self, Client, Connection, Routes};
 use crate::flags::Flags;
 use crate::partitioner::{DefaultPartitioner, Keyless, Partitioner};
 use crate::stats::Stats;
@@ -11,8 +11,8 @@ use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::{json, Value};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a run does.
@@ -56,6 +56,8 @@ pub struct Options {
     pub brokers: String,
     pub topic: String,
     pub partitions: u32,
+    /// Replicas per partition of a topic the bench creates.
+    pub replication_factor: i16,
     pub record_bytes: RecordSize,
     pub keys: Keys,
     pub acks: i16,
@@ -83,6 +85,48 @@ pub struct Options {
     pub topic_configs: Vec<(String, String)>,
     pub json_path: Option<std::path::PathBuf>,
     pub progress: bool,
+    /// Where every acknowledged produce request is logged (failover measurements).
+    pub ack_log: Option<Arc<AckLog>>,
+    /// Set from outside to end the run early (producers stop, the run reports what it has).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Every acknowledged produce request of a run, per partition: when and from which broker
+/// (how `spate bench compare` times a failover).
+#[derive(Debug, Default)]
+pub struct AckLog {
+    entries: Mutex<Vec<(Instant, i32, String)>>,
+}
+
+impl AckLog {
+    pub fn push(&self, at: Instant, partition: i32, broker: &str) {
+        self.entries
+            .lock()
+            .expect("not poisoned")
+            .push((at, partition, broker.to_string()));
+    }
+
+    /// The first acknowledgement of `partition` after `after` by a broker other than `not_by`.
+    pub fn first_after(&self, after: Instant, partition: i32, not_by: &str) -> Option<Instant> {
+        self.entries
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(at, p, by)| *at > after && *p == partition && by != not_by)
+            .map(|(at, ..)| *at)
+            .min()
+    }
+
+    /// The last acknowledgement of any partition by `broker` up to `before`.
+    pub fn last_by(&self, broker: &str, before: Instant) -> Option<Instant> {
+        self.entries
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(at, _, by)| *at <= before && by == broker)
+            .map(|(at, ..)| *at)
+            .max()
+    }
 }
 
 impl Default for Options {
@@ -92,6 +136,7 @@ impl Default for Options {
             brokers: "127.0.0.1:9092".into(),
             topic: "spate-bench".into(),
             partitions: 8,
+            replication_factor: 1,
             record_bytes: RecordSize::Fixed(1024),
             keys: Keys::None,
             acks: 1,
@@ -110,6 +155,8 @@ impl Default for Options {
             topic_configs: Vec::new(),
             json_path: None,
             progress: true,
+            ack_log: None,
+            stop: None,
         }
     }
 }
@@ -119,6 +166,7 @@ spate bench produce|consume|e2e [options]   load generator (Kafka protocol)
   --brokers H:P[,H:P]   bootstrap (default 127.0.0.1:9092)
   --topic NAME          (default spate-bench); created if missing
   --partitions N        (default 8)
+  --replication-factor N   replicas per partition of a topic the bench creates (default 1)
   --record-bytes N|MIN-MAX   value size, fixed or uniform (default 1024)
   --keys none|random|N  keyless (sticky), random 16-byte keys, or N distinct keys
   --acks 0|1|all        (default 1)
@@ -150,6 +198,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--brokers" => o.brokers = value()?,
             "--topic" => o.topic = value()?,
             "--partitions" => o.partitions = number(flag, &value()?)?,
+            "--replication-factor" => o.replication_factor = number(flag, &value()?)?,
             "--record-bytes" => o.record_bytes = parse_record_bytes(&value()?)?,
             "--keys" => o.keys = parse_keys(&value()?)?,
             "--acks" => {
@@ -186,6 +235,9 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--quiet" => o.progress = false,
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
+    }
+    if o.replication_factor < 1 {
+        return Err("--replication-factor must be > 0".into());
     }
     if o.partitions == 0 || o.producers == 0 || o.consumers == 0 || o.in_flight_max == 0 {
         return Err("--partitions, --producers, --consumers and --in-flight must be > 0".into());
@@ -303,6 +355,12 @@ pub fn run(options: &Options) -> Result<Value, String> {
     };
     let mut last = (0u64, Instant::now());
     let all_done = || finished.executors.load(Ordering::Acquire) >= executors.len();
+    let stopped = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Acquire))
+    };
     while epoch.elapsed().as_nanos() < clock.end_ns as u128 && !all_done() {
         // Polled every 50 ms (a bounded run ends early), progress printed every second.
         std::thread::sleep(
@@ -334,6 +392,12 @@ pub fn run(options: &Options) -> Result<Value, String> {
         }
     }
     // The measured window ends at the run's end, or when the last client finished before it.
+    if !all_done() && stopped() {
+        // Stopped from outside: the producers end at their next turn.
+        while !all_done() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let window_end_ns = if all_done() {
         finished.last_ns.load(Ordering::Acquire).min(clock.end_ns)
     } else {
@@ -373,9 +437,23 @@ pub fn ensure_topic(options: &Options) -> Result<(), String> {
     let setup = options.clone();
     on_executor(None, move || async move {
         let client = Client::connect(&setup.brokers).await?;
-        client
-            .create_topic(&setup.topic, setup.partitions, &setup.topic_configs)
-            .await?;
+        // A cluster still registering its brokers answers retriable errors: try again.
+        let mut tries = 0;
+        loop {
+            match client
+                .create_topic_replicated(
+                    &setup.topic,
+                    setup.partitions,
+                    setup.replication_factor,
+                    &setup.topic_configs,
+                )
+                .await
+            {
+                Err(e) if e.starts_with(client::RETRIABLE) && tries < 200 => tries += 1,
+                result => break result?,
+            }
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
         // Kafka elects the new partitions' leaders asynchronously: wait until all have one.
         let mut tries = 0;
         loop {
@@ -386,6 +464,41 @@ pub fn ensure_topic(options: &Options) -> Result<(), String> {
             }
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
+    })
+}
+
+/// Leaders, replicas and ISR of a topic's partitions as the first of `brokers` (comma-separated)
+/// that answers says.
+pub fn topic_state(brokers: &str, topic: &str) -> Result<client::TopicState, String> {
+    let topic = topic.to_string();
+    ask(brokers, move |c| {
+        let topic = topic.clone();
+        async move { client::topic_state(&c, &topic).await }
+    })
+}
+
+/// Asks `query` of the first of `brokers` (comma-separated) that answers it, on a fresh
+/// executor (for callers outside one, like `compare` between runs).
+pub fn ask<T, F, Fut>(brokers: &str, query: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: Fn(Connection) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, String>> + 'static,
+{
+    crate::raise_memlock();
+    let brokers = brokers.to_string();
+    on_executor(None, move || async move {
+        let mut last = String::from("no broker address");
+        for address in brokers.split(',').filter(|a| !a.is_empty()) {
+            match Connection::connect(address).await {
+                Ok(connection) => match query(connection).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => last = e,
+                },
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     })
 }
 
@@ -546,13 +659,13 @@ async fn produce(
     clock: Clock,
     stats: Arc<Stats>,
 ) -> Result<(), String> {
-    let client = Client::connect(&options.brokers).await?;
-    let layout = client.topic_layout(&options.topic).await?;
-    let mut connections: Vec<Connection> = Vec::new();
-    for address in &layout.leaders {
-        connections.push(client.broker(address).await?);
+    let routes = Routes::connect(&options.brokers, &options.topic).await?;
+    for partition in 0..routes.partition_count() {
+        if let Some(leader) = routes.leader(partition) {
+            routes.connection(&leader).await?;
+        }
     }
-    let partition_count = layout.leaders.len() as u32;
+    let partition_count = routes.partition_count() as u32;
     let mut partitioner = DefaultPartitioner::new(Keyless::Sticky {
         batch_bytes: options.batch_bytes,
     });
@@ -571,14 +684,19 @@ async fn produce(
     let mut open: Vec<Option<OpenBatch>> = (0..partition_count).map(|_| None).collect();
     let linger_ns = options.linger_ms * 1_000_000;
     let mut key_buf = [0u8; 24];
-    let topic: Rc<str> = options.topic.as_str().into();
     // Payload bytes this producer still sends under --total-bytes.
     let mut budget = options
         .total_bytes
         .map(|total| total.div_ceil(options.producers as u64));
+    let stopped = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Acquire))
+    };
     loop {
         let now = clock.now_ns();
-        if now >= clock.end_ns {
+        if now >= clock.end_ns || stopped() {
             break;
         }
         // Records due now (fixed rate), or one more (unlimited: back-pressure is the semaphore).
@@ -665,17 +783,7 @@ async fn produce(
         }
         let sending = !ready.is_empty();
         if sending {
-            send_ready(
-                ready,
-                &connections,
-                &layout.leaders,
-                &in_flight,
-                &options,
-                &topic,
-                clock,
-                &stats,
-            )
-            .await?;
+            send_ready(ready, &routes, &in_flight, &options, clock, &stats).await?;
         }
         if exhausted {
             break;
@@ -723,26 +831,23 @@ fn unix_ms() -> i64 {
 }
 
 /// Seals the ready partitions' batches and sends one produce request per leader.
-#[allow(clippy::too_many_arguments)]
 async fn send_ready(
     ready: Vec<(usize, OpenBatch)>,
-    connections: &[Connection],
-    leaders: &[String],
+    routes: &Rc<Routes>,
     in_flight: &Rc<Semaphore>,
     options: &Options,
-    topic: &Rc<str>,
     clock: Clock,
     stats: &Arc<Stats>,
 ) -> Result<(), String> {
-    // Per leader: a partition of it, its batches, intended send times, payload and batch bytes.
-    type Request = (usize, Vec<(i32, Bytes)>, Vec<u64>, u64, u64);
+    // Per leader: its address, its batches, intended send times, payload and batch bytes.
+    type Request = (Option<String>, Vec<(i32, Bytes)>, Vec<u64>, u64, u64);
     let mut by_leader: Vec<Request> = Vec::new();
     for (p, batch) in ready {
-        let leader = leaders[p].as_str();
-        let slot = match by_leader.iter().position(|(c, ..)| leaders[*c] == leader) {
+        let leader = routes.leader(p);
+        let slot = match by_leader.iter().position(|(l, ..)| *l == leader) {
             Some(slot) => slot,
             None => {
-                by_leader.push((p, Vec::new(), Vec::new(), 0, 0));
+                by_leader.push((leader, Vec::new(), Vec::new(), 0, 0));
                 by_leader.len() - 1
             }
         };
@@ -753,26 +858,30 @@ async fn send_ready(
         entry.2.extend(batch.intended_ns);
         entry.3 += batch.payload_bytes;
     }
-    for (first_partition, batches, intended, payload_bytes, batch_bytes) in by_leader {
+    for (_, batches, intended, payload_bytes, batch_bytes) in by_leader {
         let permit = in_flight
             .acquire_static_permit(1)
             .await
             .map_err(|e| format!("in-flight semaphore: {e}"))?;
-        let connection = connections[first_partition].clone();
-        let (topic, stats, acks) = (topic.clone(), stats.clone(), options.acks);
+        let (routes, stats, acks) = (routes.clone(), stats.clone(), options.acks);
+        let ack_log = options.ack_log.clone();
         glommio::spawn_local(async move {
-            let mut result = client::produce(&connection, &topic, acks, batches.clone()).await;
-            for _ in 0..PRODUCE_RETRIES_MAX {
-                match &result {
-                    Err(e) if e.starts_with(client::RETRIABLE) => {
-                        glommio::timer::sleep(Duration::from_millis(50)).await;
-                        result = client::produce(&connection, &topic, acks, batches.clone()).await;
-                    }
-                    _ => break,
+            let result = client::produce_routed(
+                &routes,
+                acks,
+                batches,
+                PRODUCE_RETRIES_MAX,
+                Duration::from_millis(50),
+            )
+            .await;
+            let done = clock.now_ns();
+            if let (Some(log), Ok(acknowledged)) = (&ack_log, &result) {
+                let at = Instant::now();
+                for (partition, broker) in acknowledged {
+                    log.push(at, *partition, broker);
                 }
             }
-            let done = clock.now_ns();
-            match result {
+            match result.map(|_| ()) {
                 Ok(()) if done >= clock.measure_from_ns && done <= clock.end_ns => {
                     stats.record(
                         intended.len() as u64,
@@ -949,6 +1058,15 @@ fn result_json(options: &Options, window_s: f64, produced: &Stats, consumed: &St
         "latency_from": latency_from,
         "window_s": window_s,
     });
+    // Said only when replicated, so single-node results keep their shape.
+    if options.replication_factor != 1 {
+        result["settings"]["replication_factor"] = json!(options.replication_factor);
+        result["settings"]["topic_configs"] = json!(options
+            .topic_configs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>());
+    }
     if options.mode != Mode::Consume {
         result["produce"] = produced.json(window_s);
     }
@@ -1002,6 +1120,14 @@ mod tests {
         assert_eq!(o.keys, Keys::Distinct(100));
         assert_eq!(o.record_bytes, RecordSize::Uniform(100, 200));
         assert_eq!(o.partitions, 3);
+        assert_eq!(o.replication_factor, 1);
+        assert_eq!(
+            parse(Mode::Produce, &args("--replication-factor 3"))
+                .unwrap()
+                .replication_factor,
+            3
+        );
+        assert!(parse(Mode::Produce, &args("--replication-factor 0")).is_err());
         assert_eq!(
             parse(Mode::Produce, &args("--rate 1000rec/s"))
                 .unwrap()
@@ -1046,6 +1172,21 @@ mod tests {
         assert!(starts.len() > 1000);
         let mut plain = Values::new(&mut rng, 100, Compression::None);
         assert_eq!(plain.next(&mut rng, 50).len(), 50);
+    }
+
+    #[test]
+    fn the_ack_log_finds_the_first_answer_of_a_new_leader() {
+        let log = AckLog::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        log.push(at(10), 0, "old:1");
+        log.push(at(20), 1, "other:2");
+        log.push(at(500), 0, "new:3");
+        log.push(at(400), 0, "new:3");
+        assert_eq!(log.first_after(at(15), 0, "old:1"), Some(at(400)));
+        assert_eq!(log.first_after(at(15), 2, "old:1"), None);
+        assert_eq!(log.last_by("old:1", at(15)), Some(at(10)));
+        assert_eq!(log.last_by("old:1", at(5)), None);
     }
 
     #[test]
