@@ -9,8 +9,11 @@
 //!   life of the process: the kernel frees it when the process ends, even on kill -9, and a
 //!   second Spate process in the same network namespace cannot bind it, so two starting at
 //!   the same moment cannot both pass;
-//! - a probe bind of the address without SO_REUSEPORT (with SO_REUSEADDR, so connections in
-//!   TIME_WAIT from an earlier run do not count): it fails while any process listens there.
+//! - a probe bind of the address with the shards' own socket options (SO_REUSEPORT, as
+//!   glommio sets it): it fails where the shards' binds would, while a process listens there
+//!   without SO_REUSEPORT (Kafka, most servers), before anything is written. Sockets of this
+//!   broker's previous run (TIME_WAIT, FIN_WAIT after a kill -9) do not count, as they do not
+//!   for the shards; a plain bind would count them and refuse a restart.
 
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
@@ -43,10 +46,12 @@ pub fn claim(addr: SocketAddr) -> Result<ListenClaim, String> {
     Ok(ListenClaim { _name: Some(held) })
 }
 
-/// Binds (and closes at once) a listener on `addr` without SO_REUSEPORT; std sets
-/// SO_REUSEADDR on Unix.
+/// Binds (and closes at once) a socket on `addr` as a shard's listener binds it.
 fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
-    std::net::TcpListener::bind(addr).map(drop)
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())
 }
 
 #[cfg(test)]
@@ -67,6 +72,31 @@ mod tests {
         assert!(refused.contains("another Spate broker"), "{refused}");
         drop(first);
         drop(claim(addr).expect("released"));
+    }
+
+    #[test]
+    fn the_sockets_a_stopped_broker_left_do_not_block_its_restart() {
+        // A listener as a shard binds it; its accepted connection closed by the server side
+        // first (as a kill -9 closes it) stays in FIN_WAIT while the client keeps its end.
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener.set_reuse_port(true).unwrap();
+        listener
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        listener.listen(8).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        drop(listener);
+        drop(claim(addr).expect("a restart on the same address"));
+        drop(client);
     }
 
     #[test]
