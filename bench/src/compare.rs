@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub const USAGE: &str = "\
 spate bench compare [--quick] [--rounds N] [--workloads LIST] [--catch-up-gib G] [--out DIR]
                     [--broker-cores LIST] [--client-cores LIST]
-                    [--follower-catch-up-gib G] [--follower-stop pause|kill]
+                    [--follower-catch-up-gib G] [--follower-stop pause|kill] [--warmup-s S]
   Spate vs Apache Kafka 4.3.1 (bench/peers/kafka; jars: `bench/peers/kafka fetch`), same cores,
   A/B alternated. --quick: workloads 1-3, one round, under 5 minutes, record under target/bench;
   the full run (workloads 1-7, 2 rounds; w7 is w1 with zstd) writes perf-reports/. Last line: Spate/Kafka ratios.
@@ -29,6 +29,8 @@ spate bench compare [--quick] [--rounds N] [--workloads LIST] [--catch-up-gib G]
   partition leader at 5 MB/s, r4 a follower stopped while --follower-catch-up-gib G (default 1)
   is written, then resumed: time until it is back in every ISR (--follower-stop pause: SIGSTOP
   and SIGCONT, the default; kill: kill -9 and a restart, start-up and recovery included).
+  --warmup-s S: seconds of load before each timed run (default 4, --quick 3): three JVMs
+  sharing one core reach Kafka's steady state only after tens of seconds of JIT compilation.
 ";
 
 /// How a comparison is run.
@@ -46,6 +48,8 @@ pub struct CompareOptions {
     pub follower_catch_up_gib: f64,
     /// How r4's follower goes down.
     pub follower_stop: FollowerStop,
+    /// Load before each timed run; None: the mode's default.
+    pub warmup_s: Option<f64>,
 }
 
 pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
@@ -61,6 +65,7 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
         catch_up_gib: 5.0,
         follower_catch_up_gib: 1.0,
         follower_stop: FollowerStop::Pause,
+        warmup_s: None,
     };
     let mut flags = Flags::new(args);
     while let Some(flag) = flags.next_flag() {
@@ -75,6 +80,13 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
                 o.catch_up_gib = value()?.parse().map_err(|_| "--catch-up-gib: a number")?
             }
             "--follower-stop" => o.follower_stop = FollowerStop::parse(&value()?)?,
+            "--warmup-s" => {
+                let s: f64 = value()?.parse().map_err(|_| "--warmup-s: a number")?;
+                if !(s >= 0.0) {
+                    return Err("--warmup-s: a number >= 0".into());
+                }
+                o.warmup_s = Some(s);
+            }
             "--follower-catch-up-gib" => {
                 o.follower_catch_up_gib = value()?
                     .parse()
@@ -142,6 +154,7 @@ struct Workload {
 
 fn base_options(o: &CompareOptions) -> Options {
     let (warmup_s, duration_s) = if o.quick { (3.0, 6.0) } else { (4.0, 12.0) };
+    let warmup_s = o.warmup_s.unwrap_or(warmup_s);
     Options {
         mode: Mode::Produce,
         partitions: 8,
@@ -1505,6 +1518,18 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn warmup_is_the_mode_default_unless_given() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let default = parse(&args(&[])).unwrap();
+        assert_eq!(base_options(&default).warmup_s, 4.0);
+        let long = parse(&args(&["--warmup-s", "30"])).unwrap();
+        assert_eq!(base_options(&long).warmup_s, 30.0);
+        assert_eq!(base_options(&long).duration_s, 12.0);
+        assert!(parse(&args(&["--warmup-s", "-1"])).is_err());
+        assert!(parse(&args(&["--warmup-s", "soon"])).is_err());
     }
 
     #[test]
