@@ -82,7 +82,7 @@ pub fn parse(args: &[String]) -> Result<CompareOptions, String> {
             "--follower-stop" => o.follower_stop = FollowerStop::parse(&value()?)?,
             "--warmup-s" => {
                 let s: f64 = value()?.parse().map_err(|_| "--warmup-s: a number")?;
-                if !(s >= 0.0) {
+                if s.is_nan() || s < 0.0 {
                     return Err("--warmup-s: a number >= 0".into());
                 }
                 o.warmup_s = Some(s);
@@ -1168,9 +1168,18 @@ pub(crate) fn find_child(parent: u32, comm: &str) -> Option<u32> {
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `n` distinct free loopback ports: all held until all are chosen (ports taken one after
+/// another may repeat, since the kernel can hand a just-closed ephemeral port out again).
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    held.iter()
+        .map(|l| Ok(l.local_addr().map_err(|e| e.to_string())?.port()))
+        .collect()
 }
 
 /// Sequential 1 MiB O_DIRECT writes of `mib` MiB, then one fdatasync (as `dd oflag=direct

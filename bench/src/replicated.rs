@@ -9,7 +9,7 @@
 //! writes and peak RSS are summed over the three nodes.
 
 use crate::client;
-use crate::compare::{find_child, free_port, per_gb, sample_pid, Broker, CompareOptions, Sample};
+use crate::compare::{find_child, free_ports, per_gb, sample_pid, Broker, CompareOptions, Sample};
 use crate::workload::{self, AckLog, Options, Rate};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -150,16 +150,17 @@ impl Cluster {
         cores: &str,
         settings: &[String],
     ) -> Result<Cluster, String> {
-        let mut voter_ports = Vec::new();
+        // A Kafka node refuses a listener port equal to its controller port: all distinct.
+        let ports = free_ports(2 * NODES as usize)?;
+        let (voter_ports, listen_ports) = ports.split_at(NODES as usize);
         let mut nodes = Vec::new();
-        let dir = work.join(format!("{}-cluster-{}", broker.name(), free_port()?));
+        let dir = work.join(format!("{}-cluster-{}", broker.name(), listen_ports[0]));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for id in 1..=NODES {
-            voter_ports.push(free_port()?);
+        for (id, port) in (1..=NODES).zip(listen_ports) {
             nodes.push(Node {
                 id,
-                address: format!("127.0.0.1:{}", free_port()?),
+                address: format!("127.0.0.1:{port}"),
                 data_dir: dir.join(format!("node-{id}")),
                 log_path: dir.join(format!("node-{id}.log")),
                 child: None,
