@@ -92,6 +92,9 @@ async fn metrics(shard: &Rc<Shard>, node: &NodeInfo) -> HttpResponse {
     let process = text::ProcessInfo {
         uptime_s: node.started_at.elapsed().as_secs_f64(),
         resident_bytes: resident_bytes(),
+        connections: shard.connection_quotas.open(),
+        refused_connections_per_ip: shard.connection_quotas.refused_per_ip(),
+        connection_slot_waits: shard.connection_quotas.node_waits(),
     };
     HttpResponse {
         status: 200,

@@ -11,6 +11,8 @@ enum Kind {
     Int,
     Long,
     Bool,
+    /// Checked where the typed field is built.
+    Text,
 }
 
 /// (name, default, kind): the settings `--set` accepts.
@@ -22,7 +24,11 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("socket.request.max.bytes", "104857600", Kind::Int),
     ("queued.max.requests", "500", Kind::Int),
     ("queued.max.request.bytes", "104857600", Kind::Long),
+    ("max.connections", "2147483647", Kind::Int),
+    ("max.connections.per.ip", "2147483647", Kind::Int),
+    ("max.connections.per.ip.overrides", "", Kind::Text),
     ("message.max.bytes", "1048588", Kind::Int),
+    ("fetch.max.bytes", "57671680", Kind::Int),
     ("log.segment.bytes", "1073741824", Kind::Long),
     ("log.index.interval.bytes", "4096", Kind::Int),
     ("log.retention.ms", "604800000", Kind::Long),
@@ -95,11 +101,15 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     pub socket_request_max_bytes: usize,
     pub queued_max_requests: usize,
-    /// Bytes of request frames one connection reads ahead of its replies (Kafka's setting
-    /// bounds the broker's request queue instead; Kafka reads one request per connection at
-    /// a time, Spate pipelines them).
+    /// Bytes of request frames the node's connections hold between reading a frame and
+    /// sending its reply (Kafka's node-wide bound), split evenly over the shards.
     pub queued_max_request_bytes: usize,
+    /// `max.connections`, `max.connections.per.ip` and its overrides.
+    pub connection_quotas: net::quotas::QuotaSettings,
     pub message_max_bytes: usize,
+    /// The most record bytes one Fetch answer carries, whatever the request's `max_bytes`
+    /// (Kafka's `fetch.max.bytes`); the first batch still goes when it alone is larger.
+    pub fetch_max_bytes: usize,
     pub log_segment_bytes: u64,
     pub log_index_interval_bytes: usize,
     pub log_cache_bytes_per_partition: usize,
@@ -217,7 +227,19 @@ impl BrokerConfig {
                 }
                 bytes => bytes as usize,
             },
+            connection_quotas: net::quotas::QuotaSettings {
+                max_connections: int("max.connections", 0, i32::MAX as i64)? as usize,
+                max_connections_per_ip: int("max.connections.per.ip", 0, i32::MAX as i64)? as usize,
+                per_ip_overrides: net::quotas::parse_overrides(get(
+                    "max.connections.per.ip.overrides",
+                ))
+                .map_err(|_| ConfigError::InvalidValue {
+                    name: "max.connections.per.ip.overrides".into(),
+                    value: get("max.connections.per.ip.overrides").into(),
+                })?,
+            },
             message_max_bytes: int("message.max.bytes", 0, i32::MAX as i64)? as usize,
+            fetch_max_bytes: int("fetch.max.bytes", 1024, i32::MAX as i64)? as usize,
             log_segment_bytes: int("log.segment.bytes", 14, i64::MAX)? as u64,
             log_index_interval_bytes: int("log.index.interval.bytes", 1, i32::MAX as i64)? as usize,
             log_cache_bytes_per_partition: int("log.cache.bytes.per.partition", 0, i64::MAX)?
@@ -321,6 +343,7 @@ fn valid(kind: Kind, value: &str) -> bool {
         Kind::Int => value.parse::<i32>().is_ok(),
         Kind::Long => value.parse::<i64>().is_ok(),
         Kind::Bool => value == "true" || value == "false",
+        Kind::Text => true,
     }
 }
 

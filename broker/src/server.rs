@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What `spate start` was asked for.
 #[derive(Clone, Debug)]
@@ -131,6 +131,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         MetadataSource::Local(_) => None,
     };
     let metadata = Arc::new(Mutex::new(Some(metadata)));
+    let connection_quotas = net::quotas::ConnectionQuotas::new(config.connection_quotas.clone());
     let shutdown = Arc::new(Shutdown::default());
     let mesh = MeshBuilder::<Job, _>::full(cores.len(), MESH_CHANNEL_CAPACITY);
     let (started_tx, started_rx) = mpsc::channel();
@@ -143,6 +144,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             data_dir: data_dir.to_path_buf(),
             image: image.clone(),
             metadata: metadata.clone(),
+            connection_quotas: connection_quotas.clone(),
             listen_addr,
             admin: admin_addr.map(|addr| AdminListen {
                 addr,
@@ -226,6 +228,7 @@ struct ShardContext {
     image: Arc<controller::MetadataImage>,
     /// Shard 0 takes it.
     metadata: Arc<Mutex<Option<MetadataSource>>>,
+    connection_quotas: Arc<net::quotas::ConnectionQuotas>,
     listen_addr: SocketAddr,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
@@ -253,6 +256,7 @@ async fn shard_main(context: ShardContext) {
         context.data_dir.clone(),
         context.image.clone(),
         metadata,
+        context.connection_quotas.clone(),
     );
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
@@ -334,26 +338,64 @@ fn serve_jobs(
     }
 }
 
+/// Accepts connections while the node is below `max.connections` (at the bound it waits for a
+/// connection to close, anywhere on the node, as Kafka's acceptor does), closes at once those
+/// from an address at `max.connections.per.ip`, and serves the rest with the shard's request
+/// memory.
 async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) {
     let limits = net::ConnectionLimits {
         frame_bytes_max: shard.config.socket_request_max_bytes,
         in_flight_max: shard.config.queued_max_requests,
-        in_flight_bytes_max: shard.config.queued_max_request_bytes,
     };
+    let quotas = &shard.connection_quotas;
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let handler =
-                    KafkaConnection::new(shard.clone()).with_peer(stream.peer_addr().ok());
-                glommio::spawn_local(net::serve(stream, handler, limits)).detach();
-            }
+        wait_for_slot(quotas).await;
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
             Err(e) => {
                 warn!(shard = shard.id, "accept failed: {e}");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
             }
-        }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let slot = loop {
+            match quotas.admit(peer.ip()) {
+                Ok(slot) => break Some(slot),
+                Err(net::quotas::Refusal::PerIp) => break None,
+                // Another shard took the last slot while this one waited in accept.
+                Err(net::quotas::Refusal::Node) => wait_for_slot(quotas).await,
+            }
+        };
+        let Some(slot) = slot else {
+            debug!(%peer, "connection closed at once: max.connections.per.ip");
+            continue;
+        };
+        let handler = KafkaConnection::new(shard.clone()).with_peer(Some(peer));
+        let memory = shard.request_memory.clone();
+        glommio::spawn_local(async move {
+            net::serve(stream, handler, limits, memory).await;
+            drop(slot);
+        })
+        .detach();
     }
 }
+
+/// Returns once the node is below `max.connections` (slots free on any shard: polled).
+async fn wait_for_slot(quotas: &net::quotas::ConnectionQuotas) {
+    if quotas.has_room() {
+        return;
+    }
+    quotas.count_wait();
+    while !quotas.has_room() {
+        glommio::timer::sleep(SLOT_POLL).await;
+    }
+}
+
+/// How often a listener at `max.connections` looks for a free slot (slots free on any shard).
+const SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The shutdown flag every shard waits on.
 #[derive(Default)]

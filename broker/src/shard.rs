@@ -75,6 +75,10 @@ pub struct Shard {
     pub fetchers: crate::partition::fetcher::Fetchers,
     /// Request counts, latencies and errors of the requests this shard served.
     pub metrics: crate::metrics::ShardMetrics,
+    /// The node's connection quotas (`max.connections`, `max.connections.per.ip`).
+    pub connection_quotas: Arc<net::quotas::ConnectionQuotas>,
+    /// This shard's part of `queued.max.request.bytes`, shared by its connections.
+    pub request_memory: net::RequestMemory,
 }
 
 /// Where a node's metadata comes from and its commands go.
@@ -98,11 +102,14 @@ impl Shard {
         data_dir: PathBuf,
         image: Arc<MetadataImage>,
         metadata: Option<MetadataSource>,
+        connection_quotas: Arc<net::quotas::ConnectionQuotas>,
     ) -> Rc<Shard> {
         let groups = crate::group::runtime::ShardGroups::new(&config);
+        let count = peers.nr_consumers().max(1);
+        let request_memory = net::RequestMemory::new(config.queued_max_request_bytes / count);
         Rc::new(Shard {
             id: peers.peer_id(),
-            count: peers.nr_consumers().max(1),
+            count,
             config,
             advertised,
             data_dir,
@@ -119,6 +126,8 @@ impl Shard {
             replicated: RefCell::new(Vec::new()),
             fetchers: Default::default(),
             metrics: crate::metrics::ShardMetrics::default(),
+            connection_quotas,
+            request_memory,
         })
     }
 

@@ -8,7 +8,7 @@ use futures::future::{poll_immediate, select, Either, LocalBoxFuture};
 use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
+use glommio::sync::{Semaphore, StaticPermit};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use tracing::debug;
@@ -42,18 +42,55 @@ pub struct ConnectionLimits {
     /// Requests read ahead of their replies (Kafka's `queued.max.requests` per connection);
     /// at the bound the reader waits, which back-pressures the client through TCP.
     pub in_flight_max: usize,
-    /// Bytes of the request frames read ahead of their replies (Kafka's
-    /// `queued.max.request.bytes`, per connection): past it the reader waits the same way.
-    /// Requests held back by the broker (a full write backlog) then stop the reading instead
-    /// of piling up; one frame larger than the bound still goes when nothing else is queued.
-    pub in_flight_bytes_max: usize,
+}
+
+/// The bytes of request frames that the connections of one shard hold between reading a
+/// frame and sending its reply (the shard's part of Kafka's node-wide
+/// `queued.max.request.bytes`). A reader takes a frame's bytes before it hands the frame to a
+/// handler and waits, in arrival order with the shard's other readers, while they are taken;
+/// the bytes come back when the reply is sent or the connection ends. Requests held back by
+/// the broker (a full write backlog) then stop reading on every connection of the shard
+/// instead of piling up; one frame larger than the bound still goes when nothing else is held.
+#[derive(Clone)]
+pub struct RequestMemory {
+    bytes: Rc<Semaphore>,
+    bound: usize,
+}
+
+impl RequestMemory {
+    pub fn new(bound: usize) -> RequestMemory {
+        let bound = bound.max(1);
+        RequestMemory {
+            bytes: Rc::new(Semaphore::new(bound as u64)),
+            bound,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.bound - self.bytes.available() as usize
+    }
+
+    /// Waits for a frame's bytes (a frame over the bound takes all of it).
+    async fn take(&self, frame_bytes: usize) -> StaticPermit {
+        let units = frame_bytes.clamp(1, self.bound) as u64;
+        self.bytes
+            .acquire_static_permit(units)
+            .await
+            .expect("request memory is never closed")
+    }
 }
 
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves one connection until the peer closes it, sends a bad frame, or a handler asks to
 /// close it.
-pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: ConnectionLimits) {
+pub async fn serve<H: RequestHandler>(
+    stream: TcpStream,
+    handler: H,
+    limits: ConnectionLimits,
+    memory: RequestMemory,
+) {
     let peer = stream.peer_addr().ok();
     if let Err(e) = stream.set_nodelay(true) {
         debug!(?peer, "set_nodelay failed: {e}");
@@ -64,15 +101,7 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (replies_tx, replies_rx) = local_channel::new_bounded(limits.in_flight_max.max(1));
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
-    let bytes_max = limits.in_flight_bytes_max.max(1);
-    let in_flight_bytes = Rc::new(Semaphore::new(bytes_max as u64));
-    let writer_task = glommio::spawn_local(write_replies(
-        fd,
-        writer,
-        replies_rx,
-        in_flight_bytes.clone(),
-        closed_tx,
-    ));
+    let writer_task = glommio::spawn_local(write_replies(fd, writer, replies_rx, closed_tx));
     loop {
         let frame = match select(
             Box::pin(read_frame(&mut reader, limits.frame_bytes_max)),
@@ -85,12 +114,13 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
         };
         match frame {
             Ok(Some(frame)) => {
-                let units = frame.len().clamp(1, bytes_max) as u64;
-                if in_flight_bytes.acquire(units).await.is_err() {
-                    break;
-                }
+                let permit = match select(Box::pin(memory.take(frame.len())), &mut closed_rx).await
+                {
+                    Either::Left((permit, _)) => permit,
+                    Either::Right(_) => break,
+                };
                 let task = glommio::spawn_local(handler.handle(frame));
-                if replies_tx.send((task, units)).await.is_err() {
+                if replies_tx.send((task, permit)).await.is_err() {
                     break;
                 }
             }
@@ -111,12 +141,13 @@ pub async fn serve<H: RequestHandler>(stream: TcpStream, handler: H, limits: Con
 
 /// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
 /// are ready (so pipelined replies share a syscall, up to its bounds) and go out in vectored
-/// writes, without being copied into a write buffer.
+/// writes, without being copied into a write buffer. A request's bytes go back to the shard's
+/// [`RequestMemory`] when its reply is queued, or when the connection ends (the permits still
+/// in the channel drop with it).
 async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
     fd: RawFd,
     mut writer: W,
-    replies: LocalReceiver<(glommio::Task<Reply>, u64)>,
-    in_flight_bytes: Rc<Semaphore>,
+    replies: LocalReceiver<(glommio::Task<Reply>, StaticPermit)>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
     let mut outbox = Outbox::default();
@@ -130,9 +161,9 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
                 replies.recv().await
             }
         };
-        let Some((task, units)) = next else { break };
+        let Some((task, permit)) = next else { break };
         let reply = task.await;
-        in_flight_bytes.signal(units);
+        drop(permit);
         match reply {
             Reply::Frame(frame) => outbox.push(frame),
             Reply::Segments(segments) => segments.into_iter().for_each(|s| outbox.push(s)),
@@ -145,7 +176,6 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
     }
     let _ = outbox.send_all(fd, &mut writer).await;
     let _ = writer.close().await;
-    // A reader waiting for read-ahead bytes stops too.
-    in_flight_bytes.close();
+    // A reader waiting for request memory stops too.
     let _ = closed.send(());
 }

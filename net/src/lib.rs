@@ -10,6 +10,7 @@ mod connection;
 mod frame;
 pub mod http;
 mod outbox;
+pub mod quotas;
 
-pub use connection::{serve, ConnectionLimits, Reply, RequestHandler};
+pub use connection::{serve, ConnectionLimits, Reply, RequestHandler, RequestMemory};
 pub use frame::{read_frame, FrameError};

@@ -1,6 +1,6 @@
-//! The bytes of request frames read ahead of their replies are bounded per connection: while
-//! the handlers hold their replies, the reader stops once the frames it read pass the bound,
-//! and reads on as replies go out.
+//! The bytes of request frames held between reading and replying are bounded by the request
+//! memory the connections of a shard share: while the handlers hold their replies, the readers
+//! stop once the frames they read pass the bound, together, and read on as replies go out.
 
 mod common;
 
@@ -46,15 +46,15 @@ impl RequestHandler for Held {
 }
 
 #[test]
-fn the_reader_stops_at_the_read_ahead_byte_bound_and_resumes_as_replies_go() {
+fn readers_stop_at_the_shared_request_memory_and_resume_as_replies_go() {
+    const CONNECTIONS: usize = 2;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let (open_tx, open_rx) = std::sync::mpsc::channel::<()>();
     let limits = ConnectionLimits {
         frame_bytes_max: 1 << 20,
         in_flight_max: 100,
-        in_flight_bytes_max: BOUND,
     };
-    let (addr, server) = common::serve_one(limits, move || {
+    let (addr, server) = common::serve_many(CONNECTIONS, limits, BOUND, move || {
         let held = Held::default();
         let watcher = held.clone();
         glommio::spawn_local(async move {
@@ -68,27 +68,33 @@ fn the_reader_stops_at_the_read_ahead_byte_bound_and_resumes_as_replies_go() {
             watcher.wakers.take().into_iter().for_each(|w| w.wake());
         })
         .detach();
-        held
+        move || held.clone()
     });
-    let mut client = std::net::TcpStream::connect(addr).unwrap();
-    for i in 0..REQUESTS {
-        client
-            .write_all(&(FRAME_BYTES as i32).to_be_bytes())
-            .unwrap();
-        client.write_all(&vec![i; FRAME_BYTES]).unwrap();
+    let mut clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    for client in &mut clients {
+        for i in 0..REQUESTS {
+            client
+                .write_all(&(FRAME_BYTES as i32).to_be_bytes())
+                .unwrap();
+            client.write_all(&vec![i; FRAME_BYTES]).unwrap();
+        }
     }
     let started = started_rx.recv().unwrap();
     assert_eq!(
         started,
         BOUND / FRAME_BYTES,
-        "requests started while the first ones hold their replies"
+        "requests started, over both connections, while the first ones hold their replies"
     );
     open_tx.send(()).unwrap();
-    for i in 0..REQUESTS {
-        let mut reply = [0u8; 5];
-        client.read_exact(&mut reply).unwrap();
-        assert_eq!(reply, [0, 0, 0, 1, i], "reply {i}");
+    for client in &mut clients {
+        for i in 0..REQUESTS {
+            let mut reply = [0u8; 5];
+            client.read_exact(&mut reply).unwrap();
+            assert_eq!(reply, [0, 0, 0, 1, i], "reply {i}");
+        }
     }
-    drop(client);
+    drop(clients);
     server.join().unwrap();
 }

@@ -48,7 +48,6 @@ fn segmented_replies_reach_a_slow_reader_whole_and_in_order() {
     let limits = ConnectionLimits {
         frame_bytes_max: 1 << 20,
         in_flight_max: 8,
-        in_flight_bytes_max: 1 << 20,
     };
     let (addr, server) = common::serve_one(limits, || Segmented);
     let mut client = std::net::TcpStream::connect(addr).unwrap();

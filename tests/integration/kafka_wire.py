@@ -332,8 +332,11 @@ def request_header(api_key, api_version, correlation_id, client_id="spate-it", f
 
 
 class Conn:
-    def __init__(self, host, port, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, timeout=10.0, source=None):
+        """`source`: the local address to connect from (e.g. another loopback address)."""
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.corr = 0
 
@@ -555,6 +558,36 @@ def fetch_v4(conn: Conn, topic, partition, offset=0, max_bytes=1 << 20, max_wait
             recs = r.bytes_()
             return err, hw, recs
     raise AssertionError("empty fetch response")
+
+
+def fetch_partitions_v4(conn: Conn, topic, offsets: dict, max_bytes, partition_max_bytes, max_wait_ms=0):
+    """One Fetch v4 of several partitions of a topic ({partition: offset}, in that order):
+    {partition: (error_code, high_watermark, records_bytes)}."""
+    parts = b"".join(i32(p) + i64(o) + i32(partition_max_bytes) for p, o in offsets.items())
+    body = (
+        i32(-1)
+        + i32(max_wait_ms)
+        + i32(0)
+        + i32(max_bytes)
+        + i8(0)
+        + i32(1)
+        + string(topic)
+        + i32(len(offsets))
+        + parts
+    )
+    r = conn.request(FETCH, 4, body)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            err = r.i16()
+            hw = r.i64()
+            r.i64()  # last stable offset
+            r.array(lambda x: (x.i64(), x.i64()))
+            out[p] = (err, hw, r.bytes_() or b"")
+    return out
 
 
 def fetch_all_v4(conn: Conn, topic, partition, max_rounds=100):

@@ -1,7 +1,7 @@
 """Back-pressure: an acks=0 producer faster than the disk is held back by the broker instead of
 filling its memory. Each partition's write backlog (appended, not yet written) stays within its
-tail cache bound, produce requests wait for room, a connection stops reading once the requests
-it holds pass `queued.max.request.bytes`, and every record sent is kept. The disk is made slow
+tail cache bound, produce requests wait for room, the connections stop reading once the requests
+they hold pass `queued.max.request.bytes` (here one shard's whole share), and every record sent is kept. The disk is made slow
 by a blkio write throttle on a loop-mounted ext4 made by the test."""
 
 from __future__ import annotations

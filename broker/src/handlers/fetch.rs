@@ -1,7 +1,10 @@
 //! Fetch (1): read whole batches from each partition's owner shard; long-poll until
-//! `min_bytes` are there or `max_wait_ms` has passed; bound the answer by `max_bytes` and
-//! each partition's `partition_max_bytes`. A partition answered NOT_LEADER_OR_FOLLOWER or
-//! FENCED_LEADER_EPOCH names its current leader (v16+, `leader_hints`).
+//! `min_bytes` are there or `max_wait_ms` has passed; bound the answer by `max_bytes` (capped
+//! by the broker's `fetch.max.bytes`) and each partition's `partition_max_bytes`. The byte
+//! budget is handed out to partitions in request order *before* they are read (`Grants`), so a
+//! request for a thousand lagging partitions reads about `max_bytes`, not a thousand times
+//! `partition_max_bytes`. A partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+//! names its current leader (v16+, `leader_hints`).
 
 use crate::handlers::leader_hints::{self, Hints, LeaderHint};
 use crate::handlers::{code, partition_key, resolve_topic};
@@ -38,6 +41,8 @@ struct PartitionRead {
     batches: ReadBatches,
     /// A follower's log diverges from this leader's: (epoch, end offset) here.
     diverging: Option<(i32, i64)>,
+    /// Read with no bytes granted, and records wait at the fetch offset.
+    unread: bool,
 }
 
 impl PartitionRead {
@@ -48,6 +53,7 @@ impl PartitionRead {
             log_start_offset: -1,
             batches: ReadBatches::default(),
             diverging: None,
+            unread: false,
         }
     }
 
@@ -65,7 +71,7 @@ struct Wanted {
 pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
     let image = shard.image();
     let by_id = version >= 13;
-    let max_bytes = positive(request.max_bytes);
+    let max_bytes = positive(request.max_bytes).min(shard.config.fetch_max_bytes);
     let wanted: Vec<Wanted> = request
         .topics
         .iter()
@@ -85,7 +91,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
     let follower = follower_id(&request, version);
-    let mut reads = read_once(shard, &wanted, follower).await;
+    let mut reads = read_once(shard, &wanted, follower, max_bytes).await;
     loop {
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();
         let any_news = reads
@@ -96,7 +102,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
             break;
         }
         wait_for_data(shard, &wanted, deadline - now, follower.is_some()).await;
-        reads = read_once(shard, &wanted, follower).await;
+        reads = read_once(shard, &wanted, follower, max_bytes).await;
     }
     limit_total_bytes(&mut reads, max_bytes);
     build_response(&request, version, reads, &wanted, &|| Hints::of(shard))
@@ -121,30 +127,79 @@ fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
     (id >= 0).then_some(id)
 }
 
+/// Reads every wanted partition within `budget` bytes: partitions are granted bytes in
+/// request order (each at most its `partition_max_bytes`) before anything is read; a partition
+/// granted nothing is still asked for its offsets. What the reads leave of the budget goes, in
+/// a further round, to the partitions that were granted nothing and have records waiting
+/// (Kafka reads partitions one after another and stops at `max_bytes`; this reads them all at
+/// once, a round at a time, with the same bound on what is held; at most `READ_ROUNDS_MAX`
+/// rounds, so a budget left in crumbs is not chased over one partition per round).
 async fn read_once(
     shard: &Rc<Shard>,
     wanted: &[Wanted],
     follower: Option<i32>,
+    budget: usize,
 ) -> Vec<PartitionRead> {
     let mut reads = vec![PartitionRead::default(); wanted.len()];
-    let mut routed = Vec::new();
+    let mut waiting: Vec<usize> = Vec::with_capacity(wanted.len());
     for (slot, w) in wanted.iter().enumerate() {
         match w.key {
-            Ok(key) => routed.push(Routed {
-                slot,
-                key,
-                item: w.read,
-            }),
+            Ok(_) => waiting.push(slot),
             Err(error_code) => reads[slot] = PartitionRead::error(error_code),
         }
     }
-    let results = shard
-        .scatter(routed, move |owner, items| read_all(owner, items, follower))
-        .await;
-    for (slot, read) in results {
-        reads[slot] = read;
+    let mut left = budget;
+    let mut first_round = true;
+    let mut rounds = 0;
+    while !waiting.is_empty() && (first_round || left > 0) && rounds < READ_ROUNDS_MAX {
+        rounds += 1;
+        let grants = grant(&waiting, wanted, left);
+        let routed: Vec<_> = waiting
+            .iter()
+            .zip(&grants)
+            .filter(|(_, &bytes)| first_round || bytes > 0)
+            .map(|(&slot, &bytes)| Routed {
+                slot,
+                key: wanted[slot].key.expect("only resolved partitions wait"),
+                item: ReadItem {
+                    max_bytes: bytes,
+                    ..wanted[slot].read
+                },
+            })
+            .collect();
+        let results = shard
+            .scatter(routed, move |owner, items| read_all(owner, items, follower))
+            .await;
+        for (slot, read) in results {
+            left = left.saturating_sub(read.bytes());
+            reads[slot] = read;
+        }
+        waiting = waiting
+            .into_iter()
+            .zip(grants)
+            .filter(|&(slot, bytes)| bytes == 0 && reads[slot].unread)
+            .map(|(slot, _)| slot)
+            .collect();
+        first_round = false;
     }
     reads
+}
+
+/// Rounds of reads one fetch makes at most (the first reads every partition).
+const READ_ROUNDS_MAX: usize = 4;
+
+/// The bytes each of `waiting` (slots, in request order) may read: its `partition_max_bytes`
+/// while `budget` lasts, then what is left, then nothing.
+fn grant(waiting: &[usize], wanted: &[Wanted], budget: usize) -> Vec<usize> {
+    let mut left = budget;
+    waiting
+        .iter()
+        .map(|&slot| {
+            let bytes = wanted[slot].read.max_bytes.min(left);
+            left -= bytes;
+            bytes
+        })
+        .collect()
 }
 
 /// On the owner shard: reads each partition, for a consumer or for the follower `follower`.
@@ -188,6 +243,7 @@ async fn read_all(
                 log_start_offset: read.log_start_offset,
                 batches,
                 diverging: read.diverging,
+                unread: read.unread,
             };
             (slot, read)
         }
@@ -357,6 +413,37 @@ mod tests {
             limit_total_bytes(&mut reads, *max_bytes);
             let got: Vec<usize> = reads.iter().map(|r| r.batches.len()).collect();
             assert_eq!(&got, kept, "{partitions:?} max {max_bytes}");
+        }
+    }
+
+    #[test]
+    fn the_budget_is_granted_in_request_order_before_reading() {
+        let wanted: Vec<Wanted> = [100, 100, 30, 100]
+            .iter()
+            .map(|&max_bytes| Wanted {
+                key: Err(0),
+                read: ReadItem {
+                    offset: 0,
+                    max_bytes,
+                    current_leader_epoch: -1,
+                    last_fetched_epoch: -1,
+                },
+            })
+            .collect();
+        // (slots waiting, budget, grants)
+        let cases: &[(&[usize], usize, &[usize])] = &[
+            (&[0, 1, 2, 3], 1000, &[100, 100, 30, 100]),
+            (&[0, 1, 2, 3], 250, &[100, 100, 30, 20]),
+            (&[0, 1, 2, 3], 150, &[100, 50, 0, 0]),
+            (&[2, 3], 50, &[30, 20]),
+            (&[0, 1], 0, &[0, 0]),
+        ];
+        for (waiting, budget, grants) in cases {
+            assert_eq!(
+                &grant(waiting, &wanted, *budget),
+                grants,
+                "{waiting:?} {budget}"
+            );
         }
     }
 

@@ -132,6 +132,8 @@ pub struct ShardSnapshot {
     /// Committed ISR shrinks and expansions of the partitions this shard leads.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
+    /// Request frame bytes this shard's connections hold now.
+    pub request_memory_held_bytes: usize,
 }
 
 /// Every shard's snapshot, in shard order.
@@ -208,6 +210,7 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
         runtime: shard.metrics.runtime.update(gauges),
         isr_shrinks: shard.metrics.isr_shrinks.get(),
         isr_expands: shard.metrics.isr_expands.get(),
+        request_memory_held_bytes: shard.request_memory.held(),
     }
 }
 

@@ -10,6 +10,11 @@ use std::fmt::{Display, Write as _};
 pub struct ProcessInfo {
     pub uptime_s: f64,
     pub resident_bytes: Option<u64>,
+    /// Connections open now, and those closed at once since start (per address, node-wide).
+    pub connections: usize,
+    pub refused_connections_per_ip: u64,
+    /// Times a listener waited at `max.connections`.
+    pub connection_slot_waits: u64,
 }
 
 /// The whole `/metrics` page.
@@ -20,6 +25,7 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     replication(&mut out, shards);
     group_lag(&mut out, shards);
     runtime(&mut out, shards);
+    connections(&mut out, shards, process);
     out.family(
         "spate_process_uptime_seconds",
         "gauge",
@@ -45,6 +51,48 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
         1,
     );
     out.0
+}
+
+fn connections(out: &mut Out, shards: &[ShardSnapshot], process: &ProcessInfo) {
+    out.family(
+        "spate_connections",
+        "gauge",
+        "Client and broker connections open on the node.",
+    );
+    out.sample("spate_connections", &[], process.connections);
+    out.family(
+        "spate_connections_refused_total",
+        "counter",
+        "Connections closed as soon as they were accepted: their address was at max.connections.per.ip.",
+    );
+    out.sample(
+        "spate_connections_refused_total",
+        &[],
+        process.refused_connections_per_ip,
+    );
+    out.family(
+        "spate_connection_slot_waits_total",
+        "counter",
+        "Times a listener stopped accepting because the node was at max.connections.",
+    );
+    out.sample(
+        "spate_connection_slot_waits_total",
+        &[],
+        process.connection_slot_waits,
+    );
+    out.family(
+        "spate_request_memory_held_bytes",
+        "gauge",
+        "Bytes of request frames held between reading and replying, by shard (bounded by queued.max.request.bytes over the shards).",
+    );
+    for s in shards {
+        let shard = s.shard.to_string();
+        out.sample(
+            "spate_request_memory_held_bytes",
+            &[("shard", &shard)],
+            s.request_memory_held_bytes,
+        );
+    }
 }
 
 fn requests(out: &mut Out, shards: &[ShardSnapshot]) {
@@ -479,6 +527,7 @@ mod tests {
             runtime: RuntimeSnapshot::default(),
             isr_shrinks: 2,
             isr_expands: 1,
+            request_memory_held_bytes: 0,
         };
         let mut follower = shard.clone();
         follower.partitions[0].topic = "u".into();
@@ -493,6 +542,9 @@ mod tests {
             &ProcessInfo {
                 uptime_s: 1.5,
                 resident_bytes: Some(7),
+                connections: 3,
+                refused_connections_per_ip: 4,
+                connection_slot_waits: 0,
             },
         );
         for line in [
@@ -507,6 +559,9 @@ mod tests {
             "spate_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 6",
             "spate_log_cache_bytes_max{topic=\"t\",partition=\"0\"} 65536",
             "spate_process_resident_memory_bytes 7",
+            "spate_connections 3",
+            "spate_connections_refused_total 4",
+            "spate_request_memory_held_bytes{shard=\"0\"} 0",
             "spate_under_replicated_partitions 2",
             "# TYPE spate_isr_shrinks_total counter",
             "spate_isr_shrinks_total 4",

@@ -63,6 +63,9 @@ pub struct Read {
     pub batches: Result<ReadBatches, ErrorCode>,
     /// A follower's log diverges from the leader's: (epoch, end offset) on the leader.
     pub diverging: Option<(i32, i64)>,
+    /// Read with no bytes granted (`max_bytes` 0, nothing read): records wait at the fetch
+    /// offset, so a later grant would return some.
+    pub unread: bool,
 }
 
 impl Read {
@@ -72,6 +75,7 @@ impl Read {
             log_start_offset: -1,
             batches: Err(error_code),
             diverging: None,
+            unread: false,
         }
     }
 }
@@ -328,10 +332,12 @@ impl Partition {
             log_start_offset,
             batches: Err(code::OFFSET_OUT_OF_RANGE),
             diverging: None,
+            unread: false,
         };
         if offset < log_start_offset || offset > high_watermark {
             return read;
         }
+        read.unread = max_bytes == 0 && offset < high_watermark;
         read.batches = self
             .read_log(
                 offset,
@@ -343,8 +349,9 @@ impl Partition {
         read
     }
 
-    /// Up to `max_bytes` of whole batches from `offset`, none starting at or after `end`;
-    /// their bytes are added to `bytes_out` (consumers' or followers' counter).
+    /// Up to `max_bytes` of whole batches from `offset` (at least one unless `max_bytes` is
+    /// 0: then nothing is read), none starting at or after `end`; their bytes are added to
+    /// `bytes_out` (consumers' or followers' counter).
     async fn read_log(
         &self,
         offset: i64,
@@ -352,6 +359,9 @@ impl Partition {
         end: i64,
         bytes_out: &Cell<u64>,
     ) -> Result<ReadBatches, i16> {
+        if max_bytes == 0 {
+            return Ok(ReadBatches::default());
+        }
         match self.inner.log.read_batches(offset, max_bytes).await {
             Ok(mut batches) => {
                 trim_at(&mut batches, end);
@@ -401,6 +411,7 @@ impl Partition {
                     log_start_offset: log_start,
                     batches: self.read_log(from, max_bytes, records_end, bytes_out).await,
                     diverging: None,
+                    unread: max_bytes == 0 && from < records_end,
                 }
             }
             FetchAnswer::Diverging {
@@ -413,6 +424,7 @@ impl Partition {
                 log_start_offset: log_start,
                 batches: Ok(ReadBatches::default()),
                 diverging: Some((epoch, end_offset)),
+                unread: false,
             },
             // The follower needs the leader's log end too: sent as the high watermark.
             FetchAnswer::OffsetOutOfRange { log_start, log_end } => Read {
@@ -420,6 +432,7 @@ impl Partition {
                 log_start_offset: log_start,
                 batches: Err(code::OFFSET_OUT_OF_RANGE),
                 diverging: None,
+                unread: false,
             },
             FetchAnswer::Error(e) => Read::error(e.code()),
         }
