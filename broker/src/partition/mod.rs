@@ -210,6 +210,16 @@ impl Partition {
         leader_epoch_check(current_leader_epoch, self.leader_epoch())
     }
 
+    /// KAFKA_STORAGE_ERROR while the log is offline: a segment read, a write's fdatasync or
+    /// a truncation failed with an IO error, and only a restart (recovery) brings it back,
+    /// as Kafka's offline log dir. A full disk is not offline (reads go on).
+    pub fn check_online(&self) -> Result<(), ErrorCode> {
+        if self.inner.log.is_offline() {
+            return Err(code::KAFKA_STORAGE_ERROR);
+        }
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: for the largest leader epoch at or below `epoch` in the log,
     /// that epoch and its end offset (the next epoch's start, or the log end for the latest);
     /// (-1, -1) when no epoch fits (Kafka's `endOffsetFor`).
@@ -321,6 +331,9 @@ impl Partition {
         if !self.is_leader() {
             return Read::error(code::NOT_LEADER_OR_FOLLOWER);
         }
+        if let Err(error_code) = self.check_online() {
+            return Read::error(error_code);
+        }
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
         let mut read = Read {
@@ -375,6 +388,9 @@ impl Partition {
         fetch: FollowerFetch,
         max_bytes: usize,
     ) -> Read {
+        if let Err(error_code) = self.check_online() {
+            return Read::error(error_code);
+        }
         let position = FetchPosition {
             fetch_offset: fetch.fetch_offset,
             last_fetched_epoch: (fetch.last_fetched_epoch >= 0).then_some(fetch.last_fetched_epoch),
