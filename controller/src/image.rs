@@ -101,6 +101,13 @@ pub enum MetadataCommand {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Broker `node_id`'s replica of a partition failed its storage (an IO error: Kafka's
+    /// offline log dir, KIP-858): for that partition alone, as if the broker were fenced.
+    ReplicaOffline {
+        node_id: i32,
+        topic_id: TopicId,
+        partition: i32,
+    },
     /// A partition leader changes the ISR, compare-and-set on the epochs it knows.
     AlterPartition {
         topic_id: TopicId,
@@ -369,6 +376,11 @@ impl MetadataImage {
                 self.propose_fencing(node_id, fenced)
             }
             MetadataCommand::ShutdownBroker { node_id } => self.propose_fencing(node_id, true),
+            MetadataCommand::ReplicaOffline {
+                node_id,
+                topic_id,
+                partition,
+            } => self.propose_replica_offline(node_id, topic_id, partition),
             MetadataCommand::CreatePartitions { name, total } => {
                 self.propose_create_partitions(name, total)
             }
@@ -517,6 +529,33 @@ impl MetadataImage {
                 records.extend(self.elections_after(&records, node_id, fenced)?);
                 Ok(records)
             }
+        }
+    }
+
+    /// Broker `broker`'s replica of a partition is offline (its storage failed): it leaves
+    /// the ISR unless it is the last member, and if it led, the first other live ISR member
+    /// leads (none: the partition is offline until the broker restarts and registers again,
+    /// or an unclean election where the topic allows it).
+    fn propose_replica_offline(
+        &self,
+        broker: i32,
+        id: TopicId,
+        index: i32,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        let what = || format!("partition {index} of topic {}", hex(&id));
+        let current = self
+            .partition(&id, index)
+            .ok_or_else(|| ApplyError::UnknownTopic(what()))?;
+        let live = |b: i32| b != broker && self.is_live(b);
+        match current.on_fenced(broker, live, self.unclean_election(&id)) {
+            Some(to) => {
+                let change = change_record(id, index, current, to);
+                Ok(vec![MetadataRecord::PartitionChanged(Box::new(change))])
+            }
+            None => Err(ApplyError::InvalidRequest(format!(
+                "{}: broker {broker} neither leads it nor can leave its ISR",
+                what()
+            ))),
         }
     }
 
@@ -1932,6 +1971,39 @@ mod cluster_tests {
         assert!((0..3).all(|p| after.partition_leader(&id, p).is_some_and(|l| l != 2)));
         let again = MetadataCommand::ShutdownBroker { node_id: 2 };
         assert_eq!(run(&after, again).unwrap_err().kafka_error_code(), 42);
+    }
+
+    #[test]
+    fn an_offline_replica_leaves_the_isr_and_its_leadership_moves() {
+        let (image, id) = replicated(1, &[]);
+        let before = reg(&image, &id, 0);
+        let offline = |node_id| MetadataCommand::ReplicaOffline {
+            node_id,
+            topic_id: id,
+            partition: 0,
+        };
+        let moved = run(&image, offline(before.leader)).expect("leader offline");
+        let now = reg(&moved, &id, 0);
+        assert_ne!(now.leader, before.leader);
+        assert!(now.leader != NO_LEADER && !now.isr.contains(&before.leader));
+        assert_eq!(now.leader_epoch, before.leader_epoch + 1);
+        // Out of the ISR and not leading: nothing more to do.
+        let again = run(&moved, offline(before.leader)).unwrap_err();
+        assert_eq!(again.kafka_error_code(), 42);
+        // The broker itself stays live: only this replica is offline.
+        assert!(moved.is_live(before.leader));
+        // The last ISR member keeps its place; the partition waits for it, leaderless.
+        let follower = now
+            .isr
+            .iter()
+            .copied()
+            .find(|b| *b != now.leader)
+            .expect("2 in ISR");
+        let one = run(&moved, offline(follower)).expect("follower offline");
+        let last = reg(&one, &id, 0).leader;
+        let alone = run(&one, offline(last)).expect("last offline");
+        let end = reg(&alone, &id, 0);
+        assert_eq!((end.leader, end.isr), (NO_LEADER, vec![last]));
     }
 
     #[test]

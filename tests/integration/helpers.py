@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 import sys
@@ -323,4 +324,96 @@ def loop_fs(name, size_bytes):
     finally:
         if run("umount", str(mnt)).returncode != 0:
             run("umount", "-l", str(mnt))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class FaultyDisk:
+    """An ext4 on a loop device whose reads fail on demand (see faultyfs.py): `mount(path)`
+    puts it at `path`, `fail_reads()` makes every read of the device fail with EIO,
+    `heal()` makes them work again. Writes always succeed."""
+
+    def __init__(self, base, server):
+        self.base = base
+        self.server = server
+        self.device = None
+        self.mounted_at = None
+
+    def mount(self, path):
+        run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True)  # noqa: E731
+        made = run("losetup", "-f", "--show", str(self.base / "fuse" / "disk.img"))
+        assert made.returncode == 0, f"losetup over the FUSE disk failed: {made.stderr.strip()}"
+        self.device = made.stdout.strip()
+        mounted = run("mount", "-o", "errors=continue", self.device, str(path))
+        assert mounted.returncode == 0, f"mounting {self.device} failed: {mounted.stderr.strip()}"
+        self.mounted_at = path
+
+    def fail_reads(self):
+        self._signal(signal.SIGUSR1, "reads fail")
+
+    def heal(self):
+        self._signal(signal.SIGUSR2, "reads work")
+
+    def _signal(self, sig, said):
+        log = self.base / "faultyfs.log"
+        seen = log.read_text().count(said)
+        self.server.send_signal(sig)
+        deadline = time.monotonic() + 5
+        while log.read_text().count(said) == seen:
+            assert time.monotonic() < deadline, f"faultyfs did not answer {sig!r}"
+            time.sleep(0.01)
+
+    def close(self):
+        run = lambda *cmd: subprocess.run(cmd, capture_output=True, text=True)  # noqa: E731
+        if self.server.poll() is None:
+            self.heal()  # unmounting writes back and reads
+        if self.mounted_at is not None and run("umount", str(self.mounted_at)).returncode != 0:
+            run("umount", "-l", str(self.mounted_at))
+        if self.device:
+            run("losetup", "-d", self.device)
+        if run("umount", str(self.base / "fuse")).returncode != 0:
+            run("umount", "-l", str(self.base / "fuse"))
+        try:
+            self.server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+
+
+@contextlib.contextmanager
+def faulty_disk(name, size_bytes):
+    """A fresh ext4 of `size_bytes` whose reads can be made to fail (FaultyDisk), on a loop
+    device over a file served by tests/integration/faultyfs.py (FUSE): the kernel here has no
+    device-mapper, and FUSE is in every stock kernel. Fails, never skips, where it cannot be
+    made: the test is about real IO errors."""
+    import pytest
+    from conftest import IT_DIR
+
+    missing = [t for t in ("mkfs.ext4", "losetup", "mount") if shutil.which(t) is None]
+    if os.geteuid() != 0 or missing or not os.path.exists("/dev/fuse"):
+        pytest.fail(f"a faulty disk needs root, /dev/fuse and {missing or 'util-linux'}: "
+                    f"uid {os.geteuid()}, /dev/fuse {os.path.exists('/dev/fuse')}")
+    base = IT_DIR / f"{name}-disk-{uuid.uuid4().hex[:8]}"
+    (base / "fuse").mkdir(parents=True)
+    img = base / "backing.img"
+    with open(img, "wb") as f:
+        f.truncate(size_bytes)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(img)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, f"mkfs.ext4 failed: {made.stderr.strip()}"
+    log = open(base / "faultyfs.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("faultyfs.py")), str(base / "fuse"), str(img)],
+        stdout=log, stderr=subprocess.STDOUT)
+    disk = FaultyDisk(base, server)
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in (base / "faultyfs.log").read_text():
+            assert server.poll() is None, \
+                f"faultyfs failed: {(base / 'faultyfs.log').read_text().strip()}"
+            assert time.monotonic() < deadline, "faultyfs did not mount"
+            time.sleep(0.02)
+        yield disk
+    finally:
+        disk.close()
+        log.close()
         shutil.rmtree(base, ignore_errors=True)

@@ -69,6 +69,10 @@ async fn delete_all(shard: Rc<Shard>, items: Vec<Routed<i64>>) -> Vec<(usize, De
             out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1)));
             continue;
         };
+        if let Err(error_code) = partition.check_online() {
+            out.push((slot, (error_code, -1)));
+            continue;
+        }
         let high_watermark = partition.high_watermark();
         let offset = if item == HIGH_WATERMARK {
             high_watermark

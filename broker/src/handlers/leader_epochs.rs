@@ -89,7 +89,10 @@ async fn look_up_all(shard: Rc<Shard>, items: Vec<Routed<Asked>>) -> Vec<(usize,
                     (code::NOT_LEADER_OR_FOLLOWER, UNDEFINED.0, UNDEFINED.1),
                 );
             };
-            if let Err(error_code) = partition.check_leader_epoch(item.current_leader_epoch) {
+            let checked = partition
+                .check_leader_epoch(item.current_leader_epoch)
+                .and_then(|()| partition.check_online());
+            if let Err(error_code) = checked {
                 return (slot, (error_code, UNDEFINED.0, UNDEFINED.1));
             }
             let (epoch, end_offset) = partition.end_offset_for_epoch(item.leader_epoch);

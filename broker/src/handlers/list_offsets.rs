@@ -87,7 +87,10 @@ async fn lookup_all(shard: Rc<Shard>, items: Vec<Routed<(i64, i32)>>) -> Vec<(us
             out.push((slot, (code::NOT_LEADER_OR_FOLLOWER, -1, -1)));
             continue;
         };
-        if let Err(error_code) = partition.check_leader_epoch(current_leader_epoch) {
+        let checked = partition
+            .check_leader_epoch(current_leader_epoch)
+            .and_then(|()| partition.check_online());
+        if let Err(error_code) = checked {
             out.push((slot, (error_code, -1, -1)));
             continue;
         }

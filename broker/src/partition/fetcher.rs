@@ -377,6 +377,9 @@ pub async fn tick_replicas(shard: Rc<Shard>) {
 impl Partition {
     /// Follower: the fetch to send now, if following.
     fn next_fetch(&self) -> Option<replication::FetchRequest> {
+        if self.log().is_offline() {
+            return None; // nothing can be appended until a restart recovers the log
+        }
         let mut replica = self.inner.replica.borrow_mut();
         replica.next_fetch(&self.view())
     }

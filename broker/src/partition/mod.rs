@@ -51,6 +51,8 @@ struct Inner {
     acks_waiting: RefCell<BTreeMap<WaiterId, oneshot::Sender<Result<(), ReplicaError>>>>,
     /// The high watermark moved (consumers long-polling wake up).
     high_watermark_moved: Event,
+    /// A ReplicaOffline proposal for this offline log is in flight.
+    reporting_offline: Cell<bool>,
 }
 
 /// Why a request for a partition is refused: a Kafka error code.
@@ -110,6 +112,7 @@ impl Partition {
                 stamped_epoch: Cell::new(-1),
                 acks_waiting: RefCell::new(BTreeMap::new()),
                 high_watermark_moved: Event::new(),
+                reporting_offline: Cell::new(false),
             }),
         }
     }
@@ -214,6 +217,16 @@ impl Partition {
         leader_epoch_check(current_leader_epoch, self.leader_epoch())
     }
 
+    /// KAFKA_STORAGE_ERROR while the log is offline: a segment read, a write's fdatasync or
+    /// a truncation failed with an IO error, and only a restart (recovery) brings it back,
+    /// as Kafka's offline log dir. A full disk is not offline (reads go on).
+    pub fn check_online(&self) -> Result<(), ErrorCode> {
+        if self.inner.log.is_offline() {
+            return Err(code::KAFKA_STORAGE_ERROR);
+        }
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: for the largest leader epoch at or below `epoch` in the log,
     /// that epoch and its end offset (the next epoch's start, or the log end for the latest);
     /// (-1, -1) when no epoch fits (Kafka's `endOffsetFor`).
@@ -262,6 +275,7 @@ impl Partition {
     }
 
     fn check_produce(&self, acks: Acks) -> Result<i32, ErrorCode> {
+        self.check_online()?;
         if !self.is_leader() {
             return Err(code::NOT_LEADER_OR_FOLLOWER);
         }
@@ -322,6 +336,11 @@ impl Partition {
     /// A consumer's read of up to `max_bytes` from `offset`, on the leader only, bounded by
     /// the high watermark; OFFSET_OUT_OF_RANGE outside `[log start, high watermark]`.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Read {
+        // Offline first: once its leadership moved away, this replica still answers
+        // KAFKA_STORAGE_ERROR (Kafka's offline partition), and clients look for the leader.
+        if let Err(error_code) = self.check_online() {
+            return Read::error(error_code);
+        }
         if !self.is_leader() {
             return Read::error(code::NOT_LEADER_OR_FOLLOWER);
         }
@@ -385,6 +404,9 @@ impl Partition {
         fetch: FollowerFetch,
         max_bytes: usize,
     ) -> Read {
+        if let Err(error_code) = self.check_online() {
+            return Read::error(error_code);
+        }
         let position = FetchPosition {
             fetch_offset: fetch.fetch_offset,
             last_fetched_epoch: (fetch.last_fetched_epoch >= 0).then_some(fetch.last_fetched_epoch),
@@ -456,11 +478,47 @@ impl Partition {
     /// The replica machine's periodic work (ISR shrink, waiter timeouts, ISR proposal
     /// retries).
     pub fn tick(&self, shard: &Rc<Shard>, now_ms: u64) {
+        if self.inner.log.is_offline() {
+            self.report_offline(shard);
+            return;
+        }
         let effects = {
             let mut replica = self.inner.replica.borrow_mut();
             replica.tick(&self.view(), now_ms)
         };
         self.spawn_effects(shard, effects);
+    }
+
+    /// An offline log's replica tells the controller (ReplicaOffline, as Kafka's broker
+    /// reports a failed log dir) while it leads or can leave the ISR: leadership moves to
+    /// another in-sync replica. One proposal at a time; a refused one is tried next tick.
+    fn report_offline(&self, shard: &Rc<Shard>) {
+        let node_id = shard.image().node_id;
+        let must_report =
+            self.inner.replica.borrow().state().is_some_and(|s| {
+                s.leader == node_id || (s.isr.contains(&node_id) && s.isr.len() > 1)
+            });
+        if !must_report || self.inner.reporting_offline.replace(true) {
+            return;
+        }
+        let (partition, shard) = (self.clone(), shard.clone());
+        glommio::spawn_local(async move {
+            let (topic_id, index) = partition.key();
+            let command = controller::MetadataCommand::ReplicaOffline {
+                node_id,
+                topic_id,
+                partition: index,
+            };
+            match shard.propose(command).await {
+                Ok(_) => tracing::warn!(
+                    partition = index,
+                    "offline replica reported: leadership and ISR move to the other replicas"
+                ),
+                Err(e) => tracing::debug!(partition = index, "offline replica report refused: {e}"),
+            }
+            partition.inner.reporting_offline.set(false);
+        })
+        .detach();
     }
 
     /// Carries out effects that need no IO (high watermark, acks=all answers); any other

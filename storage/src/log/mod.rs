@@ -375,6 +375,9 @@ struct Shared {
     writer_wake: Event,
     /// Serialises retention, DeleteRecords and their file deletions on this log.
     maintenance: glommio::sync::Semaphore,
+    /// Tests: the error every segment read fails with (a disk read fault).
+    #[cfg(test)]
+    read_fault: std::cell::Cell<Option<io::ErrorKind>>,
 }
 
 impl Drop for Shared {
@@ -536,6 +539,8 @@ impl PartitionLog {
             durable_event: Event::new(),
             writer_wake: Event::new(),
             maintenance: glommio::sync::Semaphore::new(1),
+            #[cfg(test)]
+            read_fault: std::cell::Cell::new(None),
         });
         glommio::spawn_local(writer_loop(Rc::downgrade(&shared))).detach();
         Ok(PartitionLog { shared })
@@ -580,6 +585,14 @@ impl PartitionLog {
 
     pub fn is_failed(&self) -> bool {
         self.shared.inner.borrow().failed.is_some()
+    }
+
+    /// Failed for good (a failed fdatasync or truncation, an IO error reading a segment):
+    /// appends and reads are refused until the process restarts and recovery runs, as
+    /// Kafka's offline log dir. A full disk is a retryable failure and keeps serving reads.
+    pub fn is_offline(&self) -> bool {
+        let inner = self.shared.inner.borrow();
+        inner.failed.is_some() && !inner.failure_retryable
     }
 
     /// After a retryable failure (disk full): accepts appends again and retries the unwritten

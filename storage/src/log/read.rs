@@ -6,6 +6,21 @@ use bytes::BytesMut;
 
 use super::*;
 
+/// Whether an IO error reading a segment is a failing device (the log goes offline, as after
+/// a failed fdatasync: Kafka marks a log dir offline on any IOException) rather than damaged
+/// data (a checksum: that read alone is refused) or a race with retention (a file deleted).
+pub(super) fn is_device_failure(kind: io::ErrorKind) -> bool {
+    !matches!(
+        kind,
+        io::ErrorKind::InvalidData
+            | io::ErrorKind::NotFound
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::OutOfMemory
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
 /// Most bytes reserved up front for a read from disk (more grows the buffer).
 const READ_RESERVE_BYTES_MAX: u64 = 4 << 20;
 
@@ -116,6 +131,7 @@ impl PartitionLog {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadBatches, StorageError> {
+        self.check_readable()?;
         let mut out = Builder::default();
         let mut next = offset.max(self.log_start_offset());
         loop {
@@ -140,12 +156,17 @@ impl PartitionLog {
                 let at = s.index.position_for_offset(next);
                 ((s.index.base_offset, s.file.clone()), at, s.written_bytes)
             };
-            let file = self.segment_file(file.0, file.1).await?;
+            let file = self
+                .segment_file(file.0, file.1)
+                .await
+                .map_err(|e| self.read_failed(e))?;
             let reserve = (max_bytes.saturating_sub(out.total()) as u64)
                 .min(limit - position)
                 .min(READ_RESERVE_BYTES_MAX);
             out.buf.reserve(reserve as usize);
             let mut full = false;
+            self.injected_read_fault()
+                .map_err(|e| self.read_failed(self.error(format!("reading offset {next}"), e)))?;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.last_offset < next {
                     return true;
@@ -159,12 +180,61 @@ impl PartitionLog {
                 !full
             })
             .await
-            .map_err(|e| self.error(format!("reading offset {next} at position {position}"), e))?;
+            .map_err(|e| {
+                self.read_failed(
+                    self.error(format!("reading offset {next} at position {position}"), e),
+                )
+            })?;
             if full {
                 return Ok(out.finish());
             }
             next = self.advance_after_scan(next, position, &end)?;
         }
+    }
+
+    /// Refuses reads of a log that failed for good ([`PartitionLog::is_offline`]).
+    pub(super) fn check_readable(&self) -> Result<(), StorageError> {
+        let inner = self.shared.inner.borrow();
+        match &inner.failed {
+            Some((kind, msg)) if !inner.failure_retryable => Err(inner.error(
+                "log is offline after a storage failure",
+                io::Error::new(*kind, msg.clone()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A segment read failed: a failing device takes the log offline (appends and reads are
+    /// refused until restart, as after a failed fdatasync); damaged data fails this read only.
+    pub(super) fn read_failed(&self, e: StorageError) -> StorageError {
+        if !is_device_failure(e.source.kind()) {
+            return e;
+        }
+        let mut inner = self.shared.inner.borrow_mut();
+        if inner.failed.is_none() || inner.failure_retryable {
+            warn!(error = %e, "partition log read failed; the log is offline until restart");
+            inner.failed = Some((e.source.kind(), e.to_string()));
+            inner.failure_retryable = false;
+        }
+        drop(inner);
+        // Appends waiting for a write that will not come get their error now.
+        self.shared.durable_event.notify(usize::MAX);
+        e
+    }
+
+    /// Tests: the injected disk read fault, as a segment read's error.
+    pub(super) fn injected_read_fault(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(kind) = self.shared.read_fault.get() {
+            return Err(io::Error::new(kind, "injected read fault"));
+        }
+        Ok(())
+    }
+
+    /// Tests: every segment read fails with `kind` from now on (None: reads work again).
+    #[cfg(test)]
+    pub(crate) fn inject_read_fault(&self, kind: Option<io::ErrorKind>) {
+        self.shared.read_fault.set(kind);
     }
 
     fn advance_after_scan(
@@ -211,5 +281,121 @@ fn take_from_cache(cache: &VecDeque<CachedBatch>, next: i64, max_bytes: usize, o
         c.chunk
             .copy_out(c.start, c.start + c.len, |b| out.buf.extend_from_slice(b));
         out.end_batch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::test_support::{encode_batch, simple_records, NO_PRODUCER};
+    use crate::batch::validate_produce_records;
+
+    /// Runs `f` in a fresh glommio executor (memory locked for io_uring: lift the limit
+    /// where allowed).
+    fn run<Fut: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
+        let lim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(2 << 20)
+            .make()
+            .expect("executor");
+        ex.run(f());
+    }
+
+    /// A log of 40 one-record batches over several segments, its tail cache too small to
+    /// hold the early ones (so reading offset 0 goes to disk).
+    async fn log_on_disk(dir: &Path) -> PartitionLog {
+        let config = LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 512,
+            cache_bytes_max: 1024,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir, config).await.expect("open");
+        for i in 0..40 {
+            let b = encode_batch(0, 1_000 + i, NO_PRODUCER, &simple_records(1));
+            let h = validate_produce_records(&b).expect("valid");
+            log.append(&b, &h).expect("append");
+        }
+        log.wait_durable(39, true).await.expect("durable");
+        log
+    }
+
+    #[test]
+    fn a_device_read_error_takes_the_log_offline_until_restart() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+        std::fs::create_dir_all(base).expect("target dir");
+        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = log_on_disk(&path).await;
+            assert!(!log.read(0, 100).await.expect("disk read").is_empty());
+            // EIO has no ErrorKind of its own: glommio hands it on as "uncategorized", which
+            // `io::Error::other` stands in for.
+            log.inject_read_fault(Some(io::ErrorKind::Other));
+            let e = log.read(0, 100).await.expect_err("the read fails");
+            assert_eq!(e.kafka_error_code(), 56);
+            assert!(log.is_offline());
+            // Offline: the fault cleared, reads (even from the tail cache), timestamp lookups
+            // and appends are still refused, as after a failed fdatasync.
+            log.inject_read_fault(None);
+            assert!(log.read(39, 100).await.is_err());
+            assert!(log.offset_for_timestamp(0).await.is_err());
+            let b = encode_batch(0, 2_000, NO_PRODUCER, &simple_records(1));
+            let h = validate_produce_records(&b).expect("valid");
+            let refused = log.append(&b, &h).expect_err("append refused");
+            assert_eq!(refused.kafka_error_code(), 56);
+        });
+        // A restart recovers it: everything appended before the fault is there.
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .expect("reopen");
+            assert!(!log.is_offline());
+            assert_eq!(log.log_end_offset(), 40);
+            assert_eq!(log.read(0, usize::MAX).await.expect("read").len(), 40);
+        });
+    }
+
+    #[test]
+    fn damaged_data_fails_the_read_only() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+        std::fs::create_dir_all(base).expect("target dir");
+        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = log_on_disk(&path).await;
+            log.inject_read_fault(Some(io::ErrorKind::InvalidData));
+            let e = log.read(0, 100).await.expect_err("the read fails");
+            assert_eq!(e.kafka_error_code(), 56);
+            assert!(!log.is_offline());
+            log.inject_read_fault(None);
+            assert!(!log.read(0, 100).await.expect("read").is_empty());
+        });
+    }
+
+    #[test]
+    fn device_failures_are_told_from_damage_and_races() {
+        for kind in [
+            io::ErrorKind::Other,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            assert!(is_device_failure(kind), "{kind:?}");
+        }
+        for kind in [
+            io::ErrorKind::InvalidData,
+            io::ErrorKind::NotFound,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(!is_device_failure(kind), "{kind:?}");
+        }
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert!(is_device_failure(eio.kind()));
     }
 }

@@ -10,6 +10,7 @@ use crate::codec::{self, Codec};
 impl PartitionLog {
     /// Earliest (offset, timestamp) with timestamp >= `ts`, or None.
     pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        self.check_readable()?;
         // Flush first so the whole log is on disk; ListOffsets by time is rare.
         let leo = self.log_end_offset();
         self.wait_durable(leo - 1, false).await?;
@@ -30,7 +31,12 @@ impl PartitionLog {
                 .collect()
         };
         for (file, position, limit) in candidates {
-            let file = self.segment_file(file.0, file.1).await?;
+            let file = self
+                .segment_file(file.0, file.1)
+                .await
+                .map_err(|e| self.read_failed(e))?;
+            self.injected_read_fault()
+                .map_err(|e| self.read_failed(self.error("timestamp lookup", e)))?;
             let mut found = None;
             let end = segment::scan_entries(&file, position, limit, None, |e| {
                 if e.max_timestamp < ts {
@@ -40,7 +46,9 @@ impl PartitionLog {
                 found.is_none()
             })
             .await
-            .map_err(|e| self.error(format!("timestamp lookup at position {position}"), e))?;
+            .map_err(|e| {
+                self.read_failed(self.error(format!("timestamp lookup at position {position}"), e))
+            })?;
             if let Some((offset, timestamp)) = found {
                 return Ok(Some((offset.max(self.log_start_offset()), timestamp)));
             }

@@ -1,0 +1,120 @@
+"""Disk read faults: one partition's directory lives on an ext4 whose device fails reads with
+EIO on demand (helpers.faulty_disk: a loop device over a FUSE-served file, as a device-mapper
+`error` target would, on a kernel without device-mapper). A fetch that reaches the device gets
+KAFKA_STORAGE_ERROR (56) on the wire for that partition only; the partition is then offline as
+Kafka's failed log dir is (produce, fetch and ListOffsets answer 56, even once the device reads
+again); the broker stays up and serves the other partition; a restart recovers it with every
+acknowledged record."""
+
+import time
+
+from confluent_kafka import Producer
+
+from conftest import Broker
+from helpers import faulty_disk
+from kafka_wire import (Conn, Rec, create_topics_v2, fetch_all_v4, fetch_v4, list_offsets_v1,
+                        produce_v3, record_batch)
+
+KAFKA_STORAGE_ERROR = 56
+RECORDS = 200
+# 200 records of 20 kB: 4 MB, more than a reader's read-ahead, so a far offset hits the device.
+VALUE_BYTES = 20_000
+DISK_BYTES = 64 << 20
+
+
+def value(tag, i):
+    return (b"%s-%d-" % (tag, i)).ljust(VALUE_BYTES, b".")
+
+
+def produce(bootstrap, topic, count, tag):
+    """`count` records through librdkafka, idempotent, acks=all; all must be acknowledged."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+                  "enable.idempotence": True})
+    failed = []
+    for i in range(count):
+        p.produce(topic, key=b"k%d" % i, value=value(tag, i),
+                  on_delivery=lambda err, _msg: failed.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(30) == 0, "records left unacknowledged"
+    assert not failed, failed
+
+
+def move_onto(disk, partition_dir):
+    """Mounts `disk` at `partition_dir`, with the partition's files copied onto it."""
+    aside = disk.base / "aside"
+    partition_dir.rename(aside)
+    partition_dir.mkdir()
+    disk.mount(partition_dir)
+    for f in aside.iterdir():
+        (partition_dir / f.name).write_bytes(f.read_bytes())
+        f.unlink()
+    aside.rmdir()
+
+
+def test_a_read_fault_takes_its_partition_offline_until_restart():
+    b = Broker("diskfault")
+    with faulty_disk("diskfault", DISK_BYTES) as disk:
+        try:
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                for topic in ("faulty", "healthy"):
+                    err, msg = create_topics_v2(conn, topic, 1)
+                    assert err == 0, (topic, err, msg)
+            produce(b.bootstrap, "faulty", RECORDS, b"faulty")
+            produce(b.bootstrap, "healthy", 10, b"healthy")
+            assert b.stop() == 0
+            move_onto(disk, b.data_dir / "faulty-0")
+            b.start()  # the tail cache starts empty: fetches read the device
+            run_scenario(b, disk)
+        except BaseException:
+            print(b.log_tail())
+            raise
+        finally:
+            b.kill()
+
+
+def run_scenario(b, disk):
+    with Conn(b.host, b.port) as conn:
+        err, hw, data = fetch_v4(conn, "faulty", 0, 0, max_bytes=1)
+        assert (err, hw) == (0, RECORDS) and value(b"faulty", 0) in data
+
+        disk.fail_reads()
+        # Far from what the first fetch read (and read ahead): this read reaches the device.
+        err, _, data = fetch_v4(conn, "faulty", 0, RECORDS - 20)
+        assert err == KAFKA_STORAGE_ERROR and data in (None, b""), err
+        check_offline(conn, b)
+
+        # Healed: still offline (Kafka keeps a failed log dir offline until restart).
+        disk.heal()
+        check_offline(conn, b)
+    assert "partition log read failed" in b.log_path.read_text()
+
+    # The fault cleared and the broker restarted: the partition is back with every record.
+    b.kill()
+    b.start()
+    with Conn(b.host, b.port) as conn:
+        hw, recs = fetch_all_v4(conn, "faulty", 0)
+        assert hw == RECORDS and [r[2] for r in recs] == [value(b"faulty", i) for i in range(RECORDS)]
+        assert produce_v3(conn, "faulty", 0, one_batch(b"after"))[0] == 0
+
+
+def check_offline(conn, b):
+    """The faulty partition answers 56 to fetch, produce and ListOffsets; the other partition
+    serves produce and fetch; the broker is up."""
+    for offset in (0, RECORDS - 1):
+        err, _, _ = fetch_v4(conn, "faulty", 0, offset)
+        assert err == KAFKA_STORAGE_ERROR, (offset, err)
+    err, _ = produce_v3(conn, "faulty", 0, one_batch(b"refused"))
+    assert err == KAFKA_STORAGE_ERROR, err
+    assert list_offsets_v1(conn, "faulty", [0])[0][0] == KAFKA_STORAGE_ERROR
+
+    err, offset = produce_v3(conn, "healthy", 0, one_batch(b"healthy"))
+    assert err == 0, err
+    err, hw, data = fetch_v4(conn, "healthy", 0, 0)
+    assert err == 0 and hw == offset + 1 and value(b"healthy", 0) in data
+    assert b.alive()
+
+
+def one_batch(tag):
+    # A current timestamp: retention (7 days) must not remove it.
+    return record_batch([Rec(key=b"k", value=tag)], base_timestamp=int(time.time() * 1000))
