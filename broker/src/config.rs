@@ -48,6 +48,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("offsets.topic.replication.factor", "3", Kind::Int),
     ("offsets.retention.minutes", "10080", Kind::Int),
     ("offsets.retention.check.interval.ms", "600000", Kind::Long),
+    ("offsets.commit.timeout.ms", "5000", Kind::Int),
     ("offset.metadata.max.bytes", "4096", Kind::Int),
     ("producer.id.expiration.ms", "86400000", Kind::Long),
     (
@@ -130,6 +131,9 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: i64,
+    /// How long a group write (commit or group metadata) waits for the in-sync replicas of
+    /// its `__consumer_offsets` partition before the request fails.
+    pub offsets_commit_timeout_ms: u64,
     pub offset_metadata_max_bytes: usize,
     /// An idempotent producer's state on a partition is dropped this long after its last
     /// batch's timestamp (Kafka's `producer.id.expiration.ms`).
@@ -269,6 +273,7 @@ impl BrokerConfig {
                 1,
                 i64::MAX,
             )?,
+            offsets_commit_timeout_ms: int("offsets.commit.timeout.ms", 1, i32::MAX as i64)? as u64,
             producer_id_expiration_ms: int("producer.id.expiration.ms", 1, i64::MAX)?,
             producer_id_expiration_check_interval_ms: int(
                 "producer.id.expiration.check.interval.ms",

@@ -7,8 +7,13 @@
 //! delayed: a caller passes a [`Token`] and gets its [`Reply`] in the [`Effects`] of whichever
 //! later call completes it. Every token is answered exactly once.
 //!
-//! Records to persist come back in [`Effects::records`]; the runtime appends them to the
-//! group's `__consumer_offsets` partition before it delivers the replies of the same call.
+//! Records to persist come back in [`Effects::records`]. A change that writes records is a
+//! pending [`Write`] of its group until the runtime reports the records durable
+//! ([`Coordinator::write_done`]) or not ([`Coordinator::write_failed`]): the replies that
+//! depend on it are held back until then, other requests for that group wait
+//! ([`Coordinator::is_writing`]), DescribeGroups and ListGroups see the group as it was, and a
+//! failed write restores it (Kafka's coordinator reverts to its last committed snapshot the
+//! same way). Offset changes (commits, deletions, expiry) are applied only once durable.
 
 use super::code;
 use super::records::{GroupValue, MemberValue, OffsetValue, RecordKey, RecordValue, StoredRecord};
@@ -158,6 +163,29 @@ impl Group {
         }
     }
 
+    /// The group less its committed offsets: what a failed membership write restores.
+    fn without_offsets(&self) -> Group {
+        Group {
+            id: self.id.clone(),
+            state: self.state,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            generation: self.generation,
+            leader: self.leader.clone(),
+            members: self.members.clone(),
+            static_members: self.static_members.clone(),
+            pending_members: self.pending_members.clone(),
+            pending_sync: self.pending_sync.clone(),
+            rebalance_deadline_ms: self.rebalance_deadline_ms,
+            initial_join_remaining_ms: self.initial_join_remaining_ms,
+            initial_join_delay_ms: self.initial_join_delay_ms,
+            new_member_added: self.new_member_added,
+            sync_deadline_ms: self.sync_deadline_ms,
+            state_timestamp_ms: self.state_timestamp_ms,
+            offsets: BTreeMap::new(),
+        }
+    }
+
     fn transition(&mut self, state: GroupState, now: TimeMs) {
         self.state = state;
         self.state_timestamp_ms = now;
@@ -288,6 +316,17 @@ impl Group {
     }
 }
 
+/// A held-back reply of a write that failed: successes become `error`, errors stay.
+fn failed_reply(reply: Reply, error: i16) -> Reply {
+    match reply {
+        Reply::Join(o) if o.error == code::NONE => {
+            Reply::Join(JoinOutcome::error(error, &o.member_id))
+        }
+        Reply::Sync(o) if o.error == code::NONE => Reply::Sync(SyncOutcome::error(error)),
+        other => other,
+    }
+}
+
 fn supports(member: &Member, protocol: &str) -> bool {
     member.protocols.iter().any(|p| p.name == protocol)
 }
@@ -378,11 +417,49 @@ pub enum Reply {
     Sync(SyncOutcome),
 }
 
-/// What a call asks the runtime to do: persist `records` (in order), then deliver `replies`.
+/// What a call asks the runtime to do: deliver `replies` now, and persist `records` (in
+/// order, one batch per group), then report each group's write with
+/// [`Coordinator::write_done`] or [`Coordinator::write_failed`].
 #[derive(Debug, Default)]
 pub struct Effects {
     pub replies: Vec<(Token, Reply)>,
     pub records: Vec<StoredRecord>,
+}
+
+/// Identifies one pending write (a group written again after a failover gets a new one).
+pub type WriteId = u64;
+
+/// A group change whose records are on their way to disk.
+#[derive(Debug)]
+struct Write {
+    id: WriteId,
+    undo: Undo,
+    /// Replies that tell of the change: delivered once it is durable, turned into errors if
+    /// it is not.
+    replies: Vec<(Token, Reply)>,
+    /// Records applied only once durable (offset commits, deletions, expiry).
+    apply: Vec<StoredRecord>,
+}
+
+/// How a failed write puts its group back.
+#[derive(Debug)]
+enum Undo {
+    /// Nothing was applied ahead of the records.
+    Nothing,
+    /// The group without its offsets (they change only once durable), as it was.
+    Restore(Box<Group>),
+    /// The group did not exist.
+    Remove,
+}
+
+/// The fields of an OffsetCommit the coordinator checks, and its offsets.
+pub struct CommitRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub version: i16,
+    pub offsets: Vec<((String, i32), CommittedOffset)>,
 }
 
 /// A group as DescribeGroups shows it.
@@ -409,6 +486,9 @@ pub struct MemberDescription {
 pub struct Coordinator {
     pub limits: Limits,
     groups: BTreeMap<String, Group>,
+    /// At most one pending write per group.
+    writes: BTreeMap<String, Write>,
+    next_write: WriteId,
 }
 
 impl Coordinator {
@@ -416,7 +496,156 @@ impl Coordinator {
         Coordinator {
             limits,
             groups: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            next_write: 1,
         }
+    }
+
+    // ---------------------------------------------------------------- pending writes
+
+    /// The pending write of a group, if any: until it ends, every request that reads or
+    /// changes the group's membership or offsets must wait (the runtime's job).
+    pub fn writing(&self, group_id: &str) -> Option<WriteId> {
+        self.writes.get(group_id).map(|w| w.id)
+    }
+
+    pub fn is_writing(&self, group_id: &str) -> bool {
+        self.writes.contains_key(group_id)
+    }
+
+    fn begin_write(
+        &mut self,
+        group_id: &str,
+        undo: Undo,
+        replies: Vec<(Token, Reply)>,
+        apply: Vec<StoredRecord>,
+    ) {
+        assert!(!self.is_writing(group_id), "one write at a time per group");
+        let id = self.next_write;
+        self.next_write += 1;
+        let write = Write {
+            id,
+            undo,
+            replies,
+            apply,
+        };
+        self.writes.insert(group_id.to_string(), write);
+    }
+
+    /// The pending write `id` of a group is durable: its records that wait for it are
+    /// applied and its held-back replies come back to be delivered. A write that is no longer
+    /// pending (the group was unloaded meanwhile) is ignored.
+    pub fn write_done(&mut self, now: TimeMs, group_id: &str, id: WriteId) -> Vec<(Token, Reply)> {
+        let Some(write) = self.take_write(group_id, id) else {
+            return Vec::new();
+        };
+        for record in &write.apply {
+            debug_assert_eq!(record.key.group(), group_id, "a write holds one group");
+            self.apply(now, record, false);
+        }
+        write.replies
+    }
+
+    /// The pending write `id` of a group failed with `error` (already a group error code):
+    /// the group is back as it was, and each held-back success reply becomes `error`.
+    /// A group that was completing a rebalance (its leader's assignment not stored) starts
+    /// a new one, as Kafka's `resetAndPropagateAssignmentError` + `maybePrepareRebalance`.
+    pub fn write_failed(
+        &mut self,
+        now: TimeMs,
+        group_id: &str,
+        id: WriteId,
+        error: i16,
+    ) -> Vec<(Token, Reply)> {
+        debug_assert_ne!(error, code::NONE);
+        let Some(write) = self.take_write(group_id, id) else {
+            return Vec::new();
+        };
+        let answered: BTreeSet<Token> = write.replies.iter().map(|(t, _)| *t).collect();
+        let mut fx = Effects {
+            replies: write
+                .replies
+                .into_iter()
+                .map(|(t, r)| (t, failed_reply(r, error)))
+                .collect(),
+            records: Vec::new(),
+        };
+        match write.undo {
+            Undo::Nothing => {}
+            Undo::Remove => {
+                self.groups.remove(group_id);
+            }
+            Undo::Restore(mut before) => {
+                if let Some(current) = self.groups.remove(group_id) {
+                    before.offsets = current.offsets;
+                }
+                for member in before.members.values_mut() {
+                    member.awaiting_join.take_if(|t| answered.contains(&*t));
+                    member.awaiting_sync.take_if(|t| answered.contains(&*t));
+                }
+                if before.state == GroupState::CompletingRebalance {
+                    for member in before.members.values_mut() {
+                        member.assignment = Bytes::new();
+                    }
+                    prepare_rebalance(&mut before, now, &mut fx);
+                }
+                self.groups.insert(group_id.to_string(), *before);
+            }
+        }
+        debug_assert!(fx.records.is_empty(), "a rollback writes nothing");
+        fx.replies
+    }
+
+    fn take_write(&mut self, group_id: &str, id: WriteId) -> Option<Write> {
+        if self.writing(group_id) != Some(id) {
+            return None;
+        }
+        self.writes.remove(group_id)
+    }
+
+    /// Runs a change of one group; when it writes records, the group's state before it is
+    /// kept (to restore if they fail) and the replies it made are held back until they are
+    /// durable.
+    fn staged(
+        &mut self,
+        group_id: &str,
+        fx: &mut Effects,
+        change: impl FnOnce(&mut Self, &mut Effects),
+    ) {
+        debug_assert!(
+            !self.is_writing(group_id),
+            "the runtime waits for the pending write"
+        );
+        let before = self.groups.get(group_id).map(Group::without_offsets);
+        let (replies_at, records_at) = (fx.replies.len(), fx.records.len());
+        change(self, fx);
+        if fx.records.len() == records_at {
+            return;
+        }
+        debug_assert!(fx.records[records_at..]
+            .iter()
+            .all(|r| r.key.group() == group_id));
+        let replies = fx.replies.split_off(replies_at);
+        let undo = match before {
+            Some(group) => Undo::Restore(Box::new(group)),
+            None => Undo::Remove,
+        };
+        self.begin_write(group_id, undo, replies, Vec::new());
+    }
+
+    /// A group as requests other than its pending write's may see it: as it was before a
+    /// change still being written (offsets left out of the earlier view are not shown).
+    fn durable_view<'a>(&'a self, group: &'a Group) -> Option<&'a Group> {
+        match self.writes.get(&group.id).map(|w| &w.undo) {
+            Some(Undo::Restore(before)) => Some(before),
+            Some(Undo::Remove) => None,
+            Some(Undo::Nothing) | None => Some(group),
+        }
+    }
+
+    /// Groups as ListGroups shows them: changes still being written are not visible.
+    pub fn durable_groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values().filter_map(|g| self.durable_view(g))
     }
 
     pub fn group(&self, id: &str) -> Option<&Group> {
@@ -433,6 +662,13 @@ impl Coordinator {
     pub fn unload(&mut self, leaving: impl Fn(&str) -> bool) -> Effects {
         let mut fx = Effects::default();
         let gone: Vec<String> = self.groups.keys().filter(|g| leaving(g)).cloned().collect();
+        let writes: Vec<String> = self.writes.keys().filter(|g| leaving(g)).cloned().collect();
+        for id in writes {
+            let write = self.writes.remove(&id).expect("listed");
+            let replies = write.replies.into_iter();
+            fx.replies
+                .extend(replies.map(|(t, r)| (t, failed_reply(r, code::NOT_COORDINATOR))));
+        }
         for id in gone {
             let Some(group) = self.groups.remove(&id) else {
                 continue;
@@ -455,12 +691,14 @@ impl Coordinator {
 
     pub fn join(&mut self, now: TimeMs, token: Token, request: JoinRequest) -> Effects {
         let mut fx = Effects::default();
-        if let Err(error) = self.join_checked(now, token, &request, &mut fx) {
-            fx.replies.push((
-                token,
-                Reply::Join(JoinOutcome::error(error, &request.member_id)),
-            ));
-        }
+        self.staged(&request.group_id.clone(), &mut fx, |c, fx| {
+            if let Err(error) = c.join_checked(now, token, &request, fx) {
+                fx.replies.push((
+                    token,
+                    Reply::Join(JoinOutcome::error(error, &request.member_id)),
+                ));
+            }
+        });
         fx
     }
 
@@ -507,10 +745,12 @@ impl Coordinator {
 
     pub fn sync(&mut self, now: TimeMs, token: Token, request: SyncRequest) -> Effects {
         let mut fx = Effects::default();
-        if let Err(error) = self.sync_checked(now, token, &request, &mut fx) {
-            fx.replies
-                .push((token, Reply::Sync(SyncOutcome::error(error))));
-        }
+        self.staged(&request.group_id.clone(), &mut fx, |c, fx| {
+            if let Err(error) = c.sync_checked(now, token, &request, fx) {
+                fx.replies
+                    .push((token, Reply::Sync(SyncOutcome::error(error))));
+            }
+        });
         fx
     }
 
@@ -612,12 +852,26 @@ impl Coordinator {
         leaving: &[(String, Option<String>)],
     ) -> (i16, Vec<i16>, Effects) {
         let mut fx = Effects::default();
+        let mut answer = (code::NONE, Vec::new());
+        self.staged(group_id, &mut fx, |c, fx| {
+            answer = c.leave_members(now, group_id, leaving, fx);
+        });
+        (answer.0, answer.1, fx)
+    }
+
+    fn leave_members(
+        &mut self,
+        now: TimeMs,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        fx: &mut Effects,
+    ) -> (i16, Vec<i16>) {
         let Some(group) = self.groups.get_mut(group_id) else {
             let errors = vec![code::UNKNOWN_MEMBER_ID; leaving.len()];
-            return (code::UNKNOWN_MEMBER_ID, errors, fx);
+            return (code::UNKNOWN_MEMBER_ID, errors);
         };
         if group.state == GroupState::Dead {
-            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new(), fx);
+            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new());
         }
         let mut errors = Vec::with_capacity(leaving.len());
         for (member_id, instance_id) in leaving {
@@ -634,27 +888,37 @@ impl Coordinator {
             let error = match target {
                 Err(error) => error,
                 Ok(id) if group.pending_members.remove(&id).is_some() => {
-                    try_complete_join(group, now, &mut fx);
+                    try_complete_join(group, now, fx);
                     code::NONE
                 }
                 Ok(id) if group.members.contains_key(&id) => {
-                    remove_member_and_rebalance(group, &id, now, &mut fx);
+                    remove_member_and_rebalance(group, &id, now, fx);
                     code::NONE
                 }
                 Ok(_) => code::UNKNOWN_MEMBER_ID,
             };
             errors.push(error);
         }
-        (code::NONE, errors, fx)
+        (code::NONE, errors)
     }
 
     // ---------------------------------------------------------------- timers
 
     /// Expires sessions, pending members and rebalance/sync deadlines that passed by `now`.
+    /// Groups with a pending write wait for it to end.
     pub fn tick(&mut self, now: TimeMs) -> Effects {
         let mut fx = Effects::default();
-        for group in self.groups.values_mut() {
-            tick_group(group, now, &mut fx);
+        let due: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| !self.writes.contains_key(&g.id) && tick_due(g, now))
+            .map(|g| g.id.clone())
+            .collect();
+        for id in due {
+            self.staged(&id, &mut fx, |c, fx| {
+                let group = c.groups.get_mut(&id).expect("listed");
+                tick_group(group, now, fx);
+            });
         }
         fx
     }
@@ -705,6 +969,33 @@ impl Coordinator {
             return Err(code::REBALANCE_IN_PROGRESS);
         }
         Ok(())
+    }
+
+    /// An OffsetCommit: checked, then its records are a pending write of the group, applied
+    /// once durable ([`Coordinator::write_done`]). A group created for a commit without a
+    /// generation goes away again if the write fails.
+    pub fn commit(
+        &mut self,
+        now: TimeMs,
+        request: &CommitRequest,
+    ) -> Result<Vec<StoredRecord>, i16> {
+        debug_assert!(
+            !self.is_writing(&request.group_id),
+            "the runtime waits for the pending write"
+        );
+        let existed = self.groups.contains_key(&request.group_id);
+        self.check_commit(
+            now,
+            &request.group_id,
+            request.generation,
+            &request.member_id,
+            request.instance_id.as_deref(),
+            request.version,
+        )?;
+        let records = Coordinator::commit_records(&request.group_id, &request.offsets);
+        let undo = if existed { Undo::Nothing } else { Undo::Remove };
+        self.begin_write(&request.group_id, undo, Vec::new(), records.clone());
+        Ok(records)
     }
 
     /// The records that commit `offsets` (key: topic, partition).
@@ -788,7 +1079,8 @@ impl Coordinator {
     }
 
     /// DeleteGroups for one group: the tombstones to write, or GROUP_ID_NOT_FOUND /
-    /// NON_EMPTY_GROUP. The group is gone from the machine once this returns Ok.
+    /// NON_EMPTY_GROUP. The tombstones are a pending write: the group is gone once they are
+    /// durable.
     pub fn delete_group(&mut self, group_id: &str) -> Result<Vec<StoredRecord>, i16> {
         if group_id.is_empty() {
             return Err(code::INVALID_GROUP_ID);
@@ -799,12 +1091,13 @@ impl Coordinator {
             GroupState::Empty => {}
             _ => return Err(code::NON_EMPTY_GROUP),
         }
-        let group = self.groups.remove(group_id).expect("checked");
-        Ok(tombstones(&group, group.offsets.keys()))
+        let records = tombstones(group, group.offsets.keys());
+        self.begin_write(group_id, Undo::Nothing, Vec::new(), records.clone());
+        Ok(records)
     }
 
-    /// OffsetDelete: the tombstones for `partitions` and an error per partition, or a
-    /// top-level error.
+    /// OffsetDelete: the tombstones for `partitions` (a pending write, applied once
+    /// durable) and an error per partition, or a top-level error.
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
@@ -813,10 +1106,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return Err(code::INVALID_GROUP_ID);
         }
-        let group = self
-            .groups
-            .get_mut(group_id)
-            .ok_or(code::GROUP_ID_NOT_FOUND)?;
+        let group = self.groups.get(group_id).ok_or(code::GROUP_ID_NOT_FOUND)?;
         let subscribed = match group.state {
             GroupState::Dead => return Err(code::GROUP_ID_NOT_FOUND),
             GroupState::Empty => BTreeSet::new(),
@@ -830,92 +1120,127 @@ impl Coordinator {
                 continue;
             }
             errors.push(code::NONE);
-            if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+            if group.offsets.contains_key(&(topic.clone(), *partition)) {
                 records.push(offset_tombstone(group_id, topic, *partition));
             }
+        }
+        if !records.is_empty() {
+            self.begin_write(group_id, Undo::Nothing, Vec::new(), records.clone());
         }
         Ok((errors, records))
     }
 
-    /// Forgets the committed offsets of a deleted topic (Kafka's `onPartitionsDeleted`), so
-    /// a topic created again under the same name is consumed from its start. Returns the
-    /// tombstones.
-    pub fn delete_topic_offsets(&mut self, topic: &str) -> Vec<StoredRecord> {
-        let mut records = Vec::new();
-        for group in self.groups.values_mut() {
-            let gone: Vec<(String, i32)> = group
-                .offsets
-                .keys()
-                .filter(|(t, _)| t == topic)
-                .cloned()
-                .collect();
-            for key in gone {
-                group.offsets.remove(&key);
-                records.push(offset_tombstone(&group.id, &key.0, key.1));
-            }
+    /// The groups with committed offsets of `topic`.
+    pub fn groups_with_topic(&self, topic: &str) -> Vec<String> {
+        self.groups
+            .values()
+            .filter(|g| g.offsets.keys().any(|(t, _)| t == topic))
+            .map(|g| g.id.clone())
+            .collect()
+    }
+
+    /// Forgets a group's committed offsets of a deleted topic (Kafka's
+    /// `onPartitionsDeleted`), so a topic created again under the same name is consumed from
+    /// its start. Returns the tombstones, a pending write of the group (none if empty).
+    pub fn delete_topic_offsets(&mut self, group_id: &str, topic: &str) -> Vec<StoredRecord> {
+        debug_assert!(
+            !self.is_writing(group_id),
+            "the runtime waits for the pending write"
+        );
+        let Some(group) = self.groups.get(group_id) else {
+            return Vec::new();
+        };
+        let records: Vec<StoredRecord> = group
+            .offsets
+            .keys()
+            .filter(|(t, _)| t == topic)
+            .map(|(t, p)| offset_tombstone(group_id, t, *p))
+            .collect();
+        if !records.is_empty() {
+            self.begin_write(group_id, Undo::Nothing, Vec::new(), records.clone());
         }
         records
     }
 
     /// Expires the offsets of groups that stayed empty past the retention (Kafka's KIP-211
-    /// rule), and removes empty groups left without offsets. Returns the tombstones.
+    /// rule), and removes empty groups left without offsets. Returns the tombstones; each
+    /// group's are a pending write of it, applied once durable. Groups with a pending write
+    /// wait for the next round.
     pub fn expire_offsets(&mut self, now: TimeMs) -> Vec<StoredRecord> {
-        let retention = self.limits.offsets_retention_ms;
-        let mut records = Vec::new();
+        let mut planned: Vec<(String, Vec<StoredRecord>)> = Vec::new();
         let mut dead = Vec::new();
-        for group in self.groups.values_mut() {
-            // Kafka's offsetExpirationCondition: an empty consumer group counts from when it
-            // became empty, a simple group from each commit, and a stable consumer group
-            // expires only topics it no longer subscribes to (KIP-496), from each commit.
-            let (since_state, subscribed) = match (group.state, group.protocol_type.is_some()) {
-                (GroupState::Empty, true) => (true, BTreeSet::new()),
-                (GroupState::Empty, false) => (false, BTreeSet::new()),
-                (GroupState::Stable, true) => match group.subscribed_topics() {
-                    Some(topics) => (false, topics),
-                    None => continue,
-                },
-                _ => continue,
+        for group in self.groups.values() {
+            if self.writes.contains_key(&group.id) {
+                continue;
+            }
+            let Some(expired) = self.expired_offsets(group, now) else {
+                continue;
             };
-            let state_ts = group.state_timestamp_ms;
-            let expired: Vec<(String, i32)> = group
-                .offsets
+            let empty_after = group.state == GroupState::Empty
+                && group.offsets.len() == expired.len()
+                && group.pending_members.is_empty();
+            let mut records: Vec<StoredRecord> = expired
                 .iter()
-                .filter(|((topic, _), o)| {
-                    let base = if since_state {
-                        state_ts
-                    } else {
-                        o.commit_timestamp_ms
-                    };
-                    !subscribed.contains(topic) && now - base >= retention
-                })
-                .map(|(k, _)| k.clone())
+                .map(|(topic, partition)| offset_tombstone(&group.id, topic, *partition))
                 .collect();
-            for key in &expired {
-                group.offsets.remove(key);
-                records.push(offset_tombstone(&group.id, &key.0, key.1));
-            }
-            if group.state == GroupState::Empty
-                && group.offsets.is_empty()
-                && group.pending_members.is_empty()
-            {
-                dead.push(group.id.clone());
-            }
-        }
-        for id in dead {
-            let group = self.groups.remove(&id).expect("listed");
-            if group.protocol_type.is_some() || group.generation > 0 {
+            if empty_after && (group.protocol_type.is_some() || group.generation > 0) {
                 records.push(StoredRecord {
-                    key: RecordKey::Group { group: id },
+                    key: RecordKey::Group {
+                        group: group.id.clone(),
+                    },
                     value: None,
                 });
             }
+            match (records.is_empty(), empty_after) {
+                (true, true) => dead.push(group.id.clone()),
+                (true, false) => {}
+                (false, _) => planned.push((group.id.clone(), records)),
+            }
         }
-        records
+        // Nothing was ever written for these: they go at once.
+        for id in dead {
+            self.groups.remove(&id);
+        }
+        let mut all = Vec::new();
+        for (id, records) in planned {
+            all.extend(records.iter().cloned());
+            self.begin_write(&id, Undo::Nothing, Vec::new(), records);
+        }
+        all
+    }
+
+    /// The offsets of a group past the retention, or `None` when none can expire in its
+    /// state. Kafka's offsetExpirationCondition: an empty consumer group counts from when it
+    /// became empty, a simple group from each commit, and a stable consumer group expires
+    /// only topics it no longer subscribes to (KIP-496), from each commit.
+    fn expired_offsets(&self, group: &Group, now: TimeMs) -> Option<Vec<(String, i32)>> {
+        let retention = self.limits.offsets_retention_ms;
+        let (since_state, subscribed) = match (group.state, group.protocol_type.is_some()) {
+            (GroupState::Empty, true) => (true, BTreeSet::new()),
+            (GroupState::Empty, false) => (false, BTreeSet::new()),
+            (GroupState::Stable, true) => (false, group.subscribed_topics()?),
+            _ => return None,
+        };
+        let expired = group
+            .offsets
+            .iter()
+            .filter(|((topic, _), o)| {
+                let base = if since_state {
+                    group.state_timestamp_ms
+                } else {
+                    o.commit_timestamp_ms
+                };
+                !subscribed.contains(topic) && now - base >= retention
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        Some(expired)
     }
 
     /// DescribeGroups for one group; `None` when the group does not exist.
+    /// A change still being written is not shown.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        let group = self.groups.get(group_id)?;
+        let group = self.durable_view(self.groups.get(group_id)?)?;
         let stable = group.state == GroupState::Stable;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         let members = group
@@ -1455,6 +1780,25 @@ fn remove_member_and_rebalance(group: &mut Group, member_id: &str, now: TimeMs, 
         GroupState::PreparingRebalance => try_complete_join(group, now, fx),
         GroupState::Empty | GroupState::Dead => {}
     }
+}
+
+/// Whether [`tick_group`] has anything to do: a pending member, session, rebalance or sync
+/// deadline passed.
+fn tick_due(group: &Group, now: TimeMs) -> bool {
+    group
+        .pending_members
+        .values()
+        .any(|deadline| *deadline <= now)
+        || group.members.values().any(|m| {
+            m.awaiting_join.is_none() && m.awaiting_sync.is_none() && m.heartbeat_deadline_ms <= now
+        })
+        || (group.state == GroupState::PreparingRebalance
+            && group.rebalance_deadline_ms.is_some_and(|d| d <= now))
+        || (matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) && group.sync_deadline_ms.is_some_and(|d| d <= now)
+            && !group.pending_sync.is_empty())
 }
 
 fn tick_group(group: &mut Group, now: TimeMs, fx: &mut Effects) {

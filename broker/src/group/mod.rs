@@ -6,8 +6,9 @@
 //! - [`records`]: Kafka's `__consumer_offsets` key and value formats, and the record batches
 //!   that carry them. Pure.
 //! - [`runtime`]: the glue on a glommio shard: placement of a group on the shard that owns its
-//!   `__consumer_offsets` partition, persistence (append + fdatasync) of the records the
-//!   machine emits, replay at startup, and the timer that ticks the machine.
+//!   `__consumer_offsets` partition, persistence (append, acks=all) of the records the
+//!   machine emits and the end of each group's pending write (done or failed), replay at
+//!   startup, and the timer that ticks the machine.
 //!
 //! Architecture invariant: a group lives on exactly one shard, the owner of partition
 //! `java_hash(group) % partitions` of `__consumer_offsets`; only that shard's machine touches
@@ -43,6 +44,33 @@ pub mod code {
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+}
+
+/// The answer to a group request whose `__consumer_offsets` write failed with
+/// `append_error` (Kafka's `appendGroupMetadataErrorToResponseError`, which the classic
+/// protocol's JoinGroup, SyncGroup and OffsetCommit share in Kafka 4.x): the client looks the
+/// coordinator up again, or gives up on an error it cannot retry.
+pub fn group_write_error(append_error: i16) -> i16 {
+    match append_error {
+        // NOT_ENOUGH_REPLICAS_AFTER_APPEND: Kafka's older `storeGroup` mapping; Spate answers
+        // it when the ISR shrinks below min.insync.replicas while the write waits.
+        code::UNKNOWN_TOPIC_OR_PARTITION
+        | code::NOT_ENOUGH_REPLICAS
+        | code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        | code::REQUEST_TIMED_OUT => code::COORDINATOR_NOT_AVAILABLE,
+        code::NOT_LEADER_OR_FOLLOWER | code::KAFKA_STORAGE_ERROR => code::NOT_COORDINATOR,
+        code::MESSAGE_TOO_LARGE | code::RECORD_LIST_TOO_LARGE | code::INVALID_FETCH_SIZE => {
+            code::UNKNOWN_SERVER_ERROR
+        }
+        other => other,
+    }
 }
 
 /// The `__consumer_offsets` partition of a group: Kafka's
@@ -74,5 +102,29 @@ mod tests {
             partition_for("polygenelubricants", 50),
             (h & 0x7fff_ffff) % 50
         );
+    }
+
+    #[test]
+    fn failed_group_writes_answer_kafkas_codes() {
+        for (append, answer) in [
+            (code::REQUEST_TIMED_OUT, code::COORDINATOR_NOT_AVAILABLE),
+            (code::NOT_ENOUGH_REPLICAS, code::COORDINATOR_NOT_AVAILABLE),
+            (
+                code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                code::COORDINATOR_NOT_AVAILABLE,
+            ),
+            (
+                code::UNKNOWN_TOPIC_OR_PARTITION,
+                code::COORDINATOR_NOT_AVAILABLE,
+            ),
+            (code::NOT_LEADER_OR_FOLLOWER, code::NOT_COORDINATOR),
+            (code::KAFKA_STORAGE_ERROR, code::NOT_COORDINATOR),
+            (code::MESSAGE_TOO_LARGE, code::UNKNOWN_SERVER_ERROR),
+            (code::RECORD_LIST_TOO_LARGE, code::UNKNOWN_SERVER_ERROR),
+            (code::INVALID_FETCH_SIZE, code::UNKNOWN_SERVER_ERROR),
+            (code::UNKNOWN_SERVER_ERROR, code::UNKNOWN_SERVER_ERROR),
+        ] {
+            assert_eq!(group_write_error(append), answer, "append error {append}");
+        }
     }
 }

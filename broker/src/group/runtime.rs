@@ -1,15 +1,18 @@
 //! The group coordinator on a glommio shard: where a group lives, the machine's effects
 //! carried out (records appended to the group's `__consumer_offsets` partition and
-//! acknowledged by its in-sync replicas, then replies delivered), the groups of a partition
+//! acknowledged by its in-sync replicas, then the group's pending write ended: committed with
+//! its held-back replies delivered, or rolled back with error answers), requests for a group
+//! with a pending write held until it ends, the groups of a partition
 //! loaded when this shard becomes its leader and dropped when it stops leading it, and the
 //! timer that ticks the machine.
 
+pub use super::machine::CommitRequest;
 use super::machine::{
     CommittedOffset, Coordinator, Effects, JoinOutcome, JoinRequest, Limits, Reply, SyncOutcome,
-    SyncRequest, TimeMs, Token,
+    SyncRequest, TimeMs, Token, WriteId,
 };
 use super::records::{decode_batch, encode_batch, DecodeError, StoredRecord};
-use super::{code, partition_for, OFFSETS_TOPIC};
+use super::{code, group_write_error, partition_for, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use crate::shard::{PartitionKey, Shard};
@@ -48,6 +51,12 @@ pub struct ShardGroups {
     /// The `__consumer_offsets` partitions (indexes) whose groups this shard has loaded: it
     /// leads them and replayed their logs.
     loaded: RefCell<BTreeSet<i32>>,
+    /// Requests waiting for a group's pending write to end (at most one per request in
+    /// flight, so bounded by the connections' request bounds).
+    idle_waiters: RefCell<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// How long a group write waits for the in-sync replicas (Kafka's
+    /// `offsets.commit.timeout.ms`).
+    write_timeout_ms: u64,
 }
 
 impl ShardGroups {
@@ -64,6 +73,8 @@ impl ShardGroups {
             waiters: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
             loaded: RefCell::new(BTreeSet::new()),
+            idle_waiters: RefCell::new(HashMap::new()),
+            write_timeout_ms: config.offsets_commit_timeout_ms,
         }
     }
 
@@ -157,52 +168,156 @@ fn group_partition(shard: &Shard, group_id: &str) -> Option<Partition> {
     shard.partition(&key)
 }
 
-/// How long a group write waits for the in-sync replicas of its partition.
-const GROUP_WRITE_TIMEOUT_MS: u64 = 30_000;
+/// Appends one group's records as one batch and waits until every in-sync replica has them
+/// durably (acks=all): a group's state survives a failover. Errors are the append's codes.
+async fn persist(shard: &Shard, group_id: &str, records: &[StoredRecord]) -> Result<(), i16> {
+    debug_assert!(records.iter().all(|r| r.key.group() == group_id));
+    let Some(partition) = group_partition(shard, group_id) else {
+        return Err(code::NOT_LEADER_OR_FOLLOWER);
+    };
+    let last_offset = append_records(&partition, records).await?;
+    partition
+        .wait_acknowledged(last_offset, Acks::All, shard.groups.write_timeout_ms)
+        .await
+}
 
-/// Appends records (one batch per group) as the partition's leader and waits until every
-/// in-sync replica has them durably (acks=all): a group's state survives a failover.
-async fn persist(shard: &Shard, records: &[StoredRecord]) -> Result<(), i16> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut by_group: BTreeMap<&str, Vec<StoredRecord>> = BTreeMap::new();
-    for record in records {
-        by_group
-            .entry(record.key.group())
+/// Whether this shard still coordinates the group (leads and has loaded its partition).
+fn coordinates(shard: &Shard, group_id: &str) -> bool {
+    group_partition(shard, group_id)
+        .is_some_and(|p| p.is_leader() && shard.groups.is_loaded(p.key().1))
+}
+
+/// Waits until the group has no pending write. NOT_COORDINATOR when the group's partition
+/// moved away meanwhile.
+async fn idle(shard: &Shard, group_id: &str) -> Result<(), i16> {
+    while shard.groups.machine.borrow().is_writing(group_id) {
+        let (tx, rx) = oneshot::channel();
+        shard
+            .groups
+            .idle_waiters
+            .borrow_mut()
+            .entry(group_id.to_string())
             .or_default()
-            .push(record.clone());
-    }
-    let mut pending = Vec::new();
-    for (group, records) in by_group {
-        let Some(partition) = group_partition(shard, group) else {
+            .push(tx);
+        let _ = rx.await;
+        if !coordinates(shard, group_id) {
             return Err(code::NOT_COORDINATOR);
-        };
-        let last_offset = append_records(&partition, &records).await?;
-        pending.push((partition, last_offset));
-    }
-    for (partition, last_offset) in pending {
-        partition
-            .wait_acknowledged(last_offset, Acks::All, GROUP_WRITE_TIMEOUT_MS)
-            .await
-            .map_err(|error| {
-                warn!(shard = shard.id, error, "group records not acknowledged");
-                not_coordinator_if_moved(error)
-            })?;
+        }
     }
     Ok(())
+}
+
+/// Lets the requests waiting for a group's write go on (`None`: every group's).
+fn wake(shard: &Shard, group_id: Option<&str>) {
+    let woken: Vec<oneshot::Sender<()>> = {
+        let mut waiters = shard.groups.idle_waiters.borrow_mut();
+        match group_id {
+            Some(id) => waiters.remove(id).unwrap_or_default(),
+            None => waiters.drain().flat_map(|(_, list)| list).collect(),
+        }
+    };
+    for tx in woken {
+        let _ = tx.send(());
+    }
+}
+
+fn deliver(shard: &Shard, replies: Vec<(Token, Reply)>) {
+    let mut waiters = shard.groups.waiters.borrow_mut();
+    for (token, reply) in replies {
+        if let Some(tx) = waiters.remove(&token) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// The pending writes a machine call just began: each group's id and records. Read at once
+/// after the call, before any `.await`.
+fn pending_writes(
+    shard: &Shard,
+    records: Vec<StoredRecord>,
+) -> Vec<(String, WriteId, Vec<StoredRecord>)> {
+    let mut by_group: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
+    for record in records {
+        by_group
+            .entry(record.key.group().to_string())
+            .or_default()
+            .push(record);
+    }
+    let machine = shard.groups.machine.borrow();
+    by_group
+        .into_iter()
+        .map(|(group, records)| {
+            let id = machine
+                .writing(&group)
+                .expect("records come with a pending write");
+            (group, id, records)
+        })
+        .collect()
+}
+
+/// Persists a group's pending write, then ends it: committed (held-back replies delivered)
+/// or rolled back (the group as it was, error answers). Returns the group error code of a
+/// failed write.
+async fn write(
+    shard: &Shard,
+    group_id: &str,
+    id: WriteId,
+    records: &[StoredRecord],
+) -> Result<(), i16> {
+    let result = persist(shard, group_id, records).await.map_err(|error| {
+        warn!(
+            shard = shard.id,
+            group = group_id,
+            error,
+            "group write failed; group state restored"
+        );
+        group_write_error(error)
+    });
+    let now = now_ms();
+    let replies = {
+        let mut machine = shard.groups.machine.borrow_mut();
+        match result {
+            Ok(()) => machine.write_done(now, group_id, id),
+            Err(error) => machine.write_failed(now, group_id, id, error),
+        }
+    };
+    deliver(shard, replies);
+    wake(shard, Some(group_id));
+    result
+}
+
+/// Delivers a call's immediate replies and carries out the writes it began; the first
+/// failed write's group error, if any.
+async fn carry_out(shard: &Shard, effects: Effects) -> Result<(), i16> {
+    deliver(shard, effects.replies);
+    let mut result = Ok(());
+    for (group, id, records) in pending_writes(shard, effects.records) {
+        if let Err(error) = write(shard, &group, id, &records).await {
+            result = result.and(Err(error));
+        }
+    }
+    result
+}
+
+/// Like [`carry_out`], each group's write in its own task (the timer does not wait on disks).
+fn carry_out_detached(shard: &Rc<Shard>, effects: Effects) {
+    deliver(shard, effects.replies);
+    for (group, id, records) in pending_writes(shard, effects.records) {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let _ = write(&shard, &group, id, &records).await;
+        })
+        .detach();
+    }
 }
 
 /// Appends records to the group's partition as one batch; returns the offset of the last.
 async fn append_records(partition: &Partition, records: &[StoredRecord]) -> Result<i64, i16> {
     let (batch, header) = group_batch(records).map_err(|e| {
         warn!("{e}");
-        code::KAFKA_STORAGE_ERROR
+        code::UNKNOWN_SERVER_ERROR
     })?;
-    let outcome = partition
-        .append(&batch, &header, Acks::All)
-        .await
-        .map_err(not_coordinator_if_moved)?;
+    let outcome = partition.append(&batch, &header, Acks::All).await?;
     Ok(outcome.last_offset)
 }
 
@@ -217,37 +332,19 @@ fn group_batch(
     Ok((batch, header))
 }
 
-/// A group write refused because leadership moved tells the client to find the new
-/// coordinator (Kafka answers NOT_COORDINATOR there).
-fn not_coordinator_if_moved(error: i16) -> i16 {
-    match error {
-        code::NOT_LEADER_OR_FOLLOWER => code::NOT_COORDINATOR,
-        other => other,
-    }
-}
-
-/// Persists the effects' records, then delivers its replies.
-async fn carry_out(shard: &Shard, effects: Effects) {
-    if let Err(error) = persist(shard, &effects.records).await {
-        warn!(shard = shard.id, error, "group metadata not persisted");
-    }
-    let mut waiters = shard.groups.waiters.borrow_mut();
-    for (token, reply) in effects.replies {
-        if let Some(tx) = waiters.remove(&token) {
-            let _ = tx.send(reply);
-        }
-    }
-}
-
 pub async fn join(shard: Rc<Shard>, request: JoinRequest) -> JoinOutcome {
     let member_id = request.member_id.clone();
+    if let Err(error) = idle(&shard, &request.group_id).await {
+        return JoinOutcome::error(error, &member_id);
+    }
     let (token, rx) = shard.groups.waiter();
     let effects = shard
         .groups
         .machine
         .borrow_mut()
         .join(now_ms(), token, request);
-    carry_out(&shard, effects).await;
+    // A failed write answers through the token too.
+    let _ = carry_out(&shard, effects).await;
     match rx.await {
         Ok(Reply::Join(outcome)) => outcome,
         _ => JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id),
@@ -255,32 +352,38 @@ pub async fn join(shard: Rc<Shard>, request: JoinRequest) -> JoinOutcome {
 }
 
 pub async fn sync(shard: Rc<Shard>, request: SyncRequest) -> SyncOutcome {
+    if let Err(error) = idle(&shard, &request.group_id).await {
+        return SyncOutcome::error(error);
+    }
     let (token, rx) = shard.groups.waiter();
     let effects = shard
         .groups
         .machine
         .borrow_mut()
         .sync(now_ms(), token, request);
-    carry_out(&shard, effects).await;
+    let _ = carry_out(&shard, effects).await;
     match rx.await {
         Ok(Reply::Sync(outcome)) => outcome,
         _ => SyncOutcome::error(code::REBALANCE_IN_PROGRESS),
     }
 }
 
-pub fn heartbeat(
-    shard: &Shard,
-    group_id: &str,
+pub async fn heartbeat(
+    shard: Rc<Shard>,
+    group_id: String,
     generation: i32,
-    member_id: &str,
-    instance_id: Option<&str>,
+    member_id: String,
+    instance_id: Option<String>,
 ) -> i16 {
+    if let Err(error) = idle(&shard, &group_id).await {
+        return error;
+    }
     shard.groups.machine.borrow_mut().heartbeat(
         now_ms(),
-        group_id,
+        &group_id,
         generation,
-        member_id,
-        instance_id,
+        &member_id,
+        instance_id.as_deref(),
     )
 }
 
@@ -289,44 +392,47 @@ pub async fn leave(
     group_id: String,
     members: Vec<(String, Option<String>)>,
 ) -> (i16, Vec<i16>) {
+    if let Err(error) = idle(&shard, &group_id).await {
+        return (error, vec![error; members.len()]);
+    }
     let (top, errors, effects) =
         shard
             .groups
             .machine
             .borrow_mut()
             .leave(now_ms(), &group_id, &members);
-    carry_out(&shard, effects).await;
-    (top, errors)
-}
-
-/// The fields of an OffsetCommit the coordinator checks.
-pub struct CommitRequest {
-    pub group_id: String,
-    pub generation: i32,
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub version: i16,
-    pub offsets: Vec<((String, i32), CommittedOffset)>,
-}
-
-/// Validates, appends (fdatasync'ed) and then applies a commit.
-pub async fn commit(shard: Rc<Shard>, request: CommitRequest) -> Result<(), i16> {
-    let now = now_ms();
-    shard.groups.machine.borrow_mut().check_commit(
-        now,
-        &request.group_id,
-        request.generation,
-        &request.member_id,
-        request.instance_id.as_deref(),
-        request.version,
-    )?;
-    let records = Coordinator::commit_records(&request.group_id, &request.offsets);
-    persist(&shard, &records).await?;
-    let mut machine = shard.groups.machine.borrow_mut();
-    for record in &records {
-        machine.apply(now, record, false);
+    match carry_out(&shard, effects).await {
+        Ok(()) => (top, errors),
+        // The members are still in the group: say so for each.
+        Err(error) => {
+            let errors = errors
+                .into_iter()
+                .map(|e| if e == code::NONE { error } else { e })
+                .collect();
+            (error, errors)
+        }
     }
-    Ok(())
+}
+
+/// Validates a commit, writes its records (acknowledged by the in-sync replicas) and only
+/// then applies it.
+pub async fn commit(shard: Rc<Shard>, request: CommitRequest) -> Result<(), i16> {
+    idle(&shard, &request.group_id).await?;
+    let records = shard
+        .groups
+        .machine
+        .borrow_mut()
+        .commit(now_ms(), &request)?;
+    write_pending(&shard, &request.group_id, &records).await
+}
+
+/// Writes the records a machine call just began a pending write with (none: nothing to do).
+async fn write_pending(shard: &Shard, group_id: &str, records: &[StoredRecord]) -> Result<(), i16> {
+    let Some(id) = shard.groups.machine.borrow().writing(group_id) else {
+        debug_assert!(records.is_empty(), "records come with a pending write");
+        return Ok(());
+    };
+    write(shard, group_id, id, records).await
 }
 
 /// Committed offsets of a group: the partitions asked for, or all of them (`None`).
@@ -370,11 +476,14 @@ pub fn fetch(
 }
 
 pub async fn delete_group(shard: Rc<Shard>, group_id: String) -> i16 {
+    if let Err(error) = idle(&shard, &group_id).await {
+        return error;
+    }
     let records = match shard.groups.machine.borrow_mut().delete_group(&group_id) {
         Ok(records) => records,
         Err(error) => return error,
     };
-    match persist(&shard, &records).await {
+    match write_pending(&shard, &group_id, &records).await {
         Ok(()) => code::NONE,
         Err(error) => error,
     }
@@ -385,12 +494,13 @@ pub async fn delete_offsets(
     group_id: String,
     partitions: Vec<(String, i32)>,
 ) -> Result<Vec<i16>, i16> {
+    idle(&shard, &group_id).await?;
     let (errors, records) = shard
         .groups
         .machine
         .borrow_mut()
         .delete_offsets(&group_id, &partitions)?;
-    persist(&shard, &records).await?;
+    write_pending(&shard, &group_id, &records).await?;
     Ok(errors)
 }
 
@@ -403,12 +513,22 @@ pub async fn forget_topic(shard: &Rc<Shard>, topic: String) {
         .run_on_all(move |s| {
             let topic = topic.clone();
             async move {
-                let records = s.groups.machine.borrow_mut().delete_topic_offsets(&topic);
-                if let Err(error) = persist(&s, &records).await {
-                    warn!(
-                        shard = s.id,
-                        error, "tombstones of a deleted topic not persisted"
-                    );
+                let groups = s.groups.with(|m| m.groups_with_topic(&topic));
+                for group in groups {
+                    if idle(&s, &group).await.is_err() {
+                        continue;
+                    }
+                    let records = s
+                        .groups
+                        .machine
+                        .borrow_mut()
+                        .delete_topic_offsets(&group, &topic);
+                    if let Err(error) = write_pending(&s, &group, &records).await {
+                        warn!(
+                            shard = s.id,
+                            group, error, "tombstones of a deleted topic not persisted"
+                        );
+                    }
                 }
             }
         })
@@ -485,12 +605,9 @@ fn resign(shard: &Shard, index: i32) {
         .machine
         .borrow_mut()
         .unload(|group| partition_for(group, partitions) == index);
-    let mut waiters = shard.groups.waiters.borrow_mut();
-    for (token, reply) in effects.replies {
-        if let Some(tx) = waiters.remove(&token) {
-            let _ = tx.send(reply);
-        }
-    }
+    deliver(shard, effects.replies);
+    // Requests waiting for an unloaded group's write find it gone and answer NOT_COORDINATOR.
+    wake(shard, None);
     info!(
         shard = shard.id,
         partition = index,
@@ -541,9 +658,7 @@ async fn tick_loop(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_millis(TICK_INTERVAL_MS)).await;
         let now = now_ms();
         let effects = shard.groups.machine.borrow_mut().tick(now);
-        if !effects.replies.is_empty() || !effects.records.is_empty() {
-            carry_out(&shard, effects).await;
-        }
+        carry_out_detached(&shard, effects);
         if now >= next_expiry {
             next_expiry = now + check_interval_ms;
             let records = shard.groups.machine.borrow_mut().expire_offsets(now);
@@ -551,11 +666,13 @@ async fn tick_loop(shard: Rc<Shard>) {
                 info!(
                     shard = shard.id,
                     records = records.len(),
-                    "expired group offsets"
+                    "expiring group offsets"
                 );
-                if let Err(error) = persist(&shard, &records).await {
-                    warn!(shard = shard.id, error, "expired offsets not persisted");
-                }
+                let effects = Effects {
+                    replies: Vec::new(),
+                    records,
+                };
+                carry_out_detached(&shard, effects);
             }
         }
     }

@@ -225,14 +225,8 @@ pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> Heartbea
         let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
         let generation = request.generation_id;
         let group = group_id.clone();
-        runtime::on_coordinator(shard, &group_id, move |owner| async move {
-            runtime::heartbeat(
-                &owner,
-                &group,
-                generation,
-                &member_id,
-                instance_id.as_deref(),
-            )
+        runtime::on_coordinator(shard, &group_id, move |owner| {
+            runtime::heartbeat(owner, group, generation, member_id, instance_id)
         })
         .await
         .unwrap_or_else(|error| error)
@@ -325,7 +319,7 @@ pub async fn list(
                 }
                 Ok(s.groups.with(|machine| {
                     machine
-                        .groups()
+                        .durable_groups()
                         .filter(|g| {
                             states.is_empty() || states.contains(&g.state.name().to_lowercase())
                         })

@@ -69,6 +69,23 @@ fn sync_request(member_id: &str, generation: i32, assignments: &[(&str, &str)]) 
     }
 }
 
+/// Reports every write `fx` began as durable; returns `fx` with the replies they held back.
+fn durable(c: &mut Coordinator, now: TimeMs, mut fx: Effects) -> Effects {
+    let groups: BTreeSet<String> = fx
+        .records
+        .iter()
+        .map(|r| r.key.group().to_string())
+        .collect();
+    for group in groups {
+        let id = c
+            .writing(&group)
+            .expect("records come with a pending write");
+        let replies = c.write_done(now, &group, id);
+        fx.replies.extend(replies);
+    }
+    fx
+}
+
 /// A new dynamic member through MEMBER_ID_REQUIRED; returns its member id.
 fn known_id(c: &mut Coordinator, now: TimeMs, token: Token, client: &str) -> String {
     let fx = c.join(now, token, join_request("", client));
@@ -88,6 +105,8 @@ fn stable_single(c: &mut Coordinator) -> String {
     assert_eq!(joined.members.len(), 1);
     assert_eq!(c.group("g").unwrap().state, GroupState::CompletingRebalance);
     let fx = c.sync(0, 3, sync_request(&id, 1, &[(&id, "p0")]));
+    assert!(sync_reply(&fx, 3).is_none(), "answered once durable");
+    let fx = durable(c, 0, fx);
     let synced = sync_reply(&fx, 3).unwrap();
     assert_eq!(
         (synced.error, &synced.assignment[..]),
@@ -173,6 +192,7 @@ fn second_member_triggers_a_rebalance_that_waits_for_the_first() {
     let fx = c.sync(400, 13, sync_request(&b, 2, &[]));
     assert!(sync_reply(&fx, 13).is_none());
     let fx = c.sync(400, 14, sync_request(&a, 2, &[(&a, "A"), (&b, "B")]));
+    let fx = durable(&mut c, 400, fx);
     assert_eq!(&sync_reply(&fx, 13).unwrap().assignment[..], b"B");
     assert_eq!(&sync_reply(&fx, 14).unwrap().assignment[..], b"A");
     assert_eq!(c.heartbeat(500, "g", 2, &b, None), code::NONE);
@@ -338,11 +358,13 @@ fn static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
         "static members skip MEMBER_ID_REQUIRED"
     );
     let old = first.member_id.clone();
-    c.sync(0, 2, sync_request(&old, 1, &[(&old, "P")]));
+    let fx = c.sync(0, 2, sync_request(&old, 1, &[(&old, "P")]));
+    durable(&mut c, 0, fx);
     // Restarted with the same instance id: new member id, same generation and assignment.
     let mut request = static_request("", "a", "i-1");
     request.fresh_id = "second".into();
     let fx = c.join(100, 3, request);
+    let fx = durable(&mut c, 100, fx);
     let again = join_reply(&fx, 3).unwrap();
     assert_eq!((again.error, again.generation), (code::NONE, 1));
     assert_eq!(again.member_id, "a-second");
@@ -454,7 +476,8 @@ fn delete_group_needs_an_empty_group() {
     let a = stable_single(&mut c);
     commit(&mut c, "g", "t", 0, committed(5, 0));
     assert_eq!(c.delete_group("g").unwrap_err(), code::NON_EMPTY_GROUP);
-    c.leave(0, "g", &[(a, None)]);
+    let (_, _, fx) = c.leave(0, "g", &[(a, None)]);
+    durable(&mut c, 0, fx);
     let records = c.delete_group("g").unwrap();
     assert_eq!(
         records.len(),
@@ -462,6 +485,15 @@ fn delete_group_needs_an_empty_group() {
         "an offset tombstone and a group tombstone"
     );
     assert!(records.iter().all(|r| r.value.is_none()));
+    assert!(c.group("g").is_some(), "until the tombstones are durable");
+    durable(
+        &mut c,
+        0,
+        Effects {
+            replies: Vec::new(),
+            records,
+        },
+    );
     assert!(c.group("g").is_none());
 }
 
@@ -484,7 +516,8 @@ fn offset_delete_refuses_subscribed_topics_of_active_groups() {
     }];
     let fx = c.join(0, 1, request);
     let a = join_reply(&fx, 1).unwrap().member_id;
-    c.sync(0, 2, sync_request(&a, 1, &[]));
+    let fx = c.sync(0, 2, sync_request(&a, 1, &[]));
+    durable(&mut c, 0, fx);
     commit(&mut c, "g", "t", 0, committed(5, 0));
     commit(&mut c, "g", "other", 0, committed(7, 0));
     let (errors, records) = c
@@ -507,13 +540,34 @@ fn offsets_of_groups_that_stay_empty_expire() {
     // A simple group's offsets expire by commit time; an active group's never do.
     let records = c.expire_offsets(100_000);
     assert_eq!(records.len(), 1);
-    assert!(c.group("simple").is_none());
+    assert_eq!(c.group("simple").unwrap().offsets.len(), 1, "until durable");
+    durable(
+        &mut c,
+        100_000,
+        Effects {
+            replies: Vec::new(),
+            records,
+        },
+    );
+    assert!(c.group("simple").unwrap().offsets.is_empty());
     assert_eq!(c.group("g").unwrap().offsets.len(), 1);
+    // The simple group, empty and without offsets, goes at the next round.
+    assert!(c.expire_offsets(100_001).is_empty());
+    assert!(c.group("simple").is_none());
     // A consumer group's expire once it has been empty for the retention.
-    c.leave(100_000, "g", &[(a, None)]);
+    let (_, _, fx) = c.leave(100_000, "g", &[(a, None)]);
+    durable(&mut c, 100_000, fx);
     assert!(c.expire_offsets(159_999).is_empty());
     let records = c.expire_offsets(160_000);
     assert_eq!(records.len(), 2, "g's offset and g's group tombstone");
+    durable(
+        &mut c,
+        160_000,
+        Effects {
+            replies: Vec::new(),
+            records,
+        },
+    );
     assert!(c.group("g").is_none());
 }
 
@@ -544,12 +598,21 @@ fn stable_groups_expire_offsets_of_topics_they_left() {
         metadata: subscription(&["t"]),
     }];
     let a = join_reply(&c.join(0, 1, request), 1).unwrap().member_id;
-    c.sync(0, 2, sync_request(&a, 1, &[]));
+    let fx = c.sync(0, 2, sync_request(&a, 1, &[]));
+    durable(&mut c, 0, fx);
     commit(&mut c, "g", "t", 0, committed(5, 0));
     commit(&mut c, "g", "old", 0, committed(7, 0));
     assert_eq!(c.heartbeat(60_000, "g", 1, &a, None), code::NONE);
     let records = c.expire_offsets(60_000);
     assert_eq!(records.len(), 1, "only the unsubscribed topic");
+    durable(
+        &mut c,
+        60_000,
+        Effects {
+            replies: Vec::new(),
+            records,
+        },
+    );
     assert_eq!(c.group("g").unwrap().offsets.len(), 1);
 }
 
@@ -624,9 +687,18 @@ fn deleting_a_topic_forgets_its_offsets() {
     commit(&mut c, "g", "t", 0, committed(5, 0));
     commit(&mut c, "g", "t", 1, committed(6, 0));
     commit(&mut c, "g", "u", 0, committed(7, 0));
-    let records = c.delete_topic_offsets("t");
+    assert_eq!(c.groups_with_topic("t"), vec!["g".to_string()]);
+    let records = c.delete_topic_offsets("g", "t");
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r.value.is_none()));
+    durable(
+        &mut c,
+        0,
+        Effects {
+            replies: Vec::new(),
+            records,
+        },
+    );
     let offsets = &c.group("g").unwrap().offsets;
     assert_eq!(
         offsets.keys().collect::<Vec<_>>(),
@@ -651,4 +723,208 @@ fn unloading_forgets_the_groups_and_answers_their_waiting_members() {
     let answer = join_reply(&fx, 11).expect("the waiting member is answered");
     assert_eq!(answer.error, code::NOT_COORDINATOR);
     assert_eq!(c.heartbeat(200, "g", 1, &a, None), code::UNKNOWN_MEMBER_ID);
+}
+
+// ---------------------------------------------------------------- pending writes
+
+const FAILED: i16 = code::COORDINATOR_NOT_AVAILABLE;
+
+/// a leads generation 2 with b; both are in CompletingRebalance and b waits on token 13.
+fn completing_pair(c: &mut Coordinator) -> (String, String) {
+    let a = stable_single(c);
+    let b = known_id(c, 100, 10, "b");
+    c.join(100, 11, join_request(&b, "b"));
+    let fx = c.join(100, 12, join_request(&a, "a"));
+    assert_eq!(join_reply(&fx, 12).unwrap().generation, 2);
+    assert!(sync_reply(&c.sync(100, 13, sync_request(&b, 2, &[])), 13).is_none());
+    (a, b)
+}
+
+#[test]
+fn a_leaders_sync_is_answered_and_shown_only_once_durable() {
+    let mut c = coordinator(0);
+    let (a, b) = completing_pair(&mut c);
+    let fx = c.sync(200, 14, sync_request(&a, 2, &[(&a, "A"), (&b, "B")]));
+    assert_eq!(fx.records.len(), 1);
+    assert!(fx.replies.is_empty(), "every answer waits for the write");
+    let id = c.writing("g").expect("a pending write");
+    assert_eq!(c.describe("g").unwrap().state, "CompletingRebalance");
+    assert_eq!(
+        c.durable_groups().next().unwrap().state,
+        GroupState::CompletingRebalance
+    );
+    assert_eq!(
+        c.write_done(200, "g", id + 1),
+        vec![],
+        "another write's report"
+    );
+    assert!(c.is_writing("g"));
+    let replies = c.write_done(200, "g", id);
+    let fx = Effects {
+        replies,
+        records: Vec::new(),
+    };
+    assert_eq!(&sync_reply(&fx, 13).unwrap().assignment[..], b"B");
+    assert_eq!(&sync_reply(&fx, 14).unwrap().assignment[..], b"A");
+    assert!(!c.is_writing("g"));
+    assert_eq!(c.describe("g").unwrap().state, "Stable");
+}
+
+#[test]
+fn a_failed_sync_write_answers_the_error_and_the_group_rebalances_again() {
+    let mut c = coordinator(0);
+    let (a, b) = completing_pair(&mut c);
+    let fx = c.sync(200, 14, sync_request(&a, 2, &[(&a, "A"), (&b, "B")]));
+    let id = c.writing("g").unwrap();
+    let replies = c.write_failed(300, "g", id, FAILED);
+    let fx = Effects {
+        replies,
+        records: fx.records,
+    };
+    assert_eq!(sync_reply(&fx, 13).unwrap().error, FAILED);
+    assert_eq!(sync_reply(&fx, 14).unwrap().error, FAILED);
+    assert_eq!(fx.replies.len(), 2, "each waiting sync answered once");
+    // Kafka: the assignment is not kept and the group goes back to rebalancing.
+    let group = c.group("g").unwrap();
+    assert_eq!(
+        (group.state, group.generation),
+        (GroupState::PreparingRebalance, 2)
+    );
+    assert!(group.members.values().all(|m| m.assignment.is_empty()));
+    assert!(group.members.values().all(|m| m.awaiting_sync.is_none()));
+    assert!(!c.is_writing("g"));
+    // Both rejoin and the next generation forms and is written.
+    c.join(400, 15, join_request(&b, "b"));
+    let fx = c.join(400, 16, join_request(&a, "a"));
+    assert_eq!(join_reply(&fx, 16).unwrap().generation, 3);
+    c.sync(400, 17, sync_request(&b, 3, &[]));
+    let fx = c.sync(400, 18, sync_request(&a, 3, &[(&a, "A3"), (&b, "B3")]));
+    let fx = durable(&mut c, 400, fx);
+    assert_eq!(&sync_reply(&fx, 17).unwrap().assignment[..], b"B3");
+    assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
+}
+
+#[test]
+fn a_failed_leave_write_keeps_the_member() {
+    let mut c = coordinator(0);
+    let a = stable_single(&mut c);
+    commit(&mut c, "g", "t", 0, committed(5, 0));
+    let (top, errors, fx) = c.leave(100, "g", &[(a.clone(), None)]);
+    assert_eq!((top, errors), (code::NONE, vec![code::NONE]));
+    assert_eq!(fx.records.len(), 1, "the empty generation");
+    assert_eq!(c.describe("g").unwrap().state, "Stable", "not visible yet");
+    let id = c.writing("g").unwrap();
+    assert!(c.write_failed(200, "g", id, FAILED).is_empty());
+    let group = c.group("g").unwrap();
+    assert_eq!((group.state, group.generation), (GroupState::Stable, 1));
+    assert_eq!(&group.members[&a].assignment[..], b"p0");
+    assert_eq!(group.offsets.len(), 1, "offsets stay");
+    assert_eq!(c.heartbeat(300, "g", 1, &a, None), code::NONE);
+}
+
+#[test]
+fn a_failed_static_rejoin_keeps_the_old_member_id() {
+    let mut c = coordinator(0);
+    let fx = c.join(0, 1, static_request("", "a", "i-1"));
+    let old = join_reply(&fx, 1).unwrap().member_id;
+    let fx = c.sync(0, 2, sync_request(&old, 1, &[(&old, "P")]));
+    durable(&mut c, 0, fx);
+    let mut request = static_request("", "a", "i-1");
+    request.fresh_id = "second".into();
+    let fx = c.join(100, 3, request);
+    assert!(join_reply(&fx, 3).is_none());
+    let id = c.writing("g").unwrap();
+    let fx = Effects {
+        replies: c.write_failed(100, "g", id, FAILED),
+        records: Vec::new(),
+    };
+    assert_eq!(join_reply(&fx, 3).unwrap().error, FAILED);
+    assert_eq!(c.heartbeat(100, "g", 1, &old, Some("i-1")), code::NONE);
+    assert_eq!(
+        c.heartbeat(100, "g", 1, "a-second", Some("i-1")),
+        code::FENCED_INSTANCE_ID
+    );
+    assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
+}
+
+#[test]
+fn a_failed_write_after_a_session_timeout_is_tried_again_by_the_next_tick() {
+    let mut c = coordinator(0);
+    let a = stable_single(&mut c);
+    let fx = c.tick(SESSION_MS as i64);
+    assert_eq!(fx.records.len(), 1);
+    assert!(
+        c.tick(SESSION_MS as i64 + 100).records.is_empty(),
+        "waits for the write"
+    );
+    let id = c.writing("g").unwrap();
+    c.write_failed(SESSION_MS as i64 + 200, "g", id, FAILED);
+    assert!(c.group("g").unwrap().members.contains_key(&a));
+    let fx = c.tick(SESSION_MS as i64 + 300);
+    assert_eq!(fx.records.len(), 1, "the expiry is written again");
+    durable(&mut c, SESSION_MS as i64 + 300, fx);
+    assert_eq!(c.group("g").unwrap().state, GroupState::Empty);
+}
+
+fn commit_request(group: &str, generation: i32, member: &str, offset: i64) -> CommitRequest {
+    CommitRequest {
+        group_id: group.into(),
+        generation,
+        member_id: member.into(),
+        instance_id: None,
+        version: 8,
+        offsets: vec![(("t".to_string(), 0), committed(offset, 0))],
+    }
+}
+
+#[test]
+fn commits_apply_once_durable_and_not_at_all_when_the_write_fails() {
+    let mut c = coordinator(0);
+    let a = stable_single(&mut c);
+    let records = c.commit(0, &commit_request("g", 1, &a, 5)).unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+        c.group("g").unwrap().offsets.is_empty(),
+        "not before durable"
+    );
+    let id = c.writing("g").unwrap();
+    c.write_done(0, "g", id);
+    assert_eq!(
+        c.group("g").unwrap().offsets[&("t".to_string(), 0)].offset,
+        5
+    );
+    c.commit(0, &commit_request("g", 1, &a, 9)).unwrap();
+    let id = c.writing("g").unwrap();
+    c.write_failed(0, "g", id, FAILED);
+    assert_eq!(
+        c.group("g").unwrap().offsets[&("t".to_string(), 0)].offset,
+        5
+    );
+    // A group created by a commit without generation goes away with its failed write.
+    c.commit(0, &commit_request("simple", -1, "", 1)).unwrap();
+    let id = c.writing("simple").unwrap();
+    c.write_failed(0, "simple", id, FAILED);
+    assert!(c.group("simple").is_none());
+}
+
+#[test]
+fn a_failed_group_deletion_keeps_the_group_and_its_offsets() {
+    let mut c = coordinator(0);
+    commit(&mut c, "g", "t", 0, committed(5, 0));
+    c.delete_group("g").unwrap();
+    let id = c.writing("g").unwrap();
+    c.write_failed(0, "g", id, FAILED);
+    assert_eq!(c.group("g").unwrap().offsets.len(), 1);
+    assert!(c.expire_offsets(1).is_empty());
+}
+
+#[test]
+fn unloading_answers_the_replies_a_pending_write_held() {
+    let mut c = coordinator(0);
+    let (a, b) = completing_pair(&mut c);
+    c.sync(200, 14, sync_request(&a, 2, &[(&a, "A"), (&b, "B")]));
+    let fx = c.unload(|g| g == "g");
+    assert_eq!(sync_reply(&fx, 13).unwrap().error, code::NOT_COORDINATOR);
+    assert_eq!(sync_reply(&fx, 14).unwrap().error, code::NOT_COORDINATOR);
+    assert!(!c.is_writing("g") && c.group("g").is_none());
 }
