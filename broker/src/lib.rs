@@ -18,6 +18,7 @@ pub mod listen_claim;
 pub mod maintenance;
 pub mod metrics;
 pub mod partition;
+pub mod producer_ids;
 pub mod protocol;
 pub mod server;
 pub mod shard;

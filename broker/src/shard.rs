@@ -79,6 +79,8 @@ pub struct Shard {
     pub connection_quotas: Arc<net::quotas::ConnectionQuotas>,
     /// This shard's part of `queued.max.request.bytes`, shared by its connections.
     pub request_memory: net::RequestMemory,
+    /// The producer ids this shard hands out to InitProducerId.
+    pub producer_ids: crate::producer_ids::ProducerIdBlock,
 }
 
 /// Where a node's metadata comes from and its commands go.
@@ -128,6 +130,7 @@ impl Shard {
             metrics: crate::metrics::ShardMetrics::default(),
             connection_quotas,
             request_memory,
+            producer_ids: Default::default(),
         })
     }
 

@@ -93,3 +93,25 @@ def test_idle_producer_state_expires_after_producer_id_expiration_ms(broker_fact
         hw, got = w.fetch_all_v4(c, topic, 0)
         assert hw == 10 and [r[2] for r in got] == [f"exp-{j}".encode() for j in range(5)] * 2
     assert "expired idle producer state" in b.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_producer_ids_come_from_blocks_and_are_never_handed_out_twice_even_after_a_restart(broker):
+    # Each shard takes a block of 1000 ids from the controller (Kafka's ProducerIdsBlock);
+    # InitProducerId answers from it. Ids are unique across connections (shards) and restarts.
+    def ids(n):
+        got = []
+        for _ in range(n):
+            with w.Conn(broker.host, broker.port) as c:  # new connections land on either shard
+                err, pid, epoch = w.init_producer_id_v0(c)
+                assert (err, epoch) == (0, 0), (err, epoch)
+                got.append(pid)
+        return got
+
+    before = ids(40)
+    assert len(set(before)) == len(before), before
+    # Ids from one block follow each other: at most one block per shard was taken.
+    assert max(before) - min(before) < 2 * 1000, before
+    broker.kill()  # a crash: the blocks the shards held are lost, never reused
+    broker.restart()
+    after = ids(40)
+    assert len(set(after)) == len(after) and not set(before) & set(after), (before, after)

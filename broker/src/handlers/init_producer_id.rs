@@ -1,9 +1,9 @@
-//! InitProducerId (22): producer ids for idempotent producers, allocated by the controller so
-//! they are never reused, even across restarts.
+//! InitProducerId (22): producer ids for idempotent producers, from the shard's block of ids
+//! allocated by the controller (`producer_ids`), so they are never reused, even across
+//! restarts.
 
 use crate::handlers::code;
 use crate::shard::Shard;
-use controller::{ApplyOutcome, MetadataCommand};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use std::rc::Rc;
 
@@ -22,14 +22,10 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match shard
-        .propose(MetadataCommand::AllocateProducerIds { count: 1 })
-        .await
-    {
-        Ok(ApplyOutcome::ProducerIds { first, .. }) => response
-            .with_producer_id(ProducerId(first))
+    match crate::producer_ids::next_producer_id(shard).await {
+        Ok(id) => response
+            .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Ok(_) => unreachable!("AllocateProducerIds answers with ProducerIds"),
         Err(e) => response.with_error_code(e.kafka_error_code()),
     }
 }
