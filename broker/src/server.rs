@@ -66,6 +66,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let _lock = crate::datadir::lock(data_dir)?;
     crate::datadir::refuse_tmpfs(data_dir)?;
     crate::datadir::check_kind(data_dir, options.cluster.is_some())?;
+    crate::shard::remove_doomed_dirs(data_dir);
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
@@ -105,7 +106,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         }
     };
     let image = match &metadata {
-        MetadataSource::Local(controller) => controller.borrow().image(),
+        MetadataSource::Local(controller) => controller.lock().expect("startup only").image(),
         MetadataSource::Quorum(link) => link.latest(),
     };
     let admin_addr = match &options.admin_listen {
@@ -463,7 +464,7 @@ fn local_metadata(
                 data_dir.display()
             )
         })?;
-    Ok(MetadataSource::Local(std::cell::RefCell::new(controller)))
+    Ok(MetadataSource::Local(Arc::new(Mutex::new(controller))))
 }
 
 /// How long a broker of a cluster waits for the controller to move its leaderships away

@@ -75,6 +75,10 @@ pub struct Shard {
     pub fetchers: crate::partition::fetcher::Fetchers,
     /// Request counts, latencies and errors of the requests this shard served.
     pub metrics: crate::metrics::ShardMetrics,
+    /// Whether an image was installed yet (the first install visits every topic).
+    installed: Cell<bool>,
+    /// Topics a log of which failed to open: visited again at the next install.
+    open_failed: RefCell<std::collections::HashSet<TopicId>>,
     /// The node's connection quotas (`max.connections`, `max.connections.per.ip`).
     pub connection_quotas: Arc<net::quotas::ConnectionQuotas>,
     /// This shard's part of `queued.max.request.bytes`, shared by its connections.
@@ -85,8 +89,10 @@ pub struct Shard {
 
 /// Where a node's metadata comes from and its commands go.
 pub enum MetadataSource {
-    /// The single-node default: the metadata state machine in this process.
-    Local(RefCell<Controller>),
+    /// The single-node default: the metadata state machine in this process. Its commands
+    /// run on a blocking thread (they write and fdatasync the metadata log), one at a time
+    /// (`controller_lock`), so the mutex is never contended.
+    Local(Arc<std::sync::Mutex<Controller>>),
     /// A broker of a multi-node cluster: the controller quorum, through its link.
     Quorum(Arc<QuorumLink>),
 }
@@ -128,6 +134,8 @@ impl Shard {
             replicated: RefCell::new(Vec::new()),
             fetchers: Default::default(),
             metrics: crate::metrics::ShardMetrics::default(),
+            installed: Cell::new(false),
+            open_failed: RefCell::default(),
             connection_quotas,
             request_memory,
             producer_ids: Default::default(),
@@ -337,11 +345,14 @@ impl Shard {
             let (outcome, image) = match shard.metadata.as_ref().expect("shard 0 holds it") {
                 MetadataSource::Local(controller) => {
                     let _order = shard.controller_lock.acquire_permit(1).await;
-                    let (outcome, image) = {
-                        let mut controller = controller.borrow_mut();
-                        let outcome = controller.apply(command)?;
-                        (outcome, controller.image())
-                    };
+                    let controller = controller.clone();
+                    let (outcome, image) = glommio::executor()
+                        .spawn_blocking(move || {
+                            let mut controller = controller.lock().expect("no panic holds it");
+                            let outcome = controller.apply(command)?;
+                            Ok::<_, ApplyError>((outcome, controller.image()))
+                        })
+                        .await?;
                     shard.install_everywhere(image).await;
                     log_outcome(&outcome);
                     return Ok(outcome);
@@ -402,38 +413,44 @@ impl Shard {
     }
 
     /// Makes `image` current on this shard: opens the logs of new partitions it owns and
-    /// deletes those of deleted topics.
+    /// deletes those of deleted topics. Only the topics that changed since the image this
+    /// shard last installed are visited (their meta or partition registrations differ, or a
+    /// log of theirs failed to open): a metadata change costs the shard what it changed, not
+    /// a walk over every partition of the cluster.
     pub async fn install_image(self: &Rc<Self>, image: Arc<MetadataImage>) {
         let _order = self.install_lock.acquire_permit(1).await;
-        let current_version = self.image.borrow().version;
-        if image.version < current_version || self.closed.get() {
+        let current = self.image();
+        if image.version < current.version || self.closed.get() {
             return;
         }
+        let since = self.installed.get().then_some(current);
         self.drop_deleted_partitions(&image).await;
-        let owned_partitions = image
+        let changed: Vec<&TopicMeta> = image
             .topics
             .values()
-            .flat_map(|t| (0..t.partitions).map(move |p| (t.id, p)))
-            .filter(|key| self.holds(&image, key))
-            .count();
-        for topic in image.topics.values() {
+            .filter(|topic| match &since {
+                Some(before) => !self.unchanged(before, &image, topic),
+                None => true,
+            })
+            .collect();
+        let mut owned_partitions = None;
+        for topic in changed {
+            self.open_failed.borrow_mut().remove(&topic.id);
             for partition in 0..topic.partitions {
                 let key = (topic.id, partition);
                 if !self.holds(&image, &key) {
                     continue;
                 }
+                let owned = *owned_partitions.get_or_insert_with(|| self.count_owned(&image));
                 let partition = match self.partition(&key) {
                     Some(partition) => {
                         // Keeps its cache bound: `share_cache` (below and every tick) moves it.
-                        let config = self.log_config(topic, owned_partitions);
+                        let config = self.log_config(topic, owned);
                         partition.log().update_config(config);
                         partition.set_config(self.replica_config(topic));
                         partition
                     }
-                    None => match self
-                        .open_partition(topic, partition, owned_partitions)
-                        .await
-                    {
+                    None => match self.open_partition(topic, partition, owned).await {
                         Ok(log) => {
                             let config = self.replica_config(topic);
                             let partition =
@@ -443,6 +460,7 @@ impl Shard {
                         }
                         Err(e) => {
                             warn!(shard = self.id, "cannot open partition: {e}");
+                            self.open_failed.borrow_mut().insert(topic.id);
                             continue;
                         }
                     },
@@ -451,6 +469,7 @@ impl Shard {
             }
         }
         *self.image.borrow_mut() = image;
+        self.installed.set(true);
         let replicated = self
             .partitions
             .borrow()
@@ -462,6 +481,24 @@ impl Shard {
         // New partitions change every share; recomputed now, not lowered to an equal split
         // (which would evict the tail of the partitions being written).
         self.share_cache(storage::now_ms());
+    }
+
+    /// Whether `topic` of `image` is as it was in `before` for this shard: same meta, same
+    /// partition registrations, and every log of it opened then.
+    fn unchanged(&self, before: &MetadataImage, image: &MetadataImage, topic: &TopicMeta) -> bool {
+        before.topic(&topic.name) == Some(topic)
+            && before.partitions.get(&topic.id) == image.partitions.get(&topic.id)
+            && !self.open_failed.borrow().contains(&topic.id)
+    }
+
+    /// The partitions of `image` this shard holds.
+    fn count_owned(&self, image: &MetadataImage) -> usize {
+        image
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.id, p)))
+            .filter(|key| self.holds(image, key))
+            .count()
     }
 
     /// Gives the partition's replica the controller's state of it, when it changed.
@@ -664,24 +701,76 @@ pub fn cache_shares(
     (active_share, idle_share)
 }
 
-/// Deletes a deleted topic's partition directory. Renamed first so that a topic re-created
-/// under the same name never sees the old files, whatever happens to the removal.
+/// Deletes a deleted topic's partition directory. Renamed first (at once) so that a topic
+/// re-created under the same name never sees the old files; the removal itself runs on a
+/// blocking thread, never on the shard's executor (a large log takes a while to unlink). One
+/// the process did not finish is removed at the next start (`remove_doomed_dirs`).
 fn remove_partition_dir(dir: &Path) {
     let mut doomed = dir.as_os_str().to_owned();
-    doomed.push(format!(".{}-delete", std::process::id()));
+    doomed.push(format!(".{}{DOOMED_SUFFIX}", std::process::id()));
     let doomed = PathBuf::from(doomed);
     let target = match std::fs::rename(dir, &doomed) {
         Ok(()) => doomed,
         Err(_) => dir.to_path_buf(),
     };
-    if let Err(e) = std::fs::remove_dir_all(&target) {
-        warn!("cannot remove {}: {e}", target.display());
+    let removal = glommio::executor().spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&target) {
+            warn!("cannot remove {}: {e}", target.display());
+        }
+    });
+    glommio::spawn_local(removal).detach();
+}
+
+/// Ends the name of a deleted partition's directory waiting for removal: `<dir>.<pid>-delete`
+/// (a partition directory's own name ends in its index, a digit).
+const DOOMED_SUFFIX: &str = "-delete";
+
+/// Removes the directories of deleted partitions that an earlier process renamed and did not
+/// finish removing. Runs at start, before the shards.
+pub fn remove_doomed_dirs(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_doomed = name.strip_suffix(DOOMED_SUFFIX).is_some_and(|rest| {
+            rest.rsplit_once('.')
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if is_doomed && entry.path().is_dir() {
+            info!(dir = %entry.path().display(), "removing a deleted partition's directory left by an earlier run");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                warn!("cannot remove {}: {e}", entry.path().display());
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_renamed_partition_dirs_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "t-0.123-delete",
+            "t-0",
+            "x-delete-0",
+            "t-1.-delete",
+            "t-2.12a-delete",
+        ] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        remove_doomed_dirs(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["t-0", "t-1.-delete", "t-2.12a-delete", "x-delete-0"]);
+    }
 
     #[test]
     fn cache_share_bounds_the_shard_total() {
