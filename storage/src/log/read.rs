@@ -325,11 +325,16 @@ mod tests {
         log
     }
 
-    #[test]
-    fn a_device_read_error_takes_the_log_offline_until_restart() {
+    /// A temporary directory under `target/` (O_DIRECT needs a real disk, not tmpfs).
+    fn dir_on_disk() -> tempfile::TempDir {
         let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
         std::fs::create_dir_all(base).expect("target dir");
-        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        tempfile::tempdir_in(base).expect("temp dir")
+    }
+
+    #[test]
+    fn a_device_read_error_takes_the_log_offline_until_restart() {
+        let dir = dir_on_disk();
         let path = dir.path().to_path_buf();
         run(|| async move {
             let log = log_on_disk(&path).await;
@@ -364,9 +369,7 @@ mod tests {
 
     #[test]
     fn damaged_data_fails_the_read_only() {
-        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
-        std::fs::create_dir_all(base).expect("target dir");
-        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        let dir = dir_on_disk();
         let path = dir.path().to_path_buf();
         run(|| async move {
             let log = log_on_disk(&path).await;
