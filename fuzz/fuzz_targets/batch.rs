@@ -3,8 +3,9 @@
 //! (`records_body` decompresses gzip/snappy/lz4/zstd, `keyed_records`,
 //! `has_record_without_key`, run on produce to compacted topics) and raw `codec::decompress`.
 //!
-//! Input: a mode byte (bit 0: fix the batch CRC, bit 1: fix the batch length, so the fuzzer
-//! gets past both; bits 4-6: the codec of the raw decompression check) and the batch.
+//! Input: a mode byte (bit 0: fix the batch CRC, bit 1: fix the batch length, bit 2: make
+//! lastOffsetDelta agree with the record count, so the fuzzer gets past those checks; bits
+//! 4-6: the codec of the raw decompression check) and the batch.
 //! Asserts: no panic; an accepted batch is exactly one whole batch that the follower path
 //! and the batch iterator accept too, keeps validating after the broker's offset and
 //! LogAppendTime patches, and its decompressed records hold at most `record_count` records;
@@ -28,6 +29,9 @@ fuzz_target!(
         let mut buf = rest.to_vec();
         if mode & 2 != 0 {
             spate_fuzz::fix_batch_length(&mut buf);
+        }
+        if mode & 4 != 0 {
+            spate_fuzz::fix_last_offset_delta(&mut buf);
         }
         if mode & 1 != 0 {
             spate_fuzz::fix_batch_crc(&mut buf);

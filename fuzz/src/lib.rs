@@ -43,6 +43,15 @@ pub fn fix_batch_length(batch: &mut [u8]) {
     }
 }
 
+/// Sets the lastOffsetDelta of a Kafka v2 batch (at 23..27) to its record count (at 57..61)
+/// minus one, as validation wants.
+pub fn fix_last_offset_delta(batch: &mut [u8]) {
+    if batch.len() >= storage::batch::BATCH_HEADER_BYTES {
+        let count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
+        batch[23..27].copy_from_slice(&count.wrapping_sub(1).to_be_bytes());
+    }
+}
+
 /// Sets a `len: u32 LE | crc32c: u32 LE | payload` frame's CRC, keeping the flag bits of
 /// `len` above `len_mask`, when the length field fits the buffer.
 pub fn fix_le_frame_crc(frame: &mut [u8], len_mask: u32) {
