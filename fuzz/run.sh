@@ -12,7 +12,8 @@
 # working corpus (fuzz/target/corpus/<target>, where new inputs go; not committed). A crash
 # leaves its input in fuzz/artifacts/<target>/ and makes the script exit non-zero; reproduce
 # with `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`. Logs and a summary
-# line per target (execs, coverage, corpus) go to fuzz/target/logs/.
+# line per target (execs, coverage, corpus; summary.txt and summary.jsonl) go to
+# fuzz/target/logs/.
 #
 # Needs cargo-fuzz and a nightly toolchain (FUZZ_TOOLCHAIN, default +nightly). Where only
 # stable exists, FUZZ_TOOLCHAIN=+stable RUSTC_BOOTSTRAP=1 lets stable take the -Z flags.
@@ -92,9 +93,14 @@ for target in "${TARGETS[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
-  summary="$target: exit=$status execs=${execs:-?} exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?}"
+  rss=$(sed -n 's/.* rss: \([0-9]*\)Mb.*/\1/p' <<<"$last")
+  summary="$target: exit=$status execs=${execs:-?} exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corp:-?} rss=${rss:-?}Mb"
   echo "    $summary"
   echo "$summary" >>"$LOGS/summary.txt"
+  printf '{"target":"%s","seconds":%s,"exit":%s,"execs":%s,"exec_per_s":%s,"cov":%s,"ft":%s,"corpus":"%s","rss_mb":%s,"commit":"%s"}\n' \
+    "$target" "$SECONDS_EACH" "$status" "${execs:-null}" "${rate:-null}" "${cov:-null}" \
+    "${ft:-null}" "${corp:-}" "${rss:-null}" "$(git rev-parse --short HEAD 2>/dev/null)" \
+    >>"$LOGS/summary.jsonl"
   if [ "$status" != 0 ]; then
     failed+=("$target")
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -n 8 | sed 's/^/    /'
