@@ -5,7 +5,7 @@
 #
 #   --seconds N   run each target N seconds (default 60)
 #   --seeds       (re)write the committed seed corpora fuzz/corpus/<target>/ from the real
-#                 encoders, then exit
+#                 encoders (other files there, e.g. inputs kept from findings, stay), then exit
 #   TARGET        request, batch, recovery, controller_frame, admin_http (default: all)
 #
 # Each target starts from its committed seeds (fuzz/corpus/<target>, read-only) plus its
@@ -69,7 +69,6 @@ fi
 
 if [ "$SEEDS" = 1 ]; then
   for target in "${TARGETS[@]}"; do
-    rm -rf "fuzz/corpus/$target"
     mkdir -p "fuzz/corpus/$target" fuzz/target/empty
     SPATE_FUZZ_SEEDS="fuzz/corpus/$target" cargo "$TOOLCHAIN" fuzz run -O "$target" \
       fuzz/target/empty -- -runs=0
