@@ -35,12 +35,14 @@ impl HttpHandler for Admin {
     fn handle(&self, request: HttpRequest) -> LocalBoxFuture<'static, HttpResponse> {
         let (shard, node) = (self.shard.clone(), self.node.clone());
         Box::pin(async move {
-            let known = matches!(request.path.as_str(), "/metrics" | "/v1/status");
-            if !known {
-                return HttpResponse::text(404, "not found: try /metrics or /v1/status\n");
-            }
-            if request.method != "GET" {
-                return HttpResponse::text(405, "method not allowed: GET only\n");
+            match route_status(&request.method, &request.path) {
+                Some(404) => {
+                    return HttpResponse::text(404, "not found: try /metrics or /v1/status\n")
+                }
+                Some(status) => {
+                    return HttpResponse::text(status, "method not allowed: GET only\n")
+                }
+                None => {}
             }
             match request.path.as_str() {
                 "/metrics" => metrics(&shard, &node).await,
@@ -48,6 +50,15 @@ impl HttpHandler for Admin {
             }
         })
     }
+}
+
+/// The error status (404 unknown path, 405 not a GET) of a request the endpoint refuses;
+/// `None` for one it serves.
+pub fn route_status(method: &str, path: &str) -> Option<u16> {
+    if !matches!(path, "/metrics" | "/v1/status") {
+        return Some(404);
+    }
+    (method != "GET").then_some(405)
 }
 
 /// Where shard 0 serves the admin endpoint.

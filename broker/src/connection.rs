@@ -46,29 +46,40 @@ impl RequestHandler for KafkaConnection {
     }
 }
 
-async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> Reply {
-    let received_at = Instant::now();
+/// What a request frame asks for, decided before any handler runs (pure: fuzzed in
+/// `fuzz/fuzz_targets/request.rs`).
+// Returned once per request and unpacked at once: boxing would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed {
+    /// Close the connection: shorter than a header, unknown or unserved API, unsupported
+    /// version, or a malformed body.
+    Close,
+    /// An ApiVersions newer than served: answered with the v0 error response.
+    ApiVersionsFallback { correlation_id: i32 },
+    /// A decoded request of a served API and version, for `handlers::handle`.
+    Request(protocol::Request),
+}
+
+/// Checks the header of `frame` against the served APIs and decodes it.
+pub fn route(frame: Bytes) -> Routed {
     let Some(start) = FrameStart::parse(&frame) else {
         debug!("request shorter than a header: closing");
-        return Reply::Close;
+        return Routed::Close;
     };
     let Ok(api_key) = ApiKey::try_from(start.api_key) else {
         debug!(api_key = start.api_key, "unknown API key: closing");
-        return Reply::Close;
+        return Routed::Close;
     };
     let Some((min, max)) = protocol::advertised_versions(api_key) else {
         debug!(?api_key, "API not served: closing");
-        return Reply::Close;
+        return Routed::Close;
     };
     if api_key == ApiKey::ApiVersions && start.api_version > max {
         // Kafka answers an ApiVersions it does not know with a v0 error response that lists
         // its ranges, so the client can pick a version both sides speak.
-        return encode(
-            ApiKey::ApiVersions,
-            0,
-            start.correlation_id,
-            handlers::api_versions::unsupported_version(),
-        );
+        return Routed::ApiVersionsFallback {
+            correlation_id: start.correlation_id,
+        };
     }
     let version = start.api_version;
     if version < min
@@ -76,21 +87,43 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> 
         || (api_key == ApiKey::Produce && version < protocol::PRODUCE_VERSION_MIN_ACCEPTED)
     {
         debug!(?api_key, version, "unsupported version: closing");
-        return Reply::Close;
+        return Routed::Close;
     }
-    let Some(mut request) = protocol::decode_request(api_key, version, frame) else {
-        debug!(?api_key, version, "malformed request: closing");
-        return Reply::Close;
+    match protocol::decode_request(api_key, version, frame) {
+        Some(request) => Routed::Request(request),
+        None => {
+            debug!(?api_key, version, "malformed request: closing");
+            Routed::Close
+        }
+    }
+}
+
+async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> Reply {
+    let received_at = Instant::now();
+    let mut request = match route(frame) {
+        Routed::Close => return Reply::Close,
+        Routed::ApiVersionsFallback { correlation_id } => {
+            return encode(
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                handlers::api_versions::unsupported_version(),
+            )
+        }
+        Routed::Request(request) => request,
     };
+    let (api_key, version) = (request.api_key, request.version);
     request.client_host = client_host.to_string();
     let correlation_id = request.header.correlation_id;
     let answer = handlers::handle(&shard, request).await;
     if let Some(body) = &answer {
-        errors::for_each_error_code(body, |code| shard.metrics.record_error(start.api_key, code));
+        errors::for_each_error_code(body, |code| {
+            shard.metrics.record_error(api_key as i16, code)
+        });
     }
     shard
         .metrics
-        .record_request(start.api_key, received_at.elapsed());
+        .record_request(api_key as i16, received_at.elapsed());
     match answer {
         Some(body) => encode(api_key, version, correlation_id, body),
         None => Reply::NoResponse,

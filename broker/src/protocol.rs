@@ -154,4 +154,36 @@ mod tests {
             }
         );
     }
+
+    /// Decodes `frame` as `api_key` v`version`, re-encodes it and returns the bytes.
+    fn reencode(api_key: ApiKey, version: i16, frame: &[u8]) -> (Request, Bytes) {
+        let request = decode_request(api_key, version, Bytes::copy_from_slice(frame)).unwrap();
+        let mut buf = BytesMut::new();
+        let header_version = api_key.request_header_version(version);
+        request.header.encode(&mut buf, header_version).unwrap();
+        request.body.encode(&mut buf, version).unwrap();
+        (request, buf.freeze())
+    }
+
+    #[test]
+    fn tagged_field_above_i32_max_round_trips() {
+        // Found by fuzz/fuzz_targets/request.rs: a tag >= 2^31 was kept on decode (as a
+        // negative key) but dropped on encode, so the re-encoded request no longer decoded.
+        // Metadata v12: header, null topics, two flags, one tagged field with tag 2^31.
+        let frame: &[u8] = &[
+            0, 3, 0, 12, 0, 0, 0, 7, 0xff, 0xff, 0, 0, 0, 0, 1, 0x80, 0x80, 0x80, 0x80, 0x08, 0,
+        ];
+        assert_eq!(&reencode(ApiKey::Metadata, 12, frame).1[..], frame);
+        // The input the fuzzer found.
+        let found: Vec<u8> = (0..FUZZ_CRASH_TAG.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&FUZZ_CRASH_TAG[i..i + 2], 16).unwrap())
+            .collect();
+        let (request, bytes) = reencode(ApiKey::Metadata, 12, &found);
+        let again = decode_request(ApiKey::Metadata, 12, bytes).expect("re-encoded decodes");
+        assert_eq!(again.header, request.header);
+        assert_eq!(again.body, request.body);
+    }
+
+    const FUZZ_CRASH_TAG: &str = "0003000c000000070003000c00020007000473656564000200000000070003000c000000072d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d0004736565640002000000005330000000330053300000003300000000ff15ffffffffffffff6a0000000000000000000e";
 }

@@ -133,7 +133,8 @@ async fn read_head(stream: &mut TcpStream) -> Option<HttpRequest> {
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+/// Where the head ends: the position of the blank line (`\r\n\r\n`), if there is one yet.
+pub fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 

@@ -75,9 +75,16 @@ pub fn records_body<'a>(batch: &'a [u8], header: &BatchHeader) -> Option<Cow<'a,
     }
 }
 
+/// Fewest bytes of one record: length, attributes, timestamp and offset deltas, key and
+/// value lengths, header count (one byte each at least).
+const RECORD_BYTES_MIN: usize = 7;
+
 /// The records of a records section from [`records_body`]; `None` when they do not parse.
 pub fn keyed_records<'a>(body: &'a [u8], header: &BatchHeader) -> Option<Vec<KeyedRecord<'a>>> {
-    let mut out = Vec::with_capacity(header.record_count.max(0) as usize);
+    // The record count of a compressed batch is the client's word (validation counts only
+    // uncompressed records): reserve no more than the body can hold.
+    let capacity = (header.record_count.max(0) as usize).min(body.len() / RECORD_BYTES_MIN);
+    let mut out = Vec::with_capacity(capacity);
     let mut pos = 0;
     while pos < body.len() {
         let start = pos;
@@ -274,7 +281,7 @@ pub fn rebuild_batch(
 mod tests {
     use super::*;
     use crate::batch::test_support::{
-        encode_batch, encode_compressed_batch, TestRecord, NO_PRODUCER,
+        encode_batch, encode_compressed_batch, refresh_crc, TestRecord, NO_PRODUCER,
     };
     use crate::batch::BatchHeader;
 
@@ -292,6 +299,48 @@ mod tests {
         assert_eq!(h.total_bytes(), b.len());
         assert_eq!(crc32c::crc32c(&b[CRC_START..]), h.crc);
         h
+    }
+
+    /// The fuzzer's batch from `FUZZ_OOM_INPUT` (its mode byte dropped), with the length,
+    /// lastOffsetDelta and CRC set as that mode byte asks.
+    fn fuzz_oom_batch() -> Vec<u8> {
+        let input: Vec<u8> = (0..FUZZ_OOM_INPUT.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&FUZZ_OOM_INPUT[i..i + 2], 16).unwrap())
+            .collect();
+        let mut b = input[1..].to_vec();
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let count = i32::from_be_bytes(b[57..61].try_into().unwrap());
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        refresh_crc(&mut b);
+        b
+    }
+
+    const FUZZ_OOM_INPUT: &str = "1700000000000000000000007d0000000002113e27950003000000030000e1eba8a8a8a8a8a8a8a8a8a830a8a8a8a8a8a828f8990013c800004210283a7b5c000000";
+
+    #[test]
+    fn a_hostile_record_count_reserves_nothing() {
+        // Found by fuzz/fuzz_targets/batch.rs: a compressed batch's record count is only the
+        // client's word, and keyed_records reserved that many records up front (19 GB here,
+        // ~150 GB for 2^31-1): a produce to a compacted topic aborted the broker.
+        let b = fuzz_oom_batch();
+        let h = crate::batch::validate_produce_records(&b).expect("the fuzzer's batch is valid");
+        assert!(h.record_count > 1 << 28 && h.compression() != 0);
+        let body = records_body(&b, &h).expect("it decompresses");
+        assert!(keyed_records(&body, &h).is_some_and(|r| r.is_empty()));
+        // No record at all, so none without a key (the count is not checked here).
+        assert!(!has_record_without_key(&b, &h));
+        // The same lie in a well-formed gzip batch of one record.
+        let one = [rec(Some("a"), Some("1"))];
+        let mut b = encode_compressed_batch(0, 1000, NO_PRODUCER, &one, crate::codec::Codec::Gzip);
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        refresh_crc(&mut b);
+        let h = crate::batch::validate_produce_records(&b).expect("valid but for the count");
+        let body = records_body(&b, &h).expect("it decompresses");
+        assert_eq!(keyed_records(&body, &h).map(|r| r.len()), Some(1));
+        assert!(!has_record_without_key(&b, &h));
     }
 
     #[test]

@@ -243,7 +243,20 @@ pub(crate) fn write_unknown_tagged_fields<B: ByteBufMut, R: RangeBounds<i32>>(
     range: R,
     unknown_tagged_fields: &BTreeMap<i32, Bytes>,
 ) -> Result<()> {
-    for (&k, v) in unknown_tagged_fields.range(range) {
+    // Spate patch: tags are unsigned varints on the wire, and decoding keeps one above
+    // i32::MAX as a negative key. Select and order the keys as the u32s they are on the
+    // wire, so those are written too (last) and a decoded message re-encodes as it came.
+    use std::ops::Bound;
+    let as_wire = |bound: Bound<&i32>| match bound {
+        Bound::Included(&b) => Bound::Included(b as u32),
+        Bound::Excluded(&b) => Bound::Excluded(b as u32),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let wire_range = (as_wire(range.start_bound()), as_wire(range.end_bound()));
+    let in_wire_order = unknown_tagged_fields
+        .range(0..)
+        .chain(unknown_tagged_fields.range(..0));
+    for (&k, v) in in_wire_order.filter(|(&k, _)| wire_range.contains(&(k as u32))) {
         if v.len() > u32::MAX as usize {
             bail!("Tagged field is too long to encode ({} bytes)", v.len());
         }
