@@ -74,6 +74,9 @@ TOLERANCES = {
     "fds": {"slope_per_h": 30, "rise": 0.0, "rise_abs": 10, "unit": "fds"},
     "threads": {"slope_per_h": 4, "rise": 0.0, "rise_abs": 2, "unit": "threads"},
     "disk_bytes": {"slope_per_h": 128 << 20, "rise": 0.15, "rise_abs": 16 << 20, "unit": "bytes"},
+    # The compacted topic's log (spate_log_size_bytes): its live data is bounded by the key space
+    # (--compact-keys x --record-bytes before compression), whatever was written to it.
+    "compact_log_bytes": {"slope_per_h": 8 << 20, "rise": 0.15, "rise_abs": 1 << 20, "unit": "bytes"},
 }
 
 
@@ -727,7 +730,9 @@ def svg_plot(samples, path, title):
         ("RSS (MiB)", lambda s: s["rss_bytes"] / 2**20 if s.get("rss_bytes") is not None else None),
         ("open fds", lambda s: s.get("fds")),
         ("threads", lambda s: s.get("threads")),
-        ("data dir disk use (MiB)", lambda s: s["disk_bytes"] / 2**20 if s.get("disk_bytes") is not None else None),
+        ("data dir disk use (MiB): |all (du)|the compacted topic's log",
+         [lambda s: s["disk_bytes"] / 2**20 if s.get("disk_bytes") is not None else None,
+          lambda s: s["compact_log_bytes"] / 2**20 if s.get("compact_log_bytes") is not None else None]),
         ("p99 latency (ms): |client acks=all|broker Produce (bucket bound)|tail end-to-end",
          [lambda s: s.get("client_p99_ms", {}).get("all"), lambda s: s.get("broker_produce_p99_ms"),
           lambda s: s.get("tail_e2e_p99_ms")]),
@@ -822,6 +827,8 @@ def main():
         # Small cache bounds, reached in the first minute, so growth past them is a leak.
         "log.cache.bytes.per.shard": 32 << 20,
         "log.cache.bytes.per.partition": 4 << 20,
+        "log.read.ahead.bytes.per.shard": 24 << 20,
+        "log.cleaner.dedupe.buffer.size": 4 << 20,
         # Idempotent producers are replaced every few minutes: their state must expire.
         "producer.id.expiration.ms": 300000,
         "producer.id.expiration.check.interval.ms": 30000,
@@ -883,6 +890,7 @@ def main():
                 s["log_cache_bytes"] = metric_sum(m, "spate_log_cache_bytes")
                 s["log_size_bytes"] = {tp: metric_sum(m, "spate_log_size_bytes", topic=tp)
                                        for tp in (MAIN_TOPIC, COMPACT_TOPIC)}
+                s["compact_log_bytes"] = s["log_size_bytes"][COMPACT_TOPIC]
                 s["log_start_offset"] = {tp: metric_sum(m, "spate_log_start_offset", topic=tp)
                                          for tp in (MAIN_TOPIC, COMPACT_TOPIC)}
                 s["bytes_in"] = {tp: metric_sum(m, "spate_topic_bytes_in_total", topic=tp)
@@ -1006,7 +1014,7 @@ def main():
     print(f"soak {verdict} after {duration:.0f} s ({out}.json, {out}.svg)")
     for k, v in growth.items():
         if "start" in v:
-            print(f"  {k:11s} start {v['start']:.4g}  middle {v['middle']:.4g}  end {v['end']:.4g}  "
+            print(f"  {k:17s} start {v['start']:.4g}  middle {v['middle']:.4g}  end {v['end']:.4g}  "
                   f"slope {v['slope_per_hour_second_half']:+.4g}/h (limit {v['tolerance']['slope_per_hour']:.4g})  "
                   f"{v['verdict'] if judge else 'not judged (short run)'}")
     print(f"  totals: produced {sum(snap['produced'].values())}, consumed {snap['consumed']}, "
