@@ -780,7 +780,54 @@ def svg_plot(samples, path, title):
 # ---------------------------------------------------------------------------------------------
 
 
+def fmt(key, v):
+    if v is None:
+        return "–"
+    if key.endswith("bytes"):
+        return f"{v / 2**20:.1f} MiB"
+    return f"{v:.4g}"
+
+
+def markdown(result):
+    """The results of a finished run as markdown tables (for perf-reports)."""
+    summ = result["summary"]
+    lines = [f"**{summ['verdict']}** after {summ['duration_s']:.0f} s"
+             + ("" if summ["growth_judged"] else " (growth not judged: short run)"), ""]
+    lines += ["| resource | start | middle | end | min | max | mean, middle third | mean, last third "
+              "| slope over the second half, per hour | tolerance (slope / rise) | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key, g in summ["growth"].items():
+        if "start" not in g:
+            continue
+        tol = g["tolerance"]
+        lines.append(
+            f"| {key} | {fmt(key, g['start'])} | {fmt(key, g['middle'])} | {fmt(key, g['end'])} "
+            f"| {fmt(key, g['min'])} | {fmt(key, g['max'])} | {fmt(key, g['mid_third_mean'])} "
+            f"| {fmt(key, g['last_third_mean'])} | {fmt(key, g['slope_per_hour_second_half'])} "
+            f"| {fmt(key, tol['slope_per_hour'])} / {fmt(key, tol['rise_limit'])} | {g['verdict']} |")
+    t = summ["totals"]
+    p99 = summ["p99_ms_over_run"]
+    lines += ["", "| totals | |", "| --- | --- |"]
+    lines.append(f"| records delivered, by producer | {', '.join(f'{k} {v}' for k, v in sorted(t['produced'].items()))} |")
+    lines.append(f"| delivery errors | {sum(t['delivery_errors'].values())} {t['delivery_errors'] or ''} |")
+    lines.append(f"| records consumed | {', '.join(f'{k} {v}' for k, v in sorted(t['consumed'].items()))} |")
+    lines.append(f"| consumer / admin errors | {sum(t['consumer_errors'].values())} {t['consumer_errors'] or ''} |")
+    lines.append(f"| data check failures (offset gaps, acks=all sequence gaps, duplicates) | {t['check_failures']} |")
+    lines.append(f"| events | {', '.join(f'{k} {v}' for k, v in sorted(t['events'].items()))} |")
+    lines.append(f"| tolerated (expected) errors | {t['tolerated'] or 0} |")
+    lines.append(f"| p99 ms: client acks=all, median of the {result['args']['sample_s']:.0f} s intervals / worst interval "
+                 f"| {fmt('', p99['client_acks_all_median_of_intervals'])} / {fmt('', p99['client_acks_all_worst_interval'])} |")
+    lines.append(f"| p99 ms: broker Produce (histogram bucket bound), median of intervals | {fmt('', p99['broker_produce_median_of_intervals'])} |")
+    lines.append(f"| p99 ms: tail consumer end-to-end, median of intervals | {fmt('', p99['tail_e2e_median_of_intervals'])} |")
+    if summ["failures"]:
+        lines += ["", "Failures:", ""] + [f"- {f}" for f in summ["failures"]]
+    return "\n".join(lines) + "\n"
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown":
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())), end="")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spate", default=str(ROOT / "target" / "release" / "spate"))
     ap.add_argument("--duration-s", type=float, default=600)
@@ -804,6 +851,7 @@ def main():
                     help="auto: on for runs of 600 s or more (shorter ones are all warm-up)")
     ap.add_argument("--set", action="append", default=[], metavar="K=V", help="extra broker setting")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--markdown", metavar="OUT.json", help="print a finished run's results as markdown and exit")
     args = ap.parse_args()
     if args.rebalance_s is None:
         args.rebalance_s = min(30.0, args.duration_s / 6)
