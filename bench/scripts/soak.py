@@ -73,6 +73,8 @@ TOLERANCES = {
     "rss_bytes": {"slope_per_h": 32 << 20, "rise": 0.05, "rise_abs": 4 << 20, "unit": "bytes"},
     "fds": {"slope_per_h": 30, "rise": 0.0, "rise_abs": 10, "unit": "fds"},
     "threads": {"slope_per_h": 4, "rise": 0.0, "rise_abs": 2, "unit": "threads"},
+    # spate_partitions: 4 + 2 + __consumer_offsets + at most --churn-alive + 1 churn topics.
+    "partitions": {"slope_per_h": 10, "rise": 0.0, "rise_abs": 4, "unit": "partitions"},
     "disk_bytes": {"slope_per_h": 128 << 20, "rise": 0.15, "rise_abs": 16 << 20, "unit": "bytes"},
     # The compacted topic's log (spate_log_size_bytes): its live data is bounded by the key space
     # (--compact-keys x --record-bytes before compression), whatever was written to it.
@@ -633,8 +635,6 @@ class Workload:
     def churn_loop(self):
         stats = self.stats
         admin = AdminClient(self.base_conf("soak-churn-admin"))
-        p = Producer({**self.base_conf("soak-churn-producer"), "acks": "1", "linger.ms": 5,
-                      "message.timeout.ms": 10000})
         alive = []
         n = 0
 
@@ -644,36 +644,42 @@ class Workload:
                 with stats.lock:
                     stats.tolerated["churn_delivery"] += 1
 
-        try:
-            while not self.stop.wait(self.args.churn_s):
-                n += 1
-                name = f"soak-churn-{n}"
+        while not self.stop.wait(self.args.churn_s):
+            n += 1
+            name = f"soak-churn-{n}"
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
+                stats.event("topics_created")
+                alive.append(name)
+            except Exception as e:
+                stats.error("churn", f"create {name}: {e}")
+                with stats.lock:
+                    stats.consumer_errors["churn_admin"] += 1
+                continue
+            # A producer per topic, closed at once: a long-lived one keeps every topic it
+            # ever wrote to in its metadata and asks for them again at each refresh
+            # (topic.metadata.refresh.interval.ms), which with auto.create.topics.enable
+            # recreates deleted topics (Kafka does the same).
+            p = Producer({**self.base_conf(f"soak-churn-producer-{n}"), "acks": "1", "linger.ms": 5,
+                          "message.timeout.ms": 10000})
+            for i in range(200):
                 try:
-                    admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
-                    stats.event("topics_created")
-                    alive.append(name)
+                    p.produce(name, key=b"%d" % i, value=b"x" * 200, on_delivery=delivered)
+                except BufferError:
+                    p.poll(0.1)
+            if p.flush(10):
+                with stats.lock:
+                    stats.consumer_errors["churn_produce"] += 1
+            del p
+            while len(alive) > self.args.churn_alive:
+                victim = alive.pop(0)
+                try:
+                    admin.delete_topics([victim])[victim].result(30)
+                    stats.event("topics_deleted")
                 except Exception as e:
-                    stats.error("churn", f"create {name}: {e}")
+                    stats.error("churn", f"delete {victim}: {e}")
                     with stats.lock:
                         stats.consumer_errors["churn_admin"] += 1
-                    continue
-                for i in range(200):
-                    try:
-                        p.produce(name, key=b"%d" % i, value=b"x" * 200, on_delivery=delivered)
-                    except BufferError:
-                        p.poll(0.1)
-                p.flush(10)
-                while len(alive) > self.args.churn_alive:
-                    victim = alive.pop(0)
-                    try:
-                        admin.delete_topics([victim])[victim].result(30)
-                        stats.event("topics_deleted")
-                    except Exception as e:
-                        stats.error("churn", f"delete {victim}: {e}")
-                        with stats.lock:
-                            stats.consumer_errors["churn_admin"] += 1
-        finally:
-            p.flush(5)
 
     def join(self, timeout):
         deadline = time.monotonic() + timeout
@@ -881,6 +887,8 @@ def main():
         "producer.id.expiration.ms": 300000,
         "producer.id.expiration.check.interval.ms": 30000,
         "group.initial.rebalance.delay.ms": 0,
+        # Topics exist only when the workload creates them (no client recreates a deleted one).
+        "auto.create.topics.enable": "false",
         "offsets.topic.num.partitions": 4,
     }
     for kv in args.set:
