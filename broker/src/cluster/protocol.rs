@@ -75,6 +75,9 @@ pub fn write_frame(stream: &mut impl Write, frame: &ControllerFrame) -> std::io:
     stream.write_all(&bytes)
 }
 
+/// How much of a controller frame is read (and allocated) at a time.
+const FRAME_READ_STEP_BYTES: usize = 1 << 20;
+
 pub fn read_frame(stream: &mut impl Read) -> std::io::Result<ControllerFrame> {
     let mut header = [0u8; 8];
     stream.read_exact(&mut header)?;
@@ -84,9 +87,14 @@ pub fn read_frame(stream: &mut impl Read) -> std::io::Result<ControllerFrame> {
     if len > FRAME_BYTES_MAX {
         return Err(bad("controller frame too large"));
     }
-    let mut payload = rkyv::util::AlignedVec::<16>::with_capacity(len);
-    payload.resize(len, 0);
-    stream.read_exact(&mut payload)?;
+    // Grown as the bytes arrive: a peer that announces a large frame and sends little holds
+    // what it sent, not `len`.
+    let mut payload = rkyv::util::AlignedVec::<16>::new();
+    while payload.len() < len {
+        let filled = payload.len();
+        payload.resize(filled + (len - filled).min(FRAME_READ_STEP_BYTES), 0);
+        stream.read_exact(&mut payload[filled..])?;
+    }
     if crc32c::crc32c(&payload) != crc {
         return Err(bad("controller frame checksum mismatch"));
     }
@@ -97,6 +105,26 @@ pub fn read_frame(stream: &mut impl Read) -> std::io::Result<ControllerFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_frame_arrives_in_steps_and_a_truncated_one_is_refused() {
+        let frame = ControllerFrame::Raft {
+            from: 3,
+            message: vec![7; 3 * FRAME_READ_STEP_BYTES + 5],
+        };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &frame).expect("write");
+        match read_frame(&mut &bytes[..]).expect("read") {
+            ControllerFrame::Raft { from, message } => {
+                assert_eq!((from, message.len()), (3, 3 * FRAME_READ_STEP_BYTES + 5));
+                assert!(message.iter().all(|&b| b == 7));
+            }
+            other => panic!("read back {other:?}"),
+        }
+        let truncated = &bytes[..bytes.len() - 1];
+        let e = read_frame(&mut &truncated[..]).expect_err("short frame");
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 
     #[test]
     fn frames_round_trip_and_damage_is_refused() {
