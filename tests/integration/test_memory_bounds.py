@@ -169,3 +169,17 @@ def test_max_connections_holds_new_clients_back_until_one_closes(broker_factory)
     finally:
         for c in held:
             c.close()
+
+
+@pytest.mark.parametrize("client", ["confluent", "java"])
+def test_real_consumers_read_everything_through_a_small_fetch_max_bytes(broker_factory, client):
+    # librdkafka and the Java consumer ask for 50 MiB per Fetch and 1 MiB per partition; a
+    # broker bound of 64 KiB makes every answer carry a small part of 8 partitions' backlog.
+    # They still read every record, in order, with the content produced.
+    from helpers import consume, create_topic, produce, verify
+
+    b = broker_factory(settings={"fetch.max.bytes": 65536})
+    create_topic(b.bootstrap, "bounded", 8)
+    produce("confluent", b.bootstrap, "bounded", 5000, acks="all")
+    records = consume(client, b.bootstrap, "bounded", 8, 5000)
+    verify(records, "confluent", 5000, b.bootstrap, "bounded", 8)
