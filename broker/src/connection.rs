@@ -3,6 +3,7 @@
 use crate::handlers;
 use crate::metrics::errors;
 use crate::protocol::{self, FrameStart};
+use crate::session::Session;
 use crate::shard::Shard;
 use crate::splice;
 use bytes::Bytes;
@@ -16,23 +17,15 @@ use tracing::{debug, warn};
 /// Serves the Kafka requests of one connection on one shard.
 pub struct KafkaConnection {
     shard: Rc<Shard>,
-    /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
-    client_host: Rc<str>,
+    session: Rc<Session>,
 }
 
 impl KafkaConnection {
-    pub fn new(shard: Rc<Shard>) -> Self {
+    pub fn new(shard: Rc<Shard>, session: Session) -> Self {
         KafkaConnection {
             shard,
-            client_host: Rc::from(""),
+            session: Rc::new(session),
         }
-    }
-
-    pub fn with_peer(mut self, peer: Option<std::net::SocketAddr>) -> Self {
-        if let Some(peer) = peer {
-            self.client_host = Rc::from(format!("/{}", peer.ip()));
-        }
-        self
     }
 }
 
@@ -41,7 +34,7 @@ impl RequestHandler for KafkaConnection {
         Box::pin(serve_request(
             self.shard.clone(),
             frame,
-            self.client_host.clone(),
+            self.session.clone(),
         ))
     }
 }
@@ -98,9 +91,9 @@ pub fn route(frame: Bytes) -> Routed {
     }
 }
 
-async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> Reply {
+async fn serve_request(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Reply {
     let received_at = Instant::now();
-    let mut request = match route(frame) {
+    let request = match route(frame) {
         Routed::Close => return Reply::Close,
         Routed::ApiVersionsFallback { correlation_id } => {
             return encode(
@@ -113,9 +106,8 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, client_host: Rc<str>) -> 
         Routed::Request(request) => request,
     };
     let (api_key, version) = (request.api_key, request.version);
-    request.client_host = client_host.to_string();
     let correlation_id = request.header.correlation_id;
-    let answer = handlers::handle(&shard, request).await;
+    let answer = handlers::handle(&shard, request, &session).await;
     if let Some(body) = &answer {
         errors::for_each_error_code(body, |code| {
             shard.metrics.record_error(api_key as i16, code)

@@ -21,5 +21,6 @@ pub mod partition;
 pub mod producer_ids;
 pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod shard;
 pub mod splice;

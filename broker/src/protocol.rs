@@ -82,8 +82,6 @@ pub struct Request {
     pub version: i16,
     pub header: RequestHeader,
     pub body: RequestKind,
-    /// The client's address as Kafka shows it (`/1.2.3.4`); empty when unknown.
-    pub client_host: String,
 }
 
 /// Decodes a whole request frame; `None` means the request is malformed and the connection
@@ -96,7 +94,6 @@ pub fn decode_request(api_key: ApiKey, version: i16, mut frame: Bytes) -> Option
         version,
         header,
         body,
-        client_host: String::new(),
     })
 }
 

@@ -4,6 +4,7 @@
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::connection::KafkaConnection;
+use crate::session::Session;
 use crate::shard::{Advertised, Job, MetadataSource, Shard};
 use controller::Controller;
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -374,7 +375,7 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) 
             debug!(%peer, "connection closed at once: max.connections.per.ip");
             continue;
         };
-        let handler = KafkaConnection::new(shard.clone()).with_peer(Some(peer));
+        let handler = KafkaConnection::new(shard.clone(), Session::new(Some(peer)));
         let memory = shard.request_memory.clone();
         glommio::spawn_local(async move {
             net::serve(stream, handler, limits, memory).await;

@@ -22,6 +22,7 @@ pub mod quorum;
 pub mod topics;
 
 use crate::protocol::Request;
+use crate::session::Session;
 use crate::shard::Shard;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use std::rc::Rc;
@@ -49,8 +50,13 @@ pub mod code {
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
-/// Dispatches a decoded request to its handler.
-pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind> {
+/// Dispatches a decoded request to its handler; `session` is the connection it came on (its
+/// client address; the principal handlers authorize).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: Request,
+    session: &Session,
+) -> Option<ResponseKind> {
     let version = request.version;
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(version)),
@@ -108,7 +114,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
                     .client_id
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
-                client_host: request.client_host,
+                client_host: session.client_host.to_string(),
             };
             ResponseKind::JoinGroup(groups::join(shard, r, version, client).await)
         }

@@ -1,0 +1,106 @@
+//! The session stage of the connection path (ARCHITECTURE.md, "The connection path"): what
+//! one connection is and what it has proven. One `Session` per connection, shared by the
+//! requests it carries; `handlers::handle` gets it with each request, and handlers read the
+//! principal from it when they ask for authorization.
+//!
+//! Today every connection is `User:ANONYMOUS` (PLAINTEXT, no SASL). Security (issue 19) sets
+//! the principal here: from the client certificate on an SSL listener, or from the SASL
+//! exchange, which also gates every API but ApiVersions and SaslHandshake/SaslAuthenticate
+//! until it completes.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+/// A Kafka principal, `type:name` as Kafka writes it (`User:alice`, `User:ANONYMOUS`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Principal {
+    pub principal_type: String,
+    pub name: String,
+}
+
+impl Principal {
+    /// Kafka's `KafkaPrincipal.USER_TYPE`.
+    pub const USER_TYPE: &'static str = "User";
+
+    pub fn user(name: impl Into<String>) -> Self {
+        Principal {
+            principal_type: Self::USER_TYPE.to_string(),
+            name: name.into(),
+        }
+    }
+
+    /// The principal of an unauthenticated connection (Kafka's `KafkaPrincipal.ANONYMOUS`).
+    pub fn anonymous() -> Self {
+        Self::user("ANONYMOUS")
+    }
+
+    /// Parses `type:name` (the form ACLs and `super.users` use); `None` without a colon.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (principal_type, name) = text.split_once(':')?;
+        Some(Principal {
+            principal_type: principal_type.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
+/// One connection's session state.
+#[derive(Debug)]
+pub struct Session {
+    /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
+    pub client_host: Rc<str>,
+    principal: RefCell<Rc<Principal>>,
+}
+
+impl Session {
+    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
+        Session {
+            client_host: match peer {
+                Some(peer) => Rc::from(format!("/{}", peer.ip())),
+                None => Rc::from(""),
+            },
+            principal: RefCell::new(Rc::new(Principal::anonymous())),
+        }
+    }
+
+    /// Who the connection is now (a request keeps the principal it was decoded under).
+    pub fn principal(&self) -> Rc<Principal> {
+        self.principal.borrow().clone()
+    }
+
+    /// Sets who the connection is (TLS client certificate, SASL authentication).
+    pub fn set_principal(&self, principal: Principal) {
+        *self.principal.borrow_mut() = Rc::new(principal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_print_and_parse_as_kafka_writes_them() {
+        assert_eq!(Principal::anonymous().to_string(), "User:ANONYMOUS");
+        let alice = Principal::parse("User:alice").unwrap();
+        assert_eq!(alice, Principal::user("alice"));
+        assert_eq!(Principal::parse("User:CN=a:b").unwrap().name, "CN=a:b");
+        assert!(Principal::parse("alice").is_none());
+    }
+
+    #[test]
+    fn a_session_starts_anonymous_and_keeps_what_it_is_told() {
+        let session = Session::new(Some("127.0.0.1:5000".parse().unwrap()));
+        assert_eq!(&*session.client_host, "/127.0.0.1");
+        assert_eq!(*session.principal(), Principal::anonymous());
+        session.set_principal(Principal::user("alice"));
+        assert_eq!(session.principal().name, "alice");
+        assert_eq!(&*Session::new(None).client_host, "");
+    }
+}
