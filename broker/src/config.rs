@@ -44,6 +44,7 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
         Kind::Long,
     ),
     ("log.cleaner.dedupe.buffer.size", "33554432", Kind::Long),
+    ("log.cleaner.min.cleanable.ratio", "0.5", Kind::Text),
     ("offsets.topic.num.partitions", "50", Kind::Int),
     ("offsets.topic.replication.factor", "3", Kind::Int),
     ("offsets.retention.minutes", "10080", Kind::Int),
@@ -124,6 +125,8 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: u64,
     /// Memory of one compaction pass's key map (keys past it wait for the next pass).
     pub log_cleaner_dedupe_buffer_size: usize,
+    /// Default `min.cleanable.dirty.ratio`, in millionths (`storage::DIRTY_RATIO_SCALE`).
+    pub log_cleaner_min_cleanable_ratio: u64,
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval_ms: u64,
@@ -261,6 +264,11 @@ impl BrokerConfig {
                 1 << 16,
                 i64::MAX,
             )? as usize,
+            log_cleaner_min_cleanable_ratio: dirty_ratio(get("log.cleaner.min.cleanable.ratio"))
+                .ok_or_else(|| ConfigError::InvalidValue {
+                    name: "log.cleaner.min.cleanable.ratio".into(),
+                    value: get("log.cleaner.min.cleanable.ratio").into(),
+                })?,
             log_retention_ms: int("log.retention.ms", -1, i64::MAX)?,
             log_retention_bytes: int("log.retention.bytes", i64::MIN, i64::MAX)?,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms", 1, i64::MAX)?
@@ -352,8 +360,26 @@ fn valid(kind: Kind, value: &str) -> bool {
     }
 }
 
+/// A cleanable ratio (`0.5`) in millionths, as the log keeps it; `None` outside [0, 1].
+pub fn dirty_ratio(text: &str) -> Option<u64> {
+    let ratio: f64 = text.trim().parse().ok()?;
+    (0.0..=1.0)
+        .contains(&ratio)
+        .then(|| (ratio * storage::DIRTY_RATIO_SCALE as f64).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cleanable_ratios_are_kept_in_millionths_and_checked() {
+        assert_eq!(dirty_ratio("0.5"), Some(500_000));
+        assert_eq!(dirty_ratio(" 0 "), Some(0));
+        assert_eq!(dirty_ratio("1"), Some(1_000_000));
+        for bad in ["1.5", "-0.1", "NaN", "half", ""] {
+            assert_eq!(dirty_ratio(bad), None, "{bad}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -84,6 +84,11 @@ pub fn log_config(broker: &BrokerConfig, topic: &TopicMeta) -> LogConfig {
         compact: compacts,
         delete_retention_ms: long("delete.retention.ms", DELETE_RETENTION_MS_DEFAULT),
         key_map_bytes: broker.log_cleaner_dedupe_buffer_size,
+        min_cleanable_dirty_ratio: topic
+            .configs
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| crate::config::dirty_ratio(v))
+            .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
     }
 }
 

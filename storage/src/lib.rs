@@ -31,7 +31,7 @@ pub mod segment;
 
 pub use log::{
     now_ms, AppendError, AppendOutcome, CompactionOutcome, LogConfig, PartitionLog, ReplicaError,
-    RetentionOutcome, StorageError,
+    RetentionOutcome, StorageError, DIRTY_RATIO_SCALE,
 };
 
 /// glommio preempt timer for executors that host partition logs

@@ -243,6 +243,15 @@ impl ProducerStateTable {
         self.producers.is_empty()
     }
 
+    /// Base offsets of each tracked producer's last batch (compaction keeps these batches even
+    /// when no record of them survives, so the log alone still rebuilds the producers).
+    pub fn last_batch_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|p| p.batches.back().map(|b| b.base_offset))
+            .collect()
+    }
+
     /// The state of one producer, if tracked.
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)

@@ -1,27 +1,43 @@
 //! Compaction of closed segments (`cleanup.policy=compact`; rules in `crate::compaction`).
 //!
 //! A pass runs on the owning shard's maintenance task, one log at a time, holding the log's
-//! maintenance permit (so retention never deletes a segment being rewritten). It never touches
-//! the active segment, so produce is never blocked, and it writes at most `io_bytes_per_sec`.
-//! 1. Map: scan the closed segments (checksums verified) into key -> latest offset, bounded by
-//!    `LogConfig::key_map_bytes` (`log.cleaner.dedupe.buffer.size`); only segments scanned
-//!    whole before the map filled are cleaned.
-//! 2. Rewrite each cleanable segment into `{base}.cleaned` (same entries, same offsets, fewer
-//!    records per batch), fdatasync it.
-//! 3. Swap: unlink the old index, rename `.cleaned` over `.log`, sync the directory, write
-//!    the new index, then point the in-memory segment at the new file. A crash before the
-//!    rename leaves the old segment (a stale `.cleaned` is removed at recovery); after it, the
-//!    new segment whose index recovery rebuilds by scanning.
+//! maintenance permit (so retention and truncation never touch a segment being rewritten). It
+//! never touches the active segment, so produce is never blocked, and it writes at most
+//! `io_bytes_per_sec`. As in Kafka's log cleaner:
+//! 0. When: the closed segments past the last pass's end (the *dirty* part) hold at least
+//!    `min.cleanable.dirty.ratio` of the closed bytes, or a kept tombstone falls due. So a
+//!    pass rewrites at most about twice what was written since the last one.
+//! 1. Map: scan the dirty segments (checksums verified) into key -> latest offset, bounded by
+//!    `LogConfig::key_map_bytes` (`log.cleaner.dedupe.buffer.size`); the pass cleans up to
+//!    the end of the segment where the map filled (a key the map does not hold is kept, so a
+//!    partial map only keeps more).
+//! 2. Group the cleanable segments, from the log start, into runs whose sizes sum to at most
+//!    `segment.bytes` (Kafka's `groupSegmentsBySize`), and rewrite each run into one file
+//!    `{first base}.cleaned`: the surviving records, offsets unchanged. A batch left without
+//!    records is dropped (a gap in the offsets, which consumers skip as in any compacted
+//!    Kafka log) unless it is the run's last batch, which keeps the run's end offset on disk,
+//!    or the last batch of a producer whose state is still kept (so recovery from the log
+//!    alone rebuilds its sequence), as Kafka keeps it. fdatasync.
+//! 3. Swap: unlink the first segment's index, rename `.cleaned` over its `.log`, sync the
+//!    directory, unlink the other segments of the run, sync again, write the new index, then
+//!    replace the run by one segment in memory. A crash before the rename leaves the old
+//!    segments (a stale `.cleaned` is removed at recovery); after it, recovery finds a segment
+//!    that ends exactly where a later one starts and removes the run's leftovers between them
+//!    (`recovery::drop_merged_leftovers`).
 //! 4. Checkpoint: `cleaner-checkpoint` (`compacted_offset i64 | tombstone_expiry_ms i64 |
 //!    crc32c u32`, replaced atomically; Kafka's `cleaner-offset-checkpoint`) records how far
-//!    the pass cleaned and when a kept tombstone falls due, so a restart does not clean an
-//!    unchanged log again. A crash before it is written only repeats the pass.
+//!    the pass cleaned and when a kept tombstone falls due. A crash before it is written only
+//!    repeats the pass.
+//!
+//! Files a pass opens only to read are closed when it ends (they do not count as used), so
+//! the idle-file closer still closes what no reader touches.
 
 use super::*;
 use crate::compaction::{
     delete_horizon, keep, keyed_records, rebuild_batch, records_body, KeyedRecord, OffsetMap,
 };
 use crate::segment::TailWriter;
+use std::collections::HashSet;
 
 /// The file that remembers the last pass across restarts.
 pub(super) const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
@@ -29,13 +45,21 @@ pub(super) const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 /// Bytes of rewritten entries gathered before each write.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
+/// `min.cleanable.dirty.ratio` is kept in millionths.
+pub const DIRTY_RATIO_SCALE: u64 = 1_000_000;
+
 /// What a compaction pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompactionOutcome {
+    /// Closed segments read and rewritten.
     pub segments_rewritten: usize,
+    /// The segments they became (runs merged into one).
+    pub segments_after: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub records_removed: u64,
+    /// Batches left without records and dropped.
+    pub batches_removed: u64,
 }
 
 /// A closed segment as the pass sees it.
@@ -44,27 +68,70 @@ struct Closed {
     next_offset: i64,
     size: u64,
     file: Rc<SegmentFile>,
+    /// Opened by this pass (the segment's file was closed): closed again when it ends.
+    opened_here: bool,
 }
 
-/// What rewriting one segment gave.
+/// What rewriting one run of segments gave.
 struct Rewritten {
     file: Rc<DmaFile>,
     index: SegmentIndex,
     size: u64,
     records_removed: u64,
+    batches_removed: u64,
     /// Earliest time a tombstone kept now may go.
     tombstone_expiry_ms: i64,
 }
 
+/// What the rewrite of a run needs besides the run.
+struct RewriteRules<'a> {
+    map: &'a OffsetMap,
+    tombstones: TombstoneClock,
+    /// Base offsets of batches that stay even without records (producers' last batches).
+    kept_batches: &'a HashSet<i64>,
+    interval: usize,
+    io_bytes_per_sec: u64,
+}
+
+impl Inner {
+    /// Bytes of the closed segments a pass already cleaned, and of those after them.
+    fn clean_and_dirty_bytes(&self) -> (u64, u64) {
+        self.segments[..self.deletable()]
+            .iter()
+            .fold((0, 0), |(clean, dirty), s| {
+                if s.index.next_offset <= self.compacted_offset {
+                    (clean + s.written_bytes, dirty)
+                } else {
+                    (clean, dirty + s.written_bytes)
+                }
+            })
+    }
+}
+
 impl PartitionLog {
-    /// A compacted log with closed segments not compacted yet, or tombstones now due.
+    /// A compacted log whose dirty closed segments reach `min.cleanable.dirty.ratio` of its
+    /// closed bytes, or with tombstones now due.
     pub fn compaction_due(&self, now_ms: i64) -> bool {
         let inner = self.shared.inner.borrow();
-        inner.config.compact
-            && inner.failed.is_none()
-            && !inner.closing
-            && inner.deletable() > 0
-            && (inner.closed_offset > inner.compacted_offset || now_ms >= inner.tombstone_expiry_ms)
+        if !inner.config.compact || inner.failed.is_some() || inner.closing {
+            return false;
+        }
+        if inner.deletable() == 0 {
+            return false;
+        }
+        if now_ms >= inner.tombstone_expiry_ms {
+            return true;
+        }
+        let (clean, dirty) = inner.clean_and_dirty_bytes();
+        let ratio = u128::from(
+            inner
+                .config
+                .min_cleanable_dirty_ratio
+                .min(DIRTY_RATIO_SCALE),
+        );
+        dirty > 0
+            && u128::from(dirty) * u128::from(DIRTY_RATIO_SCALE)
+                >= ratio * u128::from(clean + dirty)
     }
 
     /// One compaction pass at wall clock `now_ms`, writing at most `io_bytes_per_sec`.
@@ -75,147 +142,269 @@ impl PartitionLog {
     ) -> Result<CompactionOutcome, StorageError> {
         assert!(io_bytes_per_sec > 0);
         let _one = self.shared.maintenance.acquire_permit(1).await;
-        let (dir, closed, delete_retention_ms, interval, key_map_bytes) = {
+        let (dir, segments, config, compacted_offset, kept_batches) = {
             let inner = self.shared.inner.borrow();
             inner.check_usable()?;
             if !inner.config.compact {
                 return Ok(CompactionOutcome::default());
             }
-            let closed: Vec<(i64, i64, u64, Option<Rc<SegmentFile>>)> = inner.segments
+            let segments: Vec<(i64, i64, u64, Option<Rc<SegmentFile>>)> = inner.segments
                 [..inner.deletable()]
                 .iter()
                 .map(|s| {
-                    (
-                        s.index.base_offset,
-                        s.index.next_offset,
-                        s.written_bytes,
-                        s.file.clone(),
-                    )
+                    let (base, next) = (s.index.base_offset, s.index.next_offset);
+                    (base, next, s.written_bytes, s.file.clone())
                 })
                 .collect();
-            let interval = inner.config.index_interval_bytes;
             (
                 inner.dir.clone(),
-                closed,
-                inner.config.delete_retention_ms,
-                interval,
-                inner.config.key_map_bytes,
+                segments,
+                inner.config.clone(),
+                inner.compacted_offset,
+                inner.producers.last_batch_offsets(),
             )
         };
-        let mut reopened = Vec::with_capacity(closed.len());
-        for (base, next_offset, size, file) in closed {
-            let file = self.segment_file(base, file).await?;
-            reopened.push(Closed {
+        let mut closed = Vec::with_capacity(segments.len());
+        for (base, next_offset, size, file) in segments {
+            let opened_here = file.is_none();
+            let file = match file {
+                Some(file) => file,
+                None => self.open_for_pass(&dir, base).await?,
+            };
+            closed.push(Closed {
                 base,
                 next_offset,
                 size,
                 file,
+                opened_here,
             });
         }
-        let closed = reopened;
-        let Some(last) = closed.last() else {
+        let result = self
+            .clean(
+                &dir,
+                &closed,
+                &config,
+                compacted_offset,
+                now_ms,
+                io_bytes_per_sec,
+                &kept_batches,
+            )
+            .await;
+        for seg in closed.into_iter().filter(|s| s.opened_here) {
+            if let Ok(file) = Rc::try_unwrap(seg.file) {
+                let _ = file.close().await;
+            }
+        }
+        result
+    }
+
+    /// Map, rewrite and swap in `closed` (steps 1-4 of the module comment).
+    #[allow(clippy::too_many_arguments)]
+    async fn clean(
+        &self,
+        dir: &Path,
+        closed: &[Closed],
+        config: &LogConfig,
+        compacted_offset: i64,
+        now_ms: i64,
+        io_bytes_per_sec: u64,
+        kept_batches: &HashSet<i64>,
+    ) -> Result<CompactionOutcome, StorageError> {
+        if closed.is_empty() {
             return Ok(CompactionOutcome::default());
-        };
-        let compacted_to = last.next_offset;
-        let (map, cleanable) = build_map(&dir, &closed, key_map_bytes).await?;
+        }
+        let dirty_start = closed
+            .iter()
+            .position(|s| s.next_offset > compacted_offset)
+            .unwrap_or(closed.len());
+        let (map, mapped) = build_map(dir, &closed[dirty_start..], config.key_map_bytes).await?;
+        let cleanable = dirty_start + mapped;
         if cleanable < closed.len() {
             warn!(dir = %dir.display(), keys = map.len(), cleanable, closed = closed.len(), "compaction key map full; cleaning the first segments only");
         }
+        let rules = RewriteRules {
+            map: &map,
+            tombstones: TombstoneClock {
+                now_ms,
+                delete_retention_ms: config.delete_retention_ms,
+            },
+            kept_batches,
+            interval: config.index_interval_bytes,
+            io_bytes_per_sec,
+        };
         let mut outcome = CompactionOutcome::default();
         let mut tombstone_expiry_ms = i64::MAX;
-        let tombstones = TombstoneClock {
-            now_ms,
-            delete_retention_ms,
-        };
-        for seg in &closed[..cleanable] {
-            let new = rewrite(&dir, seg, &map, tombstones, interval, io_bytes_per_sec).await?;
-            outcome.segments_rewritten += 1;
-            outcome.bytes_before += seg.size;
+        for run in runs_by_size(&closed[..cleanable], config.segment_bytes) {
+            let new = rewrite(dir, run, &rules).await?;
+            outcome.segments_rewritten += run.len();
+            outcome.segments_after += 1;
+            outcome.bytes_before += run.iter().map(|s| s.size).sum::<u64>();
             outcome.bytes_after += new.size;
             outcome.records_removed += new.records_removed;
+            outcome.batches_removed += new.batches_removed;
             tombstone_expiry_ms = tombstone_expiry_ms.min(new.tombstone_expiry_ms);
-            self.swap_in(&dir, seg, new).await?;
+            self.swap_in(dir, run, new).await?;
         }
+        let cleaned_to = closed[..cleanable]
+            .last()
+            .map_or(compacted_offset, |s| s.next_offset);
         let (compacted_offset, tombstone_expiry_ms) = {
             let mut inner = self.shared.inner.borrow_mut();
-            inner.compacted_offset = inner.compacted_offset.max(compacted_to);
+            inner.compacted_offset = inner.compacted_offset.max(cleaned_to);
             inner.tombstone_expiry_ms = tombstone_expiry_ms;
             (inner.compacted_offset, tombstone_expiry_ms)
         };
         let checkpoint = segment::checked_i64s(&[compacted_offset, tombstone_expiry_ms]);
-        segment::write_file_atomic(&dir, CHECKPOINT_FILE, checkpoint)
+        segment::write_file_atomic(dir, CHECKPOINT_FILE, checkpoint)
             .await
-            .map_err(|e| StorageError::new(&dir, "writing the cleaner checkpoint", e))?;
+            .map_err(|e| StorageError::new(dir, "writing the cleaner checkpoint", e))?;
         Ok(outcome)
     }
 
-    /// Replaces segment `seg` by its rewritten copy, on disk then in memory.
-    async fn swap_in(&self, dir: &Path, seg: &Closed, new: Rewritten) -> Result<(), StorageError> {
+    /// The file of closed segment `base` for this pass only (not kept in the segment, so
+    /// reading it does not count as a use).
+    async fn open_for_pass(&self, dir: &Path, base: i64) -> Result<Rc<SegmentFile>, StorageError> {
+        let path = dir.join(segment::file_name(base, "log"));
+        let dma = DmaFile::open(&path).await.map_err(|e| {
+            StorageError::new(
+                dir,
+                format!("opening {} to compact it", path.display()),
+                e.into(),
+            )
+        })?;
+        Ok(Rc::new(SegmentFile::new(Rc::new(dma), path)))
+    }
+
+    /// Replaces the run of segments by its rewritten copy, on disk then in memory.
+    async fn swap_in(
+        &self,
+        dir: &Path,
+        run: &[Closed],
+        new: Rewritten,
+    ) -> Result<(), StorageError> {
+        let first = &run[0];
+        let end = run.last().expect("a run has segments").next_offset;
         let ctx = |what: &str, e: io::Error| {
-            StorageError::new(dir, format!("{what} (compacting segment {})", seg.base), e)
+            StorageError::new(
+                dir,
+                format!("{what} (compacting segment {})", first.base),
+                e,
+            )
         };
-        let log_path = dir.join(segment::file_name(seg.base, "log"));
-        let index_name = segment::file_name(seg.base, "index");
+        let log_path = dir.join(segment::file_name(first.base, "log"));
+        let index_name = segment::file_name(first.base, "index");
         remove_if_exists(&dir.join(&index_name))
             .await
             .map_err(|e| ctx("removing the old index", e))?;
-        glommio::io::rename(dir.join(segment::file_name(seg.base, "cleaned")), &log_path)
+        glommio::io::rename(
+            dir.join(segment::file_name(first.base, "cleaned")),
+            &log_path,
+        )
+        .await
+        .map_err(|e| ctx("renaming the cleaned segment", e.into()))?;
+        sync_dir(dir)
             .await
-            .map_err(|e| ctx("renaming the cleaned segment", e.into()))?;
-        let d = glommio::io::Directory::open(dir)
-            .await
-            .map_err(|e| ctx("opening the directory", e.into()))?;
-        d.sync()
-            .await
-            .map_err(|e| ctx("syncing the directory", e.into()))?;
-        d.close()
-            .await
-            .map_err(|e| ctx("closing the directory", e.into()))?;
+            .map_err(|e| ctx("syncing the directory", e))?;
+        if run.len() > 1 {
+            for seg in &run[1..] {
+                for ext in ["log", "index"] {
+                    remove_if_exists(&dir.join(segment::file_name(seg.base, ext)))
+                        .await
+                        .map_err(|e| ctx("removing a merged segment", e))?;
+                }
+            }
+            sync_dir(dir)
+                .await
+                .map_err(|e| ctx("syncing the directory", e))?;
+        }
         segment::write_file_atomic(dir, &index_name, new.index.encode())
             .await
             .map_err(|e| ctx("writing the index", e))?;
-        let old = {
+        let olds = {
             let mut inner = self.shared.inner.borrow_mut();
-            let i = inner.segment_for(seg.base);
-            let s = &mut inner.segments[i];
+            let i = inner.segment_for(first.base);
             assert_eq!(
-                (s.index.base_offset, s.index.next_offset),
-                (seg.base, new.index.next_offset),
-                "compaction keeps a segment's offsets"
+                (inner.segments[i].index.base_offset, new.index.next_offset),
+                (first.base, end),
+                "compaction keeps a run's first and end offsets"
             );
-            s.index = new.index;
-            s.written_bytes = new.size;
-            let old = s
-                .file
-                .replace(Rc::new(SegmentFile::new(new.file, log_path)));
+            let merged = inner.segments.drain(i..i + run.len()).collect::<Vec<_>>();
+            assert_eq!(merged.last().map(|s| s.index.next_offset), Some(end));
+            let last_used_ms = merged.iter().map(|s| s.last_used_ms.get()).max();
+            let was_open = merged.iter().any(|s| s.file.is_some());
+            let file = Rc::new(SegmentFile::new(new.file, log_path));
+            inner.segments.insert(
+                i,
+                Segment {
+                    index: new.index,
+                    // A file nobody had open stays closed (reopened on the next read).
+                    file: was_open.then(|| file.clone()),
+                    written_bytes: new.size,
+                    first_append_ms: None,
+                    last_used_ms: std::cell::Cell::new(last_used_ms.unwrap_or(now_ms())),
+                },
+            );
             // The tail cache must not keep serving the uncompacted batches: drop its front up
-            // to the end of this segment (written data; the cache stays a suffix of the log).
+            // to the end of this run (written data; the cache stays a suffix of the log).
             while let Some(c) = inner.cache.front() {
-                if c.last_offset >= seg.next_offset {
+                if c.last_offset >= end {
                     break;
                 }
                 assert!(c.last_offset < inner.written_offset);
                 inner.pop_cached();
             }
-            old
+            let mut olds: Vec<Rc<SegmentFile>> =
+                merged.into_iter().filter_map(|s| s.file).collect();
+            if !was_open {
+                olds.push(file);
+            }
+            olds
         };
-        if let Some(Ok(old)) = old.map(Rc::try_unwrap) {
-            old.close()
-                .await
-                .map_err(|e| ctx("closing the old file", e))?;
+        for old in olds {
+            if let Ok(old) = Rc::try_unwrap(old) {
+                old.close()
+                    .await
+                    .map_err(|e| ctx("closing the old file", e))?;
+            }
         }
         Ok(())
     }
 }
 
-/// Key -> latest offset over `closed`, and how many leading segments it covers whole.
+/// Consecutive segments whose sizes sum to at most `max_bytes` (a segment larger than that
+/// is a run of its own), as Kafka's `groupSegmentsBySize`.
+fn runs_by_size(segments: &[Closed], max_bytes: u64) -> Vec<&[Closed]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < segments.len() {
+        let mut end = start + 1;
+        let mut bytes = segments[start].size;
+        while end < segments.len() && bytes + segments[end].size <= max_bytes {
+            bytes += segments[end].size;
+            end += 1;
+        }
+        runs.push(&segments[start..end]);
+        start = end;
+    }
+    runs
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = glommio::io::Directory::open(dir).await?;
+    d.sync().await?;
+    d.close().await?;
+    Ok(())
+}
+
+/// Key -> latest offset over the dirty segments, and how many leading segments it covers
+/// (the one where the map filled included: keys it misses are kept, so it is still safe).
 async fn build_map(
     dir: &Path,
-    closed: &[Closed],
+    dirty: &[Closed],
     key_map_bytes: usize,
 ) -> Result<(OffsetMap, usize), StorageError> {
     let mut map = OffsetMap::new(key_map_bytes);
-    for (i, seg) in closed.iter().enumerate() {
+    for (i, seg) in dirty.iter().enumerate() {
         let mut full = false;
         let end = segment::scan_entries(&seg.file, 0, seg.size, Some(seg.base), |e| {
             let body = records_body(e.batch, &e.header);
@@ -239,25 +428,23 @@ async fn build_map(
             ));
         }
         if full {
-            return Ok((map, i));
+            return Ok((map, i + 1));
         }
     }
-    Ok((map, closed.len()))
+    Ok((map, dirty.len()))
 }
 
-/// Writes the compacted copy of `seg` to `{base}.cleaned` and syncs it.
+/// Writes the compacted copy of `run` to `{first base}.cleaned` and syncs it.
 async fn rewrite(
     dir: &Path,
-    seg: &Closed,
-    map: &OffsetMap,
-    tombstones: TombstoneClock,
-    interval: usize,
-    io_bytes_per_sec: u64,
+    run: &[Closed],
+    rules: &RewriteRules<'_>,
 ) -> Result<Rewritten, StorageError> {
+    let first = run[0].base;
     let ctx = |what: &str, e: io::Error| {
-        StorageError::new(dir, format!("{what} (compacting segment {})", seg.base), e)
+        StorageError::new(dir, format!("{what} (compacting segment {first})"), e)
     };
-    let tmp = dir.join(segment::file_name(seg.base, "cleaned"));
+    let tmp = dir.join(segment::file_name(first, "cleaned"));
     remove_if_exists(&tmp)
         .await
         .map_err(|e| ctx("removing a stale copy", e))?;
@@ -266,71 +453,27 @@ async fn rewrite(
             .await
             .map_err(|e| ctx("creating", e))?,
     );
-    let mut writer = TailWriter::new(file.clone(), 0, Vec::new());
-    let mut index = SegmentIndex::new(seg.base);
-    let (mut pos, mut next) = (0u64, seg.base);
-    let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES);
-    let (mut records_removed, mut tombstone_expiry_ms) = (0u64, i64::MAX);
-    loop {
-        buf.clear();
-        let end = segment::scan_entries(&seg.file, pos, seg.size, Some(next), |e| {
-            let before = buf.len();
-            let body = records_body(e.batch, &e.header);
-            match body.as_deref().and_then(|b| keyed_records(b, &e.header)) {
-                Some(records) => {
-                    let horizon = delete_horizon(&e.header);
-                    let due = horizon.is_some_and(|h| h <= tombstones.now_ms);
-                    let kept: Vec<bool> = records.iter().map(|r| keep(r, map, due)).collect();
-                    // Only the first pass that keeps a batch's tombstones stamps it.
-                    let keeps = keeps_tombstones(&records, &kept);
-                    let stamp = (keeps && horizon.is_none()).then(|| tombstones.horizon());
-                    if keeps {
-                        let expiry = horizon.or(stamp).expect("kept tombstones have a horizon");
-                        tombstone_expiry_ms = tombstone_expiry_ms.min(expiry);
-                    }
-                    let dropped = kept.iter().filter(|k| !**k).count();
-                    let rebuilt = (dropped > 0 || stamp.is_some())
-                        .then(|| rebuild_batch(e.batch, &e.header, &records, &kept, stamp))
-                        .flatten();
-                    if rebuilt.is_some() {
-                        records_removed += dropped as u64;
-                    }
-                    let batch = rebuilt.as_deref().unwrap_or(e.batch);
-                    entry::encode_entry(&mut buf, batch, e.last_offset, e.max_timestamp);
-                }
-                None => entry::encode_entry(&mut buf, e.batch, e.last_offset, e.max_timestamp),
-            }
-            let entry_bytes = buf.len() - before;
-            index.on_append(
-                e.header.base_offset,
-                e.last_offset,
-                entry_bytes,
-                e.max_timestamp,
-                interval,
-            );
-            buf.len() < WRITE_CHUNK_BYTES
-        })
-        .await
-        .map_err(|e| ctx("reading", e))?;
-        if let Some(invalid) = end.invalid {
-            return Err(StorageError::corrupt(
-                dir,
-                format!("segment {} corrupt at {}: {invalid}", seg.base, end.end),
-            ));
-        }
-        writer.append(&buf).await.map_err(|e| ctx("writing", e))?;
-        throttle(buf.len(), io_bytes_per_sec).await;
-        if end.end >= seg.size || end.end == pos {
-            break;
-        }
-        (pos, next) = (end.end, end.next_offset);
+    let mut out = RunWriter {
+        writer: TailWriter::new(file.clone(), 0, Vec::new()),
+        index: SegmentIndex::new(first),
+        buf: Vec::with_capacity(WRITE_CHUNK_BYTES),
+        run_end: run.last().expect("a run has segments").next_offset,
+        records_removed: 0,
+        batches_removed: 0,
+        tombstone_expiry_ms: i64::MAX,
+    };
+    for seg in run {
+        out.copy_segment(dir, seg, rules).await?;
     }
-    if index.next_offset != seg.next_offset {
+    out.flush(rules.io_bytes_per_sec)
+        .await
+        .map_err(|e| ctx("writing", e))?;
+    if out.index.next_offset != out.run_end {
         return Err(StorageError::corrupt(
             dir,
             format!(
-                "segment {} ends at offset {} but its copy at {}",
-                seg.base, seg.next_offset, index.next_offset
+                "segments from {first} end at offset {} but their copy at {}",
+                out.run_end, out.index.next_offset
             ),
         ));
     }
@@ -339,11 +482,116 @@ async fn rewrite(
         .map_err(|e| ctx("fdatasync", e.into()))?;
     Ok(Rewritten {
         file,
-        index,
-        size: writer.end(),
-        records_removed,
-        tombstone_expiry_ms,
+        size: out.writer.end(),
+        index: out.index,
+        records_removed: out.records_removed,
+        batches_removed: out.batches_removed,
+        tombstone_expiry_ms: out.tombstone_expiry_ms,
     })
+}
+
+/// The copy of a run being written: its file, index and what was left out.
+struct RunWriter {
+    writer: TailWriter,
+    index: SegmentIndex,
+    buf: Vec<u8>,
+    /// The run's end offset: its last batch always stays, so the copy ends there too.
+    run_end: i64,
+    records_removed: u64,
+    batches_removed: u64,
+    tombstone_expiry_ms: i64,
+}
+
+impl RunWriter {
+    /// Appends the surviving entries of `seg`.
+    async fn copy_segment(
+        &mut self,
+        dir: &Path,
+        seg: &Closed,
+        rules: &RewriteRules<'_>,
+    ) -> Result<(), StorageError> {
+        let ctx = |what: &str, e: io::Error| {
+            StorageError::new(dir, format!("{what} (compacting segment {})", seg.base), e)
+        };
+        let (mut pos, mut next) = (0u64, seg.base);
+        loop {
+            let end = segment::scan_entries(&seg.file, pos, seg.size, Some(next), |e| {
+                self.copy_entry(&e, rules);
+                self.buf.len() < WRITE_CHUNK_BYTES
+            })
+            .await
+            .map_err(|e| ctx("reading", e))?;
+            if let Some(invalid) = end.invalid {
+                return Err(StorageError::corrupt(
+                    dir,
+                    format!("segment {} corrupt at {}: {invalid}", seg.base, end.end),
+                ));
+            }
+            if self.buf.len() >= WRITE_CHUNK_BYTES {
+                self.flush(rules.io_bytes_per_sec)
+                    .await
+                    .map_err(|e| ctx("writing", e))?;
+            }
+            if end.end >= seg.size || end.end == pos {
+                return Ok(());
+            }
+            (pos, next) = (end.end, end.next_offset);
+        }
+    }
+
+    /// Appends `e` compacted to the buffer, or leaves it out when no record of it survives
+    /// and it need not stay.
+    fn copy_entry(&mut self, e: &segment::ScannedEntry<'_>, rules: &RewriteRules<'_>) {
+        let before = self.buf.len();
+        let body = records_body(e.batch, &e.header);
+        match body.as_deref().and_then(|b| keyed_records(b, &e.header)) {
+            Some(records) => {
+                let horizon = delete_horizon(&e.header);
+                let due = horizon.is_some_and(|h| h <= rules.tombstones.now_ms);
+                let kept: Vec<bool> = records.iter().map(|r| keep(r, rules.map, due)).collect();
+                let survivors = kept.iter().filter(|k| **k).count();
+                let must_stay = e.last_offset + 1 == self.run_end
+                    || rules.kept_batches.contains(&e.header.base_offset);
+                if survivors == 0 && !must_stay {
+                    self.records_removed += records.len() as u64;
+                    self.batches_removed += 1;
+                    return;
+                }
+                // Only the first pass that keeps a batch's tombstones stamps it.
+                let keeps = keeps_tombstones(&records, &kept);
+                let stamp = (keeps && horizon.is_none()).then(|| rules.tombstones.horizon());
+                if keeps {
+                    let expiry = horizon.or(stamp).expect("kept tombstones have a horizon");
+                    self.tombstone_expiry_ms = self.tombstone_expiry_ms.min(expiry);
+                }
+                let dropped = records.len() - survivors;
+                let rebuilt = (dropped > 0 || stamp.is_some())
+                    .then(|| rebuild_batch(e.batch, &e.header, &records, &kept, stamp))
+                    .flatten();
+                if rebuilt.is_some() {
+                    self.records_removed += dropped as u64;
+                }
+                let batch = rebuilt.as_deref().unwrap_or(e.batch);
+                entry::encode_entry(&mut self.buf, batch, e.last_offset, e.max_timestamp);
+            }
+            None => entry::encode_entry(&mut self.buf, e.batch, e.last_offset, e.max_timestamp),
+        }
+        let entry_bytes = self.buf.len() - before;
+        self.index.on_append(
+            e.header.base_offset,
+            e.last_offset,
+            entry_bytes,
+            e.max_timestamp,
+            rules.interval,
+        );
+    }
+
+    async fn flush(&mut self, io_bytes_per_sec: u64) -> io::Result<()> {
+        self.writer.append(&self.buf).await?;
+        throttle(self.buf.len(), io_bytes_per_sec).await;
+        self.buf.clear();
+        Ok(())
+    }
 }
 
 /// When a pass runs and how long its tombstones stay (`delete.retention.ms`).

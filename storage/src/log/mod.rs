@@ -57,7 +57,7 @@ mod timestamp;
 mod writer;
 
 use chunk::Chunk;
-pub use compaction::CompactionOutcome;
+pub use compaction::{CompactionOutcome, DIRTY_RATIO_SCALE};
 pub use read::ReadBatches;
 pub use retention::{retention_cut, RetentionOutcome, SegmentSummary};
 
@@ -97,6 +97,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// Memory of a compaction pass's key map (`log.cleaner.dedupe.buffer.size`).
     pub key_map_bytes: usize,
+    /// `min.cleanable.dirty.ratio` in millionths (`compaction::DIRTY_RATIO_SCALE`): a pass
+    /// runs once the closed segments not yet cleaned hold this share of the closed bytes.
+    pub min_cleanable_dirty_ratio: u64,
 }
 
 impl Default for LogConfig {
@@ -115,6 +118,7 @@ impl Default for LogConfig {
             compact: false,
             delete_retention_ms: 24 * 3600 * 1000,
             key_map_bytes: crate::compaction::OFFSET_MAP_BYTES_MAX,
+            min_cleanable_dirty_ratio: compaction::DIRTY_RATIO_SCALE / 2,
         }
     }
 }

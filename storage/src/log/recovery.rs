@@ -15,12 +15,18 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
     }
     let (mut producers, snapshot_offset) = load_snapshot(dir).await?;
     let mut segments = Vec::with_capacity(bases.len());
-    for (i, base) in bases.iter().enumerate().take(bases.len() - 1) {
-        let seg = open_closed(dir, *base, bases[i + 1], &config).await?;
+    let mut i = 0;
+    while i + 1 < bases.len() {
+        let seg = open_closed(dir, bases[i], &bases[i + 1..], &config).await?;
+        let next = seg.index.next_offset;
+        let leftovers = bases[i + 1..].iter().take_while(|b| **b < next).count();
+        drop_merged_leftovers(dir, &bases[i + 1..i + 1 + leftovers]).await?;
+        bases.drain(i + 1..i + 1 + leftovers);
         if seg.index.next_offset > snapshot_offset {
             replay(dir, &seg, snapshot_offset, &mut producers).await?;
         }
         segments.push(seg);
+        i += 1;
     }
     let active_base = *bases.last().expect("at least one segment");
     let expected = segments
@@ -182,12 +188,39 @@ pub(super) async fn load_snapshot(dir: &Path) -> Result<(ProducerStateTable, i64
     }
 }
 
+/// Removes the segments a compaction pass merged into the one before them and did not get
+/// to unlink before a crash (`compaction` step 3): the merged copy covers their offsets.
+async fn drop_merged_leftovers(dir: &Path, bases: &[i64]) -> Result<(), StorageError> {
+    for base in bases {
+        warn!(dir = %dir.display(), base, "removing a segment an interrupted compaction merged into the one before it");
+        for ext in ["log", "index"] {
+            match std::fs::remove_file(dir.join(segment::file_name(*base, ext))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(StorageError::new(dir, "removing a merged segment", e))
+                }
+                _ => {}
+            }
+        }
+    }
+    if !bases.is_empty() {
+        let d = std::fs::File::open(dir)
+            .map_err(|e| StorageError::new(dir, "opening the partition dir", e))?;
+        d.sync_all()
+            .map_err(|e| StorageError::new(dir, "syncing the partition dir", e))?;
+    }
+    Ok(())
+}
+
+/// Opens the closed segment at `base`; `later` are the bases after it. Its data ends where
+/// the next segment starts, or, after a compaction merge interrupted by a crash, exactly
+/// where one of the later segments starts (those in between are the merge's leftovers).
 async fn open_closed(
     dir: &Path,
     base: i64,
-    next_base: i64,
+    later: &[i64],
     config: &LogConfig,
 ) -> Result<Segment, StorageError> {
+    let next_base = later[0];
     let path = dir.join(segment::file_name(base, "log"));
     let ctx =
         |what: &str, e: io::Error| StorageError::new(dir, format!("{what} {}", path.display()), e);
@@ -215,7 +248,7 @@ async fn open_closed(
         None => {
             warn!(dir = %dir.display(), base, "segment index missing or inconsistent; rebuilding");
             let index = rebuild_index(dir, &file, base, size, config).await?;
-            if index.next_offset != next_base || index.size_bytes == 0 {
+            if !later.contains(&index.next_offset) || index.size_bytes == 0 {
                 return Err(StorageError::corrupt(
                     dir,
                     format!("closed segment {base} ends at offset {} but the next starts at {next_base}", index.next_offset),
