@@ -132,6 +132,10 @@ async fn run(shard: Rc<Shard>) {
                 return;
             }
             let (key, log) = (partition.key(), partition.log());
+            // Deleted (its topic went) since the list was taken: nothing to maintain.
+            if log.is_closed() {
+                continue;
+            }
             match log.enforce_retention(storage::now_ms()).await {
                 Ok(out) if out.segments_deleted > 0 => info!(
                     shard = shard.id,
@@ -142,6 +146,7 @@ async fn run(shard: Rc<Shard>) {
                     "retention deleted segments"
                 ),
                 Ok(_) => {}
+                Err(_) if log.is_closed() => continue,
                 Err(e) => warn!(shard = shard.id, "retention check failed: {e}"),
             }
             log.close_idle_segments(storage::now_ms(), SEGMENT_IDLE_CLOSE_MS)
@@ -162,9 +167,12 @@ async fn run(shard: Rc<Shard>) {
                     segments = out.segments_rewritten,
                     bytes_before = out.bytes_before,
                     bytes_after = out.bytes_after,
+                    segments_after = out.segments_after,
                     records_removed = out.records_removed,
+                    batches_removed = out.batches_removed,
                     "compacted"
                 ),
+                Err(_) if log.is_closed() => {}
                 Err(e) => warn!(shard = shard.id, "compaction failed: {e}"),
             }
         }

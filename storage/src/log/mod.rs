@@ -591,6 +591,11 @@ impl PartitionLog {
         self.shared.inner.borrow().failed.is_some()
     }
 
+    /// Closed (`close` was called: its topic was deleted or the shard is stopping).
+    pub fn is_closed(&self) -> bool {
+        self.shared.inner.borrow().closing
+    }
+
     /// Failed for good (a failed fdatasync or truncation, an IO error reading a segment):
     /// appends and reads are refused until the process restarts and recovery runs, as
     /// Kafka's offline log dir. A full disk is a retryable failure and keeps serving reads.
