@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import SPATE_BIN, IT_DIR
 from kafka_wire import (
     Conn,
@@ -79,6 +81,8 @@ def test_fetch_long_poll_is_woken_by_a_produce_on_another_connection(broker):
     assert result["elapsed"] < 10, "the fetch waited for max_wait_ms instead of being woken"
 
 
+@pytest.mark.differs_from_kafka("Kafka answers OFFSET_OUT_OF_RANGE with high watermark -1; Spate with "
+                                "the real one, which its followers read the log's bounds from")
 def test_fetch_past_the_end_is_out_of_range_and_at_the_end_is_empty(broker):
     make_topic(broker, "ends")
     with Conn(broker.host, broker.port) as conn:
@@ -201,6 +205,7 @@ def run_spate(*args, timeout=10):
     )
 
 
+@pytest.mark.spate_only("the `spate start` command line and its data dir lock")
 def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
     result = run_spate("start", "--data-dir", str(broker.data_dir), "--listen", "127.0.0.1:1")
     assert result.returncode != 0
@@ -208,6 +213,7 @@ def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
     assert broker.alive()
 
 
+@pytest.mark.spate_only("the `spate start` command line")
 def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothing(broker):
     # Each shard's listener sets SO_REUSEPORT; without a claim on the address a second broker
     # would share the first one's connections. Kafka refuses to start on a port in use.
@@ -235,6 +241,7 @@ def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothi
     assert not other_dir.exists()
 
 
+@pytest.mark.spate_only("Spate's shards, panic hook and log lines")
 def test_a_panic_in_a_shard_aborts_the_broker_after_logging_it_and_a_restart_recovers(broker_factory, monkeypatch):
     # Unwinding would end one shard's thread and leave the node looking ready; the panic
     # policy logs the panic (thread, location) and aborts the process, for a supervisor to
@@ -257,6 +264,7 @@ def test_a_panic_in_a_shard_aborts_the_broker_after_logging_it_and_a_restart_rec
         assert (err, hw) == (0, 1) and decode_batches(data)[0].records[0][2] == b"v"
 
 
+@pytest.mark.spate_only("the `spate` command line")
 def test_bad_command_lines_fail_with_a_reason():
     data_dir = IT_DIR / "cli-bad-args"
     for args, reason in [

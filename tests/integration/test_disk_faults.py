@@ -15,6 +15,10 @@ from helpers import faulty_disk
 from kafka_wire import (Conn, Rec, create_topics_v2, fetch_all_v4, fetch_v4, list_offsets_v1,
                         produce_v3, record_batch)
 
+import pytest
+
+pytestmark = pytest.mark.spate_only("Spate's partition directories moved onto a faulty disk")
+
 KAFKA_STORAGE_ERROR = 56
 RECORDS = 200
 # 200 records of 20 kB: 4 MB, more than a reader's read-ahead, so a far offset hits the device.

@@ -10,6 +10,7 @@ killed. The session timeout is shortened (3 s, heartbeats every 0.5 s) so fencin
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
 import socket
@@ -23,6 +24,8 @@ import kafka_wire as w
 from cluster_faults import SESSION_TIMEOUT_MS, ClusterNode, metadata, start_cluster, wait_for
 from conftest import SPATE_BIN, Broker, free_port
 from helpers import consume, kafka_tool, produce, verify
+
+pytestmark = pytest.mark.spate_only("Spate's multi-node clusters (the wrapper runs one Kafka node)")
 
 LEADER_NOT_AVAILABLE = 5
 
@@ -222,7 +225,7 @@ def test_dev_cluster_starts_three_nodes_and_stops_them():
     data = Broker("dev-cluster").data_dir
     proc = subprocess.Popen([str(SPATE_BIN), "dev-cluster", "--nodes", "3", "--base-port", str(base),
                              "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=True)  # its nodes: one process group
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -247,9 +250,11 @@ def test_dev_cluster_starts_three_nodes_and_stops_them():
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", base + i), timeout=1).close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        subprocess.run(["pkill", "-KILL", "-f", str(data)], check=False)
+        try:  # dev-cluster and any node it left: its process group, nothing else
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
 
 
 def free_base_port() -> int:
