@@ -126,9 +126,23 @@ def wait_topic(bootstrap, topic, partitions, timeout=30):
         if last and last[0] == 0 and len(last[1]) == partitions and all(
             e == 0 and leader >= 0 for e, leader in last[1].values()
         ):
-            return
+            if leader_serves(host, int(port), topic, last[1]):
+                return
         time.sleep(0.1)
     raise AssertionError(f"topic {topic} not ready with {partitions} partitions: {last}")
+
+
+def leader_serves(host, port, topic, partitions: dict) -> bool:
+    """Whether the bootstrap broker answers ListOffsets for the partitions it leads ({partition:
+    (error, leader)} from Metadata): Kafka names itself leader a moment before it serves."""
+    with w.Conn(host, port) as c:
+        brokers, _ = w.metadata_v1(c, [])
+        me = next((node for node, h, p, _ in brokers if (h, p) == (host, port)), None)
+        mine = [p for p, (_, leader) in partitions.items() if leader == me]
+        if not mine:
+            return True
+        answers = w.list_offsets_v1(c, topic, mine)
+    return all(err == 0 for err, _ in answers.values())
 
 
 def end_offsets(bootstrap, topic, partitions):

@@ -164,7 +164,11 @@ def test_create_topics_errors_and_delete(broker):
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.delete_topics(["admin-t"])["admin-t"].result(30)
     with Conn(broker.host, broker.port) as conn:
-        err, _ = produce_v3(conn, "admin-t", 0, record_batch(records(1)))
+        # Kafka drops the partitions a moment after answering (Spate before): wait for it.
+        deadline = time.monotonic() + 30
+        while (err := produce_v3(conn, "admin-t", 0, record_batch(records(1)))[0]) == 0:
+            assert time.monotonic() < deadline, "the deleted topic still takes writes"
+            time.sleep(0.1)
         assert err == UNKNOWN_TOPIC_OR_PARTITION
         # Re-created under the same name, it starts empty.
         assert create_topics_v2(conn, "admin-t", 1)[0] == 0
@@ -174,7 +178,13 @@ def test_create_topics_errors_and_delete(broker):
 def test_metadata_auto_creates_with_num_partitions(broker_factory):
     broker = broker_factory(settings={"num.partitions": "4"})
     with Conn(broker.host, broker.port) as conn:
-        brokers, topics = metadata_v1(conn, ["auto-created"])
+        # Kafka answers the request that creates the topic with an error, then the topic (Spate
+        # answers with it at once): ask until it is there.
+        deadline = time.monotonic() + 30
+        while (found := metadata_v1(conn, ["auto-created"]))[1]["auto-created"][0] != 0:
+            assert time.monotonic() < deadline, f"not auto-created: {found}"
+            time.sleep(0.1)
+        brokers, topics = found
     assert [(b[1], b[2]) for b in brokers] == [(broker.host, broker.port)]
     error, partitions = topics["auto-created"]
     assert error == 0

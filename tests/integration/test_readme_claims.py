@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 import kafka_wire as w
@@ -212,7 +212,17 @@ def test_offset_delete_removes_one_topics_offsets_of_an_inactive_group(broker):
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "od", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False})
     c.assign([TopicPartition("od-a", 0), TopicPartition("od-b", 0)])
-    c.commit(offsets=[TopicPartition("od-a", 0, 3), TopicPartition("od-b", 0, 4)], asynchronous=False)
+    deadline = time.monotonic() + 60
+    while True:  # Kafka answers NOT_COORDINATOR while it creates __consumer_offsets: retriable
+        try:
+            c.commit(offsets=[TopicPartition("od-a", 0, 3), TopicPartition("od-b", 0, 4)], asynchronous=False)
+            break
+        except KafkaException as e:
+            err = e.args[0]
+            coordinator_moving = err.code() in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                                KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+            assert (coordinator_moving or err.retriable()) and time.monotonic() < deadline, e
+            time.sleep(0.2)
     c.close()
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     both = [("od-a", 0), ("od-b", 0)]
