@@ -344,7 +344,7 @@ def loop_fs(name, size_bytes):
 class FaultyDisk:
     """An ext4 on a loop device whose reads fail on demand (see faultyfs.py): `mount(path)`
     puts it at `path`, `fail_reads()` makes every read of the device fail with EIO,
-    `heal()` makes them work again. Writes always succeed."""
+    `fail_syncs()` every cache flush, `heal()` makes them work again. Writes always succeed."""
 
     def __init__(self, base, server):
         self.base = base
@@ -363,6 +363,11 @@ class FaultyDisk:
 
     def fail_reads(self):
         self._signal(signal.SIGUSR1, "reads fail")
+
+    def fail_syncs(self):
+        """Every fsync of the device's backing file fails with EIO (an fdatasync on the ext4
+        above fails when the loop device's cache flush does)."""
+        self._signal(signal.SIGHUP, "syncs fail")
 
     def heal(self):
         self._signal(signal.SIGUSR2, "reads work")

@@ -122,3 +122,48 @@ def check_offline(conn, b):
 def one_batch(tag):
     # A current timestamp: retention (7 days) must not remove it.
     return record_batch([Rec(key=b"k", value=tag)], base_timestamp=int(time.time() * 1000))
+
+
+def test_a_failed_fdatasync_takes_its_partition_offline_until_restart():
+    """The device's cache flush fails (EIO): the acks=all produce that needed the fdatasync gets
+    KAFKA_STORAGE_ERROR, and the partition stays offline even once the device syncs again (the
+    kernel may have dropped the pages it failed to write: Kafka's failed log dir); the other
+    partition is served; a restart recovers every record acknowledged before the fault."""
+    b = Broker("syncfault")
+    with faulty_disk("syncfault", DISK_BYTES) as disk:
+        try:
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                for topic in ("faulty", "healthy"):
+                    err, msg = create_topics_v2(conn, topic, 1)
+                    assert err == 0, (topic, err, msg)
+            produce(b.bootstrap, "healthy", 10, b"healthy")
+            assert b.stop() == 0
+            move_onto(disk, b.data_dir / "faulty-0")
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                acked = [produce_v3(conn, "faulty", 0, one_batch(b"before-%d" % i)) for i in range(5)]
+                assert acked == [(0, i) for i in range(5)], acked
+                disk.fail_syncs()
+                err, _ = produce_v3(conn, "faulty", 0, one_batch(b"unsynced"))
+                assert err == KAFKA_STORAGE_ERROR, err
+                disk.heal()
+                for offset in (0, 4):
+                    assert fetch_v4(conn, "faulty", 0, offset)[0] == KAFKA_STORAGE_ERROR
+                assert produce_v3(conn, "faulty", 0, one_batch(b"refused"))[0] == KAFKA_STORAGE_ERROR
+                assert list_offsets_v1(conn, "faulty", [0])[0][0] == KAFKA_STORAGE_ERROR
+                err, offset = produce_v3(conn, "healthy", 0, one_batch(b"healthy"))
+                assert err == 0 and offset == 10, (err, offset)
+                assert b.alive()
+            assert "fdatasync of the active segment: Input/output error" in b.log_path.read_text()
+            b.kill()
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                hw, recs = fetch_all_v4(conn, "faulty", 0)
+                assert [r[2] for r in recs][:5] == [b"before-%d" % i for i in range(5)], recs
+                assert produce_v3(conn, "faulty", 0, one_batch(b"after"))[0] == 0
+        except BaseException:
+            print(b.log_tail())
+            raise
+        finally:
+            b.kill()
