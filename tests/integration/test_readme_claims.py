@@ -311,3 +311,49 @@ def test_segment_ms_rolls_the_active_segment_of_a_producers_partition(broker):
         assert p.flush(30) == 0
     wait_until("3 segments after 3 appends 1.2 s apart", lambda: len(segments()) >= 3, timeout=10)
     assert sum(end_offsets(broker.bootstrap, "rolling", 1).values()) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Offset expiry (offsets.retention.minutes) with librdkafka groups
+# ---------------------------------------------------------------------------------------------
+def test_offsets_of_an_empty_group_expire_and_those_of_a_stable_group_stay(broker_factory):
+    b = broker_factory(settings={"offsets.retention.minutes": "1",
+                                 "offsets.retention.check.interval.ms": "500",
+                                 "group.initial.rebalance.delay.ms": "0"})
+    create_topic(b.bootstrap, "expiring", 1)
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(4):
+        p.produce("expiring", value=f"v{i}")
+    assert p.flush(30) == 0
+
+    def member(group):
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.subscribe(["expiring"])
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < 4:
+            assert time.monotonic() < deadline, f"{group}: read {got}/4"
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got += 1
+        c.commit(asynchronous=False)
+        return c
+
+    member("left").close()  # empty from now on: its offsets expire a minute after the commit
+    stays = member("stays")  # a stable group subscribed to the topic: never expire
+    committed_at = time.monotonic()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    tp = [("expiring", 0)]
+    assert committed(admin, "left", tp) == {("expiring", 0): 4}
+    try:
+        def left_expired():
+            stays.poll(0.2)  # keeps the member in its group
+            return committed(admin, "left", tp) == {("expiring", 0): -1001}
+
+        wait_until("the empty group's offsets expired", left_expired, timeout=150, every=1)
+        waited = time.monotonic() - committed_at
+        assert waited > 50, f"expired {waited:.0f}s after the commit, before offsets.retention.minutes=1"
+        assert committed(admin, "stays", tp) == {("expiring", 0): 4}, "a stable group's offsets expired"
+    finally:
+        stays.close()
