@@ -357,3 +357,49 @@ def test_offsets_of_an_empty_group_expire_and_those_of_a_stable_group_stay(broke
         assert committed(admin, "stays", tp) == {("expiring", 0): 4}, "a stable group's offsets expired"
     finally:
         stays.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Producer-epoch fencing with librdkafka's epoch bump (KIP-360)
+# ---------------------------------------------------------------------------------------------
+def producers_in(bootstrap, topic):
+    """[(producer id, epoch)] of the batches of partition 0, in log order."""
+    host, port = bootstrap.rsplit(":", 1)
+    with w.Conn(host, int(port)) as c:
+        err, hw, data = w.fetch_v4(c, topic, 0, 0, max_bytes=16 << 20)
+    assert err == 0
+    return [(b.producer_id, b.producer_epoch) for b in w.decode_batches(data)]
+
+
+def test_a_bumped_producer_epoch_fences_the_old_one(broker):
+    """librdkafka's idempotent producer bumps its epoch (InitProducerId with its id and epoch)
+    when messages time out in flight (the broker paused); its new-epoch batches start again at
+    sequence 0 and are appended; a batch of the old epoch is then refused with
+    INVALID_PRODUCER_EPOCH (47), as Kafka does."""
+    create_topic(broker.bootstrap, "bumped", 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "message.timeout.ms": 3000, "linger.ms": 0})
+    for i in range(5):
+        p.produce("bumped", key=b"k", value=b"before-%d" % i, partition=0)
+    assert p.flush(30) == 0
+    (pid, epoch), = set(producers_in(broker.bootstrap, "bumped"))
+    broker.pause()
+    try:
+        timed_out = []
+        p.produce("bumped", key=b"k", value=b"in-flight", partition=0,
+                  on_delivery=lambda err, _m: timed_out.append(err))
+        p.flush(10)
+        assert timed_out and timed_out[0] is not None, "delivered while the broker was paused"
+    finally:
+        broker.resume()
+    delivered = []
+    for i in range(5):
+        p.produce("bumped", key=b"k", value=b"after-%d" % i, partition=0,
+                  on_delivery=lambda err, _m: delivered.append(err))
+    assert p.flush(60) == 0 and delivered == [None] * 5, delivered
+    seen = producers_in(broker.bootstrap, "bumped")
+    assert seen[-1][0] == pid and seen[-1][1] > epoch, f"no epoch bump: {seen}"
+    with w.Conn(broker.host, broker.port) as c:
+        old = w.record_batch([w.Rec(b"k", b"old-epoch")], producer_id=pid, producer_epoch=epoch,
+                             base_sequence=100)
+        assert w.produce_v3(c, "bumped", 0, old)[0] == 47, "a batch of the fenced epoch was taken"
