@@ -297,7 +297,8 @@ def broker(broker_factory):
     return broker_factory()
 
 
-def test_failed(request) -> bool:
+def failed(request) -> bool:
+    """Whether the test failed in setup or call (its logs and data dirs are then kept)."""
     return any(getattr(request.node, f"rep_{w}", None) and getattr(request.node, f"rep_{w}").failed
                for w in ("setup", "call"))
 
@@ -310,7 +311,7 @@ def test_owns_its_processes(request):
     teardown (autouse fixtures are set up first)."""
     before = len(_ALL_BROKERS)
     yield
-    keep = test_failed(request) or bool(os.environ.get("SPATE_IT_KEEP"))
+    keep = failed(request) or bool(os.environ.get("SPATE_IT_KEEP"))
     for b in _ALL_BROKERS[before:]:
         if b.proc is not None:
             b.cleanup(keep)
