@@ -50,9 +50,10 @@ def leaders_of(node: Broker, topic: str) -> dict[int, int]:
 def all_led(node: Broker, topic: str, partitions: int):
     """The leaders when `node` knows every partition's (a node may not have the topic yet)."""
     _, found = metadata(node, [topic])
-    if found[topic][0] != 0:
+    err, parts = found[topic]
+    if err != 0:  # (one answer: a second Metadata could say LEADER_NOT_AVAILABLE meanwhile)
         return False
-    leaders = leaders_of(node, topic)
+    leaders = {p: leader for p, (_, leader) in parts.items()}
     return len(leaders) == partitions and all(l >= 0 for l in leaders.values()) and leaders
 
 
