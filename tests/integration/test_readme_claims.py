@@ -12,6 +12,7 @@ generous failure detectors, never performance claims.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 import kafka_wire as w
+from conftest import REFERENCE
 from helpers import create_topic, end_offsets, kafka_tool
 
 
@@ -41,6 +43,12 @@ def wait_until(what, cond, timeout=30.0, every=0.1):
 # ---------------------------------------------------------------------------------------------
 # Fetch min_bytes
 # ---------------------------------------------------------------------------------------------
+def cpu_seconds(broker) -> float:
+    """User + system CPU time of the broker process so far."""
+    fields = open(f"/proc/{broker.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_fetch_waits_for_min_bytes_or_max_wait(broker):
     create_topic(broker.bootstrap, "min-bytes", 1)
     with w.Conn(broker.host, broker.port, timeout=30) as conn:
@@ -63,8 +71,12 @@ def test_fetch_waits_for_min_bytes_or_max_wait(broker):
         t.start()
         time.sleep(0.3)  # the fetch is parked (nothing to read yet)
         assert w.produce_v3(prod, "min-bytes", 0, one_record("small"))[0] == 0
+        cpu_before = cpu_seconds(broker)
         t.join(1.5)
         assert t.is_alive(), f"the fetch answered with less than min_bytes: {answer}"
+        if not REFERENCE:  # (Kafka's JVM has busy threads of its own)
+            spun = cpu_seconds(broker) - cpu_before
+            assert spun < 0.5, f"the broker burnt {spun:.2f} s of CPU in 1.5 s while the fetch waited"
         sent = time.monotonic()
         assert w.produce_v3(prod, "min-bytes", 0, one_record("large", 6000))[0] == 0
         t.join(15)
