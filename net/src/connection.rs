@@ -99,10 +99,18 @@ pub async fn serve<H: RequestHandler>(
     let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let (replies_tx, replies_rx) = local_channel::new_bounded(limits.in_flight_max.max(1));
+    let in_flight_max = limits.in_flight_max.max(1);
+    // A slot per request read and not yet answered: the reader waits for one before it reads
+    // the next frame, so at most `in_flight_max` requests are in flight.
+    let slots = Rc::new(Semaphore::new(in_flight_max as u64));
+    let (replies_tx, replies_rx) = local_channel::new_bounded(in_flight_max);
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
     let writer_task = glommio::spawn_local(write_replies(fd, writer, replies_rx, closed_tx));
     loop {
+        let slot = match select(Box::pin(slots.acquire_static_permit(1)), &mut closed_rx).await {
+            Either::Left((slot, _)) => slot.expect("request slots are never closed"),
+            Either::Right(_) => break,
+        };
         let frame = match select(
             Box::pin(read_frame(&mut reader, limits.frame_bytes_max)),
             &mut closed_rx,
@@ -120,7 +128,17 @@ pub async fn serve<H: RequestHandler>(
                     Either::Right(_) => break,
                 };
                 let task = glommio::spawn_local(handler.handle(frame));
-                if replies_tx.send((task, permit)).await.is_err() {
+                if replies_tx
+                    .send((
+                        task,
+                        Held {
+                            _bytes: permit,
+                            _slot: slot,
+                        },
+                    ))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -139,6 +157,13 @@ pub async fn serve<H: RequestHandler>(
     writer_task.await;
 }
 
+/// What a request holds until its reply is queued: its frame's bytes of the shard's
+/// `RequestMemory` and its connection's request slot.
+struct Held {
+    _bytes: StaticPermit,
+    _slot: StaticPermit,
+}
+
 /// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
 /// are ready (so pipelined replies share a syscall, up to its bounds) and go out in vectored
 /// writes, without being copied into a write buffer. A request's bytes go back to the shard's
@@ -147,7 +172,7 @@ pub async fn serve<H: RequestHandler>(
 async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
     fd: RawFd,
     mut writer: W,
-    replies: LocalReceiver<(glommio::Task<Reply>, StaticPermit)>,
+    replies: LocalReceiver<(glommio::Task<Reply>, Held)>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
     let mut outbox = Outbox::default();

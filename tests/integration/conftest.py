@@ -3,6 +3,20 @@
 Each test gets fresh brokers on free ports with data dirs under target/it/ (a real filesystem:
 the broker writes with O_DIRECT, which tmpfs refuses). Every process started here is stopped at
 teardown, whatever happens in the test.
+
+The suite as evidence (tests/README.md):
+- every `Broker` made during a test (also by a test that starts nodes itself) is that test's:
+  the autouse fixture `test_owns_its_processes` stops it when the test ends, then fails the
+  test if any `spate` or `java` process the suite started is still alive (pytest is made a
+  child subreaper, so orphans of the suite stay its descendants and are found; processes the
+  suite did not start are never looked at);
+- every skip is printed with its reason; with `--skip-allowlist FILE` (ci/test) a skip that
+  no entry of FILE allows fails the session;
+- `@pytest.mark.spate_only("why")` marks a test of something only Spate has (its CLI, data
+  dir, log lines, metrics): skipped when SPATE_BIN is tests/reference/kafka-as-spate (the
+  reference run against Apache Kafka), run otherwise;
+- `@pytest.mark.differs_from_kafka("why")` marks a test of a behaviour Spate keeps although
+  Kafka 4.3.1 does otherwise (README.md says why): a strict xfail in the reference run.
 """
 
 from __future__ import annotations
@@ -26,11 +40,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "clients" / "python"))
 
+import suite_processes as procs  # noqa: E402
+import suite_skips as skips  # noqa: E402
+
 SPATE_BIN = Path(os.environ.get("SPATE_BIN", ROOT / "target" / "release" / "spate"))
 IT_DIR = Path(os.environ.get("SPATE_IT_DIR", ROOT / "target" / "it"))
 CORES = int(os.environ.get("SPATE_IT_CORES", "2"))
-READY_TIMEOUT_S = float(os.environ.get("SPATE_IT_READY_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 30.0
+# The reference run: the suite against Apache Kafka behind Spate's CLI (tests/reference).
+REFERENCE = SPATE_BIN.name == "kafka-as-spate"
+# A JVM start (and a storage format) on two loaded cores takes longer than spate's start.
+READY_TIMEOUT_S = float(os.environ.get("SPATE_IT_READY_TIMEOUT", "180" if REFERENCE else "60"))
 
 _ALL_BROKERS: list["Broker"] = []
 
@@ -217,6 +237,13 @@ class Broker:
     def restart(self):
         return self.start()
 
+    def pause(self):
+        """SIGSTOP to the broker's process group (the JVM too, behind the reference wrapper)."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def log_tail(self, n=60) -> str:
         try:
             lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -270,10 +297,93 @@ def broker(broker_factory):
     return broker_factory()
 
 
+def failed(request) -> bool:
+    """Whether the test failed in setup or call (its logs and data dirs are then kept)."""
+    return any(getattr(request.node, f"rep_{w}", None) and getattr(request.node, f"rep_{w}").failed
+               for w in ("setup", "call"))
+
+
+@pytest.fixture(autouse=True)
+def test_owns_its_processes(request):
+    """Every Broker made during the test is stopped when it ends (nodes a test starts itself,
+    not through broker_factory, included); then no spate or java process the suite started may
+    be alive: one is killed and fails the test at teardown. Runs after every other fixture's
+    teardown (autouse fixtures are set up first)."""
+    before = len(_ALL_BROKERS)
+    yield
+    keep = failed(request) or bool(os.environ.get("SPATE_IT_KEEP"))
+    for b in _ALL_BROKERS[before:]:
+        if b.proc is not None:
+            b.cleanup(keep)
+    procs.reap()
+    strays = procs.wait_gone(procs.suite_processes(), timeout=10)
+    if strays:
+        said = procs.describe(strays)
+        procs.kill(strays)
+        pytest.fail(f"the test left processes running (now killed): {said}", pytrace=False)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--skip-allowlist", default=None, metavar="FILE",
+                     help="fail the session on any skip no entry of FILE allows (tests/skip-allowlist.txt)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "spate_only(why): checks something only Spate has (its CLI, data dir, log lines, metrics); "
+        "skipped in the reference run against Apache Kafka (tests/reference/kafka-as-spate)")
+    config.addinivalue_line(
+        "markers",
+        "differs_from_kafka(why): Spate keeps a behaviour Kafka 4.3.1 does not have (README.md says "
+        "why); a strict xfail in the reference run")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not REFERENCE:
+        return
+    for item in items:
+        mark = item.get_closest_marker("spate_only")
+        if mark:
+            why = mark.args[0] if mark.args else "Spate only"
+            item.add_marker(pytest.mark.skip(reason=f"{skips.SPATE_ONLY}{why}"))
+        differs = item.get_closest_marker("differs_from_kafka")
+        if differs:  # strict: once Kafka passes it, the mark (and the README's word) is stale
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"differs from Kafka: {differs.args[0]}"))
+
+
+def pytest_collectreport(report):
+    skips.record(report)
+
+
+def pytest_runtest_logreport(report):
+    skips.record(report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skips.summary(terminalreporter, config, REFERENCE)
+    strays = getattr(config, "_spate_strays", None)
+    if strays:
+        terminalreporter.write_line(f"LEFTOVER PROCESSES at the end of the session (killed): {strays}",
+                                    red=True)
+
+
 def pytest_sessionstart(session):
     IT_DIR.mkdir(parents=True, exist_ok=True)
+    procs.become_subreaper()
 
 
 def pytest_sessionfinish(session, exitstatus):
     for b in _ALL_BROKERS:
         b.kill()
+    strays = procs.wait_gone(procs.suite_processes(), timeout=10)
+    if strays:
+        session.config._spate_strays = procs.describe(strays)
+        procs.kill(strays)
+    if strays or skips.unexpected(session.config, REFERENCE):
+        session.exitstatus = SUITE_NOT_CLEAN
+
+
+# pytest's exit status when an unexpected skip or a leftover process spoiled the session,
+# whatever the tests did (ci/test tells it from test failures: 1).
+SUITE_NOT_CLEAN = 7

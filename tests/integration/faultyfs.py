@@ -1,6 +1,7 @@
-"""A disk whose reads can be made to fail: a tiny FUSE file system, spoken straight over
+"""A disk whose reads or syncs can be made to fail: a tiny FUSE file system, spoken straight over
 /dev/fuse (no library), that serves one file, `disk.img`, backed by a real file. SIGUSR1 makes
-every read of it fail with EIO, SIGUSR2 heals it; writes always succeed. A loop device over
+every read of it fail with EIO, SIGHUP every fsync of it (what the loop device does for the
+cache flush behind an fdatasync), SIGUSR2 heals both; writes always succeed. A loop device over
 `disk.img` then gives an ext4 whose data reads hit EIO on demand, as a failing disk does (what a
 device-mapper `error`/`flakey` target would do, on kernels without device-mapper).
 
@@ -38,11 +39,18 @@ READ_IN = struct.Struct("<QQIIQII")
 WRITE_IN = struct.Struct("<QQIIQII")
 
 failing = False
+failing_syncs = False
 
 
 def on_signal(signum, _frame):
-    global failing
+    global failing, failing_syncs
+    if signum == signal.SIGHUP:
+        failing_syncs = True
+        print("syncs fail", flush=True)
+        return
     failing = signum == signal.SIGUSR1
+    if not failing:
+        failing_syncs = False
     print("reads " + ("fail" if failing else "work"), flush=True)
 
 
@@ -90,6 +98,8 @@ def handle(opcode, nodeid, body, backing):
         data = body[WRITE_IN.size:WRITE_IN.size + length]
         return 0, struct.pack("<II", os.pwrite(backing, data, offset), 0)
     if opcode == FSYNC:
+        if failing_syncs:
+            return errno.EIO, b""
         os.fsync(backing)
         return 0, b""
     if opcode == STATFS:
@@ -142,6 +152,7 @@ def main():
     mount_point, backing_path = sys.argv[1], sys.argv[2]
     signal.signal(signal.SIGUSR1, on_signal)
     signal.signal(signal.SIGUSR2, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     backing = os.open(backing_path, os.O_RDWR)
     fd = mount(mount_point)
     print("ready", flush=True)

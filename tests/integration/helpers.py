@@ -126,9 +126,23 @@ def wait_topic(bootstrap, topic, partitions, timeout=30):
         if last and last[0] == 0 and len(last[1]) == partitions and all(
             e == 0 and leader >= 0 for e, leader in last[1].values()
         ):
-            return
+            if leader_serves(host, int(port), topic, last[1]):
+                return
         time.sleep(0.1)
     raise AssertionError(f"topic {topic} not ready with {partitions} partitions: {last}")
+
+
+def leader_serves(host, port, topic, partitions: dict) -> bool:
+    """Whether the bootstrap broker answers ListOffsets for the partitions it leads ({partition:
+    (error, leader)} from Metadata): Kafka names itself leader a moment before it serves."""
+    with w.Conn(host, port) as c:
+        brokers, _ = w.metadata_v1(c, [])
+        me = next((node for node, h, p, _ in brokers if (h, p) == (host, port)), None)
+        mine = [p for p, (_, leader) in partitions.items() if leader == me]
+        if not mine:
+            return True
+        answers = w.list_offsets_v1(c, topic, mine)
+    return all(err == 0 for err, _ in answers.values())
 
 
 def end_offsets(bootstrap, topic, partitions):
@@ -330,7 +344,7 @@ def loop_fs(name, size_bytes):
 class FaultyDisk:
     """An ext4 on a loop device whose reads fail on demand (see faultyfs.py): `mount(path)`
     puts it at `path`, `fail_reads()` makes every read of the device fail with EIO,
-    `heal()` makes them work again. Writes always succeed."""
+    `fail_syncs()` every cache flush, `heal()` makes them work again. Writes always succeed."""
 
     def __init__(self, base, server):
         self.base = base
@@ -349,6 +363,11 @@ class FaultyDisk:
 
     def fail_reads(self):
         self._signal(signal.SIGUSR1, "reads fail")
+
+    def fail_syncs(self):
+        """Every fsync of the device's backing file fails with EIO (an fdatasync on the ext4
+        above fails when the loop device's cache flush does)."""
+        self._signal(signal.SIGHUP, "syncs fail")
 
     def heal(self):
         self._signal(signal.SIGUSR2, "reads work")

@@ -24,11 +24,13 @@ OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR = 8, 9, 10
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 OFFSET_FOR_LEADER_EPOCH = 23
 DESCRIBE_TOPIC_PARTITIONS = 75
+DELETE_TOPICS = 20
 
 # error codes
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+LEADER_NOT_AVAILABLE = 5
 COORDINATOR_LOAD_IN_PROGRESS = 14
 COORDINATOR_NOT_AVAILABLE = 15
 NOT_COORDINATOR = 16
@@ -49,6 +51,7 @@ DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_RECORD = 87
 INVALID_REQUEST = 42
 INVALID_TOPIC_EXCEPTION = 17
+UNKNOWN_TOPIC_ID = 100
 
 
 def crc32c(data: bytes) -> int:
@@ -535,17 +538,27 @@ def produce_v3_recv(conn: Conn, corr: int, version=3):
     return results[0][2], results[0][3]
 
 
-def fetch_v4(conn: Conn, topic, partition, offset=0, max_bytes=1 << 20, max_wait_ms=100):
+def fetch_v4(conn: Conn, topic, partition, offset=0, max_bytes=1 << 20, max_wait_ms=100, min_bytes=1):
     """Returns (error_code, high_watermark, records_bytes)."""
+    return fetch_v4_recv(conn, fetch_v4_send(conn, topic, partition, offset, max_bytes, max_wait_ms, min_bytes))
+
+
+def fetch_v4_send(conn: Conn, topic, partition, offset=0, max_bytes=1 << 20, max_wait_ms=100, min_bytes=1) -> int:
+    """Sends a Fetch v4 of one partition without waiting; returns the correlation id."""
     body = (
         i32(-1)
         + i32(max_wait_ms)
-        + i32(1)
+        + i32(min_bytes)
         + i32(max_bytes)
         + i8(0)
         + array([string(topic) + array([i32(partition) + i64(offset) + i32(max_bytes)])])
     )
-    r = conn.request(FETCH, 4, body)
+    return conn.send_request(FETCH, 4, body)
+
+
+def fetch_v4_recv(conn: Conn, corr: int):
+    """The answer to fetch_v4_send: (error_code, high_watermark, records_bytes)."""
+    r = conn.recv_response(corr)
     r.i32()  # throttle
     for _ in range(r.i32()):
         r.string()
@@ -714,7 +727,23 @@ def create_topics_v2(conn: Conn, topic, partitions, replication=1, timeout_ms=30
     r = conn.request(CREATE_TOPICS, 2, body)
     r.i32()  # throttle
     res = r.array(lambda x: (x.string(), x.i16(), x.string()))
+    if res[0][1] == NONE:
+        wait_served(conn, topic, partitions)
     return res[0][1], res[0][2]
+
+
+def wait_served(conn: Conn, topic, partitions, timeout=10.0):
+    """Waits until the broker answers ListOffsets for every partition of a topic it just
+    created: Kafka learns that it leads them a moment after CreateTopics answers (until then
+    NOT_LEADER_OR_FOLLOWER), Spate at once. Gives up quietly after `timeout` (the partition may
+    be led elsewhere: the test's own requests then say what is wrong)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answers = list_offsets_v1(conn, topic, range(partitions))
+        if all(err not in (UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER)
+               for err, _ in answers.values()):
+            return
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1036,3 +1065,20 @@ def describe_topic_partitions_v0(conn: Conn, topics=(), limit=2000, cursor=None)
     r.tagged_fields()
     assert r.remaining() == 0, f"{r.remaining()} bytes left in the DescribeTopicPartitions answer"
     return found, next_cursor
+
+
+def delete_topics_v6(conn: Conn, topics, timeout_ms=30000):
+    """DeleteTopics v6 (flexible), topics named by (name or None, topic id: 16 bytes). Returns
+    [(name, topic id, error_code, error_message)] in answer order."""
+    body = compact_array(compact_string(name) + topic_id + NO_TAGS for name, topic_id in topics)
+    body += i32(timeout_ms) + NO_TAGS
+    r = flexible_request(conn, DELETE_TOPICS, 6, body)
+    r.i32()  # throttle
+
+    def answer(x):
+        name, topic_id, err, msg = x.compact_string(), x.uuid(), x.i16(), x.compact_string()
+        x.tagged_fields()
+        return name, topic_id, err, msg
+
+    return r.compact_array(answer)
+

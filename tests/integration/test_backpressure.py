@@ -19,8 +19,7 @@ from conftest import SPATE_BIN, Broker
 from helpers import create_topic, end_offsets, loop_fs
 from metrics_scrape import scrape
 
-if SPATE_BIN.name == "kafka-as-spate":
-    pytest.skip("Spate's write backlog and admin endpoint", allow_module_level=True)
+pytestmark = pytest.mark.spate_only("Spate's write backlog and admin endpoint")
 
 MIB = 1 << 20
 THROTTLE_BPS = 4 * MIB

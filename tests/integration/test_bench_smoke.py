@@ -10,6 +10,8 @@ import pytest
 from confluent_kafka import Consumer
 from conftest import SPATE_BIN
 
+pytestmark = pytest.mark.spate_only("Spate's benchmark scripts")
+
 PERCENTILES = ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
 
 

@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import SPATE_BIN, IT_DIR
 from kafka_wire import (
     Conn,
@@ -79,6 +81,8 @@ def test_fetch_long_poll_is_woken_by_a_produce_on_another_connection(broker):
     assert result["elapsed"] < 10, "the fetch waited for max_wait_ms instead of being woken"
 
 
+@pytest.mark.differs_from_kafka("Kafka answers OFFSET_OUT_OF_RANGE with high watermark -1; Spate with "
+                                "the real one, which its followers read the log's bounds from")
 def test_fetch_past_the_end_is_out_of_range_and_at_the_end_is_empty(broker):
     make_topic(broker, "ends")
     with Conn(broker.host, broker.port) as conn:
@@ -160,7 +164,11 @@ def test_create_topics_errors_and_delete(broker):
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.delete_topics(["admin-t"])["admin-t"].result(30)
     with Conn(broker.host, broker.port) as conn:
-        err, _ = produce_v3(conn, "admin-t", 0, record_batch(records(1)))
+        # Kafka drops the partitions a moment after answering (Spate before): wait for it.
+        deadline = time.monotonic() + 30
+        while (err := produce_v3(conn, "admin-t", 0, record_batch(records(1)))[0]) == 0:
+            assert time.monotonic() < deadline, "the deleted topic still takes writes"
+            time.sleep(0.1)
         assert err == UNKNOWN_TOPIC_OR_PARTITION
         # Re-created under the same name, it starts empty.
         assert create_topics_v2(conn, "admin-t", 1)[0] == 0
@@ -170,7 +178,13 @@ def test_create_topics_errors_and_delete(broker):
 def test_metadata_auto_creates_with_num_partitions(broker_factory):
     broker = broker_factory(settings={"num.partitions": "4"})
     with Conn(broker.host, broker.port) as conn:
-        brokers, topics = metadata_v1(conn, ["auto-created"])
+        # Kafka answers the request that creates the topic with an error, then the topic (Spate
+        # answers with it at once): ask until it is there.
+        deadline = time.monotonic() + 30
+        while (found := metadata_v1(conn, ["auto-created"]))[1]["auto-created"][0] != 0:
+            assert time.monotonic() < deadline, f"not auto-created: {found}"
+            time.sleep(0.1)
+        brokers, topics = found
     assert [(b[1], b[2]) for b in brokers] == [(broker.host, broker.port)]
     error, partitions = topics["auto-created"]
     assert error == 0
@@ -201,6 +215,7 @@ def run_spate(*args, timeout=10):
     )
 
 
+@pytest.mark.spate_only("the `spate start` command line and its data dir lock")
 def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
     result = run_spate("start", "--data-dir", str(broker.data_dir), "--listen", "127.0.0.1:1")
     assert result.returncode != 0
@@ -208,6 +223,7 @@ def test_second_start_on_a_data_dir_in_use_fails_at_once(broker):
     assert broker.alive()
 
 
+@pytest.mark.spate_only("the `spate start` command line")
 def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothing(broker):
     # Each shard's listener sets SO_REUSEPORT; without a claim on the address a second broker
     # would share the first one's connections. Kafka refuses to start on a port in use.
@@ -235,6 +251,7 @@ def test_second_broker_on_a_listen_address_in_use_fails_at_once_and_writes_nothi
     assert not other_dir.exists()
 
 
+@pytest.mark.spate_only("Spate's shards, panic hook and log lines")
 def test_a_panic_in_a_shard_aborts_the_broker_after_logging_it_and_a_restart_recovers(broker_factory, monkeypatch):
     # Unwinding would end one shard's thread and leave the node looking ready; the panic
     # policy logs the panic (thread, location) and aborts the process, for a supervisor to
@@ -257,6 +274,7 @@ def test_a_panic_in_a_shard_aborts_the_broker_after_logging_it_and_a_restart_rec
         assert (err, hw) == (0, 1) and decode_batches(data)[0].records[0][2] == b"v"
 
 
+@pytest.mark.spate_only("the `spate` command line")
 def test_bad_command_lines_fail_with_a_reason():
     data_dir = IT_DIR / "cli-bad-args"
     for args, reason in [

@@ -13,6 +13,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conftest import SPATE_BIN
 
+pytestmark = pytest.mark.spate_only("the `spate` client commands")
+
 # Groups form at once (Kafka waits 3 s for more members of a new group by default).
 GROUP_SETTINGS = {"group.initial.rebalance.delay.ms": "0"}
 

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import SPATE_BIN, Broker, free_port
 
+pytestmark = pytest.mark.spate_only("Spate's multi-node flags and controller quorum (the wrapper runs one Kafka node)")
+
 LEADER_LINE = re.compile(r"active controller is node (\d+) \(term (\d+)\)")
 
 

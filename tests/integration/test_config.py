@@ -17,8 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from conftest import IT_DIR, ROOT, SPATE_BIN
 
-if SPATE_BIN.name == "kafka-as-spate":
-    pytest.skip("Spate's own configuration layers: nothing to compare with Kafka", allow_module_level=True)
+pytestmark = pytest.mark.spate_only("Spate's own configuration layers: nothing to compare with Kafka")
 
 
 def spate(*args, env=None):

@@ -6,6 +6,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from helpers import create_topic
@@ -90,6 +92,7 @@ def entry_positions(data):
     return out, pos
 
 
+@pytest.mark.spate_only("writes into Spate's segment files")
 def test_garbage_tail_is_truncated_to_the_last_valid_entry(broker):
     create_topic(broker.bootstrap, "torn", 1)
     p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})

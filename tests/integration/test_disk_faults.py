@@ -4,16 +4,23 @@ EIO on demand (helpers.faulty_disk: a loop device over a FUSE-served file, as a 
 KAFKA_STORAGE_ERROR (56) on the wire for that partition only; the partition is then offline as
 Kafka's failed log dir is (produce, fetch and ListOffsets answer 56, even once the device reads
 again); the broker stays up and serves the other partition; a restart recovers it with every
-acknowledged record."""
+acknowledged record. The same for a failed fdatasync (the device's cache flush fails), which
+also shows `flush.messages` and `flush.ms` syncing acks=1 writes (and nothing else doing so).
+"""
 
+import contextlib
 import time
 
 from confluent_kafka import Producer
 
 from conftest import Broker
-from helpers import faulty_disk
+from helpers import create_topic, faulty_disk
 from kafka_wire import (Conn, Rec, create_topics_v2, fetch_all_v4, fetch_v4, list_offsets_v1,
                         produce_v3, record_batch)
+
+import pytest
+
+pytestmark = pytest.mark.spate_only("Spate's partition directories moved onto a faulty disk")
 
 KAFKA_STORAGE_ERROR = 56
 RECORDS = 200
@@ -118,3 +125,82 @@ def check_offline(conn, b):
 def one_batch(tag):
     # A current timestamp: retention (7 days) must not remove it.
     return record_batch([Rec(key=b"k", value=tag)], base_timestamp=int(time.time() * 1000))
+
+
+def test_a_failed_fdatasync_takes_its_partition_offline_until_restart():
+    """The device's cache flush fails (EIO): the acks=all produce that needed the fdatasync gets
+    KAFKA_STORAGE_ERROR, and the partition stays offline even once the device syncs again (the
+    kernel may have dropped the pages it failed to write: Kafka's failed log dir); the other
+    partition is served; a restart recovers every record acknowledged before the fault."""
+    b = Broker("syncfault")
+    with faulty_disk("syncfault", DISK_BYTES) as disk:
+        try:
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                for topic in ("faulty", "healthy"):
+                    err, msg = create_topics_v2(conn, topic, 1)
+                    assert err == 0, (topic, err, msg)
+            produce(b.bootstrap, "healthy", 10, b"healthy")
+            assert b.stop() == 0
+            move_onto(disk, b.data_dir / "faulty-0")
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                acked = [produce_v3(conn, "faulty", 0, one_batch(b"before-%d" % i)) for i in range(5)]
+                assert acked == [(0, i) for i in range(5)], acked
+                disk.fail_syncs()
+                err, _ = produce_v3(conn, "faulty", 0, one_batch(b"unsynced"))
+                assert err == KAFKA_STORAGE_ERROR, err
+                disk.heal()
+                for offset in (0, 4):
+                    assert fetch_v4(conn, "faulty", 0, offset)[0] == KAFKA_STORAGE_ERROR
+                assert produce_v3(conn, "faulty", 0, one_batch(b"refused"))[0] == KAFKA_STORAGE_ERROR
+                assert list_offsets_v1(conn, "faulty", [0])[0][0] == KAFKA_STORAGE_ERROR
+                err, offset = produce_v3(conn, "healthy", 0, one_batch(b"healthy"))
+                assert err == 0 and offset == 10, (err, offset)
+                assert b.alive()
+            assert "fdatasync of the active segment: Input/output error" in b.log_path.read_text()
+            b.kill()
+            b.start()
+            with Conn(b.host, b.port) as conn:
+                hw, recs = fetch_all_v4(conn, "faulty", 0)
+                assert [r[2] for r in recs][:5] == [b"before-%d" % i for i in range(5)], recs
+                assert produce_v3(conn, "faulty", 0, one_batch(b"after"))[0] == 0
+        except BaseException:
+            print(b.log_tail())
+            raise
+        finally:
+            b.kill()
+
+
+@pytest.mark.parametrize("flush", [{"flush.messages": "1"}, {"flush.ms": "500"}], ids=["messages", "ms"])
+def test_flush_settings_fdatasync_acks_1_writes(flush):
+    """A partition on a disk whose syncs fail, acks=1 writes from librdkafka: with
+    `flush.messages=1` (or `flush.ms=500`) the broker fdatasyncs without an acks=all waiter, meets
+    the failure and takes the partition offline. Its first failure must be that fdatasync: a
+    broker ignoring the setting would fail only later, on a write, once ext4's own journal
+    commit (every 5 s) has met the failing flush."""
+    b = Broker("flush")
+    with faulty_disk("flushed", DISK_BYTES) as disk, contextlib.ExitStack() as stop:
+        stop.callback(b.kill)
+        b.start()
+        create_topic(b.bootstrap, "flushed", 1, config=flush)
+        assert b.stop() == 0
+        move_onto(disk, b.data_dir / "flushed-0")
+        b.start()
+        with Conn(b.host, b.port) as conn:  # the leader epoch checkpoint is written (and synced)
+            assert produce_v3(conn, "flushed", 0, one_batch(b"first")) == (0, 0)
+        disk.fail_syncs()
+        # (flush.messages=1 syncs on this produce's own path, so it is answered 56 as in Kafka;
+        # librdkafka retries it until message.timeout.ms)
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "1", "linger.ms": 0,
+                      "message.timeout.ms": 3000})
+        p.produce("flushed", key=b"k", value=b"v")
+        p.flush(10)
+        with Conn(b.host, b.port) as conn:
+            deadline = time.monotonic() + 10  # flush.ms: within a second or so
+            while (err := produce_v3(conn, "flushed", 0, one_batch(b"more"), acks=1)[0]) == 0:
+                assert time.monotonic() < deadline, f"{flush} never synced an acks=1 write"
+                time.sleep(0.1)
+            assert err == KAFKA_STORAGE_ERROR, err
+        failures = [ln for ln in b.log_path.read_text().splitlines() if "partition log write failed" in ln]
+        assert failures and "fdatasync of the active segment" in failures[0], failures[:1]

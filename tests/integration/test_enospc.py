@@ -13,6 +13,8 @@ from conftest import Broker
 from helpers import loop_fs
 from kafka_wire import Conn, Rec, create_topics_v2, fetch_all_v4, fetch_v4, produce_v3, record_batch
 
+pytestmark = pytest.mark.spate_only("Spate's data dir on a small file system and its retry log lines")
+
 KAFKA_STORAGE_ERROR = 56
 FS_BYTES = 48 << 20
 

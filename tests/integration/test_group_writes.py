@@ -18,6 +18,10 @@ import time
 import kafka_wire as w
 from cluster_faults import cluster_factory, wait_for  # noqa: F401  (cluster_factory is a fixture)
 
+import pytest
+
+pytestmark = pytest.mark.spate_only("Spate's multi-node clusters (the wrapper runs one Kafka node)")
+
 OFFSETS = "__consumer_offsets"
 GROUP = "writes"
 TOPIC = "gw"

@@ -18,8 +18,7 @@ from conftest import SPATE_BIN
 from helpers import create_topic
 from metrics_scrape import get, scrape
 
-if SPATE_BIN.name == "kafka-as-spate":
-    pytest.skip("Spate's admin endpoint: Kafka exposes JMX instead", allow_module_level=True)
+pytestmark = pytest.mark.spate_only("Spate's admin endpoint: Kafka exposes JMX instead")
 
 FAMILIES = {
     "spate_requests": "counter",

@@ -10,6 +10,7 @@ killed. The session timeout is shortened (3 s, heartbeats every 0.5 s) so fencin
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
 import socket
@@ -23,6 +24,9 @@ import kafka_wire as w
 from cluster_faults import SESSION_TIMEOUT_MS, ClusterNode, metadata, start_cluster, wait_for
 from conftest import SPATE_BIN, Broker, free_port
 from helpers import consume, kafka_tool, produce, verify
+from test_groups import members  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.spate_only("Spate's multi-node clusters (the wrapper runs one Kafka node)")
 
 LEADER_NOT_AVAILABLE = 5
 
@@ -46,9 +50,10 @@ def leaders_of(node: Broker, topic: str) -> dict[int, int]:
 def all_led(node: Broker, topic: str, partitions: int):
     """The leaders when `node` knows every partition's (a node may not have the topic yet)."""
     _, found = metadata(node, [topic])
-    if found[topic][0] != 0:
+    err, parts = found[topic]
+    if err != 0:  # (one answer: a second Metadata could say LEADER_NOT_AVAILABLE meanwhile)
         return False
-    leaders = leaders_of(node, topic)
+    leaders = {p: leader for p, (_, leader) in parts.items()}
     return len(leaders) == partitions and all(l >= 0 for l in leaders.values()) and leaders
 
 
@@ -64,7 +69,8 @@ def test_a_twelve_partition_topic_leads_on_every_broker_and_clients_use_any_boot
         assert leaders_of(node, "spread") == leaders
 
     # Each client produces through one node and another client reads back through another.
-    pairs = [("confluent", 1, "java", 2), ("java", 2, "franz-go", 0), ("franz-go", 0, "confluent", 1)]
+    pairs = [("confluent", 1, "java", 2), ("java", 2, "franz-go", 0), ("franz-go", 0, "kafkajs", 1),
+             ("kafkajs", 1, "kafka-python", 2), ("kafka-python", 2, "confluent", 0)]
     for producer, p_node, consumer, c_node in pairs:
         topic = f"spread-{producer}"
         create_topic(nodes[p_node].bootstrap, topic, 12)
@@ -117,6 +123,30 @@ def test_produce_to_the_wrong_broker_gets_not_leader_and_groups_find_their_coord
     admin.delete_topics(["routed"], operation_timeout=15)["routed"].result(15)
     wait_for("the topic gone everywhere", lambda: all(
         "routed" not in metadata(n)[1] and not list(n.data_dir.glob("routed-*")) for n in nodes))
+
+
+def test_kafkajs_and_kafka_python_members_share_a_group_across_the_nodes(members):
+    """A group whose members bootstrap from different nodes (kafkajs through node 1, kafka-python
+    through node 3) over partitions led by all three: each owns a share, every record is
+    consumed once; SIGTERM of the kafkajs member (LeaveGroup) moves its partitions to the
+    kafka-python member, which reads on from the commits."""
+    from test_groups import PHASE_N, check_exactly_once, need_client, wait_balanced, wait_consumed
+
+    need_client("kafkajs")
+    nodes = start_cluster(3)
+    create_topic(nodes[1].bootstrap, "shared", 6)
+    wait_for("6 leaders on 3 brokers", lambda: all(all_led(n, "shared", 6) for n in nodes)
+             and set(leaders_of(nodes[0], "shared").values()) == {1, 2, 3})
+    js = members("kafkajs", nodes[0].bootstrap, "shared", "multi-node", "js")
+    py = members("kafka-python", nodes[2].bootstrap, "shared", "multi-node", "py")
+    wait_balanced([js, py], "two members over three nodes")
+    produce("confluent", nodes[1].bootstrap, "shared", PHASE_N)
+    wait_consumed([js, py], PHASE_N, "first phase")
+    js.terminate()
+    wait_balanced([py], "kafka-python alone")
+    produce("java", nodes[2].bootstrap, "shared", PHASE_N)
+    wait_consumed([js, py], 2 * PHASE_N, "second phase")
+    check_exactly_once([js, py], nodes[0].bootstrap, "shared")
 
 
 def test_create_partitions_places_the_new_partitions_over_the_brokers():
@@ -222,7 +252,7 @@ def test_dev_cluster_starts_three_nodes_and_stops_them():
     data = Broker("dev-cluster").data_dir
     proc = subprocess.Popen([str(SPATE_BIN), "dev-cluster", "--nodes", "3", "--base-port", str(base),
                              "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=True)  # its nodes: one process group
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -247,9 +277,11 @@ def test_dev_cluster_starts_three_nodes_and_stops_them():
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", base + i), timeout=1).close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        subprocess.run(["pkill", "-KILL", "-f", str(data)], check=False)
+        try:  # dev-cluster and any node it left: its process group, nothing else
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
 
 
 def free_base_port() -> int:

@@ -44,6 +44,8 @@ from cluster_faults import (  # noqa: F401  (cluster_factory is a fixture)
     wait_for,
 )
 
+pytestmark = pytest.mark.spate_only("Spate's multi-node clusters (the wrapper runs one Kafka node)")
+
 LAG_MS = 3000
 FETCH_WAIT_MS = 500
 REPLICATION = {"replica.lag.time.max.ms": LAG_MS}

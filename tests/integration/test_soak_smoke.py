@@ -13,6 +13,10 @@ from pathlib import Path
 
 from conftest import IT_DIR, ROOT, SPATE_BIN
 
+import pytest
+
+pytestmark = pytest.mark.spate_only("Spate's soak script and its data dir")
+
 SOAK = ROOT / "bench" / "scripts" / "soak.py"
 
 

@@ -122,6 +122,7 @@ def consume_from(broker, topic, offset, count, timeout=20.0):
     return out
 
 
+@pytest.mark.spate_only("reads Spate's segment files in its data dir")
 def test_size_retention_deletes_segments_and_resets_a_consumer_to_the_log_start(broker_factory):
     b = broker_factory(settings=FAST_CHECKS)
     create(b, "sized", **{"segment.bytes": "16384", "retention.bytes": "65536"})
@@ -159,6 +160,7 @@ def test_size_retention_deletes_segments_and_resets_a_consumer_to_the_log_start(
     assert watermarks(b, "sized") == (low, n)
 
 
+@pytest.mark.spate_only("reads Spate's segment files in its data dir")
 def test_time_retention_empties_a_log_of_old_records(broker_factory):
     b = broker_factory(settings=FAST_CHECKS)
     create(b, "aged", **{"retention.ms": "60000", "segment.bytes": "16384"})
@@ -175,6 +177,7 @@ def test_time_retention_empties_a_log_of_old_records(broker_factory):
     assert [(m.offset(), m.value()) for m in got] == [(500, b"new")]
 
 
+@pytest.mark.spate_only("reads Spate's segment files in its data dir")
 def test_delete_records_moves_the_low_watermark_and_fetch_below_it_is_out_of_range(broker_factory):
     b = broker_factory()
     create(b, "trim", **{"segment.bytes": "16384"})
@@ -348,6 +351,7 @@ def test_timestamps_outside_the_topic_bounds_are_refused(broker_factory):
 # gzip: compaction decompresses, keeps the survivors and recompresses them (kafka-python, which
 # reads the result below, decodes gzip without extra packages).
 @pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.spate_only("reads Spate's segment files in its data dir")
 def test_compacted_topic_keeps_the_latest_value_per_key_and_drops_tombstones(broker_factory, compression):
     b = broker_factory(settings=FAST_CHECKS)
     create(b, "compacted", **{

@@ -101,7 +101,17 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         if total >= min_bytes.max(1) || any_news || now >= deadline || wanted.is_empty() {
             break;
         }
-        wait_for_data(shard, &wanted, deadline - now, follower.is_some()).await;
+        // Wait for records past what was just read: a consumer's read ends at the high
+        // watermark, so records short of `min_bytes` must not wake the wait again at once.
+        let past: Vec<i64> = wanted
+            .iter()
+            .zip(&reads)
+            .map(|(w, r)| match follower {
+                None => w.read.offset.max(r.high_watermark),
+                Some(_) => w.read.offset,
+            })
+            .collect();
+        wait_for_data(shard, &wanted, &past, deadline - now, follower.is_some()).await;
         reads = read_once(shard, &wanted, follower, max_bytes).await;
     }
     limit_total_bytes(&mut reads, max_bytes);
@@ -251,12 +261,19 @@ async fn read_all(
     futures::future::join_all(reads).await
 }
 
-/// Returns when any wanted partition has data at its fetch offset, or after `timeout`.
-async fn wait_for_data(shard: &Rc<Shard>, wanted: &[Wanted], timeout: Duration, follower: bool) {
+/// Returns when one of `wanted` has records at or after its offset in `past` (same order), or
+/// after `timeout`.
+async fn wait_for_data(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    past: &[i64],
+    timeout: Duration,
+    follower: bool,
+) {
     let mut per_shard: Vec<Vec<(PartitionKey, i64)>> = vec![Vec::new(); shard.count];
-    for w in wanted {
+    for (w, &offset) in wanted.iter().zip(past) {
         if let Ok(key) = w.key {
-            per_shard[shard.owner_of(&key)].push((key, w.read.offset));
+            per_shard[shard.owner_of(&key)].push((key, offset));
         }
     }
     let waits: Vec<_> = per_shard

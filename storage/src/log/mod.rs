@@ -382,6 +382,12 @@ struct Shared {
     /// Tests: the error every segment read fails with (a disk read fault).
     #[cfg(test)]
     read_fault: std::cell::Cell<Option<io::ErrorKind>>,
+    /// Tests: the error every segment write fails with (a full disk: StorageFull).
+    #[cfg(test)]
+    write_fault: std::cell::Cell<Option<io::ErrorKind>>,
+    /// Tests: the error every fdatasync of the active segment fails with (EIO).
+    #[cfg(test)]
+    sync_fault: std::cell::Cell<Option<io::ErrorKind>>,
 }
 
 impl Drop for Shared {
@@ -545,6 +551,10 @@ impl PartitionLog {
             maintenance: glommio::sync::Semaphore::new(1),
             #[cfg(test)]
             read_fault: std::cell::Cell::new(None),
+            #[cfg(test)]
+            write_fault: std::cell::Cell::new(None),
+            #[cfg(test)]
+            sync_fault: std::cell::Cell::new(None),
         });
         glommio::spawn_local(writer_loop(Rc::downgrade(&shared))).detach();
         Ok(PartitionLog { shared })

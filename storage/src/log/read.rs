@@ -285,14 +285,16 @@ fn take_from_cache(cache: &VecDeque<CachedBatch>, next: i64, max_bytes: usize, o
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::batch::test_support::{encode_batch, simple_records, NO_PRODUCER};
     use crate::batch::validate_produce_records;
 
     /// Runs `f` in a fresh glommio executor (memory locked for io_uring: lift the limit
     /// where allowed).
-    fn run<Fut: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> Fut) {
+    pub(in crate::log) fn run<Fut: std::future::Future<Output = ()> + 'static>(
+        f: impl FnOnce() -> Fut,
+    ) {
         let lim = libc::rlimit {
             rlim_cur: libc::RLIM_INFINITY,
             rlim_max: libc::RLIM_INFINITY,
@@ -326,7 +328,7 @@ mod tests {
     }
 
     /// A temporary directory under `target/` (O_DIRECT needs a real disk, not tmpfs).
-    fn dir_on_disk() -> tempfile::TempDir {
+    pub(in crate::log) fn dir_on_disk() -> tempfile::TempDir {
         let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
         std::fs::create_dir_all(base).expect("target dir");
         tempfile::tempdir_in(base).expect("temp dir")

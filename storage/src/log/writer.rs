@@ -183,6 +183,10 @@ async fn write_pending(
         (inner.sync_target, inner.written_offset)
     };
     if target > shared.inner.borrow().synced_offset {
+        injected_fault(shared, Fault::Sync).map_err(|e| {
+            let e = StorageError::new(&dir, "fdatasync of the active segment", e);
+            (e, false)
+        })?;
         file.fdatasync().await.map_err(|e| {
             let e = StorageError::new(&dir, "fdatasync of the active segment", e.into());
             (e, false)
@@ -251,12 +255,17 @@ async fn write_chunks(
     // chunk's remainder.
     let group_bytes = group.iter().map(|(_, (_, len, ..))| len).sum();
     shared.inner.borrow_mut().chunk_hint = chunk::next_hint(group_bytes);
+    let fault = injected_fault(shared, Fault::Write);
     let writes = group
         .iter()
         .filter(|(_, (buf, ..))| !buf.is_empty())
         .map(|(chunk, (buf, ..))| {
             let (buf, at) = (buf.clone(), chunk.file_pos);
+            let fault = fault
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()));
             async move {
+                fault?;
                 let padded = buf.len();
                 let written = file.write_rc_at(buf, at).await.map_err(io::Error::from)?;
                 if written != padded {
@@ -291,6 +300,28 @@ async fn write_chunks(
     );
     inner.written_offset = last_offset + 1;
     inner.evict_cache();
+    Ok(())
+}
+
+enum Fault {
+    Write,
+    Sync,
+}
+
+/// Tests: the injected error of a segment write or of the active segment's fdatasync, as the
+/// disk's own error would come back. Always `Ok` outside tests.
+fn injected_fault(shared: &Shared, which: Fault) -> io::Result<()> {
+    #[cfg(test)]
+    {
+        let cell = match which {
+            Fault::Write => &shared.write_fault,
+            Fault::Sync => &shared.sync_fault,
+        };
+        if let Some(kind) = cell.get() {
+            return Err(io::Error::new(kind, "injected fault"));
+        }
+    }
+    let _ = (shared, which);
     Ok(())
 }
 
@@ -344,4 +375,140 @@ pub(super) async fn roll_files(
     inner.closed_offset = new_base;
     inner.checkpointed_bytes = 0;
     Ok(file)
+}
+
+impl PartitionLog {
+    /// Tests: every segment write fails with `kind` from now on (None: writes work again).
+    #[cfg(test)]
+    pub(crate) fn inject_write_fault(&self, kind: Option<io::ErrorKind>) {
+        self.shared.write_fault.set(kind);
+    }
+
+    /// Tests: every fdatasync of the active segment fails with `kind` (None: works again).
+    #[cfg(test)]
+    pub(crate) fn inject_sync_fault(&self, kind: Option<io::ErrorKind>) {
+        self.shared.sync_fault.set(kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read::tests::{dir_on_disk, run};
+    use super::*;
+    use crate::batch::test_support::{encode_batch, simple_records, NO_PRODUCER};
+    use crate::batch::validate_produce_records;
+
+    fn append_one(log: &PartitionLog, ts: i64) -> Result<AppendOutcome, AppendError> {
+        let b = encode_batch(0, ts, NO_PRODUCER, &simple_records(1));
+        let h = validate_produce_records(&b).expect("valid");
+        log.append(&b, &h)
+    }
+
+    async fn open_with(path: &Path, count: i64) -> PartitionLog {
+        let log = PartitionLog::open(path, LogConfig::default())
+            .await
+            .expect("open");
+        for i in 0..count {
+            append_one(&log, 1_000 + i).expect("append");
+        }
+        log.wait_durable(count - 1, true).await.expect("durable");
+        log
+    }
+
+    #[test]
+    fn a_full_disk_refuses_appends_keeps_reads_and_writes_everything_once_retried() {
+        let dir = dir_on_disk();
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = open_with(&path, 10).await;
+            log.inject_write_fault(Some(io::ErrorKind::StorageFull));
+            // Accepted into memory; the write fails and the waiter hears of it.
+            let queued = append_one(&log, 2_000).expect("append before the write fails");
+            let e = log
+                .wait_durable(queued.last_offset, true)
+                .await
+                .expect_err("no space");
+            assert_eq!(e.kafka_error_code(), 56);
+            assert!(!log.is_offline(), "a full disk is retryable, not offline");
+            let refused = append_one(&log, 2_001).expect_err("appends refused while full");
+            assert_eq!(refused.kafka_error_code(), 56);
+            assert_eq!(
+                log.read(0, usize::MAX).await.expect("reads served").len(),
+                11
+            );
+            assert_eq!(log.written_offset(), 10);
+            // Space frees: the retry writes the held entry where it was going.
+            log.inject_write_fault(None);
+            assert!(log.retry_after_failure());
+            log.wait_durable(queued.last_offset, true)
+                .await
+                .expect("written on retry");
+            assert_eq!(log.written_offset(), 11);
+            let next = append_one(&log, 2_002).expect("appends accepted again");
+            assert_eq!(next.base_offset, 11);
+            log.wait_durable(next.last_offset, true)
+                .await
+                .expect("durable");
+        });
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .expect("reopen");
+            assert_eq!(log.log_end_offset(), 12);
+            assert_eq!(log.read(0, usize::MAX).await.expect("read").len(), 12);
+        });
+    }
+
+    #[test]
+    fn a_write_error_other_than_a_full_disk_is_not_retried() {
+        let dir = dir_on_disk();
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = open_with(&path, 3).await;
+            log.inject_write_fault(Some(io::ErrorKind::Other));
+            let queued = append_one(&log, 2_000).expect("append");
+            assert!(log.wait_durable(queued.last_offset, true).await.is_err());
+            assert!(log.is_offline());
+            log.inject_write_fault(None);
+            assert!(!log.retry_after_failure());
+        });
+    }
+
+    #[test]
+    fn a_failed_fdatasync_takes_the_log_offline_until_restart() {
+        let dir = dir_on_disk();
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = open_with(&path, 5).await;
+            log.inject_sync_fault(Some(io::ErrorKind::Other));
+            let queued = append_one(&log, 2_000).expect("append");
+            let e = log
+                .wait_durable(queued.last_offset, true)
+                .await
+                .expect_err("EIO");
+            assert_eq!(e.kafka_error_code(), 56);
+            assert!(log.is_offline());
+            log.inject_sync_fault(None);
+            assert!(
+                !log.retry_after_failure(),
+                "the kernel may have dropped the dirty pages"
+            );
+            assert_eq!(
+                append_one(&log, 2_001)
+                    .expect_err("refused")
+                    .kafka_error_code(),
+                56
+            );
+            assert!(log.read(0, usize::MAX).await.is_err());
+        });
+        let path = dir.path().to_path_buf();
+        run(|| async move {
+            let log = PartitionLog::open(&path, LogConfig::default())
+                .await
+                .expect("reopen");
+            assert!(!log.is_offline());
+            assert!(log.log_end_offset() >= 5);
+        });
+    }
 }
