@@ -77,7 +77,29 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
         Kind::Text,
     ),
     ("inter.broker.listener.name", "", Kind::Text),
+    // TLS of the SSL and SASL_SSL listeners (`tls_config.rs`; per listener with the prefix
+    // `listener.name.<name>.`).
+    ("ssl.keystore.type", "PEM", Kind::Text),
+    ("ssl.keystore.location", "", Kind::Text),
+    ("ssl.keystore.certificate.chain", "", Kind::Text),
+    ("ssl.keystore.key", "", Kind::Text),
+    ("ssl.truststore.type", "PEM", Kind::Text),
+    ("ssl.truststore.location", "", Kind::Text),
+    ("ssl.truststore.certificates", "", Kind::Text),
+    ("ssl.client.auth", "none", Kind::Text),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", Kind::Text),
+    ("ssl.principal.mapping.rules", "DEFAULT", Kind::Text),
 ];
+
+/// Settings whose values are secrets: DescribeConfigs answers them as Kafka does (no value,
+/// `is_sensitive`), and the start line does not print them.
+pub fn is_sensitive(name: &str) -> bool {
+    let setting = match name.strip_prefix("listener.name.") {
+        Some(rest) => rest.split_once('.').map_or(rest, |(_, setting)| setting),
+        None => name,
+    };
+    matches!(setting, "ssl.keystore.key" | "ssl.key.password")
+}
 
 /// A `--set` that cannot be applied.
 #[derive(Debug, PartialEq, Eq)]
@@ -326,7 +348,8 @@ impl BrokerConfig {
         })
     }
 
-    /// The effective value of a setting by its Kafka name (`None` for an unknown name).
+    /// The effective value of a setting by its Kafka name (`None` for an unknown name, or a
+    /// per-listener `listener.name.<name>.ssl.*` that is not set).
     pub fn value(&self, name: &str) -> Option<&str> {
         self.overrides
             .get(name)
@@ -343,6 +366,14 @@ impl BrokerConfig {
             protocol_map: get("listener.security.protocol.map"),
             inter_broker_listener_name: get("inter.broker.listener.name"),
         }
+    }
+
+    /// The per-listener settings given (`listener.name.<name>.ssl.*`), by name.
+    pub fn listener_overrides(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.overrides
+            .iter()
+            .filter(|(name, _)| crate::tls_config::is_listener_ssl_setting(name))
+            .map(|(name, value)| (name.as_str(), value.as_str()))
     }
 
     /// Every setting with its effective value and whether it is the default.
@@ -364,6 +395,9 @@ pub fn settings() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
 }
 
 fn kind_of(name: &str) -> Option<Kind> {
+    if crate::tls_config::is_listener_ssl_setting(name) {
+        return Some(Kind::Text);
+    }
     SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
 }
 

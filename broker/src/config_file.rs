@@ -119,8 +119,16 @@ impl Layered {
     /// What `spate start` runs with.
     pub fn start_options(&self) -> Result<StartOptions, String> {
         let overrides: Vec<String> = config::settings()
-            .filter(|(name, _, _)| self.values[*name].1 != Source::Default)
-            .map(|(name, _, _)| format!("{name}={}", self.get(name)))
+            .map(|(name, _, _)| name)
+            .filter(|name| self.values[*name].1 != Source::Default)
+            .chain(
+                // `listener.name.<name>.ssl.*`: not in the table, set only when given.
+                self.values
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|name| crate::tls_config::is_listener_ssl_setting(name)),
+            )
+            .map(|name| format!("{name}={}", self.get(name)))
             .collect();
         let mut config = BrokerConfig::with_overrides(overrides.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;

@@ -25,3 +25,5 @@ pub mod server;
 pub mod session;
 pub mod shard;
 pub mod splice;
+pub mod tls_config;
+pub mod transport;

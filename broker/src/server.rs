@@ -3,13 +3,11 @@
 
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
-use crate::connection::KafkaConnection;
-use crate::listeners::{ListenerInfo, Listeners};
-use crate::session::Session;
+use crate::listeners::{Listeners, SecurityProtocol};
 use crate::shard::{Advertised, Job, MetadataSource, Shard};
+use crate::transport::{BoundListener, ListenerPlan};
 use controller::Controller;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -56,12 +54,20 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     let stop = stop_on_signals()?;
-    let listeners = resolve_listeners(&options.listeners)?;
+    let listeners = plan_listeners(&options.listeners, &options.config)?;
+    let inter_broker = options.listeners.inter_broker();
+    if options.cluster.is_some() && inter_broker.security_protocol != SecurityProtocol::Plaintext {
+        // Followers fetch from leaders at the registered address with a plaintext client.
+        return Err(format!(
+            "inter.broker.listener.name: {} is {}; brokers of a cluster reach each other over PLAINTEXT only for now",
+            inter_broker.name, inter_broker.security_protocol
+        ));
+    }
     // Before the data dir is touched: a second broker on one of these addresses refuses to
     // start.
     let _listen_claims = listeners
         .iter()
-        .map(|(_, addr)| crate::listen_claim::claim(*addr))
+        .map(|plan| crate::listen_claim::claim(plan.addr))
         .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
@@ -240,8 +246,8 @@ struct ShardContext {
     /// Shard 0 takes it.
     metadata: Arc<Mutex<Option<MetadataSource>>>,
     connection_quotas: Arc<net::quotas::ConnectionQuotas>,
-    /// Every Kafka listener and the address it binds.
-    listeners: Vec<(ListenerInfo, SocketAddr)>,
+    /// Every Kafka listener: what it is, the address it binds, its TLS.
+    listeners: Vec<ListenerPlan>,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
     shutdown: Arc<Shutdown>,
@@ -283,7 +289,12 @@ async fn shard_main(context: ShardContext) {
         .detach();
     }
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
-    let listeners = match bind_listeners(&context.listeners) {
+    let listeners = match context
+        .listeners
+        .iter()
+        .map(|plan| plan.bind(&shard))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(listeners) => listeners,
         Err(reason) => {
             let _ = context.started.send(ShardStarted::Failed(reason));
@@ -292,7 +303,7 @@ async fn shard_main(context: ShardContext) {
         }
     };
     if shard.id == 0 {
-        for (info, _) in &listeners {
+        for BoundListener { info, .. } in &listeners {
             info!(
                 listener = %info.name,
                 security_protocol = %info.security_protocol,
@@ -310,30 +321,14 @@ async fn shard_main(context: ShardContext) {
     }
     let _ = context.started.send(ShardStarted::Ready);
     {
-        let accepting = futures::future::join_all(
-            listeners
-                .iter()
-                .map(|(info, listener)| accept_connections(&shard, listener, info.clone())),
-        );
+        let accepting =
+            futures::future::join_all(listeners.iter().map(|l| accept_connections(&shard, l)));
         let stopping = context.shutdown.wait();
         futures::pin_mut!(accepting, stopping);
         futures::future::select(accepting, stopping).await;
     }
     drop(listeners);
     shard.close().await;
-}
-
-/// This shard's socket of every listener (SO_REUSEPORT: each shard binds its own).
-fn bind_listeners(
-    listeners: &[(ListenerInfo, SocketAddr)],
-) -> Result<Vec<(std::rc::Rc<ListenerInfo>, TcpListener)>, String> {
-    listeners
-        .iter()
-        .map(|(info, addr)| match TcpListener::bind(addr) {
-            Ok(listener) => Ok((std::rc::Rc::new(info.clone()), listener)),
-            Err(e) => Err(format!("cannot listen on {addr} ({}): {e}", info.name)),
-        })
-        .collect()
 }
 
 /// One info line with what this node starts with: addresses, shards and every setting that is
@@ -343,7 +338,12 @@ fn log_start(options: &StartOptions, data_dir: &std::path::Path, shards: usize) 
         .config
         .entries()
         .filter(|(_, _, is_default)| !is_default)
-        .map(|(name, value, _)| format!("{name}={value}"))
+        .map(|(name, value, _)| (name, value))
+        .chain(options.config.listener_overrides())
+        .map(|(name, value)| match crate::config::is_sensitive(name) {
+            true => format!("{name}=[hidden]"),
+            false => format!("{name}={value}"),
+        })
         .collect();
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -377,19 +377,11 @@ fn serve_jobs(
 /// connection to close, anywhere on the node, as Kafka's acceptor does), closes at once those
 /// from an address at `max.connections.per.ip`, and serves the rest with the shard's request
 /// memory.
-async fn accept_connections(
-    shard: &std::rc::Rc<Shard>,
-    listener: &TcpListener,
-    info: std::rc::Rc<ListenerInfo>,
-) {
-    let limits = net::ConnectionLimits {
-        frame_bytes_max: shard.config.socket_request_max_bytes,
-        in_flight_max: shard.config.queued_max_requests,
-    };
+async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &BoundListener) {
     let quotas = &shard.connection_quotas;
     loop {
         wait_for_slot(quotas).await;
-        let stream = match listener.accept().await {
+        let stream = match listener.socket.accept().await {
             Ok(stream) => stream,
             Err(e) => {
                 warn!(shard = shard.id, "accept failed: {e}");
@@ -412,11 +404,15 @@ async fn accept_connections(
             debug!(%peer, "connection closed at once: max.connections.per.ip");
             continue;
         };
-        let session = Session::new(Some(peer), info.clone());
-        let handler = KafkaConnection::new(shard.clone(), session);
-        let memory = shard.request_memory.clone();
+        listener.counters.count_accepted();
+        let parts = (
+            listener.info.clone(),
+            listener.tls.clone(),
+            listener.counters.clone(),
+        );
+        let shard = shard.clone();
         glommio::spawn_local(async move {
-            net::serve(stream, handler, limits, memory).await;
+            crate::transport::serve(shard, parts, stream, peer).await;
             drop(slot);
         })
         .detach();
@@ -588,8 +584,12 @@ fn io_memory_per_shard(shards: usize) -> usize {
     share.min(IO_MEMORY_BYTES_MAX)
 }
 
-/// Each listener with the address it binds.
-fn resolve_listeners(listeners: &Listeners) -> Result<Vec<(ListenerInfo, SocketAddr)>, String> {
+/// Each listener with the address it binds and, for SSL and SASL_SSL, its TLS (certificate
+/// and key files read now: a bad one refuses the start).
+fn plan_listeners(
+    listeners: &Listeners,
+    config: &BrokerConfig,
+) -> Result<Vec<ListenerPlan>, String> {
     listeners
         .all
         .iter()
@@ -600,7 +600,20 @@ fn resolve_listeners(listeners: &Listeners) -> Result<Vec<(ListenerInfo, SocketA
                 None => info.bind.clone(),
             };
             let addr = resolve(&bind).map_err(|e| e.replace("--listen", &info.name))?;
-            Ok((info.clone(), addr))
+            let tls = match info.security_protocol.uses_tls() {
+                false => None,
+                true => {
+                    let settings = crate::tls_config::server_settings(config, &info.name)?;
+                    let acceptor = net::tls::Acceptor::new(&settings)
+                        .map_err(|e| format!("listener {}: {e}", info.name))?;
+                    Some(acceptor)
+                }
+            };
+            Ok(ListenerPlan {
+                info: info.clone(),
+                addr,
+                tls,
+            })
         })
         .collect()
 }
