@@ -2,6 +2,7 @@
 //! Metadata, CreateTopics, Produce, Fetch and ListOffsets. Runs inside a glommio executor
 //! (thread-per-core: one client per executor, no sharing across threads).
 
+use crate::security::Stream;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::channel::oneshot;
 use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -47,7 +48,9 @@ pub const RETRIABLE: &str = "retriable: ";
 type Pending = oneshot::Sender<Result<Bytes>>;
 
 struct Inner {
-    writer: Mutex<WriteHalf<TcpStream>>,
+    writer: Mutex<WriteHalf<Stream>>,
+    /// TLS buffers what it encrypts: each request is flushed (a plain socket needs no flush).
+    flush: bool,
     /// Replies come back in request order; each waiter is queued with its correlation id.
     pending: RefCell<VecDeque<(i32, Pending)>>,
     next_correlation_id: Cell<i32>,
@@ -76,9 +79,13 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| format!("set_nodelay on {address}: {e}"))?;
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        let stream = Stream::over(stream, host).await?;
+        let flush = stream.is_tls();
         let (reader, writer) = stream.split();
         let inner = Rc::new(Inner {
             writer: Mutex::new(writer),
+            flush,
             pending: RefCell::new(VecDeque::new()),
             next_correlation_id: Cell::new(1),
             closed: RefCell::new(None),
@@ -178,11 +185,17 @@ impl Connection {
             .write_all(&buf)
             .await
             .map_err(|e| format!("write to {}: {e}", self.inner.address))?;
+        if self.inner.flush {
+            writer
+                .flush()
+                .await
+                .map_err(|e| format!("write to {}: {e}", self.inner.address))?;
+        }
         Ok(reply)
     }
 }
 
-async fn read_replies(mut reader: ReadHalf<TcpStream>, inner: Rc<Inner>) {
+async fn read_replies(mut reader: ReadHalf<Stream>, inner: Rc<Inner>) {
     let mut buffered = futures::io::BufReader::with_capacity(READ_BUFFER_BYTES, &mut reader);
     let reason = loop {
         let mut size = [0u8; 4];

@@ -10,6 +10,7 @@ pub mod flags;
 pub mod partitioner;
 pub mod replicated;
 pub mod report;
+pub mod security;
 pub mod stats;
 pub mod workload;
 

@@ -69,7 +69,38 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("auto.leader.rebalance.enable", "true", Kind::Bool),
     ("leader.imbalance.check.interval.seconds", "300", Kind::Long),
     ("leader.imbalance.per.broker.percentage", "10", Kind::Int),
+    // Listeners (`listeners.rs`); an empty `listeners` means the `listen` node option.
+    ("listeners", "", Kind::Text),
+    ("advertised.listeners", "", Kind::Text),
+    (
+        "listener.security.protocol.map",
+        crate::listeners::DEFAULT_PROTOCOL_MAP,
+        Kind::Text,
+    ),
+    ("inter.broker.listener.name", "", Kind::Text),
+    // TLS of the SSL and SASL_SSL listeners (`tls_config.rs`; per listener with the prefix
+    // `listener.name.<name>.`).
+    ("ssl.keystore.type", "PEM", Kind::Text),
+    ("ssl.keystore.location", "", Kind::Text),
+    ("ssl.keystore.certificate.chain", "", Kind::Text),
+    ("ssl.keystore.key", "", Kind::Text),
+    ("ssl.truststore.type", "PEM", Kind::Text),
+    ("ssl.truststore.location", "", Kind::Text),
+    ("ssl.truststore.certificates", "", Kind::Text),
+    ("ssl.client.auth", "none", Kind::Text),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", Kind::Text),
+    ("ssl.principal.mapping.rules", "DEFAULT", Kind::Text),
 ];
+
+/// Settings whose values are secrets: DescribeConfigs answers them as Kafka does (no value,
+/// `is_sensitive`), and the start line does not print them.
+pub fn is_sensitive(name: &str) -> bool {
+    let setting = match name.strip_prefix("listener.name.") {
+        Some(rest) => rest.split_once('.').map_or(rest, |(_, setting)| setting),
+        None => name,
+    };
+    matches!(setting, "ssl.keystore.key" | "ssl.key.password")
+}
 
 /// A `--set` that cannot be applied.
 #[derive(Debug, PartialEq, Eq)]
@@ -325,6 +356,34 @@ impl BrokerConfig {
         })
     }
 
+    /// The effective value of a setting by its Kafka name (`None` for an unknown name, or a
+    /// per-listener `listener.name.<name>.ssl.*` that is not set).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.overrides
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| default_of(name))
+    }
+
+    /// The listener settings as text (`listeners.rs` checks them together).
+    pub fn listener_settings(&self) -> crate::listeners::ListenerSettings<'_> {
+        let get = |name| self.value(name).expect("a listener setting");
+        crate::listeners::ListenerSettings {
+            listeners: get("listeners"),
+            advertised_listeners: get("advertised.listeners"),
+            protocol_map: get("listener.security.protocol.map"),
+            inter_broker_listener_name: get("inter.broker.listener.name"),
+        }
+    }
+
+    /// The per-listener settings given (`listener.name.<name>.ssl.*`), by name.
+    pub fn listener_overrides(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.overrides
+            .iter()
+            .filter(|(name, _)| crate::tls_config::is_listener_ssl_setting(name))
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
     /// Every setting with its effective value and whether it is the default.
     pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str, bool)> + '_ {
         SETTINGS
@@ -344,6 +403,9 @@ pub fn settings() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
 }
 
 fn kind_of(name: &str) -> Option<Kind> {
+    if crate::tls_config::is_listener_ssl_setting(name) {
+        return Some(Kind::Text);
+    }
     SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
 }
 

@@ -6,6 +6,7 @@
 //! checked as its layer is applied, so an error names where the bad key or value came from.
 
 use crate::config::{self, BrokerConfig};
+use crate::listeners::Listeners;
 use crate::server::StartOptions;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,8 +119,16 @@ impl Layered {
     /// What `spate start` runs with.
     pub fn start_options(&self) -> Result<StartOptions, String> {
         let overrides: Vec<String> = config::settings()
-            .filter(|(name, _, _)| self.values[*name].1 != Source::Default)
-            .map(|(name, _, _)| format!("{name}={}", self.get(name)))
+            .map(|(name, _, _)| name)
+            .filter(|name| self.values[*name].1 != Source::Default)
+            .chain(
+                // `listener.name.<name>.ssl.*`: not in the table, set only when given.
+                self.values
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|name| crate::tls_config::is_listener_ssl_setting(name)),
+            )
+            .map(|name| format!("{name}={}", self.get(name)))
             .collect();
         let mut config = BrokerConfig::with_overrides(overrides.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
@@ -132,9 +141,22 @@ impl Layered {
             "all" => None,
             n => Some(n.parse().expect("checked when set")),
         };
+        let listeners = Listeners::from_settings(self.get("listen"), config.listener_settings())?;
+        let has_listeners = !config.listener_settings().listeners.trim().is_empty();
+        if has_listeners && self.values["listen"].1 != Source::Default {
+            eprintln!(
+                "spate: `listeners` is set, so `listen` ({}, {}) is ignored",
+                self.get("listen"),
+                self.values["listen"].1
+            );
+        }
         Ok(StartOptions {
             data_dir: PathBuf::from(self.get("data-dir")),
-            listen: self.get("listen").to_string(),
+            listen: match has_listeners {
+                true => listeners.describe(),
+                false => self.get("listen").to_string(),
+            },
+            listeners,
             cores,
             config,
             admin_listen,

@@ -100,9 +100,9 @@ fn command_first(mut args: Vec<String>) -> Vec<String> {
     let mut leading = Vec::new();
     while let Some(first) = args.first() {
         let width = match first.as_str() {
-            "--brokers" => 2.min(args.len()),
+            "--brokers" | "--command-config" => 2.min(args.len()),
             "--json" => 1,
-            flag if flag.starts_with("--brokers=") => 1,
+            flag if flag.starts_with("--brokers=") || flag.starts_with("--command-config=") => 1,
             _ => break,
         };
         leading.extend(args.drain(..width));

@@ -3,12 +3,11 @@
 
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
-use crate::connection::KafkaConnection;
-use crate::session::Session;
+use crate::listeners::{Listeners, SecurityProtocol};
 use crate::shard::{Advertised, Job, MetadataSource, Shard};
+use crate::transport::{BoundListener, ListenerPlan};
 use controller::Controller;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -21,7 +20,10 @@ use tracing::{debug, info, warn};
 #[derive(Clone, Debug)]
 pub struct StartOptions {
     pub data_dir: PathBuf,
+    /// The listeners as the operator wrote them (`--listen`'s address, or `listeners`).
     pub listen: String,
+    /// Every Kafka listener; `--listen` is one PLAINTEXT listener.
+    pub listeners: Listeners,
     pub cores: Option<usize>,
     pub config: BrokerConfig,
     /// The admin HTTP listener (`/metrics`, `/v1/status`); `None` when disabled.
@@ -52,9 +54,21 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     let stop = stop_on_signals()?;
-    let listen_addr = resolve(&options.listen)?;
-    // Before the data dir is touched: a second broker on this address refuses to start.
-    let _listen_claim = crate::listen_claim::claim(listen_addr)?;
+    let listeners = plan_listeners(&options.listeners, &options.config)?;
+    let inter_broker = options.listeners.inter_broker();
+    if options.cluster.is_some() && inter_broker.security_protocol != SecurityProtocol::Plaintext {
+        // Followers fetch from leaders at the registered address with a plaintext client.
+        return Err(format!(
+            "inter.broker.listener.name: {} is {}; brokers of a cluster reach each other over PLAINTEXT only for now",
+            inter_broker.name, inter_broker.security_protocol
+        ));
+    }
+    // Before the data dir is touched: a second broker on one of these addresses refuses to
+    // start.
+    let _listen_claims = listeners
+        .iter()
+        .map(|plan| crate::listen_claim::claim(plan.addr))
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
@@ -71,7 +85,8 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
-    let advertised = advertised(&options.listen)?;
+    // What this broker registers (and what other brokers reach it on).
+    let advertised = options.listeners.inter_broker().advertised.clone();
     let mut config = options.config.clone();
     let (metadata, voter) = match &options.cluster {
         None => (
@@ -147,7 +162,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             image: image.clone(),
             metadata: metadata.clone(),
             connection_quotas: connection_quotas.clone(),
-            listen_addr,
+            listeners: listeners.clone(),
             admin: admin_addr.map(|addr| AdminListen {
                 addr,
                 is_default: options.admin_listen_is_default,
@@ -231,7 +246,8 @@ struct ShardContext {
     /// Shard 0 takes it.
     metadata: Arc<Mutex<Option<MetadataSource>>>,
     connection_quotas: Arc<net::quotas::ConnectionQuotas>,
-    listen_addr: SocketAddr,
+    /// Every Kafka listener: what it is, the address it binds, its TLS.
+    listeners: Vec<ListenerPlan>,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
     shutdown: Arc<Shutdown>,
@@ -273,19 +289,30 @@ async fn shard_main(context: ShardContext) {
         .detach();
     }
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
-    let listener = match TcpListener::bind(context.listen_addr) {
-        Ok(listener) => listener,
-        Err(e) => {
-            let _ = context.started.send(ShardStarted::Failed(format!(
-                "cannot listen on {}: {e}",
-                context.listen_addr
-            )));
+    let listeners = match context
+        .listeners
+        .iter()
+        .map(|plan| plan.bind(&shard))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(listeners) => listeners,
+        Err(reason) => {
+            let _ = context.started.send(ShardStarted::Failed(reason));
             shard.close().await;
             return;
         }
     };
     if shard.id == 0 {
-        info!(address = %context.listen_addr, shards = shard.count, "kafka listener bound");
+        for BoundListener { info, .. } in &listeners {
+            info!(
+                listener = %info.name,
+                security_protocol = %info.security_protocol,
+                address = %info.bind,
+                advertised = %format!("{}:{}", info.advertised.host, info.advertised.port),
+                shards = shard.count,
+                "kafka listener bound"
+            );
+        }
         if let Err(reason) = start_admin(&shard, context.admin.as_ref()) {
             let _ = context.started.send(ShardStarted::Failed(reason));
             shard.close().await;
@@ -294,12 +321,13 @@ async fn shard_main(context: ShardContext) {
     }
     let _ = context.started.send(ShardStarted::Ready);
     {
-        let accepting = accept_connections(&shard, &listener);
+        let accepting =
+            futures::future::join_all(listeners.iter().map(|l| accept_connections(&shard, l)));
         let stopping = context.shutdown.wait();
         futures::pin_mut!(accepting, stopping);
         futures::future::select(accepting, stopping).await;
     }
-    drop(listener);
+    drop(listeners);
     shard.close().await;
 }
 
@@ -310,7 +338,12 @@ fn log_start(options: &StartOptions, data_dir: &std::path::Path, shards: usize) 
         .config
         .entries()
         .filter(|(_, _, is_default)| !is_default)
-        .map(|(name, value, _)| format!("{name}={value}"))
+        .map(|(name, value, _)| (name, value))
+        .chain(options.config.listener_overrides())
+        .map(|(name, value)| match crate::config::is_sensitive(name) {
+            true => format!("{name}=[hidden]"),
+            false => format!("{name}={value}"),
+        })
         .collect();
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -344,15 +377,11 @@ fn serve_jobs(
 /// connection to close, anywhere on the node, as Kafka's acceptor does), closes at once those
 /// from an address at `max.connections.per.ip`, and serves the rest with the shard's request
 /// memory.
-async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) {
-    let limits = net::ConnectionLimits {
-        frame_bytes_max: shard.config.socket_request_max_bytes,
-        in_flight_max: shard.config.queued_max_requests,
-    };
+async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &BoundListener) {
     let quotas = &shard.connection_quotas;
     loop {
         wait_for_slot(quotas).await;
-        let stream = match listener.accept().await {
+        let stream = match listener.socket.accept().await {
             Ok(stream) => stream,
             Err(e) => {
                 warn!(shard = shard.id, "accept failed: {e}");
@@ -375,10 +404,15 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) 
             debug!(%peer, "connection closed at once: max.connections.per.ip");
             continue;
         };
-        let handler = KafkaConnection::new(shard.clone(), Session::new(Some(peer)));
-        let memory = shard.request_memory.clone();
+        listener.counters.count_accepted();
+        let parts = (
+            listener.info.clone(),
+            listener.tls.clone(),
+            listener.counters.clone(),
+        );
+        let shard = shard.clone();
         glommio::spawn_local(async move {
-            net::serve(stream, handler, limits, memory).await;
+            crate::transport::serve(shard, parts, stream, peer).await;
             drop(slot);
         })
         .detach();
@@ -550,26 +584,44 @@ fn io_memory_per_shard(shards: usize) -> usize {
     share.min(IO_MEMORY_BYTES_MAX)
 }
 
+/// Each listener with the address it binds and, for SSL and SASL_SSL, its TLS (certificate
+/// and key files read now: a bad one refuses the start).
+fn plan_listeners(
+    listeners: &Listeners,
+    config: &BrokerConfig,
+) -> Result<Vec<ListenerPlan>, String> {
+    listeners
+        .all
+        .iter()
+        .map(|info| {
+            let bind = match info.bind.strip_prefix(':') {
+                // Kafka's `PLAINTEXT://:9092`: every interface.
+                Some(port) => format!("0.0.0.0:{port}"),
+                None => info.bind.clone(),
+            };
+            let addr = resolve(&bind).map_err(|e| e.replace("--listen", &info.name))?;
+            let tls = match info.security_protocol.uses_tls() {
+                false => None,
+                true => {
+                    let settings = crate::tls_config::server_settings(config, &info.name)?;
+                    let acceptor = net::tls::Acceptor::new(&settings)
+                        .map_err(|e| format!("listener {}: {e}", info.name))?;
+                    Some(acceptor)
+                }
+            };
+            Ok(ListenerPlan {
+                info: info.clone(),
+                addr,
+                tls,
+            })
+        })
+        .collect()
+}
+
 fn resolve(listen: &str) -> Result<SocketAddr, String> {
     listen
         .to_socket_addrs()
         .map_err(|e| format!("invalid --listen '{listen}': {e}"))?
         .next()
         .ok_or_else(|| format!("invalid --listen '{listen}': no address"))
-}
-
-fn advertised(listen: &str) -> Result<Advertised, String> {
-    let (host, port) = listen
-        .rsplit_once(':')
-        .ok_or_else(|| format!("invalid --listen '{listen}': expected HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("invalid --listen '{listen}': bad port"))?;
-    Ok(Advertised {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: port as i32,
-    })
 }

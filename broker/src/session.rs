@@ -8,6 +8,7 @@
 //! exchange, which also gates every API but ApiVersions and SaslHandshake/SaslAuthenticate
 //! until it completes.
 
+use crate::listeners::{ListenerInfo, SecurityProtocol};
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
@@ -56,18 +57,26 @@ impl fmt::Display for Principal {
 pub struct Session {
     /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
     pub client_host: Rc<str>,
+    /// The listener the connection came in on (shared by its connections).
+    pub listener: Rc<ListenerInfo>,
     principal: RefCell<Rc<Principal>>,
 }
 
 impl Session {
-    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(peer: Option<std::net::SocketAddr>, listener: Rc<ListenerInfo>) -> Self {
         Session {
             client_host: match peer {
                 Some(peer) => Rc::from(format!("/{}", peer.ip())),
                 None => Rc::from(""),
             },
+            listener,
             principal: RefCell::new(Rc::new(Principal::anonymous())),
         }
+    }
+
+    /// What the listener the connection came in on asks of it (SASL gates SASL_* ones).
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.listener.security_protocol
     }
 
     /// Who the connection is now (a request keeps the principal it was decoded under).
@@ -96,11 +105,13 @@ mod tests {
 
     #[test]
     fn a_session_starts_anonymous_and_keeps_what_it_is_told() {
-        let session = Session::new(Some("127.0.0.1:5000".parse().unwrap()));
+        let listener = Rc::new(ListenerInfo::plaintext("127.0.0.1:9092").unwrap());
+        let session = Session::new(Some("127.0.0.1:5000".parse().unwrap()), listener.clone());
+        assert_eq!(session.security_protocol(), SecurityProtocol::Plaintext);
         assert_eq!(&*session.client_host, "/127.0.0.1");
         assert_eq!(*session.principal(), Principal::anonymous());
         session.set_principal(Principal::user("alice"));
         assert_eq!(session.principal().name, "alice");
-        assert_eq!(&*Session::new(None).client_host, "");
+        assert_eq!(&*Session::new(None, listener).client_host, "");
     }
 }

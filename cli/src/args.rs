@@ -1,11 +1,11 @@
 //! A small command-line parser: positionals, `--flag VALUE` / `--flag=VALUE` options (repeatable)
 //! and `--switch`es, each command naming the ones it takes. Every command also takes the
-//! common `--brokers HOST:PORT,...` and `--json`.
+//! common `--brokers HOST:PORT,...`, `--command-config FILE` (read by `lib::main`) and `--json`.
 
 use std::str::FromStr;
 
 /// Options every command takes.
-const COMMON_VALUED: &[&str] = &["--brokers"];
+const COMMON_VALUED: &[&str] = &["--brokers", "--command-config"];
 const COMMON_SWITCHES: &[&str] = &["--json"];
 
 /// Where the brokers are when neither `--brokers` nor `SPATE_BROKERS` says.

@@ -32,9 +32,28 @@ pub const USAGE: &str =
                 --to-datetime T) [--execute]
   spate cluster info
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
+                --command-config FILE (Kafka client properties: security.protocol=SSL,
+                ssl.truststore.location or ssl.ca.location, ssl.keystore.location for mTLS),
                 --json (JSON on stdout). --format: %k key, %s value, %h headers, %T timestamp,
                 %p partition, %o offset, %t topic, %K/%S key/value length, \\n \\t.
 ";
+
+/// The `--command-config FILE` given, if any (the last one).
+fn command_config(args: &[String]) -> Result<Option<&str>, String> {
+    let mut found = None;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(path) = arg.strip_prefix("--command-config=") {
+            found = Some(path);
+        } else if arg == "--command-config" {
+            found = Some(
+                args.get(i + 1)
+                    .ok_or("--command-config needs a value")?
+                    .as_str(),
+            );
+        }
+    }
+    Ok(found)
+}
 
 /// The client commands `main` serves.
 pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster"];
@@ -44,6 +63,10 @@ pub fn main(command: &str, args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         output::print_text(USAGE);
         return Ok(());
+    }
+    if let Some(path) = command_config(args)? {
+        let security = spate_bench::security::Security::from_file(path)?;
+        spate_bench::security::use_for_process(security)?;
     }
     match command {
         "topic" => topic::main(args),

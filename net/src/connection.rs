@@ -83,8 +83,8 @@ impl RequestMemory {
 
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Serves one connection until the peer closes it, sends a bad frame, or a handler asks to
-/// close it.
+/// Serves one plaintext connection until the peer closes it, sends a bad frame, or a handler
+/// asks to close it. Replies go out with vectored `sendmsg` on the socket itself.
 pub async fn serve<H: RequestHandler>(
     stream: TcpStream,
     handler: H,
@@ -98,6 +98,75 @@ pub async fn serve<H: RequestHandler>(
     // Valid while either half lives; the writer task holds the write half.
     let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
+    let sink = SocketSink { fd, writer };
+    serve_halves(peer, reader, sink, handler, limits, memory).await
+}
+
+/// Serves one connection after its TLS handshake, as [`serve`] does a plaintext one; replies
+/// are encrypted by rustls (each segment written to the TLS stream, which takes it without a
+/// copy into a joined buffer) and flushed once the outbox is empty.
+pub async fn serve_tls<H: RequestHandler>(
+    connection: crate::tls::TlsConnection,
+    handler: H,
+    limits: ConnectionLimits,
+    memory: RequestMemory,
+) {
+    let peer = connection.stream.get_ref().0.peer_addr().ok();
+    let (reader, writer) = connection.stream.split();
+    serve_halves(peer, reader, StreamSink { writer }, handler, limits, memory).await
+}
+
+/// Where a connection's replies are written.
+trait ReplySink {
+    /// Sends everything the outbox holds.
+    async fn send(&mut self, outbox: &mut Outbox) -> std::io::Result<()>;
+    async fn close(&mut self);
+}
+
+/// A plaintext socket: vectored `sendmsg` on its descriptor, the runtime's write to wait.
+struct SocketSink<W> {
+    fd: RawFd,
+    writer: W,
+}
+
+impl<W: futures::io::AsyncWrite + Unpin> ReplySink for SocketSink<W> {
+    async fn send(&mut self, outbox: &mut Outbox) -> std::io::Result<()> {
+        outbox.send_all(self.fd, &mut self.writer).await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.writer.close().await;
+    }
+}
+
+/// A stream that transforms what it is given (TLS): written segment by segment, then flushed.
+struct StreamSink<W> {
+    writer: W,
+}
+
+impl<W: futures::io::AsyncWrite + Unpin> ReplySink for StreamSink<W> {
+    async fn send(&mut self, outbox: &mut Outbox) -> std::io::Result<()> {
+        outbox.write_all_to(&mut self.writer).await?;
+        self.writer.flush().await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.writer.close().await;
+    }
+}
+
+async fn serve_halves<
+    H: RequestHandler,
+    R: futures::io::AsyncRead + Unpin,
+    S: ReplySink + 'static,
+>(
+    peer: Option<std::net::SocketAddr>,
+    reader: R,
+    sink: S,
+    handler: H,
+    limits: ConnectionLimits,
+    memory: RequestMemory,
+) {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let in_flight_max = limits.in_flight_max.max(1);
     // A slot per request read and not yet answered: the reader waits for one before it reads
@@ -105,7 +174,7 @@ pub async fn serve<H: RequestHandler>(
     let slots = Rc::new(Semaphore::new(in_flight_max as u64));
     let (replies_tx, replies_rx) = local_channel::new_bounded(in_flight_max);
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
-    let writer_task = glommio::spawn_local(write_replies(fd, writer, replies_rx, closed_tx));
+    let writer_task = glommio::spawn_local(write_replies(sink, replies_rx, closed_tx));
     loop {
         let slot = match select(Box::pin(slots.acquire_static_permit(1)), &mut closed_rx).await {
             Either::Left((slot, _)) => slot.expect("request slots are never closed"),
@@ -169,9 +238,8 @@ struct Held {
 /// writes, without being copied into a write buffer. A request's bytes go back to the shard's
 /// [`RequestMemory`] when its reply is queued, or when the connection ends (the permits still
 /// in the channel drop with it).
-async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
-    fd: RawFd,
-    mut writer: W,
+async fn write_replies<S: ReplySink>(
+    mut sink: S,
     replies: LocalReceiver<(glommio::Task<Reply>, Held)>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
@@ -180,7 +248,7 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
         let next = match poll_immediate(replies.recv()).await {
             Some(next) => next,
             None => {
-                if outbox.send_all(fd, &mut writer).await.is_err() {
+                if sink.send(&mut outbox).await.is_err() {
                     break;
                 }
                 replies.recv().await
@@ -195,12 +263,12 @@ async fn write_replies<W: futures::io::AsyncWrite + Unpin>(
             Reply::NoResponse => {}
             Reply::Close => break,
         }
-        if outbox.is_full() && outbox.send_all(fd, &mut writer).await.is_err() {
+        if outbox.is_full() && sink.send(&mut outbox).await.is_err() {
             break;
         }
     }
-    let _ = outbox.send_all(fd, &mut writer).await;
-    let _ = writer.close().await;
+    let _ = sink.send(&mut outbox).await;
+    sink.close().await;
     // A reader waiting for request memory stops too.
     let _ = closed.send(());
 }

@@ -11,6 +11,8 @@ mod frame;
 pub mod http;
 mod outbox;
 pub mod quotas;
+pub mod tls;
+mod x500;
 
-pub use connection::{serve, ConnectionLimits, Reply, RequestHandler, RequestMemory};
+pub use connection::{serve, serve_tls, ConnectionLimits, Reply, RequestHandler, RequestMemory};
 pub use frame::{read_frame, FrameError};

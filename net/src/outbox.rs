@@ -86,6 +86,22 @@ impl Outbox {
         Ok(())
     }
 
+    /// Writes everything queued to `writer`, segment by segment (a TLS stream: it encrypts
+    /// each into its records; no joined copy is made here).
+    pub(crate) async fn write_all_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+    ) -> io::Result<()> {
+        while let Some(front) = self.segments.front() {
+            let sent = writer.write(front).await?;
+            if sent == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.consume(sent);
+        }
+        Ok(())
+    }
+
     /// One send of up to `IOVECS_PER_SEND_MAX` segments through `send`; consumes nothing.
     fn try_send(
         &self,

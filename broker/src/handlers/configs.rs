@@ -84,9 +84,12 @@ fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> Descr
                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         })
         .map(|(name, value, source)| {
+            // A secret (a TLS private key) is named but not shown, as Kafka answers it.
+            let sensitive = crate::config::is_sensitive(&name);
             DescribeConfigsResourceResult::default()
                 .with_name(StrBytes::from_string(name))
-                .with_value(Some(StrBytes::from_string(value)))
+                .with_value((!sensitive).then(|| StrBytes::from_string(value)))
+                .with_is_sensitive(sensitive)
                 .with_read_only(resource.resource_type == RESOURCE_BROKER)
                 .with_config_source(source)
         })

@@ -27,8 +27,30 @@ pub struct ApiCounters {
     pub latency_buckets: [Cell<u64>; LATENCY_BUCKETS_US.len() + 1],
 }
 
+/// One listener's connections on one shard.
+#[derive(Default)]
+pub struct ListenerCounters {
+    /// Connections accepted (admitted by the connection quotas).
+    pub accepted: Cell<u64>,
+    /// TLS handshakes that failed or timed out (bad or missing client certificate, a
+    /// plaintext client, a client that does not trust the broker, silence).
+    pub tls_handshake_failures: Cell<u64>,
+}
+
+impl ListenerCounters {
+    pub fn count_accepted(&self) {
+        add(&self.accepted, 1);
+    }
+
+    pub fn count_tls_handshake_failure(&self) {
+        add(&self.tls_handshake_failures, 1);
+    }
+}
+
 /// Per-shard request metrics. Lives in `Shard`; only its own executor touches it.
 pub struct ShardMetrics {
+    /// Each listener's counters, by listener name (registered when the shard binds it).
+    pub listeners: std::cell::RefCell<Vec<(std::rc::Rc<str>, std::rc::Rc<ListenerCounters>)>>,
     apis: Box<[ApiCounters]>,
     /// Indexed by `api_key * ERROR_CODES_MAX + (error_code + 1)`.
     errors: Box<[Cell<u64>]>,
@@ -48,6 +70,7 @@ impl Default for ShardMetrics {
                 .map(|_| Cell::new(0))
                 .collect(),
             runtime: scrape::RuntimeTotals::default(),
+            listeners: Default::default(),
             isr_shrinks: Cell::new(0),
             isr_expands: Cell::new(0),
         }

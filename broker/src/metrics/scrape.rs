@@ -134,6 +134,8 @@ pub struct ShardSnapshot {
     pub isr_expands: u64,
     /// Request frame bytes this shard's connections hold now.
     pub request_memory_held_bytes: usize,
+    /// (listener name, connections accepted, TLS handshake failures).
+    pub listeners: Vec<(String, u64, u64)>,
 }
 
 /// Every shard's snapshot, in shard order.
@@ -211,6 +213,16 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
         isr_shrinks: shard.metrics.isr_shrinks.get(),
         isr_expands: shard.metrics.isr_expands.get(),
         request_memory_held_bytes: shard.request_memory.held(),
+        listeners: shard
+            .metrics
+            .listeners
+            .borrow()
+            .iter()
+            .map(|(name, c)| {
+                let (accepted, failures) = (c.accepted.get(), c.tls_handshake_failures.get());
+                (name.to_string(), accepted, failures)
+            })
+            .collect(),
     }
 }
 

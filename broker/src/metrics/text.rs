@@ -53,6 +53,33 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     out.0
 }
 
+/// Per listener, summed over the shards: connections accepted and TLS handshake failures.
+fn listeners(out: &mut Out, shards: &[ShardSnapshot]) {
+    let mut totals: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (name, accepted, failures) in shards.iter().flat_map(|s| &s.listeners) {
+        let t = totals.entry(name).or_default();
+        t.0 += accepted;
+        t.1 += failures;
+    }
+    for (name, help, value) in [
+        (
+            "spate_listener_connections_accepted_total",
+            "Connections accepted, by listener.",
+            (|t: &(u64, u64)| t.0) as fn(&(u64, u64)) -> u64,
+        ),
+        (
+            "spate_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out, by listener (always 0 on a PLAINTEXT or SASL_PLAINTEXT one).",
+            |t| t.1,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for (listener, t) in &totals {
+            out.sample(name, &[("listener", listener)], value(t));
+        }
+    }
+}
+
 fn connections(out: &mut Out, shards: &[ShardSnapshot], process: &ProcessInfo) {
     out.family(
         "spate_connections",
@@ -80,6 +107,7 @@ fn connections(out: &mut Out, shards: &[ShardSnapshot], process: &ProcessInfo) {
         &[],
         process.connection_slot_waits,
     );
+    listeners(out, shards);
     out.family(
         "spate_request_memory_held_bytes",
         "gauge",
@@ -528,6 +556,7 @@ mod tests {
             isr_shrinks: 2,
             isr_expands: 1,
             request_memory_held_bytes: 0,
+            listeners: vec![("SSL".into(), 5, 2)],
         };
         let mut follower = shard.clone();
         follower.partitions[0].topic = "u".into();
@@ -550,6 +579,8 @@ mod tests {
         for line in [
             "# TYPE spate_requests_total counter",
             "spate_requests_total{api=\"Produce\"} 6",
+            "spate_listener_connections_accepted_total{listener=\"SSL\"} 15",
+            "spate_tls_handshake_failures_total{listener=\"SSL\"} 6",
             "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0001\"} 4",
             "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"10\"} 4",
             "spate_request_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 6",

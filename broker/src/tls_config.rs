@@ -1,0 +1,199 @@
+//! The `ssl.*` settings of a TLS listener (SSL, SASL_SSL), by Kafka's names, turned into
+//! `net::tls::ServerSettings`. Each may be given for one listener with Kafka's prefix
+//! `listener.name.<name>.` (the listener name in lower case), which wins over the plain name.
+//!
+//! Kafka's PEM keystore: `ssl.keystore.type=PEM` with either `ssl.keystore.location` (a PEM
+//! file holding the private key and the certificate chain) or the PEM text itself in
+//! `ssl.keystore.certificate.chain` and `ssl.keystore.key`; the truststore likewise with
+//! `ssl.truststore.location` or `ssl.truststore.certificates`. JKS and PKCS12 stores and
+//! encrypted keys are refused with a reason.
+
+use crate::config::BrokerConfig;
+use net::tls::{ClientAuth, ServerSettings};
+
+/// The `ssl.*` settings a listener reads: (name, default).
+pub const SSL_SETTINGS: &[(&str, &str)] = &[
+    ("ssl.keystore.type", "PEM"),
+    ("ssl.keystore.location", ""),
+    ("ssl.keystore.certificate.chain", ""),
+    ("ssl.keystore.key", ""),
+    ("ssl.truststore.type", "PEM"),
+    ("ssl.truststore.location", ""),
+    ("ssl.truststore.certificates", ""),
+    ("ssl.client.auth", "none"),
+    ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
+    ("ssl.principal.mapping.rules", "DEFAULT"),
+];
+
+/// Whether `name` is an `ssl.*` setting for one listener (`listener.name.<name>.ssl.…`).
+pub fn is_listener_ssl_setting(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("listener.name.") else {
+        return false;
+    };
+    let Some((listener, setting)) = rest.split_once('.') else {
+        return false;
+    };
+    !listener.is_empty() && SSL_SETTINGS.iter().any(|(s, _)| *s == setting)
+}
+
+/// The TLS settings of listener `listener_name`, read (files included) and checked.
+pub fn server_settings(
+    config: &BrokerConfig,
+    listener_name: &str,
+) -> Result<ServerSettings, String> {
+    let prefix = format!("listener.name.{}.", listener_name.to_ascii_lowercase());
+    let get = |name: &str| -> String {
+        config
+            .value(&format!("{prefix}{name}"))
+            .or_else(|| config.value(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let context = |e: String| format!("listener {listener_name}: {e}");
+    for store in ["ssl.keystore.type", "ssl.truststore.type"] {
+        if !get(store).eq_ignore_ascii_case("PEM") {
+            return Err(context(format!(
+                "{store}={} is not supported; use PEM",
+                get(store)
+            )));
+        }
+    }
+    let (certificate_chain_pem, key_pem) = keystore(&get).map_err(context)?;
+    let truststore_pem = truststore(&get).map_err(context)?;
+    let client_auth = match get("ssl.client.auth").to_ascii_lowercase().as_str() {
+        "none" => ClientAuth::None,
+        "requested" => ClientAuth::Requested,
+        "required" => ClientAuth::Required,
+        other => {
+            return Err(context(format!(
+                "ssl.client.auth={other}: expected none, requested or required"
+            )))
+        }
+    };
+    let (tls12, tls13) = protocols(&get("ssl.enabled.protocols")).map_err(context)?;
+    if get("ssl.principal.mapping.rules") != "DEFAULT" {
+        return Err(context(
+            "ssl.principal.mapping.rules: only DEFAULT (the full distinguished name) is supported"
+                .into(),
+        ));
+    }
+    Ok(ServerSettings {
+        certificate_chain_pem,
+        key_pem,
+        truststore_pem,
+        client_auth,
+        tls12,
+        tls13,
+    })
+}
+
+/// (certificate chain, key) as PEM.
+fn keystore(get: &dyn Fn(&str) -> String) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let location = get("ssl.keystore.location");
+    let (chain, key) = (
+        get("ssl.keystore.certificate.chain"),
+        get("ssl.keystore.key"),
+    );
+    match (location.is_empty(), chain.is_empty(), key.is_empty()) {
+        (false, true, true) => {
+            let pem = read(&location, "ssl.keystore.location")?;
+            Ok((pem.clone(), pem))
+        }
+        (true, false, false) => Ok((chain.into_bytes(), key.into_bytes())),
+        (true, true, true) => Err(
+            "a TLS listener needs ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key".into(),
+        ),
+        _ => Err("give either ssl.keystore.location or ssl.keystore.certificate.chain with ssl.keystore.key".into()),
+    }
+}
+
+fn truststore(get: &dyn Fn(&str) -> String) -> Result<Option<Vec<u8>>, String> {
+    let location = get("ssl.truststore.location");
+    let certificates = get("ssl.truststore.certificates");
+    match (location.is_empty(), certificates.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => read(&location, "ssl.truststore.location").map(Some),
+        (true, false) => Ok(Some(certificates.into_bytes())),
+        (false, false) => {
+            Err("give ssl.truststore.location or ssl.truststore.certificates, not both".into())
+        }
+    }
+}
+
+/// `ssl.enabled.protocols` → (TLS 1.2, TLS 1.3).
+fn protocols(text: &str) -> Result<(bool, bool), String> {
+    let (mut tls12, mut tls13) = (false, false);
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "TLSv1.2" => tls12 = true,
+            "TLSv1.3" => tls13 = true,
+            other => {
+                return Err(format!(
+                    "ssl.enabled.protocols: {other} is not supported (TLSv1.2, TLSv1.3)"
+                ))
+            }
+        }
+    }
+    Ok((tls12, tls13))
+}
+
+fn read(path: &str, setting: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{setting}: cannot read {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_prefixed_settings_are_recognised() {
+        assert!(is_listener_ssl_setting(
+            "listener.name.external.ssl.client.auth"
+        ));
+        assert!(!is_listener_ssl_setting(
+            "listener.name.external.num.partitions"
+        ));
+        assert!(!is_listener_ssl_setting("listener.name..ssl.client.auth"));
+        assert!(!is_listener_ssl_setting("ssl.client.auth"));
+    }
+
+    #[test]
+    fn settings_are_checked_with_the_listener_named() {
+        let config = BrokerConfig::with_overrides([
+            "ssl.keystore.certificate.chain=CHAIN",
+            "ssl.keystore.key=KEY",
+            "ssl.client.auth=required",
+            "listener.name.internal.ssl.client.auth=none",
+            "ssl.enabled.protocols=TLSv1.3",
+        ])
+        .unwrap();
+        let s = server_settings(&config, "INTERNAL").unwrap();
+        assert_eq!(s.client_auth, ClientAuth::None);
+        assert_eq!((s.tls12, s.tls13), (false, true));
+        assert_eq!(s.key_pem, b"KEY");
+        let s = server_settings(&config, "SSL").unwrap();
+        assert_eq!(s.client_auth, ClientAuth::Required);
+        for (bad, want) in [
+            ("ssl.keystore.type=JKS", "use PEM"),
+            ("ssl.client.auth=maybe", "expected none"),
+            ("ssl.enabled.protocols=TLSv1.1", "not supported"),
+            ("ssl.principal.mapping.rules=RULE:x", "only DEFAULT"),
+            ("ssl.keystore.location=/nonexistent", "either"),
+        ] {
+            let mut with = vec![
+                "ssl.keystore.certificate.chain=CHAIN",
+                "ssl.keystore.key=KEY",
+            ];
+            with.push(bad);
+            let config = BrokerConfig::with_overrides(with).unwrap();
+            let err = server_settings(&config, "SSL").unwrap_err();
+            assert!(
+                err.contains(want) && err.contains("listener SSL"),
+                "{bad}: {err}"
+            );
+        }
+        let err = server_settings(&BrokerConfig::default(), "SSL").unwrap_err();
+        assert!(err.contains("needs ssl.keystore.location"), "{err}");
+    }
+}

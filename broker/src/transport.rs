@@ -1,0 +1,110 @@
+//! The transport stage of the connection path (ARCHITECTURE.md, "The connection path"): a
+//! listener's socket on one shard, and what an accepted connection goes through before
+//! framing. A PLAINTEXT or SASL_PLAINTEXT connection goes straight to `net::serve` (the path
+//! and cost it always had); an SSL or SASL_SSL one first completes a TLS handshake bounded in
+//! time (`net::tls::Acceptor`), and on an SSL listener a client certificate's subject becomes
+//! the session's principal, as Kafka's `ssl.principal.mapping.rules=DEFAULT` makes it.
+
+use crate::connection::KafkaConnection;
+use crate::listeners::{ListenerInfo, SecurityProtocol};
+use crate::metrics::ListenerCounters;
+use crate::session::{Principal, Session};
+use crate::shard::Shard;
+use glommio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::debug;
+
+/// How long a client has to complete its TLS handshake: a silent peer, or a plaintext client
+/// waiting for an answer on a TLS port, is closed then.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener as one shard serves it.
+pub struct BoundListener {
+    pub info: Rc<ListenerInfo>,
+    pub socket: TcpListener,
+    /// The listener's TLS, for SSL and SASL_SSL.
+    pub tls: Option<net::tls::Acceptor>,
+    pub counters: Rc<ListenerCounters>,
+}
+
+/// What a node's listener is before each shard binds it.
+#[derive(Clone)]
+pub struct ListenerPlan {
+    pub info: ListenerInfo,
+    pub addr: SocketAddr,
+    pub tls: Option<net::tls::Acceptor>,
+}
+
+impl ListenerPlan {
+    /// This shard's socket (SO_REUSEPORT: each shard binds its own), its counters registered
+    /// in the shard's metrics.
+    pub fn bind(&self, shard: &Shard) -> Result<BoundListener, String> {
+        let socket = TcpListener::bind(self.addr)
+            .map_err(|e| format!("cannot listen on {} ({}): {e}", self.addr, self.info.name))?;
+        let counters = Rc::new(ListenerCounters::default());
+        shard
+            .metrics
+            .listeners
+            .borrow_mut()
+            .push((Rc::from(self.info.name.as_str()), counters.clone()));
+        Ok(BoundListener {
+            info: Rc::new(self.info.clone()),
+            socket,
+            tls: self.tls.clone(),
+            counters,
+        })
+    }
+}
+
+/// Serves one admitted connection of `listener` until it ends.
+pub async fn serve(
+    shard: Rc<Shard>,
+    listener: (
+        Rc<ListenerInfo>,
+        Option<net::tls::Acceptor>,
+        Rc<ListenerCounters>,
+    ),
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let (info, tls, counters) = listener;
+    let limits = net::ConnectionLimits {
+        frame_bytes_max: shard.config.socket_request_max_bytes,
+        in_flight_max: shard.config.queued_max_requests,
+    };
+    let memory = shard.request_memory.clone();
+    let Some(acceptor) = tls else {
+        let handler = KafkaConnection::new(shard, Session::new(Some(peer), info));
+        return net::serve(stream, handler, limits, memory).await;
+    };
+    let connection = match acceptor.accept(stream, TLS_HANDSHAKE_TIMEOUT).await {
+        Ok(connection) => connection,
+        Err(reason) => {
+            counters.count_tls_handshake_failure();
+            debug!(%peer, listener = %info.name, "TLS handshake failed: {reason}");
+            return;
+        }
+    };
+    let session = Session::new(Some(peer), info.clone());
+    if info.security_protocol == SecurityProtocol::Ssl {
+        if let Some(subject) = connection.peer_subject() {
+            session.set_principal(Principal::user(subject));
+        }
+    }
+    debug!(
+        %peer,
+        listener = %info.name,
+        protocol = connection.protocol(),
+        principal = %session.principal(),
+        "TLS connection established"
+    );
+    net::serve_tls(
+        connection,
+        KafkaConnection::new(shard, session),
+        limits,
+        memory,
+    )
+    .await
+}
