@@ -74,8 +74,13 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     UnknownSetting(String),
-    InvalidValue { name: String, value: String },
+    InvalidValue {
+        name: String,
+        value: String,
+    },
     Malformed(String),
+    /// A setting whose value may be secret: the reason names the setting, not the value.
+    Invalid(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -86,6 +91,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid value '{value}' for setting '{name}'")
             }
             ConfigError::Malformed(arg) => write!(f, "expected NAME=VALUE, got '{arg}'"),
+            ConfigError::Invalid(reason) => write!(f, "invalid setting: {reason}"),
         }
     }
 }
@@ -164,6 +170,10 @@ pub struct BrokerConfig {
     /// A broker's share (0-100) of the partitions it prefers but does not lead, above
     /// which they are moved back.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// SASL mechanisms and PLAIN users, per listener (`sasl.enabled.mechanisms`,
+    /// `[listener.name.<listener>.<mechanism>.]sasl.jaas.config`); outside the settings
+    /// table so DescribeConfigs never shows the JAAS text.
+    pub sasl: crate::sasl::SaslSettings,
 }
 
 impl Default for BrokerConfig {
@@ -313,6 +323,8 @@ impl BrokerConfig {
                 0,
                 100,
             )? as u32,
+            sasl: crate::sasl::SaslSettings::from_overrides(&overrides)
+                .map_err(ConfigError::Invalid)?,
             overrides,
         })
     }
@@ -336,7 +348,11 @@ pub fn settings() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
 }
 
 fn kind_of(name: &str) -> Option<Kind> {
-    SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
+    SETTINGS
+        .iter()
+        .find(|s| s.0 == name)
+        .map(|s| s.2)
+        .or_else(|| crate::sasl::is_setting(name).then_some(Kind::Text))
 }
 
 fn default_of(name: &str) -> Option<&'static str> {

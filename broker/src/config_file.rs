@@ -117,10 +117,17 @@ impl Layered {
 
     /// What `spate start` runs with.
     pub fn start_options(&self) -> Result<StartOptions, String> {
-        let overrides: Vec<String> = config::settings()
+        let mut overrides: Vec<String> = config::settings()
             .filter(|(name, _, _)| self.values[*name].1 != Source::Default)
             .map(|(name, _, _)| format!("{name}={}", self.get(name)))
             .collect();
+        // Settings outside the table (SASL's, some named after a listener or mechanism).
+        overrides.extend(
+            self.values
+                .iter()
+                .filter(|(key, _)| !all_keys().any(|(k, _)| k == key.as_str()))
+                .map(|(key, (value, _))| format!("{key}={value}")),
+        );
         let mut config = BrokerConfig::with_overrides(overrides.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
         config.fsync = self.get("unsafe-no-fsync") != "true";

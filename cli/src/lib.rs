@@ -17,6 +17,7 @@ mod records;
 mod session;
 mod time;
 mod topic;
+mod user;
 
 /// Usage lines of the client commands, for `spate --help`.
 pub const USAGE: &str =
@@ -31,13 +32,15 @@ pub const USAGE: &str =
   spate group reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N |
                 --to-datetime T) [--execute]
   spate cluster info
+  spate user add NAME --password P [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [--iterations N]
+  spate user list | remove NAME [--mechanism M]
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
                 --json (JSON on stdout). --format: %k key, %s value, %h headers, %T timestamp,
                 %p partition, %o offset, %t topic, %K/%S key/value length, \\n \\t.
 ";
 
 /// The client commands `main` serves.
-pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster"];
+pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster", "user"];
 
 /// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
 pub fn main(command: &str, args: &[String]) -> Result<(), String> {
@@ -51,6 +54,7 @@ pub fn main(command: &str, args: &[String]) -> Result<(), String> {
         "consume" => consume::main(args),
         "group" => group::main(args),
         "cluster" => cluster::main(args),
+        "user" => user::main(args),
         other => Err(format!("unknown command '{other}'")),
     }
 }

@@ -26,6 +26,7 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     group_lag(&mut out, shards);
     runtime(&mut out, shards);
     connections(&mut out, shards, process);
+    sasl(&mut out);
     out.family(
         "spate_process_uptime_seconds",
         "gauge",
@@ -51,6 +52,21 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
         1,
     );
     out.0
+}
+
+fn sasl(out: &mut Out) {
+    out.family(
+        "spate_sasl_authentications_total",
+        "counter",
+        "SASL authentications finished on the node, by mechanism and result.",
+    );
+    for (mechanism, result, n) in crate::sasl::metrics::counts() {
+        out.sample(
+            "spate_sasl_authentications_total",
+            &[("mechanism", mechanism), ("result", result)],
+            n,
+        );
+    }
 }
 
 fn connections(out: &mut Out, shards: &[ShardSnapshot], process: &ProcessInfo) {
