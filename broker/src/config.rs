@@ -68,6 +68,15 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("auto.leader.rebalance.enable", "true", Kind::Bool),
     ("leader.imbalance.check.interval.seconds", "300", Kind::Long),
     ("leader.imbalance.per.broker.percentage", "10", Kind::Int),
+    // Listeners (`listeners.rs`); an empty `listeners` means the `listen` node option.
+    ("listeners", "", Kind::Text),
+    ("advertised.listeners", "", Kind::Text),
+    (
+        "listener.security.protocol.map",
+        crate::listeners::DEFAULT_PROTOCOL_MAP,
+        Kind::Text,
+    ),
+    ("inter.broker.listener.name", "", Kind::Text),
 ];
 
 /// A `--set` that cannot be applied.
@@ -327,6 +336,25 @@ impl BrokerConfig {
                 .map_err(ConfigError::Invalid)?,
             overrides,
         })
+    }
+
+    /// The effective value of a setting by its Kafka name (`None` for an unknown name).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.overrides
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| default_of(name))
+    }
+
+    /// The listener settings as text (`listeners.rs` checks them together).
+    pub fn listener_settings(&self) -> crate::listeners::ListenerSettings<'_> {
+        let get = |name| self.value(name).expect("a listener setting");
+        crate::listeners::ListenerSettings {
+            listeners: get("listeners"),
+            advertised_listeners: get("advertised.listeners"),
+            protocol_map: get("listener.security.protocol.map"),
+            inter_broker_listener_name: get("inter.broker.listener.name"),
+        }
     }
 
     /// Every setting with its effective value and whether it is the default.

@@ -6,6 +6,7 @@
 //! checked as its layer is applied, so an error names where the bad key or value came from.
 
 use crate::config::{self, BrokerConfig};
+use crate::listeners::Listeners;
 use crate::server::StartOptions;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -139,9 +140,22 @@ impl Layered {
             "all" => None,
             n => Some(n.parse().expect("checked when set")),
         };
+        let listeners = Listeners::from_settings(self.get("listen"), config.listener_settings())?;
+        let has_listeners = !config.listener_settings().listeners.trim().is_empty();
+        if has_listeners && self.values["listen"].1 != Source::Default {
+            eprintln!(
+                "spate: `listeners` is set, so `listen` ({}, {}) is ignored",
+                self.get("listen"),
+                self.values["listen"].1
+            );
+        }
         Ok(StartOptions {
             data_dir: PathBuf::from(self.get("data-dir")),
-            listen: self.get("listen").to_string(),
+            listen: match has_listeners {
+                true => listeners.describe(),
+                false => self.get("listen").to_string(),
+            },
+            listeners,
             cores,
             config,
             admin_listen,

@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod group;
 pub mod handlers;
 pub mod listen_claim;
+pub mod listeners;
 pub mod maintenance;
 pub mod metrics;
 pub mod partition;

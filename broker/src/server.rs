@@ -4,6 +4,7 @@
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
 use crate::connection::KafkaConnection;
+use crate::listeners::{ListenerInfo, Listeners};
 use crate::session::Session;
 use crate::shard::{Advertised, Job, MetadataSource, Shard};
 use controller::Controller;
@@ -21,7 +22,10 @@ use tracing::{debug, info, warn};
 #[derive(Clone, Debug)]
 pub struct StartOptions {
     pub data_dir: PathBuf,
+    /// The listeners as the operator wrote them (`--listen`'s address, or `listeners`).
     pub listen: String,
+    /// Every Kafka listener; `--listen` is one PLAINTEXT listener.
+    pub listeners: Listeners,
     pub cores: Option<usize>,
     pub config: BrokerConfig,
     /// The admin HTTP listener (`/metrics`, `/v1/status`); `None` when disabled.
@@ -52,9 +56,13 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     let stop = stop_on_signals()?;
-    let listen_addr = resolve(&options.listen)?;
-    // Before the data dir is touched: a second broker on this address refuses to start.
-    let _listen_claim = crate::listen_claim::claim(listen_addr)?;
+    let listeners = resolve_listeners(&options.listeners)?;
+    // Before the data dir is touched: a second broker on one of these addresses refuses to
+    // start.
+    let _listen_claims = listeners
+        .iter()
+        .map(|(_, addr)| crate::listen_claim::claim(*addr))
+        .collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", options.data_dir.display()))?;
     // Absolute, because glommio resolves relative paths of some operations differently.
@@ -71,7 +79,8 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     let cores = crate::datadir::pick_cores(options.cores)?;
     let io_memory = io_memory_per_shard(cores.len());
 
-    let advertised = advertised(&options.listen)?;
+    // What this broker registers (and what other brokers reach it on).
+    let advertised = options.listeners.inter_broker().advertised.clone();
     let mut config = options.config.clone();
     let (metadata, voter) = match &options.cluster {
         None => (
@@ -147,7 +156,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             image: image.clone(),
             metadata: metadata.clone(),
             connection_quotas: connection_quotas.clone(),
-            listen_addr,
+            listeners: listeners.clone(),
             admin: admin_addr.map(|addr| AdminListen {
                 addr,
                 is_default: options.admin_listen_is_default,
@@ -231,7 +240,8 @@ struct ShardContext {
     /// Shard 0 takes it.
     metadata: Arc<Mutex<Option<MetadataSource>>>,
     connection_quotas: Arc<net::quotas::ConnectionQuotas>,
-    listen_addr: SocketAddr,
+    /// Every Kafka listener and the address it binds.
+    listeners: Vec<(ListenerInfo, SocketAddr)>,
     /// Shard 0 serves the admin endpoint when this is set.
     admin: Option<AdminListen>,
     shutdown: Arc<Shutdown>,
@@ -273,19 +283,25 @@ async fn shard_main(context: ShardContext) {
         .detach();
     }
     glommio::spawn_local(shard.clone().follow_quorum()).detach();
-    let listener = match TcpListener::bind(context.listen_addr) {
-        Ok(listener) => listener,
-        Err(e) => {
-            let _ = context.started.send(ShardStarted::Failed(format!(
-                "cannot listen on {}: {e}",
-                context.listen_addr
-            )));
+    let listeners = match bind_listeners(&context.listeners) {
+        Ok(listeners) => listeners,
+        Err(reason) => {
+            let _ = context.started.send(ShardStarted::Failed(reason));
             shard.close().await;
             return;
         }
     };
     if shard.id == 0 {
-        info!(address = %context.listen_addr, shards = shard.count, "kafka listener bound");
+        for (info, _) in &listeners {
+            info!(
+                listener = %info.name,
+                security_protocol = %info.security_protocol,
+                address = %info.bind,
+                advertised = %format!("{}:{}", info.advertised.host, info.advertised.port),
+                shards = shard.count,
+                "kafka listener bound"
+            );
+        }
         if let Err(reason) = start_admin(&shard, context.admin.as_ref()) {
             let _ = context.started.send(ShardStarted::Failed(reason));
             shard.close().await;
@@ -294,13 +310,30 @@ async fn shard_main(context: ShardContext) {
     }
     let _ = context.started.send(ShardStarted::Ready);
     {
-        let accepting = accept_connections(&shard, &listener);
+        let accepting = futures::future::join_all(
+            listeners
+                .iter()
+                .map(|(info, listener)| accept_connections(&shard, listener, info.clone())),
+        );
         let stopping = context.shutdown.wait();
         futures::pin_mut!(accepting, stopping);
         futures::future::select(accepting, stopping).await;
     }
-    drop(listener);
+    drop(listeners);
     shard.close().await;
+}
+
+/// This shard's socket of every listener (SO_REUSEPORT: each shard binds its own).
+fn bind_listeners(
+    listeners: &[(ListenerInfo, SocketAddr)],
+) -> Result<Vec<(std::rc::Rc<ListenerInfo>, TcpListener)>, String> {
+    listeners
+        .iter()
+        .map(|(info, addr)| match TcpListener::bind(addr) {
+            Ok(listener) => Ok((std::rc::Rc::new(info.clone()), listener)),
+            Err(e) => Err(format!("cannot listen on {addr} ({}): {e}", info.name)),
+        })
+        .collect()
 }
 
 /// One info line with what this node starts with: addresses, shards and every setting that is
@@ -344,12 +377,21 @@ fn serve_jobs(
 /// connection to close, anywhere on the node, as Kafka's acceptor does), closes at once those
 /// from an address at `max.connections.per.ip`, and serves the rest with the shard's request
 /// memory.
-async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) {
+async fn accept_connections(
+    shard: &std::rc::Rc<Shard>,
+    listener: &TcpListener,
+    info: std::rc::Rc<ListenerInfo>,
+) {
     let limits = net::ConnectionLimits {
         frame_bytes_max: shard.config.socket_request_max_bytes,
         in_flight_max: shard.config.queued_max_requests,
     };
     let quotas = &shard.connection_quotas;
+    // SASL_PLAINTEXT and SASL_SSL: what the listener accepts, resolved once.
+    let sasl = info
+        .security_protocol
+        .uses_sasl()
+        .then(|| shard.config.sasl.for_listener(&info.name));
     loop {
         wait_for_slot(quotas).await;
         let stream = match listener.accept().await {
@@ -375,7 +417,11 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &TcpListener) 
             debug!(%peer, "connection closed at once: max.connections.per.ip");
             continue;
         };
-        let handler = KafkaConnection::new(shard.clone(), Session::new(Some(peer)));
+        let session = Session::new(Some(peer), info.clone());
+        if let Some(sasl) = &sasl {
+            session.require_sasl(sasl.clone());
+        }
+        let handler = KafkaConnection::new(shard.clone(), session);
         let memory = shard.request_memory.clone();
         glommio::spawn_local(async move {
             net::serve(stream, handler, limits, memory).await;
@@ -550,26 +596,27 @@ fn io_memory_per_shard(shards: usize) -> usize {
     share.min(IO_MEMORY_BYTES_MAX)
 }
 
+/// Each listener with the address it binds.
+fn resolve_listeners(listeners: &Listeners) -> Result<Vec<(ListenerInfo, SocketAddr)>, String> {
+    listeners
+        .all
+        .iter()
+        .map(|info| {
+            let bind = match info.bind.strip_prefix(':') {
+                // Kafka's `PLAINTEXT://:9092`: every interface.
+                Some(port) => format!("0.0.0.0:{port}"),
+                None => info.bind.clone(),
+            };
+            let addr = resolve(&bind).map_err(|e| e.replace("--listen", &info.name))?;
+            Ok((info.clone(), addr))
+        })
+        .collect()
+}
+
 fn resolve(listen: &str) -> Result<SocketAddr, String> {
     listen
         .to_socket_addrs()
         .map_err(|e| format!("invalid --listen '{listen}': {e}"))?
         .next()
         .ok_or_else(|| format!("invalid --listen '{listen}': no address"))
-}
-
-fn advertised(listen: &str) -> Result<Advertised, String> {
-    let (host, port) = listen
-        .rsplit_once(':')
-        .ok_or_else(|| format!("invalid --listen '{listen}': expected HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("invalid --listen '{listen}': bad port"))?;
-    Ok(Advertised {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: port as i32,
-    })
 }

@@ -8,6 +8,7 @@
 //! ApiVersions and SaslHandshake/SaslAuthenticate until it completes), or the client
 //! certificate on an SSL listener.
 
+use crate::listeners::{ListenerInfo, SecurityProtocol};
 use crate::sasl::authenticator::Authenticator;
 use crate::sasl::ListenerSasl;
 use std::cell::{Cell, RefCell, RefMut};
@@ -58,6 +59,8 @@ impl fmt::Display for Principal {
 pub struct Session {
     /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
     pub client_host: Rc<str>,
+    /// The listener the connection came in on (shared by its connections).
+    pub listener: Rc<ListenerInfo>,
     principal: RefCell<Rc<Principal>>,
     /// On a SASL listener until the exchange succeeded: every frame goes to `sasl::gate`.
     authenticating: Cell<bool>,
@@ -68,6 +71,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("client_host", &self.client_host)
+            .field("listener", &self.listener.name)
             .field("principal", &self.principal())
             .field("authenticating", &self.authenticating.get())
             .finish()
@@ -75,25 +79,29 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(peer: Option<std::net::SocketAddr>) -> Self {
+    pub fn new(peer: Option<std::net::SocketAddr>, listener: Rc<ListenerInfo>) -> Self {
         Session {
             client_host: match peer {
                 Some(peer) => Rc::from(format!("/{}", peer.ip())),
                 None => Rc::from(""),
             },
+            listener,
             principal: RefCell::new(Rc::new(Principal::anonymous())),
             authenticating: Cell::new(false),
             authenticator: RefCell::new(None),
         }
     }
 
+    /// What the listener the connection came in on asks of it (SASL gates SASL_* ones).
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.listener.security_protocol
+    }
+
     /// A connection on a SASL listener: nothing but ApiVersions and the SASL exchange until
     /// it authenticates with one of the listener's mechanisms.
-    pub fn with_sasl(peer: Option<std::net::SocketAddr>, listener: Arc<ListenerSasl>) -> Self {
-        let session = Session::new(peer);
-        session.authenticating.set(true);
-        *session.authenticator.borrow_mut() = Some(Authenticator::new(listener));
-        session
+    pub fn require_sasl(&self, listener: Arc<ListenerSasl>) {
+        self.authenticating.set(true);
+        *self.authenticator.borrow_mut() = Some(Authenticator::new(listener));
     }
 
     /// Whether the SASL exchange is still to complete (one `Cell` read per request).
@@ -139,12 +147,14 @@ mod tests {
 
     #[test]
     fn a_session_starts_anonymous_and_keeps_what_it_is_told() {
-        let session = Session::new(Some("127.0.0.1:5000".parse().unwrap()));
+        let listener = Rc::new(ListenerInfo::plaintext("127.0.0.1:9092").unwrap());
+        let session = Session::new(Some("127.0.0.1:5000".parse().unwrap()), listener.clone());
+        assert_eq!(session.security_protocol(), SecurityProtocol::Plaintext);
         assert_eq!(&*session.client_host, "/127.0.0.1");
         assert_eq!(*session.principal(), Principal::anonymous());
         session.set_principal(Principal::user("alice"));
         assert_eq!(session.principal().name, "alice");
-        assert_eq!(&*Session::new(None).client_host, "");
+        assert_eq!(&*Session::new(None, listener).client_host, "");
         assert!(!session.authenticating());
     }
 
@@ -154,7 +164,9 @@ mod tests {
             mechanisms: vec![crate::sasl::Mechanism::Plain],
             plain_users: Default::default(),
         });
-        let session = Session::with_sasl(None, listener);
+        let info = Rc::new(ListenerInfo::plaintext("127.0.0.1:9092").unwrap());
+        let session = Session::new(None, info);
+        session.require_sasl(listener);
         assert!(session.authenticating() && session.authenticator().is_some());
         assert_eq!(*session.principal(), Principal::anonymous());
         session.authenticated(Principal::user("alice"));

@@ -39,7 +39,7 @@ pub struct Routed<I> {
 }
 
 /// Where clients reach this broker.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertised {
     pub host: String,
     pub port: i32,

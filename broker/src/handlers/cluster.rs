@@ -1,7 +1,8 @@
 //! DescribeCluster (60): the live brokers (every registered, unfenced broker of a multi-node
 //! cluster; this node alone otherwise).
 
-use crate::handlers::metadata::{controller_id, live_brokers};
+use crate::handlers::metadata::{controller_id, live_brokers, on_listener};
+use crate::listeners::ListenerInfo;
 use crate::shard::Shard;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -11,10 +12,12 @@ pub fn describe(
     shard: &Shard,
     _request: DescribeClusterRequest,
     _version: i16,
+    listener: &ListenerInfo,
 ) -> DescribeClusterResponse {
     let image = shard.image();
     let brokers = live_brokers(shard, &image)
         .into_iter()
+        .map(|b| on_listener(shard, listener, b))
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))

@@ -5,7 +5,8 @@
 
 use crate::group::machine::{JoinOutcome, JoinRequest, Protocol, SyncOutcome, SyncRequest};
 use crate::group::{code, runtime};
-use crate::handlers::metadata::{live_broker, BrokerView};
+use crate::handlers::metadata::{live_broker, on_listener, BrokerView};
+use crate::listeners::ListenerInfo;
 use crate::shard::Shard;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -44,6 +45,7 @@ pub async fn find_coordinator(
     shard: &Rc<Shard>,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &ListenerInfo,
 ) -> FindCoordinatorResponse {
     let keys = if version >= 4 {
         request.coordinator_keys.clone()
@@ -53,7 +55,9 @@ pub async fn find_coordinator(
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let found = match request.key_type {
-            KEY_TYPE_GROUP => group_coordinator(shard, key.as_str()).await,
+            KEY_TYPE_GROUP => group_coordinator(shard, key.as_str())
+                .await
+                .map(|b| on_listener(shard, listener, b)),
             KEY_TYPE_TRANSACTION => Err(code::COORDINATOR_NOT_AVAILABLE),
             _ => Err(code::INVALID_REQUEST),
         };

@@ -1,6 +1,7 @@
 //! Metadata (3): brokers, topics and partition leaders, with auto-creation of topics.
 
 use crate::handlers::code;
+use crate::listeners::ListenerInfo;
 use crate::shard::Shard;
 use controller::{MetadataCommand, MetadataImage, TopicMeta};
 use kafka_protocol::messages::metadata_response::{
@@ -12,7 +13,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use uuid::Uuid;
 
-pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: MetadataRequest,
+    version: i16,
+    listener: &ListenerInfo,
+) -> MetadataResponse {
     let mut image = shard.image();
     // v0 asks for all topics with an empty list; v1+ with a null one.
     let requested = match request.topics {
@@ -41,6 +47,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
     };
     let brokers = live_brokers(shard, &image)
         .into_iter()
+        .map(|b| on_listener(shard, listener, b))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -109,6 +116,25 @@ fn live_registered(image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
 /// clients to it).
 pub fn controller_id(shard: &Shard) -> i32 {
     shard.config.node_id
+}
+
+/// A broker as clients that came in on `listener` reach it: this broker at the listener's
+/// advertised address; other brokers at the address they registered (their inter-broker
+/// listener's; registrations do not carry every listener yet).
+pub fn on_listener(shard: &Shard, listener: &ListenerInfo, broker: BrokerView) -> BrokerView {
+    if broker.node_id != shard.config.node_id {
+        return broker;
+    }
+    let host = match listener.advertised.host.as_str() {
+        // `--listen :PORT` advertises no host; the registration says localhost.
+        "" => "localhost".to_owned(),
+        host => host.to_owned(),
+    };
+    BrokerView {
+        host,
+        port: listener.advertised.port,
+        ..broker
+    }
 }
 
 /// This broker as clients reach it.

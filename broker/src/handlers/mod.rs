@@ -69,7 +69,7 @@ pub async fn handle(
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(version)),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(shard, r, version).await)
+            ResponseKind::Metadata(metadata::handle(shard, r, version, &session.listener).await)
         }
         RequestKind::Produce(r) => ResponseKind::Produce(produce::handle(shard, r, version).await?),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version).await),
@@ -107,13 +107,16 @@ pub async fn handle(
             ResponseKind::DeleteRecords(delete_records::handle(shard, r).await)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(cluster::describe(shard, r, version))
+            ResponseKind::DescribeCluster(cluster::describe(shard, r, version, &session.listener))
         }
         RequestKind::DescribeTopicPartitions(r) => {
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(shard, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(shard, r, version).await)
+            let listener = &session.listener;
+            ResponseKind::FindCoordinator(
+                groups::find_coordinator(shard, r, version, listener).await,
+            )
         }
         RequestKind::JoinGroup(r) => {
             let client = groups::Client {
