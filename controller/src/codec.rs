@@ -412,6 +412,28 @@ mod tests {
     }
 
     #[test]
+    fn a_format_3_snapshot_still_decodes_without_scram_credentials() {
+        let v3 = SnapshotPayloadV3 {
+            cluster_id: "abc".into(),
+            version: 9,
+            next_producer_id: 5,
+            topics: Vec::new(),
+            brokers: Vec::new(),
+            partitions: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v3).unwrap();
+        let mut file = Vec::new();
+        file.extend_from_slice(&SNAPSHOT_MAGIC);
+        file.extend_from_slice(&SNAPSHOT_VERSION_V3.to_le_bytes());
+        file.extend_from_slice(&[0, 0]);
+        file.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        file.extend_from_slice(&bytes);
+        let payload = decode_snapshot(&file).expect("format 3 decodes");
+        assert_eq!((payload.version, payload.scram_credentials.len()), (9, 0));
+    }
+
+    #[test]
     fn archived_record_size_is_stable() {
         // Records written by earlier versions decode only while this holds.
         assert_eq!(

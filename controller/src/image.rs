@@ -119,7 +119,7 @@ pub enum MetadataCommand {
         new_isr: Vec<i32>,
     },
     /// AlterUserScramCredentials upsertion: a user's credential for one mechanism.
-    SetScramCredential(ScramCredentialSet),
+    SetScramCredential(Box<ScramCredentialSet>),
     /// AlterUserScramCredentials deletion (refused when there is none).
     RemoveScramCredential {
         user: String,
@@ -852,9 +852,7 @@ impl MetadataImage {
                     ..topic.clone()
                 }))
             }
-            MetadataCommand::SetScramCredential(set) => {
-                Ok(MetadataRecord::ScramCredentialSet(Box::new(set)))
-            }
+            MetadataCommand::SetScramCredential(set) => Ok(MetadataRecord::ScramCredentialSet(set)),
             MetadataCommand::RemoveScramCredential { user, mechanism } => {
                 let removal = scram::propose_removal(&self.scram_credentials, user, mechanism)?;
                 Ok(MetadataRecord::ScramCredentialRemoved(Box::new(removal)))

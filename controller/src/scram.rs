@@ -207,6 +207,49 @@ mod tests {
     }
 
     #[test]
+    fn credentials_live_in_the_metadata_log_and_snapshots_across_reopens() {
+        use crate::image::MetadataCommand;
+        use crate::store::{Controller, ControllerOptions, LocalBroker};
+        let dir = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")).unwrap();
+        let open = || {
+            let local = LocalBroker {
+                host: "127.0.0.1".into(),
+                port: 9092,
+                shards: 1,
+                rack: None,
+            };
+            let options = ControllerOptions {
+                snapshot_interval_records: 1_000_000,
+            };
+            Controller::open_single_node(dir.path(), 1, local, options).unwrap()
+        };
+        let mut c = open();
+        c.apply(MetadataCommand::SetScramCredential(Box::new(set("alice"))))
+            .unwrap();
+        c.apply(MetadataCommand::SetScramCredential(Box::new(set("bob"))))
+            .unwrap();
+        c.apply(MetadataCommand::RemoveScramCredential {
+            user: "bob".into(),
+            mechanism: ScramMechanism::Sha512,
+        })
+        .unwrap();
+        let refused = c.apply(MetadataCommand::RemoveScramCredential {
+            user: "bob".into(),
+            mechanism: ScramMechanism::Sha512,
+        });
+        assert_eq!(refused.unwrap_err().kafka_error_code(), 91);
+        let before = c.image().scram_credentials.clone();
+        assert_eq!(before.len(), 1);
+        drop(c);
+        // Replayed from the log, then from a snapshot.
+        let mut c = open();
+        assert_eq!(c.image().scram_credentials, before);
+        c.snapshot().unwrap();
+        drop(c);
+        assert_eq!(open().image().scram_credentials, before);
+    }
+
+    #[test]
     fn snapshots_round_trip_and_refuse_duplicates() {
         let mut credentials = ScramCredentials::new();
         apply_set(&mut credentials, &set("alice"));

@@ -141,7 +141,7 @@ pub async fn alter(
         let outcome = match change {
             Ok(change) => {
                 let command = match change {
-                    Change::Set(set) => MetadataCommand::SetScramCredential(set),
+                    Change::Set(set) => MetadataCommand::SetScramCredential(Box::new(set)),
                     Change::Remove(mechanism) => MetadataCommand::RemoveScramCredential {
                         user: user.clone(),
                         mechanism,
