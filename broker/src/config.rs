@@ -106,8 +106,13 @@ pub fn is_sensitive(name: &str) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     UnknownSetting(String),
-    InvalidValue { name: String, value: String },
+    InvalidValue {
+        name: String,
+        value: String,
+    },
     Malformed(String),
+    /// A setting whose value may be secret: the reason names the setting, not the value.
+    Invalid(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -118,6 +123,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid value '{value}' for setting '{name}'")
             }
             ConfigError::Malformed(arg) => write!(f, "expected NAME=VALUE, got '{arg}'"),
+            ConfigError::Invalid(reason) => write!(f, "invalid setting: {reason}"),
         }
     }
 }
@@ -198,6 +204,10 @@ pub struct BrokerConfig {
     /// A broker's share (0-100) of the partitions it prefers but does not lead, above
     /// which they are moved back.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// SASL mechanisms and PLAIN users, per listener (`sasl.enabled.mechanisms`,
+    /// `[listener.name.<listener>.<mechanism>.]sasl.jaas.config`); outside the settings
+    /// table so DescribeConfigs never shows the JAAS text.
+    pub sasl: crate::sasl::SaslSettings,
 }
 
 impl Default for BrokerConfig {
@@ -352,6 +362,8 @@ impl BrokerConfig {
                 0,
                 100,
             )? as u32,
+            sasl: crate::sasl::SaslSettings::from_overrides(&overrides)
+                .map_err(ConfigError::Invalid)?,
             overrides,
         })
     }
@@ -406,7 +418,11 @@ fn kind_of(name: &str) -> Option<Kind> {
     if crate::tls_config::is_listener_ssl_setting(name) {
         return Some(Kind::Text);
     }
-    SETTINGS.iter().find(|s| s.0 == name).map(|s| s.2)
+    SETTINGS
+        .iter()
+        .find(|s| s.0 == name)
+        .map(|s| s.2)
+        .or_else(|| crate::sasl::is_setting(name).then_some(Kind::Text))
 }
 
 fn default_of(name: &str) -> Option<&'static str> {

@@ -118,18 +118,17 @@ impl Layered {
 
     /// What `spate start` runs with.
     pub fn start_options(&self) -> Result<StartOptions, String> {
-        let overrides: Vec<String> = config::settings()
-            .map(|(name, _, _)| name)
-            .filter(|name| self.values[*name].1 != Source::Default)
-            .chain(
-                // `listener.name.<name>.ssl.*`: not in the table, set only when given.
-                self.values
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|name| crate::tls_config::is_listener_ssl_setting(name)),
-            )
-            .map(|name| format!("{name}={}", self.get(name)))
+        let mut overrides: Vec<String> = config::settings()
+            .filter(|(name, _, _)| self.values[*name].1 != Source::Default)
+            .map(|(name, _, _)| format!("{name}={}", self.get(name)))
             .collect();
+        // Settings outside the table (SASL's, some named after a listener or mechanism).
+        overrides.extend(
+            self.values
+                .iter()
+                .filter(|(key, _)| !all_keys().any(|(k, _)| k == key.as_str()))
+                .map(|(key, (value, _))| format!("{key}={value}")),
+        );
         let mut config = BrokerConfig::with_overrides(overrides.iter().map(String::as_str))
             .map_err(|e| e.to_string())?;
         config.fsync = self.get("unsafe-no-fsync") != "true";

@@ -31,6 +31,11 @@ impl KafkaConnection {
 
 impl RequestHandler for KafkaConnection {
     fn handle(&self, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
+        if self.session.authenticating() {
+            // Synchronous, so the SASL exchange is stepped in the order the frames came.
+            let reply = crate::sasl::gate::serve(&self.shard, &self.session, frame);
+            return Box::pin(std::future::ready(reply));
+        }
         Box::pin(serve_request(
             self.shard.clone(),
             frame,
@@ -122,7 +127,12 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> 
     }
 }
 
-fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: ResponseKind) -> Reply {
+pub(crate) fn encode(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: ResponseKind,
+) -> Reply {
     let frame = match &body {
         // The records stay the read's buffers: the frame is pieces, written vectored.
         ResponseKind::Fetch(fetch) => {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
 pub mod protocol;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod shard;

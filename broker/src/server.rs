@@ -379,6 +379,12 @@ fn serve_jobs(
 /// memory.
 async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &BoundListener) {
     let quotas = &shard.connection_quotas;
+    // SASL_PLAINTEXT and SASL_SSL: what the listener accepts, resolved once.
+    let sasl = listener
+        .info
+        .security_protocol
+        .uses_sasl()
+        .then(|| shard.config.sasl.for_listener(&listener.info.name));
     loop {
         wait_for_slot(quotas).await;
         let stream = match listener.socket.accept().await {
@@ -409,6 +415,7 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &BoundListener
             listener.info.clone(),
             listener.tls.clone(),
             listener.counters.clone(),
+            sasl.clone(),
         );
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -3,15 +3,18 @@
 //! requests it carries; `handlers::handle` gets it with each request, and handlers read the
 //! principal from it when they ask for authorization.
 //!
-//! Today every connection is `User:ANONYMOUS` (PLAINTEXT, no SASL). Security (issue 19) sets
-//! the principal here: from the client certificate on an SSL listener, or from the SASL
-//! exchange, which also gates every API but ApiVersions and SaslHandshake/SaslAuthenticate
-//! until it completes.
+//! A connection is `User:ANONYMOUS` until security sets the principal here: the SASL
+//! exchange (`Session::with_sasl`, stepped by `sasl::gate`, which also gates every API but
+//! ApiVersions and SaslHandshake/SaslAuthenticate until it completes), or the client
+//! certificate on an SSL listener.
 
 use crate::listeners::{ListenerInfo, SecurityProtocol};
-use std::cell::RefCell;
+use crate::sasl::authenticator::Authenticator;
+use crate::sasl::ListenerSasl;
+use std::cell::{Cell, RefCell, RefMut};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A Kafka principal, `type:name` as Kafka writes it (`User:alice`, `User:ANONYMOUS`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,13 +56,26 @@ impl fmt::Display for Principal {
 }
 
 /// One connection's session state.
-#[derive(Debug)]
 pub struct Session {
     /// The peer as Kafka shows client hosts (`/127.0.0.1`); empty when unknown.
     pub client_host: Rc<str>,
     /// The listener the connection came in on (shared by its connections).
     pub listener: Rc<ListenerInfo>,
     principal: RefCell<Rc<Principal>>,
+    /// On a SASL listener until the exchange succeeded: every frame goes to `sasl::gate`.
+    authenticating: Cell<bool>,
+    authenticator: RefCell<Option<Authenticator>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client_host", &self.client_host)
+            .field("listener", &self.listener.name)
+            .field("principal", &self.principal())
+            .field("authenticating", &self.authenticating.get())
+            .finish()
+    }
 }
 
 impl Session {
@@ -71,12 +87,38 @@ impl Session {
             },
             listener,
             principal: RefCell::new(Rc::new(Principal::anonymous())),
+            authenticating: Cell::new(false),
+            authenticator: RefCell::new(None),
         }
     }
 
     /// What the listener the connection came in on asks of it (SASL gates SASL_* ones).
     pub fn security_protocol(&self) -> SecurityProtocol {
         self.listener.security_protocol
+    }
+
+    /// A connection on a SASL listener: nothing but ApiVersions and the SASL exchange until
+    /// it authenticates with one of the listener's mechanisms.
+    pub fn require_sasl(&self, listener: Arc<ListenerSasl>) {
+        self.authenticating.set(true);
+        *self.authenticator.borrow_mut() = Some(Authenticator::new(listener));
+    }
+
+    /// Whether the SASL exchange is still to complete (one `Cell` read per request).
+    pub fn authenticating(&self) -> bool {
+        self.authenticating.get()
+    }
+
+    /// The SASL exchange's state (`None` once it is over).
+    pub fn authenticator(&self) -> RefMut<'_, Option<Authenticator>> {
+        self.authenticator.borrow_mut()
+    }
+
+    /// The SASL exchange succeeded: the connection is `principal` and may do the rest.
+    pub fn authenticated(&self, principal: Principal) {
+        self.set_principal(principal);
+        self.authenticator.borrow_mut().take();
+        self.authenticating.set(false);
     }
 
     /// Who the connection is now (a request keeps the principal it was decoded under).
@@ -113,5 +155,22 @@ mod tests {
         session.set_principal(Principal::user("alice"));
         assert_eq!(session.principal().name, "alice");
         assert_eq!(&*Session::new(None, listener).client_host, "");
+        assert!(!session.authenticating());
+    }
+
+    #[test]
+    fn a_sasl_session_authenticates_once() {
+        let listener = Arc::new(ListenerSasl {
+            mechanisms: vec![crate::sasl::Mechanism::Plain],
+            plain_users: Default::default(),
+        });
+        let info = Rc::new(ListenerInfo::plaintext("127.0.0.1:9092").unwrap());
+        let session = Session::new(None, info);
+        session.require_sasl(listener);
+        assert!(session.authenticating() && session.authenticator().is_some());
+        assert_eq!(*session.principal(), Principal::anonymous());
+        session.authenticated(Principal::user("alice"));
+        assert!(!session.authenticating() && session.authenticator().is_none());
+        assert_eq!(session.principal().to_string(), "User:alice");
     }
 }

@@ -8,11 +8,13 @@
 use crate::connection::KafkaConnection;
 use crate::listeners::{ListenerInfo, SecurityProtocol};
 use crate::metrics::ListenerCounters;
+use crate::sasl::ListenerSasl;
 use crate::session::{Principal, Session};
 use crate::shard::Shard;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 
@@ -65,18 +67,26 @@ pub async fn serve(
         Rc<ListenerInfo>,
         Option<net::tls::Acceptor>,
         Rc<ListenerCounters>,
+        Option<Arc<ListenerSasl>>,
     ),
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let (info, tls, counters) = listener;
+    let (info, tls, counters, sasl) = listener;
+    let new_session = |info: Rc<ListenerInfo>| {
+        let session = Session::new(Some(peer), info);
+        if let Some(sasl) = &sasl {
+            session.require_sasl(sasl.clone());
+        }
+        session
+    };
     let limits = net::ConnectionLimits {
         frame_bytes_max: shard.config.socket_request_max_bytes,
         in_flight_max: shard.config.queued_max_requests,
     };
     let memory = shard.request_memory.clone();
     let Some(acceptor) = tls else {
-        let handler = KafkaConnection::new(shard, Session::new(Some(peer), info));
+        let handler = KafkaConnection::new(shard, new_session(info));
         return net::serve(stream, handler, limits, memory).await;
     };
     let connection = match acceptor.accept(stream, TLS_HANDSHAKE_TIMEOUT).await {
@@ -87,7 +97,7 @@ pub async fn serve(
             return;
         }
     };
-    let session = Session::new(Some(peer), info.clone());
+    let session = new_session(info.clone());
     if info.security_protocol == SecurityProtocol::Ssl {
         if let Some(subject) = connection.peer_subject() {
             session.set_principal(Principal::user(subject));

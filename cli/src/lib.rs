@@ -17,6 +17,7 @@ mod records;
 mod session;
 mod time;
 mod topic;
+mod user;
 
 /// Usage lines of the client commands, for `spate --help`.
 pub const USAGE: &str =
@@ -31,6 +32,8 @@ pub const USAGE: &str =
   spate group reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N |
                 --to-datetime T) [--execute]
   spate cluster info
+  spate user add NAME --password P [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [--iterations N]
+  spate user list | remove NAME [--mechanism M]
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
                 --command-config FILE (Kafka client properties: security.protocol=SSL,
                 ssl.truststore.location or ssl.ca.location, ssl.keystore.location for mTLS),
@@ -56,7 +59,7 @@ fn command_config(args: &[String]) -> Result<Option<&str>, String> {
 }
 
 /// The client commands `main` serves.
-pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster"];
+pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster", "user"];
 
 /// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
 pub fn main(command: &str, args: &[String]) -> Result<(), String> {
@@ -74,6 +77,7 @@ pub fn main(command: &str, args: &[String]) -> Result<(), String> {
         "consume" => consume::main(args),
         "group" => group::main(args),
         "cluster" => cluster::main(args),
+        "user" => user::main(args),
         other => Err(format!("unknown command '{other}'")),
     }
 }

@@ -4,7 +4,7 @@
 //! [`LogEntry`] (one record), or, with [`BATCH_FLAG`] set in `len`, rkyv [`LogBatch`] (the
 //! records of one command, at consecutive offsets: one checksum, so a torn batch is dropped
 //! whole). Snapshot file: `magic "SPMS" | version: u16 | 0u16 | len: u32 | crc: u32 |
-//! payload`, payload = rkyv [`SnapshotPayload`] (format 3; formats 1 and 2 are still read).
+//! payload`, payload = rkyv [`SnapshotPayload`] (format 4; formats 1 to 3 are still read).
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -12,6 +12,7 @@ use rkyv::util::AlignedVec;
 use crate::cluster::{BrokerRegistration, Placement};
 use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
 use crate::partition::PartitionRegistration;
+use crate::scram::ScramCredentialSet;
 
 /// Largest record payload accepted; a larger length field means a torn or corrupt frame.
 pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
@@ -25,7 +26,8 @@ pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SPMS";
-const SNAPSHOT_VERSION: u16 = 3;
+const SNAPSHOT_VERSION: u16 = 4;
+const SNAPSHOT_VERSION_V3: u16 = 3;
 const SNAPSHOT_VERSION_V2: u16 = 2;
 const SNAPSHOT_VERSION_V1: u16 = 1;
 const SNAPSHOT_HEADER_BYTES: usize = 16;
@@ -68,6 +70,33 @@ pub struct SnapshotPayload {
     pub topics: Vec<TopicMeta>,
     pub brokers: Vec<BrokerRegistration>,
     pub partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+    /// Since format 4.
+    pub scram_credentials: Vec<ScramCredentialSet>,
+}
+
+/// Snapshot format 3 (before SCRAM credentials); still read.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SnapshotPayloadV3 {
+    cluster_id: String,
+    version: u64,
+    next_producer_id: i64,
+    topics: Vec<TopicMeta>,
+    brokers: Vec<BrokerRegistration>,
+    partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+}
+
+impl From<SnapshotPayloadV3> for SnapshotPayload {
+    fn from(v3: SnapshotPayloadV3) -> Self {
+        SnapshotPayload {
+            cluster_id: v3.cluster_id,
+            version: v3.version,
+            next_producer_id: v3.next_producer_id,
+            topics: v3.topics,
+            brokers: v3.brokers,
+            partitions: v3.partitions,
+            scram_credentials: Vec::new(),
+        }
+    }
 }
 
 /// Snapshot format 2 (one replica per partition); still read.
@@ -96,6 +125,7 @@ impl From<SnapshotPayloadV2> for SnapshotPayload {
                 .into_iter()
                 .map(|(id, ps)| (id, single(ps).collect()))
                 .collect(),
+            scram_credentials: Vec::new(),
         }
     }
 }
@@ -122,6 +152,7 @@ impl SnapshotPayload {
                 .iter()
                 .map(|(id, p)| (*id, p.clone()))
                 .collect(),
+            scram_credentials: crate::scram::to_snapshot(&image.scram_credentials),
         }
     }
 }
@@ -257,7 +288,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
     let version = u16::from_le_bytes([header[4], header[5]]);
     let known = matches!(
         version,
-        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
+        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V3 | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
     );
     if !known || header[6..8] != [0, 0] {
         return Err(format!("unsupported snapshot version {version}"));
@@ -281,12 +312,18 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
             topics: v1.topics,
             brokers: Vec::new(),
             partitions: Vec::new(),
+            scram_credentials: Vec::new(),
         });
     }
     if version == SNAPSHOT_VERSION_V2 {
         let v2 = rkyv::from_bytes::<SnapshotPayloadV2, rancor::Error>(&aligned(payload))
             .map_err(invalid)?;
         return Ok(v2.into());
+    }
+    if version == SNAPSHOT_VERSION_V3 {
+        let v3 = rkyv::from_bytes::<SnapshotPayloadV3, rancor::Error>(&aligned(payload))
+            .map_err(invalid)?;
+        return Ok(v3.into());
     }
     rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload)).map_err(invalid)
 }
@@ -375,6 +412,28 @@ mod tests {
     }
 
     #[test]
+    fn a_format_3_snapshot_still_decodes_without_scram_credentials() {
+        let v3 = SnapshotPayloadV3 {
+            cluster_id: "abc".into(),
+            version: 9,
+            next_producer_id: 5,
+            topics: Vec::new(),
+            brokers: Vec::new(),
+            partitions: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v3).unwrap();
+        let mut file = Vec::new();
+        file.extend_from_slice(&SNAPSHOT_MAGIC);
+        file.extend_from_slice(&SNAPSHOT_VERSION_V3.to_le_bytes());
+        file.extend_from_slice(&[0, 0]);
+        file.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        file.extend_from_slice(&bytes);
+        let payload = decode_snapshot(&file).expect("format 3 decodes");
+        assert_eq!((payload.version, payload.scram_credentials.len()), (9, 0));
+    }
+
+    #[test]
     fn archived_record_size_is_stable() {
         // Records written by earlier versions decode only while this holds.
         assert_eq!(
@@ -428,6 +487,16 @@ mod tests {
                     4
                 ],
             )],
+            scram_credentials: vec![ScramCredentialSet {
+                user: "alice".into(),
+                mechanism: crate::scram::ScramMechanism::Sha256,
+                credential: crate::scram::ScramCredential {
+                    salt: vec![1, 2],
+                    stored_key: vec![3; 32],
+                    server_key: vec![4; 32],
+                    iterations: 4096,
+                },
+            }],
         };
         let bytes = encode_snapshot(&payload);
         assert_eq!(decode_snapshot(&bytes), Ok(payload));

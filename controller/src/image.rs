@@ -15,6 +15,7 @@ use crate::error::ApplyError;
 use crate::partition::{
     ElectionRefused, ElectionType, LeaderAndIsr, PartitionRegistration, NO_LEADER,
 };
+use crate::scram::{self, ScramCredentialRemoved, ScramCredentialSet, ScramCredentials};
 use crate::topic_config;
 
 /// A topic id: the 16 bytes of a UUID, never all-zero.
@@ -117,6 +118,13 @@ pub enum MetadataCommand {
         partition_epoch: i32,
         new_isr: Vec<i32>,
     },
+    /// AlterUserScramCredentials upsertion: a user's credential for one mechanism.
+    SetScramCredential(Box<ScramCredentialSet>),
+    /// AlterUserScramCredentials deletion (refused when there is none).
+    RemoveScramCredential {
+        user: String,
+        mechanism: scram::ScramMechanism,
+    },
 }
 
 /// The result of an applied command (rkyv: the active controller sends it back to brokers).
@@ -147,6 +155,10 @@ pub enum ApplyOutcome {
         id: TopicId,
         partition: i32,
         registration: PartitionRegistration,
+    },
+    /// A user's SCRAM credentials changed.
+    ScramCredentialsChanged {
+        user: String,
     },
 }
 
@@ -218,6 +230,9 @@ pub enum MetadataRecord {
     PartitionsAssigned(Box<PartitionsAssigned>),
     /// A partition's leader or ISR changed.
     PartitionChanged(Box<PartitionChange>),
+    /// A user's SCRAM credential for one mechanism, created or replaced.
+    ScramCredentialSet(Box<ScramCredentialSet>),
+    ScramCredentialRemoved(Box<ScramCredentialRemoved>),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -237,6 +252,8 @@ pub struct MetadataImage {
     /// its creation's batch is applied; only the replay of an old single-node log passes
     /// through topics without (registered when the node opens).
     pub partitions: BTreeMap<TopicId, Vec<PartitionRegistration>>,
+    /// SCRAM credentials by (user, mechanism) (`scram`).
+    pub scram_credentials: ScramCredentials,
     /// Topic id -> name; maintained by [`MetadataImage::apply`] only.
     ids: BTreeMap<TopicId, String>,
 }
@@ -318,6 +335,7 @@ impl MetadataImage {
             next_producer_id: 0,
             brokers: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            scram_credentials: ScramCredentials::new(),
             ids: BTreeMap::new(),
         }
     }
@@ -834,6 +852,11 @@ impl MetadataImage {
                     ..topic.clone()
                 }))
             }
+            MetadataCommand::SetScramCredential(set) => Ok(MetadataRecord::ScramCredentialSet(set)),
+            MetadataCommand::RemoveScramCredential { user, mechanism } => {
+                let removal = scram::propose_removal(&self.scram_credentials, user, mechanism)?;
+                Ok(MetadataRecord::ScramCredentialRemoved(Box::new(removal)))
+            }
             other => unreachable!("{other:?} resolves to several records"),
         }
     }
@@ -1055,6 +1078,18 @@ impl MetadataImage {
                 topic.partitions = *partitions;
                 ApplyOutcome::PartitionsPlaced(topic.clone())
             }
+            MetadataRecord::ScramCredentialSet(set) => {
+                scram::apply_set(&mut next.scram_credentials, set);
+                ApplyOutcome::ScramCredentialsChanged {
+                    user: set.user.clone(),
+                }
+            }
+            MetadataRecord::ScramCredentialRemoved(removed) => {
+                scram::apply_removal(&mut next.scram_credentials, offset, removed)?;
+                ApplyOutcome::ScramCredentialsChanged {
+                    user: removed.user.clone(),
+                }
+            }
         };
         debug_assert_eq!(next.ids.len(), next.topics.len());
         Ok((next, outcome))
@@ -1179,6 +1214,7 @@ impl MetadataImage {
                 ));
             }
         }
+        image.scram_credentials = scram::from_snapshot(payload.scram_credentials)?;
         Ok(image)
     }
 }

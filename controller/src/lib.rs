@@ -14,6 +14,7 @@ pub mod error;
 pub mod image;
 pub mod partition;
 pub mod quorum;
+pub mod scram;
 pub mod store;
 pub mod topic_config;
 

@@ -25,6 +25,9 @@ pub enum Reply {
     NoResponse,
     /// The request was malformed: close the connection, as Kafka does.
     Close,
+    /// A complete response frame, size prefix included, after which the connection closes
+    /// (a failed SASL authentication: the client reads why, then the connection ends).
+    Last(Bytes),
 }
 
 /// Serves the request frames of connections.
@@ -262,6 +265,10 @@ async fn write_replies<S: ReplySink>(
             Reply::Segments(segments) => segments.into_iter().for_each(|s| outbox.push(s)),
             Reply::NoResponse => {}
             Reply::Close => break,
+            Reply::Last(frame) => {
+                outbox.push(frame);
+                break;
+            }
         }
         if outbox.is_full() && sink.send(&mut outbox).await.is_err() {
             break;

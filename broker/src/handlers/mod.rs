@@ -19,6 +19,8 @@ pub mod offsets;
 pub mod partitions;
 pub mod produce;
 pub mod quorum;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod topics;
 
 use crate::protocol::Request;
@@ -40,13 +42,19 @@ pub mod code {
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const INVALID_CONFIG: i16 = 40;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_REQUEST: i16 = 42;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const INVALID_RECORD: i16 = 87;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const DUPLICATE_RESOURCE: i16 = 92;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
@@ -140,6 +148,14 @@ pub async fn handle(
             ResponseKind::OffsetFetch(offsets::fetch(shard, r, version).await)
         }
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offsets::delete(shard, r).await),
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake(session)),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(sasl::authenticate()),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(shard, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(shard, r).await)
+        }
         // Only the APIs in protocol::SUPPORTED_APIS get this far.
         _ => return None,
     })

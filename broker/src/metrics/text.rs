@@ -26,6 +26,7 @@ pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     group_lag(&mut out, shards);
     runtime(&mut out, shards);
     connections(&mut out, shards, process);
+    sasl(&mut out);
     out.family(
         "spate_process_uptime_seconds",
         "gauge",
@@ -77,6 +78,21 @@ fn listeners(out: &mut Out, shards: &[ShardSnapshot]) {
         for (listener, t) in &totals {
             out.sample(name, &[("listener", listener)], value(t));
         }
+    }
+}
+
+fn sasl(out: &mut Out) {
+    out.family(
+        "spate_sasl_authentications_total",
+        "counter",
+        "SASL authentications finished on the node, by mechanism and result.",
+    );
+    for (mechanism, result, n) in crate::sasl::metrics::counts() {
+        out.sample(
+            "spate_sasl_authentications_total",
+            &[("mechanism", mechanism), ("result", result)],
+            n,
+        );
     }
 }
 

@@ -1,0 +1,416 @@
+//! One connection's SASL exchange, as Kafka's `SaslServerAuthenticator` runs it: an optional
+//! ApiVersions, a SaslHandshake naming an enabled mechanism, then the mechanism's tokens —
+//! in SaslAuthenticate requests after a v1 handshake, or as raw size-prefixed frames after a
+//! v0 handshake (very old clients) — until the mechanism says who the client is. Anything
+//! out of that order fails the exchange and the connection closes.
+//!
+//! Pure: stepped by `gate` with decoded requests, so it can be tested and fuzzed alone.
+
+use super::plain::{self, PlainError};
+use super::scram::{ScramError, ScramServer, ScramStep};
+use super::{ListenerSasl, Mechanism};
+use crate::handlers::code;
+use bytes::Bytes;
+use controller::scram::{ScramCredential, ScramMechanism};
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+
+/// The message of every failed authentication: it does not say which half was wrong.
+pub const FAILED_MESSAGE: &str = "Authentication failed: Invalid username or password";
+
+/// What the exchange needs from the node: SCRAM credentials, randomness.
+pub trait Credentials {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
+    /// A fresh server nonce (printable, no commas).
+    fn nonce(&self) -> String;
+    /// The salt shown for an unknown user: the same each time for one user.
+    fn fake_salt(&self, user: &str) -> Vec<u8>;
+}
+
+/// What the next frame of the connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A Kafka request (ApiVersions, SaslHandshake or SaslAuthenticate).
+    Request,
+    /// A raw SASL token (after a v0 handshake).
+    RawToken,
+}
+
+/// What goes back to the client.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// The ApiVersions response.
+    Versions,
+    Handshake(SaslHandshakeResponse),
+    Authenticate(SaslAuthenticateResponse),
+    /// A raw token, sent size-prefixed without a response header.
+    Raw(Bytes),
+}
+
+/// A failed exchange, for the log and the metrics (never a secret).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// `None` when the exchange failed before a mechanism was chosen.
+    pub mechanism: Option<Mechanism>,
+    pub user: Option<String>,
+    pub reason: String,
+}
+
+/// The result of one step.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Send the answer and wait for the next message.
+    Continue(Answer),
+    /// Send the answer: the connection is `user` from now on.
+    Authenticated {
+        answer: Answer,
+        mechanism: Mechanism,
+        user: String,
+    },
+    /// Send the answer, if any, then close the connection.
+    Fail(Option<Answer>, Failure),
+}
+
+enum State {
+    /// Waiting for ApiVersions (once) or SaslHandshake.
+    Handshake { versions_seen: bool },
+    /// The mechanism chosen; its tokens come framed (SaslAuthenticate) or raw.
+    Tokens {
+        mechanism: Mechanism,
+        framed: bool,
+        scram: Option<ScramServer>,
+    },
+    /// Authenticated or failed: no more steps.
+    Over,
+}
+
+pub struct Authenticator {
+    listener: Arc<ListenerSasl>,
+    state: State,
+}
+
+impl Authenticator {
+    pub fn new(listener: Arc<ListenerSasl>) -> Self {
+        Authenticator {
+            listener,
+            state: State::Handshake {
+                versions_seen: false,
+            },
+        }
+    }
+
+    pub fn expects(&self) -> Expect {
+        match self.state {
+            State::Tokens { framed: false, .. } => Expect::RawToken,
+            _ => Expect::Request,
+        }
+    }
+
+    /// An ApiVersions request: allowed once, before the handshake.
+    pub fn api_versions(&mut self) -> Result<(), Failure> {
+        match &mut self.state {
+            State::Handshake { versions_seen } if !*versions_seen => {
+                *versions_seen = true;
+                Ok(())
+            }
+            _ => Err(self.fail(None, "unexpected ApiVersions request")),
+        }
+    }
+
+    /// Any other request than the SASL ones and ApiVersions: the exchange fails.
+    pub fn unexpected(&mut self, api: &str) -> Failure {
+        self.fail(
+            None,
+            &format!("unexpected {api} request before authentication"),
+        )
+    }
+
+    pub fn handshake(&mut self, version: i16, request: &SaslHandshakeRequest) -> Outcome {
+        if !matches!(self.state, State::Handshake { .. }) {
+            return Outcome::Fail(None, self.fail(None, "unexpected SaslHandshake request"));
+        }
+        let enabled = self
+            .listener
+            .mechanisms
+            .iter()
+            .map(|m| StrBytes::from_static_str(m.name()))
+            .collect();
+        let response = SaslHandshakeResponse::default().with_mechanisms(enabled);
+        let chosen = Mechanism::from_name(request.mechanism.as_str())
+            .filter(|m| self.listener.mechanisms.contains(m));
+        let Some(mechanism) = chosen else {
+            let reason = format!("unsupported mechanism {:?}", request.mechanism.as_str());
+            let answer = response.with_error_code(code::UNSUPPORTED_SASL_MECHANISM);
+            return Outcome::Fail(Some(Answer::Handshake(answer)), self.fail(None, &reason));
+        };
+        self.state = State::Tokens {
+            mechanism,
+            framed: version >= 1,
+            scram: match mechanism {
+                Mechanism::Scram(m) => Some(ScramServer::new(m)),
+                Mechanism::Plain => None,
+            },
+        };
+        Outcome::Continue(Answer::Handshake(response))
+    }
+
+    pub fn authenticate(
+        &mut self,
+        request: &SaslAuthenticateRequest,
+        credentials: &dyn Credentials,
+    ) -> Outcome {
+        if !matches!(self.state, State::Tokens { framed: true, .. }) {
+            return Outcome::Fail(None, self.fail(None, "unexpected SaslAuthenticate request"));
+        }
+        self.token(&request.auth_bytes, credentials, |bytes| {
+            Answer::Authenticate(SaslAuthenticateResponse::default().with_auth_bytes(bytes))
+        })
+    }
+
+    /// A raw token after a v0 handshake; a failure closes without an answer (the v0
+    /// exchange has no way to carry an error).
+    pub fn raw_token(&mut self, token: &[u8], credentials: &dyn Credentials) -> Outcome {
+        match self.token(token, credentials, Answer::Raw) {
+            Outcome::Fail(_, failure) => Outcome::Fail(None, failure),
+            outcome => outcome,
+        }
+    }
+
+    fn token(
+        &mut self,
+        token: &[u8],
+        credentials: &dyn Credentials,
+        answer: impl Fn(Bytes) -> Answer,
+    ) -> Outcome {
+        let State::Tokens {
+            mechanism, scram, ..
+        } = &mut self.state
+        else {
+            unreachable!("checked by the callers")
+        };
+        let mechanism = *mechanism;
+        let result = match (mechanism, scram) {
+            (Mechanism::Plain, _) => plain::authenticate(token, &self.listener.plain_users)
+                .map(|user| (Some(user), Bytes::new()))
+                .map_err(|e| match e {
+                    PlainError::Malformed(why) => (None, why.to_string()),
+                    PlainError::BadCredentials(user) => (Some(user), "bad credentials".into()),
+                }),
+            (Mechanism::Scram(m), Some(server)) => {
+                let step = server.step(
+                    token,
+                    |user| credentials.scram(user, m),
+                    &credentials.nonce(),
+                    |user| credentials.fake_salt(user),
+                );
+                let user = server.user().map(str::to_string);
+                match step {
+                    Ok(ScramStep::Challenge(bytes)) => Ok((None, Bytes::from(bytes))),
+                    Ok(ScramStep::Authenticated { user, response }) => {
+                        Ok((Some(user), Bytes::from(response)))
+                    }
+                    Err(ScramError::Malformed(why)) => Err((user, why.to_string())),
+                    Err(ScramError::BadCredentials) => Err((user, "bad credentials".into())),
+                }
+            }
+            (Mechanism::Scram(_), None) => unreachable!("a SCRAM state has its server"),
+        };
+        match result {
+            Ok((None, bytes)) => Outcome::Continue(answer(bytes)),
+            Ok((Some(user), bytes)) => {
+                self.state = State::Over;
+                Outcome::Authenticated {
+                    answer: answer(bytes),
+                    mechanism,
+                    user,
+                }
+            }
+            Err((user, reason)) => {
+                let response = SaslAuthenticateResponse::default()
+                    .with_error_code(code::SASL_AUTHENTICATION_FAILED)
+                    .with_error_message(Some(StrBytes::from_static_str(FAILED_MESSAGE)));
+                let failure = Failure {
+                    mechanism: Some(mechanism),
+                    user,
+                    reason,
+                };
+                self.state = State::Over;
+                Outcome::Fail(Some(Answer::Authenticate(response)), failure)
+            }
+        }
+    }
+
+    fn fail(&mut self, user: Option<String>, reason: &str) -> Failure {
+        let mechanism = match self.state {
+            State::Tokens { mechanism, .. } => Some(mechanism),
+            _ => None,
+        };
+        self.state = State::Over;
+        Failure {
+            mechanism,
+            user,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sasl::scram::{credential, salted_password};
+
+    struct Node;
+
+    impl Credentials for Node {
+        fn scram(&self, user: &str, m: ScramMechanism) -> Option<ScramCredential> {
+            let salt = b"0123456789abcdef";
+            (user == "bob")
+                .then(|| credential(m, salt, &salted_password(m, b"bob-pw", salt, 4096), 4096))
+        }
+        fn nonce(&self) -> String {
+            "srv".into()
+        }
+        fn fake_salt(&self, _: &str) -> Vec<u8> {
+            vec![7; 16]
+        }
+    }
+
+    fn listener() -> Arc<ListenerSasl> {
+        Arc::new(ListenerSasl {
+            mechanisms: vec![Mechanism::Plain, Mechanism::Scram(ScramMechanism::Sha512)],
+            plain_users: [("alice".to_string(), "alice-secret".to_string())].into(),
+        })
+    }
+
+    fn handshake(a: &mut Authenticator, version: i16, mechanism: &'static str) -> Outcome {
+        a.handshake(
+            version,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        )
+    }
+
+    fn authenticate(a: &mut Authenticator, token: &[u8]) -> Outcome {
+        a.authenticate(
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token)),
+            &Node,
+        )
+    }
+
+    #[test]
+    fn plain_over_a_v1_handshake_authenticates() {
+        let mut a = Authenticator::new(listener());
+        a.api_versions().unwrap();
+        let Outcome::Continue(Answer::Handshake(h)) = handshake(&mut a, 1, "PLAIN") else {
+            panic!("handshake")
+        };
+        assert_eq!(h.error_code, 0);
+        assert_eq!(
+            h.mechanisms,
+            ["PLAIN", "SCRAM-SHA-512"].map(StrBytes::from_static_str)
+        );
+        assert_eq!(a.expects(), Expect::Request);
+        let outcome = authenticate(&mut a, b"\0alice\0alice-secret");
+        assert!(matches!(
+            outcome,
+            Outcome::Authenticated { ref user, mechanism: Mechanism::Plain, .. } if user == "alice"
+        ));
+    }
+
+    #[test]
+    fn a_wrong_password_fails_with_kafkas_code_and_a_message_that_names_no_half() {
+        for token in [&b"\0alice\0nope"[..], b"\0nobody\0alice-secret", b"garbage"] {
+            let mut a = Authenticator::new(listener());
+            handshake(&mut a, 1, "PLAIN");
+            let Outcome::Fail(Some(Answer::Authenticate(r)), failure) = authenticate(&mut a, token)
+            else {
+                panic!("failure expected")
+            };
+            assert_eq!(r.error_code, code::SASL_AUTHENTICATION_FAILED);
+            assert_eq!(r.error_message.as_deref(), Some(FAILED_MESSAGE));
+            assert_eq!(failure.mechanism, Some(Mechanism::Plain));
+            assert!(!failure.reason.contains("secret") && !failure.reason.contains("nope"));
+        }
+    }
+
+    #[test]
+    fn an_unsupported_mechanism_gets_the_enabled_list_then_a_close() {
+        let mut a = Authenticator::new(listener());
+        let Outcome::Fail(Some(Answer::Handshake(h)), _) = handshake(&mut a, 1, "GSSAPI") else {
+            panic!("failure expected")
+        };
+        assert_eq!(h.error_code, code::UNSUPPORTED_SASL_MECHANISM);
+        assert_eq!(h.mechanisms.len(), 2);
+        // SCRAM-SHA-256 exists but is not enabled here.
+        let mut a = Authenticator::new(listener());
+        assert!(matches!(
+            handshake(&mut a, 1, "SCRAM-SHA-256"),
+            Outcome::Fail(Some(_), _)
+        ));
+    }
+
+    #[test]
+    fn out_of_order_requests_fail() {
+        let mut a = Authenticator::new(listener());
+        assert!(matches!(
+            authenticate(&mut a, b"\0alice\0alice-secret"),
+            Outcome::Fail(None, _)
+        ));
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 1, "PLAIN");
+        assert!(matches!(
+            handshake(&mut a, 1, "PLAIN"),
+            Outcome::Fail(None, _)
+        ));
+        let mut a = Authenticator::new(listener());
+        a.api_versions().unwrap();
+        assert!(a.api_versions().is_err());
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 1, "PLAIN");
+        assert!(a.api_versions().is_err());
+        // A v0 handshake: the tokens come raw, SaslAuthenticate is out of order.
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 0, "PLAIN");
+        assert_eq!(a.expects(), Expect::RawToken);
+        assert!(matches!(
+            authenticate(&mut a, b"\0alice\0alice-secret"),
+            Outcome::Fail(None, _)
+        ));
+    }
+
+    #[test]
+    fn plain_over_a_v0_handshake_takes_raw_tokens() {
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 0, "PLAIN");
+        assert!(matches!(
+            a.raw_token(b"\0alice\0alice-secret", &Node),
+            Outcome::Authenticated { answer: Answer::Raw(ref b), .. } if b.is_empty()
+        ));
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 0, "PLAIN");
+        assert!(matches!(
+            a.raw_token(b"\0alice\0x", &Node),
+            Outcome::Fail(None, _)
+        ));
+    }
+
+    #[test]
+    fn scram_runs_over_two_authenticate_rounds() {
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 1, "SCRAM-SHA-512");
+        let Outcome::Continue(Answer::Authenticate(first)) =
+            authenticate(&mut a, b"n,,n=bob,r=cli")
+        else {
+            panic!("challenge")
+        };
+        assert!(first.auth_bytes.starts_with(b"r=clisrv,s="));
+        // A wrong proof fails the exchange.
+        let outcome = authenticate(&mut a, b"c=biws,r=clisrv,p=AAAA");
+        let Outcome::Fail(Some(_), failure) = outcome else {
+            panic!("failure")
+        };
+        assert_eq!(failure.user.as_deref(), Some("bob"));
+    }
+}

@@ -1,0 +1,275 @@
+"""SASL on a SASL_PLAINTEXT listener (issue 19): PLAIN users from the JAAS config, SCRAM users
+from the metadata log, with real clients (librdkafka through confluent-kafka and kcat,
+kafka-python, Kafka's own Java tools), and the refusals Kafka gives: a wrong password or an
+unknown user gets SASL_AUTHENTICATION_FAILED and a closed connection, a request before
+authentication a closed connection, an unsupported mechanism UNSUPPORTED_SASL_MECHANISM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+
+import kafka_wire as w
+from conftest import SPATE_BIN, Broker, free_port
+from helpers import create_topic, kafka_tool
+
+PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+CONFIGS = "kafka.admin.ConfigCommand"
+
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+
+
+@pytest.fixture
+def sasl_broker(request):
+    """A broker with a PLAINTEXT listener (`bootstrap`, for setup) and a SASL_PLAINTEXT one
+    (`sasl`), PLAIN users admin and alice."""
+    made = []
+
+    def start():
+        b = Broker("sasl-" + uuid.uuid4().hex[:6])
+        b.sasl = f"127.0.0.1:{free_port()}"
+        b.settings.update({
+            "listeners": f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://{b.sasl}",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+        })
+        made.append(b)
+        return b.start()
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
+    for b in made:
+        if failed:
+            print(b.log_tail())
+        b.cleanup(bool(failed))
+
+
+def sasl_conf(broker, mechanism, user, password):
+    return {"bootstrap.servers": broker.sasl, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+
+
+def confluent_round_trip(broker, topic, mechanism, user, password, n=20):
+    from confluent_kafka import Consumer, Producer
+
+    p = Producer({**sasl_conf(broker, mechanism, user, password), "acks": "all"})
+    for i in range(n):
+        p.produce(topic, value=f"{mechanism}-{i}".encode())
+    assert p.flush(60) == 0
+    c = Consumer({**sasl_conf(broker, mechanism, user, password), "group.id": "g-" + uuid.uuid4().hex[:6],
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+    finally:
+        c.close()
+    assert got == [f"{mechanism}-{i}" for i in range(n)]
+
+
+def kcat(broker, mechanism, user, password, *args, input=None):
+    cmd = ["kcat", "-b", broker.sasl, "-X", "security.protocol=SASL_PLAINTEXT",
+           "-X", f"sasl.mechanisms={mechanism}", "-X", f"sasl.username={user}",
+           "-X", f"sasl.password={password}", *args]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+
+
+def kafka_python_round_trip(broker, topic, mechanism, user, password, n=10):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    auth = dict(bootstrap_servers=broker.sasl, security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password)
+    p = KafkaProducer(acks="all", **auth)
+    for i in range(n):
+        p.send(topic, f"kp-{i}".encode())
+    p.flush(60)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=20000, **auth)
+    got = [m.value.decode() for m in c][:n]
+    c.close()
+    assert got == [f"kp-{i}" for i in range(n)]
+
+
+def java_round_trip(broker, tmp_path, topic, mechanism, user, password, n=5):
+    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+              else "org.apache.kafka.common.security.scram.ScramLoginModule")
+    props = tmp_path / f"client-{mechanism}.properties"
+    props.write_text("security.protocol=SASL_PLAINTEXT\n"
+                     f"sasl.mechanism={mechanism}\n"
+                     f'sasl.jaas.config={module} required username="{user}" password="{password}";\n')
+    lines = [f"java-{mechanism}-{i}" for i in range(n)]
+    kafka_tool(PRODUCER, "--bootstrap-server", broker.sasl, "--topic", topic,
+               "--command-config", props, input="\n".join(lines) + "\n")
+    out = kafka_tool(CONSUMER, "--bootstrap-server", broker.sasl, "--topic", topic,
+                     "--command-config", props, "--from-beginning", "--max-messages", n,
+                     "--timeout-ms", "60000")
+    assert out.stdout.splitlines() == lines
+
+
+def handshake(conn, mechanism, version=1):
+    body = w.string(mechanism)
+    r = conn.request(SASL_HANDSHAKE, version, body)
+    error = r.i16()
+    mechanisms = [r.string() for _ in range(r.i32())]
+    return error, mechanisms
+
+
+def metric(broker, mechanism, result) -> float:
+    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
+    key = f'spate_sasl_authentications_total{{mechanism="{mechanism}",result="{result}"}}'
+    for line in text.splitlines():
+        if line.startswith(key):
+            return float(line.split()[-1])
+    raise AssertionError(f"{key} not in /metrics")
+
+
+def spate_cli(broker, *args):
+    p = subprocess.run([str(SPATE_BIN), *args, "--brokers", broker.bootstrap],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_plain_users_produce_and_consume_with_librdkafka_kcat_kafka_python_and_java(sasl_broker, tmp_path):
+    broker = sasl_broker()
+    topic = "plain-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    confluent_round_trip(broker, topic, "PLAIN", "alice", "alice-secret")
+
+    t2 = topic + "-kcat"
+    create_topic(broker.bootstrap, t2, 1)
+    put = kcat(broker, "PLAIN", "alice", "alice-secret", "-P", "-t", t2, input="a\nb\nc\n")
+    assert put.returncode == 0, put.stderr
+    got = kcat(broker, "PLAIN", "admin", "admin-secret", "-C", "-t", t2, "-o", "beginning", "-e", "-q")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == ["a", "b", "c"]
+
+    t3 = topic + "-kp"
+    create_topic(broker.bootstrap, t3, 1)
+    kafka_python_round_trip(broker, t3, "PLAIN", "alice", "alice-secret")
+
+    t4 = topic + "-java"
+    create_topic(broker.bootstrap, t4, 1)
+    java_round_trip(broker, tmp_path, t4, "PLAIN", "alice", "alice-secret")
+    assert metric(broker, "PLAIN", "success") >= 4
+
+
+def test_scram_users_from_kafka_configs_and_spate_user_authenticate_and_survive_a_restart(sasl_broker, tmp_path):
+    broker = sasl_broker()
+    kafka_tool(CONFIGS, "--bootstrap-server", broker.bootstrap, "--alter", "--add-config",
+               "SCRAM-SHA-512=[iterations=8192,password=bob-secret]", "--entity-type", "users",
+               "--entity-name", "bob")
+    spate_cli(broker, "user", "add", "carol", "--password", "carol-secret",
+              "--mechanism", "SCRAM-SHA-256")
+    # (kafka-configs --describe of users asks DescribeClientQuotas too, which Spate lacks.)
+    listed = spate_cli(broker, "user", "list", "--json")
+    assert sorted((u["user"], u["mechanism"], u["iterations"]) for u in json.loads(listed)) == [
+        ("bob", "SCRAM-SHA-512", 8192), ("carol", "SCRAM-SHA-256", 4096)], listed
+
+    topic = "scram-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    confluent_round_trip(broker, topic, "SCRAM-SHA-512", "bob", "bob-secret")
+    t2 = topic + "-256"
+    create_topic(broker.bootstrap, t2, 1)
+    confluent_round_trip(broker, t2, "SCRAM-SHA-256", "carol", "carol-secret")
+    t3 = topic + "-kp"
+    create_topic(broker.bootstrap, t3, 1)
+    kafka_python_round_trip(broker, t3, "SCRAM-SHA-512", "bob", "bob-secret")
+    t4 = topic + "-java"
+    create_topic(broker.bootstrap, t4, 1)
+    java_round_trip(broker, tmp_path, t4, "SCRAM-SHA-512", "bob", "bob-secret")
+    # Not kcat here: kcat 1.7.1 (librdkafka 2.0.2) fails SCRAM against Spate with "nonce does
+    # not match" in the broker's log (confluent-kafka's librdkafka 2.16 passes); to look into.
+
+    broker.stop()
+    broker.restart()
+    t5 = topic + "-after"
+    create_topic(broker.bootstrap, t5, 1)
+    confluent_round_trip(broker, t5, "SCRAM-SHA-512", "bob", "bob-secret", n=5)
+
+    spate_cli(broker, "user", "remove", "carol")
+    assert "carol" not in spate_cli(broker, "user", "list")
+    # (kafka-configs refuses too few iterations itself; the broker does too.)
+    bad = subprocess.run([str(SPATE_BIN), "user", "add", "dave", "--password", "x", "--iterations", "100",
+                          "--brokers", broker.bootstrap], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "UNACCEPTABLE_CREDENTIAL" in bad.stderr, bad.stderr
+    assert "Too few iterations" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("user,password", [("alice", "Wr0ng-pw-xyz"), ("nobody", "Wr0ng-pw-xyz")])
+def test_bad_credentials_are_refused_with_one_message_and_a_closed_connection(sasl_broker, user, password):
+    broker = sasl_broker()
+    host, port = broker.sasl.split(":")
+    failures = metric(broker, "PLAIN", "failure")
+    with w.Conn(host, int(port)) as conn:
+        error, mechanisms = handshake(conn, "PLAIN")
+        assert error == 0 and "PLAIN" in mechanisms and "SCRAM-SHA-512" in mechanisms
+        r = conn.request(SASL_AUTHENTICATE, 0, w.bytes_(f"\0{user}\0{password}".encode()))
+        assert r.i16() == 58  # SASL_AUTHENTICATION_FAILED
+        assert r.string() == "Authentication failed: Invalid username or password"
+        conn.expect_closed()
+    assert metric(broker, "PLAIN", "failure") == failures + 1
+    assert password not in broker.log_path.read_text(), "the attempt is logged without the secret"
+    assert "SASL authentication failed" in broker.log_path.read_text()
+    # The broker serves others meanwhile.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        r = conn.request(SASL_AUTHENTICATE, 0, w.bytes_(b"\0alice\0alice-secret"))
+        assert r.i16() == 0
+        assert w.metadata_v1(conn) is not None
+    # A librdkafka client with a wrong password fails instead of producing.
+    from confluent_kafka import Producer
+    p = Producer({**sasl_conf(broker, "PLAIN", user, password), "message.timeout.ms": 5000})
+    reports = []
+    p.produce("anything", b"x", on_delivery=lambda err, msg: reports.append(err))
+    p.flush(15)
+    assert len(reports) == 1 and reports[0] is not None, reports
+
+
+def test_a_request_before_authentication_closes_the_connection(sasl_broker):
+    broker = sasl_broker()
+    host, port = broker.sasl.split(":")
+    with w.Conn(host, int(port)) as conn:
+        conn.send_request(3, 1, w.i32(-1))  # Metadata v1, all topics
+        assert conn.expect_closed() == b""
+    with w.Conn(host, int(port)) as conn:
+        error, versions = w.api_versions(conn)
+        assert error == 0 and versions[SASL_HANDSHAKE] == (0, 1) and versions[SASL_AUTHENTICATE] == (0, 2)
+        assert handshake(conn, "PLAIN")[0] == 0
+        conn.send_request(3, 1, w.i32(-1))
+        assert conn.expect_closed() == b""
+    with w.Conn(host, int(port)) as conn:
+        error, mechanisms = handshake(conn, "GSSAPI")
+        assert error == 33  # UNSUPPORTED_SASL_MECHANISM, with the enabled list
+        assert mechanisms == ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        conn.expect_closed()
+    # On the PLAINTEXT listener the SASL requests are out of place (ILLEGAL_SASL_STATE).
+    host, port = broker.bootstrap.split(":")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 34
+
+
+def test_plain_over_a_v0_handshake_takes_raw_tokens(sasl_broker):
+    broker = sasl_broker()
+    host, port = broker.sasl.split(":")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN", version=0)[0] == 0
+        conn.send_frame(b"\0alice\0alice-secret")
+        assert conn.recv_frame() == b""
+        assert w.metadata_v1(conn) is not None
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN", version=0)[0] == 0
+        conn.send_frame(b"\0alice\0nope")
+        assert conn.expect_closed() == b""
