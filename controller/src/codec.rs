@@ -4,11 +4,12 @@
 //! [`LogEntry`] (one record), or, with [`BATCH_FLAG`] set in `len`, rkyv [`LogBatch`] (the
 //! records of one command, at consecutive offsets: one checksum, so a torn batch is dropped
 //! whole). Snapshot file: `magic "SPMS" | version: u16 | 0u16 | len: u32 | crc: u32 |
-//! payload`, payload = rkyv [`SnapshotPayload`] (format 3; formats 1 and 2 are still read).
+//! payload`, payload = rkyv [`SnapshotPayload`] (format 4; formats 1 to 3 are still read).
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::acl::AclBinding;
 use crate::cluster::{BrokerRegistration, Placement};
 use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
 use crate::partition::PartitionRegistration;
@@ -25,7 +26,8 @@ pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SPMS";
-const SNAPSHOT_VERSION: u16 = 3;
+const SNAPSHOT_VERSION: u16 = 4;
+const SNAPSHOT_VERSION_V3: u16 = 3;
 const SNAPSHOT_VERSION_V2: u16 = 2;
 const SNAPSHOT_VERSION_V1: u16 = 1;
 const SNAPSHOT_HEADER_BYTES: usize = 16;
@@ -59,7 +61,7 @@ impl LogBatch {
     }
 }
 
-/// Everything in a [`MetadataImage`] except the node id (snapshot format 3).
+/// Everything in a [`MetadataImage`] except the node id (snapshot format 4).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SnapshotPayload {
     pub cluster_id: String,
@@ -68,6 +70,33 @@ pub struct SnapshotPayload {
     pub topics: Vec<TopicMeta>,
     pub brokers: Vec<BrokerRegistration>,
     pub partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+    /// ACL bindings (format 4).
+    pub acls: Vec<AclBinding>,
+}
+
+/// Snapshot format 3 (before ACLs); still read.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SnapshotPayloadV3 {
+    cluster_id: String,
+    version: u64,
+    next_producer_id: i64,
+    topics: Vec<TopicMeta>,
+    brokers: Vec<BrokerRegistration>,
+    partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+}
+
+impl From<SnapshotPayloadV3> for SnapshotPayload {
+    fn from(v3: SnapshotPayloadV3) -> Self {
+        SnapshotPayload {
+            cluster_id: v3.cluster_id,
+            version: v3.version,
+            next_producer_id: v3.next_producer_id,
+            topics: v3.topics,
+            brokers: v3.brokers,
+            partitions: v3.partitions,
+            acls: Vec::new(),
+        }
+    }
 }
 
 /// Snapshot format 2 (one replica per partition); still read.
@@ -96,6 +125,7 @@ impl From<SnapshotPayloadV2> for SnapshotPayload {
                 .into_iter()
                 .map(|(id, ps)| (id, single(ps).collect()))
                 .collect(),
+            acls: Vec::new(),
         }
     }
 }
@@ -122,6 +152,7 @@ impl SnapshotPayload {
                 .iter()
                 .map(|(id, p)| (*id, p.clone()))
                 .collect(),
+            acls: image.acls.iter().cloned().collect(),
         }
     }
 }
@@ -257,7 +288,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
     let version = u16::from_le_bytes([header[4], header[5]]);
     let known = matches!(
         version,
-        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
+        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V3 | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
     );
     if !known || header[6..8] != [0, 0] {
         return Err(format!("unsupported snapshot version {version}"));
@@ -281,12 +312,18 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
             topics: v1.topics,
             brokers: Vec::new(),
             partitions: Vec::new(),
+            acls: Vec::new(),
         });
     }
     if version == SNAPSHOT_VERSION_V2 {
         let v2 = rkyv::from_bytes::<SnapshotPayloadV2, rancor::Error>(&aligned(payload))
             .map_err(invalid)?;
         return Ok(v2.into());
+    }
+    if version == SNAPSHOT_VERSION_V3 {
+        let v3 = rkyv::from_bytes::<SnapshotPayloadV3, rancor::Error>(&aligned(payload))
+            .map_err(invalid)?;
+        return Ok(v3.into());
     }
     rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload)).map_err(invalid)
 }
@@ -428,6 +465,15 @@ mod tests {
                     4
                 ],
             )],
+            acls: vec![AclBinding {
+                resource_type: crate::acl::ResourceType::Topic,
+                resource_name: "t".into(),
+                pattern_type: crate::acl::PatternType::Prefixed,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: crate::acl::Operation::Read,
+                permission: crate::acl::Permission::Allow,
+            }],
         };
         let bytes = encode_snapshot(&payload);
         assert_eq!(decode_snapshot(&bytes), Ok(payload));

@@ -8,6 +8,9 @@
 //! records reaches the same image.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::acl::{AclBinding, AclFilter, Acls};
 
 use crate::cluster::{self, BrokerRegistration, Placement};
 use crate::codec::SnapshotPayload;
@@ -117,6 +120,14 @@ pub enum MetadataCommand {
         partition_epoch: i32,
         new_isr: Vec<i32>,
     },
+    /// CreateAcls: the bindings (validated; ones that exist already are kept, a no-op).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// DeleteAcls: every binding one of the filters selects.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// The result of an applied command (rkyv: the active controller sends it back to brokers).
@@ -148,6 +159,10 @@ pub enum ApplyOutcome {
         partition: i32,
         registration: PartitionRegistration,
     },
+    /// ACL bindings added (those that existed already included).
+    AclsCreated(Vec<AclBinding>),
+    /// ACL bindings removed.
+    AclsDeleted(Vec<AclBinding>),
 }
 
 /// Registrations of partitions `first..first + partitions.len()` of topic `id`.
@@ -218,6 +233,10 @@ pub enum MetadataRecord {
     PartitionsAssigned(Box<PartitionsAssigned>),
     /// A partition's leader or ISR changed.
     PartitionChanged(Box<PartitionChange>),
+    /// ACL bindings added (`acl.rs`); one that exists already is a no-op.
+    AclsCreated(Box<Vec<AclBinding>>),
+    /// ACL bindings removed; one that does not exist is a no-op.
+    AclsDeleted(Box<Vec<AclBinding>>),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -237,6 +256,9 @@ pub struct MetadataImage {
     /// its creation's batch is applied; only the replay of an old single-node log passes
     /// through topics without (registered when the node opens).
     pub partitions: BTreeMap<TopicId, Vec<PartitionRegistration>>,
+    /// The ACL bindings and their authorizer index (rebuilt only by ACL records, so an
+    /// image copy shares it).
+    pub acls: Arc<Acls>,
     /// Topic id -> name; maintained by [`MetadataImage::apply`] only.
     ids: BTreeMap<TopicId, String>,
 }
@@ -318,6 +340,7 @@ impl MetadataImage {
             next_producer_id: 0,
             brokers: BTreeMap::new(),
             partitions: BTreeMap::new(),
+            acls: Arc::default(),
             ids: BTreeMap::new(),
         }
     }
@@ -438,8 +461,39 @@ impl MetadataImage {
                 )?;
                 Ok(vec![MetadataRecord::PartitionChanged(Box::new(change))])
             }
+            MetadataCommand::CreateAcls { acls } => self.propose_create_acls(acls),
+            MetadataCommand::DeleteAcls { filters } => {
+                let doomed = filters
+                    .iter()
+                    .flat_map(|f| self.acls.matching(f))
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>();
+                let doomed = Box::new(doomed.into_iter().collect());
+                Ok(vec![MetadataRecord::AclsDeleted(doomed)])
+            }
             cmd => Ok(vec![self.resolve_simple(cmd)?]),
         }
+    }
+
+    fn propose_create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        if acls.is_empty() {
+            return Err(ApplyError::InvalidRequest("no ACL to create".into()));
+        }
+        for acl in &acls {
+            acl.validate().map_err(ApplyError::InvalidRequest)?;
+        }
+        let new = acls.iter().filter(|a| !self.acls.contains(a)).count();
+        if self.acls.len() + new > crate::acl::ACLS_MAX {
+            return Err(ApplyError::InvalidRequest(format!(
+                "the cluster already has {} ACLs (at most {})",
+                self.acls.len(),
+                crate::acl::ACLS_MAX
+            )));
+        }
+        Ok(vec![MetadataRecord::AclsCreated(Box::new(acls))])
     }
 
     /// [`MetadataImage::propose_records`] for validation only (`validate_only` requests).
@@ -1041,6 +1095,19 @@ impl MetadataImage {
                 next.apply_assigned(offset, &assigned.id, assigned.first, &assigned.partitions)?,
             ),
             MetadataRecord::PartitionChanged(change) => next.apply_change(offset, change)?,
+            MetadataRecord::AclsCreated(acls) => {
+                if let Some(bad) = acls.iter().find(|a| a.validate().is_err()) {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: invalid ACL {bad:?}"
+                    )));
+                }
+                next.acls = Arc::new(self.acls.changed(acls, &[]));
+                ApplyOutcome::AclsCreated(Vec::clone(acls))
+            }
+            MetadataRecord::AclsDeleted(acls) => {
+                next.acls = Arc::new(self.acls.changed(&[], acls));
+                ApplyOutcome::AclsDeleted(Vec::clone(acls))
+            }
             MetadataRecord::PartitionsAdded { id, partitions } => {
                 let grows = next
                     .topic_by_id(id)
@@ -1162,6 +1229,11 @@ impl MetadataImage {
                 return Err(ApplyError::corrupt("snapshot has a duplicate topic name"));
             }
         }
+        let acls: std::collections::BTreeSet<AclBinding> = payload.acls.into_iter().collect();
+        if acls.iter().any(|a| a.validate().is_err()) {
+            return Err(ApplyError::corrupt("snapshot has an invalid ACL"));
+        }
+        image.acls = Arc::new(Acls::new(acls));
         for b in payload.brokers {
             if image.brokers.insert(b.node_id, b).is_some() {
                 return Err(ApplyError::corrupt("snapshot has a duplicate broker"));
