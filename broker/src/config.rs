@@ -68,6 +68,9 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("auto.leader.rebalance.enable", "true", Kind::Bool),
     ("leader.imbalance.check.interval.seconds", "300", Kind::Long),
     ("leader.imbalance.per.broker.percentage", "10", Kind::Int),
+    ("authorizer.class.name", "", Kind::Text),
+    ("super.users", "", Kind::Text),
+    ("allow.everyone.if.no.acl.found", "false", Kind::Bool),
 ];
 
 /// A `--set` that cannot be applied.
@@ -164,6 +167,9 @@ pub struct BrokerConfig {
     /// A broker's share (0-100) of the partitions it prefers but does not lead, above
     /// which they are moved back.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// The authorizer (`authorizer.class.name`, `super.users`,
+    /// `allow.everyone.if.no.acl.found`); `None`: off, everything allowed.
+    pub authorizer: Option<crate::authorizer::AuthorizerConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -313,6 +319,15 @@ impl BrokerConfig {
                 0,
                 100,
             )? as u32,
+            authorizer: crate::authorizer::AuthorizerConfig::parse(
+                get("authorizer.class.name"),
+                get("super.users"),
+                get("allow.everyone.if.no.acl.found") == "true",
+            )
+            .map_err(|_| ConfigError::InvalidValue {
+                name: "authorizer.class.name / super.users".into(),
+                value: format!("{} / {}", get("authorizer.class.name"), get("super.users")),
+            })?,
             overrides,
         })
     }
