@@ -1,9 +1,10 @@
-//! The `spate` command-line client: topics, produce, consume, consumer groups and cluster
-//! info, over the Kafka protocol against any broker (Spate or Kafka). Built on the project's
+//! The `spate` command-line client: topics, produce, consume, consumer groups, cluster
+//! info and ACLs, over the Kafka protocol against any broker (Spate or Kafka). Built on the project's
 //! client library in `spate-bench` (`client::Connection`, `partitioner`, `batch`).
 
 #[macro_use]
 mod output;
+mod acl;
 mod args;
 mod cluster;
 mod consume;
@@ -31,13 +32,17 @@ pub const USAGE: &str =
   spate group reset-offsets G --topic T (--to-earliest | --to-latest | --to-offset N |
                 --to-datetime T) [--execute]
   spate cluster info
+  spate acl add --principal P --operation OP... (--topic T | --group G | --cluster |
+                --transactional-id X) [--prefixed] [--deny] [--host H]
+  spate acl list | remove [--principal P] [--operation OP] [--topic T | --group G | --cluster]
+                [--prefixed] [--deny] [--host H]
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
                 --json (JSON on stdout). --format: %k key, %s value, %h headers, %T timestamp,
                 %p partition, %o offset, %t topic, %K/%S key/value length, \\n \\t.
 ";
 
 /// The client commands `main` serves.
-pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster"];
+pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster", "acl"];
 
 /// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
 pub fn main(command: &str, args: &[String]) -> Result<(), String> {
@@ -51,6 +56,7 @@ pub fn main(command: &str, args: &[String]) -> Result<(), String> {
         "consume" => consume::main(args),
         "group" => group::main(args),
         "cluster" => cluster::main(args),
+        "acl" => acl::main(args),
         other => Err(format!("unknown command '{other}'")),
     }
 }
