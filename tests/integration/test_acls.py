@@ -344,13 +344,15 @@ def test_acls_created_on_one_node_are_enforced_on_every_node_of_a_cluster():
         topic = unique("shared")
         create_topic(nodes[0].bootstrap, topic, 1, replication_factor=3)
         assert raw_produce(nodes[0], topic) in (0, w.NOT_LEADER_OR_FOLLOWER)
-        create_acls(nodes[1].bootstrap, [acl(topic, "WRITE", permission="DENY")])
+        # With ACLs on the topic the default no longer applies: Read needs its own ALLOW.
+        create_acls(nodes[1].bootstrap, [acl(topic, "WRITE", permission="DENY"), acl(topic, "READ")])
         for node in nodes:  # the quorum carries the ACL to every node's image
             wait_for(f"the DENY enforced on node {node.node_id}",
                      lambda n=node: raw_produce(n, topic) == TOPIC_AUTHORIZATION_FAILED)
             assert describe_acls(node.bootstrap) == {
-                ("TOPIC", topic, "LITERAL", ANONYMOUS, "*", "WRITE", "DENY")}
-        # Reads are not denied anywhere (each node answers as leader or follower).
+                ("TOPIC", topic, "LITERAL", ANONYMOUS, "*", "WRITE", "DENY"),
+                ("TOPIC", topic, "LITERAL", ANONYMOUS, "*", "READ", "ALLOW")}
+        # Reads stay allowed on every node (each answers as leader or follower).
         assert all(raw_fetch(n, topic) != TOPIC_AUTHORIZATION_FAILED for n in nodes)
     finally:
         for node in nodes:
