@@ -90,6 +90,9 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("ssl.client.auth", "none", Kind::Text),
     ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", Kind::Text),
     ("ssl.principal.mapping.rules", "DEFAULT", Kind::Text),
+    ("authorizer.class.name", "", Kind::Text),
+    ("super.users", "", Kind::Text),
+    ("allow.everyone.if.no.acl.found", "false", Kind::Bool),
 ];
 
 /// Settings whose values are secrets: DescribeConfigs answers them as Kafka does (no value,
@@ -208,6 +211,9 @@ pub struct BrokerConfig {
     /// `[listener.name.<listener>.<mechanism>.]sasl.jaas.config`); outside the settings
     /// table so DescribeConfigs never shows the JAAS text.
     pub sasl: crate::sasl::SaslSettings,
+    /// The authorizer (`authorizer.class.name`, `super.users`,
+    /// `allow.everyone.if.no.acl.found`); `None`: off, everything allowed.
+    pub authorizer: Option<crate::authorizer::AuthorizerConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -364,6 +370,15 @@ impl BrokerConfig {
             )? as u32,
             sasl: crate::sasl::SaslSettings::from_overrides(&overrides)
                 .map_err(ConfigError::Invalid)?,
+            authorizer: crate::authorizer::AuthorizerConfig::parse(
+                get("authorizer.class.name"),
+                get("super.users"),
+                get("allow.everyone.if.no.acl.found") == "true",
+            )
+            .map_err(|_| ConfigError::InvalidValue {
+                name: "authorizer.class.name / super.users".into(),
+                value: format!("{} / {}", get("authorizer.class.name"), get("super.users")),
+            })?,
             overrides,
         })
     }

@@ -7,6 +7,7 @@
 //! settings of `spate start`.
 
 pub mod admin;
+pub mod authorizer;
 pub mod cluster;
 pub mod config;
 pub mod config_file;

@@ -1,9 +1,10 @@
-//! The `spate` command-line client: topics, produce, consume, consumer groups and cluster
-//! info, over the Kafka protocol against any broker (Spate or Kafka). Built on the project's
+//! The `spate` command-line client: topics, produce, consume, consumer groups, cluster
+//! info and ACLs, over the Kafka protocol against any broker (Spate or Kafka). Built on the project's
 //! client library in `spate-bench` (`client::Connection`, `partitioner`, `batch`).
 
 #[macro_use]
 mod output;
+mod acl;
 mod args;
 mod cluster;
 mod consume;
@@ -34,6 +35,10 @@ pub const USAGE: &str =
   spate cluster info
   spate user add NAME --password P [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [--iterations N]
   spate user list | remove NAME [--mechanism M]
+  spate acl add --principal P --operation OP... (--topic T | --group G | --cluster |
+                --transactional-id X) [--prefixed] [--deny] [--host H]
+  spate acl list | remove [--principal P] [--operation OP] [--topic T | --group G | --cluster]
+                [--prefixed] [--deny] [--host H]
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
                 --command-config FILE (Kafka client properties: security.protocol=SSL,
                 ssl.truststore.location or ssl.ca.location, ssl.keystore.location for mTLS),
@@ -59,7 +64,9 @@ fn command_config(args: &[String]) -> Result<Option<&str>, String> {
 }
 
 /// The client commands `main` serves.
-pub const COMMANDS: &[&str] = &["topic", "produce", "consume", "group", "cluster", "user"];
+pub const COMMANDS: &[&str] = &[
+    "topic", "produce", "consume", "group", "cluster", "user", "acl",
+];
 
 /// Runs `spate COMMAND ARGS...`; an error is a one-line reason.
 pub fn main(command: &str, args: &[String]) -> Result<(), String> {
@@ -78,6 +85,7 @@ pub fn main(command: &str, args: &[String]) -> Result<(), String> {
         "group" => group::main(args),
         "cluster" => cluster::main(args),
         "user" => user::main(args),
+        "acl" => acl::main(args),
         other => Err(format!("unknown command '{other}'")),
     }
 }

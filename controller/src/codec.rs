@@ -9,6 +9,7 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::acl::AclBinding;
 use crate::cluster::{BrokerRegistration, Placement};
 use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
 use crate::partition::PartitionRegistration;
@@ -61,7 +62,7 @@ impl LogBatch {
     }
 }
 
-/// Everything in a [`MetadataImage`] except the node id (snapshot format 3).
+/// Everything in a [`MetadataImage`] except the node id (snapshot format 4).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SnapshotPayload {
     pub cluster_id: String,
@@ -72,9 +73,11 @@ pub struct SnapshotPayload {
     pub partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
     /// Since format 4.
     pub scram_credentials: Vec<ScramCredentialSet>,
+    /// ACL bindings (since format 4).
+    pub acls: Vec<AclBinding>,
 }
 
-/// Snapshot format 3 (before SCRAM credentials); still read.
+/// Snapshot format 3 (before SCRAM credentials and ACLs); still read.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct SnapshotPayloadV3 {
     cluster_id: String,
@@ -95,6 +98,7 @@ impl From<SnapshotPayloadV3> for SnapshotPayload {
             brokers: v3.brokers,
             partitions: v3.partitions,
             scram_credentials: Vec::new(),
+            acls: Vec::new(),
         }
     }
 }
@@ -126,6 +130,7 @@ impl From<SnapshotPayloadV2> for SnapshotPayload {
                 .map(|(id, ps)| (id, single(ps).collect()))
                 .collect(),
             scram_credentials: Vec::new(),
+            acls: Vec::new(),
         }
     }
 }
@@ -153,6 +158,7 @@ impl SnapshotPayload {
                 .map(|(id, p)| (*id, p.clone()))
                 .collect(),
             scram_credentials: crate::scram::to_snapshot(&image.scram_credentials),
+            acls: image.acls.iter().cloned().collect(),
         }
     }
 }
@@ -313,6 +319,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
             brokers: Vec::new(),
             partitions: Vec::new(),
             scram_credentials: Vec::new(),
+            acls: Vec::new(),
         });
     }
     if version == SNAPSHOT_VERSION_V2 {
@@ -496,6 +503,15 @@ mod tests {
                     server_key: vec![4; 32],
                     iterations: 4096,
                 },
+            }],
+            acls: vec![AclBinding {
+                resource_type: crate::acl::ResourceType::Topic,
+                resource_name: "t".into(),
+                pattern_type: crate::acl::PatternType::Prefixed,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: crate::acl::Operation::Read,
+                permission: crate::acl::Permission::Allow,
             }],
         };
         let bytes = encode_snapshot(&payload);

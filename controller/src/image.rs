@@ -8,6 +8,9 @@
 //! records reaches the same image.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::acl::{AclBinding, AclFilter, Acls};
 
 use crate::cluster::{self, BrokerRegistration, Placement};
 use crate::codec::SnapshotPayload;
@@ -125,6 +128,14 @@ pub enum MetadataCommand {
         user: String,
         mechanism: scram::ScramMechanism,
     },
+    /// CreateAcls: the bindings (validated; ones that exist already are kept, a no-op).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// DeleteAcls: every binding one of the filters selects.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// The result of an applied command (rkyv: the active controller sends it back to brokers).
@@ -160,6 +171,10 @@ pub enum ApplyOutcome {
     ScramCredentialsChanged {
         user: String,
     },
+    /// ACL bindings added (those that existed already included).
+    AclsCreated(Vec<AclBinding>),
+    /// ACL bindings removed.
+    AclsDeleted(Vec<AclBinding>),
 }
 
 /// Registrations of partitions `first..first + partitions.len()` of topic `id`.
@@ -233,6 +248,10 @@ pub enum MetadataRecord {
     /// A user's SCRAM credential for one mechanism, created or replaced.
     ScramCredentialSet(Box<ScramCredentialSet>),
     ScramCredentialRemoved(Box<ScramCredentialRemoved>),
+    /// ACL bindings added (`acl.rs`); one that exists already is a no-op.
+    AclsCreated(Box<Vec<AclBinding>>),
+    /// ACL bindings removed; one that does not exist is a no-op.
+    AclsDeleted(Box<Vec<AclBinding>>),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -254,6 +273,9 @@ pub struct MetadataImage {
     pub partitions: BTreeMap<TopicId, Vec<PartitionRegistration>>,
     /// SCRAM credentials by (user, mechanism) (`scram`).
     pub scram_credentials: ScramCredentials,
+    /// The ACL bindings and their authorizer index (rebuilt only by ACL records, so an
+    /// image copy shares it).
+    pub acls: Arc<Acls>,
     /// Topic id -> name; maintained by [`MetadataImage::apply`] only.
     ids: BTreeMap<TopicId, String>,
 }
@@ -336,6 +358,7 @@ impl MetadataImage {
             brokers: BTreeMap::new(),
             partitions: BTreeMap::new(),
             scram_credentials: ScramCredentials::new(),
+            acls: Arc::default(),
             ids: BTreeMap::new(),
         }
     }
@@ -456,8 +479,39 @@ impl MetadataImage {
                 )?;
                 Ok(vec![MetadataRecord::PartitionChanged(Box::new(change))])
             }
+            MetadataCommand::CreateAcls { acls } => self.propose_create_acls(acls),
+            MetadataCommand::DeleteAcls { filters } => {
+                let doomed = filters
+                    .iter()
+                    .flat_map(|f| self.acls.matching(f))
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>();
+                let doomed = Box::new(doomed.into_iter().collect());
+                Ok(vec![MetadataRecord::AclsDeleted(doomed)])
+            }
             cmd => Ok(vec![self.resolve_simple(cmd)?]),
         }
+    }
+
+    fn propose_create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        if acls.is_empty() {
+            return Err(ApplyError::InvalidRequest("no ACL to create".into()));
+        }
+        for acl in &acls {
+            acl.validate().map_err(ApplyError::InvalidRequest)?;
+        }
+        let new = acls.iter().filter(|a| !self.acls.contains(a)).count();
+        if self.acls.len() + new > crate::acl::ACLS_MAX {
+            return Err(ApplyError::InvalidRequest(format!(
+                "the cluster already has {} ACLs (at most {})",
+                self.acls.len(),
+                crate::acl::ACLS_MAX
+            )));
+        }
+        Ok(vec![MetadataRecord::AclsCreated(Box::new(acls))])
     }
 
     /// [`MetadataImage::propose_records`] for validation only (`validate_only` requests).
@@ -1064,6 +1118,19 @@ impl MetadataImage {
                 next.apply_assigned(offset, &assigned.id, assigned.first, &assigned.partitions)?,
             ),
             MetadataRecord::PartitionChanged(change) => next.apply_change(offset, change)?,
+            MetadataRecord::AclsCreated(acls) => {
+                if let Some(bad) = acls.iter().find(|a| a.validate().is_err()) {
+                    return Err(ApplyError::corrupt(format!(
+                        "offset {offset}: invalid ACL {bad:?}"
+                    )));
+                }
+                next.acls = Arc::new(self.acls.changed(acls, &[]));
+                ApplyOutcome::AclsCreated(Vec::clone(acls))
+            }
+            MetadataRecord::AclsDeleted(acls) => {
+                next.acls = Arc::new(self.acls.changed(&[], acls));
+                ApplyOutcome::AclsDeleted(Vec::clone(acls))
+            }
             MetadataRecord::PartitionsAdded { id, partitions } => {
                 let grows = next
                     .topic_by_id(id)
@@ -1197,6 +1264,11 @@ impl MetadataImage {
                 return Err(ApplyError::corrupt("snapshot has a duplicate topic name"));
             }
         }
+        let acls: std::collections::BTreeSet<AclBinding> = payload.acls.into_iter().collect();
+        if acls.iter().any(|a| a.validate().is_err()) {
+            return Err(ApplyError::corrupt("snapshot has an invalid ACL"));
+        }
+        image.acls = Arc::new(Acls::new(acls));
         for b in payload.brokers {
             if image.brokers.insert(b.node_id, b).is_some() {
                 return Err(ApplyError::corrupt("snapshot has a duplicate broker"));

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: no glommio, no async, no network here.
 
+pub mod acl;
 pub mod balance;
 pub mod cluster;
 pub mod codec;

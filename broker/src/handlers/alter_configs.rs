@@ -3,8 +3,10 @@
 //! new configs to the partition logs it owns (`Shard::install_image`). Broker settings are
 //! static (`--set` at start) and are refused here.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::{ConfigOp, MetadataCommand};
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -18,10 +20,14 @@ const RESOURCE_BROKER: i8 = 4;
 pub async fn incremental(
     shard: &Rc<Shard>,
     request: IncrementalAlterConfigsRequest,
+    authz: &Authz,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in &request.resources {
-        let (error_code, message) = alter(shard, resource, request.validate_only).await;
+        let (error_code, message) = match refused(resource, authz) {
+            Some(error_code) => (error_code, Some("Authorization failed.".into())),
+            None => alter(shard, resource, request.validate_only).await,
+        };
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
@@ -31,6 +37,19 @@ pub async fn incremental(
         );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs on the topic (TOPIC_AUTHORIZATION_FAILED) or, for a broker, on the cluster
+/// (CLUSTER_AUTHORIZATION_FAILED), as Kafka checks it.
+fn refused(resource: &AlterConfigsResource, authz: &Authz) -> Option<i16> {
+    match resource.resource_type {
+        RESOURCE_TOPIC => (!authz.topic(Operation::AlterConfigs, resource.resource_name.as_str()))
+            .then_some(code::TOPIC_AUTHORIZATION_FAILED),
+        RESOURCE_BROKER => {
+            (!authz.cluster(Operation::AlterConfigs)).then_some(code::CLUSTER_AUTHORIZATION_FAILED)
+        }
+        _ => None,
+    }
 }
 
 async fn alter(

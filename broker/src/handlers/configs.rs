@@ -1,7 +1,9 @@
 //! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::topic_config;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
@@ -20,13 +22,34 @@ pub fn describe(
     shard: &Shard,
     request: DescribeConfigsRequest,
     _version: i16,
+    authz: &Authz,
 ) -> DescribeConfigsResponse {
     let results = request
         .resources
         .iter()
-        .map(|resource| describe_resource(shard, resource))
+        .map(|resource| match refused(resource, authz) {
+            Some(error_code) => DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+                .with_error_code(error_code)
+                .with_error_message(Some(StrBytes::from_static_str("Authorization failed."))),
+            None => describe_resource(shard, resource),
+        })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// DescribeConfigs on the topic (TOPIC_AUTHORIZATION_FAILED) or, for a broker, on the
+/// cluster (CLUSTER_AUTHORIZATION_FAILED), as Kafka checks it.
+fn refused(resource: &DescribeConfigsResource, authz: &Authz) -> Option<i16> {
+    let name = resource.resource_name.as_str();
+    match resource.resource_type {
+        RESOURCE_TOPIC => (!authz.topic(Operation::DescribeConfigs, name))
+            .then_some(code::TOPIC_AUTHORIZATION_FAILED),
+        RESOURCE_BROKER => (!authz.cluster(Operation::DescribeConfigs))
+            .then_some(code::CLUSTER_AUTHORIZATION_FAILED),
+        _ => None,
+    }
 }
 
 fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {

@@ -1,8 +1,10 @@
 //! DeleteRecords (21): moves each partition's log start offset (low watermark) forward on its
 //! owner shard; closed segments wholly below it are deleted there and then.
 
-use crate::handlers::{code, partition_key, resolve_topic};
+use crate::authorizer::Authz;
+use crate::handlers::{code, partition_key, resolve_authorized};
 use crate::shard::{Routed, Shard};
+use controller::acl::Operation;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -15,12 +17,17 @@ const HIGH_WATERMARK: i64 = -1;
 /// (error_code, low_watermark) of one partition.
 type Deleted = (i16, i64);
 
-pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: DeleteRecordsRequest,
+    authz: &Authz,
+) -> DeleteRecordsResponse {
     let image = shard.image();
     let mut answers: Vec<Deleted> = Vec::new();
     let mut routed = Vec::new();
     for topic in &request.topics {
-        let meta = resolve_topic(&image, &topic.name, uuid::Uuid::nil(), false);
+        let nil = uuid::Uuid::nil();
+        let meta = resolve_authorized(&image, &topic.name, nil, false, authz, Operation::Delete);
         for p in &topic.partitions {
             let slot = answers.len();
             answers.push((code::NONE, -1));

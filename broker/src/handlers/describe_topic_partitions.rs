@@ -13,9 +13,11 @@
 //! A cursor on a topic missing from a non-empty list, or with a negative partition, is
 //! INVALID_REQUEST for every topic asked for, Kafka's error answer.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::handlers::metadata::{is_internal, partition_view};
 use crate::shard::Shard;
+use controller::acl::{Operation, ResourceType};
 use controller::{MetadataImage, TopicMeta};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
@@ -34,15 +36,47 @@ pub const RESPONSE_PARTITIONS_MAX: i32 = 2000;
 pub fn handle(
     shard: &Shard,
     request: DescribeTopicPartitionsRequest,
+    authz: &Authz,
 ) -> DescribeTopicPartitionsResponse {
-    describe(&shard.image(), &request, RESPONSE_PARTITIONS_MAX)
+    let may_describe = |name: &str| authz.topic(Operation::Describe, name);
+    let mut response = describe_some(
+        &shard.image(),
+        &request,
+        RESPONSE_PARTITIONS_MAX,
+        &may_describe,
+    );
+    // Kafka always answers the topics' authorized operations here.
+    if authz.is_on() {
+        for topic in response
+            .topics
+            .iter_mut()
+            .filter(|t| t.error_code == code::NONE)
+        {
+            let name = topic.name.as_ref().map_or("", |n| n.as_str());
+            topic.topic_authorized_operations =
+                authz.operations(ResourceType::Topic, name, &Operation::TOPIC);
+        }
+    }
+    response
 }
 
 /// The answer to `request` from `image`, at most `partitions_max` partitions per answer.
+#[cfg(test)]
 fn describe(
     image: &MetadataImage,
     request: &DescribeTopicPartitionsRequest,
     partitions_max: i32,
+) -> DescribeTopicPartitionsResponse {
+    describe_some(image, request, partitions_max, &|_| true)
+}
+
+/// [`describe`] of the topics `may_describe` lets the principal see: the others are left out
+/// of a listing and answered TOPIC_AUTHORIZATION_FAILED when named (Kafka).
+fn describe_some(
+    image: &MetadataImage,
+    request: &DescribeTopicPartitionsRequest,
+    partitions_max: i32,
+    may_describe: &dyn Fn(&str) -> bool,
 ) -> DescribeTopicPartitionsResponse {
     let Some(names) = topics_to_describe(image, request) else {
         return invalid_request(request);
@@ -56,6 +90,13 @@ fn describe(
             // The previous topics are complete: the next answer starts at this one.
             response.next_cursor = Some(cursor_at(name, 0));
             break;
+        }
+        if !may_describe(name) {
+            if !fetch_all {
+                let refused = unknown_topic(name).with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                response.topics.push(refused);
+            }
+            continue;
         }
         let Some(topic) = image.topic(name) else {
             if !fetch_all {

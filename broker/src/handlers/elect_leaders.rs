@@ -12,8 +12,10 @@
 //!
 //! Other election types are answered INVALID_REQUEST.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::{ElectionResult, ElectionType, MetadataCommand, MetadataImage};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
@@ -21,7 +23,15 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-pub async fn handle(shard: &Rc<Shard>, request: ElectLeadersRequest) -> ElectLeadersResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ElectLeadersRequest,
+    authz: &Authz,
+) -> ElectLeadersResponse {
+    // Kafka: Alter on the cluster.
+    if !authz.cluster(Operation::Alter) {
+        return ElectLeadersResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let (command, mut results) = plan(&shard.image(), &request);
     let Some(command) = command else {
         let message = ElectionType::from_kafka(request.election_type)

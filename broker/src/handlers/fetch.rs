@@ -6,11 +6,13 @@
 //! `partition_max_bytes`. A partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
 //! names its current leader (v16+, `leader_hints`).
 
+use crate::authorizer::Authz;
 use crate::handlers::leader_hints::{self, Hints, LeaderHint};
-use crate::handlers::{code, partition_key, resolve_topic};
+use crate::handlers::{code, partition_key, resolve_authorized, resolve_topic};
 use crate::partition::FollowerFetch;
 use crate::shard::{PartitionKey, Routed, Shard};
 use bytes::Bytes;
+use controller::acl::Operation;
 use futures::future::{select, select_all, Either};
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
@@ -68,15 +70,37 @@ struct Wanted {
     read: ReadItem,
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: FetchRequest,
+    version: i16,
+    authz: &Authz,
+) -> FetchResponse {
     let image = shard.image();
     let by_id = version >= 13;
+    let follower = follower_id(&request, version);
+    // Kafka: a follower needs ClusterAction on the cluster, a consumer Read on each topic;
+    // refused partitions get TOPIC_AUTHORIZATION_FAILED.
+    let follower_allowed = follower.is_none() || authz.cluster(Operation::ClusterAction);
     let max_bytes = positive(request.max_bytes).min(shard.config.fetch_max_bytes);
     let wanted: Vec<Wanted> = request
         .topics
         .iter()
         .flat_map(|topic| {
-            let meta = resolve_topic(&image, &topic.topic, topic.topic_id, by_id);
+            let meta = match follower {
+                Some(_) if follower_allowed => {
+                    resolve_topic(&image, &topic.topic, topic.topic_id, by_id)
+                }
+                Some(_) => Err(code::TOPIC_AUTHORIZATION_FAILED),
+                None => resolve_authorized(
+                    &image,
+                    &topic.topic,
+                    topic.topic_id,
+                    by_id,
+                    authz,
+                    Operation::Read,
+                ),
+            };
             topic.partitions.iter().map(move |p| Wanted {
                 key: partition_key(meta, p.partition),
                 read: ReadItem {
@@ -90,7 +114,6 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         .collect();
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let follower = follower_id(&request, version);
     let mut reads = read_once(shard, &wanted, follower, max_bytes).await;
     loop {
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();

@@ -3,11 +3,13 @@
 //! coordinator shard (`group::runtime::on_coordinator`), encode. The logic is in
 //! `group::machine`.
 
+use crate::authorizer::Authz;
 use crate::group::machine::{JoinOutcome, JoinRequest, Protocol, SyncOutcome, SyncRequest};
 use crate::group::{code, runtime};
 use crate::handlers::metadata::{live_broker, on_listener, BrokerView};
 use crate::listeners::ListenerInfo;
 use crate::shard::Shard;
+use controller::acl::{Operation, ResourceType};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -22,6 +24,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::rc::Rc;
+
+/// Kafka's answers for a group (or transactional id) the principal may not use.
+const GROUP_AUTHORIZATION_FAILED: i16 = crate::handlers::code::GROUP_AUTHORIZATION_FAILED;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
+    crate::handlers::code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -46,6 +53,7 @@ pub async fn find_coordinator(
     request: FindCoordinatorRequest,
     version: i16,
     listener: &ListenerInfo,
+    authz: &Authz,
 ) -> FindCoordinatorResponse {
     let keys = if version >= 4 {
         request.coordinator_keys.clone()
@@ -54,7 +62,20 @@ pub async fn find_coordinator(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
+        // Kafka: Describe on the group or transactional id.
         let found = match request.key_type {
+            KEY_TYPE_GROUP if !authz.group(Operation::Describe, key.as_str()) => {
+                Err(GROUP_AUTHORIZATION_FAILED)
+            }
+            KEY_TYPE_TRANSACTION
+                if !authz.allows(
+                    Operation::Describe,
+                    ResourceType::TransactionalId,
+                    key.as_str(),
+                ) =>
+            {
+                Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            }
             KEY_TYPE_GROUP => group_coordinator(shard, key.as_str())
                 .await
                 .map(|b| on_listener(shard, listener, b)),
@@ -108,6 +129,9 @@ fn error_message(error: i16) -> &'static str {
     match error {
         code::COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
         code::INVALID_REQUEST => "Unknown coordinator key type.",
+        GROUP_AUTHORIZATION_FAILED | TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
+            "Authorization failed."
+        }
         _ => "Coordinator lookup failed.",
     }
 }
@@ -117,6 +141,7 @@ pub async fn join(
     request: JoinGroupRequest,
     version: i16,
     client: Client,
+    authz: &Authz,
 ) -> JoinGroupResponse {
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();
@@ -147,6 +172,8 @@ pub async fn join(
     };
     let outcome = if group_id.is_empty() {
         JoinOutcome::error(code::INVALID_GROUP_ID, &member_id)
+    } else if !authz.group(Operation::Read, &group_id) {
+        JoinOutcome::error(GROUP_AUTHORIZATION_FAILED, &member_id)
     } else {
         runtime::on_coordinator(shard, &group_id, move |owner| runtime::join(owner, join))
             .await
@@ -187,7 +214,12 @@ fn join_response(outcome: JoinOutcome, version: i16) -> JoinGroupResponse {
     response
 }
 
-pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync(
+    shard: &Rc<Shard>,
+    request: SyncGroupRequest,
+    version: i16,
+    authz: &Authz,
+) -> SyncGroupResponse {
     let group_id = request.group_id.to_string();
     let sync = SyncRequest {
         group_id: group_id.clone(),
@@ -204,6 +236,8 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest, version: i16) ->
     };
     let outcome = if group_id.is_empty() {
         SyncOutcome::error(code::INVALID_GROUP_ID)
+    } else if !authz.group(Operation::Read, &group_id) {
+        SyncOutcome::error(GROUP_AUTHORIZATION_FAILED)
     } else {
         runtime::on_coordinator(shard, &group_id, move |owner| runtime::sync(owner, sync))
             .await
@@ -220,10 +254,16 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest, version: i16) ->
     response
 }
 
-pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(
+    shard: &Rc<Shard>,
+    request: HeartbeatRequest,
+    authz: &Authz,
+) -> HeartbeatResponse {
     let group_id = request.group_id.to_string();
     let error = if group_id.is_empty() {
         code::INVALID_GROUP_ID
+    } else if !authz.group(Operation::Read, &group_id) {
+        GROUP_AUTHORIZATION_FAILED
     } else {
         let member_id = request.member_id.to_string();
         let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
@@ -242,6 +282,7 @@ pub async fn leave(
     shard: &Rc<Shard>,
     request: LeaveGroupRequest,
     version: i16,
+    authz: &Authz,
 ) -> LeaveGroupResponse {
     let group_id = request.group_id.to_string();
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
@@ -260,6 +301,8 @@ pub async fn leave(
     };
     let (top, errors) = if group_id.is_empty() {
         (code::INVALID_GROUP_ID, Vec::new())
+    } else if !authz.group(Operation::Read, &group_id) {
+        (GROUP_AUTHORIZATION_FAILED, Vec::new())
     } else {
         let members = leaving.clone();
         let group = group_id.clone();
@@ -300,7 +343,11 @@ pub async fn list(
     shard: &Rc<Shard>,
     request: ListGroupsRequest,
     version: i16,
+    authz: &Authz,
 ) -> ListGroupsResponse {
+    // Kafka: Describe on the cluster lists every group, else those the principal may
+    // describe.
+    let every_group = authz.cluster(Operation::Describe);
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -349,6 +396,7 @@ pub async fn list(
     }
     let groups = groups
         .into_iter()
+        .filter(|(id, _, _)| every_group || authz.group(Operation::Describe, id))
         .map(|(id, protocol_type, state)| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(text(id)))
@@ -371,13 +419,17 @@ pub async fn describe(
     shard: &Rc<Shard>,
     request: DescribeGroupsRequest,
     version: i16,
+    authz: &Authz,
 ) -> DescribeGroupsResponse {
+    let operations = request.include_authorized_operations;
     let mut described = Vec::with_capacity(request.groups.len());
     for group_id in request.groups {
         let id = group_id.to_string();
         let lookup = id.clone();
         let found = if id.is_empty() {
             Err(code::INVALID_GROUP_ID)
+        } else if !authz.group(Operation::Describe, &id) {
+            Err(GROUP_AUTHORIZATION_FAILED)
         } else {
             runtime::on_coordinator(shard, &id, move |owner| async move {
                 owner.groups.with(|m| m.describe(&lookup))
@@ -413,17 +465,30 @@ pub async fn describe(
                     .with_members(members)
             }
         };
+        let entry = match (operations, entry.error_code) {
+            (true, code::NONE) => {
+                let ops = authz.operations(ResourceType::Group, &id, &Operation::GROUP);
+                entry.with_authorized_operations(ops)
+            }
+            _ => entry,
+        };
         described.push(entry);
     }
     DescribeGroupsResponse::default().with_groups(described)
 }
 
-pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete(
+    shard: &Rc<Shard>,
+    request: DeleteGroupsRequest,
+    authz: &Authz,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group_id in request.groups_names {
         let id = group_id.to_string();
         let error = if id.is_empty() {
             code::INVALID_GROUP_ID
+        } else if !authz.group(Operation::Delete, &id) {
+            GROUP_AUTHORIZATION_FAILED
         } else {
             let group = id.clone();
             runtime::on_coordinator(shard, &id, move |owner| runtime::delete_group(owner, group))

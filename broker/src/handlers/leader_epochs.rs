@@ -3,8 +3,10 @@
 //! after a leader change to find out whether the log they read was truncated (KIP-320);
 //! followers ask it too in Kafka, Spate's followers get the same answer from their fetch.
 
-use crate::handlers::{code, partition_key, resolve_topic};
+use crate::authorizer::Authz;
+use crate::handlers::{code, partition_key, resolve_authorized};
 use crate::shard::{Routed, Shard};
+use controller::acl::Operation;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -27,12 +29,14 @@ type Answer = (i16, i32, i64);
 pub async fn handle(
     shard: &Rc<Shard>,
     request: OffsetForLeaderEpochRequest,
+    authz: &Authz,
 ) -> OffsetForLeaderEpochResponse {
     let image = shard.image();
     let mut answers: Vec<Answer> = Vec::new();
     let mut routed = Vec::new();
     for topic in &request.topics {
-        let meta = resolve_topic(&image, &topic.topic, uuid::Uuid::nil(), false);
+        let nil = uuid::Uuid::nil();
+        let meta = resolve_authorized(&image, &topic.topic, nil, false, authz, Operation::Describe);
         for p in &topic.partitions {
             let slot = answers.len();
             answers.push((code::NONE, UNDEFINED.0, UNDEFINED.1));

@@ -1,8 +1,10 @@
 //! ListOffsets (2): earliest, latest, the first offset at or after a timestamp, and the record
 //! with the largest timestamp (MAX_TIMESTAMP).
 
-use crate::handlers::{code, partition_key, resolve_topic};
+use crate::authorizer::Authz;
+use crate::handlers::{code, partition_key, resolve_authorized};
 use crate::shard::{Routed, Shard};
+use controller::acl::Operation;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -22,12 +24,14 @@ pub async fn handle(
     shard: &Rc<Shard>,
     request: ListOffsetsRequest,
     version: i16,
+    authz: &Authz,
 ) -> ListOffsetsResponse {
     let image = shard.image();
     let mut found: Vec<Found> = Vec::new();
     let mut routed = Vec::new();
     for topic in &request.topics {
-        let meta = resolve_topic(&image, &topic.name, uuid::Uuid::nil(), false);
+        let nil = uuid::Uuid::nil();
+        let meta = resolve_authorized(&image, &topic.name, nil, false, authz, Operation::Describe);
         for partition in &topic.partitions {
             let slot = found.len();
             found.push((code::NONE, -1, -1));

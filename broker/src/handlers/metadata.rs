@@ -1,8 +1,10 @@
 //! Metadata (3): brokers, topics and partition leaders, with auto-creation of topics.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::listeners::ListenerInfo;
 use crate::shard::Shard;
+use controller::acl::{Operation, ResourceType, CLUSTER_NAME};
 use controller::{MetadataCommand, MetadataImage, TopicMeta};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -18,17 +20,22 @@ pub async fn handle(
     request: MetadataRequest,
     version: i16,
     listener: &ListenerInfo,
+    authz: &Authz,
 ) -> MetadataResponse {
     let mut image = shard.image();
+    let topic_operations = request.include_topic_authorized_operations;
+    let cluster_operations = request.include_cluster_authorized_operations;
     // v0 asks for all topics with an empty list; v1+ with a null one.
     let requested = match request.topics {
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
         _ => None,
     };
     let topics = match requested {
+        // Only the topics the principal may describe (Kafka).
         None => image
             .topics
             .values()
+            .filter(|t| authz.topic(Operation::Describe, &t.name))
             .map(|t| topic_entry(&image, t))
             .collect(),
         Some(requested) => {
@@ -37,13 +44,27 @@ pub async fn handle(
             let mut entries = Vec::with_capacity(requested.len());
             for wanted in requested {
                 let entry = match wanted.name {
-                    Some(name) => named_topic(shard, &mut image, name, allow_auto_create).await,
-                    None => by_id(&image, wanted.topic_id),
+                    Some(name) if !authz.topic(Operation::Describe, name.as_str()) => {
+                        refused(Some(name), Uuid::nil())
+                    }
+                    Some(name) => {
+                        // Kafka: auto-creation needs Create on the cluster or the topic.
+                        let create = allow_auto_create
+                            && (authz.cluster(Operation::Create)
+                                || authz.topic(Operation::Create, name.as_str()));
+                        let refused_create = allow_auto_create && !create;
+                        named_topic(shard, &mut image, name, create, refused_create).await
+                    }
+                    None => by_id(&image, wanted.topic_id, authz),
                 };
                 entries.push(entry);
             }
             entries
         }
+    };
+    let topics = match topic_operations {
+        false => topics,
+        true => with_topic_operations(topics, authz),
     };
     let brokers = live_brokers(shard, &image)
         .into_iter()
@@ -61,6 +82,35 @@ pub async fn handle(
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(BrokerId(controller_id(shard)))
         .with_topics(topics)
+        .with_cluster_authorized_operations(match cluster_operations {
+            true => authz.operations(ResourceType::Cluster, CLUSTER_NAME, &Operation::CLUSTER),
+            false => crate::authorizer::OPERATIONS_NOT_ASKED,
+        })
+}
+
+/// A topic the principal may not describe: TOPIC_AUTHORIZATION_FAILED, nothing about it.
+fn refused(name: Option<TopicName>, id: Uuid) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name)
+        .with_topic_id(id)
+        .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+}
+
+/// Each described topic's `topic_authorized_operations` (asked for from v8).
+fn with_topic_operations(
+    topics: Vec<MetadataResponseTopic>,
+    authz: &Authz,
+) -> Vec<MetadataResponseTopic> {
+    topics
+        .into_iter()
+        .map(|t| match (&t.name, t.error_code) {
+            (Some(name), code::NONE) => {
+                let ops = authz.operations(ResourceType::Topic, name.as_str(), &Operation::TOPIC);
+                t.with_topic_authorized_operations(ops)
+            }
+            _ => t,
+        })
+        .collect()
 }
 
 /// A broker as Metadata, DescribeCluster and FindCoordinator show it to clients.
@@ -161,6 +211,7 @@ async fn named_topic(
     image: &mut std::sync::Arc<MetadataImage>,
     name: TopicName,
     allow_auto_create: bool,
+    refused_create: bool,
 ) -> MetadataResponseTopic {
     if let Some(topic) = image.topic(name.as_str()) {
         return topic_entry(image, topic);
@@ -172,6 +223,9 @@ async fn named_topic(
     };
     if controller::validate_topic_name(name.as_str()).is_err() {
         return error(code::INVALID_TOPIC_EXCEPTION);
+    }
+    if refused_create {
+        return error(code::TOPIC_AUTHORIZATION_FAILED);
     }
     if !allow_auto_create {
         return error(code::UNKNOWN_TOPIC_OR_PARTITION);
@@ -195,8 +249,9 @@ async fn named_topic(
     }
 }
 
-fn by_id(image: &MetadataImage, id: Uuid) -> MetadataResponseTopic {
+fn by_id(image: &MetadataImage, id: Uuid, authz: &Authz) -> MetadataResponseTopic {
     match image.topic_by_id(id.as_bytes()) {
+        Some(topic) if !authz.topic(Operation::Describe, &topic.name) => refused(None, id),
         Some(topic) => topic_entry(image, topic),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)

@@ -3,9 +3,11 @@
 //! the group's coordinator shard, which appends the offsets to `__consumer_offsets` and
 //! fdatasyncs before answering.
 
+use crate::authorizer::Authz;
 use crate::group::machine::CommittedOffset;
 use crate::group::{code, runtime};
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::MetadataImage;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -24,6 +26,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use std::rc::Rc;
 
+const TOPIC_AUTHORIZATION_FAILED: i16 = crate::handlers::code::TOPIC_AUTHORIZATION_FAILED;
+const GROUP_AUTHORIZATION_FAILED: i16 = crate::handlers::code::GROUP_AUTHORIZATION_FAILED;
+
 fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
     image
         .topic(topic)
@@ -34,7 +39,10 @@ pub async fn commit(
     shard: &Rc<Shard>,
     request: OffsetCommitRequest,
     version: i16,
+    authz: &Authz,
 ) -> OffsetCommitResponse {
+    // Kafka: Read on the group, and Read on each topic.
+    let group_allowed = authz.group(Operation::Read, request.group_id.as_str());
     let image = shard.image();
     let group_id = request.group_id.to_string();
     let now = runtime::now_ms();
@@ -51,6 +59,10 @@ pub async fn commit(
                 .unwrap_or_default();
             let error = if group_id.is_empty() {
                 Some(code::INVALID_GROUP_ID)
+            } else if !group_allowed {
+                Some(GROUP_AUTHORIZATION_FAILED)
+            } else if !authz.topic(Operation::Read, topic.name.as_str()) {
+                Some(TOPIC_AUTHORIZATION_FAILED)
             } else if !partition_exists(&image, topic.name.as_str(), p.partition_index) {
                 Some(code::UNKNOWN_TOPIC_OR_PARTITION)
             } else if metadata.len() > metadata_max {
@@ -123,20 +135,39 @@ type Wanted = Option<Vec<(String, Vec<i32>)>>;
 /// What came back for one group: a group-level error or offsets by topic.
 type Found = Result<runtime::FetchedOffsets, i16>;
 
-async fn fetch_group(shard: &Rc<Shard>, group_id: String, wanted: Wanted) -> Found {
+/// The topics of a request the principal may not describe, with their partitions.
+type Refused = Vec<(String, Vec<i32>)>;
+
+/// One group's offsets (Kafka: Describe on the group, GROUP_AUTHORIZATION_FAILED; Describe
+/// on each topic: a named topic is refused, TOPIC_AUTHORIZATION_FAILED, and left out of
+/// "every committed offset").
+async fn fetch_group(
+    shard: &Rc<Shard>,
+    group_id: String,
+    wanted: Wanted,
+    authz: &Authz,
+) -> (Found, Refused) {
     if group_id.is_empty() {
-        return Err(code::INVALID_GROUP_ID);
+        return (Err(code::INVALID_GROUP_ID), Vec::new());
     }
+    if !authz.group(Operation::Describe, &group_id) {
+        return (Err(GROUP_AUTHORIZATION_FAILED), Vec::new());
+    }
+    let may = |topic: &str| authz.topic(Operation::Describe, topic);
+    let (asked, refused): (Wanted, Refused) = match wanted {
+        None => (None, Vec::new()),
+        Some(topics) => {
+            let (allowed, refused) = topics.into_iter().partition(|(t, _)| may(t));
+            (Some(allowed), refused)
+        }
+    };
     let group = group_id.clone();
-    let asked = wanted.clone();
-    match runtime::on_coordinator(shard, &group_id, move |owner| async move {
+    let found = runtime::on_coordinator(shard, &group_id, move |owner| async move {
         runtime::fetch(&owner, &group, asked)
     })
     .await
-    {
-        Ok(found) => Ok(found),
-        Err(error) => Err(error),
-    }
+    .map(|found| found.into_iter().filter(|(t, _)| may(t)).collect());
+    (found, refused)
 }
 
 /// (offset, leader epoch, metadata) as OffsetFetch answers them; -1 and "" when none.
@@ -151,6 +182,7 @@ pub async fn fetch(
     shard: &Rc<Shard>,
     request: OffsetFetchRequest,
     version: i16,
+    authz: &Authz,
 ) -> OffsetFetchResponse {
     if version >= 8 {
         let mut groups = Vec::with_capacity(request.groups.len());
@@ -161,8 +193,8 @@ pub async fn fetch(
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let found = fetch_group(shard, g.group_id.to_string(), wanted).await;
-            groups.push(group_v8(g.group_id, found));
+            let (found, refused) = fetch_group(shard, g.group_id.to_string(), wanted, authz).await;
+            groups.push(group_v8(g.group_id, found, refused));
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
@@ -172,7 +204,8 @@ pub async fn fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let found = fetch_group(shard, request.group_id.to_string(), wanted.clone()).await;
+    let group_id = request.group_id.to_string();
+    let (found, refused) = fetch_group(shard, group_id, wanted.clone(), authz).await;
     let (error, found) = match found {
         Ok(found) => (code::NONE, found),
         // Old versions carry the error per partition; v2+ also at the top.
@@ -185,9 +218,19 @@ pub async fn fetch(
                 .collect(),
         ),
     };
+    let refused = refused
+        .into_iter()
+        .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect(), true));
     let topics = found
         .into_iter()
-        .map(|(topic, partitions)| {
+        .map(|(t, ps)| (t, ps, false))
+        .chain(refused)
+        .map(|(topic, partitions, refused)| {
+            let error = if refused {
+                TOPIC_AUTHORIZATION_FAILED
+            } else {
+                error
+            };
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
@@ -215,19 +258,26 @@ pub async fn fetch(
     response
 }
 
-fn group_v8(group_id: GroupId, found: Found) -> OffsetFetchResponseGroup {
+fn group_v8(group_id: GroupId, found: Found, refused: Refused) -> OffsetFetchResponseGroup {
     let (error, found) = match found {
         Ok(found) => (code::NONE, found),
         Err(error) => (error, Vec::new()),
     };
+    let refused = refused.into_iter().map(|(t, ps)| {
+        let ps = ps.into_iter().map(|p| (p, None)).collect();
+        (t, ps, TOPIC_AUTHORIZATION_FAILED)
+    });
     let topics = found
         .into_iter()
-        .map(|(topic, partitions)| {
+        .map(|(t, ps)| (t, ps, code::NONE))
+        .chain(refused)
+        .map(|(topic, partitions, partition_error)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(index, committed)| {
                     let (offset, epoch, metadata) = committed_fields(committed);
                     OffsetFetchResponsePartitions::default()
+                        .with_error_code(partition_error)
                         .with_partition_index(index)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
@@ -245,14 +295,24 @@ fn group_v8(group_id: GroupId, found: Found) -> OffsetFetchResponseGroup {
         .with_topics(topics)
 }
 
-pub async fn delete(shard: &Rc<Shard>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn delete(
+    shard: &Rc<Shard>,
+    request: OffsetDeleteRequest,
+    authz: &Authz,
+) -> OffsetDeleteResponse {
     let image = shard.image();
     let group_id = request.group_id.to_string();
+    // Kafka: Delete on the group, and Read on each topic.
+    if !group_id.is_empty() && !authz.group(Operation::Delete, &group_id) {
+        return OffsetDeleteResponse::default().with_error_code(GROUP_AUTHORIZATION_FAILED);
+    }
     let mut errors: Vec<Option<i16>> = Vec::new();
     let mut partitions = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
-            if partition_exists(&image, topic.name.as_str(), p.partition_index) {
+            if !authz.topic(Operation::Read, topic.name.as_str()) {
+                errors.push(Some(TOPIC_AUTHORIZATION_FAILED));
+            } else if partition_exists(&image, topic.name.as_str(), p.partition_index) {
                 partitions.push((topic.name.to_string(), p.partition_index));
                 errors.push(None);
             } else {

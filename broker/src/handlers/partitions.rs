@@ -2,7 +2,9 @@
 //! by hash like the others; a multi-node controller places them on brokers.
 
 use super::code;
+use crate::authorizer::Authz;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::MetadataCommand;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -15,6 +17,7 @@ const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub async fn create(
     shard: &Rc<Shard>,
     request: CreatePartitionsRequest,
+    authz: &Authz,
 ) -> CreatePartitionsResponse {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for topic in &request.topics {
@@ -29,6 +32,9 @@ pub async fn create(
                 code::INVALID_REQUEST,
                 format!("topic '{name}' appears more than once"),
             )
+        } else if !authz.topic(Operation::Alter, &name) {
+            let reason = "Authorization failed.".to_string();
+            (code::TOPIC_AUTHORIZATION_FAILED, reason)
         } else if name == crate::group::OFFSETS_TOPIC {
             // Groups are placed by a hash modulo its partition count.
             let reason = format!("the partition count of {name} cannot change");

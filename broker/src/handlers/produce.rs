@@ -3,9 +3,11 @@
 //! or durable on every in-sync replica (acks=all; see `partition::Partition`). A partition
 //! answered NOT_LEADER_OR_FOLLOWER names its current leader (v10+, `leader_hints`).
 
+use crate::authorizer::Authz;
 use crate::handlers::leader_hints::{self, Hints};
-use crate::handlers::{code, resolve_topic};
+use crate::handlers::{code, resolve_authorized};
 use crate::shard::{Routed, Shard};
+use controller::acl::Operation;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use replication::Acks;
@@ -67,6 +69,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     request: ProduceRequest,
     version: i16,
+    authz: &Authz,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let image = shard.image();
@@ -75,7 +78,15 @@ pub async fn handle(
     let mut answers: Vec<Option<Appended>> = Vec::new();
     let mut routed = Vec::new();
     for topic in &request.topic_data {
-        let meta = resolve_topic(&image, &topic.name, topic.topic_id, by_id);
+        // Write on the topic (TOPIC_AUTHORIZATION_FAILED for each of its partitions).
+        let meta = resolve_authorized(
+            &image,
+            &topic.name,
+            topic.topic_id,
+            by_id,
+            authz,
+            Operation::Write,
+        );
         for partition in &topic.partition_data {
             let slot = answers.len();
             let checked = meta.map_err(Refused::code).and_then(|meta| {

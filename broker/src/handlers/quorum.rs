@@ -5,7 +5,9 @@
 //! --bootstrap-server` reads it.
 
 use super::code;
+use crate::authorizer::Authz;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::quorum::QuorumStatus;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
@@ -33,7 +35,13 @@ pub async fn describe(
     shard: &Rc<Shard>,
     request: DescribeQuorumRequest,
     version: i16,
+    authz: &Authz,
 ) -> DescribeQuorumResponse {
+    // Kafka: Describe on the cluster.
+    if !authz.cluster(Operation::Describe) {
+        return DescribeQuorumResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let view = match shard.describe_quorum().await {
         None => single_node(shard),
         Some(Ok((status, voters))) => cluster(status, voters),

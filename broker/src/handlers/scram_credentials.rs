@@ -3,9 +3,11 @@
 //! one change per user in a request, iterations in 4096..=16384, the stored and server keys
 //! computed here from the salted password the client sends, kept in the metadata log.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::sasl::scram::{self, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::image::MetadataCommand;
 use controller::scram::{ScramCredentialSet, ScramMechanism};
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
@@ -20,10 +22,19 @@ use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+/// Kafka asks Describe on the Cluster before answering anything.
 pub fn describe(
     shard: &Shard,
     request: DescribeUserScramCredentialsRequest,
+    authz: &Authz,
 ) -> DescribeUserScramCredentialsResponse {
+    if !authz.cluster(Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_static_str(
+                "Cluster authorization failed.",
+            )));
+    }
     let image = shard.image();
     let mut by_user: BTreeMap<&str, Vec<CredentialInfo>> = BTreeMap::new();
     for ((user, mechanism), credential) in &image.scram_credentials {
@@ -80,19 +91,33 @@ enum Change {
     Remove(ScramMechanism),
 }
 
+/// Kafka asks Alter on the Cluster: without it every user named gets
+/// CLUSTER_AUTHORIZATION_FAILED.
 pub async fn alter(
     shard: &Rc<Shard>,
     request: AlterUserScramCredentialsRequest,
+    authz: &Authz,
 ) -> AlterUserScramCredentialsResponse {
     let image = shard.image();
     let mut changes: BTreeMap<String, Result<Change, (i16, String)>> = BTreeMap::new();
+    let authorized = authz.cluster(Operation::Alter);
+    if !authorized {
+        let names = request.deletions.iter().map(|d| &d.name);
+        for user in names.chain(request.upsertions.iter().map(|u| &u.name)) {
+            let refused = Err((
+                code::CLUSTER_AUTHORIZATION_FAILED,
+                "Cluster authorization failed.".to_string(),
+            ));
+            changes.insert(user.to_string(), refused);
+        }
+    }
     let duplicate = || {
         Err((
             code::DUPLICATE_RESOURCE,
             "A user credential cannot be altered twice in the same request".to_string(),
         ))
     };
-    for deletion in &request.deletions {
+    for deletion in request.deletions.iter().filter(|_| authorized) {
         let user = deletion.name.to_string();
         let change = validate(&user, deletion.mechanism).and_then(|m| {
             if image.scram_credentials.contains_key(&(user.clone(), m)) {
@@ -110,7 +135,7 @@ pub async fn alter(
             None => drop(changes.insert(user, change)),
         }
     }
-    for upsertion in &request.upsertions {
+    for upsertion in request.upsertions.iter().filter(|_| authorized) {
         let user = upsertion.name.to_string();
         let change = validate(&user, upsertion.mechanism).and_then(|m| {
             if upsertion.iterations < ITERATIONS_MIN {

@@ -1,7 +1,9 @@
 //! CreateTopics (19) and DeleteTopics (20), applied through the controller.
 
+use crate::authorizer::Authz;
 use crate::handlers::code;
 use crate::shard::Shard;
+use controller::acl::Operation;
 use controller::{topic_config, ApplyOutcome, MetadataCommand, TopicMeta};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -30,7 +32,10 @@ pub async fn create(
     shard: &Rc<Shard>,
     request: CreateTopicsRequest,
     version: i16,
+    authz: &Authz,
 ) -> CreateTopicsResponse {
+    // Kafka: Create on the cluster, else Create on each topic.
+    let cluster_create = authz.cluster(Operation::Create);
     let mut name_counts: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         *name_counts.entry(topic.name.as_str()).or_default() += 1;
@@ -44,6 +49,11 @@ pub async fn create(
                 code::INVALID_REQUEST,
                 "Duplicate topic name.",
             ));
+            continue;
+        }
+        if !cluster_create && !authz.topic(Operation::Create, topic.name.as_str()) {
+            let message = "Authorization failed.";
+            results.push(failed(result, code::TOPIC_AUTHORIZATION_FAILED, message));
             continue;
         }
         let command = match command_for(shard, topic) {
@@ -161,6 +171,7 @@ pub async fn delete(
     shard: &Rc<Shard>,
     request: DeleteTopicsRequest,
     version: i16,
+    authz: &Authz,
 ) -> DeleteTopicsResponse {
     // v0-5 name topics in `topic_names`; v6 in `topics`, by name or by id.
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
@@ -179,13 +190,21 @@ pub async fn delete(
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let image = shard.image();
+        // Delete on the topic: checked before a named topic is looked up, after one by id.
         let meta = match &name {
+            Some(name) if !authz.topic(Operation::Delete, name.as_str()) => {
+                Err(code::TOPIC_AUTHORIZATION_FAILED)
+            }
             Some(name) => image
                 .topic(name.as_str())
                 .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
             None => image
                 .topic_by_id(id.as_bytes())
-                .ok_or(code::UNKNOWN_TOPIC_ID),
+                .ok_or(code::UNKNOWN_TOPIC_ID)
+                .and_then(|meta| match authz.topic(Operation::Delete, &meta.name) {
+                    true => Ok(meta),
+                    false => Err(code::TOPIC_AUTHORIZATION_FAILED),
+                }),
         };
         let mut result = DeletableTopicResult::default().with_name(name.clone());
         if version >= 6 {

@@ -72,6 +72,9 @@ pub fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)) {
         ResponseKind::DescribeTopicPartitions(r) => {
             r.topics.iter().for_each(|t| each(t.error_code))
         }
+        ResponseKind::CreateAcls(r) => r.results.iter().for_each(|c| each(c.error_code)),
+        ResponseKind::DescribeAcls(r) => each(r.error_code),
+        ResponseKind::DeleteAcls(r) => r.filter_results.iter().for_each(|f| each(f.error_code)),
         _ => {}
     }
 }
