@@ -127,7 +127,10 @@ impl Listeners {
             listeners: &listeners,
             ..settings
         };
-        Self::parse(settings, true).map_err(|e| e.replace("listeners:", "--listen:"))
+        Self::parse(settings, true).map_err(|e| {
+            e.replace("listeners: invalid address", "invalid --listen address")
+                .replace("listeners:", "--listen:")
+        })
     }
 
     /// The listeners the settings describe, refused with Kafka's reasons.
