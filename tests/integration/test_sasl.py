@@ -273,3 +273,42 @@ def test_plain_over_a_v0_handshake_takes_raw_tokens(sasl_broker):
         assert handshake(conn, "PLAIN", version=0)[0] == 0
         conn.send_frame(b"\0alice\0nope")
         assert conn.expect_closed() == b""
+
+
+def test_scram_users_added_on_one_node_authenticate_on_every_node_of_a_cluster():
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    from cluster_faults import ClusterNode, wait_for
+
+    ports = {i: free_port() for i in (1, 2, 3)}
+    nodes = [ClusterNode(i, ports) for i in (1, 2, 3)]
+    for node in nodes:  # a SASL_PLAINTEXT listener beside the inter-broker PLAINTEXT one
+        node.sasl = f"127.0.0.1:{free_port()}"
+        node.settings.update({
+            "listeners": f"PLAINTEXT://{node.bootstrap},SASL_PLAINTEXT://{node.sasl}",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+        })
+    try:
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.await_ready()
+        spate_cli(nodes[0], "user", "add", "erin", "--password", "erin-secret",
+                  "--mechanism", "SCRAM-SHA-512")
+
+        def authenticates(node, password):
+            conf = {**sasl_conf(node, "SCRAM-SHA-512", "erin", password),
+                    "bootstrap.servers": node.sasl}
+            try:
+                AdminClient(conf).list_topics(timeout=5)
+                return True
+            except KafkaException:
+                return False
+
+        for node in nodes:  # the credential reaches every node through the quorum
+            wait_for(f"erin authenticated on node {node.node_id}",
+                     lambda n=node: authenticates(n, "erin-secret"))
+            assert not authenticates(node, "not-erins"), node.node_id
+    finally:
+        for node in nodes:
+            node.stop()
