@@ -33,12 +33,13 @@ def sasl_broker(request):
     (`sasl`), PLAIN users admin and alice."""
     made = []
 
-    def start():
+    def start(settings: dict | None = None):
         b = Broker("sasl-" + uuid.uuid4().hex[:6])
         b.sasl = f"127.0.0.1:{free_port()}"
         b.settings.update({
             "listeners": f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://{b.sasl}",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+            **(settings or {}),
         })
         made.append(b)
         return b.start()
@@ -312,3 +313,53 @@ def test_scram_users_added_on_one_node_authenticate_on_every_node_of_a_cluster()
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_sasl_user_allowed_write_but_not_read_produces_and_cannot_consume(sasl_broker):
+    from confluent_kafka import Consumer, KafkaError, Producer
+    from test_acls import acl, authorizer, create_acls
+
+    # The PLAINTEXT listener (ANONYMOUS) administers; alice comes in over SASL PLAIN.
+    broker = sasl_broker(authorizer(super_users="User:ANONYMOUS"))
+    topic, group = "acl-sasl-" + uuid.uuid4().hex[:6], "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    create_acls(broker.bootstrap, [acl(topic, "WRITE", principal="User:alice"),
+                                   acl(group, "READ", resource="GROUP", principal="User:alice")])
+    alice = sasl_conf(broker, "PLAIN", "alice", "alice-secret")
+    delivered = []
+    producer = Producer({**alice, "acks": "all"})
+    producer.produce(topic, b"written by alice", on_delivery=lambda e, m: delivered.append(e))
+    producer.flush(30)
+    assert delivered == [None], delivered
+
+    consumer = Consumer({**alice, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    refused, values = None, []
+    try:
+        for _ in range(40):
+            m = consumer.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    refused = m.error()
+                    break
+                continue
+            values.append(m.value())
+    finally:
+        consumer.close()
+    assert refused is not None and values == [], (refused, values)
+    # The record is there: the super user reads it.
+    admin_consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group + "-admin",
+                               "auto.offset.reset": "earliest"})
+    admin_consumer.subscribe([topic])
+    try:
+        got = None
+        for _ in range(40):
+            m = admin_consumer.poll(0.5)
+            if m is not None and not m.error():
+                got = m.value()
+                break
+    finally:
+        admin_consumer.close()
+    assert got == b"written by alice"
