@@ -68,7 +68,8 @@ pub struct Authz {
 struct On {
     acls: Arc<Acls>,
     principal: Rc<Principal>,
-    host: Rc<str>,
+    /// The session's client host as Kafka shows it (`/1.2.3.4`; ACLs name `1.2.3.4`).
+    client_host: Rc<str>,
     super_user: bool,
     allow_if_no_acl: bool,
 }
@@ -90,13 +91,12 @@ impl Authz {
     /// The authorizer of `config` over `acls`, for `session`.
     pub fn with(config: &AuthorizerConfig, acls: Arc<Acls>, session: &Session) -> Authz {
         let principal = session.principal();
-        let host: Rc<str> = Rc::from(session.client_host.trim_start_matches('/'));
         Authz {
             on: Some(On {
                 super_user: config.super_users.contains(&principal),
                 acls,
                 principal,
-                host,
+                client_host: session.client_host.clone(),
                 allow_if_no_acl: config.allow_if_no_acl,
             }),
         }
@@ -178,7 +178,7 @@ impl On {
         Requester {
             principal_type: &self.principal.principal_type,
             principal_name: &self.principal.name,
-            host: &self.host,
+            host: self.client_host.trim_start_matches('/'),
         }
     }
 }
