@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
     DescribeAclsRequest, DescribeAclsResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
 /// Kafka's `ResourceType`, `PatternType`, `AclOperation` and `AclPermissionType` codes.
@@ -223,15 +224,10 @@ fn list(args: Args) -> Result<(), String> {
         let mut rows = Vec::new();
         for r in &reply.resources {
             for a in &r.acls {
-                rows.push(vec![
-                    name_of(RESOURCES, r.resource_type),
-                    r.resource_name.to_string(),
-                    pattern_name(r.pattern_type),
-                    a.principal.to_string(),
-                    a.host.to_string(),
-                    name_of(OPERATIONS, a.operation),
-                    permission_name(a.permission_type),
-                ]);
+                rows.push(row(
+                    (r.resource_type, &r.resource_name, r.pattern_type),
+                    (&a.principal, &a.host, a.operation, a.permission_type),
+                ));
             }
         }
         print_rows(&rows, json);
@@ -239,6 +235,21 @@ fn list(args: Args) -> Result<(), String> {
     })
 }
 
+/// One printed ACL: (resource type, name, pattern type), (principal, host, operation,
+/// permission), by Kafka's names.
+fn row(resource: (i8, &StrBytes, i8), entry: (&StrBytes, &StrBytes, i8, i8)) -> Vec<String> {
+    let ((resource_type, name, pattern), (principal, host, operation, permission)) =
+        (resource, entry);
+    vec![
+        name_of(RESOURCES, resource_type),
+        name.to_string(),
+        pattern_name(pattern),
+        principal.to_string(),
+        host.to_string(),
+        name_of(OPERATIONS, operation),
+        permission_name(permission),
+    ]
+}
 fn remove(args: Args) -> Result<(), String> {
     args.no_more_than(0)?;
     let f = filter(&args)?;
@@ -271,15 +282,10 @@ fn remove(args: Args) -> Result<(), String> {
             .matching_acls
             .iter()
             .map(|a| {
-                vec![
-                    name_of(RESOURCES, a.resource_type),
-                    a.resource_name.to_string(),
-                    pattern_name(a.pattern_type),
-                    a.principal.to_string(),
-                    a.host.to_string(),
-                    name_of(OPERATIONS, a.operation),
-                    permission_name(a.permission_type),
-                ]
+                row(
+                    (a.resource_type, &a.resource_name, a.pattern_type),
+                    (&a.principal, &a.host, a.operation, a.permission_type),
+                )
             })
             .collect();
         if !json {
