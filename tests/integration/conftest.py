@@ -244,6 +244,18 @@ class Broker:
     def resume(self):
         os.killpg(self.proc.pid, signal.SIGCONT)
 
+    def wait_for_log(self, text, timeout=10.0) -> str:
+        """The broker's log once it holds `text`. The log reaches its file through a reader
+        thread (`_pump`), so a line the broker wrote before answering a request can land
+        there after the answer: a test checks its lines through this, never the file alone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_path.read_text(encoding="utf-8", errors="replace")
+            if text in log:
+                return log
+            assert time.monotonic() < deadline, f"{text!r} never logged\n{self.log_tail()}"
+            time.sleep(0.05)
+
     def log_tail(self, n=60) -> str:
         try:
             lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()

@@ -94,7 +94,7 @@ def run_scenario(b, disk):
         # Healed: still offline (Kafka keeps a failed log dir offline until restart).
         disk.heal()
         check_offline(conn, b)
-    assert "partition log read failed" in b.log_path.read_text()
+    b.wait_for_log("partition log read failed")
 
     # The fault cleared and the broker restarted: the partition is back with every record.
     b.kill()
@@ -158,7 +158,7 @@ def test_a_failed_fdatasync_takes_its_partition_offline_until_restart():
                 err, offset = produce_v3(conn, "healthy", 0, one_batch(b"healthy"))
                 assert err == 0 and offset == 10, (err, offset)
                 assert b.alive()
-            assert "fdatasync of the active segment: Input/output error" in b.log_path.read_text()
+            b.wait_for_log("fdatasync of the active segment: Input/output error")
             b.kill()
             b.start()
             with Conn(b.host, b.port) as conn:
@@ -202,5 +202,6 @@ def test_flush_settings_fdatasync_acks_1_writes(flush):
                 assert time.monotonic() < deadline, f"{flush} never synced an acks=1 write"
                 time.sleep(0.1)
             assert err == KAFKA_STORAGE_ERROR, err
-        failures = [ln for ln in b.log_path.read_text().splitlines() if "partition log write failed" in ln]
+        log = b.wait_for_log("partition log write failed")
+        failures = [ln for ln in log.splitlines() if "partition log write failed" in ln]
         assert failures and "fdatasync of the active segment" in failures[0], failures[:1]

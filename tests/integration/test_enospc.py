@@ -115,7 +115,7 @@ def run_scenario(b, mnt):
             assert err == 0
             acked[off] = b"after-%d-" % (i + j)
         check_acked(conn, acked)
-    assert "partition log write failed" in b.log_path.read_text()
+    b.wait_for_log("partition log write failed")
     b.kill()
     b.restart()
     with Conn(b.host, b.port) as conn:

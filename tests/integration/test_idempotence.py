@@ -100,7 +100,7 @@ def test_idle_producer_state_expires_after_producer_id_expiration_ms(broker_fact
         hw, got = w.fetch_all_v4(c, topic, 0)
         assert hw == 10 and [r[2] for r in got] == [f"exp-{j}".encode() for j in range(5)] * 2
     if not REFERENCE:  # Spate's log line
-        assert "expired idle producer state" in b.log_path.read_text(encoding="utf-8", errors="replace")
+        b.wait_for_log("expired idle producer state")
 
 
 def test_producer_ids_come_from_blocks_and_are_never_handed_out_twice_even_after_a_restart(broker):
