@@ -1,5 +1,5 @@
-//! The admin endpoint, served over HTTP by shard 0: `/metrics` (Prometheus text format) and
-//! `/v1/status` (JSON). Each scrape gathers every shard's counters with `Shard::run_on_all`;
+//! The admin endpoint, served over HTTP by shard 0: `/metrics` (Prometheus text format),
+//! `/v1/status` and `/v1/stages` (the latency budget) in JSON. Each scrape gathers every shard's counters with `Shard::run_on_all`;
 //! nothing here runs on the request path of Kafka clients.
 
 use crate::metrics::{scrape, text};
@@ -37,7 +37,8 @@ impl HttpHandler for Admin {
         Box::pin(async move {
             match route_status(&request.method, &request.path) {
                 Some(404) => {
-                    return HttpResponse::text(404, "not found: try /metrics or /v1/status\n")
+                    let known = "not found: try /metrics, /v1/status or /v1/stages\n";
+                    return HttpResponse::text(404, known);
                 }
                 Some(status) => {
                     return HttpResponse::text(status, "method not allowed: GET only\n")
@@ -46,6 +47,7 @@ impl HttpHandler for Admin {
             }
             match request.path.as_str() {
                 "/metrics" => metrics(&shard, &node).await,
+                "/v1/stages" => stages(&shard).await,
                 _ => status(&shard, &node).await,
             }
         })
@@ -55,7 +57,7 @@ impl HttpHandler for Admin {
 /// The error status (404 unknown path, 405 not a GET) of a request the endpoint refuses;
 /// `None` for one it serves.
 pub fn route_status(method: &str, path: &str) -> Option<u16> {
-    if !matches!(path, "/metrics" | "/v1/status") {
+    if !matches!(path, "/metrics" | "/v1/status" | "/v1/stages") {
         return Some(404);
     }
     (method != "GET").then_some(405)
@@ -140,6 +142,33 @@ async fn status(shard: &Rc<Shard>, node: &NodeInfo) -> HttpResponse {
         status: 200,
         content_type: "application/json",
         body: format!("{body}\n"),
+    }
+}
+
+/// The latency budget merged over the shards, as JSON: per stage its summary (ns) and its
+/// histogram buckets, `[value_ns, count]` (what `spate bench` subtracts to get its window).
+async fn stages(shard: &Rc<Shard>) -> HttpResponse {
+    let budget = scrape::stages(shard).await;
+    let stages: Vec<serde_json::Value> = budget
+        .summaries()
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "path": s.stage.path(),
+                "stage": s.stage.name(),
+                "count": s.count,
+                "p50_ns": s.p50_ns,
+                "p99_ns": s.p99_ns,
+                "p999_ns": s.p999_ns,
+                "max_ns": s.max_ns,
+                "buckets": budget.buckets(s.stage),
+            })
+        })
+        .collect();
+    HttpResponse {
+        status: 200,
+        content_type: "application/json",
+        body: format!("{}\n", serde_json::json!({ "stages": stages })),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::splice;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
+use latency::{ConnectionStage, Traced};
 use net::{Reply, RequestHandler};
 use std::rc::Rc;
 use std::time::Instant;
@@ -98,6 +99,7 @@ pub fn route(frame: Bytes) -> Routed {
 
 async fn serve_request(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Reply {
     let received_at = Instant::now();
+    let traced = Traced::of_frame(&frame);
     let request = match route(frame) {
         Routed::Close => return Reply::Close,
         Routed::ApiVersionsFallback { correlation_id } => {
@@ -110,6 +112,9 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> 
         }
         Routed::Request(request) => request,
     };
+    if let Some(traced) = traced {
+        traced.record_since(ConnectionStage::Decode, received_at);
+    }
     let (api_key, version) = (request.api_key, request.version);
     let correlation_id = request.header.correlation_id;
     let answer = handlers::handle(&shard, request, &session).await;
@@ -121,10 +126,15 @@ async fn serve_request(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> 
     shard
         .metrics
         .record_request(api_key as i16, received_at.elapsed());
-    match answer {
-        Some(body) => encode(api_key, version, correlation_id, body),
-        None => Reply::NoResponse,
+    let Some(body) = answer else {
+        return Reply::NoResponse;
+    };
+    let encoding = traced.map(|traced| (traced, Instant::now()));
+    let reply = encode(api_key, version, correlation_id, body);
+    if let Some((traced, started)) = encoding {
+        traced.record_since(ConnectionStage::Encode, started);
     }
+    reply
 }
 
 pub(crate) fn encode(

@@ -9,8 +9,10 @@ use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
+use latency::{ConnectionStage, Traced};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Instant;
 use tracing::debug;
 
 /// What a handler answers to one request frame.
@@ -194,12 +196,15 @@ async fn serve_halves<
         };
         match frame {
             Ok(Some(frame)) => {
+                let read_at = Instant::now();
                 let permit = match select(Box::pin(memory.take(frame.len())), &mut closed_rx).await
                 {
                     Either::Left((permit, _)) => permit,
                     Either::Right(_) => break,
                 };
-                let task = glommio::spawn_local(handler.handle(frame));
+                let traced = Traced::of_frame(&frame);
+                let admitted = traced.map(|t| t.record_since(ConnectionStage::Admission, read_at));
+                let task = glommio::spawn_local(timed(handler.handle(frame), traced, admitted));
                 if replies_tx
                     .send((
                         task,
@@ -229,11 +234,57 @@ async fn serve_halves<
     writer_task.await;
 }
 
+/// A request's handler, timed (the `handler` stage) when its API is traced: the reply and
+/// when it was ready.
+async fn timed(
+    reply: LocalBoxFuture<'static, Reply>,
+    traced: Option<Traced>,
+    admitted: Option<Instant>,
+) -> TimedReply {
+    let reply = reply.await;
+    let done = traced
+        .zip(admitted)
+        .map(|(t, start)| (t, t.record_since(ConnectionStage::Handler, start)));
+    (reply, done)
+}
+
 /// What a request holds until its reply is queued: its frame's bytes of the shard's
 /// `RequestMemory` and its connection's request slot.
 struct Held {
     _bytes: StaticPermit,
     _slot: StaticPermit,
+}
+
+/// A handler's reply and, for a traced API, when it was ready.
+type TimedReply = (Reply, Option<(Traced, Instant)>);
+
+/// The traced replies in the outbox: when the writer took each (the `reply_order` stage
+/// ends there), until the write that sends them completes (`reply_written`).
+#[derive(Default)]
+struct UnsentTimes {
+    taken: Vec<(Traced, Instant)>,
+}
+
+impl UnsentTimes {
+    /// The writer took a reply that was ready at `done` (None: not traced).
+    fn taken(&mut self, done: Option<(Traced, Instant)>) {
+        if let Some((traced, done)) = done {
+            let now = traced.record_since(ConnectionStage::ReplyOrder, done);
+            self.taken.push((traced, now));
+        }
+    }
+
+    /// Everything in the outbox was written.
+    fn sent(&mut self) {
+        if self.taken.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for (traced, taken) in self.taken.drain(..) {
+            let stage = traced.stage(ConnectionStage::ReplyWritten);
+            latency::record(stage, now.saturating_duration_since(taken));
+        }
+    }
 }
 
 /// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
@@ -243,10 +294,11 @@ struct Held {
 /// in the channel drop with it).
 async fn write_replies<S: ReplySink>(
     mut sink: S,
-    replies: LocalReceiver<(glommio::Task<Reply>, Held)>,
+    replies: LocalReceiver<(glommio::Task<TimedReply>, Held)>,
     closed: futures::channel::oneshot::Sender<()>,
 ) {
     let mut outbox = Outbox::default();
+    let mut unsent = UnsentTimes::default();
     loop {
         let next = match poll_immediate(replies.recv()).await {
             Some(next) => next,
@@ -254,12 +306,14 @@ async fn write_replies<S: ReplySink>(
                 if sink.send(&mut outbox).await.is_err() {
                     break;
                 }
+                unsent.sent();
                 replies.recv().await
             }
         };
         let Some((task, permit)) = next else { break };
-        let reply = task.await;
+        let (reply, done) = task.await;
         drop(permit);
+        unsent.taken(done);
         match reply {
             Reply::Frame(frame) => outbox.push(frame),
             Reply::Segments(segments) => segments.into_iter().for_each(|s| outbox.push(s)),
@@ -270,8 +324,11 @@ async fn write_replies<S: ReplySink>(
                 break;
             }
         }
-        if outbox.is_full() && sink.send(&mut outbox).await.is_err() {
-            break;
+        if outbox.is_full() {
+            if sink.send(&mut outbox).await.is_err() {
+                break;
+            }
+            unsent.sent();
         }
     }
     let _ = sink.send(&mut outbox).await;

@@ -2,7 +2,9 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt};
+use latency::{ConnectionStage, Traced};
 use std::fmt;
+use std::time::Instant;
 
 /// Why a frame could not be read; every variant closes the connection, as Kafka does.
 #[derive(Debug)]
@@ -38,7 +40,8 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+/// Reads one request frame. `Ok(None)` is a clean end of stream between frames. The time
+/// from its size prefix to its last byte is the `frame_read` stage of a Produce or Fetch.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     frame_bytes_max: usize,
@@ -69,6 +72,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             frame_bytes_max,
         });
     }
+    let started = Instant::now();
     let mut body = BytesMut::zeroed(size as usize);
     reader.read_exact(&mut body).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -77,6 +81,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             FrameError::Io(e)
         }
     })?;
+    if let Some(traced) = Traced::of_frame(&body) {
+        traced.record_since(ConnectionStage::FrameRead, started);
+    }
     Ok(Some(body.freeze()))
 }
 

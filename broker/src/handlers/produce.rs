@@ -10,8 +10,10 @@ use crate::shard::{Routed, Shard};
 use controller::acl::Operation;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use latency::Stage;
 use replication::Acks;
 use std::rc::Rc;
+use std::time::Instant;
 use storage::batch::{check_client_batch, validate_produce_records, BatchHeader};
 
 /// Kafka's words for a record without a key on a compacted topic (INVALID_RECORD).
@@ -25,6 +27,8 @@ struct Appended {
     base_offset: i64,
     log_start_offset: i64,
     log_append_time_ms: i64,
+    /// When the owner shard answered (None: refused before routing).
+    answered_at: Option<Instant>,
 }
 
 impl Appended {
@@ -39,6 +43,7 @@ impl Appended {
             base_offset: -1,
             log_start_offset: -1,
             log_append_time_ms: -1,
+            answered_at: None,
         }
     }
 }
@@ -122,11 +127,15 @@ pub async fn handle(
         _ => Acks::All,
     };
     let timeout_ms = request.timeout_ms.max(0) as u64;
+    let handed_off = Instant::now();
     let appended = shard
         .scatter(routed, move |owner, items| {
-            append_all(owner, items, acks, timeout_ms)
+            append_all(owner, items, acks, timeout_ms, handed_off)
         })
         .await;
+    if let Some(last) = appended.iter().filter_map(|(_, a)| a.answered_at).max() {
+        latency::record_since(Stage::ProduceReturn, last);
+    }
     for (slot, outcome) in appended {
         answers[slot] = Some(outcome);
     }
@@ -261,12 +270,30 @@ fn max_message_bytes(shard: &Shard, topic: &controller::TopicMeta) -> usize {
 /// On the owner shard: appends every batch (offsets are assigned here, in arrival order; a
 /// partition whose write backlog is full holds its batch back until it has room, which is
 /// the only back-pressure acks=0 gets), then waits until all of them are acknowledged
-/// (`Partition::wait_acknowledged`).
+/// (`Partition::wait_acknowledged`). Times the `route`, `append` and `acknowledged` stages.
 async fn append_all(
     shard: Rc<Shard>,
     items: Vec<Routed<Batch>>,
     acks: Acks,
     timeout_ms: u64,
+    handed_off: Instant,
+) -> Vec<(usize, Appended)> {
+    let appending = latency::record_since(Stage::ProduceRoute, handed_off);
+    let mut answers = acknowledge(shard, items, acks, timeout_ms, appending).await;
+    let answered_at = Some(Instant::now());
+    for (_, answer) in &mut answers {
+        answer.answered_at = answered_at;
+    }
+    answers
+}
+
+/// The appends, then the waits, of `append_all`.
+async fn acknowledge(
+    shard: Rc<Shard>,
+    items: Vec<Routed<Batch>>,
+    acks: Acks,
+    timeout_ms: u64,
+    appending: Instant,
 ) -> Vec<(usize, Appended)> {
     let mut answers = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
@@ -290,12 +317,14 @@ async fn append_all(
                         base_offset: outcome.base_offset,
                         log_start_offset: outcome.log_start_offset,
                         log_append_time_ms: outcome.log_append_time_ms,
+                        answered_at: None,
                     },
                 ));
             }
             Err(error_code) => answers.push((slot, Appended::error(error_code))),
         }
     }
+    let appended = latency::record_since(Stage::ProduceAppend, appending);
     if acks == Acks::None {
         return answers;
     }
@@ -303,6 +332,7 @@ async fn append_all(
         partition.wait_acknowledged(*last_offset, acks, timeout_ms)
     });
     let results = futures::future::join_all(waits).await;
+    latency::record_since(Stage::ProduceAcknowledged, appended);
     for ((index, _, _), result) in pending.iter().zip(results) {
         if let Err(error_code) = result {
             answers[*index].1 = Appended::error(error_code);

@@ -136,6 +136,8 @@ pub struct ShardSnapshot {
     pub request_memory_held_bytes: usize,
     /// (listener name, connections accepted, TLS handshake failures).
     pub listeners: Vec<(String, u64, u64)>,
+    /// The latency budget's histograms of this shard's thread.
+    pub stages: latency::Budget,
 }
 
 /// Every shard's snapshot, in shard order.
@@ -223,7 +225,22 @@ fn snapshot(shard: &Shard) -> ShardSnapshot {
                 (name.to_string(), accepted, failures)
             })
             .collect(),
+        stages: latency::snapshot(),
     }
+}
+
+/// Every shard's latency budget, merged.
+pub async fn stages(shard: &Rc<Shard>) -> latency::Budget {
+    let budgets = shard
+        .run_on_all(|_| async move { latency::snapshot() })
+        .await;
+    merge_stages(budgets.iter())
+}
+
+pub fn merge_stages<'a>(budgets: impl Iterator<Item = &'a latency::Budget>) -> latency::Budget {
+    let mut merged = latency::Budget::default();
+    budgets.for_each(|b| merged.merge(b));
+    merged
 }
 
 fn add(cell: &Cell<u64>, n: u64) {

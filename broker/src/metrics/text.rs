@@ -1,7 +1,7 @@
 //! Prometheus text exposition format (version 0.0.4) of a scrape.
 
 use crate::metrics::errors::{api_name, error_name};
-use crate::metrics::scrape::{CommittedSnapshot, ShardSnapshot, StorageGauges};
+use crate::metrics::scrape::{self, CommittedSnapshot, ShardSnapshot, StorageGauges};
 use crate::metrics::LATENCY_BUCKETS_US;
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -21,6 +21,7 @@ pub struct ProcessInfo {
 pub fn render(shards: &[ShardSnapshot], process: &ProcessInfo) -> String {
     let mut out = Out(String::with_capacity(16 * 1024));
     requests(&mut out, shards);
+    stages(&mut out, shards);
     topics_and_partitions(&mut out, shards);
     replication(&mut out, shards);
     group_lag(&mut out, shards);
@@ -78,6 +79,61 @@ fn listeners(out: &mut Out, shards: &[ShardSnapshot]) {
         for (listener, t) in &totals {
             out.sample(name, &[("listener", listener)], value(t));
         }
+    }
+}
+
+/// Upper bounds of the latency budget's buckets, in nanoseconds (5 µs ... 10 s): finer than the
+/// request buckets, since most stages take microseconds.
+const STAGE_BUCKETS_NS: [u64; 19] = [
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    10_000_000_000,
+];
+
+/// The latency budget (`latency::Stage`), merged over the shards: one histogram per stage.
+fn stages(out: &mut Out, shards: &[ShardSnapshot]) {
+    let name = "spate_stage_latency_seconds";
+    out.family(
+        name,
+        "histogram",
+        "The latency budget: time in each stage of Produce and Fetch requests, and of partition \
+         log writes and fdatasyncs (path, stage: see ARCHITECTURE.md). Bucket counts are within 1 %.",
+    );
+    let merged = scrape::merge_stages(shards.iter().map(|s| &s.stages));
+    for summary in merged.summaries() {
+        let labels = [
+            ("path", summary.stage.path()),
+            ("stage", summary.stage.name()),
+        ];
+        let bucket = format!("{name}_bucket");
+        for ns in STAGE_BUCKETS_NS {
+            let le = format!("{}", ns as f64 / 1e9);
+            let count = merged.count_at_or_below(summary.stage, ns);
+            out.sample(&bucket, &[labels[0], labels[1], ("le", &le)], count);
+        }
+        out.sample(
+            &bucket,
+            &[labels[0], labels[1], ("le", "+Inf")],
+            summary.count,
+        );
+        out.sample(&format!("{name}_sum"), &labels, summary.sum_ns as f64 / 1e9);
+        out.sample(&format!("{name}_count"), &labels, summary.count);
     }
 }
 
@@ -573,6 +629,13 @@ mod tests {
             isr_expands: 1,
             request_memory_held_bytes: 0,
             listeners: vec![("SSL".into(), 5, 2)],
+            stages: {
+                let mut stages = latency::Budget::default();
+                // 3 appends of 20 µs and 1 of 2 ms; on two shards below: twice that.
+                let appends = [(20_000, 3), (2_000_000, 1)];
+                stages.add_buckets(latency::Stage::ProduceAppend, &appends);
+                stages
+            },
         };
         let mut follower = shard.clone();
         follower.partitions[0].topic = "u".into();
@@ -617,6 +680,13 @@ mod tests {
             "spate_replication_bytes_in_total{topic=\"u\"} 90",
             "spate_follower_lag_records{topic=\"t\",partition=\"0\",follower=\"3\"} 7",
             "spate_replica_fetcher_max_lag_records 5",
+            "# TYPE spate_stage_latency_seconds histogram",
+            "spate_stage_latency_seconds_bucket{path=\"produce\",stage=\"append\",le=\"0.00001\"} 0",
+            "spate_stage_latency_seconds_bucket{path=\"produce\",stage=\"append\",le=\"0.000025\"} 9",
+            "spate_stage_latency_seconds_bucket{path=\"produce\",stage=\"append\",le=\"0.001\"} 9",
+            "spate_stage_latency_seconds_bucket{path=\"produce\",stage=\"append\",le=\"0.0025\"} 12",
+            "spate_stage_latency_seconds_bucket{path=\"produce\",stage=\"append\",le=\"+Inf\"} 12",
+            "spate_stage_latency_seconds_count{path=\"produce\",stage=\"append\"} 12",
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");
         }

@@ -381,7 +381,10 @@ impl Partition {
         if max_bytes == 0 {
             return Ok(ReadBatches::default());
         }
-        match self.inner.log.read_batches(offset, max_bytes).await {
+        let started = std::time::Instant::now();
+        let read = self.inner.log.read_batches(offset, max_bytes).await;
+        latency::record_since(latency::Stage::FetchRead, started);
+        match read {
             Ok(mut batches) => {
                 trim_at(&mut batches, end);
                 bytes_out.set(bytes_out.get() + batches.total_bytes() as u64);

@@ -3,6 +3,8 @@
 
 use super::*;
 use glommio::io::DmaBuffer;
+use latency::Stage;
+use std::time::Instant;
 
 pub(super) fn encode_snapshot_frame(covered_offset: i64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
@@ -159,7 +161,9 @@ async fn write_pending(
             Pending::Data(_) => {
                 let file = writer.as_ref().expect("active segment has a writer");
                 let group = seal_group(items);
+                let started = Instant::now();
                 write_chunks(shared, &dir, file, &group).await?;
+                latency::record_since(Stage::StorageWrite, started);
                 done = group.len();
             }
             Pending::Roll {
@@ -187,10 +191,12 @@ async fn write_pending(
             let e = StorageError::new(&dir, "fdatasync of the active segment", e);
             (e, false)
         })?;
+        let started = Instant::now();
         file.fdatasync().await.map_err(|e| {
             let e = StorageError::new(&dir, "fdatasync of the active segment", e.into());
             (e, false)
         })?;
+        latency::record_since(Stage::StorageFdatasync, started);
         let mut inner = shared.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(written);
         inner.last_sync_ms = now_ms();
