@@ -289,7 +289,8 @@ impl UnsentTimes {
 
 /// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
 /// are ready (so pipelined replies share a syscall, up to its bounds) and go out in vectored
-/// writes, without being copied into a write buffer. A request's bytes go back to the shard's
+/// writes, without being copied into a write buffer. What is queued is sent before the writer
+/// waits for a handler that has not finished: a ready reply never waits for a later request. A request's bytes go back to the shard's
 /// [`RequestMemory`] when its reply is queued, or when the connection ends (the permits still
 /// in the channel drop with it).
 async fn write_replies<S: ReplySink>(
@@ -310,8 +311,23 @@ async fn write_replies<S: ReplySink>(
                 replies.recv().await
             }
         };
-        let Some((task, permit)) = next else { break };
-        let (reply, done) = task.await;
+        let Some((mut task, permit)) = next else {
+            break;
+        };
+        // Replies already queued go out before waiting for a later request's handler: a
+        // ready reply never waits for one that is not (an acks=all produce behind it).
+        let (reply, done) = match poll_immediate(&mut task).await {
+            Some(ready) => ready,
+            None => {
+                if !outbox.is_empty() {
+                    if sink.send(&mut outbox).await.is_err() {
+                        break;
+                    }
+                    unsent.sent();
+                }
+                task.await
+            }
+        };
         drop(permit);
         unsent.taken(done);
         match reply {
