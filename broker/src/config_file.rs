@@ -23,7 +23,14 @@ pub const NODE_OPTIONS: &[(&str, &str)] = &[
 
 /// `SPATE_*` variables that belong to something else (log level, the CLI, tests, benchmarks):
 /// never read as settings.
-const ENV_NOT_SETTINGS: &[&str] = &["SPATE_LOG", "SPATE_BROKERS", "SPATE_FAULT_PANIC_AFTER_MS"];
+const ENV_NOT_SETTINGS: &[&str] = &[
+    "SPATE_LOG",
+    "SPATE_BROKERS",
+    "SPATE_FAULT_PANIC_AFTER_MS",
+    "SPATE_FAULT_COMPACTION_KILL_AT",
+    "SPATE_FAULT_DISK_FULL_WHILE",
+    "SPATE_FAULT_DISK_BYTES_PER_SEC",
+];
 
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -154,6 +154,9 @@ async fn run(shard: Rc<Shard>) {
             if !log.compaction_due(storage::now_ms()) {
                 continue;
             }
+            // How long the pass took is logged: with the IO budget it is at least
+            // bytes_after / log.cleaner.io.max.bytes.per.second (tests/integration check it).
+            let started = std::time::Instant::now();
             match log
                 .compact(
                     storage::now_ms(),
@@ -164,6 +167,7 @@ async fn run(shard: Rc<Shard>) {
                 Ok(out) => info!(
                     shard = shard.id,
                     partition = key.1,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
                     segments = out.segments_rewritten,
                     bytes_before = out.bytes_before,
                     bytes_after = out.bytes_after,

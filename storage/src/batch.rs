@@ -340,6 +340,21 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Clears the LogAppendTime attribute of a client's batch on a CreateTime topic, keeping its
+/// max timestamp, then recomputes the CRC: what Kafka's LogValidator does (`setMaxTimestamp`
+/// with the topic's timestamp type) instead of refusing the batch.
+pub fn set_create_time(batch: &mut [u8]) {
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "set_create_time on a short batch"
+    );
+    let attributes = u16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]);
+    let attributes = attributes & !ATTRIBUTE_LOG_APPEND_TIME;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_OFFSET..CRC_START].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Writes the partition leader epoch into a batch (outside the CRC: no re-checksum).
 pub fn patch_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     assert!(
@@ -685,6 +700,17 @@ mod tests {
             validate_replicated(&longer),
             Err(BatchError::TrailingBytes { extra: 1 })
         ));
+    }
+
+    #[test]
+    fn a_claimed_log_append_time_is_cleared_keeping_the_max_timestamp_and_a_valid_crc() {
+        let mut b = good();
+        set_log_append_time(&mut b, 5_000);
+        assert!(validate_produce_records(&b).unwrap().is_log_append_time());
+        set_create_time(&mut b);
+        let h = validate_produce_records(&b).unwrap();
+        assert!(!h.is_log_append_time());
+        assert_eq!((h.max_timestamp, h.record_count), (5_000, 3));
     }
 
     #[test]

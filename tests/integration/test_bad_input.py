@@ -4,6 +4,8 @@ Each case runs next to a well-behaved client (HealthyClient: a confluent-kafka p
 thread) that must not notice anything; afterwards the broker still answers ApiVersions and
 nothing from a rejected batch can be read."""
 
+import time
+
 import pytest
 
 import kafka_wire as w
@@ -102,24 +104,25 @@ def test_unknown_api_key(broker, healthy):
 
 
 # (e)
-@pytest.mark.differs_from_kafka("Kafka's v0 error answer to a newer ApiVersions lists only ApiVersions; "
-                                "Spate's lists every range it supports")
 def test_unsupported_api_version(broker, healthy):
     payload = w.request_header(w.METADATA, 99, 1) + w.i32(-1)
     expect_closed_after(broker, w.i32(len(payload)) + payload)
 
-    # ApiVersions from the future: answered with a v0 response carrying UNSUPPORTED_VERSION and
-    # the supported ranges, so the client can retry with a version the broker knows.
+    # ApiVersions from the future: answered, as Kafka's ApiVersionsRequest.getErrorResponse
+    # does, with a v0 response carrying UNSUPPORTED_VERSION and ApiVersions' own range only,
+    # so the client can ask again with a version the broker knows; that answer lists the rest.
     body = w.uvarint(len(b"spate-it") + 1) + b"spate-it" + w.uvarint(len(b"9.9") + 1) + b"9.9" + b"\x00"
     with w.Conn(broker.host, broker.port) as c:
         c.send_frame(w.request_header(w.API_VERSIONS, 99, 4242, flexible=True) + body)
         r = w.Reader(c.recv_frame())
         assert r.i32() == 4242, "correlation id"
         err, ranges = w.parse_api_versions_v0(r)
-    assert err == w.UNSUPPORTED_VERSION, f"ApiVersions v99: error {err}, expected 35"
+        assert err == w.UNSUPPORTED_VERSION, f"ApiVersions v99: error {err}, expected 35"
+        assert list(ranges) == [w.API_VERSIONS] and ranges[w.API_VERSIONS][1] >= 3, ranges
+        err, ranges = w.api_versions(c, 0)
+    assert err == 0
     assert w.PRODUCE in ranges and ranges[w.PRODUCE][1] >= 9, f"Produce range {ranges.get(w.PRODUCE)}"
     assert w.FETCH in ranges and ranges[w.FETCH][1] >= 12, f"Fetch range {ranges.get(w.FETCH)}"
-    assert w.API_VERSIONS in ranges, ranges
     healthy.stop_and_verify()
     assert_alive(broker)
 
@@ -147,23 +150,36 @@ def test_corrupt_crc(broker, healthy):
 
 
 # (g) a bad magic, (h) a record count that does not match the records, (l) a control batch
-# (only the broker writes transaction markers), (m) the LogAppendTime timestamp type (the
-# broker's to set): each refused with Kafka's error, nothing written.
+# (only the broker writes transaction markers): each refused with Kafka's error, nothing written.
 REFUSED_BATCHES = {
     "bad_magic": (dict(magic=1), w.INVALID_RECORD),
     "count_more_than_present": (dict(count=3), w.INVALID_RECORD),
     "count_fewer_than_present": (dict(count=1), w.INVALID_RECORD),
     "control_batch_from_a_client": (dict(attributes=0x20), w.INVALID_RECORD),
-    "log_append_time_claimed_by_a_client": (dict(attributes=0x08), w.INVALID_TIMESTAMP),
 }
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.differs_from_kafka(
-        "Kafka 4.3.1 accepts a client batch claiming LogAppendTime on a CreateTime topic (and "
-        "rewrites its timestamp type); Spate refuses it with INVALID_TIMESTAMP"))
-    if case == "log_append_time_claimed_by_a_client" else case
-    for case in REFUSED_BATCHES])
+# (m) the LogAppendTime timestamp type (the broker's to set) claimed by a client on a
+# CreateTime topic: as Kafka's LogValidator, accepted and stored as CreateTime (the attribute
+# cleared, the CRC recomputed, the batch's max timestamp kept).
+def test_log_append_time_claimed_by_a_client_is_stored_as_create_time(broker, healthy):
+    create_topic(broker.bootstrap, BAD_TOPIC, 1)
+    recs = [w.Rec(b"k0", b"v0"), w.Rec(b"k1", b"v1")]
+    ts = int(time.time() * 1000)
+    err = _produce_bad(broker, w.record_batch(recs, attributes=0x08, base_timestamp=ts))
+    assert err == 0, f"error {err}, expected 0"
+    with w.Conn(broker.host, broker.port) as c:
+        err, hw, data = w.fetch_v4(c, BAD_TOPIC, 0, 0)
+    assert (err, hw) == (0, 2)
+    [batch] = w.decode_batches(data)
+    assert batch.attributes & 0x08 == 0, f"attributes {batch.attributes:#x}: still LogAppendTime"
+    assert batch.crc_ok, "the CRC covers the rewritten attributes"
+    assert [(r[1], r[2]) for r in batch.records] == [(b"k0", b"v0"), (b"k1", b"v1")]
+    healthy.stop_and_verify()
+    assert_alive(broker)
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BATCHES))
 def test_refused_batch(broker, healthy, case):
     header, expected = REFUSED_BATCHES[case]
     create_topic(broker.bootstrap, BAD_TOPIC, 1)

@@ -81,16 +81,16 @@ def test_fetch_long_poll_is_woken_by_a_produce_on_another_connection(broker):
     assert result["elapsed"] < 10, "the fetch waited for max_wait_ms instead of being woken"
 
 
-@pytest.mark.differs_from_kafka("Kafka answers OFFSET_OUT_OF_RANGE with high watermark -1; Spate with "
-                                "the real one, which its followers read the log's bounds from")
 def test_fetch_past_the_end_is_out_of_range_and_at_the_end_is_empty(broker):
+    # As Kafka's failed read (ReplicaManager: UnifiedLog.UnknownOffset): OFFSET_OUT_OF_RANGE
+    # with high watermark -1; a consumer looks the bounds up with ListOffsets.
     make_topic(broker, "ends")
     with Conn(broker.host, broker.port) as conn:
         assert produce_v3(conn, "ends", 0, record_batch(records(2))) == (0, 0)
         assert fetch_v4(conn, "ends", 0, offset=2, max_wait_ms=0)[:2] == (0, 2)
         assert fetch_v4(conn, "ends", 0, offset=2, max_wait_ms=0)[2] == b""
         err, hw, _ = fetch_v4(conn, "ends", 0, offset=3, max_wait_ms=0)
-        assert (err, hw) == (OFFSET_OUT_OF_RANGE, 2)
+        assert (err, hw) == (OFFSET_OUT_OF_RANGE, -1)
 
 
 def test_a_request_naming_a_leader_epoch_this_broker_does_not_know_is_refused(broker):

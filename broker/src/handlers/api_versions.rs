@@ -12,14 +12,22 @@ pub fn handle(_version: i16) -> ApiVersionsResponse {
         .with_api_keys(api_keys())
 }
 
-/// The v0 answer to an ApiVersions version this broker does not know.
+/// The v0 answer to an ApiVersions version this broker does not know: as Kafka's
+/// `ApiVersionsRequest.getErrorResponse`, it lists ApiVersions' own range only, which is all
+/// a client needs to ask again with a version this broker knows.
 pub fn unsupported_version() -> ResponseKind {
+    let own = api_keys()
+        .into_iter()
+        .filter(|k| k.api_key == API_VERSIONS_KEY)
+        .collect();
     ResponseKind::ApiVersions(
         ApiVersionsResponse::default()
             .with_error_code(code::UNSUPPORTED_VERSION)
-            .with_api_keys(api_keys()),
+            .with_api_keys(own),
     )
 }
+
+const API_VERSIONS_KEY: i16 = 18;
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS

@@ -210,14 +210,6 @@ fn check_batch(
             message: Some(KEYLESS_ON_COMPACTED),
         });
     }
-    if header.is_log_append_time() {
-        // Kafka refuses it too (on a CreateTime topic with record timestamps it rewrites the
-        // attribute instead; clients never set it).
-        return Err(Refused {
-            error_code: code::INVALID_TIMESTAMP,
-            message: Some(LOG_APPEND_TIME_FROM_PRODUCER),
-        });
-    }
     if !timestamps_in_range(&header, topic, now_ms) {
         return Err(Refused {
             error_code: code::INVALID_TIMESTAMP,
@@ -226,10 +218,6 @@ fn check_batch(
     }
     Ok(header)
 }
-
-/// Kafka's words for a batch that claims the broker's timestamp (INVALID_TIMESTAMP).
-const LOG_APPEND_TIME_FROM_PRODUCER: &str =
-    "Invalid timestamp type in message. Producer should not set timestamp type to LogAppendTime.";
 
 /// Kafka's words for a timestamp outside the topic's bounds (INVALID_TIMESTAMP).
 const TIMESTAMP_OUT_OF_RANGE: &str = "Timestamp is out of range: it should be within \
@@ -251,8 +239,14 @@ fn timestamps_in_range(header: &BatchHeader, topic: &controller::TopicMeta, now_
     );
     let before = topic_long(topic, "message.timestamp.before.max.ms", i64::MAX);
     let too_late = header.max_timestamp >= 0 && header.max_timestamp > now_ms.saturating_add(after);
-    let too_early =
-        header.base_timestamp >= 0 && header.base_timestamp < now_ms.saturating_sub(before);
+    // A batch claiming LogAppendTime (accepted as CreateTime, as Kafka does: the append
+    // clears the attribute) gives every record its max timestamp, so only that is checked.
+    let first = if header.is_log_append_time() {
+        header.max_timestamp
+    } else {
+        header.base_timestamp
+    };
+    let too_early = first >= 0 && first < now_ms.saturating_sub(before);
     !too_late && !too_early
 }
 

@@ -346,6 +346,11 @@ impl Partition {
         }
         let high_watermark = self.high_watermark();
         let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > high_watermark {
+            // As Kafka's failed read: high watermark and log start -1 (a follower's fetch
+            // gets the log's bounds instead, `follower_read`).
+            return Read::error(code::OFFSET_OUT_OF_RANGE);
+        }
         let mut read = Read {
             high_watermark,
             log_start_offset,
@@ -353,9 +358,6 @@ impl Partition {
             diverging: None,
             unread: false,
         };
-        if offset < log_start_offset || offset > high_watermark {
-            return read;
-        }
         read.unread = max_bytes == 0 && offset < high_watermark;
         read.batches = self
             .read_log(

@@ -243,6 +243,7 @@ impl PartitionLog {
             outcome.records_removed += new.records_removed;
             outcome.batches_removed += new.batches_removed;
             tombstone_expiry_ms = tombstone_expiry_ms.min(new.tombstone_expiry_ms);
+            crash_point(SwapStep::Rewritten);
             self.swap_in(dir, run, new).await?;
         }
         let cleaned_to = closed[..cleanable]
@@ -296,12 +297,14 @@ impl PartitionLog {
         remove_if_exists(&dir.join(&index_name))
             .await
             .map_err(|e| ctx("removing the old index", e))?;
+        crash_point(SwapStep::OldIndexRemoved);
         glommio::io::rename(
             dir.join(segment::file_name(first.base, "cleaned")),
             &log_path,
         )
         .await
         .map_err(|e| ctx("renaming the cleaned segment", e.into()))?;
+        crash_point(SwapStep::Renamed);
         sync_dir(dir)
             .await
             .map_err(|e| ctx("syncing the directory", e))?;
@@ -312,6 +315,7 @@ impl PartitionLog {
                         .await
                         .map_err(|e| ctx("removing a merged segment", e))?;
                 }
+                crash_point(SwapStep::OneMergedRemoved);
             }
             sync_dir(dir)
                 .await
@@ -320,6 +324,7 @@ impl PartitionLog {
         segment::write_file_atomic(dir, &index_name, new.index.encode())
             .await
             .map_err(|e| ctx("writing the index", e))?;
+        crash_point(SwapStep::IndexWritten);
         let olds = {
             let mut inner = self.shared.inner.borrow_mut();
             let i = inner.segment_for(first.base);
@@ -631,6 +636,68 @@ pub(super) async fn load_checkpoint(dir: &Path) -> Result<Option<(i64, i64)>, St
         None => {
             warn!(dir = %dir.display(), "damaged cleaner checkpoint; the next pass cleans every closed segment");
             Ok(None)
+        }
+    }
+}
+
+/// The steps of a swap (step 3 of the module comment) a test can kill the process at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SwapStep {
+    /// The run's `.cleaned` copy is written and synced; nothing swapped yet.
+    Rewritten,
+    /// The first segment's index is gone, its `.log` not yet replaced.
+    OldIndexRemoved,
+    /// `.cleaned` renamed over the first `.log` (the directory not yet synced).
+    Renamed,
+    /// One segment merged into the first is removed (others of the run may remain).
+    OneMergedRemoved,
+    /// The new index is written; the cleaner checkpoint is not.
+    IndexWritten,
+}
+
+impl SwapStep {
+    const ALL: [SwapStep; 5] = [
+        SwapStep::Rewritten,
+        SwapStep::OldIndexRemoved,
+        SwapStep::Renamed,
+        SwapStep::OneMergedRemoved,
+        SwapStep::IndexWritten,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            SwapStep::Rewritten => "rewritten",
+            SwapStep::OldIndexRemoved => "old_index_removed",
+            SwapStep::Renamed => "renamed",
+            SwapStep::OneMergedRemoved => "one_merged_removed",
+            SwapStep::IndexWritten => "index_written",
+        }
+    }
+}
+
+/// Fault injection for the crash tests (tests/integration/test_compaction_crash.py): with
+/// `SPATE_FAULT_COMPACTION_KILL_AT=STEP` (a `SwapStep` name) the process kills itself with
+/// SIGKILL when a compaction swap reaches that step, as a crash there would stop it. Read
+/// once; compaction only, never the produce or fetch path.
+fn crash_point(step: SwapStep) {
+    static KILL_AT: std::sync::OnceLock<Option<SwapStep>> = std::sync::OnceLock::new();
+    let kill_at = KILL_AT.get_or_init(|| {
+        let name = std::env::var("SPATE_FAULT_COMPACTION_KILL_AT").ok()?;
+        let step = SwapStep::ALL.into_iter().find(|s| s.name() == name);
+        assert!(
+            step.is_some(),
+            "SPATE_FAULT_COMPACTION_KILL_AT={name}: not a swap step"
+        );
+        step
+    });
+    if *kill_at == Some(step) {
+        eprintln!(
+            "injected fault: SPATE_FAULT_COMPACTION_KILL_AT={}; killing the process",
+            step.name()
+        );
+        // SAFETY: kill(2) on this process, no memory involved.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
 }

@@ -727,6 +727,10 @@ impl PartitionLog {
             ),
             Origin::Replica => (None, None),
         };
+        // A client's batch claiming LogAppendTime on a CreateTime topic becomes CreateTime,
+        // as Kafka rewrites it (clients never set it; only this rare batch pays the CRC).
+        let unclaim_log_append_time =
+            matches!(origin, Origin::Leader) && stamp.is_none() && header.is_log_append_time();
         let max_timestamp = stamp.unwrap_or(header.max_timestamp);
         let len = batch.len();
         let entry_bytes = entry::entry_bytes(len);
@@ -749,6 +753,8 @@ impl PartitionLog {
             }
             if let Some(now) = stamp {
                 batch::set_log_append_time(body, now);
+            } else if unclaim_log_append_time {
+                batch::set_create_time(body);
             }
             entry::seal_entry(entry, len, last_offset, max_timestamp);
         });

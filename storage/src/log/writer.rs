@@ -283,7 +283,12 @@ async fn write_chunks(
                 Ok(())
             }
         });
-    for result in futures::future::join_all(writes).await {
+    let results = futures::future::join_all(writes).await;
+    if let Some(bytes_per_sec) = slow_disk_injected() {
+        let secs = group_bytes as f64 / bytes_per_sec as f64;
+        glommio::timer::sleep(std::time::Duration::from_secs_f64(secs)).await;
+    }
+    for result in results {
         result.map_err(|e| {
             let context = format!(
                 "writing segment {} up to offset {last_offset}",
@@ -315,7 +320,7 @@ enum Fault {
 }
 
 /// Tests: the injected error of a segment write or of the active segment's fdatasync, as the
-/// disk's own error would come back. Always `Ok` outside tests.
+/// disk's own error would come back. `Ok` outside tests unless `disk_full_injected`.
 fn injected_fault(shared: &Shared, which: Fault) -> io::Result<()> {
     #[cfg(test)]
     {
@@ -327,8 +332,42 @@ fn injected_fault(shared: &Shared, which: Fault) -> io::Result<()> {
             return Err(io::Error::new(kind, "injected fault"));
         }
     }
-    let _ = (shared, which);
+    if matches!(which, Fault::Write) && disk_full_injected() {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "injected fault: SPATE_FAULT_DISK_FULL_WHILE",
+        ));
+    }
+    let _ = shared;
     Ok(())
+}
+
+/// Fault injection for the integration tests (tests/integration/test_injected_disk.py): with
+/// `SPATE_FAULT_DISK_FULL_WHILE=PATH`, every segment write fails with ENOSPC while PATH
+/// exists, as on a full disk that frees up when the test removes it. Unset (every real run):
+/// one load of a `OnceLock` per group write, no system call.
+fn disk_full_injected() -> bool {
+    static WHILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    WHILE
+        .get_or_init(|| std::env::var_os("SPATE_FAULT_DISK_FULL_WHILE").map(Into::into))
+        .as_deref()
+        .is_some_and(Path::exists)
+}
+
+/// Fault injection for the integration tests (tests/integration/test_injected_disk.py): with
+/// `SPATE_FAULT_DISK_BYTES_PER_SEC=N`, each group write takes at least as long as writing its
+/// bytes at N bytes/s, as a slow disk would (the back-pressure test without a blkio cgroup).
+fn slow_disk_injected() -> Option<u64> {
+    static RATE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        let rate = std::env::var("SPATE_FAULT_DISK_BYTES_PER_SEC").ok()?;
+        let rate = rate.parse().ok().filter(|r| *r > 0);
+        assert!(
+            rate.is_some(),
+            "SPATE_FAULT_DISK_BYTES_PER_SEC: a positive integer"
+        );
+        rate
+    })
 }
 
 /// Syncs the closed segment, persists its index and the producer snapshot, creates the next.
