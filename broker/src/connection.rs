@@ -3,7 +3,8 @@
 use crate::handlers;
 use crate::metrics::errors;
 use crate::protocol::{self, FrameStart};
-use crate::session::Session;
+use crate::sasl;
+use crate::session::{Gate, Session};
 use crate::shard::Shard;
 use crate::splice;
 use bytes::Bytes;
@@ -32,11 +33,20 @@ impl KafkaConnection {
 
 impl RequestHandler for KafkaConnection {
     fn handle(&self, frame: Bytes) -> LocalBoxFuture<'static, Reply> {
-        if self.session.authenticating() {
-            // Synchronous, so the SASL exchange is stepped in the order the frames came.
-            let reply = crate::sasl::gate::serve(&self.shard, &self.session, frame);
-            return Box::pin(std::future::ready(reply));
-        }
+        let frame = match self.session.gate() {
+            Gate::Open => frame,
+            Gate::Authenticating => {
+                // Synchronous, so the SASL exchange is stepped in the order the frames came.
+                let reply = sasl::gate::serve(&self.shard, &self.session, frame);
+                return Box::pin(std::future::ready(reply));
+            }
+            Gate::Until(until) => {
+                match sasl::gate::session_with_lifetime(&self.shard, &self.session, frame, until) {
+                    Ok(reply) => return Box::pin(std::future::ready(reply)),
+                    Err(frame) => frame,
+                }
+            }
+        };
         Box::pin(serve_request(
             self.shard.clone(),
             frame,

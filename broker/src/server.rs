@@ -607,6 +607,12 @@ fn plan_listeners(
                 None => info.bind.clone(),
             };
             let addr = resolve(&bind).map_err(|e| e.replace("--listen", &info.name))?;
+            if info.security_protocol.uses_sasl() {
+                crate::sasl::oauth_settings::check_listener(
+                    &config.sasl.for_listener(&info.name),
+                    &info.name,
+                )?;
+            }
             let tls = match info.security_protocol.uses_tls() {
                 false => None,
                 true => {

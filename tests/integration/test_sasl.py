@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 import uuid
 
@@ -15,7 +16,7 @@ import pytest
 
 import kafka_wire as w
 from conftest import SPATE_BIN, Broker, free_port
-from helpers import create_topic, kafka_tool
+from helpers import KAFKA_LIB, create_topic, kafka_tool
 
 PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
 CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
@@ -363,3 +364,138 @@ def test_a_sasl_user_allowed_write_but_not_read_produces_and_cannot_consume(sasl
     finally:
         admin_consumer.close()
     assert got == b"written by alice"
+
+
+def reauth_metric(broker, mechanism) -> float:
+    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
+    key = f'spate_sasl_reauthentications_total{{mechanism="{mechanism}"}}'
+    for line in text.splitlines():
+        if line.startswith(key):
+            return float(line.split()[-1])
+    raise AssertionError(f"{key} not in /metrics")
+
+
+def authenticate_v1(conn, auth: bytes):
+    """SaslAuthenticate v1: (error, message, auth bytes, session lifetime ms)."""
+    r = conn.request(SASL_AUTHENTICATE, 1, w.bytes_(auth))
+    return r.i16(), r.string(), r.bytes_(), r.i64()
+
+
+@pytest.mark.spate_only("/metrics and log lines of Spate")
+def test_sessions_expire_after_connections_max_reauth_ms_unless_the_client_reauthenticates(sasl_broker):
+    broker = sasl_broker({"connections.max.reauth.ms": "1500"})
+    host, port = broker.sasl.split(":")
+    reauths = reauth_metric(broker, "PLAIN")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        error, _, _, lifetime = authenticate_v1(conn, b"\0alice\0alice-secret")
+        assert (error, lifetime) == (0, 1500)
+        assert w.metadata_v1(conn) is not None
+        # KIP-368: SaslHandshake + SaslAuthenticate again, same principal, renew the session.
+        for _ in range(3):
+            time.sleep(1.0)
+            assert handshake(conn, "PLAIN")[0] == 0
+            assert authenticate_v1(conn, b"\0alice\0alice-secret")[::3] == (0, 1500)
+            assert w.metadata_v1(conn) is not None
+        # Another principal is refused and the connection closed.
+        assert handshake(conn, "PLAIN")[0] == 0
+        error, message, _, _ = authenticate_v1(conn, b"\0admin\0admin-secret")
+        assert error == 58 and "Cannot change principals" in message
+        conn.expect_closed()
+    assert reauth_metric(broker, "PLAIN") == reauths + 3
+    # A client that does not re-authenticate (a v0 SaslAuthenticate does not even learn the
+    # lifetime) is closed at its first request after the lifetime.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        r = conn.request(SASL_AUTHENTICATE, 0, w.bytes_(b"\0alice\0alice-secret"))
+        assert r.i16() == 0
+        assert w.metadata_v1(conn) is not None
+        time.sleep(2.0)
+        conn.send_request(3, 1, w.i32(-1))
+        assert conn.expect_closed() == b""
+    broker.wait_for_log("SASL session expired without re-authentication")
+    # Without connections.max.reauth.ms a PLAIN session has no lifetime, and a second
+    # handshake is out of place (ILLEGAL_SASL_STATE), as in Kafka.
+    other = sasl_broker()
+    host, port = other.sasl.split(":")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        assert authenticate_v1(conn, b"\0alice\0alice-secret")[::3] == (0, 0)
+        assert handshake(conn, "PLAIN")[0] == 34
+
+
+@pytest.mark.spate_only("/metrics and log lines of Spate")
+def test_librdkafka_and_the_java_client_reauthenticate_across_session_lifetimes(sasl_broker, tmp_path):
+    from confluent_kafka import Consumer, Producer
+
+    broker = sasl_broker({"connections.max.reauth.ms": "2000"})
+    topic = "reauth-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    reauths = reauth_metric(broker, "PLAIN")
+    closed_before = expired_closed(broker)
+    alice = sasl_conf(broker, "PLAIN", "alice", "alice-secret")
+    p = Producer({**alice, "acks": "all"})
+    c = Consumer({**alice, "group.id": "g-" + uuid.uuid4().hex[:6], "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    sent, got = [], []
+    try:
+        deadline = time.monotonic() + 8  # four session lifetimes
+        while time.monotonic() < deadline:
+            sent.append(f"rd-{len(sent)}")
+            p.produce(topic, value=sent[-1].encode())
+            p.poll(0)
+            m = c.poll(0.25)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+        assert p.flush(30) == 0
+        end = time.monotonic() + 30
+        while len(got) < len(sent) and time.monotonic() < end:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+    finally:
+        c.close()
+    assert got == sent
+    assert reauth_metric(broker, "PLAIN") >= reauths + 4
+    # The Java client: a console consumer waits while a console producer writes a line every
+    # half second for 8 s; both re-authenticate every ~2 s.
+    props = tmp_path / "reauth.properties"
+    props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+                     'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required '
+                     'username="alice" password="alice-secret";\n')
+    java_topic = topic + "-java"
+    create_topic(broker.bootstrap, java_topic, 1)
+    java = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{KAFKA_LIB}/*"]
+    lines = [f"java-{i}" for i in range(16)]
+    reauths = reauth_metric(broker, "PLAIN")
+    consumer = subprocess.Popen(java + [CONSUMER, "--bootstrap-server", broker.sasl, "--topic", java_topic,
+                                        "--command-config", str(props), "--from-beginning",
+                                        "--max-messages", str(len(lines)), "--timeout-ms", "60000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    producer = subprocess.Popen(java + [PRODUCER, "--bootstrap-server", broker.sasl, "--topic", java_topic,
+                                        "--command-config", str(props)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in lines:
+            producer.stdin.write(line + "\n")
+            producer.stdin.flush()
+            time.sleep(0.5)
+        producer.stdin.close()
+        assert producer.wait(60) == 0, producer.stderr.read()[-3000:]
+        out, err = consumer.communicate(timeout=90)
+        assert out.splitlines() == lines, err[-3000:]
+    finally:
+        for proc in (producer, consumer):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert reauth_metric(broker, "PLAIN") >= reauths + 4
+    assert expired_closed(broker) == closed_before, "no client was closed for an expired session"
+
+
+def expired_closed(broker) -> float:
+    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith("spate_sasl_expired_sessions_closed_total "):
+            return float(line.split()[-1])
+    raise AssertionError("spate_sasl_expired_sessions_closed_total not in /metrics")

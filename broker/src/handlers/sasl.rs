@@ -1,6 +1,7 @@
 //! SaslHandshake (17) and SaslAuthenticate (36) outside the exchange: on a listener without
 //! SASL, or after the connection authenticated. Kafka answers both with ILLEGAL_SASL_STATE
-//! (re-authentication, KIP-368, is not served). The exchange itself is `sasl::gate`.
+//! (a session with a lifetime re-authenticates instead, KIP-368: `sasl::gate::session_with_lifetime`
+//! takes its SaslHandshake before the handlers). The exchange itself is `sasl::gate`.
 
 use crate::handlers::code;
 use crate::session::Session;

@@ -150,6 +150,28 @@ fn sasl(out: &mut Out) {
             n,
         );
     }
+    out.family(
+        "spate_sasl_reauthentications_total",
+        "counter",
+        "Successful SASL re-authentications (KIP-368), by mechanism (also counted in spate_sasl_authentications_total).",
+    );
+    for (mechanism, n) in crate::sasl::metrics::reauthentications() {
+        out.sample(
+            "spate_sasl_reauthentications_total",
+            &[("mechanism", mechanism)],
+            n,
+        );
+    }
+    out.family(
+        "spate_sasl_expired_sessions_closed_total",
+        "counter",
+        "Connections closed because their SASL session expired without re-authentication.",
+    );
+    out.sample(
+        "spate_sasl_expired_sessions_closed_total",
+        &[],
+        crate::sasl::metrics::expired_closed(),
+    );
 }
 
 fn connections(out: &mut Out, shards: &[ShardSnapshot], process: &ProcessInfo) {

@@ -6,6 +6,7 @@
 //!
 //! Pure: stepped by `gate` with decoded requests, so it can be tested and fuzzed alone.
 
+use super::oauthbearer::{self, OAuthServer};
 use super::plain::{self, PlainError};
 use super::scram::{ScramError, ScramServer, ScramStep};
 use super::{ListenerSasl, Mechanism};
@@ -28,6 +29,8 @@ pub trait Credentials {
     fn nonce(&self) -> String;
     /// The salt shown for an unknown user: the same each time for one user.
     fn fake_salt(&self, user: &str) -> Vec<u8>;
+    /// Now, in milliseconds since the epoch (token expiry).
+    fn now_ms(&self) -> i64;
 }
 
 /// What the next frame of the connection is.
@@ -69,6 +72,10 @@ pub enum Outcome {
         answer: Answer,
         mechanism: Mechanism,
         user: String,
+        /// When the credential expires (an OAUTHBEARER token's `exp`), in ms since the epoch.
+        expires_at_ms: Option<i64>,
+        /// A re-authentication (KIP-368) of the same principal.
+        reauthenticated: bool,
     },
     /// Send the answer, if any, then close the connection.
     Fail(Option<Answer>, Failure),
@@ -81,15 +88,41 @@ enum State {
     Tokens {
         mechanism: Mechanism,
         framed: bool,
-        scram: Option<ScramServer>,
+        server: Server,
     },
+    /// A re-authentication asked for another mechanism than the session's: the next
+    /// request fails (Kafka's REAUTH_BAD_MECHANISM).
+    BadMechanism(String),
     /// Authenticated or failed: no more steps.
     Over,
+}
+
+/// The chosen mechanism's server state.
+enum Server {
+    Plain,
+    Scram(ScramMechanism, ScramServer),
+    OAuth(OAuthServer),
+}
+
+/// A step of a mechanism that did not fail: the user once known, the bytes to answer.
+struct Step {
+    user: Option<String>,
+    bytes: Bytes,
+    expires_at_ms: Option<i64>,
+}
+
+/// A failed mechanism step: the message for the client, and what the log says.
+struct Refusal {
+    user: Option<String>,
+    reason: String,
+    message: String,
 }
 
 pub struct Authenticator {
     listener: Arc<ListenerSasl>,
     state: State,
+    /// Re-authenticating (KIP-368): the session's mechanism and user, both kept.
+    previous: Option<(Mechanism, String)>,
 }
 
 impl Authenticator {
@@ -99,6 +132,19 @@ impl Authenticator {
             state: State::Handshake {
                 versions_seen: false,
             },
+            previous: None,
+        }
+    }
+
+    /// A re-authentication of an authenticated connection: it starts at the SaslHandshake
+    /// (no ApiVersions), must use `mechanism` again and prove the same `user`.
+    pub fn reauthenticate(listener: Arc<ListenerSasl>, mechanism: Mechanism, user: String) -> Self {
+        Authenticator {
+            listener,
+            state: State::Handshake {
+                versions_seen: true,
+            },
+            previous: Some((mechanism, user)),
         }
     }
 
@@ -136,22 +182,34 @@ impl Authenticator {
             .listener
             .mechanisms
             .iter()
+            .filter(|m| self.listener.offers(**m))
             .map(|m| StrBytes::from_static_str(m.name()))
             .collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(enabled);
-        let chosen = Mechanism::from_name(request.mechanism.as_str())
-            .filter(|m| self.listener.mechanisms.contains(m));
+        let chosen =
+            Mechanism::from_name(request.mechanism.as_str()).filter(|m| self.listener.offers(*m));
         let Some(mechanism) = chosen else {
             let reason = format!("unsupported mechanism {:?}", request.mechanism.as_str());
             let answer = response.with_error_code(code::UNSUPPORTED_SASL_MECHANISM);
             return Outcome::Fail(Some(Answer::Handshake(answer)), self.fail(None, &reason));
         };
+        if let Some((previous, _)) = &self.previous {
+            if *previous != mechanism {
+                self.state = State::BadMechanism(format!(
+                    "SASL mechanism '{}' requested by client is not supported for re-authentication of mechanism '{}'",
+                    mechanism.name(),
+                    previous.name()
+                ));
+                return Outcome::Continue(Answer::Handshake(response));
+            }
+        }
         self.state = State::Tokens {
             mechanism,
             framed: version >= 1,
-            scram: match mechanism {
-                Mechanism::Scram(m) => Some(ScramServer::new(m)),
-                Mechanism::Plain => None,
+            server: match mechanism {
+                Mechanism::Scram(m) => Server::Scram(m, ScramServer::new(m)),
+                Mechanism::Plain => Server::Plain,
+                Mechanism::OAuthBearer => Server::OAuth(OAuthServer::default()),
             },
         };
         Outcome::Continue(Answer::Handshake(response))
@@ -162,6 +220,11 @@ impl Authenticator {
         request: &SaslAuthenticateRequest,
         credentials: &dyn Credentials,
     ) -> Outcome {
+        if let State::BadMechanism(reason) = &self.state {
+            let reason = reason.clone();
+            let failure = self.fail(None, &reason);
+            return Outcome::Fail(None, failure);
+        }
         if !matches!(self.state, State::Tokens { framed: true, .. }) {
             return Outcome::Fail(None, self.fail(None, "unexpected SaslAuthenticate request"));
         }
@@ -186,56 +249,51 @@ impl Authenticator {
         answer: impl Fn(Bytes) -> Answer,
     ) -> Outcome {
         let State::Tokens {
-            mechanism, scram, ..
+            mechanism, server, ..
         } = &mut self.state
         else {
             unreachable!("checked by the callers")
         };
         let mechanism = *mechanism;
-        let result = match (mechanism, scram) {
-            (Mechanism::Plain, _) => plain::authenticate(token, &self.listener.plain_users)
-                .map(|user| (Some(user), Bytes::new()))
-                .map_err(|e| match e {
-                    PlainError::Malformed(why) => (None, why.to_string()),
-                    PlainError::BadCredentials(user) => (Some(user), "bad credentials".into()),
-                }),
-            (Mechanism::Scram(m), Some(server)) => {
-                let step = server.step(
-                    token,
-                    |user| credentials.scram(user, m),
-                    &credentials.nonce(),
-                    |user| credentials.fake_salt(user),
-                );
-                let user = server.user().map(str::to_string);
-                match step {
-                    Ok(ScramStep::Challenge(bytes)) => Ok((None, Bytes::from(bytes))),
-                    Ok(ScramStep::Authenticated { user, response }) => {
-                        Ok((Some(user), Bytes::from(response)))
-                    }
-                    Err(ScramError::Malformed(why)) => Err((user, why.to_string())),
-                    Err(ScramError::BadCredentials) => Err((user, "bad credentials".into())),
-                }
+        let result = step(server, token, &self.listener, credentials);
+        let result = match (result, &self.previous) {
+            (Ok(Step { user: Some(user), .. }), Some((_, previous))) if user != *previous => {
+                Err(Refusal {
+                    message: format!(
+                        "Cannot change principals during re-authentication from User.{previous}: User.{user}"
+                    ),
+                    reason: format!("re-authentication as another principal (was {previous})"),
+                    user: Some(user),
+                })
             }
-            (Mechanism::Scram(_), None) => unreachable!("a SCRAM state has its server"),
+            (result, _) => result,
         };
         match result {
-            Ok((None, bytes)) => Outcome::Continue(answer(bytes)),
-            Ok((Some(user), bytes)) => {
+            Ok(Step {
+                user: None, bytes, ..
+            }) => Outcome::Continue(answer(bytes)),
+            Ok(Step {
+                user: Some(user),
+                bytes,
+                expires_at_ms,
+            }) => {
                 self.state = State::Over;
                 Outcome::Authenticated {
                     answer: answer(bytes),
                     mechanism,
                     user,
+                    expires_at_ms,
+                    reauthenticated: self.previous.is_some(),
                 }
             }
-            Err((user, reason)) => {
+            Err(refusal) => {
                 let response = SaslAuthenticateResponse::default()
                     .with_error_code(code::SASL_AUTHENTICATION_FAILED)
-                    .with_error_message(Some(StrBytes::from_static_str(FAILED_MESSAGE)));
+                    .with_error_message(Some(StrBytes::from_string(refusal.message)));
                 let failure = Failure {
                     mechanism: Some(mechanism),
-                    user,
-                    reason,
+                    user: refusal.user,
+                    reason: refusal.reason,
                 };
                 self.state = State::Over;
                 Outcome::Fail(Some(Answer::Authenticate(response)), failure)
@@ -257,9 +315,81 @@ impl Authenticator {
     }
 }
 
+/// Steps the chosen mechanism with the client's `token`.
+fn step(
+    server: &mut Server,
+    token: &[u8],
+    listener: &ListenerSasl,
+    credentials: &dyn Credentials,
+) -> Result<Step, Refusal> {
+    let refused = |user, reason: String| Refusal {
+        user,
+        reason,
+        message: FAILED_MESSAGE.to_string(),
+    };
+    let done = |user: String, bytes: Bytes| Step {
+        user: Some(user),
+        bytes,
+        expires_at_ms: None,
+    };
+    let challenge = |bytes: Bytes| Step {
+        user: None,
+        bytes,
+        expires_at_ms: None,
+    };
+    match server {
+        Server::Plain => plain::authenticate(token, &listener.plain_users)
+            .map(|user| done(user, Bytes::new()))
+            .map_err(|e| match e {
+                PlainError::Malformed(why) => refused(None, why.to_string()),
+                PlainError::BadCredentials(user) => refused(Some(user), "bad credentials".into()),
+            }),
+        Server::Scram(m, server) => {
+            let m = *m;
+            let step = server.step(
+                token,
+                |user| credentials.scram(user, m),
+                &credentials.nonce(),
+                |user| credentials.fake_salt(user),
+            );
+            let user = server.user().map(str::to_string);
+            match step {
+                Ok(ScramStep::Challenge(bytes)) => Ok(challenge(Bytes::from(bytes))),
+                Ok(ScramStep::Authenticated { user, response }) => {
+                    Ok(done(user, Bytes::from(response)))
+                }
+                Err(ScramError::Malformed(why)) => Err(refused(user, why.to_string())),
+                Err(ScramError::BadCredentials) => Err(refused(user, "bad credentials".into())),
+            }
+        }
+        Server::OAuth(server) => {
+            let validator = listener
+                .oauth
+                .as_ref()
+                .expect("offered only with a validator");
+            match server.step(token, validator, credentials.now_ms()) {
+                Ok(oauthbearer::Step::Challenge(json)) => {
+                    Ok(challenge(Bytes::from_static(json.as_bytes())))
+                }
+                Ok(oauthbearer::Step::Authenticated(valid)) => Ok(Step {
+                    user: Some(valid.principal),
+                    bytes: Bytes::new(),
+                    expires_at_ms: Some(valid.expires_at_ms),
+                }),
+                Err(r) => Err(Refusal {
+                    user: r.user,
+                    reason: r.reason,
+                    message: r.message,
+                }),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::jwt::tests as jwt;
     use crate::sasl::scram::{credential, salted_password};
 
     struct Node;
@@ -276,13 +406,112 @@ mod tests {
         fn fake_salt(&self, _: &str) -> Vec<u8> {
             vec![7; 16]
         }
+        fn now_ms(&self) -> i64 {
+            NOW_MS
+        }
     }
+
+    const NOW_MS: i64 = 1_800_000_000_000;
 
     fn listener() -> Arc<ListenerSasl> {
         Arc::new(ListenerSasl {
-            mechanisms: vec![Mechanism::Plain, Mechanism::Scram(ScramMechanism::Sha512)],
             plain_users: [("alice".to_string(), "alice-secret".to_string())].into(),
+            oauth: Some(Arc::new(jwt::validator(&jwt::rsa_jwks("k")))),
+            ..ListenerSasl::with_mechanisms(vec![
+                Mechanism::Plain,
+                Mechanism::Scram(ScramMechanism::Sha512),
+                Mechanism::OAuthBearer,
+            ])
         })
+    }
+
+    fn bearer(claims: &serde_json::Value) -> Vec<u8> {
+        format!("n,,\x01auth=Bearer {}\x01\x01", jwt::rs256("k", claims)).into_bytes()
+    }
+
+    #[test]
+    fn oauthbearer_authenticates_the_tokens_subject_until_its_expiry() {
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 1, "OAUTHBEARER");
+        let outcome = authenticate(&mut a, &bearer(&jwt::claims(NOW_MS)));
+        let Outcome::Authenticated {
+            user,
+            expires_at_ms,
+            reauthenticated: false,
+            mechanism: Mechanism::OAuthBearer,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            (user.as_str(), expires_at_ms),
+            ("alice", Some(NOW_MS + 60_000))
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_challenged_with_kafkas_json_then_fails() {
+        let mut a = Authenticator::new(listener());
+        handshake(&mut a, 1, "OAUTHBEARER");
+        let mut claims = jwt::claims(NOW_MS);
+        claims["iss"] = "https://evil".into();
+        let Outcome::Continue(Answer::Authenticate(challenge)) =
+            authenticate(&mut a, &bearer(&claims))
+        else {
+            panic!("challenge")
+        };
+        assert_eq!(&challenge.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+        let Outcome::Fail(Some(Answer::Authenticate(r)), failure) = authenticate(&mut a, b"\x01")
+        else {
+            panic!("failure")
+        };
+        assert_eq!(r.error_code, code::SASL_AUTHENTICATION_FAILED);
+        assert_eq!(
+            r.error_message.unwrap().as_str(),
+            r#"{"status":"invalid_token"}"#
+        );
+        assert_eq!(failure.mechanism, Some(Mechanism::OAuthBearer));
+        assert!(failure.reason.contains("issuer"), "{}", failure.reason);
+    }
+
+    #[test]
+    fn reauthentication_keeps_the_mechanism_and_the_principal() {
+        let mut a = Authenticator::reauthenticate(listener(), Mechanism::Plain, "alice".into());
+        assert!(
+            a.api_versions().is_err(),
+            "re-authentication starts at the handshake"
+        );
+        let mut a = Authenticator::reauthenticate(listener(), Mechanism::Plain, "alice".into());
+        handshake(&mut a, 1, "PLAIN");
+        assert!(matches!(
+            authenticate(&mut a, b"\0alice\0alice-secret"),
+            Outcome::Authenticated {
+                reauthenticated: true,
+                ..
+            }
+        ));
+        // Another principal: refused.
+        let mut a = Authenticator::reauthenticate(listener(), Mechanism::OAuthBearer, "bob".into());
+        handshake(&mut a, 1, "OAUTHBEARER");
+        let Outcome::Fail(Some(Answer::Authenticate(r)), _) =
+            authenticate(&mut a, &bearer(&jwt::claims(NOW_MS)))
+        else {
+            panic!("refused")
+        };
+        let message = r.error_message.unwrap();
+        assert!(message.contains("Cannot change principals"), "{message}");
+        // Another mechanism: the handshake passes, the next request fails.
+        let mut a =
+            Authenticator::reauthenticate(listener(), Mechanism::OAuthBearer, "alice".into());
+        assert!(matches!(
+            handshake(&mut a, 1, "PLAIN"),
+            Outcome::Continue(Answer::Handshake(_))
+        ));
+        assert!(matches!(
+            authenticate(&mut a, b"\0alice\0alice-secret"),
+            Outcome::Fail(None, _)
+        ));
     }
 
     fn handshake(a: &mut Authenticator, version: i16, mechanism: &'static str) -> Outcome {
@@ -309,7 +538,7 @@ mod tests {
         assert_eq!(h.error_code, 0);
         assert_eq!(
             h.mechanisms,
-            ["PLAIN", "SCRAM-SHA-512"].map(StrBytes::from_static_str)
+            ["PLAIN", "SCRAM-SHA-512", "OAUTHBEARER"].map(StrBytes::from_static_str)
         );
         assert_eq!(a.expects(), Expect::Request);
         let outcome = authenticate(&mut a, b"\0alice\0alice-secret");
@@ -342,7 +571,7 @@ mod tests {
             panic!("failure expected")
         };
         assert_eq!(h.error_code, code::UNSUPPORTED_SASL_MECHANISM);
-        assert_eq!(h.mechanisms.len(), 2);
+        assert_eq!(h.mechanisms.len(), 3);
         // SCRAM-SHA-256 exists but is not enabled here.
         let mut a = Authenticator::new(listener());
         assert!(matches!(

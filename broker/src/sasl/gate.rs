@@ -15,7 +15,7 @@ use controller::MetadataImage;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use net::Reply;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info};
 
 /// Serves one frame of a connection that is not authenticated yet.
@@ -65,18 +65,78 @@ pub fn serve(shard: &Shard, session: &Session, frame: Bytes) -> Reply {
     reply
 }
 
+/// A request on a session with a lifetime (KIP-368), as Kafka's SocketServer takes it: a
+/// SaslHandshake begins a re-authentication; anything else after the lifetime closes the
+/// connection. `Err` gives the frame back for the handlers.
+pub fn session_with_lifetime(
+    shard: &Shard,
+    session: &Session,
+    frame: Bytes,
+    until: Instant,
+) -> Result<Reply, Bytes> {
+    let handshake = crate::protocol::FrameStart::parse(&frame)
+        .is_some_and(|start| start.api_key == ApiKey::SaslHandshake as i16);
+    if handshake && session.begin_reauthentication() {
+        debug!(client = %session.client_host, principal = %session.principal(), "SASL re-authentication begins");
+        return Ok(serve(shard, session, frame));
+    }
+    if Instant::now() < until {
+        return Err(frame);
+    }
+    metrics::record_expired_close();
+    info!(
+        client = %session.client_host,
+        principal = %session.principal(),
+        "SASL session expired without re-authentication: closing the connection"
+    );
+    Ok(Reply::Close)
+}
+
+/// The session lifetime Kafka gives an authentication: `connections.max.reauth.ms` (0:
+/// none) and the credential's expiry, whichever comes first; `None`: no lifetime.
+pub fn session_lifetime_ms(reauth_ms: i64, expires_at_ms: Option<i64>, now_ms: i64) -> Option<i64> {
+    let credential = expires_at_ms.map(|at| at.saturating_sub(now_ms).max(0));
+    match (credential, reauth_ms > 0) {
+        (None, false) => None,
+        (None, true) => Some(reauth_ms),
+        (Some(left), false) => Some(left),
+        (Some(left), true) => Some(left.min(reauth_ms)),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Acts on an outcome: answers, marks the session authenticated, or closes.
 fn finish(session: &Session, outcome: Outcome, header: Option<(ApiKey, i16, i32)>) -> Reply {
     match outcome {
         Outcome::Continue(answer) => reply(answer, header),
         Outcome::Authenticated {
-            answer,
+            mut answer,
             mechanism,
             user,
+            expires_at_ms,
+            reauthenticated,
         } => {
             metrics::record(mechanism, true);
-            debug!(client = %session.client_host, %user, mechanism = mechanism.name(), "SASL authentication succeeded");
-            session.authenticated(Principal::user(user));
+            if reauthenticated {
+                metrics::record_reauthentication(mechanism);
+            }
+            let reauth_ms = session.sasl_reauth_ms(mechanism);
+            let lifetime = session_lifetime_ms(reauth_ms, expires_at_ms, now_ms());
+            if let (Answer::Authenticate(r), Some((_, version, _)), Some(ms)) =
+                (&mut answer, header, lifetime)
+            {
+                if version >= 1 {
+                    r.session_lifetime_ms = ms;
+                }
+            }
+            debug!(client = %session.client_host, %user, mechanism = mechanism.name(), reauthenticated, lifetime_ms = ?lifetime, "SASL authentication succeeded");
+            let until = lifetime.map(|ms| Instant::now() + Duration::from_millis(ms as u64));
+            session.authenticated(Principal::user(user), mechanism, until);
             reply(answer, header)
         }
         Outcome::Fail(answer, failure) => {
@@ -148,5 +208,27 @@ impl Credentials for NodeCredentials {
             s
         });
         super::scram::hmac(ScramMechanism::Sha256, secret, user.as_bytes())
+    }
+
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_lifetime_ms;
+
+    #[test]
+    fn the_session_lifetime_is_the_sooner_of_reauth_and_the_credentials_expiry() {
+        assert_eq!(session_lifetime_ms(0, None, 1000), None);
+        assert_eq!(session_lifetime_ms(2000, None, 1000), Some(2000));
+        assert_eq!(session_lifetime_ms(0, Some(61_000), 1000), Some(60_000));
+        assert_eq!(session_lifetime_ms(2000, Some(61_000), 1000), Some(2000));
+        assert_eq!(
+            session_lifetime_ms(90_000, Some(61_000), 1000),
+            Some(60_000)
+        );
+        assert_eq!(session_lifetime_ms(2000, Some(500), 1000), Some(0));
     }
 }

@@ -6,7 +6,10 @@
 pub mod authenticator;
 pub mod gate;
 pub mod jaas;
+pub mod jwt;
 pub mod metrics;
+pub mod oauth_settings;
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 
@@ -19,19 +22,22 @@ use std::sync::Arc;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [
+    pub const ALL: [Mechanism; 4] = [
         Mechanism::Plain,
         Mechanism::Scram(ScramMechanism::Sha256),
         Mechanism::Scram(ScramMechanism::Sha512),
+        Mechanism::OAuthBearer,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -46,7 +52,8 @@ impl Mechanism {
 }
 
 /// `sasl.enabled.mechanisms` when not set. Kafka's default is GSSAPI (Kerberos), which
-/// Spate does not serve; PLAIN and both SCRAMs are what it does.
+/// Spate does not serve; PLAIN and both SCRAMs are what it serves without more settings
+/// (OAUTHBEARER needs a JWKS).
 pub const DEFAULT_MECHANISMS: &str = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
 
 /// The class Kafka's PLAIN users are configured under.
@@ -59,6 +66,30 @@ pub struct ListenerSasl {
     pub mechanisms: Vec<Mechanism>,
     /// PLAIN users and passwords (`user_<name>="<password>"` of the PlainLoginModule).
     pub plain_users: BTreeMap<String, String>,
+    /// How OAUTHBEARER tokens are checked (`sasl.oauthbearer.*`); `None`: no JWKS, so
+    /// OAUTHBEARER is not offered.
+    pub oauth: Option<Arc<jwt::Validator>>,
+    /// `connections.max.reauth.ms` per mechanism (by `Mechanism::index`); 0: sessions do not
+    /// expire (but an OAUTHBEARER session still ends with its token, as in Kafka).
+    pub reauth_ms: [i64; Mechanism::ALL.len()],
+}
+
+impl ListenerSasl {
+    /// The mechanisms the handshake offers (OAUTHBEARER only with a validator).
+    pub fn offers(&self, mechanism: Mechanism) -> bool {
+        self.mechanisms.contains(&mechanism)
+            && (mechanism != Mechanism::OAuthBearer || self.oauth.is_some())
+    }
+
+    /// A listener with `mechanisms` and nothing else configured (tests).
+    pub fn with_mechanisms(mechanisms: Vec<Mechanism>) -> Self {
+        ListenerSasl {
+            mechanisms,
+            plain_users: BTreeMap::new(),
+            oauth: None,
+            reauth_ms: [0; Mechanism::ALL.len()],
+        }
+    }
 }
 
 impl std::fmt::Debug for ListenerSasl {
@@ -66,8 +97,10 @@ impl std::fmt::Debug for ListenerSasl {
         let users: Vec<&String> = self.plain_users.keys().collect();
         write!(
             f,
-            "ListenerSasl({:?}, PLAIN users {users:?})",
-            self.mechanisms
+            "ListenerSasl({:?}, PLAIN users {users:?}, JWKS keys {}, reauth {:?})",
+            self.mechanisms,
+            self.oauth.as_ref().map_or(0, |v| v.keys.len()),
+            self.reauth_ms
         )
     }
 }
@@ -89,7 +122,10 @@ impl Default for SaslSettings {
 /// Whether `name` is a SASL setting (kept out of the config table: the JAAS text holds
 /// passwords, and some names carry a listener or a mechanism).
 pub fn is_setting(name: &str) -> bool {
-    matches!(name, "sasl.enabled.mechanisms" | "sasl.jaas.config")
+    matches!(
+        name,
+        "sasl.enabled.mechanisms" | "sasl.jaas.config" | oauth_settings::REAUTH
+    ) || oauth_settings::is_oauth_setting(name)
         || listener_setting(name).is_some()
 }
 
@@ -97,11 +133,20 @@ pub fn is_setting(name: &str) -> bool {
 fn listener_setting(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix("listener.name.")?;
     let (listener, setting) = rest.split_once('.')?;
+    let per_mechanism = |suffix: &str| {
+        setting
+            .strip_suffix(suffix)
+            .is_some_and(|m| Mechanism::from_name(&m.to_ascii_uppercase()).is_some())
+    };
     let known = setting == "sasl.enabled.mechanisms"
         || setting == "sasl.jaas.config"
+        || setting == oauth_settings::REAUTH
+        || oauth_settings::is_oauth_setting(setting)
         || setting
-            .strip_suffix(".sasl.jaas.config")
-            .is_some_and(|m| Mechanism::from_name(&m.to_ascii_uppercase()).is_some());
+            .strip_prefix("oauthbearer.")
+            .is_some_and(oauth_settings::is_oauth_setting)
+        || per_mechanism(".sasl.jaas.config")
+        || per_mechanism(".connections.max.reauth.ms");
     (known && !listener.is_empty()).then_some((listener, setting))
 }
 
@@ -110,16 +155,17 @@ impl SaslSettings {
     /// setting that is wrong (never its value: it may hold passwords).
     pub fn from_overrides(overrides: &BTreeMap<String, String>) -> Result<Self, String> {
         let global = |name: &str| overrides.get(name).map(String::as_str);
-        let default = listener_sasl(
-            global("sasl.enabled.mechanisms").unwrap_or(DEFAULT_MECHANISMS),
-            "sasl.enabled.mechanisms",
-            global("sasl.jaas.config").map(|j| (j, "sasl.jaas.config")),
-        )?;
-        let mut listeners = BTreeMap::new();
         let names: std::collections::BTreeSet<&str> = overrides
             .keys()
             .filter_map(|k| listener_setting(k).map(|(l, _)| l))
             .collect();
+        let mut default = listener_sasl(
+            global("sasl.enabled.mechanisms").unwrap_or(DEFAULT_MECHANISMS),
+            "sasl.enabled.mechanisms",
+            global("sasl.jaas.config").map(|j| (j, "sasl.jaas.config")),
+        )?;
+        oauth_settings::apply(&mut default, overrides, None)?;
+        let mut listeners = BTreeMap::new();
         for listener in names {
             let key = |setting: &str| format!("listener.name.{listener}.{setting}");
             let mechanisms_key = key("sasl.enabled.mechanisms");
@@ -128,7 +174,7 @@ impl SaslSettings {
             let jaas = [plain_key.as_str(), any_key.as_str(), "sasl.jaas.config"]
                 .into_iter()
                 .find_map(|k| overrides.get(k).map(|v| (v.as_str(), k)));
-            let settings = listener_sasl(
+            let mut settings = listener_sasl(
                 overrides
                     .get(&mechanisms_key)
                     .map(String::as_str)
@@ -137,6 +183,7 @@ impl SaslSettings {
                 &mechanisms_key,
                 jaas,
             )?;
+            oauth_settings::apply(&mut settings, overrides, Some(listener))?;
             listeners.insert(listener.to_ascii_lowercase(), Arc::new(settings));
         }
         Ok(SaslSettings {
@@ -183,8 +230,8 @@ fn listener_sasl(
         }
     }
     Ok(ListenerSasl {
-        mechanisms: enabled,
         plain_users,
+        ..ListenerSasl::with_mechanisms(enabled)
     })
 }
 
@@ -207,7 +254,8 @@ mod tests {
     fn defaults_serve_plain_and_scram_without_users() {
         let s = SaslSettings::default();
         let l = s.for_listener("SASL_PLAINTEXT");
-        assert_eq!(l.mechanisms, Mechanism::ALL.to_vec());
+        assert_eq!(l.mechanisms, Mechanism::ALL[..3].to_vec());
+        assert!(l.oauth.is_none() && l.reauth_ms == [0; 4]);
         assert!(l.plain_users.is_empty());
     }
 

@@ -1,0 +1,298 @@
+"""SASL OAUTHBEARER (issue 19) on a SASL_PLAINTEXT listener: JWTs signed in the test with a key
+made in the test, checked by the broker against a JWKS file (Kafka's KIP-768 validator settings),
+with real clients (librdkafka through confluent-kafka with an `oauth_cb`, kafka-python with a
+token provider) and the refusals Kafka gives: an expired token, a wrong issuer or audience, a bad
+signature or an unknown key get the error JSON as a challenge, then SASL_AUTHENTICATION_FAILED
+and a closed connection. A token's expiry ends its session (KIP-368), as in Kafka."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import jwt  # PyJWT, installed by ci/install-deps
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+import kafka_wire as w
+from conftest import Broker, free_port
+from helpers import create_topic
+from test_sasl import JAAS, authenticate_v1, expired_closed, handshake, metric, reauth_metric
+
+pytestmark = pytest.mark.spate_only("Spate's JWKS-file settings, its /metrics and its log lines")
+
+ISSUER = "https://idp.spate.test"
+AUDIENCE = "spate"
+INVALID_TOKEN = '{"status":"invalid_token"}'
+
+
+class Issuer:
+    """An identity provider in the test: an RSA and an EC key, published as a JWKS file."""
+
+    def __init__(self, directory):
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        keys = []
+        for kid, key, algorithm in [("rsa-1", self.rsa, jwt.algorithms.RSAAlgorithm),
+                                    ("ec-1", self.ec, jwt.algorithms.ECAlgorithm)]:
+            jwk = json.loads(algorithm.to_jwk(key.public_key()))
+            jwk.update(kid=kid, use="sig")
+            keys.append(jwk)
+        self.jwks = directory / "jwks.json"
+        self.jwks.write_text(json.dumps({"keys": keys}))
+
+    def token(self, sub="alice", lifetime_s=300, key=None, kid="rsa-1", **claims) -> str:
+        now = int(time.time())
+        body = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime_s,
+                "scope": "kafka", **claims}
+        key = key or (self.ec if kid == "ec-1" else self.rsa)
+        algorithm = "ES256" if kid == "ec-1" else "RS256"
+        return jwt.encode(body, key, algorithm=algorithm, headers={"kid": kid})
+
+
+@pytest.fixture
+def oauth_broker(request, tmp_path):
+    """A broker with a PLAINTEXT listener (`bootstrap`) and a SASL_PLAINTEXT one (`sasl`) that
+    takes OAUTHBEARER tokens of `broker.issuer` (and PLAIN, for comparison)."""
+    made = []
+
+    def start(settings: dict | None = None):
+        b = Broker("oauth-" + uuid.uuid4().hex[:6])
+        b.issuer = Issuer(tmp_path)
+        b.sasl = f"127.0.0.1:{free_port()}"
+        b.settings.update({
+            "listeners": f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://{b.sasl}",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "OAUTHBEARER,PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
+            "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url":
+                f"file://{b.issuer.jwks}",
+            "sasl.oauthbearer.expected.issuer": ISSUER,
+            "sasl.oauthbearer.expected.audience": AUDIENCE,
+            **(settings or {}),
+        })
+        made.append(b)
+        return b.start()
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
+    for b in made:
+        if failed:
+            print(b.log_tail())
+        b.cleanup(bool(failed))
+
+
+def client_first(token: str) -> bytes:
+    return f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def confluent_conf(broker, token_fn):
+    return {"bootstrap.servers": broker.sasl, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER", "oauth_cb": lambda _config: (token_fn(), time.time() + 300)}
+
+
+def confluent_round_trip(broker, topic, token_fn, n=20):
+    from confluent_kafka import Consumer, Producer
+
+    p = Producer({**confluent_conf(broker, token_fn), "acks": "all"})
+    for i in range(n):
+        p.produce(topic, value=f"oauth-{i}".encode())
+    assert p.flush(60) == 0
+    c = Consumer({**confluent_conf(broker, token_fn), "group.id": "g-" + uuid.uuid4().hex[:6],
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+    finally:
+        c.close()
+    assert got == [f"oauth-{i}" for i in range(n)]
+
+
+def test_oauthbearer_tokens_produce_and_consume_with_librdkafka_and_kafka_python(oauth_broker):
+    broker = oauth_broker()
+    topic = "oauth-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, partitions=1)
+    successes = metric(broker, "OAUTHBEARER", "success")
+    confluent_round_trip(broker, topic, lambda: broker.issuer.token())
+    # An ES256 token (EC key) works the same.
+    topic2 = topic + "-ec"
+    create_topic(broker.bootstrap, topic2, partitions=1)
+    confluent_round_trip(broker, topic2, lambda: broker.issuer.token(kid="ec-1"))
+    assert metric(broker, "OAUTHBEARER", "success") >= successes + 4
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    class Provider(AbstractTokenProvider):
+        def token(self):
+            return broker.issuer.token(sub="bob")
+
+    auth = dict(bootstrap_servers=broker.sasl, security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider())
+    p = KafkaProducer(acks="all", **auth)
+    for i in range(10):
+        p.send(topic, f"kp-{i}".encode())
+    p.flush(60)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=20000, **auth)
+    got = [m.value.decode() for m in c]
+    c.close()
+    assert got[-10:] == [f"kp-{i}" for i in range(10)]
+
+
+REFUSED = {
+    "expired": lambda i: i.token(lifetime_s=-120),
+    "wrong issuer": lambda i: i.token(iss="https://evil.test"),
+    "wrong audience": lambda i: i.token(aud="someone-else"),
+    "bad signature": lambda i: i.token(key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    "unknown key": lambda i: i.token(kid="rsa-2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_tokens_get_the_error_json_then_a_failure_and_a_closed_connection(oauth_broker, case):
+    broker = oauth_broker()
+    host, port = broker.sasl.split(":")
+    failures = metric(broker, "OAUTHBEARER", "failure")
+    token = REFUSED[case](broker.issuer)
+    with w.Conn(host, int(port)) as conn:
+        error, mechanisms = handshake(conn, "OAUTHBEARER")
+        assert error == 0 and mechanisms == ["OAUTHBEARER", "PLAIN"]
+        error, _, challenge, _ = authenticate_v1(conn, client_first(token))
+        assert error == 0 and challenge.decode() == INVALID_TOKEN
+        error, message, _, _ = authenticate_v1(conn, b"\x01")
+        assert error == 58 and message == INVALID_TOKEN  # SASL_AUTHENTICATION_FAILED
+        conn.expect_closed()
+    assert metric(broker, "OAUTHBEARER", "failure") == failures + 1
+    log = broker.wait_for_log("SASL authentication failed")
+    assert token not in log and token.split(".")[2] not in log, "logged without the token"
+    # A malformed first message fails at once.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, message, _, _ = authenticate_v1(conn, b"n,,auth=Bearer x")
+        assert error == 58 and "OAUTHBEARER" in message
+        conn.expect_closed()
+    # The broker serves others meanwhile, and a librdkafka client with a refused token fails.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, _, _, lifetime = authenticate_v1(conn, client_first(broker.issuer.token()))
+        assert error == 0 and 0 < lifetime <= 300_000
+        assert w.metadata_v1(conn) is not None
+    from confluent_kafka import Producer
+    p = Producer({**confluent_conf(broker, lambda: token), "message.timeout.ms": 5000})
+    reports = []
+    p.produce("anything", b"x", on_delivery=lambda err, msg: reports.append(err))
+    p.flush(15)
+    assert len(reports) == 1 and reports[0] is not None, reports
+
+
+def test_a_session_ends_with_its_token_and_reauthentication_keeps_the_principal(oauth_broker):
+    broker = oauth_broker()
+    host, port = broker.sasl.split(":")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        # The token expires in 3 s: the session lifetime is what is left of it (Kafka's
+        # OAuthBearerSaslServer reports the credential's lifetime even without
+        # connections.max.reauth.ms).
+        error, _, _, lifetime = authenticate_v1(conn, client_first(broker.issuer.token(lifetime_s=3)))
+        assert error == 0 and 1000 < lifetime <= 3000, lifetime
+        assert w.metadata_v1(conn) is not None
+        # Re-authenticating with a fresh token of the same subject renews the session.
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, _, _, lifetime = authenticate_v1(conn, client_first(broker.issuer.token(lifetime_s=60)))
+        assert error == 0 and 30_000 < lifetime <= 60_000, lifetime
+        time.sleep(3.5)
+        assert w.metadata_v1(conn) is not None
+        # Another subject is refused, and the connection closed.
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, message, _, _ = authenticate_v1(conn, client_first(broker.issuer.token(sub="mallory")))
+        assert error == 58 and "Cannot change principals" in message
+        conn.expect_closed()
+    # A client that does not re-authenticate is closed after its token's lifetime.
+    expired_closes = expired_closed(broker)
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, _, _, lifetime = authenticate_v1(conn, client_first(broker.issuer.token(lifetime_s=2)))
+        assert error == 0 and lifetime <= 2000
+        time.sleep(2.5)
+        conn.send_request(3, 1, w.i32(-1))
+        assert conn.expect_closed() == b""
+    assert expired_closed(broker) == expired_closes + 1
+    broker.wait_for_log("SASL session expired without re-authentication")
+
+
+def test_librdkafka_reauthenticates_with_tokens_across_session_lifetimes(oauth_broker):
+    broker = oauth_broker({"connections.max.reauth.ms": "2000"})
+    topic = "oauth-reauth-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, partitions=1)
+    from confluent_kafka import Consumer, Producer
+
+    before = reauth_metric(broker, "OAUTHBEARER")
+    closes = expired_closed(broker)
+    p = Producer({**confluent_conf(broker, lambda: broker.issuer.token()), "acks": "all"})
+    c = Consumer({**confluent_conf(broker, lambda: broker.issuer.token()),
+                  "group.id": "g-" + uuid.uuid4().hex[:6], "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    sent, got = [], []
+    try:
+        deadline = time.monotonic() + 8  # four session lifetimes
+        while time.monotonic() < deadline:
+            value = f"r-{len(sent)}"
+            p.produce(topic, value=value.encode())
+            sent.append(value)
+            p.poll(0)
+            m = c.poll(0.25)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+        assert p.flush(30) == 0
+        end = time.monotonic() + 30
+        while len(got) < len(sent) and time.monotonic() < end:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+    finally:
+        c.close()
+    assert got == sent
+    assert reauth_metric(broker, "OAUTHBEARER") >= before + 4
+    assert expired_closed(broker) == closes
+
+
+def test_the_java_client_produces_and_consumes_with_a_token_from_a_file(oauth_broker, tmp_path):
+    """Kafka's own OAuthBearerLoginCallbackHandler reads the token from a file: URL (KIP-768's
+    file token retriever; Kafka 4 wants the URL in org.apache.kafka.sasl.oauthbearer.allowed.urls)."""
+    import subprocess
+
+    from helpers import KAFKA_LIB
+    from test_sasl import CONSUMER, PRODUCER
+
+    broker = oauth_broker()
+    topic = "oauth-java-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, partitions=1)
+    token = tmp_path / "token.jwt"
+    token.write_text(broker.issuer.token(sub="carol"))
+    props = tmp_path / "oauth.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n"
+        "sasl.login.callback.handler.class="
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler\n"
+        f"sasl.oauthbearer.token.endpoint.url=file://{token}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;\n")
+    java = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file://{token}", "-cp", f"{KAFKA_LIB}/*"]
+    successes = metric(broker, "OAUTHBEARER", "success")
+    lines = [f"java-oauth-{i}" for i in range(5)]
+    p = subprocess.run(java + [PRODUCER, "--bootstrap-server", broker.sasl, "--topic", topic,
+                               "--command-config", str(props)],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    c = subprocess.run(java + [CONSUMER, "--bootstrap-server", broker.sasl, "--topic", topic,
+                               "--command-config", str(props), "--from-beginning",
+                               "--max-messages", str(len(lines)), "--timeout-ms", "60000"],
+                       capture_output=True, text=True, timeout=120)
+    assert c.stdout.splitlines() == lines, c.stderr[-3000:]
+    assert metric(broker, "OAUTHBEARER", "success") >= successes + 2
