@@ -85,10 +85,13 @@ fn parse(args: &[String]) -> Result<Args, String> {
         };
         match flag.as_str() {
             "--ingest" => {
-                l.ingest = units::parse_rate(&value()?)?;
+                l.ingest = units::parse_rate(&value()?).map_err(|e| format!("{flag}: {e}"))?;
                 a.ingest_given = true;
             }
-            "--record-bytes" => l.record_bytes = units::parse_bytes(&value()?)?,
+            "--record-bytes" => {
+                l.record_bytes =
+                    units::parse_bytes(&value()?).map_err(|e| format!("{flag}: {e}"))?
+            }
             "--keys" => drop(value()?),
             "--partitions" => l.partitions = count(value()?, "--partitions")?,
             "--rf" => l.rf = count(value()?, "--rf")?,
@@ -105,9 +108,17 @@ fn parse(args: &[String]) -> Result<Args, String> {
                     .to_string()
             }
             "--consumer-groups" => l.consumer_groups = count(value()?, "--consumer-groups")?,
-            "--retention" => l.retention_s = units::parse_duration_s(&value()?)?,
-            "--p99" => l.p99_target_ms = Some(units::parse_ms(&value()?)?),
-            "--headroom" => l.headroom = units::parse_fraction(&value()?)?,
+            "--retention" => {
+                l.retention_s =
+                    units::parse_duration_s(&value()?).map_err(|e| format!("{flag}: {e}"))?
+            }
+            "--p99" => {
+                l.p99_target_ms =
+                    Some(units::parse_ms(&value()?).map_err(|e| format!("{flag}: {e}"))?)
+            }
+            "--headroom" => {
+                l.headroom = units::parse_fraction(&value()?).map_err(|e| format!("{flag}: {e}"))?
+            }
             "--nic" => l.nic_bytes_s = units::parse_rate(&value()?)?.bytes_per_s(1.0),
             "--max-cores" => l.max_cores_per_broker = count(value()?, "--max-cores")?.max(1.0),
             "--disk-per-broker" => l.disk_bytes_per_broker = units::parse_bytes(&value()?)?,
@@ -323,6 +334,8 @@ mod tests {
         assert_eq!(a.load.headroom, 0.2);
         assert!(a.json);
         assert!(parse(&words("--partitions 3")).is_err(), "no --ingest");
+        let bad = parse(&words("--ingest fast")).err().expect("refused");
+        assert!(bad.starts_with("--ingest: "), "{bad}");
         assert!(parse(&words("--ingest 1MB/s --acks 2")).is_err());
         assert!(parse(&words("--ingest 1MB/s --rf 1.5")).is_err());
         assert!(parse(&words("--sweep ingest=1MB/s..2MB/s")).is_ok());
