@@ -7,6 +7,7 @@ prediction errors measured are reported in perf-reports, not tested here."""
 
 import json
 import math
+import shutil
 import subprocess
 import uuid
 
@@ -35,7 +36,10 @@ def measured(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile") / "profile.json"
     work = IT_DIR / f"plan-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
-    proc = spate("bench", "profile", "--short", "--out", out, "--work-dir", work, timeout=300)
+    try:
+        proc = spate("bench", "profile", "--short", "--out", out, "--work-dir", work, timeout=300)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stderr
 
