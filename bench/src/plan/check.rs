@@ -59,6 +59,7 @@ pub fn predict(p: &Profile, c: &Config) -> Value {
     let parts = c.partitions as f64;
     let peak = p.peak_mb_s(size) * p.partitions_peak_factor(parts);
     let cpu_s_per_gb = p.produce_cpu_s_per_gb(size) * p.partitions_factor(parts);
+    let (mut cpu_s_per_gb, mut cpu_cores) = (cpu_s_per_gb, 0.0);
     let (mb_per_s, p99_ms) = match c.fraction {
         // Unlimited: the peak; p99 as the curves measured it at that size and partition count,
         // the partition curve's change from the base scaled onto the record-size curve.
@@ -68,12 +69,24 @@ pub fn predict(p: &Profile, c: &Config) -> Value {
                 * interp_log(&p.partitions, parts, |q| q.p99_ms)
                 / interp_log(&p.partitions, p.base_partitions, |q| q.p99_ms),
         ),
-        Some(f) => (peak * f, p.p99_at(f)),
+        // Below the peak the broker's CPU is a line in the rate (an idle cost plus a cost
+        // per byte, from the profile's fixed-rate runs), the per-byte part scaled as the size
+        // and partition curves scale the unlimited cost.
+        Some(f) => {
+            let (idle, per_gb) = p.cpu_line();
+            let scale = cpu_s_per_gb / p.produce_cpu_s_per_gb(p.base_record_bytes);
+            cpu_cores = idle + peak * f / 1e3 * per_gb * scale;
+            cpu_s_per_gb = cpu_cores / (peak * f / 1e3);
+            (peak * f, p.p99_at(f))
+        }
     };
+    if c.fraction.is_none() {
+        cpu_cores = mb_per_s / 1e3 * cpu_s_per_gb;
+    }
     json!({
         "mb_per_s": mb_per_s,
         "cpu_s_per_gb": cpu_s_per_gb,
-        "cpu_cores": mb_per_s / 1e3 * cpu_s_per_gb,
+        "cpu_cores": cpu_cores,
         "p99_ms": p99_ms,
     })
 }

@@ -100,6 +100,7 @@ struct Costs {
     bytes_s: f64,
     wire_bytes_s: f64,
     produce_cpu_s_per_gb_at_base: f64,
+    idle_cores: f64,
     replica_cpu_s_per_gb: f64,
     fetch_cpu_s_per_gb: f64,
     utilisation_max: f64,
@@ -155,12 +156,20 @@ fn costs(
         "B/s",
         "ingest x compression_ratio".into(),
     );
+    let (idle, per_gb_line) = profile.cpu_line();
+    let idle_cores = term(
+        "broker_idle_cores",
+        idle,
+        "cores",
+        "profile: intercept of broker CPU cores over the rate, through curves.latency's fixed-rate runs (0 when they give no line)".into(),
+    );
     let per_record = term(
         "produce_cpu_per_gb_at_record_bytes",
-        profile.produce_cpu_s_per_gb(load.record_bytes),
+        per_gb_line * profile.produce_cpu_s_per_gb(load.record_bytes)
+            / profile.produce_cpu_s_per_gb(profile.base_record_bytes),
         "s/GB",
         format!(
-            "profile: curves.record_bytes at {} B (log-linear)",
+            "profile: slope of the CPU line (curves.latency) x curves.record_bytes at {} B / at the base (log-linear)",
             load.record_bytes
         ),
     );
@@ -270,6 +279,7 @@ fn costs(
         bytes_s,
         wire_bytes_s,
         produce_cpu_s_per_gb_at_base: per_record * acks * codec,
+        idle_cores,
         replica_cpu_s_per_gb: replica,
         fetch_cpu_s_per_gb: fetch,
         utilisation_max,
@@ -308,7 +318,7 @@ fn at_n(load: &Load, profile: &Profile, c: &Costs, capacity_total: f64, n: u64) 
         + load.consumer_groups * c.fetch_cpu_s_per_gb;
     let cpu_cores_total = c.bytes_s / 1e9 * cpu_s_per_gb;
     let replicas_per_broker = load.partitions * load.rf / s;
-    let cores = (cpu_cores_total / s / c.utilisation_max)
+    let cores = ((cpu_cores_total / s + c.idle_cores) / c.utilisation_max)
         .max(replicas_per_broker / profile.partitions_per_core_max());
     AtN {
         cpu_cores_total,
@@ -379,7 +389,7 @@ pub fn plan(load: &Load, profile: &Profile) -> Result<Plan, String> {
             });
     let a = at_n(load, profile, &c, capacity_total, brokers);
     let s = serving(load, brokers);
-    let utilisation = a.cpu_cores_total / s / a.cores_per_broker;
+    let utilisation = (a.cpu_cores_total / s + c.idle_cores) / a.cores_per_broker;
     let p99_ms = profile.p99_at(utilisation) + c.p99_add_ms;
     let (rss_base_mib, per_partition_kib) = profile.memory_line();
     let memory = rss_base_mib * 1048576.0

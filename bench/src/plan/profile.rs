@@ -270,6 +270,32 @@ impl Profile {
         interp(&pts, fraction)
     }
 
+    /// The broker's CPU as a line in the rate, through the latency curve's runs (the base
+    /// configuration at fixed fractions of its peak): (cores it uses whatever the rate, CPU s
+    /// per GB on top). (0, base CPU/GB) when the runs do not give a line with both >= 0.
+    pub fn cpu_line(&self) -> (f64, f64) {
+        let runs = self.raw["curves"]["latency"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let pts: Vec<(f64, f64)> = runs
+            .iter()
+            .filter_map(|r| Some((r["mb_per_s"].as_f64()? / 1e3, r["cpu_cores"].as_f64()?)))
+            .collect();
+        let fallback = (0.0, self.produce_cpu_s_per_gb(self.base_record_bytes));
+        let Some(per_gb) = slope(&pts) else {
+            return fallback;
+        };
+        let n = pts.len() as f64;
+        let idle = pts.iter().map(|p| p.1).sum::<f64>() / n
+            - per_gb * pts.iter().map(|p| p.0).sum::<f64>() / n;
+        if idle >= 0.0 && per_gb > 0.0 {
+            (idle, per_gb)
+        } else {
+            fallback
+        }
+    }
+
     /// p99 acks=all adds over acks=1 at the peak (ms, not below 0).
     pub fn acks_p99_add_ms(&self, acks: &str) -> f64 {
         let find = |x: &str| self.acks.iter().find(|p| p.x == x).map(|p| p.p99_ms);
@@ -357,6 +383,23 @@ pub mod tests {
         assert_eq!(p.p99_at(0.65), 3.5);
         assert_eq!(p.acks_p99_add_ms("all"), 3.0);
         assert_eq!(p.replica_p99_add_ms(), 2.0);
+    }
+
+    #[test]
+    fn the_cpu_line_comes_from_the_fixed_rate_runs() {
+        let mut p = Profile::parse(FIXED).expect("valid");
+        assert_eq!(
+            p.cpu_line(),
+            (0.0, 2.0),
+            "no cpu_cores: the base cost per GB"
+        );
+        // 0.1 cores idle + 2 s/GB: 0.3 cores at 100 MB/s, 0.5 at 200 MB/s
+        p.raw["curves"]["latency"] = serde_json::json!([
+            { "x": 0.25, "mb_per_s": 100.0, "cpu_cores": 0.3, "p99_ms": 1.0 },
+            { "x": 0.5, "mb_per_s": 200.0, "cpu_cores": 0.5, "p99_ms": 1.0 }
+        ]);
+        let (idle, per_gb) = p.cpu_line();
+        assert!((idle - 0.1).abs() < 1e-9 && (per_gb - 2.0).abs() < 1e-9);
     }
 
     #[test]
