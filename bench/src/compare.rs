@@ -970,12 +970,12 @@ pub(crate) fn per_gb(cpu_s: f64, bytes: f64) -> Option<f64> {
 }
 
 /// A broker process under test.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// The process doing the work (for Kafka, the JVM under the peer script).
-    pid: u32,
-    address: String,
-    ready_s: f64,
+    pub(crate) pid: u32,
+    pub(crate) address: String,
+    pub(crate) ready_s: f64,
     data_dir: PathBuf,
 }
 
@@ -1015,7 +1015,7 @@ pub fn sample_pid(pid: u32) -> Sample {
 }
 
 impl Server {
-    fn start(
+    pub(crate) fn start(
         root: &Path,
         work: &Path,
         broker: Broker,
@@ -1090,11 +1090,11 @@ impl Server {
         Ok(server)
     }
 
-    fn sample(&self) -> Sample {
+    pub(crate) fn sample(&self) -> Sample {
         sample_pid(self.pid)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let group = self.child.id() as i32;
         // SAFETY: signals our own child's process group.
         unsafe { libc::kill(-group, libc::SIGTERM) };
@@ -1137,7 +1137,7 @@ fn runqueue_wait_s(pid: u32) -> f64 {
     ns as f64 / 1e9
 }
 
-fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+pub(crate) fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
@@ -1242,7 +1242,7 @@ pub fn raw_disk_read_mb_s(dir: &Path, mib: usize) -> Result<f64, String> {
 }
 
 /// Opens `path` with O_DIRECT, for writing (created, truncated) or for reading.
-fn open_direct(path: &Path, write: bool) -> Result<std::fs::File, String> {
+pub(crate) fn open_direct(path: &Path, write: bool) -> Result<std::fs::File, String> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(!write)
@@ -1327,7 +1327,7 @@ fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-fn repo_root() -> Result<PathBuf, String> {
+pub(crate) fn repo_root() -> Result<PathBuf, String> {
     let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;
     loop {
         if dir.join("bench/peers/kafka").exists() {
@@ -1339,7 +1339,7 @@ fn repo_root() -> Result<PathBuf, String> {
     }
 }
 
-fn git(root: &Path, args: &[&str]) -> String {
+pub(crate) fn git(root: &Path, args: &[&str]) -> String {
     Command::new("git")
         .args(args)
         .current_dir(root)
@@ -1348,7 +1348,7 @@ fn git(root: &Path, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d")
@@ -1357,7 +1357,7 @@ fn today() -> String {
         .unwrap_or_else(|_| "unknown-date".into())
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -1376,7 +1376,7 @@ fn machine() -> Value {
     })
 }
 
-fn proc_meminfo(key: &str) -> u64 {
+pub(crate) fn proc_meminfo(key: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {

@@ -1,6 +1,7 @@
 //! Spate's benchmark suite: the project's Kafka client library (`client`, `partitioner`,
 //! `batch`), the `spate bench` load generator (`workload`), the side-by-side comparison with
-//! Apache Kafka (`compare`, with its replicated 3-node workloads in `replicated`), the perf-report generator (`report`), and the record batches the
+//! Apache Kafka (`compare`, with its replicated 3-node workloads in `replicated`), capacity
+//! planning (`plan`: `spate bench profile` and `spate plan`), the perf-report generator (`report`), and the record batches the
 //! criterion benchmarks feed to the storage crate.
 
 pub mod batch;
@@ -8,6 +9,7 @@ pub mod client;
 pub mod compare;
 pub mod flags;
 pub mod partitioner;
+pub mod plan;
 pub mod replicated;
 pub mod report;
 pub mod security;
@@ -19,7 +21,8 @@ pub const USAGE: &str = concat!(
     "spate bench: load generator, comparison with Apache Kafka, reports\n\n",
     "spate bench produce|consume|e2e [options]   (see below)\n",
     "spate bench compare [--quick] ...            Spate vs Kafka side by side\n",
-    "spate bench report RECORD.json...            markdown + SVG from a compare record\n\n"
+    "spate bench report RECORD.json...            markdown + SVG from a compare record\n",
+    "spate bench profile [--short] --out FILE     measure this machine for `spate plan`\n\n"
 );
 
 /// Entry of `spate bench ARGS...`.
@@ -34,6 +37,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
         Some("e2e") => workload::run(&workload::parse(workload::Mode::E2e, rest)?).map(|_| ()),
         Some("compare") => compare::run(&compare::parse(rest)?).map(|_| ()),
+        Some("profile") => plan::measure::run(&plan::measure::parse(rest)?).map(|_| ()),
         Some("report") => {
             if rest.is_empty() {
                 return Err("usage: spate bench report RECORD.json...".into());
@@ -45,7 +49,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         Some("--help") | Some("-h") | None => {
-            print!("{USAGE}{}\n{}", workload::USAGE, compare::USAGE);
+            print!(
+                "{USAGE}{}\n{}\n{}",
+                workload::USAGE,
+                compare::USAGE,
+                plan::measure::USAGE
+            );
             Ok(())
         }
         Some(other) => Err(format!(

@@ -466,7 +466,7 @@ fn wait_gone(pid: u32) -> bool {
 
 /// Creates the workload's topic (RF 3, `min.insync.replicas=2`) and waits until every
 /// partition has a leader and all three replicas in its ISR.
-fn create_topic(options: &Options) -> Result<(), String> {
+pub(crate) fn create_topic(options: &Options) -> Result<(), String> {
     workload::ensure_topic(options)?;
     wait_state(
         &options.brokers,

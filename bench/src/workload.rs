@@ -68,6 +68,9 @@ pub struct Options {
     pub compression: Compression,
     pub producers: usize,
     pub consumers: usize,
+    /// Independent readers of every partition (fetch fan-out): each "group" is `consumers`
+    /// consumers sharing the partitions (assigned by the bench, no group protocol).
+    pub consumer_groups: usize,
     pub rate: Rate,
     pub duration_s: f64,
     pub warmup_s: f64,
@@ -145,6 +148,7 @@ impl Default for Options {
             compression: Compression::None,
             producers: 1,
             consumers: 1,
+            consumer_groups: 1,
             rate: Rate::Unlimited,
             duration_s: 10.0,
             warmup_s: 2.0,
@@ -174,6 +178,8 @@ spate bench produce|consume|e2e [options]   load generator (Kafka protocol)
   --batch-bytes N       (default 65536)     --linger-ms N (default 5)
   --compression none|gzip|snappy|lz4|zstd   codec of produced batches (default none)
   --producers N         (default 1)         --consumers N (default 1)
+  --consumer-groups N   consume/e2e: N independent readers of every partition (fetch fan-out;
+                        partitions assigned by the bench, no group protocol; default 1)
   --rate unlimited|<x>MB/s|<x>rec/s         total target rate (default unlimited)
   --duration-s S        measured time (default 10)  --warmup-s S (default 2)
   --total-bytes N       produce: stop after N payload bytes (then duration-s is a bound)
@@ -219,6 +225,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--compression" => o.compression = Compression::parse(&value()?)?,
             "--producers" => o.producers = number(flag, &value()?)?,
             "--consumers" => o.consumers = number(flag, &value()?)?,
+            "--consumer-groups" => o.consumer_groups = number(flag, &value()?)?,
             "--rate" => o.rate = parse_rate(&value()?)?,
             "--duration-s" => o.duration_s = number(flag, &value()?)?,
             "--warmup-s" => o.warmup_s = number(flag, &value()?)?,
@@ -244,8 +251,16 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
     if o.replication_factor < 1 {
         return Err("--replication-factor must be > 0".into());
     }
-    if o.partitions == 0 || o.producers == 0 || o.consumers == 0 || o.in_flight_max == 0 {
-        return Err("--partitions, --producers, --consumers and --in-flight must be > 0".into());
+    if o.partitions == 0
+        || o.producers == 0
+        || o.consumers == 0
+        || o.consumer_groups == 0
+        || o.in_flight_max == 0
+    {
+        return Err(
+            "--partitions, --producers, --consumers, --consumer-groups and --in-flight must be > 0"
+                .into(),
+        );
     }
     if o.duration_s <= 0.0 {
         return Err("--duration-s must be > 0".into());
@@ -553,7 +568,7 @@ fn spawn_clients(
     let consumers = if options.mode == Mode::Produce {
         0
     } else {
-        options.consumers
+        options.consumers * options.consumer_groups
     };
     let mut handles = Vec::new();
     for (slot, core) in cores.iter().enumerate() {
@@ -907,7 +922,8 @@ async fn send_ready(
 }
 
 /// One consumer: fetches its share of the partitions (assigned, no group) from the earliest
-/// offset (consume) or the end at start (e2e), until the end of the run.
+/// offset (consume) or the end at start (e2e), until the end of the run. Consumer `index`
+/// belongs to group `index / consumers`; every group reads every partition.
 async fn consume(
     options: Rc<Options>,
     index: usize,
@@ -916,7 +932,7 @@ async fn consume(
 ) -> Result<(), String> {
     let client = Client::connect(&options.brokers).await?;
     let layout = client.topic_layout(&options.topic).await?;
-    let mine: Vec<i32> = (index..layout.leaders.len())
+    let mine: Vec<i32> = (index % options.consumers..layout.leaders.len())
         .step_by(options.consumers)
         .map(|p| p as i32)
         .collect();
@@ -1063,6 +1079,9 @@ fn result_json(options: &Options, window_s: f64, produced: &Stats, consumed: &St
         "latency_from": latency_from,
         "window_s": window_s,
     });
+    if options.consumer_groups != 1 {
+        result["settings"]["consumer_groups"] = json!(options.consumer_groups);
+    }
     // Said only when replicated, so single-node results keep their shape.
     if options.replication_factor != 1 {
         result["settings"]["replication_factor"] = json!(options.replication_factor);

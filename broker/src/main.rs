@@ -14,7 +14,9 @@ Usage:
   spate start [options]     run a single-node broker (broker and controller), or a node
                             of a multi-node cluster (cluster options below)
   spate dev-cluster [...]   N nodes on loopback for trying a cluster (`spate dev-cluster --help`)
-  spate bench MODE [...]    benchmarks: produce, consume, e2e (`spate bench --help`)
+  spate bench MODE [...]    benchmarks: produce, consume, e2e, compare, profile (`spate bench --help`)
+  spate plan --ingest RATE  brokers, cores, memory, disk and network for a load, from a
+                            measured profile (`spate plan --help`, bench/PLANNING.md)
   spate topic|produce|consume|group|cluster ...   the Kafka client (below)
   spate cluster-admin ...   ask a controller quorum directly (register-broker, create-topic,
                             describe); see broker/src/cluster/admin.rs
@@ -62,6 +64,10 @@ fn main() -> ExitCode {
             Err(reason) => fail(&reason),
         },
         Some("bench") => match spate_bench::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => fail(&reason),
+        },
+        Some("plan") => match spate_bench::plan::main(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(reason) => fail(&reason),
         },

@@ -1,0 +1,410 @@
+//! A machine profile (`spate bench profile` writes it, `spate plan` reads it): the machine's
+//! facts, its disk and loopback, and curves of short bench runs. The JSON layout is
+//! `schema: "spate-profile/1"`, described in bench/PLANNING.md; this module reads it and
+//! derives the per-byte costs the model uses.
+
+use serde_json::Value;
+
+pub const SCHEMA: &str = "spate-profile/1";
+
+/// The default profiles, measured with `spate bench profile` and kept in the repository.
+pub const BUNDLED_SPATE: &str = include_str!("../../profiles/spate-default.json");
+
+/// One bench run of a curve: its parameter (`x`: record bytes, partitions, acks, codec, RF,
+/// consumer groups) and what was measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub x: String,
+    pub mb_per_s: f64,
+    /// Broker CPU seconds (all nodes) per GB of produced payload.
+    pub cpu_s_per_gb: f64,
+    pub p99_ms: f64,
+    pub rss_mib: f64,
+    /// Partitions on the broker when `rss_mib` was read (the partition curve's runs share a
+    /// broker, so partitions add up); `x` when not given.
+    pub rss_partitions: f64,
+    /// Compressed batch bytes / payload bytes (compression curve; 1 elsewhere).
+    pub ratio: f64,
+}
+
+impl Point {
+    fn x_f64(&self) -> f64 {
+        self.x.parse().unwrap_or(f64::NAN)
+    }
+}
+
+/// A profile as the model uses it.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub broker: String,
+    pub broker_cores: f64,
+    pub disk_write_mb_s: f64,
+    pub fsync_p99_ms: f64,
+    /// Bytes the broker wrote to disk per payload byte (indexes, metadata, batch headers).
+    pub disk_write_amplification: f64,
+    pub loopback_mb_s: f64,
+    pub base_record_bytes: f64,
+    pub base_partitions: f64,
+    pub record_bytes: Vec<Point>,
+    pub partitions: Vec<Point>,
+    pub acks: Vec<Point>,
+    pub compression: Vec<Point>,
+    pub replication_factor: Vec<Point>,
+    pub consumer_groups: Vec<Point>,
+    /// (fraction of the peak rate, p99 ms) of the base configuration at fixed rates.
+    pub latency: Vec<(f64, f64)>,
+    pub raw: Value,
+}
+
+fn num(v: &Value, what: &str) -> Result<f64, String> {
+    v.as_f64()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| format!("profile: {what} is missing or not a number"))
+}
+
+fn points(v: &Value, curve: &str) -> Result<Vec<Point>, String> {
+    let list = v["curves"][curve].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            let x = match &p["x"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let what = |field: &str| format!("curves.{curve}[x={x}].{field}");
+            Ok(Point {
+                mb_per_s: num(&p["mb_per_s"], &what("mb_per_s"))?,
+                cpu_s_per_gb: num(&p["cpu_s_per_gb"], &what("cpu_s_per_gb"))?,
+                p99_ms: num(&p["p99_ms"], &what("p99_ms"))?,
+                rss_mib: p["rss_mib"].as_f64().unwrap_or(0.0),
+                rss_partitions: p["rss_partitions"]
+                    .as_f64()
+                    .unwrap_or_else(|| x.parse().unwrap_or(f64::NAN)),
+                ratio: p["ratio"].as_f64().unwrap_or(1.0),
+                x,
+            })
+        })
+        .collect()
+}
+
+impl Profile {
+    pub fn parse(text: &str) -> Result<Profile, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("profile: {e}"))?;
+        if v["schema"] != SCHEMA {
+            return Err(format!(
+                "profile: schema is {}, expected {SCHEMA}",
+                v["schema"]
+            ));
+        }
+        let latency = v["curves"]["latency"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                Ok((
+                    num(&p["x"], "latency x")?,
+                    num(&p["p99_ms"], "latency p99_ms")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let profile = Profile {
+            broker: v["broker"].as_str().unwrap_or("spate").to_string(),
+            broker_cores: num(&v["broker_cores"], "broker_cores")?,
+            disk_write_mb_s: num(&v["disk"]["direct_write_mb_s"], "disk.direct_write_mb_s")?,
+            fsync_p99_ms: num(&v["disk"]["fsync_p99_ms"], "disk.fsync_p99_ms")?,
+            disk_write_amplification: v["disk"]["write_amplification"]
+                .as_f64()
+                .filter(|a| *a >= 1.0)
+                .unwrap_or(1.0),
+            loopback_mb_s: num(&v["network"]["loopback_mb_s"], "network.loopback_mb_s")?,
+            base_record_bytes: num(&v["base"]["record_bytes"], "base.record_bytes")?,
+            base_partitions: num(&v["base"]["partitions"], "base.partitions")?,
+            record_bytes: points(&v, "record_bytes")?,
+            partitions: points(&v, "partitions")?,
+            acks: points(&v, "acks")?,
+            compression: points(&v, "compression")?,
+            replication_factor: points(&v, "replication_factor")?,
+            consumer_groups: points(&v, "consumer_groups")?,
+            latency,
+            raw: v,
+        };
+        if profile.record_bytes.is_empty() || profile.partitions.is_empty() {
+            return Err("profile: curves.record_bytes and curves.partitions need points".into());
+        }
+        Ok(profile)
+    }
+
+    pub fn load(path: Option<&std::path::Path>) -> Result<Profile, String> {
+        match path {
+            Some(p) => Profile::parse(
+                &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            ),
+            None => Profile::parse(BUNDLED_SPATE),
+        }
+    }
+
+    /// Produce CPU s/GB at `record_bytes` (base partitions, acks 1, no compression).
+    pub fn produce_cpu_s_per_gb(&self, record_bytes: f64) -> f64 {
+        interp_log(&self.record_bytes, record_bytes, |p| p.cpu_s_per_gb)
+    }
+
+    /// Peak MB/s of the whole profiled broker at `record_bytes` (base partitions).
+    pub fn peak_mb_s(&self, record_bytes: f64) -> f64 {
+        interp_log(&self.record_bytes, record_bytes, |p| p.mb_per_s)
+    }
+
+    /// CPU s/GB at `partitions` relative to the base partition count (1 at the base).
+    pub fn partitions_factor(&self, partitions: f64) -> f64 {
+        let at = |n| interp_log(&self.partitions, n, |p| p.cpu_s_per_gb);
+        at(partitions) / at(self.base_partitions)
+    }
+
+    /// Peak MB/s at `partitions` relative to the base partition count.
+    pub fn partitions_peak_factor(&self, partitions: f64) -> f64 {
+        let at = |n| interp_log(&self.partitions, n, |p| p.mb_per_s);
+        at(partitions) / at(self.base_partitions)
+    }
+
+    /// A named point's figure relative to another named point of the same curve (1 when
+    /// either is missing: the profile did not measure it).
+    fn relative(curve: &[Point], x: &str, base: &str, f: fn(&Point) -> f64) -> f64 {
+        let find = |x: &str| curve.iter().find(|p| p.x == x).map(f);
+        match (find(x), find(base)) {
+            (Some(a), Some(b)) if b > 0.0 => a / b,
+            _ => 1.0,
+        }
+    }
+
+    pub fn acks_cpu_factor(&self, acks: &str) -> f64 {
+        Self::relative(&self.acks, acks, "1", |p| p.cpu_s_per_gb)
+    }
+
+    pub fn compression_cpu_factor(&self, codec: &str) -> f64 {
+        Self::relative(&self.compression, codec, "none", |p| p.cpu_s_per_gb)
+    }
+
+    /// Compressed bytes per payload byte of `codec` (1 for none or an unmeasured codec).
+    pub fn compression_ratio(&self, codec: &str) -> f64 {
+        self.compression
+            .iter()
+            .find(|p| p.x == codec)
+            .map_or(1.0, |p| p.ratio)
+    }
+
+    pub fn has_codec(&self, codec: &str) -> bool {
+        codec == "none" || self.compression.iter().any(|p| p.x == codec)
+    }
+
+    /// CPU s per GB of ingest that each follower copy costs the cluster: (CPU per GB at the
+    /// highest RF measured - CPU per GB at RF 1) / (RF - 1). None without an RF > 1 point.
+    pub fn replica_cpu_s_per_gb(&self) -> Option<f64> {
+        let one = self.replication_factor.iter().find(|p| p.x == "1")?;
+        let high = self
+            .replication_factor
+            .iter()
+            .filter(|p| p.x_f64() > 1.0)
+            .max_by(|a, b| a.x_f64().total_cmp(&b.x_f64()))?;
+        Some(((high.cpu_s_per_gb - one.cpu_s_per_gb) / (high.x_f64() - 1.0)).max(0.0))
+    }
+
+    /// p99 added by replication (highest RF measured minus RF 1, both acks=all), ms.
+    pub fn replica_p99_add_ms(&self) -> f64 {
+        let one = self.replication_factor.iter().find(|p| p.x == "1");
+        let high = self
+            .replication_factor
+            .iter()
+            .filter(|p| p.x_f64() > 1.0)
+            .max_by(|a, b| a.x_f64().total_cmp(&b.x_f64()));
+        match (one, high) {
+            (Some(o), Some(h)) => (h.p99_ms - o.p99_ms).max(0.0),
+            _ => 0.0,
+        }
+    }
+
+    /// Broker CPU s per GB each consumer group reads: the slope of CPU per GB produced over
+    /// the number of groups (least squares through the measured points).
+    pub fn fetch_cpu_s_per_gb_per_group(&self) -> f64 {
+        let pts: Vec<(f64, f64)> = self
+            .consumer_groups
+            .iter()
+            .map(|p| (p.x_f64(), p.cpu_s_per_gb))
+            .collect();
+        slope(&pts).unwrap_or(0.0).max(0.0)
+    }
+
+    /// Peak RSS (MiB) the broker has with no partitions, and KiB per partition: the line
+    /// through the partition curve's peak RSS.
+    pub fn memory_line(&self) -> (f64, f64) {
+        let pts: Vec<(f64, f64)> = self
+            .partitions
+            .iter()
+            .filter(|p| p.rss_mib > 0.0 && p.rss_partitions.is_finite())
+            .map(|p| (p.rss_partitions, p.rss_mib))
+            .collect();
+        let per = slope(&pts).unwrap_or(0.0).max(0.0);
+        let mean_x = pts.iter().map(|p| p.0).sum::<f64>() / pts.len().max(1) as f64;
+        let mean_y = pts.iter().map(|p| p.1).sum::<f64>() / pts.len().max(1) as f64;
+        ((mean_y - per * mean_x).max(0.0), per * 1024.0)
+    }
+
+    /// The most partitions per broker core the profile measured without the peak rate
+    /// falling under 80 % of the best partition count's.
+    pub fn partitions_per_core_max(&self) -> f64 {
+        let best = self
+            .partitions
+            .iter()
+            .map(|p| p.mb_per_s)
+            .fold(0.0, f64::max);
+        self.partitions
+            .iter()
+            .filter(|p| p.mb_per_s >= 0.8 * best)
+            .map(|p| p.x_f64())
+            .fold(1.0, f64::max)
+            / self.broker_cores
+    }
+
+    /// p99 (ms) of the base configuration at `fraction` of its peak rate (linear between the
+    /// measured fractions, flat beyond them).
+    pub fn p99_at(&self, fraction: f64) -> f64 {
+        let pts: Vec<(f64, f64)> = self.latency.clone();
+        interp(&pts, fraction)
+    }
+
+    /// The broker's CPU as a line in the rate, through the latency curve's runs (the base
+    /// configuration at fixed fractions of its peak): (cores it uses whatever the rate, CPU s
+    /// per GB on top). (0, base CPU/GB) when the runs do not give a line with both >= 0.
+    pub fn cpu_line(&self) -> (f64, f64) {
+        let runs = self.raw["curves"]["latency"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let pts: Vec<(f64, f64)> = runs
+            .iter()
+            .filter_map(|r| Some((r["mb_per_s"].as_f64()? / 1e3, r["cpu_cores"].as_f64()?)))
+            .collect();
+        let fallback = (0.0, self.produce_cpu_s_per_gb(self.base_record_bytes));
+        let Some(per_gb) = slope(&pts) else {
+            return fallback;
+        };
+        let n = pts.len() as f64;
+        let idle = pts.iter().map(|p| p.1).sum::<f64>() / n
+            - per_gb * pts.iter().map(|p| p.0).sum::<f64>() / n;
+        if idle >= 0.0 && per_gb > 0.0 {
+            (idle, per_gb)
+        } else {
+            fallback
+        }
+    }
+
+    /// p99 acks=all adds over acks=1 at the peak (ms, not below 0).
+    pub fn acks_p99_add_ms(&self, acks: &str) -> f64 {
+        let find = |x: &str| self.acks.iter().find(|p| p.x == x).map(|p| p.p99_ms);
+        match (find(acks), find("1")) {
+            (Some(a), Some(b)) => (a - b).max(0.0),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Least-squares slope of y over x; None with under two distinct x.
+pub fn slope(pts: &[(f64, f64)]) -> Option<f64> {
+    let n = pts.len() as f64;
+    if pts.len() < 2 {
+        return None;
+    }
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// Linear interpolation through (x, y) points sorted by x here; flat beyond the ends.
+pub fn interp(pts: &[(f64, f64)], x: f64) -> f64 {
+    let mut p: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite()).collect();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (Some(first), Some(last)) = (p.first(), p.last()) else {
+        return f64::NAN;
+    };
+    if x <= first.0 {
+        return first.1;
+    }
+    if x >= last.0 {
+        return last.1;
+    }
+    for w in p.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if x >= x0 && x <= x1 {
+            return if x1 > x0 {
+                y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            } else {
+                y0
+            };
+        }
+    }
+    last.1
+}
+
+/// Interpolation of a curve's figure, linear in log(x) (record sizes and partition counts
+/// span decades).
+pub fn interp_log(curve: &[Point], x: f64, f: fn(&Point) -> f64) -> f64 {
+    let pts: Vec<(f64, f64)> = curve
+        .iter()
+        .filter(|p| p.x_f64() > 0.0)
+        .map(|p| (p.x_f64().ln(), f(p)))
+        .collect();
+    interp(&pts, x.max(f64::MIN_POSITIVE).ln())
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// The fixed profile the unit tests and tests/integration/test_plan.py plan with.
+    pub const FIXED: &str = include_str!("../../profiles/test-fixed.json");
+
+    #[test]
+    fn the_fixed_profile_derives_its_costs() {
+        let p = Profile::parse(FIXED).expect("valid");
+        assert_eq!(p.produce_cpu_s_per_gb(1000.0), 2.0);
+        // halfway between 100 B (4.0) and 1000 B (2.0) in log scale
+        assert!((p.produce_cpu_s_per_gb(316.227_766) - 3.0).abs() < 1e-6);
+        assert_eq!(p.produce_cpu_s_per_gb(50.0), 4.0); // flat beyond the ends
+        assert_eq!(p.acks_cpu_factor("all"), 1.25);
+        assert_eq!(p.compression_cpu_factor("zstd"), 1.5);
+        assert_eq!(p.compression_ratio("zstd"), 0.5);
+        assert_eq!(p.compression_ratio("none"), 1.0);
+        assert_eq!(p.replica_cpu_s_per_gb(), Some(1.0));
+        assert_eq!(p.fetch_cpu_s_per_gb_per_group(), 0.5);
+        let (base, per_kib) = p.memory_line();
+        assert!((base - 100.0).abs() < 1e-9 && (per_kib - 102.4).abs() < 1e-9);
+        assert_eq!(p.partitions_per_core_max(), 100.0);
+        assert_eq!(p.p99_at(0.5), 2.0);
+        assert_eq!(p.p99_at(0.65), 3.5);
+        assert_eq!(p.acks_p99_add_ms("all"), 3.0);
+        assert_eq!(p.replica_p99_add_ms(), 2.0);
+    }
+
+    #[test]
+    fn the_cpu_line_comes_from_the_fixed_rate_runs() {
+        let mut p = Profile::parse(FIXED).expect("valid");
+        assert_eq!(
+            p.cpu_line(),
+            (0.0, 2.0),
+            "no cpu_cores: the base cost per GB"
+        );
+        // 0.1 cores idle + 2 s/GB: 0.3 cores at 100 MB/s, 0.5 at 200 MB/s
+        p.raw["curves"]["latency"] = serde_json::json!([
+            { "x": 0.25, "mb_per_s": 100.0, "cpu_cores": 0.3, "p99_ms": 1.0 },
+            { "x": 0.5, "mb_per_s": 200.0, "cpu_cores": 0.5, "p99_ms": 1.0 }
+        ]);
+        let (idle, per_gb) = p.cpu_line();
+        assert!((idle - 0.1).abs() < 1e-9 && (per_gb - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_profile_of_another_schema_is_refused() {
+        assert!(Profile::parse(r#"{"schema":"other"}"#).is_err());
+        assert!(Profile::parse("not json").is_err());
+    }
+}
