@@ -221,3 +221,53 @@ def test_an_mtls_inter_broker_listener_replicates_and_survives_a_leader_kill(sta
             got.append(m.offset())
     c.close()
     assert got == list(range(2 * N))
+
+
+# --- 4. the controller port is bounded --------------------------------------------------------
+CONTROLLER_CONNECTIONS_MAX = 256  # broker::cluster::admission::CONNECTIONS_MAX
+
+
+def _closed_within(sock, seconds) -> bool:
+    """Whether the peer closed `sock` (EOF or reset) within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.spate_only
+def test_the_controller_port_closes_oversize_frames_and_extra_connections_and_keeps_working(start_nodes):
+    cluster = start_nodes(lambda node: {})
+    node1 = cluster.node(1)
+    port = node1.quorum_port()
+
+    # A frame announcing 4 GiB: closed before anything is allocated.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((0xFFFFFFF0).to_bytes(4, "little") + (0).to_bytes(4, "little"))
+        assert _closed_within(s, 5)
+    node1.wait_for_log("controller frame too large")
+    # Garbage that fails its checksum: closed too.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((16).to_bytes(4, "little") + (1).to_bytes(4, "little") + b"x" * 16)
+        assert _closed_within(s, 5)
+
+    # More connections than the bound: the extra ones are closed at once.
+    held = []
+    try:
+        for _ in range(CONTROLLER_CONNECTIONS_MAX + 20):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        closed = [s for s in held[-30:] if _closed_within(s, 0.5)]
+        assert closed, "no connection beyond the bound was closed"
+        assert _closed_within(held[0], 0.2) is False, "an admitted connection was closed"
+        node1.wait_for_log("controller port: too many connections")
+    finally:
+        for s in held:
+            s.close()
+
+    # The quorum kept working: a replicated topic is created and written.
+    create_topic(node1.bootstrap, "after", 1, replication_factor=3)
+    cluster.wait_full_isr("after", 1, rf=3)
+    assert len(produce_all(cluster.bootstrap(), {}, "after", 1)[0]) == N

@@ -6,6 +6,7 @@
 //! process and data dir. [`options`] parses the flags, [`protocol`] is the wire format.
 
 pub mod admin;
+pub mod admission;
 pub mod client;
 pub mod dev;
 pub mod link;
