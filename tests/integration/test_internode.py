@@ -125,7 +125,7 @@ def produce_all(bootstrap, conf, topic, partitions, n=N):
 
 
 # --- 1. registrations carry every listener ----------------------------------------------------
-@pytest.mark.spate_only
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
 def test_a_client_on_ssl_is_told_every_brokers_ssl_address_and_produces_to_their_partitions(
         start_nodes, pki):
     ssl_ports = {}
@@ -175,7 +175,7 @@ def tls_conn(port, cafile) -> w.Conn:
 
 
 # --- 2. TLS with client certificates between brokers -------------------------------------------
-@pytest.mark.spate_only
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
 def test_an_mtls_inter_broker_listener_replicates_and_survives_a_leader_kill(start_nodes, pki, monkeypatch):
     monkeypatch.setenv("SPATE_LOG", "info,broker::transport=debug")
 
@@ -238,7 +238,7 @@ def _closed_within(sock, seconds) -> bool:
         return True
 
 
-@pytest.mark.spate_only
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
 def test_the_controller_port_closes_oversize_frames_and_extra_connections_and_keeps_working(start_nodes):
     cluster = start_nodes(lambda node: {})
     node1 = cluster.node(1)
