@@ -73,6 +73,15 @@ impl Connection {
 
     /// Connects, naming the client `client_id` in every request header.
     pub async fn connect_as(address: &str, client_id: &'static str) -> Result<Connection> {
+        Self::connect_with(address, client_id, crate::security::process_tls()).await
+    }
+
+    /// Connects over TLS with `tls` (or plain TCP without), whatever the process's security.
+    pub async fn connect_with(
+        address: &str,
+        client_id: &'static str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Connection> {
         let stream = TcpStream::connect(address)
             .await
             .map_err(|e| format!("connect to {address}: {e}"))?;
@@ -80,7 +89,7 @@ impl Connection {
             .set_nodelay(true)
             .map_err(|e| format!("set_nodelay on {address}: {e}"))?;
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-        let stream = Stream::over(stream, host).await?;
+        let stream = Stream::over_with(stream, host, tls).await?;
         let flush = stream.is_tls();
         let (reader, writer) = stream.split();
         let inner = Rc::new(Inner {

@@ -74,6 +74,15 @@ pub(crate) fn process_tls() -> Option<Arc<rustls::ClientConfig>> {
     PROCESS_SECURITY.get().and_then(|s| s.tls.clone())
 }
 
+/// A TLS client configuration, shared by the connections that use it.
+pub type TlsClientConfig = Arc<rustls::ClientConfig>;
+
+/// A TLS client configuration from Kafka client properties (the `ssl.*` keys above), for
+/// connections that do not use the process's security: a broker's follower fetches.
+pub fn tls_client_config(properties: &BTreeMap<String, String>) -> Result<TlsClientConfig, String> {
+    client_config(properties).map(Arc::new)
+}
+
 /// Java properties: `key=value` or `key: value` lines, `#` and `!` comments.
 pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -168,7 +177,16 @@ pub enum Stream {
 impl Stream {
     /// `stream` as the process's security asks: TLS (verifying `host`) or as it is.
     pub async fn over(stream: TcpStream, host: &str) -> Result<Stream, String> {
-        let Some(config) = process_tls() else {
+        Self::over_with(stream, host, process_tls()).await
+    }
+
+    /// `stream` wrapped in TLS with `config` (verifying `host`), or as it is without one.
+    pub async fn over_with(
+        stream: TcpStream,
+        host: &str,
+        config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Stream, String> {
+        let Some(config) = config else {
             return Ok(Stream::Plain(stream));
         };
         let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod datadir;
 pub mod group;
 pub mod handlers;
+pub mod inter_broker;
 pub mod listen_claim;
 pub mod listeners;
 pub mod maintenance;

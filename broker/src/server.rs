@@ -3,7 +3,8 @@
 
 use crate::admin::{start_admin, AdminListen, NodeInfo};
 use crate::config::BrokerConfig;
-use crate::listeners::{Listeners, SecurityProtocol};
+use crate::inter_broker::InterBrokerClient;
+use crate::listeners::Listeners;
 use crate::shard::{Advertised, Job, MetadataSource, Shard};
 use crate::transport::{BoundListener, ListenerPlan};
 use controller::Controller;
@@ -55,14 +56,10 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     }
     let stop = stop_on_signals()?;
     let listeners = plan_listeners(&options.listeners, &options.config)?;
-    let inter_broker = options.listeners.inter_broker();
-    if options.cluster.is_some() && inter_broker.security_protocol != SecurityProtocol::Plaintext {
-        // Followers fetch from leaders at the registered address with a plaintext client.
-        return Err(format!(
-            "inter.broker.listener.name: {} is {}; brokers of a cluster reach each other over PLAINTEXT only for now",
-            inter_broker.name, inter_broker.security_protocol
-        ));
-    }
+    let inter_broker = match options.cluster {
+        Some(_) => InterBrokerClient::of(&options.config, &options.listeners)?,
+        None => InterBrokerClient::default(),
+    };
     // Before the data dir is touched: a second broker on one of these addresses refuses to
     // start.
     let _listen_claims = listeners
@@ -100,13 +97,8 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
                 .controller
                 .then(|| crate::cluster::spawn_voter(cluster, data_dir, &config, stop.clone()))
                 .transpose()?;
-            let link = crate::cluster::start_link(
-                cluster,
-                &config,
-                &advertised.host,
-                advertised.port,
-                cores.len(),
-            )?;
+            let link =
+                crate::cluster::start_link(cluster, &config, &options.listeners, cores.len())?;
             info!(node = cluster.node_id, "waiting for the controller quorum");
             let ready = link
                 .wait_ready(&stop)
@@ -158,6 +150,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             mesh: mesh.clone(),
             config: config.clone(),
             advertised: advertised.clone(),
+            inter_broker: inter_broker.clone(),
             data_dir: data_dir.to_path_buf(),
             image: image.clone(),
             metadata: metadata.clone(),
@@ -241,6 +234,8 @@ struct ShardContext {
     mesh: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
     config: Arc<BrokerConfig>,
     advertised: Advertised,
+    /// How this node's followers reach leaders.
+    inter_broker: InterBrokerClient,
     data_dir: PathBuf,
     image: Arc<controller::MetadataImage>,
     /// Shard 0 takes it.
@@ -276,6 +271,7 @@ async fn shard_main(context: ShardContext) {
         metadata,
         context.connection_quotas.clone(),
     );
+    shard.fetchers.connect_with(context.inter_broker.clone());
     serve_jobs(&shard, receivers);
     shard.install_image(context.image.clone()).await;
     crate::group::runtime::start(&shard);

@@ -158,6 +158,7 @@ fn three_voters_serve_brokers_and_survive_the_loss_of_the_active_controller() {
             port: 9000 + node_id as u16,
             shards: 2,
             rack: None,
+            endpoints: Vec::new(),
         };
         propose(&mut client, register, within(10));
     }

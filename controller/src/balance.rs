@@ -86,6 +86,7 @@ mod tests {
                     shards: 1,
                     rack: None,
                     fenced: fenced.contains(&node_id),
+                    endpoints: Vec::new(),
                 },
             )));
         }

@@ -9,19 +9,76 @@ use std::collections::BTreeMap;
 
 use crate::partition::PartitionRegistration;
 
-/// A registered broker as stored in the image, the log and snapshots.
+/// A registered broker as stored in the image, the log and snapshots (format 5 and the
+/// `BrokerRegistered` record; older ones hold a [`LegacyBrokerRegistration`]).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
     /// Bumped by every registration: a restarted broker gets a new epoch.
     pub epoch: u64,
-    /// The Kafka listener clients connect to.
+    /// The inter-broker listener's address: where other brokers' followers fetch.
     pub host: String,
     pub port: u16,
     pub shards: u32,
     pub rack: Option<String>,
     /// A fenced broker leads nothing and is not listed by Metadata.
     pub fenced: bool,
+    /// Every advertised listener (Kafka's `BrokerRegistrationRecord` endpoints); empty in
+    /// registrations written before they were kept, which answer `host:port` on every
+    /// listener.
+    pub endpoints: Vec<BrokerEndpoint>,
+}
+
+/// One advertised listener of a broker.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct BrokerEndpoint {
+    /// The listener name (`PLAINTEXT`, `SSL`, `INTERNAL`, ...).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Kafka's security protocol id: 0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL.
+    pub security_protocol: i16,
+}
+
+impl BrokerRegistration {
+    /// Where clients that came in on listener `name` reach this broker; `None` when it has
+    /// no such listener (Kafka leaves it out of their answers).
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.host.as_str(), e.port))
+    }
+}
+
+/// A broker registration as written before endpoints (records and snapshot formats 2 to 4).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LegacyBrokerRegistration {
+    pub node_id: i32,
+    pub epoch: u64,
+    pub host: String,
+    pub port: u16,
+    pub shards: u32,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+impl From<LegacyBrokerRegistration> for BrokerRegistration {
+    fn from(old: LegacyBrokerRegistration) -> Self {
+        BrokerRegistration {
+            node_id: old.node_id,
+            epoch: old.epoch,
+            host: old.host,
+            port: old.port,
+            shards: old.shards,
+            rack: old.rack,
+            fenced: old.fenced,
+            endpoints: Vec::new(),
+        }
+    }
 }
 
 /// Where one replica of a partition lives: a broker and the shard that holds it there.
@@ -210,6 +267,7 @@ mod tests {
             shards,
             rack: rack.map(str::to_owned),
             fenced,
+            endpoints: Vec::new(),
         }
     }
 

@@ -4,13 +4,13 @@
 //! [`LogEntry`] (one record), or, with [`BATCH_FLAG`] set in `len`, rkyv [`LogBatch`] (the
 //! records of one command, at consecutive offsets: one checksum, so a torn batch is dropped
 //! whole). Snapshot file: `magic "SPMS" | version: u16 | 0u16 | len: u32 | crc: u32 |
-//! payload`, payload = rkyv [`SnapshotPayload`] (format 4; formats 1 to 3 are still read).
+//! payload`, payload = rkyv [`SnapshotPayload`] (format 5; formats 1 to 4 are still read).
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::acl::AclBinding;
-use crate::cluster::{BrokerRegistration, Placement};
+use crate::cluster::{BrokerRegistration, LegacyBrokerRegistration, Placement};
 use crate::image::{MetadataImage, MetadataRecord, TopicId, TopicMeta};
 use crate::partition::PartitionRegistration;
 use crate::scram::ScramCredentialSet;
@@ -27,7 +27,8 @@ pub const SNAPSHOT_BYTES_MAX: usize = 1024 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 8;
 
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SPMS";
-const SNAPSHOT_VERSION: u16 = 4;
+const SNAPSHOT_VERSION: u16 = 5;
+const SNAPSHOT_VERSION_V4: u16 = 4;
 const SNAPSHOT_VERSION_V3: u16 = 3;
 const SNAPSHOT_VERSION_V2: u16 = 2;
 const SNAPSHOT_VERSION_V1: u16 = 1;
@@ -62,7 +63,8 @@ impl LogBatch {
     }
 }
 
-/// Everything in a [`MetadataImage`] except the node id (snapshot format 4).
+/// Everything in a [`MetadataImage`] except the node id (snapshot format 5: brokers with
+/// their endpoints).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SnapshotPayload {
     pub cluster_id: String,
@@ -77,6 +79,38 @@ pub struct SnapshotPayload {
     pub acls: Vec<AclBinding>,
 }
 
+/// Snapshot format 4 (brokers without endpoints); still read.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SnapshotPayloadV4 {
+    cluster_id: String,
+    version: u64,
+    next_producer_id: i64,
+    topics: Vec<TopicMeta>,
+    brokers: Vec<LegacyBrokerRegistration>,
+    partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
+    scram_credentials: Vec<ScramCredentialSet>,
+    acls: Vec<AclBinding>,
+}
+
+impl From<SnapshotPayloadV4> for SnapshotPayload {
+    fn from(v4: SnapshotPayloadV4) -> Self {
+        SnapshotPayload {
+            cluster_id: v4.cluster_id,
+            version: v4.version,
+            next_producer_id: v4.next_producer_id,
+            topics: v4.topics,
+            brokers: legacy(v4.brokers),
+            partitions: v4.partitions,
+            scram_credentials: v4.scram_credentials,
+            acls: v4.acls,
+        }
+    }
+}
+
+fn legacy(brokers: Vec<LegacyBrokerRegistration>) -> Vec<BrokerRegistration> {
+    brokers.into_iter().map(BrokerRegistration::from).collect()
+}
+
 /// Snapshot format 3 (before SCRAM credentials and ACLs); still read.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct SnapshotPayloadV3 {
@@ -84,7 +118,7 @@ struct SnapshotPayloadV3 {
     version: u64,
     next_producer_id: i64,
     topics: Vec<TopicMeta>,
-    brokers: Vec<BrokerRegistration>,
+    brokers: Vec<LegacyBrokerRegistration>,
     partitions: Vec<(TopicId, Vec<PartitionRegistration>)>,
 }
 
@@ -95,7 +129,7 @@ impl From<SnapshotPayloadV3> for SnapshotPayload {
             version: v3.version,
             next_producer_id: v3.next_producer_id,
             topics: v3.topics,
-            brokers: v3.brokers,
+            brokers: legacy(v3.brokers),
             partitions: v3.partitions,
             scram_credentials: Vec::new(),
             acls: Vec::new(),
@@ -110,7 +144,7 @@ struct SnapshotPayloadV2 {
     version: u64,
     next_producer_id: i64,
     topics: Vec<TopicMeta>,
-    brokers: Vec<BrokerRegistration>,
+    brokers: Vec<LegacyBrokerRegistration>,
     placements: Vec<(TopicId, Vec<Placement>)>,
 }
 
@@ -123,7 +157,7 @@ impl From<SnapshotPayloadV2> for SnapshotPayload {
             version: v2.version,
             next_producer_id: v2.next_producer_id,
             topics: v2.topics,
-            brokers: v2.brokers,
+            brokers: legacy(v2.brokers),
             partitions: v2
                 .placements
                 .into_iter()
@@ -294,7 +328,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
     let version = u16::from_le_bytes([header[4], header[5]]);
     let known = matches!(
         version,
-        SNAPSHOT_VERSION | SNAPSHOT_VERSION_V3 | SNAPSHOT_VERSION_V2 | SNAPSHOT_VERSION_V1
+        SNAPSHOT_VERSION
+            | SNAPSHOT_VERSION_V4
+            | SNAPSHOT_VERSION_V3
+            | SNAPSHOT_VERSION_V2
+            | SNAPSHOT_VERSION_V1
     );
     if !known || header[6..8] != [0, 0] {
         return Err(format!("unsupported snapshot version {version}"));
@@ -331,6 +369,11 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotPayload, String> {
         let v3 = rkyv::from_bytes::<SnapshotPayloadV3, rancor::Error>(&aligned(payload))
             .map_err(invalid)?;
         return Ok(v3.into());
+    }
+    if version == SNAPSHOT_VERSION_V4 {
+        let v4 = rkyv::from_bytes::<SnapshotPayloadV4, rancor::Error>(&aligned(payload))
+            .map_err(invalid)?;
+        return Ok(v4.into());
     }
     rkyv::from_bytes::<SnapshotPayload, rancor::Error>(&aligned(payload)).map_err(invalid)
 }
@@ -441,6 +484,40 @@ mod tests {
     }
 
     #[test]
+    fn a_format_4_snapshot_still_decodes_with_brokers_on_every_listener() {
+        let v4 = SnapshotPayloadV4 {
+            cluster_id: "abc".into(),
+            version: 9,
+            next_producer_id: 5,
+            topics: Vec::new(),
+            brokers: vec![LegacyBrokerRegistration {
+                node_id: 1,
+                epoch: 2,
+                host: "h".into(),
+                port: 9092,
+                shards: 1,
+                rack: None,
+                fenced: false,
+            }],
+            partitions: Vec::new(),
+            scram_credentials: Vec::new(),
+            acls: Vec::new(),
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v4).unwrap();
+        let mut file = Vec::new();
+        file.extend_from_slice(&SNAPSHOT_MAGIC);
+        file.extend_from_slice(&SNAPSHOT_VERSION_V4.to_le_bytes());
+        file.extend_from_slice(&[0, 0]);
+        file.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        file.extend_from_slice(&bytes);
+        let payload = decode_snapshot(&file).expect("format 4 decodes");
+        let broker = &payload.brokers[0];
+        assert!(broker.endpoints.is_empty());
+        assert_eq!(broker.endpoint("SSL"), Some(("h", 9092)));
+    }
+
+    #[test]
     fn archived_record_size_is_stable() {
         // Records written by earlier versions decode only while this holds.
         assert_eq!(
@@ -471,6 +548,12 @@ mod tests {
                 shards: 2,
                 rack: Some("r".into()),
                 fenced: true,
+                endpoints: vec![crate::cluster::BrokerEndpoint {
+                    name: "SSL".into(),
+                    host: "h".into(),
+                    port: 9093,
+                    security_protocol: 1,
+                }],
             }],
             partitions: vec![(
                 [3; 16],

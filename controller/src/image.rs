@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use crate::acl::{AclBinding, AclFilter, Acls};
 
-use crate::cluster::{self, BrokerRegistration, Placement};
+use crate::cluster::{
+    self, BrokerEndpoint, BrokerRegistration, LegacyBrokerRegistration, Placement,
+};
 use crate::codec::SnapshotPayload;
 use crate::error::ApplyError;
 use crate::partition::{
@@ -77,10 +79,13 @@ pub enum MetadataCommand {
     /// can lead get it as leader.
     RegisterBroker {
         node_id: i32,
+        /// The inter-broker listener's address.
         host: String,
         port: u16,
         shards: u32,
         rack: Option<String>,
+        /// Every advertised listener (empty: `host:port` on every listener).
+        endpoints: Vec<BrokerEndpoint>,
     },
     /// Fences (`fenced = true`, missed heartbeats) or unfences a registered broker, with
     /// the leader elections that follow.
@@ -221,8 +226,8 @@ pub enum MetadataRecord {
     },
     /// A topic's explicit configs replaced (same id, name, partitions).
     TopicConfigsAltered(TopicMeta),
-    /// A broker registered (or re-registered after a restart, with a new epoch).
-    BrokerRegistered(Box<BrokerRegistration>),
+    /// Older logs only: a broker registered before registrations carried endpoints.
+    LegacyBrokerRegistered(Box<LegacyBrokerRegistration>),
     BrokerFenced {
         node_id: i32,
         fenced: bool,
@@ -252,6 +257,9 @@ pub enum MetadataRecord {
     AclsCreated(Box<Vec<AclBinding>>),
     /// ACL bindings removed; one that does not exist is a no-op.
     AclsDeleted(Box<Vec<AclBinding>>),
+    /// A broker registered (or re-registered after a restart, with a new epoch), with
+    /// every listener it advertises.
+    BrokerRegistered(Box<BrokerRegistration>),
 }
 
 /// An immutable view of the cluster metadata after `version` records.
@@ -412,7 +420,20 @@ impl MetadataImage {
                 port,
                 shards,
                 rack,
-            } => self.propose_registration(node_id, host, port, shards, rack),
+                endpoints,
+            } => {
+                let registration = BrokerRegistration {
+                    node_id,
+                    epoch: self.version + 1,
+                    host,
+                    port,
+                    shards,
+                    rack,
+                    fenced: false,
+                    endpoints,
+                };
+                self.propose_registration(registration)
+            }
             MetadataCommand::SetBrokerFenced { node_id, fenced } => {
                 self.propose_fencing(node_id, fenced)
             }
@@ -542,28 +563,43 @@ impl MetadataImage {
             .ok_or_else(|| unreachable_replication(rf, live))
     }
 
-    fn propose_registration(
-        &self,
-        node_id: i32,
-        host: String,
-        port: u16,
-        shards: u32,
-        rack: Option<String>,
-    ) -> Result<Vec<MetadataRecord>, ApplyError> {
-        if node_id < 0 || shards == 0 || host.is_empty() {
-            return Err(ApplyError::InvalidRequest(format!(
-                "bad broker registration: node {node_id}, {host}:{port}, {shards} shards"
+    /// Applies a broker's registration record.
+    fn register_broker(
+        &mut self,
+        offset: u64,
+        registration: BrokerRegistration,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        if registration.node_id < 0 || registration.shards == 0 {
+            return Err(ApplyError::corrupt(format!(
+                "offset {offset}: bad broker registration {registration:?}"
             )));
         }
-        let registration = BrokerRegistration {
+        self.brokers
+            .insert(registration.node_id, registration.clone());
+        Ok(ApplyOutcome::BrokerRegistered(registration))
+    }
+
+    fn propose_registration(
+        &self,
+        registration: BrokerRegistration,
+    ) -> Result<Vec<MetadataRecord>, ApplyError> {
+        let BrokerRegistration {
             node_id,
-            epoch: self.version + 1,
-            host,
+            ref host,
             port,
             shards,
-            rack,
-            fenced: false,
-        };
+            ..
+        } = registration;
+        let bad_endpoint = registration.endpoints.iter().any(|e| {
+            e.name.is_empty() || e.host.is_empty() || !(0..=3).contains(&e.security_protocol)
+        });
+        if node_id < 0 || shards == 0 || host.is_empty() || bad_endpoint {
+            return Err(ApplyError::InvalidRequest(format!(
+                "bad broker registration: node {node_id}, {host}:{port}, {shards} shards, \
+                 endpoints {:?}",
+                registration.endpoints
+            )));
+        }
         let mut records = Vec::new();
         if self.is_live(node_id) {
             // A new incarnation of a broker the controller still takes for live (restarted
@@ -1075,16 +1111,12 @@ impl MetadataImage {
                     count: *count,
                 }
             }
+            MetadataRecord::LegacyBrokerRegistered(old) => {
+                let registration = BrokerRegistration::from(LegacyBrokerRegistration::clone(old));
+                next.register_broker(offset, registration)?
+            }
             MetadataRecord::BrokerRegistered(registration) => {
-                let registration = BrokerRegistration::clone(registration);
-                if registration.node_id < 0 || registration.shards == 0 {
-                    return Err(ApplyError::corrupt(format!(
-                        "offset {offset}: bad broker registration {registration:?}"
-                    )));
-                }
-                next.brokers
-                    .insert(registration.node_id, registration.clone());
-                ApplyOutcome::BrokerRegistered(registration)
+                next.register_broker(offset, BrokerRegistration::clone(registration))?
             }
             MetadataRecord::BrokerFenced { node_id, fenced } => {
                 let Some(broker) = next.brokers.get_mut(node_id) else {
@@ -1349,6 +1381,7 @@ mod tests {
             port: 9092,
             shards: 2,
             rack: None,
+            endpoints: Vec::new(),
         };
         run(&image, register).expect("register").0
     }
@@ -1579,6 +1612,7 @@ mod cluster_tests {
             port: 9000 + node_id as u16,
             shards: 2,
             rack: None,
+            endpoints: Vec::new(),
         }
     }
 

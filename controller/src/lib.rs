@@ -19,7 +19,7 @@ pub mod scram;
 pub mod store;
 pub mod topic_config;
 
-pub use cluster::{BrokerRegistration, Liveness, Placement};
+pub use cluster::{BrokerEndpoint, BrokerRegistration, Liveness, Placement};
 pub use error::ApplyError;
 pub use image::{
     is_valid_topic_id, validate_topic_name, ApplyOutcome, ElectionResult, MetadataCommand,

@@ -230,6 +230,7 @@ impl Controller {
                 port: broker.port,
                 shards: broker.shards,
                 rack: broker.rack,
+                endpoints: Vec::new(),
             })?;
         }
         controller.register_unregistered_partitions()?;

@@ -97,7 +97,7 @@ fn placement(broker: i32, shard: u32) -> Placement {
 fn v2_cluster_records_decode_and_apply_as_registrations() {
     let records = v2_records();
     assert_eq!(records.len(), 4);
-    let MetadataRecord::BrokerRegistered(broker) = &records[0] else {
+    let MetadataRecord::LegacyBrokerRegistered(broker) = &records[0] else {
         panic!("{:?}", records[0])
     };
     assert_eq!((broker.node_id, broker.shards), (1, 4));
@@ -139,12 +139,16 @@ fn v2_cluster_records_decode_and_apply_as_registrations() {
             cluster_id: "abc".into(),
         },
         records[0].clone(),
-        MetadataRecord::BrokerRegistered(Box::new(broker2)),
+        MetadataRecord::LegacyBrokerRegistered(Box::new(broker2)),
         MetadataRecord::TopicCreated(topic(7, "orders")),
         records[2].clone(),
         records[1].clone(),
     ];
     let (image, _) = MetadataImage::empty(1).apply_batch(&log).expect("applies");
+    // Registered before endpoints: its one address answers on every listener.
+    let b1 = &image.brokers[&1];
+    assert!(b1.endpoints.is_empty());
+    assert_eq!(b1.endpoint("SSL"), Some((b1.host.as_str(), b1.port)));
     assert_eq!(
         image.partition(&[7; 16], 1),
         Some(&PartitionRegistration::single(placement(2, 0)))

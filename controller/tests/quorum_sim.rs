@@ -279,6 +279,7 @@ impl Sim {
                 port: 9092,
                 shards: 2,
                 rack: None,
+                endpoints: Vec::new(),
             };
             (cmd, None)
         } else if self.rng.chance(100) {

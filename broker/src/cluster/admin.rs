@@ -43,6 +43,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 port: number(port)? as u16,
                 shards: number(shards)? as u32,
                 rack: None,
+                endpoints: Vec::new(),
             };
             propose(&mut client, command)
         }

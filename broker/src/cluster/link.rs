@@ -33,8 +33,11 @@ const WAITING_LOG_EVERY: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Registration {
     pub node_id: i32,
+    /// The inter-broker listener's advertised address.
     pub host: String,
     pub port: u16,
+    /// Every advertised listener.
+    pub endpoints: Vec<controller::BrokerEndpoint>,
     pub shards: u32,
     pub rack: Option<String>,
     pub heartbeat_interval: Duration,
@@ -281,6 +284,7 @@ impl QuorumLink {
                     port: me.port,
                     shards: me.shards,
                     rack: me.rack.clone(),
+                    endpoints: me.endpoints.clone(),
                 })
             };
             let deadline = Instant::now() + me.heartbeat_interval;

@@ -6,6 +6,7 @@
 //! process and data dir. [`options`] parses the flags, [`protocol`] is the wire format.
 
 pub mod admin;
+pub mod admission;
 pub mod client;
 pub mod dev;
 pub mod link;
@@ -103,24 +104,46 @@ pub fn spawn_voter(
     Ok(VoterThread { handle, stop })
 }
 
-/// Connects this broker to the quorum: registration, heartbeats and the metadata stream.
+/// Connects this broker to the quorum: registration (every listener of `listeners`, the
+/// inter-broker one as its address), heartbeats and the metadata stream.
 pub fn start_link(
     options: &ClusterOptions,
     config: &crate::config::BrokerConfig,
-    host: &str,
-    port: i32,
+    listeners: &crate::listeners::Listeners,
     shards: usize,
 ) -> Result<Arc<link::QuorumLink>, String> {
     let heartbeat_ms = setting(config, "broker.heartbeat.interval.ms").unwrap_or(2000);
+    let endpoints = listeners
+        .all
+        .iter()
+        .map(endpoint)
+        .collect::<Result<Vec<_>, String>>()?;
+    let inter_broker = endpoints[listeners.inter_broker].clone();
     link::QuorumLink::start(
         options.quorum.clone(),
         link::Registration {
             node_id: options.node_id as i32,
-            host: host.to_owned(),
-            port: u16::try_from(port).map_err(|_| format!("bad port {port}"))?,
+            host: inter_broker.host,
+            port: inter_broker.port,
+            endpoints,
             shards: shards as u32,
             rack: options.rack.clone(),
             heartbeat_interval: std::time::Duration::from_millis(heartbeat_ms.max(10)),
         },
     )
+}
+
+/// A listener as this broker registers it: its advertised address (an empty host, from
+/// `--listen :PORT`, as `localhost`).
+fn endpoint(l: &crate::listeners::ListenerInfo) -> Result<controller::BrokerEndpoint, String> {
+    let port = l.advertised.port;
+    Ok(controller::BrokerEndpoint {
+        name: l.name.clone(),
+        host: match l.advertised.host.as_str() {
+            "" => "localhost".to_owned(),
+            host => host.to_owned(),
+        },
+        port: u16::try_from(port).map_err(|_| format!("{}: bad port {port}", l.name))?,
+        security_protocol: l.security_protocol.id(),
+    })
 }

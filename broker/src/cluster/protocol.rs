@@ -7,7 +7,9 @@ use controller::{ApplyOutcome, MetadataCommand, MetadataRecord};
 use rkyv::rancor;
 use std::io::{Read, Write};
 
-const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Largest controller frame (a Raft snapshot of a large image fits); a larger length closes
+/// the connection.
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
 
 /// A frame of the controller protocol.
 #[derive(Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]

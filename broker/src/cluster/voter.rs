@@ -3,6 +3,7 @@
 //! ControllerFrame`). Not on the data path: plain std sockets and threads, one reader thread
 //! per inbound connection feeding the driver through a channel.
 
+use super::admission::{self, Claims, ConnectionCount, ConnectionSlot, Voters};
 use super::options::ClusterOptions;
 use super::protocol::{
     read_frame, write_frame, ControllerFrame, ControllerRequest, ControllerResponse,
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -153,10 +154,11 @@ pub fn run(
         .map_err(|e| format!("cannot open the controller quorum's log: {e}"))?;
     let listener = TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen for controllers on {listen}: {e}"))?;
-    let (inbound_tx, inbound) = mpsc::channel::<Inbound>();
+    let (inbound_tx, inbound) = mpsc::sync_channel::<Inbound>(admission::INBOUND_FRAMES_MAX);
+    let voters = Arc::new(admission::Voters::resolve(options.node_id, &options.quorum));
     std::thread::Builder::new()
         .name("controller-accept".into())
-        .spawn(move || accept(listener, inbound_tx))
+        .spawn(move || accept(listener, inbound_tx, voters))
         .map_err(|e| format!("cannot start the controller listener: {e}"))?;
     let peers = options
         .quorum
@@ -532,13 +534,28 @@ fn send(quorum: &mut Quorum, peers: &mut BTreeMap<u64, Peer>, from: u64, message
 /// How long a connection thread waits for the driver's answer to a request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
+fn accept(listener: TcpListener, inbound: mpsc::SyncSender<Inbound>, voters: Arc<Voters>) {
+    let count = ConnectionCount::default();
+    let mut refused_logged_at: Option<Instant> = None;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
+        let Some(slot) = count.admit(admission::CONNECTIONS_MAX) else {
+            // Closed at once; logged at most every 10 s.
+            if refused_logged_at.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                warn!(
+                    peer = ?stream.peer_addr().ok(),
+                    max = admission::CONNECTIONS_MAX,
+                    "controller port: too many connections, closing a new one"
+                );
+                refused_logged_at = Some(Instant::now());
+            }
+            continue;
+        };
         let inbound = inbound.clone();
+        let claims = Claims::new(voters.clone(), stream.peer_addr().ok().map(|a| a.ip()));
         let spawned = std::thread::Builder::new()
             .name("controller-conn".into())
-            .spawn(move || serve_connection(stream, inbound));
+            .spawn(move || serve_connection(stream, inbound, claims, slot));
         if let Err(e) = spawned {
             warn!("cannot serve a controller connection: {e}");
         }
@@ -547,9 +564,27 @@ fn accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>) {
 
 /// Reads frames from one connection: Raft messages go to the driver; each request waits for
 /// the driver's answer, which goes back on the connection.
-fn serve_connection(mut stream: TcpStream, inbound: mpsc::Sender<Inbound>) {
+/// Frames the connection may not send (see `admission`) close it.
+fn serve_connection(
+    mut stream: TcpStream,
+    inbound: mpsc::SyncSender<Inbound>,
+    mut claims: Claims,
+    _slot: ConnectionSlot,
+) {
     let _ = stream.set_nodelay(true);
-    while let Ok(frame) = read_frame(&mut stream) {
+    loop {
+        let frame = match read_frame(&mut stream) {
+            Ok(frame) => frame,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                warn!(peer = ?stream.peer_addr().ok(), "controller port: {e}; closing");
+                return;
+            }
+            Err(_) => return,
+        };
+        if let Err(why) = claims.check(&frame) {
+            warn!(peer = ?stream.peer_addr().ok(), "controller port: {why}; closing");
+            return;
+        }
         match frame {
             ControllerFrame::Raft { from, message } => match quorum::decode_message(&message) {
                 Some(m) if m.from == from => {

@@ -28,7 +28,7 @@ pub fn describe(
         false => OPERATIONS_NOT_ASKED,
     };
     let image = shard.image();
-    let brokers = live_brokers(shard, &image)
+    let brokers = live_brokers(shard, &image, &listener.name)
         .into_iter()
         .map(|b| on_listener(shard, listener, b))
         .map(|b| {

@@ -247,6 +247,7 @@ mod tests {
                     shards: 1,
                     rack: None,
                     fenced: false,
+                    endpoints: Vec::new(),
                 },
             )));
         }

@@ -140,6 +140,7 @@ mod tests {
                     shards: 1,
                     rack: None,
                     fenced: down.contains(&node_id),
+                    endpoints: Vec::new(),
                 },
             )));
         }

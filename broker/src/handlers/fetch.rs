@@ -9,6 +9,7 @@
 use crate::authorizer::Authz;
 use crate::handlers::leader_hints::{self, Hints, LeaderHint};
 use crate::handlers::{code, partition_key, resolve_authorized, resolve_topic};
+use crate::listeners::ListenerInfo;
 use crate::partition::FollowerFetch;
 use crate::shard::{PartitionKey, Routed, Shard};
 use bytes::Bytes;
@@ -74,6 +75,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     request: FetchRequest,
     version: i16,
+    listener: &ListenerInfo,
     authz: &Authz,
 ) -> FetchResponse {
     let image = shard.image();
@@ -138,7 +140,9 @@ pub async fn handle(
         reads = read_once(shard, &wanted, follower, max_bytes).await;
     }
     limit_total_bytes(&mut reads, max_bytes);
-    build_response(&request, version, reads, &wanted, &|| Hints::of(shard))
+    build_response(&request, version, reads, &wanted, &|| {
+        Hints::of(shard, listener)
+    })
 }
 
 fn positive(bytes: i32) -> usize {
@@ -543,7 +547,7 @@ mod tests {
                 PartitionRead::error(code::UNKNOWN_TOPIC_OR_PARTITION),
             ];
             build_response(&request, version, reads, &wanted, &|| {
-                Hints::new(image(), this_node())
+                Hints::new(image(), this_node(), "PLAINTEXT")
             })
         }
 

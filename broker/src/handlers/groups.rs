@@ -76,7 +76,7 @@ pub async fn find_coordinator(
             {
                 Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             }
-            KEY_TYPE_GROUP => group_coordinator(shard, key.as_str())
+            KEY_TYPE_GROUP => group_coordinator(shard, key.as_str(), &listener.name)
                 .await
                 .map(|b| on_listener(shard, listener, b)),
             KEY_TYPE_TRANSACTION => Err(code::COORDINATOR_NOT_AVAILABLE),
@@ -115,13 +115,17 @@ pub async fn find_coordinator(
 
 /// The broker leading the group's `__consumer_offsets` partition (created on first use):
 /// COORDINATOR_NOT_AVAILABLE while that partition is offline.
-async fn group_coordinator(shard: &Rc<Shard>, group_id: &str) -> Result<BrokerView, i16> {
+async fn group_coordinator(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    listener: &str,
+) -> Result<BrokerView, i16> {
     let topic = runtime::offsets_topic(shard).await?;
     let image = shard.image();
     let partition = crate::group::partition_for(group_id, topic.partitions);
     image
         .partition_leader(&topic.id, partition)
-        .and_then(|leader| live_broker(shard, &image, leader))
+        .and_then(|leader| live_broker(shard, &image, leader, listener))
         .ok_or(code::COORDINATOR_NOT_AVAILABLE)
 }
 

@@ -15,6 +15,7 @@
 
 use crate::handlers::code;
 use crate::handlers::metadata::{broker_view, BrokerView};
+use crate::listeners::ListenerInfo;
 use crate::shard::{PartitionKey, Shard};
 use controller::MetadataImage;
 use kafka_protocol::messages::{fetch_response, produce_response, BrokerId, TopicName};
@@ -64,23 +65,28 @@ pub fn fetch_wants_hint(version: i16, error_code: i16) -> bool {
 pub struct Hints {
     image: Arc<MetadataImage>,
     this_node: BrokerView,
+    /// The listener the client came in on: endpoints are its addresses.
+    listener: String,
     endpoints: BTreeMap<i32, BrokerView>,
 }
 
 impl Hints {
-    /// Hints from `image`; `this_node` is this broker as clients see it (a single node's
-    /// image has no broker registrations).
-    pub fn new(image: Arc<MetadataImage>, this_node: BrokerView) -> Hints {
+    /// Hints from `image` for clients on listener `listener`; `this_node` is this broker as
+    /// they see it (a single node's image has no broker registrations).
+    pub fn new(image: Arc<MetadataImage>, this_node: BrokerView, listener: &str) -> Hints {
         Hints {
             image,
             this_node,
+            listener: listener.to_owned(),
             endpoints: BTreeMap::new(),
         }
     }
 
-    /// Hints from `shard`'s current image.
-    pub fn of(shard: &Shard) -> Hints {
-        Hints::new(shard.image(), crate::handlers::metadata::this_node(shard))
+    /// Hints from `shard`'s current image for clients on `listener`.
+    pub fn of(shard: &Shard, listener: &ListenerInfo) -> Hints {
+        let this_node = crate::handlers::metadata::this_node(shard);
+        let this_node = crate::handlers::metadata::on_listener(shard, listener, this_node);
+        Hints::new(shard.image(), this_node, &listener.name)
     }
 
     /// The leader of partition `key`, its endpoint noted when it is live.
@@ -93,7 +99,8 @@ impl Hints {
             leader_epoch: registration.leader_epoch,
         };
         if hint.leader_id >= 0 && !self.endpoints.contains_key(&hint.leader_id) {
-            if let Some(view) = broker_view(&self.image, &self.this_node, hint.leader_id) {
+            let leader = hint.leader_id;
+            if let Some(view) = broker_view(&self.image, &self.this_node, leader, &self.listener) {
                 self.endpoints.insert(hint.leader_id, view);
             }
         }
@@ -188,6 +195,7 @@ pub(crate) mod tests {
             shards: 1,
             rack: rack.map(str::to_owned),
             fenced: false,
+            endpoints: Vec::new(),
         }))
     }
 
@@ -246,7 +254,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_hint_names_the_registered_leader_and_epoch_and_notes_live_endpoints_once() {
-        let mut hints = Hints::new(image(), this_node());
+        let mut hints = Hints::new(image(), this_node(), "PLAINTEXT");
         let hint = |leader_id, leader_epoch| LeaderHint {
             leader_id,
             leader_epoch,
@@ -272,7 +280,7 @@ pub(crate) mod tests {
 
     #[test]
     fn topics_are_found_by_name_or_by_id_as_the_request_names_them() {
-        let mut hints = Hints::new(image(), this_node());
+        let mut hints = Hints::new(image(), this_node(), "PLAINTEXT");
         let name = TopicName::from(kafka_protocol::protocol::StrBytes::from_static_str("t"));
         let none = TopicName::default();
         let id = uuid::Uuid::from_bytes(TOPIC_ID);
@@ -328,7 +336,7 @@ pub(crate) mod tests {
 
     #[test]
     fn produce_answers_carry_the_hint_and_endpoint_from_v10() {
-        let mut hints = Hints::new(image(), this_node());
+        let mut hints = Hints::new(image(), this_node(), "PLAINTEXT");
         let partition = |index: i32, error_code: i16, hint: Option<LeaderHint>| {
             let p = PartitionProduceResponse::default()
                 .with_index(index)

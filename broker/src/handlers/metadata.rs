@@ -66,7 +66,7 @@ pub async fn handle(
         false => topics,
         true => with_topic_operations(topics, authz),
     };
-    let brokers = live_brokers(shard, &image)
+    let brokers = live_brokers(shard, &image, &listener.name)
         .into_iter()
         .map(|b| on_listener(shard, listener, b))
         .map(|b| {
@@ -122,42 +122,52 @@ pub struct BrokerView {
     pub rack: Option<String>,
 }
 
-/// The brokers clients may use: the unfenced registered brokers of a multi-node cluster (its
-/// image has brokers), or this node alone.
-pub fn live_brokers(shard: &Shard, image: &MetadataImage) -> Vec<BrokerView> {
+/// The brokers clients that came in on listener `listener` may use: the unfenced registered
+/// brokers of a multi-node cluster (its image has brokers) that have that listener, or this
+/// node alone.
+pub fn live_brokers(shard: &Shard, image: &MetadataImage, listener: &str) -> Vec<BrokerView> {
     if image.brokers.is_empty() {
         return vec![this_node(shard)];
     }
-    image.live_brokers().map(registered).collect()
+    image
+        .live_brokers()
+        .filter_map(|b| registered(b, listener))
+        .collect()
 }
 
-/// Broker `node_id` if clients may use it.
-pub fn live_broker(shard: &Shard, image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
+/// Broker `node_id` if clients on `listener` may use it.
+pub fn live_broker(
+    shard: &Shard,
+    image: &MetadataImage,
+    node_id: i32,
+    listener: &str,
+) -> Option<BrokerView> {
     if image.brokers.is_empty() {
         return (node_id == shard.config.node_id).then(|| this_node(shard));
     }
-    live_registered(image, node_id)
+    live_registered(image, node_id, listener)
 }
 
-/// Broker `node_id` if clients may use it, without a shard: `this_node` is this broker, the
-/// only one an image without broker registrations (a single node) knows.
+/// Broker `node_id` if clients on `listener` may use it, without a shard: `this_node` is
+/// this broker, the only one an image without broker registrations (a single node) knows.
 pub fn broker_view(
     image: &MetadataImage,
     this_node: &BrokerView,
     node_id: i32,
+    listener: &str,
 ) -> Option<BrokerView> {
     if image.brokers.is_empty() {
         return (node_id == this_node.node_id).then(|| this_node.clone());
     }
-    live_registered(image, node_id)
+    live_registered(image, node_id, listener)
 }
 
-fn live_registered(image: &MetadataImage, node_id: i32) -> Option<BrokerView> {
+fn live_registered(image: &MetadataImage, node_id: i32, listener: &str) -> Option<BrokerView> {
     image
         .brokers
         .get(&node_id)
         .filter(|b| !b.fenced)
-        .map(registered)
+        .and_then(|b| registered(b, listener))
 }
 
 /// The controller id clients are told. As in KRaft, a live broker, since clients cannot
@@ -169,8 +179,7 @@ pub fn controller_id(shard: &Shard) -> i32 {
 }
 
 /// A broker as clients that came in on `listener` reach it: this broker at the listener's
-/// advertised address; other brokers at the address they registered (their inter-broker
-/// listener's; registrations do not carry every listener yet).
+/// advertised address (other brokers already are, from their registered endpoints).
 pub fn on_listener(shard: &Shard, listener: &ListenerInfo, broker: BrokerView) -> BrokerView {
     if broker.node_id != shard.config.node_id {
         return broker;
@@ -197,13 +206,16 @@ pub fn this_node(shard: &Shard) -> BrokerView {
     }
 }
 
-fn registered(b: &controller::BrokerRegistration) -> BrokerView {
-    BrokerView {
+/// Broker `b` on listener `listener`; `None` when it does not have that listener (Kafka
+/// leaves such brokers out of the answers of clients on it).
+fn registered(b: &controller::BrokerRegistration, listener: &str) -> Option<BrokerView> {
+    let (host, port) = b.endpoint(listener)?;
+    Some(BrokerView {
         node_id: b.node_id,
-        host: b.host.clone(),
-        port: i32::from(b.port),
+        host: host.to_owned(),
+        port: i32::from(port),
         rack: b.rack.clone(),
-    }
+    })
 }
 
 async fn named_topic(
@@ -352,6 +364,7 @@ mod tests {
             shards: 1,
             rack: None,
             fenced,
+            endpoints: Vec::new(),
         }))
     }
 
@@ -393,6 +406,32 @@ mod tests {
             .apply_batch(&records)
             .expect("records apply");
         (image, topic)
+    }
+
+    #[test]
+    fn brokers_are_answered_on_the_listener_the_client_came_in_on() {
+        let endpoint = |name: &str, port: u16, protocol: i16| controller::BrokerEndpoint {
+            name: name.into(),
+            host: format!("{}.example", name.to_ascii_lowercase()),
+            port,
+            security_protocol: protocol,
+        };
+        let (image, _) = cluster_with_topic(2);
+        let mut both = image.brokers[&1].clone();
+        both.endpoints = vec![endpoint("PLAINTEXT", 9092, 0), endpoint("SSL", 9093, 1)];
+        let mut plain_only = image.brokers[&1].clone();
+        plain_only.endpoints = vec![endpoint("PLAINTEXT", 9092, 0)];
+        let view = |b: &BrokerRegistration, l: &str| registered(b, l).map(|v| (v.host, v.port));
+        assert_eq!(view(&both, "SSL"), Some(("ssl.example".into(), 9093)));
+        assert_eq!(
+            view(&both, "PLAINTEXT"),
+            Some(("plaintext.example".into(), 9092))
+        );
+        // Kafka leaves a broker without the client's listener out.
+        assert_eq!(view(&plain_only, "SSL"), None);
+        // A registration written before endpoints answers its one address everywhere.
+        let legacy = &image.brokers[&1];
+        assert_eq!(view(legacy, "SSL"), Some(("127.0.0.1".into(), 9091)));
     }
 
     #[test]

@@ -80,9 +80,13 @@ pub async fn handle(
             metadata::handle(shard, r, version, &session.listener, authz).await,
         ),
         RequestKind::Produce(r) => {
-            ResponseKind::Produce(produce::handle(shard, r, version, authz).await?)
+            let listener = &session.listener;
+            ResponseKind::Produce(produce::handle(shard, r, version, listener, authz).await?)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(shard, r, version, authz).await),
+        RequestKind::Fetch(r) => {
+            let listener = &session.listener;
+            ResponseKind::Fetch(fetch::handle(shard, r, version, listener, authz).await)
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, r, version, authz).await)
         }

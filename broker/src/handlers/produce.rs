@@ -6,6 +6,7 @@
 use crate::authorizer::Authz;
 use crate::handlers::leader_hints::{self, Hints};
 use crate::handlers::{code, resolve_authorized};
+use crate::listeners::ListenerInfo;
 use crate::shard::{Routed, Shard};
 use controller::acl::Operation;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -74,6 +75,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     request: ProduceRequest,
     version: i16,
+    listener: &ListenerInfo,
     authz: &Authz,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -164,12 +166,9 @@ pub async fn handle(
                         response = response.with_log_start_offset(answer.log_start_offset);
                     }
                     if leader_hints::produce_wants_hint(version, answer.error_code) {
-                        let hint = hints.get_or_insert_with(|| Hints::of(shard)).hint_named(
-                            &topic.name,
-                            topic.topic_id,
-                            by_id,
-                            partition.index,
-                        );
+                        let hint = hints
+                            .get_or_insert_with(|| Hints::of(shard, listener))
+                            .hint_named(&topic.name, topic.topic_id, by_id, partition.index);
                         response.current_leader = hint.for_produce();
                     }
                     response

@@ -10,6 +10,7 @@
 
 use super::{now_ms, Partition};
 use crate::handlers::code;
+use crate::inter_broker::InterBrokerClient;
 use crate::shard::{PartitionKey, Shard};
 use bytes::{Buf, Bytes};
 use controller::{ApplyError, ApplyOutcome, MetadataCommand};
@@ -42,6 +43,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub struct Fetchers {
     streams: RefCell<BTreeMap<i32, Rc<Stream>>>,
+    /// The leaders' listener the streams connect to, and its TLS (set at start).
+    client: RefCell<InterBrokerClient>,
 }
 
 /// One stream: the partitions of this shard that follow `leader`.
@@ -54,6 +57,11 @@ struct Stream {
 }
 
 impl Fetchers {
+    /// Streams connect to leaders as `client` says (before the first image is installed).
+    pub fn connect_with(&self, client: InterBrokerClient) {
+        *self.client.borrow_mut() = client;
+    }
+
     /// `partition` fetches from `leader` from now on (and from no other leader).
     pub fn follow(&self, shard: &Rc<Shard>, leader: i32, partition: &Partition) {
         self.stop(&partition.key());
@@ -111,12 +119,14 @@ async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
             }
             continue;
         }
-        let Some(address) = leader_address(&shard, stream.leader) else {
+        let client = shard.fetchers.client.borrow().clone();
+        let Some(address) = leader_address(&shard, stream.leader, &client.listener) else {
             glommio::timer::sleep(RETRY_BACKOFF).await;
             continue;
         };
         if connection.as_ref().is_none_or(|c| c.address() != address) {
-            connection = match Connection::connect_as(&address, "spate-replica").await {
+            let tls = client.tls.clone();
+            connection = match Connection::connect_with(&address, "spate-replica", tls).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     debug!(
@@ -142,11 +152,15 @@ async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
     }
 }
 
-/// The leader's Kafka listener, while it is registered and live.
-fn leader_address(shard: &Shard, leader: i32) -> Option<String> {
+/// The leader's endpoint of the inter-broker listener, while it is registered and live.
+fn leader_address(shard: &Shard, leader: i32, listener: &str) -> Option<String> {
     let image = shard.image();
     let broker = image.brokers.get(&leader).filter(|b| !b.fenced)?;
-    Some(format!("{}:{}", broker.host, broker.port))
+    let (host, port) = broker.endpoint(listener)?;
+    Some(match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    })
 }
 
 /// One round trip: a fetch of every partition that has one to send, its answers applied,

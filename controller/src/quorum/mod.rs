@@ -615,6 +615,7 @@ mod tests {
             port: 1,
             shards: 1,
             rack: None,
+            endpoints: Vec::new(),
         };
         // Proposed back to back, before any is committed.
         let a = q.propose(register).expect("register");

@@ -1,0 +1,273 @@
+"""Between nodes (issue 19): brokers register every listener, so a client is told each broker's
+address on the listener it came in on; the inter-broker listener can be SSL with client
+certificates required, followers fetching over TLS with the broker's own keystore, their
+principal its certificate's subject. Real 3-node clusters, real clients (confluent-kafka)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+import kafka_wire as w
+from cluster_faults import Cluster, ClusterNode, wait_for
+from conftest import free_port
+from helpers import create_topic
+
+BROKER_DN = "CN=spate-broker,O=spate"
+N = 60
+
+
+# --- a CA and one certificate every broker uses (server and client) ---------------------------
+def _pki(root: Path) -> dict:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def issue(subject, key, issuer, issuer_key, ca, extensions=()):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        for ext in extensions:
+            b = b.add_extension(ext, critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "spate internode test ca")])
+    ca = issue(ca_name, ca_key, ca_name, ca_key, True,
+               [x509.KeyUsage(False, False, False, False, False, True, True, False, False)])
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "spate"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "spate-broker")])
+    cert = issue(name, key, ca_name, ca_key, False, [
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                     x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+    ])
+    (root / "ca.crt").write_bytes(ca.public_bytes(pem))
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (root / "broker.pem").write_bytes(key_pem + cert.public_bytes(pem))
+    return {"ca": str(root / "ca.crt"), "broker_pem": str(root / "broker.pem")}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return _pki(tmp_path_factory.mktemp("internode-pki"))
+
+
+@pytest.fixture
+def start_nodes(request):
+    """start(settings_of(node_id, ports) -> dict, n=3) -> a running Cluster of combined nodes,
+    each with its own settings; every node is killed after the test."""
+    made: list[ClusterNode] = []
+
+    def start(settings_of, n=3) -> Cluster:
+        quorum = {i: free_port() for i in range(1, n + 1)}
+        nodes = []
+        for i in range(1, n + 1):
+            node = ClusterNode(i, quorum)
+            node.settings.update(settings_of(node))
+            nodes.append(node)
+            made.append(node)
+        for node in nodes:
+            node.spawn()
+        for node in nodes:
+            node.await_ready()
+        return Cluster(nodes)
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    Cluster(made).close(keep=failed or bool(os.environ.get("SPATE_IT_KEEP")), show_logs=failed)
+
+
+def ssl_conf(pki):
+    return {"security.protocol": "SSL", "ssl.ca.location": pki["ca"]}
+
+
+def brokers_seen(bootstrap, conf):
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap, **conf}).list_topics(timeout=20)
+    return sorted((b.id, b.host, b.port) for b in md.brokers.values())
+
+
+def produce_all(bootstrap, conf, topic, partitions, n=N):
+    """n records to each partition with acks=all; {partition: offsets acknowledged}."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                  "message.timeout.ms": 30000, **conf})
+    acked, errors = {}, []
+
+    def done(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked.setdefault(msg.partition(), []).append(msg.offset())
+
+    for i in range(n):
+        for part in range(partitions):
+            p.produce(topic, value=f"v{i}".encode(), partition=part, on_delivery=done)
+    assert p.flush(40) == 0 and not errors, errors
+    return acked
+
+
+# --- 1. registrations carry every listener ----------------------------------------------------
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
+def test_a_client_on_ssl_is_told_every_brokers_ssl_address_and_produces_to_their_partitions(
+        start_nodes, pki):
+    ssl_ports = {}
+
+    def settings(node):
+        ssl_ports[node.node_id] = free_port()
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},SSL://127.0.0.1:{ssl_ports[node.node_id]}",
+            "advertised.listeners": f"SSL://localhost:{ssl_ports[node.node_id]}",
+            "ssl.keystore.location": pki["broker_pem"],
+        }
+
+    cluster = start_nodes(settings)
+    node1 = cluster.node(1)
+    ssl1 = f"localhost:{ssl_ports[1]}"
+    assert brokers_seen(ssl1, ssl_conf(pki)) == [(i, "localhost", ssl_ports[i]) for i in (1, 2, 3)]
+    plain = [(n.node_id, "127.0.0.1", n.port) for n in cluster.brokers]
+    assert brokers_seen(node1.bootstrap, {}) == plain
+
+    create_topic(node1.bootstrap, "spread", 3, replication_factor=1)
+    parts = wait_for("3 leaders", lambda: (lambda ps: ps if len(ps) == 3 and all(
+        m.leader > 0 for m in ps.values()) else None)(cluster.partitions("spread")))
+    assert {m.leader for m in parts.values()} == {1, 2, 3}, parts
+    # The producer bootstraps from node 1's SSL listener only, and reaches the leaders on 2
+    # and 3 at their SSL addresses.
+    acked = produce_all(ssl1, ssl_conf(pki), "spread", 3)
+    assert {p: len(o) for p, o in acked.items()} == {0: N, 1: N, 2: N}
+
+    # FindCoordinator answers the coordinator's address on the client's listener too.
+    conn = tls_conn(ssl_ports[1], pki["ca"])
+    try:
+        found = wait_for("a coordinator", lambda: (
+            lambda r: r if r[0] == 0 else None)(w.find_coordinator_v1(conn, "g1")), timeout=30)
+    finally:
+        conn.close()
+    _, node_id, host, port = found
+    assert (host, port) == ("localhost", ssl_ports[node_id])
+
+
+def tls_conn(port, cafile) -> w.Conn:
+    """A raw Kafka connection over TLS to 127.0.0.1:`port` (certificate checked for localhost)."""
+    conn = w.Conn.__new__(w.Conn)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sock = ssl.create_default_context(cafile=cafile).wrap_socket(raw, server_hostname="localhost")
+    conn.corr = 0
+    return conn
+
+
+# --- 2. TLS with client certificates between brokers -------------------------------------------
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
+def test_an_mtls_inter_broker_listener_replicates_and_survives_a_leader_kill(start_nodes, pki, monkeypatch):
+    monkeypatch.setenv("SPATE_LOG", "info,broker::transport=debug")
+
+    def settings(node):
+        internal = free_port()
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{internal}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SSL",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.name.internal.ssl.keystore.location": pki["broker_pem"],
+            "listener.name.internal.ssl.truststore.location": pki["ca"],
+            "listener.name.internal.ssl.client.auth": "required",
+            # Followers need ClusterAction: only the brokers' certificate has it.
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{BROKER_DN};User:ANONYMOUS",
+        }
+
+    cluster = start_nodes(settings)
+    create_topic(cluster.node(1).bootstrap, "mtls", 1, replication_factor=3)
+    cluster.wait_full_isr("mtls", 1, rf=3)
+    before = cluster.state("mtls", 0)
+    leader = cluster.node(before.leader)
+    # The leader's followers came in over TLS as the brokers' certificate.
+    leader.wait_for_log(f"principal=User:{BROKER_DN}", timeout=20)
+    acked = produce_all(cluster.bootstrap(), {}, "mtls", 1)
+    assert len(acked[0]) == N
+
+    cluster.kill(before.leader)
+    cluster.wait_new_leader("mtls", 0, before)
+    survivors = cluster.bootstrap(exclude=(before.leader,))
+    more = produce_all(survivors, {}, "mtls", 1)
+    assert len(more[0]) == N and min(more[0]) >= N, more
+    # Everything acknowledged is there on the new leader.
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": survivors, "group.id": "check", "enable.auto.commit": False})
+    c.assign([TopicPartition("mtls", 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2 * N and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.offset())
+    c.close()
+    assert got == list(range(2 * N))
+
+
+# --- 4. the controller port is bounded --------------------------------------------------------
+CONTROLLER_CONNECTIONS_MAX = 256  # broker::cluster::admission::CONNECTIONS_MAX
+
+
+def _closed_within(sock, seconds) -> bool:
+    """Whether the peer closed `sock` (EOF or reset) within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.spate_only("a multi-node cluster (the reference run has one Kafka node)")
+def test_the_controller_port_closes_oversize_frames_and_extra_connections_and_keeps_working(start_nodes):
+    cluster = start_nodes(lambda node: {})
+    node1 = cluster.node(1)
+    port = node1.quorum_port()
+
+    # A frame announcing 4 GiB: closed before anything is allocated.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((0xFFFFFFF0).to_bytes(4, "little") + (0).to_bytes(4, "little"))
+        assert _closed_within(s, 5)
+    node1.wait_for_log("controller frame too large")
+    # Garbage that fails its checksum: closed too.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall((16).to_bytes(4, "little") + (1).to_bytes(4, "little") + b"x" * 16)
+        assert _closed_within(s, 5)
+
+    # More connections than the bound: the extra ones are closed at once.
+    held = []
+    try:
+        for _ in range(CONTROLLER_CONNECTIONS_MAX + 20):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        closed = [s for s in held[-30:] if _closed_within(s, 0.5)]
+        assert closed, "no connection beyond the bound was closed"
+        assert _closed_within(held[0], 0.2) is False, "an admitted connection was closed"
+        node1.wait_for_log("controller port: too many connections")
+    finally:
+        for s in held:
+            s.close()
+
+    # The quorum kept working: a replicated topic is created and written.
+    create_topic(node1.bootstrap, "after", 1, replication_factor=3)
+    cluster.wait_full_isr("after", 1, rf=3)
+    assert len(produce_all(cluster.bootstrap(), {}, "after", 1)[0]) == N
