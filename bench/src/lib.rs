@@ -13,6 +13,7 @@ pub mod plan;
 pub mod replicated;
 pub mod report;
 pub mod security;
+pub mod stages;
 pub mod stats;
 pub mod workload;
 

@@ -92,6 +92,8 @@ pub struct Options {
     pub ack_log: Option<Arc<AckLog>>,
     /// Set from outside to end the run early (producers stop, the run reports what it has).
     pub stop: Option<Arc<AtomicBool>>,
+    /// The broker's admin endpoint: its latency budget over the window goes in the result.
+    pub broker_admin: Option<String>,
 }
 
 /// Every acknowledged produce request of a run, per partition: when and from which broker
@@ -161,6 +163,7 @@ impl Default for Options {
             progress: true,
             ack_log: None,
             stop: None,
+            broker_admin: None,
         }
     }
 }
@@ -184,6 +187,8 @@ spate bench produce|consume|e2e [options]   load generator (Kafka protocol)
   --duration-s S        measured time (default 10)  --warmup-s S (default 2)
   --total-bytes N       produce: stop after N payload bytes (then duration-s is a bound)
   --to-end              consume: from the earliest offsets to the end offsets at start, then stop
+  --broker-admin H:P    the broker's admin endpoint: its latency budget (/v1/stages) over the
+                        measured window is printed and kept in the JSON (broker_stages)
   --in-flight N         produce requests in flight per producer (default 5)
   --client-cores 1,2    pin one client executor per listed CPU
   --topic-config K=V    config of a created topic (repeatable)
@@ -231,6 +236,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
             "--warmup-s" => o.warmup_s = number(flag, &value()?)?,
             "--total-bytes" => o.total_bytes = Some(number(flag, &value()?)?),
             "--to-end" => o.to_end = true,
+            "--broker-admin" => o.broker_admin = Some(value()?),
             "--in-flight" => o.in_flight_max = number(flag, &value()?)?,
             "--client-cores" => {
                 o.client_cores = value()?
@@ -374,6 +380,10 @@ pub fn run(options: &Options) -> Result<Value, String> {
         &produced
     };
     let mut last = (0u64, Instant::now());
+    // The broker's budget when the window starts (`--broker-admin`), taken at the first poll
+    // past the warmup.
+    let mut stages_before: Option<latency::Budget> = None;
+    let mut stages_error: Option<String> = None;
     let all_done = || finished.executors.load(Ordering::Acquire) >= executors.len();
     let stopped = || {
         options
@@ -391,6 +401,15 @@ pub fn run(options: &Options) -> Result<Value, String> {
                     + 1,
             )),
         );
+        if let Some(admin) = &options.broker_admin {
+            let measuring = epoch.elapsed().as_nanos() >= clock.measure_from_ns as u128;
+            if measuring && stages_before.is_none() && stages_error.is_none() {
+                match crate::stages::fetch(admin) {
+                    Ok(budget) => stages_before = Some(budget),
+                    Err(e) => stages_error = Some(e),
+                }
+            }
+        }
         if options.progress && last.1.elapsed() >= Duration::from_secs(1) {
             let bytes = progress.all_payload_bytes();
             let mb_s = (bytes - last.0) as f64 / last.1.elapsed().as_secs_f64() / 1e6;
@@ -438,8 +457,20 @@ pub fn run(options: &Options) -> Result<Value, String> {
     if !failures.is_empty() {
         return Err(failures.join("; "));
     }
-    let result = result_json(options, window_s, &produced, &consumed);
+    let mut result = result_json(options, window_s, &produced, &consumed);
+    if let Some(admin) = &options.broker_admin {
+        let window = stages_before
+            .ok_or_else(|| stages_error.unwrap_or_else(|| "the window never started".into()))
+            .and_then(|before| Ok(crate::stages::fetch(admin)?.since(&before)));
+        result["broker_stages"] = match window {
+            Ok(window) => crate::stages::to_json(&window),
+            Err(e) => json!({ "error": e }),
+        };
+    }
     print_summary(options, &result);
+    if let Some(stages) = result.get("broker_stages") {
+        crate::stages::print(stages);
+    }
     match &options.json_path {
         Some(path) => std::fs::write(path, serde_json::to_string_pretty(&result).expect("json"))
             .map_err(|e| format!("write {}: {e}", path.display()))?,
@@ -582,10 +613,6 @@ fn spawn_clients(
             .io_memory(512 << 10)
             .spawn(move || async move {
                 let options = Rc::new(options);
-                let running = Rc::new(std::cell::Cell::new(true));
-                let ticking = running.clone();
-                let ticker =
-                    glommio::spawn_local(client::keep_executor_awake(move || ticking.get()));
                 let mut tasks = Vec::new();
                 for index in mine_c {
                     let (o, s) = (options.clone(), consumed.clone());
@@ -597,8 +624,6 @@ fn spawn_clients(
                 }
                 let results = futures::future::join_all(tasks).await;
                 finished.last_ns.fetch_max(clock.now_ns(), Ordering::AcqRel);
-                running.set(false);
-                ticker.await;
                 finished.executors.fetch_add(1, Ordering::Release);
                 results
                     .into_iter()

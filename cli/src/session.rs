@@ -7,10 +7,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use spate_bench::client::Connection;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::rc::Rc;
 use std::time::Duration;
 
 pub type Result<T> = std::result::Result<T, String>;
@@ -34,17 +33,7 @@ where
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("spate-cli")
         .io_memory(256 << 10)
-        .spawn(move || async move {
-            let alive = Rc::new(Cell::new(true));
-            let ticking = alive.clone();
-            glommio::spawn_local(spate_bench::client::keep_executor_awake(move || {
-                ticking.get()
-            }))
-            .detach();
-            let result = make().await;
-            alive.set(false);
-            result
-        })
+        .spawn(move || async move { make().await })
         .map_err(|e| format!("cannot start the client executor: {e}"))?
         .join()
         .map_err(|e| format!("client executor: {e}"))?

@@ -182,6 +182,13 @@ impl Stage {
         }
     }
 
+    /// The stage with these labels.
+    pub fn from_labels(path: &str, name: &str) -> Option<Stage> {
+        STAGES
+            .into_iter()
+            .find(|s| s.path() == path && s.name() == name)
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -395,7 +402,8 @@ mod tests {
         let s = Traced::Fetch.stage(ConnectionStage::ReplyWritten);
         assert_eq!((s.path(), s.name()), ("fetch", "reply_written"));
         for stage in STAGES {
-            assert!(!stage.name().is_empty() && !stage.path().is_empty());
+            assert_eq!(Stage::from_labels(stage.path(), stage.name()), Some(stage));
         }
+        assert_eq!(Stage::from_labels("fetch", "append"), None);
     }
 }
