@@ -5,10 +5,12 @@
 
 pub mod authenticator;
 pub mod gate;
-pub mod jaas;
 pub mod metrics;
 pub mod plain;
 pub mod scram;
+
+/// The JAAS parser lives with the client (it reads `sasl.jaas.config` too).
+pub use spate_bench::jaas;
 
 use controller::scram::ScramMechanism;
 use std::collections::BTreeMap;
