@@ -332,7 +332,7 @@ fn sasl() -> Vec<(String, Vec<u8>)> {
         .map(|(name, mode, bytes)| {
             let mut input = vec![mode];
             input.extend(bytes);
-            (format!("sasl-{name}"), input)
+            (name, input)
         })
         .collect()
 }
