@@ -23,7 +23,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_TARGETS=(request batch recovery controller_frame admin_http)
+ALL_TARGETS=(request batch recovery controller_frame admin_http sasl)
 SECONDS_EACH=60
 SEEDS=0
 TARGETS=()

@@ -92,7 +92,10 @@ impl Connection {
             .set_nodelay(true)
             .map_err(|e| format!("set_nodelay on {address}: {e}"))?;
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-        let stream = Stream::over_with(stream, host, tls).await?;
+        let mut stream = Stream::over_with(stream, host, tls).await?;
+        if let Some(sasl) = crate::security::process_sasl() {
+            crate::sasl::authenticate(&mut stream, sasl, address, client_id).await?;
+        }
         let flush = stream.is_tls();
         let (reader, writer) = stream.split();
         let inner = Rc::new(Inner {

@@ -1,14 +1,15 @@
 //! How the project's client connects: a Kafka client properties file (`--command-config`, as
 //! Kafka's tools take it) read in one place, and the TLS stream it asks for.
 //!
-//! Keys read: `security.protocol` (PLAINTEXT, SSL; the SASL ones are refused until SASL is
-//! supported), and for SSL the CAs trusted (`ssl.truststore.location` with
+//! Keys read: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); for SASL the
+//! mechanism and credentials (`crate::sasl::SaslConfig`); for SSL and SASL_SSL the CAs trusted (`ssl.truststore.location` with
 //! `ssl.truststore.type=PEM`, librdkafka's `ssl.ca.location`, or `ssl.truststore.certificates`
 //! as PEM text) and, for mTLS, the client's key and certificate chain (`ssl.keystore.location`
 //! with `ssl.keystore.type=PEM`: the key and the chain in one PEM file; librdkafka's
 //! `ssl.certificate.location` with `ssl.key.location`; or `ssl.keystore.certificate.chain` with
 //! `ssl.keystore.key` as PEM text). Other keys are kept in `properties` and ignored.
 
+use crate::sasl::SaslConfig;
 use glommio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -23,8 +24,10 @@ use std::task::{Context, Poll};
 pub struct Security {
     /// `security.protocol` as given (PLAINTEXT when absent).
     pub protocol: String,
-    /// The TLS configuration, for SSL.
+    /// The TLS configuration, for SSL and SASL_SSL.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The SASL mechanism and credentials, for SASL_PLAINTEXT and SASL_SSL.
+    pub sasl: Option<SaslConfig>,
     /// Every key of the properties file.
     pub properties: BTreeMap<String, String>,
 }
@@ -43,17 +46,23 @@ impl Security {
             .get("security.protocol")
             .map(|p| p.to_ascii_uppercase())
             .unwrap_or_else(|| "PLAINTEXT".into());
-        let tls = match protocol.as_str() {
-            "PLAINTEXT" => None,
-            "SSL" => Some(Arc::new(client_config(&properties)?)),
-            "SASL_PLAINTEXT" | "SASL_SSL" => {
-                return Err(format!("security.protocol={protocol} is not supported yet"))
-            }
+        let (tls, sasl) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
             other => return Err(format!("unknown security.protocol '{other}'")),
         };
+        let tls = tls
+            .then(|| client_config(&properties).map(Arc::new))
+            .transpose()?;
+        let sasl = sasl
+            .then(|| SaslConfig::from_properties(&properties))
+            .transpose()?;
         Ok(Security {
             protocol,
             tls,
+            sasl,
             properties,
         })
     }
@@ -81,6 +90,11 @@ pub type TlsClientConfig = Arc<rustls::ClientConfig>;
 /// connections that do not use the process's security: a broker's follower fetches.
 pub fn tls_client_config(properties: &BTreeMap<String, String>) -> Result<TlsClientConfig, String> {
     client_config(properties).map(Arc::new)
+}
+
+/// The SASL mechanism and credentials every connection of this process uses, if any.
+pub(crate) fn process_sasl() -> Option<&'static SaslConfig> {
+    PROCESS_SECURITY.get().and_then(|s| s.sasl.as_ref())
 }
 
 /// Java properties: `key=value` or `key: value` lines, `#` and `!` comments.
@@ -285,6 +299,19 @@ mod tests {
                     ("ssl.ca.location", "/nonexistent/ca.pem"),
                 ],
                 "cannot read",
+            ),
+            (
+                vec![("security.protocol", "SASL_PLAINTEXT")],
+                "needs sasl.mechanism",
+            ),
+            (
+                vec![
+                    ("security.protocol", "SASL_SSL"),
+                    ("sasl.mechanism", "PLAIN"),
+                    ("sasl.username", "a"),
+                    ("sasl.password", "b"),
+                ],
+                "SSL needs",
             ),
         ] {
             let err = Security::from_properties(props(&pairs)).err().unwrap();

@@ -171,7 +171,7 @@ impl Default for Options {
 pub const USAGE: &str = "\
 spate bench produce|consume|e2e [options]   load generator (Kafka protocol)
   --brokers H:P[,H:P]   bootstrap (default 127.0.0.1:9092)
-  --command-config FILE Kafka client properties (security.protocol=SSL, ssl.* as `spate topic`)
+  --command-config FILE Kafka client properties (security.protocol, ssl.*, sasl.* as `spate topic`)
   --topic NAME          (default spate-bench); created if missing
   --partitions N        (default 8)
   --replication-factor N   replicas per partition of a topic the bench creates (default 1)
@@ -208,7 +208,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Options, String> {
         let mut value = || flags.value();
         match flag {
             "--brokers" => o.brokers = value()?,
-            // Kafka client properties (TLS): every connection of this process uses them.
+            // Kafka client properties (TLS, SASL): every connection of this process uses them.
             "--command-config" => {
                 crate::security::use_for_process(crate::security::Security::from_file(&value()?)?)?
             }

@@ -40,8 +40,10 @@ pub const USAGE: &str =
   spate acl list | remove [--principal P] [--operation OP] [--topic T | --group G | --cluster]
                 [--prefixed] [--deny] [--host H]
   Client options: --brokers HOST:PORT,... (or SPATE_BROKERS; default 127.0.0.1:9092),
-                --command-config FILE (Kafka client properties: security.protocol=SSL,
-                ssl.truststore.location or ssl.ca.location, ssl.keystore.location for mTLS),
+                --command-config FILE (Kafka client properties: security.protocol=SSL|
+                SASL_PLAINTEXT|SASL_SSL, ssl.truststore.location or ssl.ca.location,
+                ssl.keystore.location for mTLS, sasl.mechanism=PLAIN|SCRAM-SHA-256|
+                SCRAM-SHA-512 with sasl.username/sasl.password or sasl.jaas.config),
                 --json (JSON on stdout). --format: %k key, %s value, %h headers, %T timestamp,
                 %p partition, %o offset, %t topic, %K/%S key/value length, \\n \\t.
 ";

@@ -25,6 +25,7 @@ pub fn for_target(target: &str) -> Vec<(String, Vec<u8>)> {
         "recovery" => crate::recovery_input::seeds(),
         "controller_frame" => controller_frames(),
         "admin_http" => http_heads(),
+        "sasl" => sasl(),
         other => panic!("no seeds for unknown target {other}"),
     }
 }
@@ -286,4 +287,52 @@ fn http_heads() -> Vec<(String, Vec<u8>)> {
     .into_iter()
     .map(|(name, head)| (name.to_string(), head.as_bytes().to_vec()))
     .collect()
+}
+
+/// Mode byte (see fuzz_targets/sasl.rs) then the input.
+fn sasl() -> Vec<(String, Vec<u8>)> {
+    let body = |version: i16, request: &dyn Fn(&mut BytesMut, i16)| {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[version as u8]);
+        request(&mut buf, version);
+        buf.to_vec()
+    };
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-512"));
+    let authenticate = SaslAuthenticateRequest::default()
+        .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret"));
+    let mut seeds = vec![];
+    for version in 0..=1 {
+        seeds.push((
+            format!("handshake-v{version}"),
+            0,
+            body(version, &|b, v| handshake.encode(b, v).expect("encodes")),
+        ));
+    }
+    for version in 0..=2 {
+        seeds.push((
+            format!("authenticate-v{version}"),
+            1,
+            body(version, &|b, v| authenticate.encode(b, v).expect("encodes")),
+        ));
+    }
+    for (name, mode, text) in [
+        ("plain", 2, &b"\0alice\0alice-secret"[..]),
+        ("plain-authzid", 2, b"alice\0alice\0wrong"),
+        ("scram-client", 3, b"n,,n=alice,r=rOprNGfwEbeRWgbNEkqO\0c=biws,r=rOprNGfwEbeRWgbNEkqOservernonce,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+        ("scram-escaped", 3, b"y,a=a=2Cb,n=a=2Cb,r=abc"),
+        ("server-first", 4, b"r=fuzzXYZ,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=16"),
+        ("jaas-plain", 5, b"org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"admin-secret\" user_alice=\"alice-secret\";"),
+        ("jaas-scram", 5, b"org.apache.kafka.common.security.scram.ScramLoginModule required username=bob password=\"b\\\"ob\";\n a.B optional;"),
+    ] {
+        seeds.push((name.to_string(), mode, text.to_vec()));
+    }
+    seeds
+        .into_iter()
+        .map(|(name, mode, bytes)| {
+            let mut input = vec![mode];
+            input.extend(bytes);
+            (name, input)
+        })
+        .collect()
 }

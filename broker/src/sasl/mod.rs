@@ -5,13 +5,15 @@
 
 pub mod authenticator;
 pub mod gate;
-pub mod jaas;
 pub mod jwt;
 pub mod metrics;
 pub mod oauth_settings;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
+
+/// The JAAS parser lives with the client (it reads `sasl.jaas.config` too).
+pub use spate_bench::jaas;
 
 use controller::scram::ScramMechanism;
 use std::collections::BTreeMap;

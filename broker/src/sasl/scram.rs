@@ -213,7 +213,10 @@ impl Challenged {
         if BASE64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::Malformed("channel binding does not match"));
         }
-        if nonce != self.nonce {
+        // Kafka's check is `endsWith`, not equality: librdkafka before 2.1 sends its own nonce
+        // again in front (`r=<cnonce><cnonce><snonce>`, and signs that). The fresh server nonce
+        // still has to be there, and the proof covers the message as sent.
+        if !nonce.ends_with(&self.nonce) {
             return Err(ScramError::Malformed("nonce does not match"));
         }
         let proof = BASE64
@@ -323,8 +326,20 @@ mod tests {
         client_first_bare: &str,
         server_first: &str,
     ) -> (String, Vec<u8>) {
+        client_final_with(m, password, client_first_bare, server_first, None)
+    }
+
+    /// `client_final` sending `nonce` instead of the server's, when given.
+    fn client_final_with(
+        m: ScramMechanism,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+        nonce: Option<&str>,
+    ) -> (String, Vec<u8>) {
         let mut fields = server_first.split(',');
-        let nonce = fields.next().unwrap().strip_prefix("r=").unwrap();
+        let servers = fields.next().unwrap().strip_prefix("r=").unwrap();
+        let nonce = nonce.unwrap_or(servers);
         let salt = BASE64
             .decode(fields.next().unwrap().strip_prefix("s=").unwrap())
             .unwrap();
@@ -473,6 +488,32 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_client_final_nonce_ending_in_the_servers_is_accepted_as_kafka_does() {
+        // librdkafka 2.0 (kcat 1.7.1) repeats its nonce: r=<cnonce><cnonce><snonce>.
+        let m = ScramMechanism::Sha512;
+        for (nonce, ok) in [
+            ("cncnsn", true),
+            ("cnsn", true),
+            ("cnsnx", false),
+            ("sn", false),
+        ] {
+            let mut server = ScramServer::new(m);
+            let bare = "n=alice,r=cn";
+            let lookup = |_: &str| Some(stored(m, "alice-secret"));
+            let ScramStep::Challenge(first) = server
+                .step(format!("n,,{bare}").as_bytes(), lookup, "sn", |_| vec![])
+                .unwrap()
+            else {
+                panic!("challenge expected")
+            };
+            let first = String::from_utf8(first).unwrap();
+            let (message, _) = client_final_with(m, "alice-secret", bare, &first, Some(nonce));
+            let auth = server.step(message.as_bytes(), |_| None, "", |_| vec![]);
+            assert_eq!(auth.is_ok(), ok, "{nonce}: {auth:?}");
         }
     }
 

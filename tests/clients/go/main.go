@@ -1,5 +1,7 @@
 // Spate test client (Go, github.com/twmb/franz-go/pkg/kgo).
 //
+// Security (TLS, SASL) from SPATE_* environment variables: see security.go.
+//
 //	produce --bootstrap H:P --topic T --count N --acks all|1 --codec gzip|snappy|lz4|zstd --client NAME
 //	consume --bootstrap H:P --topic T --partitions P --expect N --timeout-s S
 //	group-consume --bootstrap H:P --topic T --group G --member-name M [--assignor range|roundrobin|cooperative-sticky]
@@ -111,7 +113,7 @@ func produce(args []string) int {
 		fmt.Fprintln(os.Stderr, "bad --codec", *codec)
 		return 2
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(withSecurity(opts...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1
@@ -186,11 +188,11 @@ func consume(args []string) int {
 	for p := 0; p < *partitions; p++ {
 		parts[int32(p)] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(withSecurity(
 		kgo.SeedBrokers(*bootstrap),
 		kgo.ClientID("go-consumer"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{*topic: parts}),
-	)
+	)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1
@@ -392,7 +394,7 @@ func groupConsume(args []string) int {
 		opts = append(opts, kgo.DisableAutoCommit())
 	}
 	var err error
-	cl, err = kgo.NewClient(opts...)
+	cl, err = kgo.NewClient(withSecurity(opts...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		return 1

@@ -14,6 +14,32 @@
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
+// Security from the environment, for every subcommand (issue 19): SPATE_SECURITY_PROTOCOL
+// (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), SPATE_SASL_MECHANISM (PLAIN, SCRAM-SHA-256,
+// SCRAM-SHA-512), SPATE_SASL_USERNAME, SPATE_SASL_PASSWORD, SPATE_SSL_CA and, for mTLS,
+// SPATE_SSL_CERT with SPATE_SSL_KEY (PEM files). Spread into `new Kafka` and `new Cluster`.
+function security () {
+  const env = process.env
+  const protocol = (env.SPATE_SECURITY_PROTOCOL || 'PLAINTEXT').toUpperCase()
+  const out = {}
+  if (protocol === 'SSL' || protocol === 'SASL_SSL') {
+    const fs = require('fs')
+    out.ssl = { ca: [fs.readFileSync(env.SPATE_SSL_CA, 'utf8')] }
+    if (env.SPATE_SSL_CERT) {
+      out.ssl.cert = fs.readFileSync(env.SPATE_SSL_CERT, 'utf8')
+      out.ssl.key = fs.readFileSync(env.SPATE_SSL_KEY, 'utf8')
+    }
+  }
+  if (protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL') {
+    out.sasl = {
+      mechanism: env.SPATE_SASL_MECHANISM.toLowerCase(),
+      username: env.SPATE_SASL_USERNAME,
+      password: env.SPATE_SASL_PASSWORD,
+    }
+  }
+  return out
+}
+
 const { Kafka, CompressionTypes, logLevel, PartitionAssigners, AssignerProtocol } = require('kafkajs')
 const Cluster = require('kafkajs/src/cluster')
 const { createLogger } = require('kafkajs/src/loggers')
@@ -73,7 +99,7 @@ async function produce(opts) {
     process.stderr.write(`kafkajs client supports --codec gzip|none, not ${codecName}\n`)
     return 2
   }
-  const kafka = new Kafka({ clientId: client, brokers: [bootstrap], logLevel: logLevel.WARN })
+  const kafka = new Kafka({ clientId: client, brokers: [bootstrap], logLevel: logLevel.WARN, ...security() })
   const producer = kafka.producer({ allowAutoTopicCreation: false })
   await producer.connect()
   const batchSize = 500
@@ -112,6 +138,7 @@ async function consume(opts) {
     logger: createLogger({ level: logLevel.WARN, logCreator: LoggerConsole }),
     socketFactory: defaultSocketFactory(),
     brokers: [bootstrap],
+    ...security(),
     clientId: 'kafkajs-consumer',
     connectionTimeout: 3000,
     metadataMaxAge: 300000,
@@ -244,7 +271,7 @@ async function groupConsume(opts) {
     line({ event: ev, member, partitions: sorted(ps), owned: sorted(owned) })
   }
 
-  const kafka = new Kafka({ clientId: member, brokers: [bootstrap], logLevel: logLevel.WARN })
+  const kafka = new Kafka({ clientId: member, brokers: [bootstrap], logLevel: logLevel.WARN, ...security() })
   const consumer = kafka.consumer({
     groupId: group,
     partitionAssigners: [assigners[assignorName]],
