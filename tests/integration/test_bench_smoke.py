@@ -47,10 +47,17 @@ def test_bench_produce_ten_seconds(broker, tmp_path):
 
 
 def test_bench_e2e_fixed_rate_keyed(broker, tmp_path):
-    result, _ = run_bench(tmp_path, broker, "e2e", "--duration-s", "3", "--warmup-s", "1",
-                          "--rate", "2000rec/s", "--keys", "50", "--producers", "2", "--quiet")
+    admin = f"127.0.0.1:{broker.admin_port}"
+    result, stderr = run_bench(tmp_path, broker, "e2e", "--duration-s", "3", "--warmup-s", "1",
+                               "--rate", "2000rec/s", "--keys", "50", "--producers", "2",
+                               "--quiet", "--broker-admin", admin)
     check_side(result["produce"])
     check_side(result["consume"])
+    # The broker's latency budget over the measured window, beside the client's view.
+    stages = {(s["path"], s["stage"]): s for s in result["broker_stages"]}
+    assert stages[("produce", "handler")]["count"] > 0
+    assert stages[("fetch", "handler")]["count"] > 0
+    assert "broker latency budget over the window" in stderr
     assert "coordinated-omission corrected" in result["latency_from"]
     # at 2,000 records/s for 3 s: about 6,000 records each way
     assert 4000 <= result["produce"]["records"] <= 8000

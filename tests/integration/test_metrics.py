@@ -45,6 +45,7 @@ FAMILIES = {
     "spate_shard_read_ahead_streams": "gauge",
     "spate_process_uptime_seconds": "gauge",
     "spate_process_resident_memory_bytes": "gauge",
+    "spate_stage_latency_seconds": "histogram",
 }
 
 
@@ -181,6 +182,50 @@ def test_error_codes_are_counted_by_api_and_name(broker):
     s = scrape(broker)
     assert s.value("spate_request_errors_total", api="Produce", error="UNKNOWN_TOPIC_OR_PARTITION") == 3
     assert not s.samples("spate_request_errors_total", error="NONE")
+
+
+def test_the_latency_budget_times_every_stage_of_real_produce_and_fetch_requests(broker):
+    """librdkafka produces with acks=all and consumes: /v1/stages and /metrics time each stage
+    of those requests (one record per request and stage on the connection path, one per
+    partition and request on the owner shard), and a request's stages fit inside its handler."""
+    topic = "stages-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    before = scrape(broker).value("spate_requests_total", api="Produce") or 0
+    produce(broker.bootstrap, topic, 200)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g-" + topic,
+                  "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50})
+    c.assign([TopicPartition(topic, p, 0) for p in (0, 1)])
+    got, deadline = 0, time.monotonic() + 30
+    while got < 200 and time.monotonic() < deadline:
+        got += sum(1 for m in c.consume(200, 0.5) if not m.error())
+    c.close()
+    assert got == 200
+    produces = scrape(broker).value("spate_requests_total", api="Produce") - before
+    assert produces >= 1
+
+    status, ctype, body = get(broker.admin_url + "/v1/stages")
+    assert status == 200 and ctype == "application/json"
+    stages = {(s["path"], s["stage"]): s for s in json.loads(body)["stages"]}
+    for stage in ["frame_read", "admission", "handler", "decode", "route", "append",
+                  "acknowledged", "return", "encode", "reply_order", "reply_written"]:
+        assert stages[("produce", stage)]["count"] >= produces, stage
+    for stage in ["frame_read", "handler", "decode", "read", "encode", "reply_written"]:
+        assert stages[("fetch", stage)]["count"] >= 1, stage
+    # acks=all: every acknowledged produce waited for a write and its fdatasync.
+    assert stages[("storage", "write")]["count"] >= 1
+    assert stages[("storage", "fdatasync")]["count"] >= 1
+    for s in stages.values():
+        assert 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] <= s["max_ns"], s
+        assert sum(n for _, n in s["buckets"]) == s["count"], s
+    handler = stages[("produce", "handler")]
+    assert stages[("produce", "append")]["max_ns"] <= handler["max_ns"] * 1.02
+
+    s = scrape(broker)
+    labels = {"path": "produce", "stage": "acknowledged"}
+    count = s.value("spate_stage_latency_seconds_count", **labels)
+    assert count >= produces
+    assert s.value("spate_stage_latency_seconds_bucket", le="+Inf", **labels) == count
+    assert s.value("spate_stage_latency_seconds_bucket", le="10.0", **labels) == count
 
 
 def test_status_is_json(broker):
