@@ -290,7 +290,8 @@ impl UnsentTimes {
 /// Sends the replies in request order: segments queue in an [`Outbox`] while further replies
 /// are ready (so pipelined replies share a syscall, up to its bounds) and go out in vectored
 /// writes, without being copied into a write buffer. What is queued is sent before the writer
-/// waits for a handler that has not finished: a ready reply never waits for a later request. A request's bytes go back to the shard's
+/// waits for a handler that has not finished: a ready reply never waits for a later request.
+/// A request's bytes go back to the shard's
 /// [`RequestMemory`] when its reply is queued, or when the connection ends (the permits still
 /// in the channel drop with it).
 async fn write_replies<S: ReplySink>(
