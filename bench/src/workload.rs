@@ -5,7 +5,7 @@ use crate::batch::{walk_batches, BatchBuilder, Compression};
 use crate::client::{self, Client, Connection, Routes};
 use crate::flags::Flags;
 use crate::partitioner::{DefaultPartitioner, Keyless, Partitioner};
-use crate::stats::Stats;
+use crate::stats::{RequestTimes, Stats};
 use bytes::Bytes;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -904,10 +904,12 @@ async fn send_ready(
         entry.3 += batch.payload_bytes;
     }
     for (_, batches, intended, payload_bytes, batch_bytes) in by_leader {
+        let ready_ns = clock.now_ns();
         let permit = in_flight
             .acquire_static_permit(1)
             .await
             .map_err(|e| format!("in-flight semaphore: {e}"))?;
+        let sent_ns = clock.now_ns();
         let (routes, stats, acks) = (routes.clone(), stats.clone(), options.acks);
         let ack_log = options.ack_log.clone();
         glommio::spawn_local(async move {
@@ -928,6 +930,12 @@ async fn send_ready(
             }
             match result.map(|_| ()) {
                 Ok(()) if done >= clock.measure_from_ns && done <= clock.end_ns => {
+                    stats.record_request(RequestTimes {
+                        oldest_intended_ns: intended.iter().copied().min().unwrap_or(ready_ns),
+                        ready_ns,
+                        sent_ns,
+                        answered_ns: done,
+                    });
                     stats.record(
                         intended.len() as u64,
                         &intended,
@@ -1142,6 +1150,15 @@ fn print_summary(options: &Options, result: &Value) {
             ms(&l["p50"]), ms(&l["p90"]), ms(&l["p99"]), ms(&l["p99.9"]), ms(&l["p99.99"]), ms(&l["max"]),
             l["count"]
         );
+        if let Some(r) = s.get("request_us") {
+            let p = |stage: &str, q: &str| ms(&r[stage][q]);
+            eprintln!(
+                "  {side} requests, ms p50/p99/p99.9: in the batch {:.2}/{:.2}/{:.2}, waiting for an in-flight slot {:.2}/{:.2}/{:.2}, round trip {:.2}/{:.2}/{:.2}",
+                p("batch_wait", "p50"), p("batch_wait", "p99"), p("batch_wait", "p99.9"),
+                p("in_flight_wait", "p50"), p("in_flight_wait", "p99"), p("in_flight_wait", "p99.9"),
+                p("round_trip", "p50"), p("round_trip", "p99"), p("round_trip", "p99.9"),
+            );
+        }
     }
 }
 
