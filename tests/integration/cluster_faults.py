@@ -443,8 +443,8 @@ class JavaAckedProducer:
         lib = helpers.CLIENTS / "java" / "lib"
         if not lib.is_dir():
             pytest.fail(f"Java client jars missing ({lib}): run ci/install-deps")
-        cmd = ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{lib}/*", str(self.SOURCE),
-               *[str(a) for a in self.args]]
+        cmd = ["java", *helpers.SHORT_JVM, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{lib}/*",
+               str(self.SOURCE), *[str(a) for a in self.args]]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "clients" / "python"))
 
+import suite_ports as ports  # noqa: E402
 import suite_processes as procs  # noqa: E402
 import suite_skips as skips  # noqa: E402
 
@@ -55,22 +56,10 @@ READY_TIMEOUT_S = float(os.environ.get("SPATE_IT_READY_TIMEOUT", "180" if REFERE
 _ALL_BROKERS: list["Broker"] = []
 
 
-_HANDED_OUT_PORTS: set[int] = set()
-
-
 def free_port() -> int:
-    """A loopback port free now and never handed out before in this run.
-
-    The kernel may give the same ephemeral port to two binds in a row once the first socket is
-    closed, so ports asked for together (a quorum's voters) could otherwise collide.
-    """
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT_PORTS:
-            _HANDED_OUT_PORTS.add(port)
-            return port
+    """A loopback port free now and never handed out before in this run, by any xdist worker
+    (suite_ports.py): ports asked for together (a quorum's voters) never collide."""
+    return ports.free_ports()
 
 
 def _raise_memlock():
@@ -349,9 +338,23 @@ def pytest_configure(config):
         "markers",
         "differs_from_kafka(why): Spate keeps a behaviour Kafka 4.3.1 does not have (README.md says "
         "why); a strict xfail in the reference run")
+    config.addinivalue_line(
+        "markers",
+        "solo(why): a wall-clock bound or a CPU measurement that tests running beside it would "
+        "distort: ci/test runs these one at a time, after the others ran in parallel")
+
+
+# The files whose tests take longest, slowest first (the durations in tests/README.md). Under
+# pytest-xdist their tests are handed out first, so no worker is left running a long test alone
+# at the end while the others idle; in a serial run the order changes nothing.
+SLOW_FIRST = ("test_replication.py", "test_groups.py", "test_multi_node.py", "test_kafka_tools.py",
+              "test_soak_smoke.py", "test_storage.py", "test_clients.py", "test_readme_claims.py")
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike, as xdist requires
+        rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
     if not REFERENCE:
         return
     for item in items:
@@ -386,14 +389,30 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    config = session.config
     for b in _ALL_BROKERS:
         b.kill()
     strays = procs.wait_gone(procs.suite_processes(), timeout=10)
     if strays:
-        session.config._spate_strays = procs.describe(strays)
+        _add_strays(config, procs.describe(strays))
         procs.kill(strays)
-    if strays or skips.unexpected(session.config, REFERENCE):
+    if hasattr(config, "workeroutput"):  # an xdist worker: the controller reports and decides
+        config.workeroutput["spate_strays"] = getattr(config, "_spate_strays", None)
+        return
+    if getattr(config, "_spate_strays", None) or skips.unexpected(config, REFERENCE):
         session.exitstatus = SUITE_NOT_CLEAN
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: what a worker found left running at its end is the session's."""
+    said = getattr(node, "workeroutput", {}).get("spate_strays")
+    if said:
+        _add_strays(node.config, said)
+
+
+def _add_strays(config, said: str):
+    config._spate_strays = "; ".join(filter(None, [getattr(config, "_spate_strays", None), said]))
 
 
 # pytest's exit status when an unexpected skip or a leftover process spoiled the session,

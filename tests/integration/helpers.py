@@ -21,12 +21,18 @@ import spate_records as R
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "tests" / "clients"
 
+# A JVM that runs for seconds, not hours: no C2 compiler threads competing for the 2 cores, the
+# serial collector, the JDK's class-data-sharing archive (the reference wrapper starts Kafka so).
+# The clients' and tools' code paths are the same; only the JIT and the GC differ.
+SHORT_JVM = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
+
 # name -> argv prefix; every program takes `produce ...` / `consume ...` with the same flags.
 CLIENT_CMDS = {
     "confluent": [sys.executable, str(CLIENTS / "python" / "confluent_client.py")],
     "kafka-python": [sys.executable, str(CLIENTS / "python" / "kafka_python_client.py")],
     "java": [
         "java",
+        *SHORT_JVM,
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
         "-cp",
         f"{CLIENTS / 'java' / 'classes'}:{CLIENTS / 'java' / 'lib'}/*",
@@ -49,8 +55,8 @@ def kafka_tool(main_class, *args, input=None, timeout=120, check=True):
 
     if not (KAFKA_LIB / "kafka-tools-4.3.1.jar").exists():
         pytest.fail(f"Kafka tools not installed ({KAFKA_LIB} missing): run ci/install-deps")
-    cmd = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{KAFKA_LIB}/*",
-           main_class, *[str(a) for a in args]]
+    cmd = ["java", "-Xmx512m", *SHORT_JVM, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+           "-cp", f"{KAFKA_LIB}/*", main_class, *[str(a) for a in args]]
     p = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=timeout)
     if check:

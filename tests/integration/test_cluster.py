@@ -88,6 +88,7 @@ def test_bad_cluster_configuration_is_refused_clearly(args, message):
     assert message in refused(*args)
 
 
+@pytest.mark.solo("a new controller within 5 s of kill -9")
 def test_three_voters_elect_one_controller_and_fail_over_after_kill_9():
     ports = [free_port() for _ in range(3)]
     quorum = quorum_of(ports)
@@ -129,6 +130,7 @@ def described(quorum: str, node: int) -> list[str] | None:
     return proc.stdout.splitlines() if proc.returncode == 0 else None
 
 
+@pytest.mark.solo("topic creation within 5 s of kill -9")
 def test_metadata_survives_kill_9_of_any_voter_including_the_active_controller():
     ports = [free_port() for _ in range(3)]
     quorum = quorum_of(ports)

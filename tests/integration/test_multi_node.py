@@ -22,6 +22,7 @@ import pytest
 import helpers
 import kafka_wire as w
 from cluster_faults import SESSION_TIMEOUT_MS, ClusterNode, metadata, start_cluster, wait_for
+import suite_ports as ports
 from conftest import SPATE_BIN, Broker, free_port
 from helpers import consume, kafka_tool, produce, verify
 from test_groups import members  # noqa: F401  (a fixture)
@@ -165,6 +166,7 @@ def test_create_partitions_places_the_new_partitions_over_the_brokers():
     verify(records, "franz-go", 900, nodes[0].bootstrap, "growing", 9)
 
 
+@pytest.mark.solo("topic creation within 5 s of kill -9")
 @pytest.mark.parametrize("victim_kind", ["active-controller", "other-node"])
 def test_kill_9_of_a_node_keeps_creation_working_fences_it_and_it_rejoins(victim_kind):
     nodes = start_cluster(3)
@@ -285,24 +287,8 @@ def test_dev_cluster_starts_three_nodes_and_stops_them():
 
 
 def free_base_port() -> int:
-    """A port P with P..P+2 and P+100..P+102 free."""
-    for _ in range(50):
-        base = free_port()
-        if base + 102 > 65535:
-            continue
-        try:
-            socks = []
-            for port in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free port range for dev-cluster")
+    """A port P with P..P+2 and P+100..P+102 free (and no other test's: all 103 reserved)."""
+    return ports.free_ports(span=103)
 
 
 def test_a_broker_that_cannot_reach_the_quorum_says_so_and_is_not_ready():

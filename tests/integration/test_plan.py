@@ -44,6 +44,7 @@ def measured(tmp_path_factory):
     return out, proc.stderr
 
 
+@pytest.mark.solo("measures this machine's throughput (and shares one profile run)")
 def test_short_profile_is_complete(measured):
     path, stderr = measured
     profile = json.loads(path.read_text())
@@ -73,6 +74,7 @@ def test_short_profile_is_complete(measured):
     assert "profile [1/" in stderr and "profile: wrote" in stderr
 
 
+@pytest.mark.solo("measures this machine's throughput (and shares one profile run)")
 def test_plan_on_a_measured_profile(measured):
     path, _ = measured
     proc = spate("plan", "--profile", path, "--ingest", "200MB/s", "--json")
@@ -136,6 +138,7 @@ def test_plan_refuses_bad_input():
     assert spate("plan", "--profile", "/nonexistent.json", "--ingest", "1MB/s").returncode != 0
 
 
+@pytest.mark.solo("measures this machine's throughput (and shares one profile run)")
 def test_plan_check_reports_an_error_per_figure(measured, tmp_path):
     path, _ = measured
     out = tmp_path / "check.json"

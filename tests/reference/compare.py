@@ -1,16 +1,20 @@
 """Prints the reference pass (the suite against Apache Kafka) beside the Spate pass, from the
 two JUnit XML files pytest wrote: the counts of each, then every test that passes on Spate and
 fails on Kafka (a test that may expect Spate's behaviour, not Kafka's), and the reverse.
-usage: compare.py SPATE_XML KAFKA_XML"""
+usage: compare.py SPATE_XML[,SPATE_XML...] KAFKA_XML[,KAFKA_XML...] (a pass's parts: ci/test runs
+the solo tests apart; a part's missing file counts as no tests)"""
 
+import os
 import sys
 import xml.etree.ElementTree as ET
 
 
-def outcomes(path):
-    """{test id: passed|failed|error|skipped|xfailed}"""
+def outcomes(paths):
+    """{test id: passed|failed|error|skipped|xfailed} of the comma-separated JUnit files"""
     out = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
+    cases = [case for path in paths.split(",") if os.path.exists(path)
+             for case in ET.parse(path).getroot().iter("testcase")]
+    for case in cases:
         name = f"{case.get('classname')}::{case.get('name')}"
         kinds = [child.tag for child in case]
         if "failure" in kinds:
