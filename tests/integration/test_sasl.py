@@ -261,6 +261,31 @@ def test_a_request_before_authentication_closes_the_connection(sasl_broker):
         assert handshake(conn, "PLAIN")[0] == 34
 
 
+def test_an_api_versions_from_the_future_is_answered_and_the_exchange_goes_on(sasl_broker):
+    # franz-go asks with its newest ApiVersions first; as Kafka's SaslServerAuthenticator, the
+    # UNSUPPORTED_VERSION answer leaves the exchange where it was, so the client asks again.
+    broker = sasl_broker()
+    host, port = broker.sasl.split(":")
+    body = w.uvarint(len(b"spate-it") + 1) + b"spate-it" + w.uvarint(len(b"9.9") + 1) + b"9.9" + b"\x00"
+    with w.Conn(host, int(port)) as conn:
+        conn.send_frame(w.request_header(w.API_VERSIONS, 99, 7, flexible=True) + body)
+        r = w.Reader(conn.recv_frame())
+        assert r.i32() == 7
+        error, ranges = w.parse_api_versions_v0(r)
+        assert error == w.UNSUPPORTED_VERSION and list(ranges) == [w.API_VERSIONS], (error, ranges)
+        error, ranges = w.api_versions(conn)
+        assert error == 0 and ranges[SASL_HANDSHAKE] == (0, 1)
+        assert handshake(conn, "PLAIN")[0] == 0
+        r = conn.request(SASL_AUTHENTICATE, 0, w.bytes_(b"\0alice\0alice-secret"))
+        assert r.i16() == 0
+        assert w.metadata_v1(conn) is not None
+    # Once the exchange has begun, ApiVersions is out of place, at any version: closed.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        conn.send_frame(w.request_header(w.API_VERSIONS, 99, 8, flexible=True) + body)
+        assert conn.expect_closed() == b""
+
+
 def test_plain_over_a_v0_handshake_takes_raw_tokens(sasl_broker):
     broker = sasl_broker()
     host, port = broker.sasl.split(":")

@@ -72,12 +72,8 @@ def security_env(monkeypatch, pki, mode):
     monkeypatch.setenv("SPATE_SASL_PASSWORD", password)
 
 
-# franz-go is left out of the round trip on main: after the security branches were merged (the
-# listener-aware Metadata among them) its produce over SASL_SSL and mTLS timed out (240 s) in
-# the full suite, while it passed on its own branch; kafkajs passes. Not yet root-caused
-# (README, "What does not work yet"). Its refused wrong password is still checked below.
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("client", ["kafkajs"])
+@pytest.mark.parametrize("client", ["franz-go", "kafkajs"])
 def test_franz_go_and_kafkajs_produce_and_consume_over_sasl_ssl_and_mtls(broker, pki, monkeypatch, client, mode):
     topic = f"{client}-{mode}-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 2)
