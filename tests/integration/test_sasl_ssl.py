@@ -1,8 +1,10 @@
 """SASL over TLS and mTLS with every client (issue 19): a broker with PLAINTEXT (setup),
 SASL_SSL (PLAIN users from the JAAS config, SCRAM users from the metadata log) and MTLS
 (client certificate required) listeners; franz-go, kafkajs, kafka-python and `spate` itself
-produce and consume over them. librdkafka, kcat and the Java tools are covered over SASL in
-test_sasl.py and over TLS in test_tls.py."""
+produce and consume over them; Kafka's console tools (with a client properties file) and kcat
+round-trip over SASL_SSL with SCRAM-SHA-512 and PLAIN, and a wrong password fails them with
+nothing produced. librdkafka through confluent-kafka is covered over SASL in test_sasl.py and
+over TLS in test_tls.py."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import uuid
 import pytest
 
 from conftest import SPATE_BIN, Broker, free_port
-from helpers import consume, create_topic, produce, verify
+from helpers import consume, create_topic, end_offsets, kafka_tool, produce, verify
 from test_sasl import JAAS, spate_cli
 from test_tls import _pki
 
 N = 60
+PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,70 @@ def test_spate_cli_over_sasl_ssl_with_plain_from_a_jaas_config(broker, pki, tmp_
     assert sorted(got.stdout.split()) == ["a", "b", "c"]
     users = spate("user", "list")
     assert users.returncode == 0 and "bob" in users.stdout, users.stderr
+
+
+# SASL_SSL users of the broker fixture, by mechanism.
+SASL_USERS = {"SCRAM-SHA-512": ("bob", "bob-secret"), "PLAIN": ("alice", "alice-secret")}
+
+
+def java_properties(path, pki, mechanism, user, password):
+    """A Kafka client properties file for SASL_SSL, as an operator writes one for the tools."""
+    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+              else "org.apache.kafka.common.security.scram.ScramLoginModule")
+    path.write_text("security.protocol=SASL_SSL\n"
+                    "ssl.truststore.type=PEM\n"
+                    f"ssl.truststore.location={pki['ca']}\n"
+                    f"sasl.mechanism={mechanism}\n"
+                    f'sasl.jaas.config={module} required username="{user}" password="{password}";\n')
+    return path
+
+
+def kcat(broker, pki, mechanism, user, password, *args, input=None):
+    cmd = ["kcat", "-b", broker.sasl_ssl, "-X", "security.protocol=SASL_SSL",
+           "-X", f"ssl.ca.location={pki['ca']}", "-X", f"sasl.mechanisms={mechanism}",
+           "-X", f"sasl.username={user}", "-X", f"sasl.password={password}", *args]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("mechanism", list(SASL_USERS))
+def test_kafka_console_tools_over_sasl_ssl(broker, pki, tmp_path, mechanism):
+    topic = f"java-ssl-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic, 2)
+    props = java_properties(tmp_path / "client.properties", pki, mechanism, *SASL_USERS[mechanism])
+    lines = [f"java {mechanism} {i} {uuid.uuid4().hex}" for i in range(20)]
+    kafka_tool(PRODUCER, "--bootstrap-server", broker.sasl_ssl, "--topic", topic, "--command-config", props,
+               "--command-property", "acks=all", input="\n".join(lines) + "\n")
+    assert sum(end_offsets(broker.bootstrap, topic, 2).values()) == len(lines)
+    out = kafka_tool(CONSUMER, "--bootstrap-server", broker.sasl_ssl, "--topic", topic, "--command-config", props,
+                     "--from-beginning", "--max-messages", str(len(lines)), "--timeout-ms", "60000")
+    assert sorted(out.stdout.splitlines()) == sorted(lines)
+    assert f"Processed a total of {len(lines)} messages" in out.stderr
+
+
+@pytest.mark.parametrize("mechanism", list(SASL_USERS))
+def test_kcat_over_sasl_ssl(broker, pki, mechanism):
+    topic = f"kcat-ssl-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic, 1)
+    lines = [f"kcat {mechanism} {i}" for i in range(50)]
+    put = kcat(broker, pki, mechanism, *SASL_USERS[mechanism], "-P", "-t", topic, input="\n".join(lines) + "\n")
+    assert put.returncode == 0, put.stderr
+    got = kcat(broker, pki, mechanism, *SASL_USERS[mechanism], "-C", "-t", topic, "-o", "beginning", "-e", "-q")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.splitlines() == lines
+
+
+def test_a_wrong_password_fails_the_console_producer_and_kcat_and_nothing_is_produced(broker, pki, tmp_path):
+    topic = "wrong-pw-tools-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    props = java_properties(tmp_path / "wrong.properties", pki, "SCRAM-SHA-512", "bob", "not-bobs")
+    # --sync: each send waits for its answer, so the tool exits non-zero on the refusal.
+    java = kafka_tool(PRODUCER, "--bootstrap-server", broker.sasl_ssl, "--topic", topic, "--command-config",
+                      props, "--sync", input="never stored\n", check=False)
+    assert java.returncode != 0, java.stdout + java.stderr
+    assert "SaslAuthenticationException" in java.stderr, java.stderr[-3000:]
+    put = kcat(broker, pki, "PLAIN", "alice", "not-alices", "-X", "message.timeout.ms=5000",
+               "-P", "-t", topic, input="never stored either\n")
+    assert put.returncode != 0, put.stderr
+    assert "Authentication failed" in put.stderr, put.stderr
+    assert end_offsets(broker.bootstrap, topic, 1) == {0: 0}
+    broker.wait_for_log("SASL authentication failed")
