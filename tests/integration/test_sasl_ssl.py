@@ -13,45 +13,26 @@ import uuid
 
 import pytest
 
-from conftest import SPATE_BIN, Broker, free_port
+from conftest import SPATE_BIN
 from helpers import consume, create_topic, end_offsets, kafka_tool, produce, verify
-from test_sasl import JAAS, spate_cli
-from test_tls import _pki
+from security import CONSUMER, JAAS, PRODUCER, client_properties, kcat_security, spate_cli
+from security import pki, secure_brokers  # noqa: F401 (fixtures)
 
 N = 60
-PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
-CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return _pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
-def broker(request, pki):
+def broker(secure_brokers, pki):
     """`bootstrap` PLAINTEXT, `sasl_ssl` SASL_SSL, `mtls` SSL with client auth required; SCRAM
     user bob (SHA-512), PLAIN users admin and alice."""
-    b = Broker("saslssl-" + uuid.uuid4().hex[:6])
-    b.sasl_ssl, b.mtls = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    b.settings.update({
-        "listeners": f"PLAINTEXT://{b.bootstrap},SASL_SSL://{b.sasl_ssl},MTLS://{b.mtls}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL",
+    b = secure_brokers("saslssl", {"sasl_ssl": ("SASL_SSL", "SASL_SSL"), "mtls": ("MTLS", "SSL")}, {
         "ssl.keystore.location": pki["server_pem"],
         "listener.name.sasl_ssl.plain.sasl.jaas.config": JAAS,
         "listener.name.mtls.ssl.client.auth": "required",
         "listener.name.mtls.ssl.truststore.location": pki["ca"],
     })
-    b.start()
-    try:
-        spate_cli(b, "user", "add", "bob", "--password", "bob-secret", "--mechanism", "SCRAM-SHA-512")
-        yield b
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        failed = bool(rep and rep.failed)
-        if failed:
-            print(b.log_tail())
-        b.cleanup(failed)
+    spate_cli(b, "user", "add", "bob", "--password", "bob-secret", "--mechanism", "SCRAM-SHA-512")
+    return b
 
 
 # (mechanism, user, password) over SASL_SSL, or None for mTLS as alice.
@@ -121,13 +102,8 @@ def test_kafka_python_over_sasl_ssl_with_scram_sha_512(broker, pki):
 
 @pytest.mark.spate_only
 def test_spate_cli_over_sasl_ssl_with_plain_from_a_jaas_config(broker, pki, tmp_path):
-    props = tmp_path / "cli.properties"
-    props.write_text(
-        "security.protocol=SASL_SSL\n"
-        f"ssl.truststore.location={pki['ca']}\n"
-        "sasl.mechanism=PLAIN\n"
-        'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required '
-        'username="alice" password="alice-secret";\n')
+    props = client_properties(tmp_path / "cli.properties", "SASL_SSL", truststore=pki["ca"], mechanism="PLAIN",
+                              user="alice", password="alice-secret", pem_types=False)
     topic = "cli-ssl-" + uuid.uuid4().hex[:6]
 
     def spate(*args, input=None):
@@ -151,20 +127,13 @@ SASL_USERS = {"SCRAM-SHA-512": ("bob", "bob-secret"), "PLAIN": ("alice", "alice-
 
 def java_properties(path, pki, mechanism, user, password):
     """A Kafka client properties file for SASL_SSL, as an operator writes one for the tools."""
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
-              else "org.apache.kafka.common.security.scram.ScramLoginModule")
-    path.write_text("security.protocol=SASL_SSL\n"
-                    "ssl.truststore.type=PEM\n"
-                    f"ssl.truststore.location={pki['ca']}\n"
-                    f"sasl.mechanism={mechanism}\n"
-                    f'sasl.jaas.config={module} required username="{user}" password="{password}";\n')
-    return path
+    return client_properties(path, "SASL_SSL", truststore=pki["ca"], mechanism=mechanism, user=user,
+                             password=password)
 
 
 def kcat(broker, pki, mechanism, user, password, *args, input=None):
-    cmd = ["kcat", "-b", broker.sasl_ssl, "-X", "security.protocol=SASL_SSL",
-           "-X", f"ssl.ca.location={pki['ca']}", "-X", f"sasl.mechanisms={mechanism}",
-           "-X", f"sasl.username={user}", "-X", f"sasl.password={password}", *args]
+    cmd = ["kcat", "-b", broker.sasl_ssl, *kcat_security("SASL_SSL", ca=pki["ca"], mechanism=mechanism,
+                                                         user=user, password=password), *args]
     return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
 
 
