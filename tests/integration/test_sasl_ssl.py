@@ -164,6 +164,7 @@ def test_kcat_over_sasl_ssl(broker, pki, mechanism):
     assert got.stdout.splitlines() == lines
 
 
+@pytest.mark.spate_only("Spate's log line of the refusal")
 def test_a_wrong_password_fails_the_console_producer_and_kcat_and_nothing_is_produced(broker, pki, tmp_path):
     topic = "wrong-pw-tools-" + uuid.uuid4().hex[:6]
     create_topic(broker.bootstrap, topic, 1)
