@@ -16,9 +16,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import kafka_wire as w
-from conftest import Broker, free_port
 from helpers import create_topic
-from test_sasl import JAAS, authenticate_v1, expired_closed, handshake, metric, reauth_metric
+from security import JAAS, authenticate_v1, expired_closed, handshake, metric, reauth_metric
+from security import secure_brokers  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.spate_only("Spate's JWKS-file settings, its /metrics and its log lines")
 
@@ -52,34 +52,25 @@ class Issuer:
 
 
 @pytest.fixture
-def oauth_broker(request, tmp_path):
-    """A broker with a PLAINTEXT listener (`bootstrap`) and a SASL_PLAINTEXT one (`sasl`) that
-    takes OAUTHBEARER tokens of `broker.issuer` (and PLAIN, for comparison)."""
-    made = []
-
+def oauth_broker(secure_brokers, tmp_path):
+    """start(settings=None): a broker with a PLAINTEXT listener (`bootstrap`) and a
+    SASL_PLAINTEXT one (`sasl`) that takes OAUTHBEARER tokens of `broker.issuer` (and PLAIN,
+    for comparison)."""
     def start(settings: dict | None = None):
-        b = Broker("oauth-" + uuid.uuid4().hex[:6])
-        b.issuer = Issuer(tmp_path)
-        b.sasl = f"127.0.0.1:{free_port()}"
-        b.settings.update({
-            "listeners": f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://{b.sasl}",
+        issuer = Issuer(tmp_path)
+        b = secure_brokers("oauth", {"sasl": ("SASL_PLAINTEXT", "SASL_PLAINTEXT")}, {
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "OAUTHBEARER,PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
             "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url":
-                f"file://{b.issuer.jwks}",
+                f"file://{issuer.jwks}",
             "sasl.oauthbearer.expected.issuer": ISSUER,
             "sasl.oauthbearer.expected.audience": AUDIENCE,
             **(settings or {}),
         })
-        made.append(b)
-        return b.start()
+        b.issuer = issuer
+        return b
 
-    yield start
-    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
-    for b in made:
-        if failed:
-            print(b.log_tail())
-        b.cleanup(bool(failed))
+    return start
 
 
 def client_first(token: str) -> bytes:
@@ -268,7 +259,7 @@ def test_the_java_client_produces_and_consumes_with_a_token_from_a_file(oauth_br
     import subprocess
 
     from helpers import KAFKA_LIB
-    from test_sasl import CONSUMER, PRODUCER
+    from security import CONSUMER, PRODUCER
 
     broker = oauth_broker()
     topic = "oauth-java-" + uuid.uuid4().hex[:6]

@@ -9,48 +9,32 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 import uuid
 
 import pytest
 
 import kafka_wire as w
-from conftest import SPATE_BIN, Broker, free_port
+from conftest import SPATE_BIN, free_port
 from helpers import KAFKA_LIB, create_topic, kafka_tool
+from security import (CONSUMER, JAAS, PRODUCER, SASL_AUTHENTICATE, SASL_HANDSHAKE, authenticate_v1,
+                      client_properties, expired_closed, handshake, kcat_security, metric, reauth_metric,
+                      spate_cli)
+from security import secure_brokers  # noqa: F401 (fixture)
 
-PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
-CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
 CONFIGS = "kafka.admin.ConfigCommand"
-
-JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
-        'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
-
-SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
 
 
 @pytest.fixture
-def sasl_broker(request):
-    """A broker with a PLAINTEXT listener (`bootstrap`, for setup) and a SASL_PLAINTEXT one
-    (`sasl`), PLAIN users admin and alice."""
-    made = []
-
+def sasl_broker(secure_brokers):
+    """start(settings=None): a broker with a PLAINTEXT listener (`bootstrap`, for setup) and a
+    SASL_PLAINTEXT one (`sasl`), PLAIN users admin and alice."""
     def start(settings: dict | None = None):
-        b = Broker("sasl-" + uuid.uuid4().hex[:6])
-        b.sasl = f"127.0.0.1:{free_port()}"
-        b.settings.update({
-            "listeners": f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://{b.sasl}",
+        return secure_brokers("sasl", {"sasl": ("SASL_PLAINTEXT", "SASL_PLAINTEXT")}, {
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
             **(settings or {}),
         })
-        made.append(b)
-        return b.start()
 
-    yield start
-    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
-    for b in made:
-        if failed:
-            print(b.log_tail())
-        b.cleanup(bool(failed))
+    return start
 
 
 def sasl_conf(broker, mechanism, user, password):
@@ -82,9 +66,8 @@ def confluent_round_trip(broker, topic, mechanism, user, password, n=20):
 
 
 def kcat(broker, mechanism, user, password, *args, input=None):
-    cmd = ["kcat", "-b", broker.sasl, "-X", "security.protocol=SASL_PLAINTEXT",
-           "-X", f"sasl.mechanisms={mechanism}", "-X", f"sasl.username={user}",
-           "-X", f"sasl.password={password}", *args]
+    cmd = ["kcat", "-b", broker.sasl, *kcat_security("SASL_PLAINTEXT", mechanism=mechanism, user=user,
+                                                     password=password), *args]
     return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
 
 
@@ -105,12 +88,8 @@ def kafka_python_round_trip(broker, topic, mechanism, user, password, n=10):
 
 
 def java_round_trip(broker, tmp_path, topic, mechanism, user, password, n=5):
-    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
-              else "org.apache.kafka.common.security.scram.ScramLoginModule")
-    props = tmp_path / f"client-{mechanism}.properties"
-    props.write_text("security.protocol=SASL_PLAINTEXT\n"
-                     f"sasl.mechanism={mechanism}\n"
-                     f'sasl.jaas.config={module} required username="{user}" password="{password}";\n')
+    props = client_properties(tmp_path / f"client-{mechanism}.properties", "SASL_PLAINTEXT",
+                              mechanism=mechanism, user=user, password=password)
     lines = [f"java-{mechanism}-{i}" for i in range(n)]
     kafka_tool(PRODUCER, "--bootstrap-server", broker.sasl, "--topic", topic,
                "--command-config", props, input="\n".join(lines) + "\n")
@@ -118,30 +97,6 @@ def java_round_trip(broker, tmp_path, topic, mechanism, user, password, n=5):
                      "--command-config", props, "--from-beginning", "--max-messages", n,
                      "--timeout-ms", "60000")
     assert out.stdout.splitlines() == lines
-
-
-def handshake(conn, mechanism, version=1):
-    body = w.string(mechanism)
-    r = conn.request(SASL_HANDSHAKE, version, body)
-    error = r.i16()
-    mechanisms = [r.string() for _ in range(r.i32())]
-    return error, mechanisms
-
-
-def metric(broker, mechanism, result) -> float:
-    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
-    key = f'spate_sasl_authentications_total{{mechanism="{mechanism}",result="{result}"}}'
-    for line in text.splitlines():
-        if line.startswith(key):
-            return float(line.split()[-1])
-    raise AssertionError(f"{key} not in /metrics")
-
-
-def spate_cli(broker, *args):
-    p = subprocess.run([str(SPATE_BIN), *args, "--brokers", broker.bootstrap],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
 
 
 def test_plain_users_produce_and_consume_with_librdkafka_kcat_kafka_python_and_java(sasl_broker, tmp_path):
@@ -261,6 +216,31 @@ def test_a_request_before_authentication_closes_the_connection(sasl_broker):
         assert handshake(conn, "PLAIN")[0] == 34
 
 
+def test_an_api_versions_from_the_future_is_answered_and_the_exchange_goes_on(sasl_broker):
+    # franz-go asks with its newest ApiVersions first; as Kafka's SaslServerAuthenticator, the
+    # UNSUPPORTED_VERSION answer leaves the exchange where it was, so the client asks again.
+    broker = sasl_broker()
+    host, port = broker.sasl.split(":")
+    body = w.uvarint(len(b"spate-it") + 1) + b"spate-it" + w.uvarint(len(b"9.9") + 1) + b"9.9" + b"\x00"
+    with w.Conn(host, int(port)) as conn:
+        conn.send_frame(w.request_header(w.API_VERSIONS, 99, 7, flexible=True) + body)
+        r = w.Reader(conn.recv_frame())
+        assert r.i32() == 7
+        error, ranges = w.parse_api_versions_v0(r)
+        assert error == w.UNSUPPORTED_VERSION and list(ranges) == [w.API_VERSIONS], (error, ranges)
+        error, ranges = w.api_versions(conn)
+        assert error == 0 and ranges[SASL_HANDSHAKE] == (0, 1)
+        assert handshake(conn, "PLAIN")[0] == 0
+        r = conn.request(SASL_AUTHENTICATE, 0, w.bytes_(b"\0alice\0alice-secret"))
+        assert r.i16() == 0
+        assert w.metadata_v1(conn) is not None
+    # Once the exchange has begun, ApiVersions is out of place, at any version: closed.
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "PLAIN")[0] == 0
+        conn.send_frame(w.request_header(w.API_VERSIONS, 99, 8, flexible=True) + body)
+        assert conn.expect_closed() == b""
+
+
 def test_plain_over_a_v0_handshake_takes_raw_tokens(sasl_broker):
     broker = sasl_broker()
     host, port = broker.sasl.split(":")
@@ -364,21 +344,6 @@ def test_a_sasl_user_allowed_write_but_not_read_produces_and_cannot_consume(sasl
     assert got == b"written by alice"
 
 
-def reauth_metric(broker, mechanism) -> float:
-    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
-    key = f'spate_sasl_reauthentications_total{{mechanism="{mechanism}"}}'
-    for line in text.splitlines():
-        if line.startswith(key):
-            return float(line.split()[-1])
-    raise AssertionError(f"{key} not in /metrics")
-
-
-def authenticate_v1(conn, auth: bytes):
-    """SaslAuthenticate v1: (error, message, auth bytes, session lifetime ms)."""
-    r = conn.request(SASL_AUTHENTICATE, 1, w.bytes_(auth))
-    return r.i16(), r.string(), r.bytes_(), r.i64()
-
-
 @pytest.mark.spate_only("/metrics and log lines of Spate")
 def test_sessions_expire_after_connections_max_reauth_ms_unless_the_client_reauthenticates(sasl_broker):
     broker = sasl_broker({"connections.max.reauth.ms": "1500"})
@@ -457,10 +422,8 @@ def test_librdkafka_and_the_java_client_reauthenticate_across_session_lifetimes(
     assert reauth_metric(broker, "PLAIN") >= reauths + 4
     # The Java client: a console consumer waits while a console producer writes a line every
     # half second for 8 s; both re-authenticate every ~2 s.
-    props = tmp_path / "reauth.properties"
-    props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
-                     'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required '
-                     'username="alice" password="alice-secret";\n')
+    props = client_properties(tmp_path / "reauth.properties", "SASL_PLAINTEXT", mechanism="PLAIN",
+                              user="alice", password="alice-secret")
     java_topic = topic + "-java"
     create_topic(broker.bootstrap, java_topic, 1)
     java = ["java", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", f"{KAFKA_LIB}/*"]
@@ -489,14 +452,6 @@ def test_librdkafka_and_the_java_client_reauthenticate_across_session_lifetimes(
                 proc.wait()
     assert reauth_metric(broker, "PLAIN") >= reauths + 4
     assert expired_closed(broker) == closed_before, "no client was closed for an expired session"
-
-
-def expired_closed(broker) -> float:
-    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith("spate_sasl_expired_sessions_closed_total "):
-            return float(line.split()[-1])
-    raise AssertionError("spate_sasl_expired_sessions_closed_total not in /metrics")
 
 
 def test_kcat_produces_and_consumes_with_scram_sha_512_and_sha_256(sasl_broker):

@@ -166,6 +166,19 @@ impl Authenticator {
         }
     }
 
+    /// An ApiVersions request at a version this broker does not have: answered with
+    /// UNSUPPORTED_VERSION (naming the versions it has) where an ApiVersions may come, and the
+    /// exchange stays where it was, so the client asks again at one of them (Kafka's
+    /// `SaslServerAuthenticator`; franz-go asks at v5 first).
+    pub fn api_versions_unsupported(&mut self) -> Result<(), Failure> {
+        match self.state {
+            State::Handshake {
+                versions_seen: false,
+            } => Ok(()),
+            _ => Err(self.fail(None, "unexpected ApiVersions request")),
+        }
+    }
+
     /// Any other request than the SASL ones and ApiVersions: the exchange fails.
     pub fn unexpected(&mut self, api: &str) -> Failure {
         self.fail(
@@ -581,6 +594,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unsupported_api_versions_leaves_room_for_the_retry() {
+        let mut a = Authenticator::new(listener());
+        a.api_versions_unsupported().unwrap();
+        a.api_versions_unsupported().unwrap();
+        a.api_versions().unwrap();
+        assert!(matches!(
+            handshake(&mut a, 1, "PLAIN"),
+            Outcome::Continue(_)
+        ));
+        assert!(matches!(
+            authenticate(&mut a, b"\0alice\0alice-secret"),
+            Outcome::Authenticated { ref user, .. } if user == "alice"
+        ));
+    }
+
+    #[test]
     fn out_of_order_requests_fail() {
         let mut a = Authenticator::new(listener());
         assert!(matches!(
@@ -599,6 +628,9 @@ mod tests {
         let mut a = Authenticator::new(listener());
         handshake(&mut a, 1, "PLAIN");
         assert!(a.api_versions().is_err());
+        let mut a = Authenticator::new(listener());
+        a.api_versions().unwrap();
+        assert!(a.api_versions_unsupported().is_err());
         // A v0 handshake: the tokens come raw, SaslAuthenticate is out of order.
         let mut a = Authenticator::new(listener());
         handshake(&mut a, 0, "PLAIN");

@@ -34,7 +34,7 @@ pub fn serve(shard: &Shard, session: &Session, frame: Bytes) -> Reply {
     let request = match route(frame) {
         Routed::Close => return Reply::Close,
         Routed::ApiVersionsFallback { correlation_id } => {
-            return match authenticator.api_versions() {
+            return match authenticator.api_versions_unsupported() {
                 Ok(()) => encode(
                     ApiKey::ApiVersions,
                     0,

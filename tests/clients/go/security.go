@@ -7,6 +7,7 @@ package main
 //	SPATE_SASL_USERNAME, SPATE_SASL_PASSWORD
 //	SPATE_SSL_CA             PEM file of the CAs trusted
 //	SPATE_SSL_CERT, SPATE_SSL_KEY   PEM client certificate and key (mTLS)
+//	SPATE_GO_LOG             debug or info: franz-go's own log on stderr
 
 import (
 	"crypto/tls"
@@ -39,6 +40,12 @@ func withSecurity(opts ...kgo.Opt) []kgo.Opt {
 			os.Exit(2)
 		}
 		opts = append(opts, kgo.SASL(mechanism))
+	}
+	switch strings.ToLower(os.Getenv("SPATE_GO_LOG")) {
+	case "debug":
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+	case "info":
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil)))
 	}
 	return opts
 }

@@ -1,0 +1,226 @@
+"""What the security tests (issue 19: test_tls, test_sasl, test_sasl_ssl, test_oauth) share: a
+test PKI, the PLAIN users' JAAS text, brokers with extra listeners, Kafka client properties
+files, kcat's security flags, the SASL exchange on the wire and the SASL metrics."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import subprocess
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+import kafka_wire as w
+from conftest import SPATE_BIN, Broker, free_port
+
+# PLAIN users of a SASL listener: admin and alice.
+JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+        'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+# Kafka's console tools (helpers.kafka_tool runs them).
+PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+# --- the PKI --------------------------------------------------------------------------------------
+def make_pki(root: Path) -> dict:
+    """A CA (`ca`) signing a server certificate for localhost and 127.0.0.1 (`server_*`, and
+    `server_pem`: Kafka's PEM keystore, key and chain in one file) and alice's client
+    certificate (`alice_*`, subject C=US,O=Acme\\, Inc.,OU=eng,CN=alice); another CA
+    (`other_ca`) signing mallory's. Paths by name."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(**attrs):
+        oids = {"C": NameOID.COUNTRY_NAME, "O": NameOID.ORGANIZATION_NAME,
+                "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME}
+        return x509.Name([x509.NameAttribute(oids[k], v) for k, v in attrs.items()])
+
+    def issue(subject, key, issuer=None, issuer_key=None, ca=False, usage=None, sans=None):
+        b = (x509.CertificateBuilder().subject_name(subject).public_key(key.public_key())
+             .issuer_name(issuer or subject).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                                critical=True)
+        if usage:
+            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(issuer_key or key, hashes.SHA256())
+
+    def new_key():
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def write(stem, cert, key=None):
+        (root / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            (root / f"{stem}.key").write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    files = {}
+    for ca_name in ("ca", "other-ca"):
+        key = new_key()
+        cert = issue(name(CN=f"spate test {ca_name}"), key, ca=True)
+        write(ca_name, cert)
+        files[ca_name] = (cert, key)
+    ca_cert, ca_key = files["ca"]
+    server_key = new_key()
+    server = issue(name(CN="localhost"), server_key, ca_cert.subject, ca_key,
+                   usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                   sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    write("server", server, server_key)
+    # Kafka's PEM keystore file: the key and the chain in one file.
+    (root / "server.pem").write_bytes((root / "server.key").read_bytes() + (root / "server.crt").read_bytes())
+    alice_key = new_key()
+    alice = issue(name(C="US", O="Acme, Inc.", OU="eng", CN="alice"), alice_key, ca_cert.subject, ca_key,
+                  usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    write("alice", alice, alice_key)
+    (root / "alice.pem").write_bytes((root / "alice.key").read_bytes() + (root / "alice.crt").read_bytes())
+    other_cert, other_key = files["other-ca"]
+    mallory_key = new_key()
+    mallory = issue(name(CN="mallory"), mallory_key, other_cert.subject, other_key,
+                    usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    write("mallory", mallory, mallory_key)
+    return {
+        "ca": str(root / "ca.crt"), "other_ca": str(root / "other-ca.crt"),
+        "server_pem": str(root / "server.pem"), "server_crt": str(root / "server.crt"),
+        "server_key": str(root / "server.key"),
+        "alice_crt": str(root / "alice.crt"), "alice_key": str(root / "alice.key"),
+        "alice_pem": str(root / "alice.pem"),
+        "mallory_crt": str(root / "mallory.crt"), "mallory_key": str(root / "mallory.key"),
+    }
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+# --- brokers --------------------------------------------------------------------------------------
+def with_listeners(broker: Broker, **listeners: tuple) -> Broker:
+    """Gives a broker that is not started more listeners: `attr=(NAME, PROTOCOL[, PORT])` binds
+    listener NAME, of security protocol PROTOCOL, on loopback (a free port unless given) and
+    keeps its address in `broker.<attr>`. The broker's own port stays a PLAINTEXT listener
+    (`bootstrap`: setup)."""
+    entries, protocols = [f"PLAINTEXT://{broker.bootstrap}"], ["PLAINTEXT:PLAINTEXT"]
+    for attr, (name, protocol, *port) in listeners.items():
+        address = f"127.0.0.1:{port[0] if port else free_port()}"
+        setattr(broker, attr, address)
+        entries.append(f"{name}://{address}")
+        protocols.append(f"{name}:{protocol}")
+    broker.settings.update({"listeners": ",".join(entries),
+                            "listener.security.protocol.map": ",".join(protocols)})
+    return broker
+
+
+@pytest.fixture
+def secure_brokers(request):
+    """start(prefix, listeners, settings=None) -> a running broker with `with_listeners(**listeners)`
+    and `settings`; each is stopped after the test, its log tail printed if the test failed."""
+    made = []
+
+    def start(prefix: str, listeners: dict, settings: dict | None = None) -> Broker:
+        b = with_listeners(Broker(f"{prefix}-{uuid.uuid4().hex[:6]}"), **listeners)
+        b.settings.update(settings or {})
+        made.append(b)
+        return b.start()
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
+    for b in made:
+        if failed:
+            print(b.log_tail())
+        b.cleanup(bool(failed))
+
+
+def spate_cli(broker, *args):
+    """`spate ARGS --brokers <the PLAINTEXT listener>`; its stdout (it must succeed)."""
+    p = subprocess.run([str(SPATE_BIN), *args, "--brokers", broker.bootstrap],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+# --- clients --------------------------------------------------------------------------------------
+def client_properties(path: Path, protocol: str, *, truststore=None, keystore=None, mechanism=None,
+                      user=None, password=None, pem_types=True) -> Path:
+    """A Kafka client properties file (Kafka's tools' and `spate`'s --command-config): TLS
+    trusting `truststore` (and presenting `keystore`, key and chain in one PEM file), SASL with
+    `mechanism` and a JAAS line for `user`. `pem_types`: say `ssl.*.type=PEM`, as the Java
+    client needs (Spate's client assumes it)."""
+    lines = [f"security.protocol={protocol}"]
+    if truststore:
+        lines += ["ssl.truststore.type=PEM"] if pem_types else []
+        lines.append(f"ssl.truststore.location={truststore}")
+    if keystore:
+        lines += ["ssl.keystore.type=PEM"] if pem_types else []
+        lines.append(f"ssl.keystore.location={keystore}")
+    if mechanism:
+        module = PLAIN_MODULE if mechanism == "PLAIN" else SCRAM_MODULE
+        lines += [f"sasl.mechanism={mechanism}",
+                  f'sasl.jaas.config={module} required username="{user}" password="{password}";']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def kcat_security(protocol, *, ca=None, cert=None, key=None, mechanism=None, user=None, password=None):
+    """kcat's (librdkafka's) -X flags for a security protocol."""
+    flags = ["-X", f"security.protocol={protocol}"]
+    if ca:
+        flags += ["-X", f"ssl.ca.location={ca}"]
+    if cert:
+        flags += ["-X", f"ssl.certificate.location={cert}", "-X", f"ssl.key.location={key}"]
+    if mechanism:
+        flags += ["-X", f"sasl.mechanisms={mechanism}", "-X", f"sasl.username={user}",
+                  "-X", f"sasl.password={password}"]
+    return flags
+
+
+# --- SASL on the wire and its metrics ---------------------------------------------------------------
+def handshake(conn, mechanism, version=1):
+    """SaslHandshake: (error, enabled mechanisms)."""
+    body = w.string(mechanism)
+    r = conn.request(SASL_HANDSHAKE, version, body)
+    error = r.i16()
+    mechanisms = [r.string() for _ in range(r.i32())]
+    return error, mechanisms
+
+
+def authenticate_v1(conn, auth: bytes):
+    """SaslAuthenticate v1: (error, message, auth bytes, session lifetime ms)."""
+    r = conn.request(SASL_AUTHENTICATE, 1, w.bytes_(auth))
+    return r.i16(), r.string(), r.bytes_(), r.i64()
+
+
+def _metric(broker, key: str) -> float:
+    text = urllib.request.urlopen(broker.admin_url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(key):
+            return float(line.split()[-1])
+    raise AssertionError(f"{key} not in /metrics")
+
+
+def metric(broker, mechanism, result) -> float:
+    """spate_sasl_authentications_total of a mechanism and result (success, failure)."""
+    return _metric(broker, f'spate_sasl_authentications_total{{mechanism="{mechanism}",result="{result}"}}')
+
+
+def reauth_metric(broker, mechanism) -> float:
+    return _metric(broker, f'spate_sasl_reauthentications_total{{mechanism="{mechanism}"}}')
+
+
+def expired_closed(broker) -> float:
+    return _metric(broker, "spate_sasl_expired_sessions_closed_total ")
