@@ -494,7 +494,7 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
                 "spate": env!("CARGO_PKG_VERSION"),
                 "kafka": if o.broker == Broker::Kafka { json!("4.3.1 (bench/peers/kafka)") } else { Value::Null },
             },
-            "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "loadavg_at_end": compare::loadavg(),
             "notes": notes,
         },
         "machine": machine,
