@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Markdown table of a `spate plan --check --out CHECK.json` record (issue 20): predicted,
+"""Markdown table of a `spate plan --check --out CHECK.json` record (issue 20; a re-score,
+`--check --rescore`, says so first): predicted,
 measured and error per configuration and figure, with the profile's machine and load.
 
     python3 bench/scripts/plan_check_report.py CHECK.json > report-table.md
@@ -14,6 +15,8 @@ FIGURES = [("mb_per_s", "throughput MB/s"), ("cpu_s_per_gb", "broker CPU s/GB"),
 
 def main(path):
     r = json.load(open(path))
+    if "rescore" in r:
+        print(f"**{r['rescore']['label']}**\n")
     m = r["profile"]["measured"]
     machine = r["profile"]["machine"]
     print(f"Profile: {r['profile']['broker']}, measured {m.get('date')} at {m.get('commit')} "

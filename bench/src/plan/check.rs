@@ -5,7 +5,7 @@
 
 use super::measure::{Bench, ProfileOptions};
 use super::profile::{interp_log, Profile};
-use crate::compare::Broker;
+use crate::compare::{self, Broker};
 use crate::workload::{Options, Rate, RecordSize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -54,40 +54,41 @@ pub fn configs(short: bool) -> Vec<Config> {
 }
 
 /// What the profile predicts for `c`: MB/s, broker CPU s/GB, broker CPU cores, p99 ms.
-pub fn predict(p: &Profile, c: &Config) -> Value {
+/// `cpu_at_mb_s`: the rate to predict the CPU at. A fixed-rate configuration's run is driven at
+/// that rate (None: the fraction of the predicted peak, the rate `run` drives it at); an
+/// unlimited one's is the rate its run reached (None: the predicted peak). The plan is always
+/// given its rate (the load), so the CPU model is checked at the rate the broker carried.
+pub fn predict(p: &Profile, c: &Config, cpu_at_mb_s: Option<f64>) -> Value {
     let size = c.record_bytes as f64;
     let parts = c.partitions as f64;
     let peak = p.peak_mb_s(size) * p.partitions_peak_factor(parts);
-    let cpu_s_per_gb = p.produce_cpu_s_per_gb(size) * p.partitions_factor(parts);
-    let (mut cpu_s_per_gb, mut cpu_cores) = (cpu_s_per_gb, 0.0);
-    let (mb_per_s, p99_ms) = match c.fraction {
+    // The configuration's CPU per GB over the base's, from the record-size and partition
+    // curves: its load is this many times the same rate of the base configuration.
+    let relative_cost = p.produce_cpu_s_per_gb(size) / p.produce_cpu_s_per_gb(p.base_record_bytes)
+        * p.partitions_factor(parts);
+    let (mb_per_s, cpu_mb_s, p99_ms) = match c.fraction {
         // Unlimited: the peak; p99 as the curves measured it at that size and partition count,
         // the partition curve's change from the base scaled onto the record-size curve.
         None => (
             peak,
+            cpu_at_mb_s.unwrap_or(peak),
             interp_log(&p.record_bytes, size, |q| q.p99_ms)
                 * interp_log(&p.partitions, parts, |q| q.p99_ms)
                 / interp_log(&p.partitions, p.base_partitions, |q| q.p99_ms),
         ),
-        // Below the peak the broker's CPU is a line in the rate (an idle cost plus a cost
-        // per byte, from the profile's fixed-rate runs), the per-byte part scaled as the size
-        // and partition curves scale the unlimited cost.
         Some(f) => {
-            let (idle, per_gb) = p.cpu_line();
-            let scale = cpu_s_per_gb / p.produce_cpu_s_per_gb(p.base_record_bytes);
-            cpu_cores = idle + peak * f / 1e3 * per_gb * scale;
-            cpu_s_per_gb = cpu_cores / (peak * f / 1e3);
-            (peak * f, p.p99_at(f))
+            let rate = cpu_at_mb_s.unwrap_or(peak * f);
+            (rate, rate, p.p99_at(f))
         }
     };
-    if c.fraction.is_none() {
-        cpu_cores = mb_per_s / 1e3 * cpu_s_per_gb;
-    }
+    // The broker's CPU is the base configuration's measured CPU curve at the equal work.
+    let cpu_cores = p.cores_at(cpu_mb_s / 1e3 * relative_cost);
     json!({
         "mb_per_s": mb_per_s,
-        "cpu_s_per_gb": cpu_s_per_gb,
+        "cpu_s_per_gb": cpu_cores / (cpu_mb_s / 1e3),
         "cpu_cores": cpu_cores,
         "p99_ms": p99_ms,
+        "cpu_at_mb_per_s": cpu_mb_s,
     })
 }
 
@@ -108,7 +109,7 @@ pub fn errors(predicted: &Value, measured: &Value) -> Value {
         .into()
 }
 
-fn describe(c: &Config) -> String {
+pub fn describe(c: &Config) -> String {
     format!(
         "{} B, {} partitions, {}",
         c.record_bytes,
@@ -153,15 +154,15 @@ pub fn run(profile: &Profile, short: bool, out: Option<&Path>) -> Result<(), Str
     let list = configs(short);
     let outcome = (|| -> Result<(), String> {
         for (i, c) in list.iter().enumerate() {
-            let predicted = predict(profile, c);
-            let rate = match c.fraction {
-                None => Rate::Unlimited,
-                Some(_) => Rate::BytesPerS(predicted["mb_per_s"].as_f64().unwrap_or(1.0) * 1e6),
-            };
+            let driven = c.fraction.map(|_| {
+                predict(profile, c, None)["mb_per_s"]
+                    .as_f64()
+                    .unwrap_or(1.0)
+            });
             let opts = Options {
                 record_bytes: RecordSize::Fixed(c.record_bytes),
                 partitions: c.partitions,
-                rate,
+                rate: driven.map_or(Rate::Unlimited, |mb_s| Rate::BytesPerS(mb_s * 1e6)),
                 ..base.clone()
             };
             let run = bench.run(&target, &opts)?;
@@ -169,40 +170,64 @@ pub fn run(profile: &Profile, short: bool, out: Option<&Path>) -> Result<(), Str
                 "mb_per_s": run["mb_per_s"], "cpu_s_per_gb": run["cpu_s_per_gb"],
                 "cpu_cores": run["cpu_cores"], "p99_ms": run["p99_ms"],
             });
-            let errors = errors(&predicted, &measured);
-            eprintln!(
-                "check [{}/{}] {}: error throughput {:+.1} %, CPU/GB {:+.1} %, CPU cores {:+.1} %, p99 {:+.1} %",
-                i + 1,
-                list.len(),
-                describe(c),
-                errors["mb_per_s"].as_f64().unwrap_or(f64::NAN),
-                errors["cpu_s_per_gb"].as_f64().unwrap_or(f64::NAN),
-                errors["cpu_cores"].as_f64().unwrap_or(f64::NAN),
-                errors["p99_ms"].as_f64().unwrap_or(f64::NAN),
-            );
-            rows.push(json!({
-                "config": { "record_bytes": c.record_bytes, "partitions": c.partitions,
-                            "fraction_of_predicted_peak": c.fraction },
-                "what": describe(c),
-                "predicted": predicted, "measured": measured, "error_pct": errors,
-            }));
+            let row = scored(profile, c, driven, measured);
+            eprintln!("check [{}/{}] {}", i + 1, list.len(), progress(&row));
+            rows.push(row);
         }
         Ok(())
     })();
     target.stop();
     outcome?;
     let report = json!({
+        "measured": { "commit": compare::git(&bench.root, &["rev-parse", "--short", "HEAD"]),
+                      "date": compare::today() },
         "profile": { "broker": profile.broker, "measured": profile.raw["measured"],
                      "machine": profile.raw["machine"] },
         "short": short,
-        "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "loadavg_at_end": compare::loadavg(),
         "checks": rows,
     });
     print!("{}", table(&report));
+    write(&report, out)
+}
+
+/// One check's record: its configuration, the rate its run was driven at (None: unlimited),
+/// what the profile predicts, what was measured and the error of each figure.
+pub fn scored(profile: &Profile, c: &Config, driven_mb_s: Option<f64>, measured: Value) -> Value {
+    let cpu_at = match c.fraction {
+        None => measured["mb_per_s"].as_f64(),
+        Some(_) => driven_mb_s,
+    };
+    let predicted = predict(profile, c, cpu_at);
+    let errors = errors(&predicted, &measured);
+    json!({
+        "config": { "record_bytes": c.record_bytes, "partitions": c.partitions,
+                    "fraction_of_predicted_peak": c.fraction },
+        "what": describe(c),
+        "driven_mb_per_s": driven_mb_s,
+        "predicted": predicted, "measured": measured, "error_pct": errors,
+    })
+}
+
+/// A check's errors on one line.
+pub fn progress(row: &Value) -> String {
+    let e = |f: &str| row["error_pct"][f].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "{}: error throughput {:+.1} %, CPU/GB {:+.1} %, CPU cores {:+.1} %, p99 {:+.1} %",
+        row["what"].as_str().unwrap_or(""),
+        e("mb_per_s"),
+        e("cpu_s_per_gb"),
+        e("cpu_cores"),
+        e("p99_ms"),
+    )
+}
+
+/// Writes a check report (JSON) to `out`, when given.
+pub fn write(report: &Value, out: Option<&Path>) -> Result<(), String> {
     if let Some(path) = out {
         std::fs::write(
             path,
-            serde_json::to_string_pretty(&report).expect("json") + "\n",
+            serde_json::to_string_pretty(report).expect("json") + "\n",
         )
         .map_err(|e| format!("write {}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
@@ -240,14 +265,12 @@ mod tests {
     fn predictions_on_the_fixed_profile() {
         let p = Profile::parse(FIXED).expect("valid");
         // 1000 B, 8 partitions: the base point itself
-        let base = predict(
-            &p,
-            &Config {
-                record_bytes: 1000,
-                partitions: 8,
-                fraction: None,
-            },
-        );
+        let base_config = Config {
+            record_bytes: 1000,
+            partitions: 8,
+            fraction: None,
+        };
+        let base = predict(&p, &base_config, None);
         assert_eq!(base["mb_per_s"], 400.0);
         assert_eq!(base["cpu_s_per_gb"], 2.0);
         assert_eq!(base["cpu_cores"], 0.8);
@@ -259,6 +282,7 @@ mod tests {
                 partitions: 8,
                 fraction: Some(0.6),
             },
+            None,
         );
         assert!((c["mb_per_s"].as_f64().unwrap() - 480.0).abs() < 1e-9);
         assert!((c["cpu_cores"].as_f64().unwrap() - 0.48).abs() < 1e-9);
@@ -269,6 +293,17 @@ mod tests {
         assert!((e["mb_per_s"].as_f64().unwrap() + 8.333_333).abs() < 1e-3);
         assert!((e["cpu_s_per_gb"].as_f64().unwrap() - 10.0).abs() < 1e-9);
         assert!((e["p99_ms"].as_f64().unwrap() - 100.0).abs() < 1e-9);
+        // an unlimited run that reached 300 MB/s: throughput is still predicted at the peak,
+        // CPU at the 300 MB/s the broker carried (0.3 GB/s x 2 s/GB = 0.6 cores)
+        let measured =
+            json!({"mb_per_s": 300.0, "cpu_s_per_gb": 2.4, "cpu_cores": 0.72, "p99_ms": 5.0});
+        let row = scored(&p, &base_config, None, measured);
+        assert_eq!(row["predicted"]["mb_per_s"], 400.0);
+        assert!((row["predicted"]["cpu_cores"].as_f64().unwrap() - 0.6).abs() < 1e-9);
+        assert!((row["predicted"]["cpu_s_per_gb"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+        assert!((row["error_pct"]["mb_per_s"].as_f64().unwrap() + 25.0).abs() < 1e-9);
+        assert!((row["error_pct"]["cpu_s_per_gb"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+        assert!(progress(&row).contains("error throughput -25.0 %"));
         // no check configuration is a point of the profile's curves
         for c in configs(false) {
             assert!(

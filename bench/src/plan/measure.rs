@@ -208,6 +208,16 @@ impl Bench {
         let wall_s = started.elapsed().as_secs_f64();
         let after = target.usage();
         let produce = &result["produce"];
+        if produce["records"].as_u64().unwrap_or(0) == 0 {
+            // A run with nothing acknowledged in its window measured no rate: as a curve point
+            // its CPU per GB would be the broker's CPU over almost no bytes.
+            return Err(format!(
+                "{}: no record acknowledged within the {} s window ({} produce errors)",
+                options.topic,
+                options.duration_s,
+                produce["errors"].as_u64().unwrap_or(0)
+            ));
+        }
         let bytes = produce["run_payload_bytes"].as_f64().unwrap_or(0.0);
         let cpu_s = after.0 - before.0;
         Ok(json!({
@@ -454,6 +464,9 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
                     "min.insync.replicas".into(),
                     replicated::MIN_INSYNC_REPLICAS.into(),
                 )],
+                // three fresh nodes (three JVMs for Kafka) on the broker cores: the short
+                // mode's 0.5 s warm-up ended before Kafka's first acks=all answer under load
+                warmup_s: base.warmup_s.max(2.0),
                 ..base.clone()
             };
             let run = bench.run(&target, &opts);
@@ -494,7 +507,7 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
                 "spate": env!("CARGO_PKG_VERSION"),
                 "kafka": if o.broker == Broker::Kafka { json!("4.3.1 (bench/peers/kafka)") } else { Value::Null },
             },
-            "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "loadavg_at_end": compare::loadavg(),
             "notes": notes,
         },
         "machine": machine,

@@ -7,6 +7,7 @@ pub mod check;
 pub mod measure;
 pub mod model;
 pub mod profile;
+pub mod rescore;
 pub mod svg;
 pub mod sweep;
 pub mod units;
@@ -40,6 +41,9 @@ spate plan --ingest RATE [options]    cluster size for a load, from a measured p
 spate plan --check [--short] [--profile FILE] [--out FILE.json]
   predicts throughput, broker CPU and p99 for configurations the profile did not run, runs
   them on a fresh local broker, reports the prediction error per figure
+spate plan --check --rescore CHECK.json --profile FILE [--out FILE.json]
+  the errors of a stored check's measurements under this build's model (same profile),
+  without running anything again; labelled as a re-score
 ";
 
 /// Parsed `spate plan` command line.
@@ -53,6 +57,7 @@ struct Args {
     steps: usize,
     svg: PathBuf,
     check: bool,
+    rescore: Option<PathBuf>,
     short: bool,
     out: Option<PathBuf>,
     ingest_given: bool,
@@ -69,6 +74,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         steps: 8,
         svg: "plan-sweep.svg".into(),
         check: false,
+        rescore: None,
         short: false,
         out: None,
         ingest_given: false,
@@ -144,11 +150,17 @@ fn parse(args: &[String]) -> Result<Args, String> {
             }
             "--svg" => a.svg = value()?.into(),
             "--check" => a.check = true,
+            "--rescore" => a.rescore = Some(value()?.into()),
             "--short" => a.short = true,
             "--out" => a.out = Some(value()?.into()),
             "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
+    }
+    if a.rescore.is_some() && !(a.check && a.profile.is_some()) {
+        return Err(
+            "--rescore goes with --check and the --profile the check predicted from".into(),
+        );
     }
     if !a.check && a.sweep.is_none() && !a.ingest_given {
         return Err(format!(
@@ -177,6 +189,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 ""
             }
         ));
+    }
+    if let (true, Some(stored)) = (a.check, &a.rescore) {
+        return rescore::run(&profile, stored, a.out.as_deref());
     }
     if a.check {
         return check::run(&profile, a.short, a.out.as_deref());

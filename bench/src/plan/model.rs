@@ -100,7 +100,7 @@ struct Costs {
     bytes_s: f64,
     wire_bytes_s: f64,
     produce_cpu_s_per_gb_at_base: f64,
-    idle_cores: f64,
+    base_cpu_s_per_gb: f64,
     replica_cpu_s_per_gb: f64,
     fetch_cpu_s_per_gb: f64,
     utilisation_max: f64,
@@ -156,22 +156,20 @@ fn costs(
         "B/s",
         "ingest x compression_ratio".into(),
     );
-    let (idle, per_gb_line) = profile.cpu_line();
-    let idle_cores = term(
-        "broker_idle_cores",
-        idle,
-        "cores",
-        "profile: intercept of broker CPU cores over the rate, through curves.latency's fixed-rate runs (0 when they give no line)".into(),
-    );
     let per_record = term(
         "produce_cpu_per_gb_at_record_bytes",
-        per_gb_line * profile.produce_cpu_s_per_gb(load.record_bytes)
-            / profile.produce_cpu_s_per_gb(profile.base_record_bytes),
+        profile.produce_cpu_s_per_gb(load.record_bytes),
         "s/GB",
         format!(
-            "profile: slope of the CPU line (curves.latency) x curves.record_bytes at {} B / at the base (log-linear)",
+            "profile: curves.record_bytes cpu_s_per_gb at {} B (log-linear in size)",
             load.record_bytes
         ),
+    );
+    let base_cpu_s_per_gb = term(
+        "base_cpu_per_gb",
+        profile.produce_cpu_s_per_gb(profile.base_record_bytes),
+        "s/GB",
+        "profile: curves.record_bytes at the base size: a load's CPU per GB over this is the base-configuration work it equals".into(),
     );
     let acks = term(
         "acks_cpu_factor",
@@ -279,7 +277,7 @@ fn costs(
         bytes_s,
         wire_bytes_s,
         produce_cpu_s_per_gb_at_base: per_record * acks * codec,
-        idle_cores,
+        base_cpu_s_per_gb,
         replica_cpu_s_per_gb: replica,
         fetch_cpu_s_per_gb: fetch,
         utilisation_max,
@@ -297,6 +295,21 @@ fn serving(load: &Load, n: u64) -> f64 {
     } else {
         n as f64
     }
+}
+
+/// A serving broker's share of the load as work of the profile's base configuration (GB/s):
+/// the CPU it costs at the curves' CPU per GB, over the base run's CPU per GB.
+fn work_per_broker(c: &Costs, cpu_cores_total: f64, serving: f64) -> f64 {
+    cpu_cores_total / serving / c.base_cpu_s_per_gb
+}
+
+/// A broker's CPU utilisation with `cores` cores doing `work` (GB/s of the base
+/// configuration): a broker of `cores` cores is taken as `cores / broker_cores` profiled
+/// brokers side by side, each doing its share (thread-per-core: no shared state on the data
+/// path).
+fn utilisation(profile: &Profile, work: f64, cores: f64) -> f64 {
+    let k = profile.broker_cores;
+    profile.cores_at(work * k / cores) / k
 }
 
 /// One broker count's figures.
@@ -318,7 +331,9 @@ fn at_n(load: &Load, profile: &Profile, c: &Costs, capacity_total: f64, n: u64) 
         + load.consumer_groups * c.fetch_cpu_s_per_gb;
     let cpu_cores_total = c.bytes_s / 1e9 * cpu_s_per_gb;
     let replicas_per_broker = load.partitions * load.rf / s;
-    let cores = ((cpu_cores_total / s + c.idle_cores) / c.utilisation_max)
+    let cores = (work_per_broker(c, cpu_cores_total, s)
+        / profile.work_within(c.utilisation_max * profile.broker_cores)
+        * profile.broker_cores)
         .max(replicas_per_broker / profile.partitions_per_core_max());
     AtN {
         cpu_cores_total,
@@ -389,7 +404,11 @@ pub fn plan(load: &Load, profile: &Profile) -> Result<Plan, String> {
             });
     let a = at_n(load, profile, &c, capacity_total, brokers);
     let s = serving(load, brokers);
-    let utilisation = (a.cpu_cores_total / s + c.idle_cores) / a.cores_per_broker;
+    let utilisation = utilisation(
+        profile,
+        work_per_broker(&c, a.cpu_cores_total, s),
+        a.cores_per_broker,
+    );
     let p99_ms = profile.p99_at(utilisation) + c.p99_add_ms;
     let (rss_base_mib, per_partition_kib) = profile.memory_line();
     let memory = rss_base_mib * 1048576.0
@@ -566,6 +585,48 @@ mod tests {
         assert_eq!(p.cores_per_broker, 3);
         assert!(p.p99_ms <= 3.5);
         assert!(p.warnings.iter().any(|w| w.contains("no failure margin")));
+    }
+
+    /// With CPU measured over the rate (curves.latency's cpu_cores), a broker's CPU is read
+    /// from that curve at its share of the work instead of being proportional to the rate.
+    /// 700 MB/s of 1000 B records, RF 1, acks=1, no groups, 1 h: disk 735 MB/s over N <= 350
+    /// gives N = 3, each doing 1.4 cores of work / 3 / 2 s/GB = 0.233 GB/s of base work; the
+    /// curve holds 0.35 GB/s within 70 % of a core, so 1 core, at the curve's 0.6 cores for
+    /// 0.233 GB/s (flat from 0.2 to 0.3 GB/s); p99 at 0.6 = 3 ms.
+    #[test]
+    fn the_measured_cpu_curve_sizes_the_cores() {
+        let mut profile = fixed();
+        profile.raw["curves"]["latency"] = serde_json::json!([
+            { "x": 0.25, "mb_per_s": 100.0, "cpu_cores": 0.4, "p99_ms": 1.0 },
+            { "x": 0.5, "mb_per_s": 200.0, "cpu_cores": 0.6, "p99_ms": 1.0 },
+            { "x": 0.75, "mb_per_s": 300.0, "cpu_cores": 0.5, "p99_ms": 1.0 },
+            { "x": 1.0, "mb_per_s": 400.0, "cpu_cores": 0.8, "p99_ms": 1.0 }
+        ]);
+        let load = Load {
+            ingest: Rate::BytesPerS(700e6),
+            record_bytes: 1000.0,
+            partitions: 8.0,
+            rf: 1.0,
+            acks: "1".into(),
+            consumer_groups: 0.0,
+            retention_s: 3600.0,
+            ..Load::default()
+        };
+        let p = plan(&load, &profile).expect("plan");
+        assert!((p.cpu_cores_total - 1.4).abs() < 1e-9);
+        assert_eq!((p.brokers, p.limit), (3, "disk bandwidth"));
+        assert_eq!(p.cores_per_broker, 1);
+        assert!((p.utilisation - 0.6).abs() < 1e-9, "{}", p.utilisation);
+        assert!((p.p99_ms - 3.0).abs() < 1e-9, "{}", p.p99_ms);
+        // 2.1 GB/s: 4.2 cores of work, N = 7 by disk (2205 / 7 = 315 MB/s); 0.3 GB/s of base
+        // work per broker needs 0.3 / 0.35 = 0.86 -> 1 core, at 0.6 cores (the flat stretch)
+        let load = Load {
+            ingest: Rate::BytesPerS(2.1e9),
+            ..load
+        };
+        let p = plan(&load, &profile).expect("plan");
+        assert_eq!((p.brokers, p.cores_per_broker), (7, 1));
+        assert!((p.utilisation - 0.6).abs() < 1e-9, "{}", p.utilisation);
     }
 
     #[test]

@@ -71,6 +71,12 @@ fn points(v: &Value, curve: &str) -> Result<Vec<Point>, String> {
                 other => other.to_string(),
             };
             let what = |field: &str| format!("curves.{curve}[x={x}].{field}");
+            if num(&p["mb_per_s"], &what("mb_per_s"))? <= 0.0 {
+                return Err(format!(
+                    "profile: {} is 0: that run acknowledged nothing, so it measured no cost (measure the profile again)",
+                    what("mb_per_s")
+                ));
+            }
             Ok(Point {
                 mb_per_s: num(&p["mb_per_s"], &what("mb_per_s"))?,
                 cpu_s_per_gb: num(&p["cpu_s_per_gb"], &what("cpu_s_per_gb"))?,
@@ -263,37 +269,96 @@ impl Profile {
             / self.broker_cores
     }
 
-    /// p99 (ms) of the base configuration at `fraction` of its peak rate (linear between the
-    /// measured fractions, flat beyond them).
+    /// p99 (ms) of the base configuration at `fraction` of its peak rate: linear between the
+    /// fixed-rate runs, flat beyond them. The unlimited run (`x` >= 1) is left out: its latency
+    /// runs from record creation, not from the intended send time, so it is no point of this
+    /// curve. p99 cannot fall as the load rises: a run whose p99 is above a later (higher rate)
+    /// run's is taken at the later run's value (a stall that did not recur at a higher load is
+    /// not the load's doing).
     pub fn p99_at(&self, fraction: f64) -> f64 {
-        let pts: Vec<(f64, f64)> = self.latency.clone();
-        interp(&pts, fraction)
+        interp(&self.p99_curve(), fraction)
     }
 
-    /// The broker's CPU as a line in the rate, through the latency curve's runs (the base
-    /// configuration at fixed fractions of its peak): (cores it uses whatever the rate, CPU s
-    /// per GB on top). (0, base CPU/GB) when the runs do not give a line with both >= 0.
-    pub fn cpu_line(&self) -> (f64, f64) {
+    /// The points `p99_at` interpolates: (fraction, p99 ms), sorted, non-decreasing.
+    pub fn p99_curve(&self) -> Vec<(f64, f64)> {
+        let fixed: Vec<(f64, f64)> = self.latency.iter().copied().filter(|p| p.0 < 1.0).collect();
+        let mut pts = if fixed.is_empty() {
+            self.latency.clone()
+        } else {
+            fixed
+        };
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut lowest_above = f64::INFINITY;
+        for p in pts.iter_mut().rev() {
+            lowest_above = lowest_above.min(p.1);
+            p.1 = lowest_above;
+        }
+        pts
+    }
+
+    /// The broker's CPU against its load: (GB/s of the base configuration, broker CPU cores),
+    /// the runs of `curves.latency` that measured CPU (the fixed-rate runs and the unlimited
+    /// one), sorted by rate, made non-decreasing (CPU cannot fall as the load rises: a point
+    /// below an earlier one is taken at the earlier one's value). Empty when no run measured
+    /// CPU (then the cost is the base run's CPU per GB, proportional to the rate).
+    pub fn cpu_curve(&self) -> Vec<(f64, f64)> {
         let runs = self.raw["curves"]["latency"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let pts: Vec<(f64, f64)> = runs
+        let mut pts: Vec<(f64, f64)> = runs
             .iter()
             .filter_map(|r| Some((r["mb_per_s"].as_f64()? / 1e3, r["cpu_cores"].as_f64()?)))
+            .filter(|p| p.0 > 0.0 && p.1 > 0.0 && p.0.is_finite() && p.1.is_finite())
             .collect();
-        let fallback = (0.0, self.produce_cpu_s_per_gb(self.base_record_bytes));
-        let Some(per_gb) = slope(&pts) else {
-            return fallback;
-        };
-        let n = pts.len() as f64;
-        let idle = pts.iter().map(|p| p.1).sum::<f64>() / n
-            - per_gb * pts.iter().map(|p| p.0).sum::<f64>() / n;
-        if idle >= 0.0 && per_gb > 0.0 {
-            (idle, per_gb)
-        } else {
-            fallback
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut highest_below = 0.0f64;
+        for p in pts.iter_mut() {
+            highest_below = highest_below.max(p.1);
+            p.1 = highest_below;
         }
+        pts
+    }
+
+    /// Broker CPU cores (of the profiled broker) at `work`: GB/s of the base configuration, or
+    /// of any load whose CPU per GB has been scaled to the base's (`work` = rate x its CPU per
+    /// GB / the base's). Linear between the measured runs; below the lowest and above the
+    /// highest, proportional to the rate at that run's CPU per GB.
+    pub fn cores_at(&self, work: f64) -> f64 {
+        let pts = self.cpu_curve();
+        let (Some(&low), Some(&high)) = (pts.first(), pts.last()) else {
+            return work * self.produce_cpu_s_per_gb(self.base_record_bytes);
+        };
+        if work <= low.0 {
+            work * low.1 / low.0
+        } else if work >= high.0 {
+            work * high.1 / high.0
+        } else {
+            interp(&pts, work)
+        }
+    }
+
+    /// The inverse of `cores_at`: the most work (GB/s of the base configuration) the profiled
+    /// broker does within `cores` of CPU.
+    pub fn work_within(&self, cores: f64) -> f64 {
+        let pts = self.cpu_curve();
+        let (Some(&low), Some(&high)) = (pts.first(), pts.last()) else {
+            return cores / self.produce_cpu_s_per_gb(self.base_record_bytes);
+        };
+        if cores < low.1 {
+            return cores * low.0 / low.1;
+        }
+        if cores >= high.1 {
+            return cores * high.0 / high.1;
+        }
+        // the first segment that rises past `cores` holds the largest work within it
+        for w in pts.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            if y1 > cores {
+                return x0 + (cores - y0) / (y1 - y0) * (x1 - x0);
+            }
+        }
+        high.0
     }
 
     /// p99 acks=all adds over acks=1 at the peak (ms, not below 0).
@@ -386,25 +451,70 @@ pub mod tests {
     }
 
     #[test]
-    fn the_cpu_line_comes_from_the_fixed_rate_runs() {
+    fn the_cpu_curve_comes_from_the_latency_runs() {
         let mut p = Profile::parse(FIXED).expect("valid");
-        assert_eq!(
-            p.cpu_line(),
-            (0.0, 2.0),
-            "no cpu_cores: the base cost per GB"
-        );
-        // 0.1 cores idle + 2 s/GB: 0.3 cores at 100 MB/s, 0.5 at 200 MB/s
+        // no cpu_cores: the base run's 2 s/GB, proportional to the rate
+        assert!(p.cpu_curve().is_empty());
+        assert!((p.cores_at(0.2) - 0.4).abs() < 1e-12);
+        assert!((p.work_within(0.7) - 0.35).abs() < 1e-12);
+        // runs at 100, 200, 300 and 400 MB/s; the 300 MB/s run's 0.5 cores is below the
+        // 200 MB/s run's 0.6, so it is taken as 0.6 (CPU does not fall as the load rises)
         p.raw["curves"]["latency"] = serde_json::json!([
-            { "x": 0.25, "mb_per_s": 100.0, "cpu_cores": 0.3, "p99_ms": 1.0 },
-            { "x": 0.5, "mb_per_s": 200.0, "cpu_cores": 0.5, "p99_ms": 1.0 }
+            { "x": 0.25, "mb_per_s": 100.0, "cpu_cores": 0.4, "p99_ms": 1.0 },
+            { "x": 0.5, "mb_per_s": 200.0, "cpu_cores": 0.6, "p99_ms": 1.0 },
+            { "x": 0.75, "mb_per_s": 300.0, "cpu_cores": 0.5, "p99_ms": 1.0 },
+            { "x": 1.0, "mb_per_s": 400.0, "cpu_cores": 0.8, "p99_ms": 1.0 }
         ]);
-        let (idle, per_gb) = p.cpu_line();
-        assert!((idle - 0.1).abs() < 1e-9 && (per_gb - 2.0).abs() < 1e-9);
+        assert_eq!(
+            p.cpu_curve(),
+            vec![(0.1, 0.4), (0.2, 0.6), (0.3, 0.6), (0.4, 0.8)]
+        );
+        // below the lowest run: its 4 s/GB; between: linear; above the highest: its 2 s/GB
+        assert!((p.cores_at(0.05) - 0.2).abs() < 1e-12);
+        assert!((p.cores_at(0.15) - 0.5).abs() < 1e-12);
+        assert!((p.cores_at(0.35) - 0.7).abs() < 1e-12);
+        assert!((p.cores_at(0.5) - 1.0).abs() < 1e-12);
+        // the inverse: the most work within a CPU budget (0.6 cores holds up to 300 MB/s)
+        assert!((p.work_within(0.2) - 0.05).abs() < 1e-12);
+        assert!((p.work_within(0.5) - 0.15).abs() < 1e-12);
+        assert!((p.work_within(0.6) - 0.3).abs() < 1e-12);
+        assert!((p.work_within(0.7) - 0.35).abs() < 1e-12);
+        assert!((p.work_within(1.0) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_p99_curve_leaves_out_the_unlimited_run_and_never_falls() {
+        let mut p = Profile::parse(FIXED).expect("valid");
+        // the fixed profile's 20 ms at 1.0 is the unlimited run: flat at 0.8's 5 ms beyond
+        assert_eq!(p.p99_at(0.9), 5.0);
+        assert_eq!(p.p99_at(1.0), 5.0);
+        // a stall at 0.8 (300 ms) that 0.9 (30 ms) did not repeat is taken at 30 ms
+        p.latency = vec![
+            (0.5, 20.0),
+            (0.7, 30.0),
+            (0.8, 300.0),
+            (0.9, 30.0),
+            (1.0, 3.0),
+        ];
+        assert_eq!(
+            p.p99_curve(),
+            vec![(0.5, 20.0), (0.7, 30.0), (0.8, 30.0), (0.9, 30.0)]
+        );
+        assert_eq!(p.p99_at(0.75), 30.0);
+        assert_eq!(p.p99_at(0.6), 25.0);
     }
 
     #[test]
     fn a_profile_of_another_schema_is_refused() {
         assert!(Profile::parse(r#"{"schema":"other"}"#).is_err());
         assert!(Profile::parse("not json").is_err());
+        // a run that acknowledged nothing is no curve point
+        let mut v: serde_json::Value = serde_json::from_str(FIXED).expect("json");
+        v["curves"]["replication_factor"][1]["mb_per_s"] = serde_json::json!(0.0);
+        let refused = Profile::parse(&v.to_string()).expect_err("refused");
+        assert!(
+            refused.contains("replication_factor[x=3].mb_per_s is 0"),
+            "{refused}"
+        );
     }
 }
