@@ -79,11 +79,23 @@ impl Connection {
         Self::connect_with(address, client_id, crate::security::process_tls()).await
     }
 
-    /// Connects over TLS with `tls` (or plain TCP without), whatever the process's security.
+    /// Connects over TLS with `tls` (or plain TCP without), whatever the process's TLS.
     pub async fn connect_with(
         address: &str,
         client_id: &'static str,
         tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Connection> {
+        let sasl = crate::security::process_sasl();
+        Self::connect_secured(address, client_id, tls, sasl).await
+    }
+
+    /// Connects over TLS with `tls` (or plain TCP) and authenticates with `sasl` (or not),
+    /// whatever the process's security: a broker's follower fetches.
+    pub async fn connect_secured(
+        address: &str,
+        client_id: &'static str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        sasl: Option<&crate::sasl::SaslConfig>,
     ) -> Result<Connection> {
         let stream = TcpStream::connect(address)
             .await
@@ -93,7 +105,7 @@ impl Connection {
             .map_err(|e| format!("set_nodelay on {address}: {e}"))?;
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
         let mut stream = Stream::over_with(stream, host, tls).await?;
-        if let Some(sasl) = crate::security::process_sasl() {
+        if let Some(sasl) = sasl {
             crate::sasl::authenticate(&mut stream, sasl, address, client_id).await?;
         }
         let flush = stream.is_tls();

@@ -78,6 +78,12 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
         Kind::Text,
     ),
     ("inter.broker.listener.name", "", Kind::Text),
+    // SASL between brokers (`inter_broker.rs`): Kafka's default, GSSAPI, is not served.
+    (
+        "sasl.mechanism.inter.broker.protocol",
+        crate::inter_broker::DEFAULT_MECHANISM,
+        Kind::Text,
+    ),
     // TLS of the SSL and SASL_SSL listeners (`tls_config.rs`; per listener with the prefix
     // `listener.name.<name>.`).
     ("ssl.keystore.type", "PEM", Kind::Text),

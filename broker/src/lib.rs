@@ -21,6 +21,7 @@ pub mod listeners;
 pub mod maintenance;
 pub mod metrics;
 pub mod partition;
+pub mod principal_mapping;
 pub mod producer_ids;
 pub mod protocol;
 pub mod sasl;

@@ -611,12 +611,7 @@ fn plan_listeners(
             }
             let tls = match info.security_protocol.uses_tls() {
                 false => None,
-                true => {
-                    let settings = crate::tls_config::server_settings(config, &info.name)?;
-                    let acceptor = net::tls::Acceptor::new(&settings)
-                        .map_err(|e| format!("listener {}: {e}", info.name))?;
-                    Some(acceptor)
-                }
+                true => Some(listener_tls(config, info)?),
             };
             Ok(ListenerPlan {
                 info: info.clone(),
@@ -625,6 +620,23 @@ fn plan_listeners(
             })
         })
         .collect()
+}
+
+/// A TLS listener's acceptor and, on SSL, its principal mapping (both checked now). Kafka
+/// checks `ssl.principal.mapping.rules` on every listener; only SSL ones use it.
+fn listener_tls(
+    config: &BrokerConfig,
+    info: &crate::listeners::ListenerInfo,
+) -> Result<crate::transport::ListenerTls, String> {
+    let settings = crate::tls_config::server_settings(config, &info.name)?;
+    let acceptor =
+        net::tls::Acceptor::new(&settings).map_err(|e| format!("listener {}: {e}", info.name))?;
+    let mapper = crate::tls_config::principal_mapper(config, &info.name)?;
+    let on_ssl = info.security_protocol == crate::listeners::SecurityProtocol::Ssl;
+    Ok(crate::transport::ListenerTls {
+        acceptor,
+        principal_mapper: mapper.filter(|_| on_ssl).map(Arc::new),
+    })
 }
 
 fn resolve(listen: &str) -> Result<SocketAddr, String> {

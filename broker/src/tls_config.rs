@@ -9,6 +9,7 @@
 //! encrypted keys are refused with a reason.
 
 use crate::config::BrokerConfig;
+use crate::principal_mapping::PrincipalMapper;
 use net::tls::{ClientAuth, ServerSettings};
 
 /// The `ssl.*` settings a listener reads: (name, default).
@@ -41,15 +42,7 @@ pub fn server_settings(
     config: &BrokerConfig,
     listener_name: &str,
 ) -> Result<ServerSettings, String> {
-    let prefix = format!("listener.name.{}.", listener_name.to_ascii_lowercase());
-    let get = |name: &str| -> String {
-        config
-            .value(&format!("{prefix}{name}"))
-            .or_else(|| config.value(name))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
+    let get = |name: &str| listener_value(config, listener_name, name);
     let context = |e: String| format!("listener {listener_name}: {e}");
     for store in ["ssl.keystore.type", "ssl.truststore.type"] {
         if !get(store).eq_ignore_ascii_case("PEM") {
@@ -72,12 +65,6 @@ pub fn server_settings(
         }
     };
     let (tls12, tls13) = protocols(&get("ssl.enabled.protocols")).map_err(context)?;
-    if get("ssl.principal.mapping.rules") != "DEFAULT" {
-        return Err(context(
-            "ssl.principal.mapping.rules: only DEFAULT (the full distinguished name) is supported"
-                .into(),
-        ));
-    }
     Ok(ServerSettings {
         certificate_chain_pem,
         key_pem,
@@ -86,6 +73,30 @@ pub fn server_settings(
         tls12,
         tls13,
     })
+}
+
+/// Setting `name` of listener `listener_name`: `listener.name.<name>.`-prefixed first, then
+/// plain, then its default; trimmed.
+fn listener_value(config: &BrokerConfig, listener_name: &str, name: &str) -> String {
+    let prefix = format!("listener.name.{}.", listener_name.to_ascii_lowercase());
+    config
+        .value(&format!("{prefix}{name}"))
+        .or_else(|| config.value(name))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `ssl.principal.mapping.rules` of listener `listener_name`, parsed; `None` for `DEFAULT`
+/// (the subject is the name, nothing to do per connection).
+pub fn principal_mapper(
+    config: &BrokerConfig,
+    listener_name: &str,
+) -> Result<Option<PrincipalMapper>, String> {
+    let rules = listener_value(config, listener_name, "ssl.principal.mapping.rules");
+    let mapper =
+        PrincipalMapper::new(&rules).map_err(|e| format!("listener {listener_name}: {e}"))?;
+    Ok((!mapper.is_default()).then_some(mapper))
 }
 
 /// (certificate chain, key) as PEM.
@@ -178,7 +189,6 @@ mod tests {
             ("ssl.keystore.type=JKS", "use PEM"),
             ("ssl.client.auth=maybe", "expected none"),
             ("ssl.enabled.protocols=TLSv1.1", "not supported"),
-            ("ssl.principal.mapping.rules=RULE:x", "only DEFAULT"),
             ("ssl.keystore.location=/nonexistent", "either"),
         ] {
             let mut with = vec![
@@ -195,5 +205,23 @@ mod tests {
         }
         let err = server_settings(&BrokerConfig::default(), "SSL").unwrap_err();
         assert!(err.contains("needs ssl.keystore.location"), "{err}");
+    }
+
+    #[test]
+    fn principal_mapping_rules_are_per_listener() {
+        let config = BrokerConfig::with_overrides([
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+            "listener.name.internal.ssl.principal.mapping.rules=DEFAULT",
+        ])
+        .unwrap();
+        let mapper = principal_mapper(&config, "MTLS").unwrap().unwrap();
+        assert_eq!(mapper.name("CN=Alice,O=x").as_deref(), Some("alice"));
+        assert!(principal_mapper(&config, "INTERNAL").unwrap().is_none());
+        let config = BrokerConfig::with_overrides(["ssl.principal.mapping.rules=RULE:x"]).unwrap();
+        let err = principal_mapper(&config, "SSL").unwrap_err();
+        assert!(
+            err.contains("listener SSL") && err.contains("invalid rule"),
+            "{err}"
+        );
     }
 }

@@ -3,11 +3,14 @@
 //! framing. A PLAINTEXT or SASL_PLAINTEXT connection goes straight to `net::serve` (the path
 //! and cost it always had); an SSL or SASL_SSL one first completes a TLS handshake bounded in
 //! time (`net::tls::Acceptor`), and on an SSL listener a client certificate's subject becomes
-//! the session's principal, as Kafka's `ssl.principal.mapping.rules=DEFAULT` makes it.
+//! the session's principal: as it is (`ssl.principal.mapping.rules=DEFAULT`), or the name the
+//! listener's rules map it to (`principal_mapping`; no rule applying closes the connection, as
+//! in Kafka).
 
 use crate::connection::KafkaConnection;
 use crate::listeners::{ListenerInfo, SecurityProtocol};
 use crate::metrics::ListenerCounters;
+use crate::principal_mapping::PrincipalMapper;
 use crate::sasl::ListenerSasl;
 use crate::session::{Principal, Session};
 use crate::shard::Shard;
@@ -16,18 +19,26 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// How long a client has to complete its TLS handshake: a silent peer, or a plaintext client
 /// waiting for an answer on a TLS port, is closed then.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a TLS listener (SSL, SASL_SSL) does to a connection before framing.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub acceptor: net::tls::Acceptor,
+    /// SSL listeners' `ssl.principal.mapping.rules` when not `DEFAULT`.
+    pub principal_mapper: Option<Arc<PrincipalMapper>>,
+}
 
 /// A listener as one shard serves it.
 pub struct BoundListener {
     pub info: Rc<ListenerInfo>,
     pub socket: TcpListener,
     /// The listener's TLS, for SSL and SASL_SSL.
-    pub tls: Option<net::tls::Acceptor>,
+    pub tls: Option<ListenerTls>,
     pub counters: Rc<ListenerCounters>,
 }
 
@@ -36,7 +47,7 @@ pub struct BoundListener {
 pub struct ListenerPlan {
     pub info: ListenerInfo,
     pub addr: SocketAddr,
-    pub tls: Option<net::tls::Acceptor>,
+    pub tls: Option<ListenerTls>,
 }
 
 impl ListenerPlan {
@@ -65,7 +76,7 @@ pub async fn serve(
     shard: Rc<Shard>,
     listener: (
         Rc<ListenerInfo>,
-        Option<net::tls::Acceptor>,
+        Option<ListenerTls>,
         Rc<ListenerCounters>,
         Option<Arc<ListenerSasl>>,
     ),
@@ -85,7 +96,11 @@ pub async fn serve(
         in_flight_max: shard.config.queued_max_requests,
     };
     let memory = shard.request_memory.clone();
-    let Some(acceptor) = tls else {
+    let Some(ListenerTls {
+        acceptor,
+        principal_mapper,
+    }) = tls
+    else {
         let handler = KafkaConnection::new(shard, new_session(info));
         return net::serve(stream, handler, limits, memory).await;
     };
@@ -100,7 +115,15 @@ pub async fn serve(
     let session = new_session(info.clone());
     if info.security_protocol == SecurityProtocol::Ssl {
         if let Some(subject) = connection.peer_subject() {
-            session.set_principal(Principal::user(subject));
+            let Some(name) = principal_name(subject, principal_mapper.as_deref()) else {
+                info!(
+                    %peer,
+                    listener = %info.name,
+                    "TLS client refused: no ssl.principal.mapping.rules rule applies to its certificate's subject"
+                );
+                return;
+            };
+            session.set_principal(Principal::user(name));
         }
     }
     debug!(
@@ -117,4 +140,13 @@ pub async fn serve(
         memory,
     )
     .await
+}
+
+/// A client certificate's principal name: its subject, or what the listener's rules map it to
+/// (`None`: no rule applies).
+fn principal_name(subject: String, mapper: Option<&PrincipalMapper>) -> Option<String> {
+    match mapper {
+        None => Some(subject),
+        Some(mapper) => mapper.name(&subject),
+    }
 }

@@ -24,7 +24,7 @@ use spate_bench::client::Connection;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Fetch version followers send: the first with `last_fetched_epoch` and diverging-epoch
@@ -36,6 +36,10 @@ const PARTITION_FETCH_BYTES_MAX: i32 = 1 << 20;
 const FETCH_RESPONSE_BYTES_MAX: i32 = 10 << 20;
 /// Pause after a failed connection or fetch before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection to a leader (TCP, TLS handshake, SASL exchange) not made in this time fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a persisting TLS or SASL failure to reach a leader is logged again as a warning.
+const SECURITY_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How often a shard ticks its replicas (ISR shrink, acks=all timeouts).
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -106,6 +110,7 @@ impl Fetchers {
 /// A stream's loop: fetch, apply the answer, make it durable, again; until the shard closes.
 async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
     let mut connection: Option<Connection> = None;
+    let mut warned = ConnectFailures::default();
     while !stream.stopped.get() && !shard.is_closed() {
         let partitions: Vec<Partition> = stream.partitions.borrow().values().cloned().collect();
         if partitions.is_empty() {
@@ -125,15 +130,10 @@ async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
             continue;
         };
         if connection.as_ref().is_none_or(|c| c.address() != address) {
-            let tls = client.tls.clone();
-            connection = match Connection::connect_with(&address, "spate-replica", tls).await {
+            connection = match connect(&client, &address).await {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    debug!(
-                        shard = shard.id,
-                        leader = stream.leader,
-                        "replica fetch: {e}"
-                    );
+                    warned.report(&shard, stream.leader, e);
                     glommio::timer::sleep(RETRY_BACKOFF).await;
                     continue;
                 }
@@ -149,6 +149,46 @@ async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
             connection = None;
             glommio::timer::sleep(RETRY_BACKOFF).await;
         }
+    }
+}
+
+/// A connection to a leader as `client` says (TLS, SASL), given `CONNECT_TIMEOUT`.
+async fn connect(client: &InterBrokerClient, address: &str) -> Result<Connection, String> {
+    let (tls, sasl) = (client.tls.clone(), client.sasl.as_ref());
+    let connecting = Connection::connect_secured(address, "spate-replica", tls, sasl);
+    glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(connecting.await) })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{address}: not connected within {CONNECT_TIMEOUT:?}"
+            ))
+        })
+}
+
+/// How a stream reports failed connections: a TLS or SASL failure (wrong credentials, an
+/// untrusted certificate) does not cure itself, so it is a warning, once per distinct reason
+/// and again every `SECURITY_WARNING_INTERVAL`; others (a leader restarting) stay debug.
+#[derive(Default)]
+struct ConnectFailures {
+    last: Option<(String, Instant)>,
+}
+
+impl ConnectFailures {
+    fn report(&mut self, shard: &Shard, leader: i32, reason: String) {
+        let security = reason.contains("SASL") || reason.contains("TLS");
+        let repeated = self
+            .last
+            .as_ref()
+            .is_some_and(|(last, at)| *last == reason && at.elapsed() < SECURITY_WARNING_INTERVAL);
+        if !security || repeated {
+            debug!(shard = shard.id, leader, "replica fetch: {reason}");
+            return;
+        }
+        warn!(
+            shard = shard.id,
+            leader, "replica fetch: cannot connect to the leader: {reason}"
+        );
+        self.last = Some((reason, Instant::now()));
     }
 }
 

@@ -152,6 +152,29 @@ fn listener_setting(name: &str) -> Option<(&str, &str)> {
     (known && !listener.is_empty()).then_some((listener, setting))
 }
 
+/// The value of `setting` for `listener` (`None`: the node's default) and `mechanism`, the
+/// most specific name set winning, as Kafka resolves listener and mechanism prefixes:
+/// `listener.name.<listener>.<mechanism>.<setting>`, `listener.name.<listener>.<setting>`,
+/// then `<setting>`. Returns the value and the name it was found under (for error messages,
+/// which never carry the value: it may be a password).
+pub fn lookup<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    listener: Option<&str>,
+    mechanism: Option<Mechanism>,
+    setting: &str,
+) -> Option<(&'a str, String)> {
+    let mut names = Vec::with_capacity(3);
+    if let Some(l) = listener {
+        if let Some(m) = mechanism {
+            let m = m.name().to_ascii_lowercase();
+            names.push(format!("listener.name.{l}.{m}.{setting}"));
+        }
+        names.push(format!("listener.name.{l}.{setting}"));
+    }
+    names.push(setting.to_string());
+    names.into_iter().find_map(|n| get(&n).map(|v| (v, n)))
+}
+
 impl SaslSettings {
     /// Builds the settings from the node's `NAME=VALUE` overrides; the error names the
     /// setting that is wrong (never its value: it may hold passwords).
@@ -168,22 +191,23 @@ impl SaslSettings {
         )?;
         oauth_settings::apply(&mut default, overrides, None)?;
         let mut listeners = BTreeMap::new();
+        let get = |name: &str| overrides.get(name).map(String::as_str);
         for listener in names {
-            let key = |setting: &str| format!("listener.name.{listener}.{setting}");
-            let mechanisms_key = key("sasl.enabled.mechanisms");
-            let plain_key = key("plain.sasl.jaas.config");
-            let any_key = key("sasl.jaas.config");
-            let jaas = [plain_key.as_str(), any_key.as_str(), "sasl.jaas.config"]
-                .into_iter()
-                .find_map(|k| overrides.get(k).map(|v| (v.as_str(), k)));
+            let (mechanisms, mechanisms_key) =
+                lookup(get, Some(listener), None, "sasl.enabled.mechanisms").unwrap_or((
+                    DEFAULT_MECHANISMS,
+                    format!("listener.name.{listener}.sasl.enabled.mechanisms"),
+                ));
+            let jaas = lookup(
+                get,
+                Some(listener),
+                Some(Mechanism::Plain),
+                "sasl.jaas.config",
+            );
             let mut settings = listener_sasl(
-                overrides
-                    .get(&mechanisms_key)
-                    .map(String::as_str)
-                    .or(global("sasl.enabled.mechanisms"))
-                    .unwrap_or(DEFAULT_MECHANISMS),
+                mechanisms,
                 &mechanisms_key,
-                jaas,
+                jaas.as_ref().map(|(v, k)| (*v, k.as_str())),
             )?;
             oauth_settings::apply(&mut settings, overrides, Some(listener))?;
             listeners.insert(listener.to_ascii_lowercase(), Arc::new(settings));
@@ -298,6 +322,30 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn the_most_specific_name_set_wins() {
+        let o = overrides(&[
+            ("listener.name.a.plain.sasl.jaas.config", "mechanism"),
+            ("listener.name.a.sasl.jaas.config", "listener"),
+            ("sasl.jaas.config", "node"),
+        ]);
+        let get = |name: &str| o.get(name).map(String::as_str);
+        let value = |listener, mechanism| {
+            lookup(get, listener, mechanism, "sasl.jaas.config").map(|(v, _)| v)
+        };
+        assert_eq!(value(Some("a"), Some(Mechanism::Plain)), Some("mechanism"));
+        let sha512 = Mechanism::Scram(ScramMechanism::Sha512);
+        assert_eq!(value(Some("a"), Some(sha512)), Some("listener"));
+        assert_eq!(value(Some("b"), Some(Mechanism::Plain)), Some("node"));
+        assert_eq!(value(None, Some(Mechanism::Plain)), Some("node"));
+        let (_, name) = lookup(get, Some("a"), Some(Mechanism::Plain), "sasl.jaas.config").unwrap();
+        assert_eq!(name, "listener.name.a.plain.sasl.jaas.config");
+        assert_eq!(
+            lookup(get, Some("a"), None, "sasl.enabled.mechanisms"),
+            None
+        );
     }
 
     #[test]

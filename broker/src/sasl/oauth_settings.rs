@@ -51,20 +51,9 @@ pub fn apply(
     overrides: &BTreeMap<String, String>,
     listener_name: Option<&str>,
 ) -> Result<(), String> {
-    // The most specific name set wins: mechanism-prefixed, listener-prefixed, plain.
-    let find = |mechanism: Option<Mechanism>, setting: &str| -> Option<(&str, String)> {
-        let mut names = Vec::new();
-        if let Some(l) = listener_name {
-            if let Some(m) = mechanism {
-                let m = m.name().to_ascii_lowercase();
-                names.push(format!("listener.name.{l}.{m}.{setting}"));
-            }
-            names.push(format!("listener.name.{l}.{setting}"));
-        }
-        names.push(setting.to_string());
-        names
-            .into_iter()
-            .find_map(|n| overrides.get(&n).map(|v| (v.as_str(), n)))
+    let find = |mechanism: Option<Mechanism>, setting: &str| {
+        let get = |name: &str| overrides.get(name).map(String::as_str);
+        super::lookup(get, listener_name, mechanism, setting)
     };
     for mechanism in Mechanism::ALL {
         if let Some((value, name)) = find(Some(mechanism), REAUTH) {
