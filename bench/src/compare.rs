@@ -703,7 +703,41 @@ fn run_one(
         run["broker_peak_rss_mib"].as_f64().unwrap_or(0.0),
         run["ready_s"].as_f64().unwrap_or(0.0),
     );
+    if let Some(line) = end_to_end_line(&run) {
+        eprintln!("compare:   {} {}: {line}", workload.id, broker.name());
+    }
     Ok(run)
+}
+
+/// The two clients' end-to-end percentiles side by side (`spate bench e2e`, Kafka's
+/// EndToEndLatency), for a run that measured the second.
+fn end_to_end_line(run: &Value) -> Option<String> {
+    let java = run.get("java_end_to_end_latency")?;
+    let ms = |p: &str| {
+        run["result"]["consume"]["latency_us"][p]
+            .as_f64()
+            .map_or("-".into(), |us| format!("{:.2}", us / 1e3))
+    };
+    let java_ms = |p: &str| {
+        java["latency_ms"][p]
+            .as_f64()
+            .map_or("-".into(), |v| format!("{v:.0}"))
+    };
+    let java_part = match java.get("error") {
+        Some(e) => format!("EndToEndLatency failed: {e}"),
+        None => format!(
+            "EndToEndLatency p50/p99/p99.9 {}/{}/{} ms",
+            java_ms("p50"),
+            java_ms("p99"),
+            java_ms("p99.9")
+        ),
+    };
+    Some(format!(
+        "e2e p50/p99/p99.9 {}/{}/{} ms (spate bench), {java_part}",
+        ms("p50"),
+        ms("p99"),
+        ms("p99.9")
+    ))
 }
 
 fn num_f(v: &Value) -> f64 {
@@ -1424,6 +1458,21 @@ mod tests {
         assert_eq!(v["records_per_s"], 250000.0);
         assert!((v["mb_per_s"].as_f64().unwrap() - 256.0).abs() < 0.01);
         assert!(parse_consumer_performance("WARNING: timeout\n").is_err());
+    }
+
+    #[test]
+    fn both_clients_end_to_end_percentiles_print_side_by_side() {
+        let run = json!({
+            "result": {"consume": {"latency_us": {"p50": 1200.0, "p99": 4100.0, "p99.9": 9000.0}}},
+            "java_end_to_end_latency": {"latency_ms": {"p50": 1.0, "p99": 5.0, "p99.9": 12.0}},
+        });
+        assert_eq!(
+            end_to_end_line(&run).unwrap(),
+            "e2e p50/p99/p99.9 1.20/4.10/9.00 ms (spate bench), EndToEndLatency p50/p99/p99.9 1/5/12 ms"
+        );
+        let failed = json!({"java_end_to_end_latency": {"error": "no java"}});
+        assert!(end_to_end_line(&failed).unwrap().contains("failed"));
+        assert_eq!(end_to_end_line(&json!({})), None);
     }
 
     #[test]

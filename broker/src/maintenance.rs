@@ -1,7 +1,8 @@
 //! Per-shard log maintenance: turns topic configs into [`LogConfig`]s and runs the background
 //! task that enforces retention (`log.retention.check.interval.ms`) and `flush.ms`, expires
 //! idle idempotent-producer state (`producer.id.expiration.ms`), shares the
-//! shard's tail-cache bound among the partitions being written (every tick), and
+//! shard's tail-cache bound among the partitions being written and ages each tail cache's
+//! readers (every tick), and
 //! compaction (`cleanup.policy=compact`, within `log.cleaner.io.max.bytes.per.second`), and
 //! retries partitions whose writes failed on a full disk, on the partitions this shard owns. Runs on the owning shard (glommio `spawn_local`), never on the
 //! produce or fetch path, and works through partitions one at a time.
@@ -115,6 +116,8 @@ async fn run(shard: Rc<Shard>) {
             // A partition that hit a full disk tries again once per tick.
             log.retry_after_failure();
             log.flush_if_due(now);
+            // The tail cache lets go of what no reader read from memory lately.
+            log.age_tail_readers(now);
         }
         shard.share_cache(now);
         since_expiry_ms += tick_ms;

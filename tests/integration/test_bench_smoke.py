@@ -3,12 +3,14 @@ asserting non-zero throughput and well-formed JSON (no performance target is ass
 compressed batches the bench builds, read back by a real client."""
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 from confluent_kafka import Consumer
 from conftest import SPATE_BIN
+from helpers import create_topic, kafka_tool
 
 pytestmark = pytest.mark.spate_only("Spate's benchmark scripts")
 
@@ -109,3 +111,20 @@ def test_bench_compressed_batches_decode_in_a_real_client(broker, tmp_path, code
                             "--warmup-s", "0", "--duration-s", "60", "--quiet")
     assert consumed["consume"]["records"] == records
     assert consumed["consume"]["payload_bytes"] == records * 700
+
+
+def test_kafka_end_to_end_latency_tool_measures_spate(broker):
+    """Kafka's EndToEndLatency (kafka-tools 4.3.1, the second end-to-end client of `spate bench
+    compare`'s w3-e2e) runs against Spate as compare runs it and prints the average and the
+    percentiles compare parses (`parse_end_to_end_latency`)."""
+    topic = "java-e2e-smoke"
+    create_topic(broker.bootstrap, topic, 1)
+    out = kafka_tool("org.apache.kafka.tools.EndToEndLatency", "--bootstrap-server", broker.bootstrap,
+                     "--topic", topic, "--num-records", "300", "--producer-acks", "1",
+                     "--record-size", "1024", timeout=120).stdout
+    avg = re.search(r"^Avg latency: ([0-9.]+) ms", out, re.M)
+    percentiles = re.search(r"^Percentiles: 50th = (\d+), 99th = (\d+), 99.9th = (\d+)", out, re.M)
+    assert avg and percentiles, out
+    p50, p99, p999 = map(int, percentiles.groups())
+    assert 0 <= p50 <= p99 <= p999 < 10_000, out
+    assert 0 < float(avg.group(1)) < 10_000, out

@@ -118,7 +118,7 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
     floors leave (not 16 MiB / 40), the bounds add up to at most the shard's, what it caches
     stays within its bound (from its first append on, not from the next maintenance tick), a
     consumer reads every record back, and the topic the consumer's
-    group creates (`__consumer_offsets`) does not evict the busy partition's tail."""
+    group creates (`__consumer_offsets`) does not take the busy partition's bound."""
     mib, kib = 1 << 20, 1 << 10
     broker = broker_factory(settings={"log.cache.bytes.per.shard": str(16 * mib),
                                       "log.cache.bytes.per.partition": str(4 * mib)}, cores=1)
@@ -144,8 +144,10 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
     assert all(got[q] == 64 * kib for q in range(1, partitions)), got
     assert sum(got.values()) <= 16 * mib
     produce_to_first(300)
+    # Nobody reads it from memory, so it keeps only its write backlog (issue 21; what it keeps
+    # for readers: test_tail_cache_readers.py), and never more than its bound.
     cached = scrape(broker).value("spate_log_cache_bytes", topic=topic, partition="0")
-    assert 300 * 1000 <= cached <= busy, cached
+    assert cached <= busy, cached
 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "cache-share",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -169,7 +171,6 @@ def test_the_shard_cache_bound_goes_to_the_partitions_being_written(broker_facto
         after = scrape(broker)
     assert after.total("spate_partitions") >= partitions + 1, "the group's offsets topic exists"
     assert after.value("spate_log_cache_bytes_max", topic=topic, partition="0") == busy
-    assert after.value("spate_log_cache_bytes", topic=topic, partition="0") >= 300 * 1000
 
 
 def test_error_codes_are_counted_by_api_and_name(broker):

@@ -381,6 +381,8 @@ impl Partition {
         bytes_out: &Cell<u64>,
     ) -> Result<ReadBatches, i16> {
         if max_bytes == 0 {
+            // Still a reader at `offset`, for what the tail cache keeps.
+            self.inner.log.note_reader_at(offset);
             return Ok(ReadBatches::default());
         }
         let started = std::time::Instant::now();

@@ -85,6 +85,11 @@ impl Chunk {
         self.capacity
     }
 
+    /// Sealed by the writer: it takes no more entries.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.state.borrow().buf, Buffer::Sealed(_))
+    }
+
     /// Logical file position after its data.
     pub fn end(&self) -> u64 {
         self.file_pos + self.state.borrow().len as u64

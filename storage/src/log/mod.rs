@@ -22,6 +22,10 @@
 //! `append_replicated` keeps a leader's offsets and epochs on a follower, `truncate_to` and
 //! `truncate_fully_and_start_at` cut a follower's log back where it diverged.
 //!
+//! The tail cache keeps what its readers are about to read (`readers`): the written batches
+//! from the slowest active tail reader's position on, within its bound, and none when no
+//! reader read from memory lately; the write backlog always.
+//!
 //! Invariants: the tail cache is a contiguous suffix of the log and never drops an entry that
 //! is not yet written, so any offset not in the cache is readable from disk; entries read
 //! from disk are checksum-verified before their bytes are served.
@@ -50,6 +54,7 @@ mod chunk;
 mod compaction;
 mod idle;
 mod read;
+mod readers;
 mod recovery;
 mod replica;
 mod retention;
@@ -59,6 +64,7 @@ mod writer;
 use chunk::Chunk;
 pub use compaction::{CompactionOutcome, DIRTY_RATIO_SCALE};
 pub use read::ReadBatches;
+pub use readers::TAIL_READER_WINDOW_MS;
 pub use retention::{retention_cut, RetentionOutcome, SegmentSummary};
 
 use writer::{decode_snapshot_frame, encode_snapshot_frame, writer_loop};
@@ -79,7 +85,8 @@ pub struct LogConfig {
     /// Checkpoint the active segment's index (and producer state) every this many bytes, so
     /// recovery after a crash scans only what came after.
     pub index_checkpoint_bytes: u64,
-    /// Bound of the tail cache (written entries are evicted beyond it; unwritten never are).
+    /// Bound of the tail cache (written entries are evicted beyond it, and before the slowest
+    /// active tail reader, see `readers`; unwritten never are).
     pub cache_bytes_max: usize,
     /// `retention.ms`: delete segments whose newest timestamp is older; negative keeps all.
     pub retention_ms: i64,
@@ -342,6 +349,8 @@ struct Inner {
     cache: VecDeque<CachedBatch>,
     /// Memory of the chunks the cache references (a chunk counts whole).
     cache_bytes: usize,
+    /// Where the tail cache's readers are (what it keeps, see `readers`).
+    readers: readers::TailReaders,
     /// Wall clock of the last append (i64::MIN: none since the log opened).
     last_append_ms: i64,
     producers: ProducerStateTable,
@@ -447,15 +456,6 @@ impl Inner {
             .partition_point(|s| s.index.base_offset <= offset);
         assert!(i > 0, "offset {offset} below the log start");
         i - 1
-    }
-
-    fn evict_cache(&mut self) {
-        while self.cache_bytes > self.config.cache_bytes_max {
-            match self.cache.front() {
-                Some(c) if c.last_offset < self.written_offset => self.pop_cached(),
-                _ => break,
-            }
-        }
     }
 
     /// Drops the oldest cached batch; its chunk stops counting once none of its batches is

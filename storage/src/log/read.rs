@@ -144,6 +144,8 @@ impl PartitionLog {
                     }
                     next = inner.log_start_offset;
                 }
+                // A tail reader (served from memory) tells the cache what to keep.
+                inner.note_read(next);
                 if next >= inner.log_end_offset {
                     return Ok(out.finish());
                 }

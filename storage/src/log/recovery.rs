@@ -92,6 +92,7 @@ pub(super) async fn recover(dir: &Path, config: LogConfig) -> Result<Inner, Stor
         pending: VecDeque::new(),
         cache: VecDeque::new(),
         cache_bytes: 0,
+        readers: super::readers::TailReaders::new(now_ms()),
         last_append_ms: i64::MIN,
         producers,
         failed: None,
