@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 import subprocess
 import urllib.request
 import uuid
@@ -29,10 +30,14 @@ SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 
 # --- the PKI --------------------------------------------------------------------------------------
-def make_pki(root: Path) -> dict:
+ALICE = {"C": "US", "O": "Acme, Inc.", "OU": "eng", "CN": "alice"}
+
+
+def make_pki(root: Path, clients: dict | None = None) -> dict:
     """A CA (`ca`) signing a server certificate for localhost and 127.0.0.1 (`server_*`, and
-    `server_pem`: Kafka's PEM keystore, key and chain in one file) and alice's client
-    certificate (`alice_*`, subject C=US,O=Acme\\, Inc.,OU=eng,CN=alice); another CA
+    `server_pem`: Kafka's PEM keystore, key and chain in one file) and a client certificate per
+    entry of `clients` (stem: subject attributes C, O, OU, CN; default alice, subject
+    C=US,O=Acme\\, Inc.,OU=eng,CN=alice: `alice_crt`, `alice_key`, `alice_pem`); another CA
     (`other_ca`) signing mallory's. Paths by name."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -84,11 +89,14 @@ def make_pki(root: Path) -> dict:
     write("server", server, server_key)
     # Kafka's PEM keystore file: the key and the chain in one file.
     (root / "server.pem").write_bytes((root / "server.key").read_bytes() + (root / "server.crt").read_bytes())
-    alice_key = new_key()
-    alice = issue(name(C="US", O="Acme, Inc.", OU="eng", CN="alice"), alice_key, ca_cert.subject, ca_key,
-                  usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    write("alice", alice, alice_key)
-    (root / "alice.pem").write_bytes((root / "alice.key").read_bytes() + (root / "alice.crt").read_bytes())
+    client_paths = {}
+    for stem, subject in (clients or {"alice": ALICE}).items():
+        client_key = new_key()
+        client = issue(name(**subject), client_key, ca_cert.subject, ca_key,
+                       usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+        write(stem, client, client_key)
+        (root / f"{stem}.pem").write_bytes((root / f"{stem}.key").read_bytes() + (root / f"{stem}.crt").read_bytes())
+        client_paths.update({f"{stem}_{ext}": str(root / f"{stem}.{ext}") for ext in ("crt", "key", "pem")})
     other_cert, other_key = files["other-ca"]
     mallory_key = new_key()
     mallory = issue(name(CN="mallory"), mallory_key, other_cert.subject, other_key,
@@ -98,8 +106,7 @@ def make_pki(root: Path) -> dict:
         "ca": str(root / "ca.crt"), "other_ca": str(root / "other-ca.crt"),
         "server_pem": str(root / "server.pem"), "server_crt": str(root / "server.crt"),
         "server_key": str(root / "server.key"),
-        "alice_crt": str(root / "alice.crt"), "alice_key": str(root / "alice.key"),
-        "alice_pem": str(root / "alice.pem"),
+        **client_paths,
         "mallory_crt": str(root / "mallory.crt"), "mallory_key": str(root / "mallory.key"),
     }
 
@@ -224,3 +231,19 @@ def reauth_metric(broker, mechanism) -> float:
 
 def expired_closed(broker) -> float:
     return _metric(broker, "spate_sasl_expired_sessions_closed_total ")
+
+
+def api_versions_over(sock) -> bytes:
+    """Sends ApiVersions v0 over `sock`; returns the reply frame's bytes (b'' when the broker
+    closed the connection)."""
+    sock.sendall(w.i32(len(h := w.request_header(w.API_VERSIONS, 0, 1))) + h)
+    got = b""
+    try:
+        while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return b""
+    return got

@@ -6,81 +6,30 @@ confluent-kafka (librdkafka) and raw requests over Python's ssl."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import uuid
-from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient
 from confluent_kafka.admin import ResourcePatternType, ResourceType
 
-import kafka_wire as w
 from conftest import Broker, free_port
 from helpers import create_topic
+from security import api_versions_over, make_pki
 
 # Alice's OU is eng: the rule maps her to "alice". Bob's is ops: DEFAULT keeps his whole DN.
 RULE = r"RULE:^CN=([^,]+),OU=eng,.*$/$1/L"
 BOB_DN = "CN=bob,OU=ops,O=Acme,C=US"
 
 
-def _pki(root: Path) -> dict:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    pem = serialization.Encoding.PEM
-
-    def name(**attrs):
-        oids = {"C": NameOID.COUNTRY_NAME, "O": NameOID.ORGANIZATION_NAME,
-                "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME}
-        return x509.Name([x509.NameAttribute(oids[k], v) for k, v in attrs.items()])
-
-    def issue(subject, key, issuer, issuer_key, ca=False, usage=None, sans=None):
-        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(hours=1))
-             .not_valid_after(now + datetime.timedelta(days=2))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if ca:
-            b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                                critical=True)
-        if usage:
-            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    def write(stem, cert, key):
-        (root / f"{stem}.crt").write_bytes(cert.public_bytes(pem))
-        (root / f"{stem}.key").write_bytes(key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name(CN="spate mapping test ca")
-    ca = issue(ca_name, ca_key, ca_name, ca_key, ca=True)
-    (root / "ca.crt").write_bytes(ca.public_bytes(pem))
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = issue(name(CN="localhost"), server_key, ca_name, ca_key, usage=ExtendedKeyUsageOID.SERVER_AUTH,
-                   sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    write("server", server, server_key)
-    (root / "server.pem").write_bytes((root / "server.key").read_bytes() + (root / "server.crt").read_bytes())
-    for stem, subject in [("alice", name(C="US", O="Acme", OU="eng", CN="Alice")),
-                          ("bob", name(C="US", O="Acme", OU="ops", CN="bob"))]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        write(stem, issue(subject, key, ca_name, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH), key)
-    return {"ca": str(root / "ca.crt"), "server_pem": str(root / "server.pem"),
-            **{f"{who}_{ext}": str(root / f"{who}.{ext}") for who in ("alice", "bob") for ext in ("crt", "key")}}
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    return _pki(tmp_path_factory.mktemp("mapping-pki"))
+    return make_pki(tmp_path_factory.mktemp("mapping-pki"), clients={
+        "alice": {"C": "US", "O": "Acme", "OU": "eng", "CN": "Alice"},
+        "bob": {"C": "US", "O": "Acme", "OU": "ops", "CN": "bob"},
+    })
 
 
 @pytest.fixture
@@ -154,32 +103,18 @@ def _tls(address, pki, who):
     return ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname="localhost")
 
 
-def _api_versions_over(sock) -> bytes:
-    """ApiVersions v0's reply frame (b'' when the broker closed the connection)."""
-    sock.sendall(w.i32(len(h := w.request_header(w.API_VERSIONS, 0, 1))) + h)
-    got = b""
-    try:
-        while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        return b""
-    return got
-
 
 @pytest.mark.spate_only("the principals and the refusal are read from Spate's log")
 def test_rules_are_per_listener_and_no_rule_applying_closes_the_connection(broker, pki):
     # STRICT has no DEFAULT: bob's certificate is valid but no rule applies, so he is closed.
     with _tls(broker.strict, pki, "bob") as s:
-        assert _api_versions_over(s) == b""
+        assert api_versions_over(s) == b""
     broker.wait_for_log("no ssl.principal.mapping.rules rule applies")
     with _tls(broker.strict, pki, "alice") as s:
-        assert len(_api_versions_over(s)) > 8
+        assert len(api_versions_over(s)) > 8
     broker.wait_for_log("principal=User:alice")
     # The same certificate on MAPPED falls through to DEFAULT.
     with _tls(broker.mapped, pki, "bob") as s:
-        assert len(_api_versions_over(s)) > 8
+        assert len(api_versions_over(s)) > 8
     broker.wait_for_log(f"principal=User:{BOB_DN}")
     assert broker.alive()

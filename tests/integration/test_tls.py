@@ -20,7 +20,7 @@ import pytest
 import kafka_wire as w
 from conftest import SPATE_BIN, free_port
 from helpers import kafka_tool
-from security import CONSUMER, PRODUCER, client_properties, kcat_security
+from security import CONSUMER, PRODUCER, api_versions_over, client_properties, kcat_security
 from security import pki, secure_brokers  # noqa: F401 (fixtures)
 
 N = 200
@@ -182,20 +182,6 @@ def _tls_socket(address, cafile, cert=None, key=None):
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-def _api_versions_over(sock) -> bytes:
-    """Sends ApiVersions v0; returns the reply frame's bytes (b'' when the broker closed)."""
-    sock.sendall(w.i32(len(h := w.request_header(w.API_VERSIONS, 0, 1))) + h)
-    got = b""
-    try:
-        while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        return b""
-    return got
-
 
 def test_wrong_ca_and_bad_client_certificates_are_refused_and_the_broker_is_unaffected(tls_broker, pki):
     # The client does not trust the broker's CA.
@@ -208,10 +194,10 @@ def test_wrong_ca_and_bad_client_certificates_are_refused_and_the_broker_is_unaf
         except (ssl.SSLError, ConnectionResetError):
             continue  # refused during the handshake (TLS 1.2)
         with s:  # TLS 1.3: the client finishes first; the broker's alert ends it
-            assert _api_versions_over(s) == b""
+            assert api_versions_over(s) == b""
     # A good client on the same listener is served.
     with _tls_socket(tls_broker.mtls, pki["ca"], pki["alice_crt"], pki["alice_key"]) as s:
-        assert len(_api_versions_over(s)) > 8
+        assert len(api_versions_over(s)) > 8
     metrics = urllib.request.urlopen(tls_broker.admin_url + "/metrics", timeout=10).read().decode()
     failures = [ln for ln in metrics.splitlines()
                 if ln.startswith('spate_tls_handshake_failures_total{listener="MTLS"}')]
@@ -235,7 +221,7 @@ def test_plaintext_on_a_tls_port_and_tls_on_a_plaintext_port_are_closed_not_hung
     with w.Conn(host, int(port)) as c:
         c.expect_closed(timeout=HANDSHAKE_TIMEOUT_S + 5)
     with _tls_socket(tls_broker.ssl, pki["ca"]) as s:
-        assert len(_api_versions_over(s)) > 8
+        assert len(api_versions_over(s)) > 8
 
 
 def test_a_tls_listener_without_a_keystore_refuses_to_start(tmp_path):
