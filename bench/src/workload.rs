@@ -889,7 +889,12 @@ async fn send_ready(
     let mut by_leader: Vec<Request> = Vec::new();
     for (p, batch) in ready {
         let leader = routes.leader(p);
-        let slot = match by_leader.iter().position(|(l, ..)| *l == leader) {
+        // As the Java client's sender: a request carries at most one batch of a partition, so
+        // a producer that fell behind sends several requests (in order, on one connection)
+        // instead of one request holding many batches of each partition.
+        let slot = match by_leader.iter().position(|(l, batches, ..)| {
+            *l == leader && batches.iter().all(|(q, _)| *q != p as i32)
+        }) {
             Some(slot) => slot,
             None => {
                 by_leader.push((leader, Vec::new(), Vec::new(), 0, 0));
