@@ -29,21 +29,16 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from conftest import free_port  # noqa: E402
+from memory_bounds import status_kib  # noqa: E402
 
 PARTITIONS = 8
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def status_mib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        kib = next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-    return round(kib / 1024, 1)
+    return round(status_kib(pid, field) / 1024, 1)
 
 
 def cache_bytes(admin):
