@@ -38,15 +38,31 @@ def wait_cached(broker, topic, ok, timeout):
     return value
 
 
-class SteadyProducer:
+class Background:
+    """A client running `run` on a thread from `with` to its end; `finish` closes it after."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.finish()
+
+
+class SteadyProducer(Background):
     """Produces `rate` 1000-byte records a second to partition 0 from a thread."""
 
     def __init__(self, broker, topic, rate):
         self.producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": 1, "linger.ms": 5})
         self.topic, self.rate = topic, rate
-        self.stop = threading.Event()
         self.sent = 0
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def run(self):
         while not self.stop.is_set():
@@ -57,27 +73,20 @@ class SteadyProducer:
             self.producer.poll(0)
             self.stop.wait(max(0.0, 0.1 - (time.time() - started)))
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
+    def finish(self):
         assert self.producer.flush(30) == 0
 
 
-class TailConsumer:
+class TailConsumer(Background):
     """A consumer assigned at the end of partition 0, polling from a thread."""
 
     def __init__(self, broker, topic, **config):
         self.consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "tail-" + topic,
                                   "enable.auto.commit": False, **config})
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
-        self.stop = threading.Event()
         self.received = 0
         self.errors = []
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def run(self):
         while not self.stop.is_set():
@@ -89,13 +98,7 @@ class TailConsumer:
             else:
                 self.received += 1
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
+    def finish(self):
         self.consumer.close()
 
 
