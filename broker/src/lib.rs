@@ -31,3 +31,4 @@ pub mod shard;
 pub mod splice;
 pub mod tls_config;
 pub mod transport;
+pub mod wake_lag;

@@ -164,10 +164,14 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             shutdown: shutdown.clone(),
             started: started_tx.clone(),
         };
-        let executor = LocalExecutorBuilder::new(Placement::Fixed(*core))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(*core))
             .name(&format!("shard-{index}"))
             .io_memory(io_memory)
-            .preempt_timer(storage::executor_preempt_timer())
+            .preempt_timer(storage::executor_preempt_timer());
+        if let Some(spin) = storage::executor_spin_before_park() {
+            builder = builder.spin_before_park(spin);
+        }
+        let executor = builder
             .spawn(move || shard_main(context))
             .map_err(|e| format!("cannot start executor on core {core}: {e}"))?;
         executors.push(executor);
@@ -276,6 +280,7 @@ async fn shard_main(context: ShardContext) {
     shard.install_image(context.image.clone()).await;
     crate::group::runtime::start(&shard);
     crate::maintenance::spawn(&shard);
+    crate::wake_lag::spawn(&shard);
     glommio::spawn_local(crate::partition::fetcher::tick_replicas(shard.clone())).detach();
     if let Some(after) = injected_panic(shard.id, shard.count) {
         glommio::spawn_local(async move {

@@ -11,7 +11,8 @@
 //! Produce: the hop to the partition's owner shard, the append, the wait for the write (and
 //! fdatasync and followers for acks=all), the hop back), the wait for the earlier replies of
 //! the connection, and the reply's write to the socket. The storage stages are per
-//! group-commit cycle of a partition log, not per request.
+//! group-commit cycle of a partition log, not per request. The shard stage (`wake_lag`) is
+//! a probe's, not a request's: how late each shard runs a task whose timer fired.
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -59,10 +60,14 @@ pub enum Stage {
     StorageWrite,
     /// One fdatasync of a partition's active segment.
     StorageFdatasync,
+    /// How late a shard's wake-lag probe timer ran its task: how long a task that became
+    /// ready waited for the shard (other tasks running, the executor parked, the timer's
+    /// own precision). A request's task waits the same way at every stage it awaits.
+    ShardWakeLag,
 }
 
 /// Every stage, in report order.
-pub const STAGES: [Stage; 21] = [
+pub const STAGES: [Stage; 22] = [
     Stage::ProduceFrameRead,
     Stage::ProduceAdmission,
     Stage::ProduceHandler,
@@ -84,6 +89,7 @@ pub const STAGES: [Stage; 21] = [
     Stage::FetchReplyWritten,
     Stage::StorageWrite,
     Stage::StorageFdatasync,
+    Stage::ShardWakeLag,
 ];
 
 /// The stages every request of a traced API passes on its connection.
@@ -149,7 +155,7 @@ impl Traced {
 }
 
 impl Stage {
-    /// "produce", "fetch" or "storage".
+    /// "produce", "fetch", "storage" or "shard".
     pub fn path(self) -> &'static str {
         use Stage::*;
         match self {
@@ -159,6 +165,7 @@ impl Stage {
             FetchFrameRead | FetchAdmission | FetchHandler | FetchDecode | FetchRead
             | FetchEncode | FetchReplyOrder | FetchReplyWritten => "fetch",
             StorageWrite | StorageFdatasync => "storage",
+            ShardWakeLag => "shard",
         }
     }
 
@@ -179,6 +186,7 @@ impl Stage {
             FetchRead => "read",
             StorageWrite => "write",
             StorageFdatasync => "fdatasync",
+            ShardWakeLag => "wake_lag",
         }
     }
 

@@ -73,3 +73,15 @@ pub fn executor_preempt_timer() -> std::time::Duration {
         .and_then(|v| v.parse().ok())
         .map_or(EXECUTOR_PREEMPT_TIMER, std::time::Duration::from_micros)
 }
+
+/// How long an executor that hosts partition logs spins for new work before it parks
+/// (`LocalExecutorBuilder::spin_before_park`): none, unless `SPATE_SPIN_BEFORE_PARK_US` sets
+/// microseconds (to compare the wake-up cost in benchmarks; a spinning shard uses its core
+/// while idle).
+pub fn executor_spin_before_park() -> Option<std::time::Duration> {
+    std::env::var("SPATE_SPIN_BEFORE_PARK_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|us| *us > 0)
+        .map(std::time::Duration::from_micros)
+}

@@ -215,6 +215,8 @@ def test_the_latency_budget_times_every_stage_of_real_produce_and_fetch_requests
     # acks=all: every acknowledged produce waited for a write and its fdatasync.
     assert stages[("storage", "write")]["count"] >= 1
     assert stages[("storage", "fdatasync")]["count"] >= 1
+    # Every shard's wake-lag probe has woken (every 10 ms) since the broker started.
+    assert stages[("shard", "wake_lag")]["count"] >= broker.cores
     for s in stages.values():
         assert 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] <= s["max_ns"], s
         assert sum(n for _, n in s["buckets"]) == s["count"], s
