@@ -1,7 +1,7 @@
 //! One client connection: a reader that turns frames into handler tasks, and a writer that
 //! sends their replies in request order.
 
-use crate::frame::{read_frame, FrameError};
+use crate::frame::{read_frame, FrameError, READ_BUFFER_BYTES};
 use crate::outbox::Outbox;
 use bytes::Bytes;
 use futures::future::{poll_immediate, select, Either, LocalBoxFuture};
@@ -85,8 +85,6 @@ impl RequestMemory {
             .expect("request memory is never closed")
     }
 }
-
-const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves one plaintext connection until the peer closes it, sends a bad frame, or a handler
 /// asks to close it. Replies go out with vectored `sendmsg` on the socket itself.
