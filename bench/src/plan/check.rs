@@ -58,7 +58,7 @@ pub fn configs(short: bool) -> Vec<Config> {
 pub fn unpredictable(p: &Profile, c: &Config) -> Option<String> {
     (c.replication_factor > 1 && p.replica_cpu_s_per_gb().is_none()).then(|| {
         format!(
-            "cannot check RF={} on a local {}-node cluster: the profile has no replicated point (curves.replication_factor has RF 1 only{}); measure it without --no-replication",
+            "cannot check RF={} on a local {}-node cluster: the profile has no replicated point (curves.replication_factor has RF 1 only{}); a profile measured without --no-replication, whose cluster run succeeded, has one",
             c.replication_factor,
             replicated::NODES,
             p.raw["measured"]["notes"]
