@@ -1,5 +1,5 @@
 //! The project's Kafka client on glommio: one pipelined connection per broker, typed calls for
-//! Metadata, CreateTopics, Produce, Fetch and ListOffsets. Runs inside a glommio executor
+//! Metadata, CreateTopics, DeleteTopics, Produce, Fetch and ListOffsets. Runs inside a glommio executor
 //! (thread-per-core: one client per executor, no sharing across threads).
 //!
 //! Its executors need no periodic wake-up: the 1 ms tick once kept here for "a lost socket
@@ -32,6 +32,7 @@ use std::rc::Rc;
 /// served by Spate and by Kafka 4.x alike.
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 7;
+const DELETE_TOPICS_VERSION: i16 = 6;
 const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12;
 const LIST_OFFSETS_VERSION: i16 = 7;
@@ -457,6 +458,41 @@ async fn metadata(connection: &Connection, topic: &str) -> Result<MetadataRespon
     connection
         .call(ApiKey::Metadata, METADATA_VERSION, &request)
         .await
+}
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// Deletes a topic (DeleteTopics); one the broker does not know is already gone.
+pub async fn delete_topic(connection: &Connection, topic: &str) -> Result<()> {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    let request = DeleteTopicsRequest::default()
+        .with_topics(vec![
+            DeleteTopicState::default().with_name(Some(topic_name(topic)))
+        ])
+        .with_timeout_ms(30_000);
+    let reply: DeleteTopicsResponse = connection
+        .call(ApiKey::DeleteTopics, DELETE_TOPICS_VERSION, &request)
+        .await?;
+    let result = reply.responses.first().ok_or("empty DeleteTopics reply")?;
+    match result.error_code {
+        0 | UNKNOWN_TOPIC_OR_PARTITION => Ok(()),
+        code => Err(format!(
+            "{}delete topic {topic}: {}",
+            if is_retriable(code) { RETRIABLE } else { "" },
+            error_name(code)
+        )),
+    }
+}
+
+/// Whether the broker's Metadata no longer knows the topic (UNKNOWN_TOPIC_OR_PARTITION).
+pub async fn topic_gone(connection: &Connection, topic: &str) -> Result<bool> {
+    let reply = metadata(connection, topic).await?;
+    Ok(reply
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+        .is_none_or(|t| t.error_code == UNKNOWN_TOPIC_OR_PARTITION))
 }
 
 /// The brokers a Metadata reply lists (id, address), asked for no topic.

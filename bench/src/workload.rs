@@ -518,6 +518,47 @@ pub fn ensure_topic(options: &Options) -> Result<(), String> {
     })
 }
 
+/// How long a deleted topic may take to leave every broker's metadata.
+const TOPIC_GONE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Deletes a topic and waits until every one of `brokers` (comma-separated) reports it gone
+/// (its files are then being removed: Spate at once, Kafka after `log.segment.delete.delay.ms`).
+pub fn delete_topic(brokers: &str, topic: &str) -> Result<(), String> {
+    let deadline = Instant::now() + TOPIC_GONE_TIMEOUT;
+    loop {
+        let name = topic.to_string();
+        let deleted = ask(brokers, move |c| {
+            let name = name.clone();
+            async move { client::delete_topic(&c, &name).await }
+        });
+        match deleted {
+            Err(e) if e.starts_with(client::RETRIABLE) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            result => break result?,
+        }
+    }
+    for address in brokers.split(',').filter(|a| !a.is_empty()) {
+        loop {
+            let name = topic.to_string();
+            let gone = ask(address, move |c| {
+                let name = name.clone();
+                async move { client::topic_gone(&c, &name).await }
+            });
+            match gone {
+                Ok(true) => break,
+                _ if Instant::now() > deadline => {
+                    return Err(format!(
+                        "topic {topic}: still known to {address} {TOPIC_GONE_TIMEOUT:?} after DeleteTopics ({gone:?})"
+                    ))
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Leaders, replicas and ISR of a topic's partitions as the first of `brokers` (comma-separated)
 /// that answers says.
 pub fn topic_state(brokers: &str, topic: &str) -> Result<client::TopicState, String> {

@@ -70,6 +70,16 @@ def test_short_profile_is_complete(measured):
     # RF 3 on a local 3-node cluster, or the profile says why it is RF 1 only
     rfs = [p["x"] for p in profile["curves"]["replication_factor"]]
     assert rfs == [1, 3] or profile["measured"]["notes"], profile["measured"]
+    # every run's topic was deleted after it and gone from every node (the disk holds one run)
+    # (the acks=1, no-compression, unlimited-latency and RF 1 points are copies of other runs)
+    c = profile["curves"]
+    runs = (len(c["record_bytes"]) + len(c["acks"]) - 1 + len(c["compression"]) - 1
+            + len(c["partitions"]) + len(c["consumer_groups"]) + len(c["latency"]) - 1
+            + len(c["replication_factor"]) - 1)
+    assert profile["measured"]["runs"] >= runs == 13 + len(rfs) - 1
+    assert profile["measured"]["topics_deleted"] == runs, profile["measured"]
+    # each partition count on a fresh broker: the RSS of exactly those partitions
+    assert [p["rss_partitions"] for p in profile["curves"]["partitions"]] == [1, 8, 64]
     # progress lines while it runs
     assert "profile [1/" in stderr and "profile: wrote" in stderr
 
@@ -152,3 +162,61 @@ def test_plan_check_reports_an_error_per_figure(measured, tmp_path):
             assert finite(check["measured"][figure]), check
             assert finite(check["error_pct"][figure]), check
     assert "error" in proc.stdout.splitlines()[0]
+    # RF 3 with acks=all on a local 3-node cluster, scored like the others, when the profile
+    # measured its replicated point; else the check says it cannot
+    profile = json.loads(path.read_text())
+    replicated = [c for c in report["checks"] if c["config"]["replication_factor"] == 3]
+    if [p["x"] for p in profile["curves"]["replication_factor"]] == [1, 3]:
+        assert len(replicated) == 1 and replicated[0]["config"]["acks"] == "all", report
+        assert replicated[0]["driven_mb_per_s"] > 0
+        assert "RF 3 acks=all" in proc.stdout
+    else:
+        assert not replicated
+        assert "cannot check RF=3" in report["skipped"][0]["why"]
+        assert "not checked: cannot check RF=3" in proc.stdout
+
+
+def stored_check(profile):
+    """A stored check of the fixed profile: one RF 3 row with made-up measurements."""
+    return {
+        "measured": {"commit": "(made up)", "date": "(made up)"},
+        "profile": {"broker": "spate", "measured": profile["measured"]},
+        "short": True,
+        "checks": [{
+            "config": {"record_bytes": 10000, "partitions": 8, "fraction_of_predicted_peak": 0.6,
+                       "replication_factor": 3, "acks": "all"},
+            "driven_mb_per_s": 150 * 4.5 / 3.25 * 0.6,
+            "measured": {"mb_per_s": 120.0, "cpu_s_per_gb": 3.9, "cpu_cores": 0.486,
+                         "p99_ms": 10.0},
+        }],
+    }
+
+
+def test_rescore_predicts_a_three_node_configuration_from_the_rf_curve(tmp_path):
+    """The 3-node check's arithmetic (bench/src/plan/check.rs, known inputs): 10000 B on 8
+    partitions at RF 3, acks=all costs 1.0 x 1.25 + 2 x 1.0 = 3.25 s/GB; the fixed profile's RF
+    3 point (4.5 s/GB) ran 150 MB/s, so the peak is 150 x 4.5 / 3.25; at 60 % of it the
+    cluster uses rate x 3.25 s/GB of CPU; p99 = 3 (at 0.6) + 3 (acks=all) + 2 (RF 3) ms."""
+    profile = json.loads(FIXED.read_text())
+    stored = tmp_path / "check.json"
+    stored.write_text(json.dumps(stored_check(profile)))
+    out = tmp_path / "rescored.json"
+    proc = spate("plan", "--check", "--rescore", stored, "--profile", FIXED, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(out.read_text())["checks"][0]
+    rate = 150 * 4.5 / 3.25 * 0.6
+    assert row["predicted"]["mb_per_s"] == pytest.approx(rate)
+    assert row["predicted"]["cpu_s_per_gb"] == pytest.approx(3.25)
+    assert row["predicted"]["cpu_cores"] == pytest.approx(rate / 1e3 * 3.25)
+    assert row["predicted"]["p99_ms"] == pytest.approx(8.0)
+    assert row["error_pct"]["cpu_s_per_gb"] == pytest.approx(20.0)
+    assert row["error_pct"]["p99_ms"] == pytest.approx(25.0)
+    assert "RF 3 acks=all" in proc.stdout and "re-score" in proc.stdout
+
+    # the same profile without its replicated point cannot predict the RF 3 row: it says so
+    profile["curves"]["replication_factor"] = profile["curves"]["replication_factor"][:1]
+    rf1_only = tmp_path / "rf1-only.json"
+    rf1_only.write_text(json.dumps(profile))
+    proc = spate("plan", "--check", "--rescore", stored, "--profile", rf1_only)
+    assert proc.returncode != 0
+    assert "cannot check RF=3" in proc.stderr and "no replicated point" in proc.stderr

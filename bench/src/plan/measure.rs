@@ -133,6 +133,8 @@ pub(crate) struct Bench {
     pub(crate) client_cores: Vec<usize>,
     pub(crate) short: bool,
     topics: usize,
+    /// Run topics deleted and gone from every node's metadata.
+    pub(crate) topics_deleted: usize,
 }
 
 impl Bench {
@@ -157,16 +159,27 @@ impl Bench {
             client_cores: o.client_cores.clone(),
             short: o.short,
             topics: 0,
+            topics_deleted: 0,
         })
     }
 
     pub(crate) fn single(&self) -> Result<Target, String> {
-        Server::start(&self.root, &self.work, self.broker, &self.broker_cores, &[])
-            .map(Target::Single)
+        let settings = deletion_settings(self.broker);
+        Server::start(
+            &self.root,
+            &self.work,
+            self.broker,
+            &self.broker_cores,
+            &settings.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .map(Target::Single)
     }
 
-    fn cluster(&self) -> Result<Target, String> {
-        let settings = replicated::node_settings(self.broker);
+    /// A local 3-node cluster (`replicated.rs`'s, as `bench compare` r1 starts it) on the
+    /// broker cores.
+    pub(crate) fn cluster(&self) -> Result<Target, String> {
+        let mut settings = replicated::node_settings(self.broker);
+        settings.extend(deletion_settings(self.broker));
         Cluster::start(
             &self.root,
             &self.work,
@@ -193,18 +206,47 @@ impl Bench {
         }
     }
 
-    /// One run on `target`: the run's JSON result with the broker's usage over it added.
+    /// The base run at RF 3, acks=all, `min.insync.replicas=2` (as `bench compare` r1), for a
+    /// `cluster()`.
+    pub(crate) fn replicated(&self, base: &Options) -> Options {
+        Options {
+            acks: -1,
+            replication_factor: replicated::REPLICATION_FACTOR,
+            topic_configs: vec![(
+                "min.insync.replicas".into(),
+                replicated::MIN_INSYNC_REPLICAS.into(),
+            )],
+            // three fresh nodes (three JVMs for Kafka) on the broker cores: the short mode's
+            // 0.5 s warm-up ended before Kafka's first acks=all answer under load
+            warmup_s: base.warmup_s.max(2.0),
+            ..base.clone()
+        }
+    }
+
+    /// One run on `target`: the run's JSON result with the broker's usage over it added. The
+    /// run's topic is deleted after it (and the broker has said it is gone), so the runs of a
+    /// profile do not fill the disk; the usage is read before the deletion.
     pub(crate) fn run(&mut self, target: &Target, options: &Options) -> Result<Value, String> {
         self.topics += 1;
         let mut options = options.clone();
         options.brokers = target.bootstrap();
         options.topic = format!("profile-{}", self.topics);
+        let outcome = Self::measure(target, &options);
+        let deleted = workload::delete_topic(&options.brokers, &options.topic);
+        let run = outcome?;
+        deleted.map_err(|e| format!("after the run: {e}"))?;
+        self.topics_deleted += 1;
+        Ok(run)
+    }
+
+    /// The run itself, charged the broker's usage over it.
+    fn measure(target: &Target, options: &Options) -> Result<Value, String> {
         if matches!(target, Target::Cluster(_)) {
-            replicated::create_topic(&options)?;
+            replicated::create_topic(options)?;
         }
         let before = target.usage();
         let started = Instant::now();
-        let result = workload::run(&options)?;
+        let result = workload::run(options)?;
         let wall_s = started.elapsed().as_secs_f64();
         let after = target.usage();
         let produce = &result["produce"];
@@ -234,6 +276,16 @@ impl Bench {
             "disk_write_bytes": after.2 - before.2,
             "payload_bytes": bytes,
         }))
+    }
+}
+
+/// Settings of every broker a profile starts: Kafka keeps a deleted topic's files for
+/// `log.segment.delete.delay.ms` (60 s by default), longer than a run; Spate removes them at
+/// once.
+fn deletion_settings(broker: Broker) -> Vec<String> {
+    match broker {
+        Broker::Spate => vec![],
+        Broker::Kafka => vec!["log.segment.delete.delay.ms=0".into()],
     }
 }
 
@@ -393,29 +445,23 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
     let base_run = curves["base_run"].clone();
     let peak_mb_s = base_run["mb_per_s"].as_f64().unwrap_or(0.0).max(1.0);
 
-    // Partitions on a fresh broker, so its RSS grows with the partitions created.
-    let target = bench.single()?;
-    let outcome = (|| -> Result<(), String> {
-        let mut list = Vec::new();
-        let mut existing = 0;
-        for &n in partitions {
-            existing += n;
-            let run = bench.run(
-                &target,
-                &Options {
-                    partitions: n,
-                    ..base.clone()
-                },
-            )?;
-            let mut p = point(&mut step, "partitions", json!(n), run);
-            p["rss_partitions"] = json!(existing);
-            list.push(p);
-        }
-        curves["partitions"] = json!(list);
-        Ok(())
-    })();
-    target.stop();
-    outcome?;
+    // Partitions, each count on a fresh broker: its RSS, read at the end of the run, is that
+    // of a broker holding those partitions only (a broker that had held and deleted others
+    // may keep their memory in its allocator).
+    let mut list = Vec::new();
+    for &n in partitions {
+        let target = bench.single()?;
+        let opts = Options {
+            partitions: n,
+            ..base.clone()
+        };
+        let run = bench.run(&target, &opts);
+        target.stop();
+        let mut p = point(&mut step, "partitions", json!(n), run?);
+        p["rss_partitions"] = json!(n);
+        list.push(p);
+    }
+    curves["partitions"] = json!(list);
 
     // Fan-out and latency at fixed rates, on a fresh broker.
     let target = bench.single()?;
@@ -457,18 +503,7 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
     let mut notes = vec![];
     if o.replication {
         let rf3 = bench.cluster().and_then(|target| {
-            let opts = Options {
-                acks: -1,
-                replication_factor: replicated::REPLICATION_FACTOR,
-                topic_configs: vec![(
-                    "min.insync.replicas".into(),
-                    replicated::MIN_INSYNC_REPLICAS.into(),
-                )],
-                // three fresh nodes (three JVMs for Kafka) on the broker cores: the short
-                // mode's 0.5 s warm-up ended before Kafka's first acks=all answer under load
-                warmup_s: base.warmup_s.max(2.0),
-                ..base.clone()
-            };
+            let opts = bench.replicated(&base);
             let run = bench.run(&target, &opts);
             target.stop();
             run
@@ -509,6 +544,8 @@ pub fn run(o: &ProfileOptions) -> Result<Value, String> {
             },
             "loadavg_at_end": compare::loadavg(),
             "notes": notes,
+            "runs": bench.topics,
+            "topics_deleted": bench.topics_deleted,
         },
         "machine": machine,
         "broker_cores": o.broker_cores.split(',').count(),

@@ -331,10 +331,14 @@ fn at_n(load: &Load, profile: &Profile, c: &Costs, capacity_total: f64, n: u64) 
         + load.consumer_groups * c.fetch_cpu_s_per_gb;
     let cpu_cores_total = c.bytes_s / 1e9 * cpu_s_per_gb;
     let replicas_per_broker = load.partitions * load.rf / s;
+    let for_partitions = profile
+        .partitions_per_core()
+        .max
+        .map_or(0.0, |per_core| replicas_per_broker / per_core);
     let cores = (work_per_broker(c, cpu_cores_total, s)
         / profile.work_within(c.utilisation_max * profile.broker_cores)
         * profile.broker_cores)
-        .max(replicas_per_broker / profile.partitions_per_core_max());
+        .max(for_partitions);
     AtN {
         cpu_cores_total,
         cores_per_broker: cores.ceil().max(1.0),
@@ -420,14 +424,7 @@ pub fn plan(load: &Load, profile: &Profile) -> Result<Plan, String> {
         unit: "KiB",
         source: "profile: slope of curves.partitions rss_mib over partitions".into(),
     });
-    terms.push(Term {
-        name: "partitions_per_core_max",
-        value: profile.partitions_per_core_max(),
-        unit: "",
-        source:
-            "profile: most partitions per core with peak >= 80 % of the best in curves.partitions"
-                .into(),
-    });
+    partitions_per_core_term(profile, &a, &mut terms, &mut warnings);
     if load.rf < 2.0 {
         warnings.push("RF 1: no failure margin (a broker down loses its partitions)".into());
     }
@@ -455,6 +452,40 @@ pub fn plan(load: &Load, profile: &Profile) -> Result<Plan, String> {
         terms,
         warnings,
     })
+}
+
+/// The partitions-per-core term: a limit when a measured partition count limited the
+/// broker's CPU, else the measured range, with a warning when the plan goes beyond it.
+fn partitions_per_core_term(
+    profile: &Profile,
+    a: &AtN,
+    terms: &mut Vec<Term>,
+    warnings: &mut Vec<String>,
+) {
+    let ppc = profile.partitions_per_core();
+    let per_core = a.replicas_per_broker / a.cores_per_broker;
+    match ppc.max {
+        Some(max) => terms.push(Term {
+            name: "partitions_per_core_max",
+            value: max,
+            unit: "",
+            source: "profile: curves.partitions, the most partitions per core before a count whose run was CPU-bound (>= 90 % of the broker cores) with its peak under 80 % of the best count's".into(),
+        }),
+        None => {
+            terms.push(Term {
+                name: "partitions_per_core_measured",
+                value: ppc.measured,
+                unit: "",
+                source: "profile: curves.partitions, the most partitions per core measured; no count limited the broker (no run CPU-bound with its peak under 80 % of the best): no limit applied".into(),
+            });
+            if per_core > ppc.measured {
+                warnings.push(format!(
+                    "{per_core:.0} partition replicas per core is beyond the {:.0} per core the profile measured: their CPU per GB is taken at that count's (flat beyond the curve)",
+                    ppc.measured
+                ));
+            }
+        }
+    }
 }
 
 impl Plan {
@@ -507,8 +538,8 @@ mod tests {
     /// N-1 >= 2.7, N = 4. Network in 900 MB/s / (N-1) <= 875 MB/s: N = 3. Out 300 x (2 + 2)
     /// = 1200 MB/s / (N-1) <= 875: N = 3. Capacity 300 MB/s x 86400 s x 3 x (1 + 20/4096)
     /// plus 64 x 3 x 1 GiB = 78.35 TB; / N <= 5.6 TB: N = 14 (the limit).
-    /// At N = 14 (13 serving): 1.65 / 13 / 0.7 = 0.18 core, partitions 192 / 13 / 100 =
-    /// 0.15 core: 1 core per broker, utilisation 1.65 / 13 = 0.127, p99 = 2.0 (flat below
+    /// At N = 14 (13 serving): 1.65 / 13 / 0.7 = 0.18 core (no partition count of the
+    /// profile limited its broker, so partitions add no cores): 1 core per broker, utilisation 1.65 / 13 = 0.127, p99 = 2.0 (flat below
     /// 0.5) + 3 (acks all) + 2 (RF 3) = 7 ms.
     #[test]
     fn a_known_load_gives_known_answers() {
@@ -627,6 +658,50 @@ mod tests {
         let p = plan(&load, &profile).expect("plan");
         assert_eq!((p.brokers, p.cores_per_broker), (7, 1));
         assert!((p.utilisation - 0.6).abs() < 1e-9, "{}", p.utilisation);
+    }
+
+    /// A partition count that limited the broker caps partitions per core: the curve's
+    /// broker was CPU-bound (0.95 of its core) at 256 partitions with half the best rate, so
+    /// 64 per core is the most. 2000 partitions at RF 3 are 6000 replicas: 3 brokers (2
+    /// serving) would need 3000 / 64 = 47 cores each, over the 32 a machine has; 4 brokers
+    /// (3 serving) need 2000 / 64 = 31.25, so 32 cores, and CPU is the limit.
+    #[test]
+    fn a_partition_count_that_limited_the_broker_caps_partitions_per_core() {
+        let mut profile = fixed();
+        profile.partitions = super::super::profile::Profile::parse(
+            &FIXED.replace(
+                r#"{ "x": 100, "mb_per_s": 350.0, "cpu_s_per_gb": 2.0, "p99_ms": 5.0, "rss_mib": 110.0 },
+      { "x": 1000, "mb_per_s": 200.0, "cpu_s_per_gb": 3.0, "p99_ms": 8.0, "rss_mib": 200.0 }"#,
+                r#"{ "x": 64, "mb_per_s": 380.0, "cpu_s_per_gb": 2.5, "p99_ms": 5.0, "cpu_cores": 0.95 },
+      { "x": 256, "mb_per_s": 200.0, "cpu_s_per_gb": 4.75, "p99_ms": 5.0, "cpu_cores": 0.95 }"#,
+            ),
+        )
+        .expect("valid")
+        .partitions;
+        assert_eq!(profile.partitions_per_core().max, Some(64.0));
+        let load = Load {
+            ingest: Rate::BytesPerS(10e6),
+            record_bytes: 1000.0,
+            partitions: 2000.0,
+            consumer_groups: 0.0,
+            retention_s: 3600.0,
+            ..Load::default()
+        };
+        let p = plan(&load, &profile).expect("plan");
+        assert_eq!((p.brokers, p.limit, p.cores_per_broker), (4, "cpu", 32));
+        let term = p.terms.iter().find(|t| t.name == "partitions_per_core_max");
+        assert_eq!(term.map(|t| t.value), Some(64.0));
+        // the fixed profile's partition runs were never CPU-bound: no cap, 1 core, and a
+        // warning past the 1000 per core it measured
+        let p = plan(&load, &fixed()).expect("plan");
+        assert_eq!((p.brokers, p.cores_per_broker), (3, 1));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("beyond the 1000 per core")),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct Point {
     pub rss_partitions: f64,
     /// Compressed batch bytes / payload bytes (compression curve; 1 elsewhere).
     pub ratio: f64,
+    /// Broker CPU cores busy over the run: `cpu_cores` when recorded, else the rate times the
+    /// CPU per GB (the same figure: CPU seconds over the run's seconds).
+    pub cpu_cores: f64,
 }
 
 impl Point {
@@ -86,6 +89,10 @@ fn points(v: &Value, curve: &str) -> Result<Vec<Point>, String> {
                     .as_f64()
                     .unwrap_or_else(|| x.parse().unwrap_or(f64::NAN)),
                 ratio: p["ratio"].as_f64().unwrap_or(1.0),
+                cpu_cores: p["cpu_cores"].as_f64().unwrap_or_else(|| {
+                    p["mb_per_s"].as_f64().unwrap_or(0.0) / 1e3
+                        * p["cpu_s_per_gb"].as_f64().unwrap_or(0.0)
+                }),
                 x,
             })
         })
@@ -205,23 +212,22 @@ impl Profile {
     /// highest RF measured - CPU per GB at RF 1) / (RF - 1). None without an RF > 1 point.
     pub fn replica_cpu_s_per_gb(&self) -> Option<f64> {
         let one = self.replication_factor.iter().find(|p| p.x == "1")?;
-        let high = self
-            .replication_factor
+        let high = self.replication_factor_high()?;
+        Some(((high.cpu_s_per_gb - one.cpu_s_per_gb) / (high.x_f64() - 1.0)).max(0.0))
+    }
+
+    /// The replication-factor curve's point at the highest RF above 1 (a local cluster).
+    pub fn replication_factor_high(&self) -> Option<&Point> {
+        self.replication_factor
             .iter()
             .filter(|p| p.x_f64() > 1.0)
-            .max_by(|a, b| a.x_f64().total_cmp(&b.x_f64()))?;
-        Some(((high.cpu_s_per_gb - one.cpu_s_per_gb) / (high.x_f64() - 1.0)).max(0.0))
+            .max_by(|a, b| a.x_f64().total_cmp(&b.x_f64()))
     }
 
     /// p99 added by replication (highest RF measured minus RF 1, both acks=all), ms.
     pub fn replica_p99_add_ms(&self) -> f64 {
         let one = self.replication_factor.iter().find(|p| p.x == "1");
-        let high = self
-            .replication_factor
-            .iter()
-            .filter(|p| p.x_f64() > 1.0)
-            .max_by(|a, b| a.x_f64().total_cmp(&b.x_f64()));
-        match (one, high) {
+        match (one, self.replication_factor_high()) {
             (Some(o), Some(h)) => (h.p99_ms - o.p99_ms).max(0.0),
             _ => 0.0,
         }
@@ -253,20 +259,31 @@ impl Profile {
         ((mean_y - per * mean_x).max(0.0), per * 1024.0)
     }
 
-    /// The most partitions per broker core the profile measured without the peak rate
-    /// falling under 80 % of the best partition count's.
-    pub fn partitions_per_core_max(&self) -> f64 {
-        let best = self
-            .partitions
-            .iter()
-            .map(|p| p.mb_per_s)
-            .fold(0.0, f64::max);
-        self.partitions
-            .iter()
-            .filter(|p| p.mb_per_s >= 0.8 * best)
-            .map(|p| p.x_f64())
-            .fold(1.0, f64::max)
-            / self.broker_cores
+    /// What `curves.partitions` says of partitions per broker core (bench/PLANNING.md,
+    /// "Partitions per core"). A partition count limits the broker when its run was
+    /// CPU-bound (the broker busy on at least `CPU_BOUND_SHARE` of its cores) and its
+    /// throughput fell under `PARTITIONS_PEAK_SHARE_MIN` of the best count's: then the broker,
+    /// not the bench's one producer, set the rate. The limit is the largest count measured
+    /// below the first such count. A drop with CPU to spare is the client's (one producer
+    /// spreading the same batches over more partitions) and limits nothing.
+    pub fn partitions_per_core(&self) -> PartitionsPerCore {
+        let mut pts: Vec<&Point> = self.partitions.iter().filter(|p| p.x_f64() > 0.0).collect();
+        pts.sort_by(|a, b| a.x_f64().total_cmp(&b.x_f64()));
+        let best = pts.iter().map(|p| p.mb_per_s).fold(0.0, f64::max);
+        let bound = |p: &Point| {
+            p.cpu_cores >= CPU_BOUND_SHARE * self.broker_cores
+                && p.mb_per_s < PARTITIONS_PEAK_SHARE_MIN * best
+        };
+        let first_bound = pts.iter().position(|p| bound(p));
+        let last_within = match first_bound {
+            Some(i) => i.checked_sub(1),
+            None => pts.len().checked_sub(1),
+        };
+        let per_core = |i: Option<usize>| i.map_or(0.0, |i| pts[i].x_f64() / self.broker_cores);
+        PartitionsPerCore {
+            measured: per_core(pts.len().checked_sub(1)),
+            max: first_bound.map(|_| per_core(last_within).max(1.0 / self.broker_cores)),
+        }
     }
 
     /// p99 (ms) of the base configuration at `fraction` of its peak rate: linear between the
@@ -371,6 +388,25 @@ impl Profile {
     }
 }
 
+/// Share of its cores a broker must be busy on for a run to count as CPU-bound (assumption:
+/// a thread-per-core broker at its limit keeps its cores near 100 %).
+pub const CPU_BOUND_SHARE: f64 = 0.9;
+
+/// A CPU-bound partition count whose peak is under this share of the best count's is past
+/// the broker's limit.
+pub const PARTITIONS_PEAK_SHARE_MIN: f64 = 0.8;
+
+/// Partitions per broker core, from `curves.partitions`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PartitionsPerCore {
+    /// The most partitions per core the curve measured.
+    pub measured: f64,
+    /// The most partitions per core before a count that limited the broker; None when no
+    /// measured count did (then there is no limit within the measured range, and none
+    /// known beyond it).
+    pub max: Option<f64>,
+}
+
 /// Least-squares slope of y over x; None with under two distinct x.
 pub fn slope(pts: &[(f64, f64)]) -> Option<f64> {
     let n = pts.len() as f64;
@@ -443,7 +479,14 @@ pub mod tests {
         assert_eq!(p.fetch_cpu_s_per_gb_per_group(), 0.5);
         let (base, per_kib) = p.memory_line();
         assert!((base - 100.0).abs() < 1e-9 && (per_kib - 102.4).abs() < 1e-9);
-        assert_eq!(p.partitions_per_core_max(), 100.0);
+        // no partition run was CPU-bound (at most 0.8 of its 1 core): no limit
+        assert_eq!(
+            p.partitions_per_core(),
+            PartitionsPerCore {
+                measured: 1000.0,
+                max: None
+            }
+        );
         assert_eq!(p.p99_at(0.5), 2.0);
         assert_eq!(p.p99_at(0.65), 3.5);
         assert_eq!(p.acks_p99_add_ms("all"), 3.0);
@@ -502,6 +545,74 @@ pub mod tests {
         );
         assert_eq!(p.p99_at(0.75), 30.0);
         assert_eq!(p.p99_at(0.6), 25.0);
+    }
+
+    /// `curves.partitions` as (partitions, MB/s, CPU s/GB, CPU cores or None).
+    fn with_partitions(cores: f64, runs: &[(u32, f64, f64, Option<f64>)]) -> Profile {
+        let mut v: serde_json::Value = serde_json::from_str(FIXED).expect("json");
+        v["broker_cores"] = serde_json::json!(cores);
+        v["curves"]["partitions"] = runs
+            .iter()
+            .map(|&(x, mb, cpu, cores)| {
+                serde_json::json!({ "x": x, "mb_per_s": mb, "cpu_s_per_gb": cpu,
+                                    "cpu_cores": cores, "p99_ms": 5.0 })
+            })
+            .collect();
+        Profile::parse(&v.to_string()).expect("valid")
+    }
+
+    #[test]
+    fn partitions_per_core_is_judged_by_the_broker_cpu() {
+        // The idle profile of perf-reports/2026-12-07-plan-profile-idle-4cacfa7.json: the one
+        // producer's rate falls from 253 to 178 MB/s at 8 partitions (70 %) while the broker
+        // uses under half its core. The old rule (peak >= 80 % of the best) read that as a
+        // broker limit of 1 partition per core; the broker was never the limit.
+        let idle = with_partitions(
+            1.0,
+            &[
+                (1, 253.5, 1.857, Some(0.519)),
+                (8, 178.5, 2.382, Some(0.428)),
+                (64, 111.5, 3.464, Some(0.368)),
+                (256, 116.4, 3.603, Some(0.392)),
+                (1024, 99.2, 5.12, Some(0.402)),
+            ],
+        );
+        assert_eq!(
+            idle.partitions_per_core(),
+            PartitionsPerCore {
+                measured: 1024.0,
+                max: None
+            }
+        );
+        // A broker busy on its 2 cores whose rate falls to 62 % at 256 partitions: 64 is the
+        // last count within its limit, 32 per core. The 1024 run recovers, but the first
+        // limiting count decides.
+        let bound = with_partitions(
+            2.0,
+            &[
+                (1, 400.0, 4.75, Some(1.9)),
+                (8, 390.0, 4.9, Some(1.91)),
+                (64, 380.0, 5.0, Some(1.9)),
+                (256, 250.0, 7.6, Some(1.9)),
+                (1024, 330.0, 5.8, Some(1.92)),
+            ],
+        );
+        assert_eq!(bound.partitions_per_core().max, Some(32.0));
+        // A drop with CPU to spare (64) limits nothing; the CPU-bound drop at 1024 does.
+        // Without cpu_cores, the cores are the rate x CPU per GB (0.2 GB/s x 4.75 = 0.95).
+        let mixed = with_partitions(
+            1.0,
+            &[
+                (1, 400.0, 2.0, Some(0.8)),
+                (64, 200.0, 2.0, None),
+                (256, 390.0, 2.3, None),
+                (1024, 200.0, 4.75, None),
+            ],
+        );
+        assert_eq!(mixed.partitions_per_core().max, Some(256.0));
+        // CPU-bound at the lowest count already: at least one partition per core
+        let first = with_partitions(1.0, &[(1, 100.0, 9.5, None), (8, 400.0, 2.4, Some(0.96))]);
+        assert_eq!(first.partitions_per_core().max, Some(1.0));
     }
 
     #[test]

@@ -21,6 +21,8 @@ fn config(row: &Value) -> Result<Config, String> {
         record_bytes: whole("record_bytes")? as usize,
         partitions: whole("partitions")? as u32,
         fraction: c["fraction_of_predicted_peak"].as_f64(),
+        // rows stored before replicated checks existed ran on one broker
+        replication_factor: c["replication_factor"].as_u64().unwrap_or(1) as u32,
     })
 }
 
@@ -53,12 +55,8 @@ pub fn run(profile: &Profile, stored: &Path, out: Option<&Path>) -> Result<(), S
         .iter()
         .map(|row| {
             let c = config(row)?;
-            Ok(check::scored(
-                profile,
-                &c,
-                driven_mb_s(row, &c),
-                row["measured"].clone(),
-            ))
+            check::scored(profile, &c, driven_mb_s(row, &c), row["measured"].clone())
+                .map_err(|e| format!("{}: {}: {e}", stored.display(), check::describe(&c)))
         })
         .collect::<Result<Vec<Value>, String>>()?;
     let measured_at = old["measured"]["commit"].as_str().map_or_else(
@@ -85,6 +83,7 @@ pub fn run(profile: &Profile, stored: &Path, out: Option<&Path>) -> Result<(), S
         "short": old["short"],
         "loadavg_at_end": old["loadavg_at_end"],
         "checks": rows,
+        "skipped": old["skipped"],
         "checks_as_stored": old["checks"],
     });
     println!("{label}");
@@ -108,7 +107,8 @@ mod tests {
             Config {
                 record_bytes: 3000,
                 partitions: 8,
-                fraction: Some(0.6)
+                fraction: Some(0.6),
+                replication_factor: 1,
             }
         );
         assert_eq!(driven_mb_s(&fixed, &c), Some(255.9));
@@ -123,5 +123,13 @@ mod tests {
         assert_eq!(c.fraction, None);
         assert_eq!(driven_mb_s(&unlimited, &c), None);
         assert!(config(&json!({ "config": {} })).is_err());
+        let replicated = json!({
+            "config": { "record_bytes": 2048, "partitions": 16, "fraction_of_predicted_peak": 0.6,
+                        "replication_factor": 3, "acks": "all" },
+            "driven_mb_per_s": 25.0,
+        });
+        let c = config(&replicated).expect("config");
+        assert_eq!((c.replication_factor, c.partitions), (3, 16));
+        assert_eq!(driven_mb_s(&replicated, &c), Some(25.0));
     }
 }
