@@ -143,3 +143,31 @@ fn describe_partition(r: &controller::PartitionRegistration) -> String {
     let replicas: Vec<String> = r.replica_brokers().map(|b| b.to_string()).collect();
     replicas.join("/")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::command_config;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_command_config_is_taken_out_of_the_arguments_wherever_it_is() {
+        let (security, rest) = command_config(&words("--controller-quorum Q describe")).unwrap();
+        assert_eq!(rest, words("--controller-quorum Q describe"));
+        assert!(security.client.tls.is_none() && security.client.sasl.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.properties");
+        std::fs::write(&path, "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=u\nsasl.password=p\n").unwrap();
+        let line = format!(
+            "--controller-quorum Q describe --command-config {}",
+            path.display()
+        );
+        let (security, rest) = command_config(&words(&line)).unwrap();
+        assert_eq!(rest, words("--controller-quorum Q describe"));
+        assert_eq!(security.client.sasl.as_ref().unwrap().username, "u");
+        let err = command_config(&words("describe --command-config")).unwrap_err();
+        assert!(err.contains("needs a file"), "{err}");
+    }
+}
