@@ -56,10 +56,13 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     }
     let stop = stop_on_signals()?;
     let listeners = plan_listeners(&options.listeners, &options.config)?;
-    let (inter_broker, controller_security) = match options.cluster {
-        Some(_) => (
+    let (inter_broker, controller_security) = match &options.cluster {
+        Some(cluster) => (
             InterBrokerClient::of(&options.config, &options.listeners)?,
-            Arc::new(crate::cluster::ControllerSecurity::of(&options.config)?),
+            Arc::new(crate::cluster::ControllerSecurity::of(
+                &options.config,
+                cluster.roles.controller,
+            )?),
         ),
         None => Default::default(),
     };

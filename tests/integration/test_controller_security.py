@@ -131,11 +131,12 @@ def test_an_mtls_controller_listener_forms_the_quorum_and_keeps_out_a_node_of_an
     produce_and_consume(cluster, "ctl-mtls-after")
 
 
-def sasl_controller(pki, user, password) -> dict:
-    """The controller listener on SASL_SSL with PLAIN (TLS without client certificates); users
-    `node` (a super user) and `intruder` (no ClusterAction), the node's own as `user`."""
-    jaas = (f'{PLAIN_MODULE} required username="{user}" password="{password}" '
-            'user_node="node-secret" user_intruder="intruder-secret";')
+def sasl_controller(pki, user, password, voter=True) -> dict:
+    """The controller listener on SASL_SSL with PLAIN (TLS without client certificates); a
+    voter's users `node` (a super user) and `intruder` (no ClusterAction); the node's own
+    credentials `user` (all a broker-only node needs)."""
+    users = ' user_node="node-secret" user_intruder="intruder-secret"' if voter else ""
+    jaas = f'{PLAIN_MODULE} required username="{user}" password="{password}"{users};'
     return {
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL",
@@ -153,7 +154,8 @@ def test_a_sasl_ssl_controller_listener_admits_plain_users_with_cluster_action_o
     credentials = {4: ("node", "wrong-secret"), 5: ("intruder", "intruder-secret")}
 
     def settings(node):
-        return sasl_controller(pki, *credentials.get(node.node_id, ("node", "node-secret")))
+        return sasl_controller(pki, *credentials.get(node.node_id, ("node", "node-secret")),
+                               voter=node.node_id <= 3)
 
     cluster, joiners = start(settings, joiners=(4, 5))
     node1 = cluster.node(1)

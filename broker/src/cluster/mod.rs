@@ -31,7 +31,7 @@ pub fn run(
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
 ) -> Result<(), String> {
-    let security = Arc::new(ControllerSecurity::of(config)?);
+    let security = Arc::new(ControllerSecurity::of(config, true)?);
     let settings = voter_settings(config, security);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;

@@ -71,8 +71,9 @@ impl std::fmt::Debug for ControllerSecurity {
 
 impl ControllerSecurity {
     /// The node's controller listener from its settings, files read and checked: a start
-    /// refused with the reason (never a secret) when it cannot work.
-    pub fn of(config: &BrokerConfig) -> Result<ControllerSecurity, String> {
+    /// refused with the reason (never a secret) when it cannot work. The server side only
+    /// for a `voter` (a broker-only node is a client of the port, and needs no PLAIN users).
+    pub fn of(config: &BrokerConfig, voter: bool) -> Result<ControllerSecurity, String> {
         let (listener, protocol) = listener_and_protocol(config)?;
         let context = |e: String| format!("controller listener {listener}: {e}");
         let mut security = ControllerSecurity {
@@ -80,11 +81,13 @@ impl ControllerSecurity {
             protocol: Some(protocol),
             ..Default::default()
         };
-        if protocol.uses_tls() {
+        if protocol.uses_tls() && voter {
             let settings = crate::tls_config::server_settings(config, &listener)?;
             security.server.tls = Some(net::tls::server_config(&settings).map_err(context)?);
             security.server.mapper =
                 crate::tls_config::principal_mapper(config, &listener)?.map(Arc::new);
+        }
+        if protocol.uses_tls() {
             security.client.tls = Some(crate::inter_broker::listener_tls_client(
                 config,
                 &listener,
@@ -93,13 +96,15 @@ impl ControllerSecurity {
         }
         if protocol.uses_sasl() {
             check_mechanism(config).map_err(context)?;
-            security.server.sasl = Some(plain_server(config, &listener).map_err(context)?);
+            if voter {
+                security.server.sasl = Some(plain_server(config, &listener).map_err(context)?);
+            }
             security.client.sasl = Some(
                 crate::inter_broker::listener_credentials(config, &listener, Mechanism::Plain)
                     .map_err(context)?,
             );
         }
-        security.server.authorizer = config.authorizer.clone();
+        security.server.authorizer = config.authorizer.clone().filter(|_| voter);
         Ok(security)
     }
 
@@ -204,7 +209,7 @@ mod tests {
 
     #[test]
     fn without_settings_the_port_stays_plaintext() {
-        let s = ControllerSecurity::of(&BrokerConfig::default()).unwrap();
+        let s = ControllerSecurity::of(&BrokerConfig::default(), true).unwrap();
         assert_eq!(
             (s.listener.as_str(), s.protocol_name()),
             ("CONTROLLER", "PLAINTEXT")
@@ -222,7 +227,7 @@ mod tests {
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
             jaas.as_str(),
         ]);
-        let s = ControllerSecurity::of(&c).unwrap();
+        let s = ControllerSecurity::of(&c, true).unwrap();
         assert_eq!(s.protocol, Some(SecurityProtocol::SaslPlaintext));
         let server = s.server.sasl.as_ref().unwrap();
         assert_eq!(server.mechanisms, vec![Mechanism::Plain]);
@@ -266,9 +271,13 @@ mod tests {
             (vec![sasl_map], "no PLAIN users"),
         ];
         for (pairs, want) in cases {
-            let err = ControllerSecurity::of(&config(&pairs)).unwrap_err();
+            let err = ControllerSecurity::of(&config(&pairs), true).unwrap_err();
             assert!(err.contains(want), "{pairs:?}: {err}");
             assert!(!err.contains("ctl-secret"), "{err}");
         }
+        // A broker-only node is a client: its own credentials suffice.
+        let broker = ControllerSecurity::of(&config(&[sasl_map, no_users]), false).unwrap();
+        assert_eq!(broker.client.sasl.as_ref().unwrap().username, "ctl");
+        assert!(broker.server.sasl.is_none());
     }
 }

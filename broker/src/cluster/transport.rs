@@ -431,7 +431,7 @@ mod tests {
             ),
         ];
         let config = BrokerConfig::with_overrides(pairs.iter().map(String::as_str)).unwrap();
-        ControllerSecurity::of(&config).unwrap()
+        ControllerSecurity::of(&config, true).unwrap()
     }
 
     /// One connection from `client` to `server` carrying a request and its answer: the
@@ -496,10 +496,13 @@ mod tests {
 
     #[test]
     fn sasl_ssl_authenticates_plain_with_the_listeners_users() {
+        for protocol in ["SASL_SSL", "SASL_PLAINTEXT"] {
+            let server = security(protocol, "node.pem", "ctl-secret");
+            let (principal, asked) = exchange(&server, &server);
+            assert_eq!(principal.unwrap(), Principal::user("ctl"), "{protocol}");
+            asked.unwrap();
+        }
         let server = security("SASL_SSL", "node.pem", "ctl-secret");
-        let (principal, asked) = exchange(&server, &server);
-        assert_eq!(principal.unwrap(), Principal::user("ctl"));
-        asked.unwrap();
 
         let wrong = security("SASL_SSL", "node.pem", "wrong-secret");
         let (refused, asked) = exchange(&server, &wrong);
