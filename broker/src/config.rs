@@ -84,6 +84,14 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
         crate::inter_broker::DEFAULT_MECHANISM,
         Kind::Text,
     ),
+    // The controller port's listener (`cluster/security.rs`): its name in
+    // `listener.security.protocol.map` and the SASL mechanism its clients use.
+    ("controller.listener.names", "", Kind::Text),
+    (
+        "sasl.mechanism.controller.protocol",
+        crate::cluster::security::DEFAULT_MECHANISM,
+        Kind::Text,
+    ),
     // TLS of the SSL and SASL_SSL listeners (`tls_config.rs`; per listener with the prefix
     // `listener.name.<name>.`).
     ("ssl.keystore.type", "PEM", Kind::Text),

@@ -56,7 +56,7 @@ impl InterBrokerClient {
         let protocol = listener.security_protocol;
         let tls = match protocol.uses_tls() {
             false => None,
-            true => Some(tls_client(config, &listener.name)?),
+            true => Some(listener_tls_client(config, &listener.name, "inter-broker")?),
         };
         let sasl = match protocol.uses_sasl() {
             false => None,
@@ -98,30 +98,46 @@ fn sasl_client(config: &BrokerConfig, name: &str) -> Result<SaslConfig, String> 
             "{setting}={wanted} is not in the listener's sasl.enabled.mechanisms"
         )));
     }
+    listener_credentials(config, name, mechanism).map_err(context)
+}
+
+/// The node's own credentials for `mechanism` on listener `name`: the `username` and
+/// `password` of the listener's JAAS text for it (`listener.name.<name>.<mechanism>.` first,
+/// `sasl::lookup`). Errors never carry the text.
+pub(crate) fn listener_credentials(
+    config: &BrokerConfig,
+    name: &str,
+    mechanism: Mechanism,
+) -> Result<SaslConfig, String> {
+    let wanted = mechanism.name();
     let listener = name.to_ascii_lowercase();
     let get = |key: &str| config.value(key);
     let jaas_key = "sasl.jaas.config";
     let (jaas, found) =
         crate::sasl::lookup(get, Some(listener.as_str()), Some(mechanism), jaas_key).ok_or_else(|| {
             let m = wanted.to_ascii_lowercase();
-            context(format!(
+            format!(
                 "the broker's own credentials: set listener.name.{listener}.{m}.{jaas_key} with username and password"
-            ))
+            )
         })?;
-    let properties: BTreeMap<String, String> =
-        [("sasl.mechanism", wanted.as_str()), (jaas_key, jaas)]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    SaslConfig::from_properties(&properties).map_err(|e| context(format!("{found}: {e}")))
+    let properties: BTreeMap<String, String> = [("sasl.mechanism", wanted), (jaas_key, jaas)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    SaslConfig::from_properties(&properties).map_err(|e| format!("{found}: {e}"))
 }
 
-/// The TLS client of listener `name`: its truststore trusted, its keystore presented.
-fn tls_client(config: &BrokerConfig, name: &str) -> Result<TlsClientConfig, String> {
+/// The TLS client of listener `name` (`who`: `inter-broker`, `controller`): its truststore
+/// trusted, its keystore presented.
+pub(crate) fn listener_tls_client(
+    config: &BrokerConfig,
+    name: &str,
+    who: &str,
+) -> Result<TlsClientConfig, String> {
     let server = crate::tls_config::server_settings(config, name)?;
-    let context = |e: String| format!("inter-broker listener {name}: {e}");
+    let context = |e: String| format!("{who} listener {name}: {e}");
     let truststore = server.truststore_pem.ok_or_else(|| {
-        context("followers verify leaders with ssl.truststore.location or ssl.truststore.certificates; set one".into())
+        context("its clients verify servers with ssl.truststore.location or ssl.truststore.certificates; set one".into())
     })?;
     let text =
         |pem: Vec<u8>| String::from_utf8(pem).map_err(|_| context("PEM is not UTF-8".into()));

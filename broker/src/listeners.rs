@@ -245,7 +245,7 @@ fn inter_broker_index(all: &[ListenerInfo], name: &str) -> Result<usize, String>
 }
 
 /// `NAME:PROTOCOL,...`.
-fn parse_protocol_map(text: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
+pub(crate) fn parse_protocol_map(text: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
     let mut map = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, protocol) = entry.split_once(':').ok_or_else(|| {

@@ -56,9 +56,15 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
     }
     let stop = stop_on_signals()?;
     let listeners = plan_listeners(&options.listeners, &options.config)?;
-    let inter_broker = match options.cluster {
-        Some(_) => InterBrokerClient::of(&options.config, &options.listeners)?,
-        None => InterBrokerClient::default(),
+    let (inter_broker, controller_security) = match &options.cluster {
+        Some(cluster) => (
+            InterBrokerClient::of(&options.config, &options.listeners)?,
+            Arc::new(crate::cluster::ControllerSecurity::of(
+                &options.config,
+                cluster.roles.controller,
+            )?),
+        ),
+        None => Default::default(),
     };
     // Before the data dir is touched: a second broker on one of these addresses refuses to
     // start.
@@ -95,10 +101,18 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             let voter = cluster
                 .roles
                 .controller
-                .then(|| crate::cluster::spawn_voter(cluster, data_dir, &config, stop.clone()))
+                .then(|| {
+                    let security = controller_security.clone();
+                    crate::cluster::spawn_voter(cluster, data_dir, &config, security, stop.clone())
+                })
                 .transpose()?;
-            let link =
-                crate::cluster::start_link(cluster, &config, &options.listeners, cores.len())?;
+            let link = crate::cluster::start_link(
+                cluster,
+                &config,
+                &options.listeners,
+                cores.len(),
+                &controller_security,
+            )?;
             info!(node = cluster.node_id, "waiting for the controller quorum");
             let ready = link
                 .wait_ready(&stop)

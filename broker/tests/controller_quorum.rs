@@ -47,6 +47,7 @@ fn start(quorum: &[(u64, String)], node_id: u64, dir: &std::path::Path) -> Voter
     let settings = voter::VoterSettings {
         session_timeout_ms: SESSION_TIMEOUT_MS,
         leader_rebalance: None,
+        security: Default::default(),
     };
     let thread = std::thread::spawn(move || voter::run(&options, &dir, &settings, &flag));
     Voter {

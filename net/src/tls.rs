@@ -78,56 +78,8 @@ impl TlsConnection {
 impl Acceptor {
     /// Checks the settings and builds the rustls configuration; errors are one-line reasons.
     pub fn new(settings: &ServerSettings) -> Result<Acceptor, String> {
-        // ring (no aws-lc, no cmake): deprecated in rustls 0.23.3x only for lacking the
-        // post-quantum key exchange; TLS 1.2/1.3 with X25519 and P-256 as before.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut versions = Vec::new();
-        if settings.tls13 {
-            versions.push(&rustls::version::TLS13);
-        }
-        if settings.tls12 {
-            versions.push(&rustls::version::TLS12);
-        }
-        if versions.is_empty() {
-            return Err("ssl.enabled.protocols: neither TLSv1.2 nor TLSv1.3".into());
-        }
-        let chain = certificates(&settings.certificate_chain_pem, "certificate chain")?;
-        let key = PrivateKeyDer::from_pem_slice(&settings.key_pem)
-            .map_err(|e| format!("ssl.keystore key: no unencrypted private key in PEM ({e})"))?;
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
-            .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
-        let builder = match settings.client_auth {
-            ClientAuth::None => builder.with_no_client_auth(),
-            auth => {
-                let pem = settings.truststore_pem.as_deref().ok_or(
-                    "ssl.client.auth needs ssl.truststore.location or ssl.truststore.certificates",
-                )?;
-                let mut roots = RootCertStore::empty();
-                for cert in certificates(pem, "truststore")? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ssl.truststore: {e}"))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier = match auth {
-                    ClientAuth::Requested => verifier.allow_unauthenticated(),
-                    _ => verifier,
-                };
-                builder.with_client_cert_verifier(
-                    verifier
-                        .build()
-                        .map_err(|e| format!("ssl.truststore: {e}"))?,
-                )
-            }
-        };
-        let config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("ssl.keystore: {e}"))?;
         Ok(Acceptor {
-            inner: futures_rustls::TlsAcceptor::from(Arc::new(config)),
+            inner: futures_rustls::TlsAcceptor::from(server_config(settings)?),
         })
     }
 
@@ -149,6 +101,65 @@ impl Acceptor {
             Either::Right(_) => Err(format!("no TLS handshake within {timeout:?}")),
         }
     }
+}
+
+/// The rustls server configuration of `settings` (for [`Acceptor`], and for blocking
+/// servers that run rustls over std sockets: the controller port); errors are one-line
+/// reasons.
+pub fn server_config(settings: &ServerSettings) -> Result<Arc<ServerConfig>, String> {
+    // ring (no aws-lc, no cmake): deprecated in rustls 0.23.3x only for lacking the
+    // post-quantum key exchange; TLS 1.2/1.3 with X25519 and P-256 as before.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut versions = Vec::new();
+    if settings.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if settings.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if versions.is_empty() {
+        return Err("ssl.enabled.protocols: neither TLSv1.2 nor TLSv1.3".into());
+    }
+    let chain = certificates(&settings.certificate_chain_pem, "certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(&settings.key_pem)
+        .map_err(|e| format!("ssl.keystore key: no unencrypted private key in PEM ({e})"))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth => {
+            let pem = settings.truststore_pem.as_deref().ok_or(
+                "ssl.client.auth needs ssl.truststore.location or ssl.truststore.certificates",
+            )?;
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(pem, "truststore")? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ssl.truststore: {e}"))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match auth {
+                ClientAuth::Requested => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| format!("ssl.truststore: {e}"))?,
+            )
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("ssl.keystore: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// The subject of a certificate (DER) as Java's `X500Principal.getName()` writes it.
+pub fn certificate_subject(certificate: &[u8]) -> Option<String> {
+    crate::x500::subject_name(certificate)
 }
 
 /// Every certificate in a PEM text (at least one).

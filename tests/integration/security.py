@@ -33,12 +33,14 @@ SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 ALICE = {"C": "US", "O": "Acme, Inc.", "OU": "eng", "CN": "alice"}
 
 
-def make_pki(root: Path, clients: dict | None = None) -> dict:
+def make_pki(root: Path, clients: dict | None = None, nodes: dict | None = None) -> dict:
     """A CA (`ca`) signing a server certificate for localhost and 127.0.0.1 (`server_*`, and
     `server_pem`: Kafka's PEM keystore, key and chain in one file) and a client certificate per
     entry of `clients` (stem: subject attributes C, O, OU, CN; default alice, subject
     C=US,O=Acme\\, Inc.,OU=eng,CN=alice: `alice_crt`, `alice_key`, `alice_pem`); another CA
-    (`other_ca`) signing mallory's. Paths by name."""
+    (`other_ca`) signing mallory's. `nodes` (stem: (subject, "ca" or "other-ca")): a node's
+    certificate for both ends of a connection between nodes (server and client auth, localhost
+    and 127.0.0.1), `<stem>_pem`. Paths by name."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -61,7 +63,8 @@ def make_pki(root: Path, clients: dict | None = None) -> dict:
             b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
                                 critical=True)
         if usage:
-            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            b = b.add_extension(x509.ExtendedKeyUsage(usage if isinstance(usage, list) else [usage]),
+                                critical=False)
         if sans:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return b.sign(issuer_key or key, hashes.SHA256())
@@ -102,6 +105,15 @@ def make_pki(root: Path, clients: dict | None = None) -> dict:
     mallory = issue(name(CN="mallory"), mallory_key, other_cert.subject, other_key,
                     usage=ExtendedKeyUsageOID.CLIENT_AUTH)
     write("mallory", mallory, mallory_key)
+    for stem, (subject, ca_stem) in (nodes or {}).items():
+        issuer, issuer_key = files[ca_stem]
+        node_key = new_key()
+        node = issue(name(**subject), node_key, issuer.subject, issuer_key,
+                     usage=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                     sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        write(stem, node, node_key)
+        (root / f"{stem}.pem").write_bytes((root / f"{stem}.key").read_bytes() + (root / f"{stem}.crt").read_bytes())
+        client_paths[f"{stem}_pem"] = str(root / f"{stem}.pem")
     return {
         "ca": str(root / "ca.crt"), "other_ca": str(root / "other-ca.crt"),
         "server_pem": str(root / "server.pem"), "server_crt": str(root / "server.crt"),

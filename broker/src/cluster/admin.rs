@@ -6,9 +6,14 @@
 //! spate cluster-admin --controller-quorum Q create-topic NAME PARTITIONS
 //! spate cluster-admin --controller-quorum Q describe [--node N]
 //! ```
+//!
+//! `--command-config FILE` (anywhere): Kafka client properties for a controller listener
+//! that is not PLAINTEXT (`security.protocol`, the `ssl.*` truststore and keystore, the
+//! `sasl.*` PLAIN credentials), read as the `spate` client reads them.
 
 use super::client::ControllerClient;
 use super::protocol::{ControllerRequest, ControllerResponse};
+use super::security::ControllerSecurity;
 use controller::codec::{decode_snapshot, SnapshotPayload};
 use controller::MetadataCommand;
 use std::collections::BTreeMap;
@@ -17,9 +22,13 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let (quorum, rest) = match args {
+    let (security, args) = command_config(args)?;
+    let (quorum, rest) = match args.as_slice() {
         [flag, quorum, rest @ ..] if flag == "--controller-quorum" => (quorum, rest),
-        _ => return Err("usage: spate cluster-admin --controller-quorum Q COMMAND ...".into()),
+        _ => return Err(
+            "usage: spate cluster-admin --controller-quorum Q [--command-config FILE] COMMAND ..."
+                .into(),
+        ),
     };
     let voters = quorum
         .split(',')
@@ -29,7 +38,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             Ok((id, address.to_owned()))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let mut client = ControllerClient::new(voters);
+    let mut client = ControllerClient::with_security(voters, security.client);
     let number = |s: &str| {
         s.parse::<i64>()
             .map_err(|_| format!("'{s}' is not a number"))
@@ -63,6 +72,21 @@ pub fn main(args: &[String]) -> Result<(), String> {
         }
         _ => Err("commands: register-broker ID HOST:PORT SHARDS | create-topic NAME PARTITIONS | describe [--node N]".into()),
     }
+}
+
+/// `--command-config FILE` taken out of `args`: the client side it asks for (PLAINTEXT
+/// without it).
+fn command_config(args: &[String]) -> Result<(ControllerSecurity, Vec<String>), String> {
+    let Some(at) = args.iter().position(|a| a == "--command-config") else {
+        return Ok((ControllerSecurity::default(), args.to_vec()));
+    };
+    let path = args
+        .get(at + 1)
+        .ok_or("--command-config needs a file of Kafka client properties")?;
+    let client = spate_bench::security::Security::from_file(path)?;
+    let mut rest = args.to_vec();
+    rest.drain(at..at + 2);
+    Ok((ControllerSecurity::client_of(&client), rest))
 }
 
 const FETCH: ControllerRequest = ControllerRequest::FetchImage { known_version: 0 };
@@ -118,4 +142,32 @@ fn describe(answer: ControllerResponse) -> Result<(), String> {
 fn describe_partition(r: &controller::PartitionRegistration) -> String {
     let replicas: Vec<String> = r.replica_brokers().map(|b| b.to_string()).collect();
     replicas.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_config;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_command_config_is_taken_out_of_the_arguments_wherever_it_is() {
+        let (security, rest) = command_config(&words("--controller-quorum Q describe")).unwrap();
+        assert_eq!(rest, words("--controller-quorum Q describe"));
+        assert!(security.client.tls.is_none() && security.client.sasl.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.properties");
+        std::fs::write(&path, "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=u\nsasl.password=p\n").unwrap();
+        let line = format!(
+            "--controller-quorum Q describe --command-config {}",
+            path.display()
+        );
+        let (security, rest) = command_config(&words(&line)).unwrap();
+        assert_eq!(rest, words("--controller-quorum Q describe"));
+        assert_eq!(security.client.sasl.as_ref().unwrap().username, "u");
+        let err = command_config(&words("describe --command-config")).unwrap_err();
+        assert!(err.contains("needs a file"), "{err}");
+    }
 }

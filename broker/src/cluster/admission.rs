@@ -4,17 +4,26 @@
 //! allocated), and [`Claims`]: a connection speaks for one node. Raft messages must come from
 //! another voter of the quorum, from an address its configured host resolves to; the first
 //! node id a connection names (as Raft sender, or in a broker's heartbeat, registration,
-//! shutdown, offline replica or ISR change) is the only one it may name afterwards. The port is
-//! not authenticated: these checks stop a confused or misconfigured peer, and a hostile one
-//! from another host speaking as a voter; a node id is only as safe as the network the port is
-//! reachable from (TLS or SASL on this port is not done yet).
+//! shutdown, offline replica or ISR change) is the only one it may name afterwards.
+//!
+//! Before any frame, the controller listener's security (`security`, `transport`): on SSL and
+//! SASL_SSL a TLS handshake (with `ssl.client.auth=required`, a certificate the listener's
+//! truststore signed), on SASL_PLAINTEXT and SASL_SSL a PLAIN exchange with the listener's
+//! JAAS users; with an authorizer on, the peer's principal (the certificate's mapped subject,
+//! the SASL user, or `User:ANONYMOUS`) must be in `super.users` or have ClusterAction on the
+//! cluster in the voter's ACLs, checked once when the connection is admitted (Kafka checks
+//! every request; an ACL removed later takes effect on the peer's next connection). A refused
+//! connection is closed and logged once per peer address and reason ([`RefusalLog`]).
+//! Authentication proves who a peer is, not which node: a peer that passes may still name
+//! any node id once, so node ids are as safe as the credentials that grant the port.
 
 use super::protocol::{ControllerFrame, ControllerRequest};
 use controller::MetadataCommand;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Connections a voter serves at once (brokers hold 3 each, voters 1 each way).
 pub const CONNECTIONS_MAX: usize = 256;
@@ -49,6 +58,22 @@ impl ConnectionCount {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Distinct refusal reasons logged; past this, refusals are no longer logged.
+pub const REFUSALS_LOGGED_MAX: usize = 256;
+
+/// The reasons of refused connections already logged: a peer that retries every 200 ms with
+/// a certificate the port does not trust is logged once, not every 200 ms.
+#[derive(Default)]
+pub struct RefusalLog(Mutex<BTreeSet<String>>);
+
+impl RefusalLog {
+    /// Whether `reason` is new (and so to be logged), at most [`REFUSALS_LOGGED_MAX`] times.
+    pub fn first_time(&self, reason: &str) -> bool {
+        let mut seen = self.0.lock().expect("not poisoned");
+        seen.len() < REFUSALS_LOGGED_MAX && seen.insert(reason.to_owned())
     }
 }
 
@@ -213,6 +238,18 @@ mod tests {
         let mut raft_then_broker = Claims::new(voters(), Some("127.0.0.2".parse().unwrap()));
         assert!(raft_then_broker.check(&raft(2)).is_ok());
         assert!(raft_then_broker.check(&heartbeat(3)).is_err());
+    }
+
+    #[test]
+    fn each_refusal_reason_is_logged_once_up_to_the_bound() {
+        let log = RefusalLog::default();
+        assert!(log.first_time("127.0.0.1: TLS handshake failed"));
+        assert!(!log.first_time("127.0.0.1: TLS handshake failed"));
+        assert!(log.first_time("127.0.0.2: TLS handshake failed"));
+        for i in 0..REFUSALS_LOGGED_MAX {
+            log.first_time(&format!("reason {i}"));
+        }
+        assert!(!log.first_time("one more"));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! A broker's side of the controller protocol: finds the active controller from the quorum
 //! list (following `NotController` hints, trying the next voter when one is unreachable) and
-//! sends it requests, one at a time, over TCP with rkyv frames.
+//! sends it requests, one at a time, over TCP with rkyv frames, through the controller
+//! listener's TLS and SASL when its `ClientSide` says so (`transport::connect`).
 
 use super::protocol::{
     read_frame, write_frame, ControllerFrame, ControllerRequest, ControllerResponse,
 };
-use std::net::{TcpStream, ToSocketAddrs};
+use super::security::ClientSide;
+use super::transport::{self, ControllerStream};
 use std::time::{Duration, Instant};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -16,16 +18,25 @@ pub struct ControllerClient {
     quorum: Vec<(u64, String)>,
     /// The voter to ask next (index into `quorum`) and the open connection to it.
     target: usize,
-    stream: Option<TcpStream>,
+    stream: Option<ControllerStream>,
+    /// What each new connection does before it speaks (TLS, SASL).
+    security: ClientSide,
 }
 
 impl ControllerClient {
+    /// A client of a PLAINTEXT controller port.
     pub fn new(quorum: Vec<(u64, String)>) -> Self {
+        Self::with_security(quorum, ClientSide::default())
+    }
+
+    /// A client whose connections do what `security` says.
+    pub fn with_security(quorum: Vec<(u64, String)>, security: ClientSide) -> Self {
         assert!(!quorum.is_empty());
         ControllerClient {
             quorum,
             target: 0,
             stream: None,
+            security,
         }
     }
 
@@ -97,14 +108,7 @@ impl ControllerClient {
     fn exchange(&mut self, request: &ControllerRequest) -> std::io::Result<ControllerResponse> {
         if self.stream.is_none() {
             let address = &self.quorum[self.target].1;
-            let addr = address
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| std::io::Error::other(format!("{address}: no address")))?;
-            let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-            stream.set_read_timeout(Some(IO_TIMEOUT))?;
-            stream.set_write_timeout(Some(IO_TIMEOUT))?;
-            stream.set_nodelay(true)?;
+            let stream = transport::connect(address, &self.security, CONNECT_TIMEOUT, IO_TIMEOUT)?;
             self.stream = Some(stream);
         }
         let stream = self.stream.as_mut().expect("connected above");

@@ -13,6 +13,7 @@
 
 use super::client::ControllerClient;
 use super::protocol::{ControllerRequest, ControllerResponse};
+use super::security::ClientSide;
 use controller::codec::decode_snapshot;
 use controller::quorum::QuorumStatus;
 use controller::{ApplyError, ApplyOutcome, MetadataCommand, MetadataImage};
@@ -55,6 +56,8 @@ pub struct QuorumLink {
     node_id: i32,
     /// The voters and their controller addresses.
     quorum: Vec<(u64, String)>,
+    /// How its connections reach the controller port (TLS, SASL).
+    security: ClientSide,
     latest: Mutex<Arc<MetadataImage>>,
     /// `latest`'s version, for a check without the lock.
     version: AtomicU64,
@@ -70,12 +73,14 @@ impl QuorumLink {
     /// Starts the three threads; the image is empty until the follower's first fetch.
     pub fn start(
         quorum: Vec<(u64, String)>,
+        security: ClientSide,
         registration: Registration,
     ) -> Result<Arc<QuorumLink>, String> {
         let (jobs, job_queue) = mpsc::channel();
         let link = Arc::new(QuorumLink {
             node_id: registration.node_id,
             quorum: quorum.clone(),
+            security,
             latest: Mutex::new(Arc::new(MetadataImage::empty(registration.node_id))),
             version: AtomicU64::new(0),
             jobs: Mutex::new(jobs),
@@ -226,7 +231,7 @@ impl QuorumLink {
 
     /// The follower: applies the quorum's records in order, or its image when too far behind.
     fn follow(&self, quorum: Vec<(u64, String)>) {
-        let mut client = ControllerClient::new(quorum);
+        let mut client = ControllerClient::with_security(quorum, self.security.clone());
         let mut failing_since: Option<Instant> = None;
         let mut current = self.latest();
         while !self.stopped() {
@@ -236,6 +241,12 @@ impl QuorumLink {
             };
             let deadline = Instant::now() + Duration::from_secs(2);
             let answer = match client.request(&request, deadline) {
+                Ok(ControllerResponse::Refused { message, .. }) => {
+                    Err(format!("the controller refused: {message}"))
+                }
+                answer => answer,
+            };
+            let answer = match answer {
                 Ok(answer) => answer,
                 Err(e) => {
                     if failing_since.get_or_insert_with(Instant::now).elapsed() > WAITING_LOG_EVERY
@@ -266,7 +277,7 @@ impl QuorumLink {
 
     /// The heartbeater: registers, then heartbeats; registers again when refused.
     fn heartbeat(&self, quorum: Vec<(u64, String)>, me: Registration) {
-        let mut client = ControllerClient::new(quorum);
+        let mut client = ControllerClient::with_security(quorum, self.security.clone());
         let mut registered = false;
         while !self.stopped() {
             if self.shutting_down.load(Ordering::SeqCst) {
@@ -319,7 +330,7 @@ impl QuorumLink {
 
     /// The proposer: one command at a time, in the order shard 0 sent them.
     fn serve(&self, quorum: Vec<(u64, String)>, jobs: mpsc::Receiver<Job>) {
-        let mut client = ControllerClient::new(quorum);
+        let mut client = ControllerClient::with_security(quorum, self.security.clone());
         while let Ok(job) = jobs.recv() {
             let deadline = Instant::now() + PROPOSE_DEADLINE;
             match job {

@@ -3,7 +3,9 @@
 //! A node with the controller role runs its voter of the Raft quorum ([`voter`]) on plain
 //! threads; a node with the broker role serves Kafka clients from the quorum's image, which
 //! its [`link`] follows, and registers and heartbeats through it. Both roles can share one
-//! process and data dir. [`options`] parses the flags, [`protocol`] is the wire format.
+//! process and data dir. [`options`] parses the flags, [`protocol`] is the wire format;
+//! [`security`] reads the controller listener's settings (TLS, SASL, authorization) and
+//! [`transport`] does them on each connection, both sides.
 
 pub mod admin;
 pub mod admission;
@@ -12,6 +14,8 @@ pub mod dev;
 pub mod link;
 pub mod options;
 pub mod protocol;
+pub mod security;
+pub mod transport;
 pub mod voter;
 
 use std::path::Path;
@@ -19,6 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use options::{ClusterFlags, ClusterOptions};
+pub use security::ControllerSecurity;
 
 /// Runs a controller-only node of a multi-node cluster until SIGINT or SIGTERM.
 pub fn run(
@@ -26,7 +31,8 @@ pub fn run(
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
 ) -> Result<(), String> {
-    let settings = voter_settings(config);
+    let security = Arc::new(ControllerSecurity::of(config, true)?);
+    let settings = voter_settings(config, security);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let _lock = crate::datadir::lock(data_dir)?;
@@ -40,8 +46,12 @@ pub fn run(
 }
 
 /// The active controller's duties, from the broker settings.
-fn voter_settings(config: &crate::config::BrokerConfig) -> voter::VoterSettings {
+fn voter_settings(
+    config: &crate::config::BrokerConfig,
+    security: Arc<ControllerSecurity>,
+) -> voter::VoterSettings {
     voter::VoterSettings {
+        security,
         session_timeout_ms: setting(config, "broker.session.timeout.ms").unwrap_or(9000),
         leader_rebalance: config
             .auto_leader_rebalance_enable
@@ -84,10 +94,11 @@ pub fn spawn_voter(
     options: &ClusterOptions,
     data_dir: &Path,
     config: &crate::config::BrokerConfig,
+    security: Arc<ControllerSecurity>,
     node_stop: Arc<AtomicBool>,
 ) -> Result<VoterThread, String> {
     let (options, data_dir) = (options.clone(), data_dir.to_path_buf());
-    let settings = voter_settings(config);
+    let settings = voter_settings(config, security);
     let stop = Arc::new(AtomicBool::new(false));
     let voter_stop = Arc::clone(&stop);
     let handle = std::thread::Builder::new()
@@ -105,12 +116,14 @@ pub fn spawn_voter(
 }
 
 /// Connects this broker to the quorum: registration (every listener of `listeners`, the
-/// inter-broker one as its address), heartbeats and the metadata stream.
+/// inter-broker one as its address), heartbeats and the metadata stream, as a client of the
+/// controller listener (`security`).
 pub fn start_link(
     options: &ClusterOptions,
     config: &crate::config::BrokerConfig,
     listeners: &crate::listeners::Listeners,
     shards: usize,
+    security: &ControllerSecurity,
 ) -> Result<Arc<link::QuorumLink>, String> {
     let heartbeat_ms = setting(config, "broker.heartbeat.interval.ms").unwrap_or(2000);
     let endpoints = listeners
@@ -121,6 +134,7 @@ pub fn start_link(
     let inter_broker = endpoints[listeners.inter_broker].clone();
     link::QuorumLink::start(
         options.quorum.clone(),
+        security.client.clone(),
         link::Registration {
             node_id: options.node_id as i32,
             host: inter_broker.host,

@@ -74,7 +74,8 @@ pub fn write_frame(stream: &mut impl Write, frame: &ControllerFrame) -> std::io:
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
-    stream.write_all(&bytes)
+    // A TLS stream sends what it holds on flush; a `TcpStream`'s flush does nothing.
+    stream.write_all(&bytes).and_then(|()| stream.flush())
 }
 
 /// How much of a controller frame is read (and allocated) at a time.

@@ -3,21 +3,24 @@
 //! ControllerFrame`). Not on the data path: plain std sockets and threads, one reader thread
 //! per inbound connection feeding the driver through a channel.
 
-use super::admission::{self, Claims, ConnectionCount, ConnectionSlot, Voters};
+use super::admission::{self, Claims, ConnectionCount, ConnectionSlot, RefusalLog, Voters};
 use super::options::ClusterOptions;
 use super::protocol::{
     read_frame, write_frame, ControllerFrame, ControllerRequest, ControllerResponse,
 };
+use super::security::{ClientSide, ControllerSecurity, ServerSide};
+use super::transport::{self, ControllerStream};
+use controller::acl::Acls;
 use controller::codec::{self, SnapshotPayload};
 use controller::quorum::{
     self, CompletionError, ProposeError, Quorum, QuorumConfig, RaftMessage, RaftMessageType,
 };
 use controller::{ElectionType, Liveness, MetadataCommand};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -35,7 +38,9 @@ const UPDATES_WAIT_MAX_MS: u32 = 2000;
 
 struct Peer {
     address: String,
-    stream: Option<TcpStream>,
+    /// How this voter connects to the others (the controller listener's client side).
+    client: ClientSide,
+    stream: Option<ControllerStream>,
     retry_at: Instant,
     /// Why the last connect or write failed; `None` once a frame went through.
     last_error: Option<String>,
@@ -59,9 +64,8 @@ impl Peer {
                 return Err(std::io::ErrorKind::NotConnected.into());
             }
             self.retry_at = Instant::now() + RECONNECT_DELAY;
-            let stream = TcpStream::connect_timeout(&resolve(&self.address)?, CONNECT_TIMEOUT)?;
-            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            stream.set_nodelay(true)?;
+            let stream =
+                transport::connect(&self.address, &self.client, CONNECT_TIMEOUT, WRITE_TIMEOUT)?;
             self.stream = Some(stream);
         }
         let stream = self.stream.as_mut().expect("connected above");
@@ -71,13 +75,6 @@ impl Peer {
         }
         sent
     }
-}
-
-fn resolve(address: &str) -> std::io::Result<SocketAddr> {
-    address
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to no address")))
 }
 
 /// What the connection threads hand the driver.
@@ -93,6 +90,8 @@ pub struct VoterSettings {
     pub session_timeout_ms: u64,
     /// `auto.leader.rebalance.enable` (None: off) and its settings.
     pub leader_rebalance: Option<LeaderRebalance>,
+    /// The controller listener's TLS, SASL and authorization (`security`).
+    pub security: Arc<ControllerSecurity>,
 }
 
 /// Automatic preferred-leader elections (Kafka's `auto.leader.rebalance.enable`).
@@ -132,7 +131,12 @@ struct Driver {
     /// Since when no active controller is known, and when that was last logged.
     leaderless_since: Instant,
     no_quorum_warned_at: Option<Instant>,
+    /// The image's ACLs as the connection threads authorize with them (an authorizer on).
+    acls: Option<SharedAcls>,
 }
+
+/// The ACLs of the voter's latest image, for the connection threads.
+type SharedAcls = Arc<Mutex<Arc<Acls>>>;
 
 /// Runs this node's voter until `stop` is set. While this voter is the active controller,
 /// brokers that stop heartbeating for the session timeout are fenced and, with leader
@@ -156,9 +160,20 @@ pub fn run(
         .map_err(|e| format!("cannot listen for controllers on {listen}: {e}"))?;
     let (inbound_tx, inbound) = mpsc::sync_channel::<Inbound>(admission::INBOUND_FRAMES_MAX);
     let voters = Arc::new(admission::Voters::resolve(options.node_id, &options.quorum));
+    let security = &settings.security;
+    let acls = security
+        .server
+        .authorizer
+        .is_some()
+        .then(|| Arc::new(Mutex::new(quorum.image().acls.clone())));
+    let port = Port {
+        server: security.server.clone(),
+        acls: acls.clone(),
+        refusals: Arc::default(),
+    };
     std::thread::Builder::new()
         .name("controller-accept".into())
-        .spawn(move || accept(listener, inbound_tx, voters))
+        .spawn(move || accept(listener, inbound_tx, voters, port))
         .map_err(|e| format!("cannot start the controller listener: {e}"))?;
     let peers = options
         .quorum
@@ -167,6 +182,7 @@ pub fn run(
         .map(|(id, address)| {
             let peer = Peer {
                 address: address.clone(),
+                client: security.client.clone(),
                 stream: None,
                 retry_at: Instant::now(),
                 last_error: None,
@@ -189,6 +205,7 @@ pub fn run(
         known_leader: None,
         leaderless_since: Instant::now(),
         no_quorum_warned_at: None,
+        acls,
     };
     if !options.roles.broker {
         // A combined node says it is ready once its broker is.
@@ -197,7 +214,7 @@ pub fn run(
             options.node_id, options.quorum
         );
     }
-    info!(node = options.node_id, %listen, "controller ready");
+    info!(node = options.node_id, %listen, protocol = security.protocol_name(), listener = %security.listener, "controller ready");
     let mut next_tick = Instant::now() + TICK;
     while !stop.load(Ordering::Relaxed) {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -422,7 +439,20 @@ impl Driver {
         }
         self.track_leadership();
         self.answer_watchers();
+        self.publish_acls();
         Ok(())
+    }
+
+    /// Hands the connection threads the image's ACLs when they changed (an authorizer on).
+    fn publish_acls(&self) {
+        let Some(shared) = &self.acls else {
+            return;
+        };
+        let acls = self.quorum.image().acls.clone();
+        let mut published = shared.lock().expect("not poisoned");
+        if !Arc::ptr_eq(&published, &acls) {
+            *published = acls;
+        }
     }
 
     /// Answers the watchers whose wait is over: records past their version, the whole image
@@ -534,7 +564,76 @@ fn send(quorum: &mut Quorum, peers: &mut BTreeMap<u64, Peer>, from: u64, message
 /// How long a connection thread waits for the driver's answer to a request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn accept(listener: TcpListener, inbound: mpsc::SyncSender<Inbound>, voters: Arc<Voters>) {
+/// What every connection of the port shares: its server side, the ACLs it authorizes with,
+/// and the reasons of refusals already logged.
+#[derive(Clone)]
+struct Port {
+    server: ServerSide,
+    acls: Option<SharedAcls>,
+    refusals: Arc<RefusalLog>,
+}
+
+impl Port {
+    /// TLS, SASL and authorization of a new connection (nothing on a PLAINTEXT port without
+    /// an authorizer); a refusal is logged once per peer address and reason.
+    fn admit(&self, socket: TcpStream) -> Option<ControllerStream> {
+        let peer = socket.peer_addr().ok().map(|a| a.ip());
+        let acls = || {
+            self.acls
+                .as_ref()
+                .map(|shared| shared.lock().expect("not poisoned").clone())
+                .unwrap_or_default()
+        };
+        match transport::accept(socket, &self.server, acls) {
+            Ok((stream, principal)) => {
+                if self.server.tls.is_some() || self.server.sasl.is_some() {
+                    debug!(?peer, %principal, "controller port: connection authenticated");
+                }
+                Some(stream)
+            }
+            Err(refusal) => {
+                let why = &refusal.reason;
+                let shown = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+                if self.refusals.first_time(&format!("{shown}: {why}")) {
+                    warn!(peer = %shown, "controller port: refusing a connection: {why}");
+                }
+                if let Some(stream) = refusal.unauthorized {
+                    tell_unauthorized(stream, why);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Kafka's CLUSTER_AUTHORIZATION_FAILED.
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+/// Answers an authenticated but unauthorized peer's first request with why (a broker's link
+/// then logs it), waiting at most a second for it; the connection closes after.
+fn tell_unauthorized(mut stream: ControllerStream, why: &str) {
+    if stream
+        .socket()
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(ControllerFrame::Request(_)) = read_frame(&mut stream) {
+        let refused = ControllerResponse::Refused {
+            code: CLUSTER_AUTHORIZATION_FAILED,
+            message: why.to_owned(),
+        };
+        let _ = write_frame(&mut stream, &ControllerFrame::Response(refused));
+    }
+}
+
+fn accept(
+    listener: TcpListener,
+    inbound: mpsc::SyncSender<Inbound>,
+    voters: Arc<Voters>,
+    port: Port,
+) {
     let count = ConnectionCount::default();
     let mut refused_logged_at: Option<Instant> = None;
     for stream in listener.incoming() {
@@ -553,9 +652,15 @@ fn accept(listener: TcpListener, inbound: mpsc::SyncSender<Inbound>, voters: Arc
         };
         let inbound = inbound.clone();
         let claims = Claims::new(voters.clone(), stream.peer_addr().ok().map(|a| a.ip()));
+        let port = port.clone();
         let spawned = std::thread::Builder::new()
             .name("controller-conn".into())
-            .spawn(move || serve_connection(stream, inbound, claims, slot));
+            .spawn(move || {
+                let _ = stream.set_nodelay(true);
+                if let Some(stream) = port.admit(stream) {
+                    serve_connection(stream, inbound, claims, slot);
+                }
+            });
         if let Err(e) = spawned {
             warn!("cannot serve a controller connection: {e}");
         }
@@ -566,23 +671,22 @@ fn accept(listener: TcpListener, inbound: mpsc::SyncSender<Inbound>, voters: Arc
 /// the driver's answer, which goes back on the connection.
 /// Frames the connection may not send (see `admission`) close it.
 fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: ControllerStream,
     inbound: mpsc::SyncSender<Inbound>,
     mut claims: Claims,
     _slot: ConnectionSlot,
 ) {
-    let _ = stream.set_nodelay(true);
     loop {
         let frame = match read_frame(&mut stream) {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                warn!(peer = ?stream.peer_addr().ok(), "controller port: {e}; closing");
+                warn!(peer = ?stream.socket().peer_addr().ok(), "controller port: {e}; closing");
                 return;
             }
             Err(_) => return,
         };
         if let Err(why) = claims.check(&frame) {
-            warn!(peer = ?stream.peer_addr().ok(), "controller port: {why}; closing");
+            warn!(peer = ?stream.socket().peer_addr().ok(), "controller port: {why}; closing");
             return;
         }
         match frame {
