@@ -81,6 +81,11 @@ impl TlsSlot {
         }
     }
 
+    /// The listener's settings altered at run time, by full name.
+    pub fn altered_settings(&self) -> BTreeMap<String, String> {
+        self.altered.state().settings.clone()
+    }
+
     /// What a connection accepted now goes through.
     pub fn current(&self) -> ListenerTls {
         self.current.borrow().1.clone()

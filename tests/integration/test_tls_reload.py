@@ -83,11 +83,19 @@ def test_kafka_configs_swaps_the_keystore_for_new_connections(reload_broker, pki
     assert api_versions_over(before)
     before.close()
     confluent_round_trip(b.ssl, ssl_conf(pki), topic)
-    # The same path again, rewritten: Kafka's reload of a modified file.
-    shutil.copy(pki["server_pem"], b.keystore)
-    alter_keystore(b, b.keystore)
-    assert served(b.ssl, pki) == der(pki["server_crt"])
     b.wait_for_log("TLS stores altered: new connections use them")
+    # kafka-configs describes the altered setting, and deleting it goes back to the start's.
+    node = node_id(b)
+    described = kafka_tool(CONFIGS, "--bootstrap-server", b.bootstrap, "--describe", "--entity-type", "brokers",
+                           "--entity-name", node).stdout
+    assert f"{KEYSTORE}={pki['renewed_pem']}" in described, described
+    kafka_tool(CONFIGS, "--bootstrap-server", b.bootstrap, "--entity-type", "brokers", "--entity-name", node,
+               "--alter", "--delete-config", KEYSTORE)
+    assert served(b.ssl, pki) == der(pki["server_crt"])
+    # The same path again, rewritten: Kafka's reload of a modified file.
+    shutil.copy(pki["renewed_pem"], b.keystore)
+    alter_keystore(b, b.keystore)
+    assert served(b.ssl, pki) == der(pki["renewed_crt"])
 
 
 def test_a_bad_keystore_is_refused_and_the_old_certificate_stays(reload_broker, pki, tmp_path):
