@@ -1,4 +1,5 @@
-//! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings.
+//! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings (static, and
+//! a TLS listener's stores altered at run time as dynamic ones: `tls_reload`).
 
 use crate::authorizer::Authz;
 use crate::handlers::code;
