@@ -98,9 +98,12 @@ const SETTINGS: &[(&str, &str, Kind)] = &[
     ("ssl.keystore.location", "", Kind::Text),
     ("ssl.keystore.certificate.chain", "", Kind::Text),
     ("ssl.keystore.key", "", Kind::Text),
+    ("ssl.keystore.password", "", Kind::Text),
+    ("ssl.key.password", "", Kind::Text),
     ("ssl.truststore.type", "PEM", Kind::Text),
     ("ssl.truststore.location", "", Kind::Text),
     ("ssl.truststore.certificates", "", Kind::Text),
+    ("ssl.truststore.password", "", Kind::Text),
     ("ssl.client.auth", "none", Kind::Text),
     ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", Kind::Text),
     ("ssl.principal.mapping.rules", "DEFAULT", Kind::Text),
@@ -116,7 +119,13 @@ pub fn is_sensitive(name: &str) -> bool {
         Some(rest) => rest.split_once('.').map_or(rest, |(_, setting)| setting),
         None => name,
     };
-    matches!(setting, "ssl.keystore.key" | "ssl.key.password")
+    matches!(
+        setting,
+        "ssl.keystore.key"
+            | "ssl.key.password"
+            | "ssl.keystore.password"
+            | "ssl.truststore.password"
+    )
 }
 
 /// A `--set` that cannot be applied.

@@ -191,6 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn followers_present_and_trust_pkcs12_and_jks_stores() {
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tls_stores/testdata");
+        let (keystore, truststore) = (
+            format!("listener.name.internal.ssl.keystore.location={data}/server.p12"),
+            format!("listener.name.internal.ssl.truststore.location={data}/server.jks"),
+        );
+        let c = config(&[
+            "listener.name.internal.ssl.keystore.type=PKCS12",
+            keystore.as_str(),
+            "listener.name.internal.ssl.keystore.password=store-secret",
+            "listener.name.internal.ssl.truststore.type=JKS",
+            truststore.as_str(),
+            "listener.name.internal.ssl.truststore.password=store-secret",
+        ]);
+        assert!(tls_client(&c, "INTERNAL").is_ok());
+        let wrong = config(&[
+            "listener.name.internal.ssl.keystore.type=PKCS12",
+            keystore.as_str(),
+            "listener.name.internal.ssl.keystore.password=wrong",
+        ]);
+        let err = tls_client(&wrong, "INTERNAL").unwrap_err();
+        assert!(err.contains("ssl.keystore.password"), "{err}");
+    }
+
+    #[test]
     fn what_cannot_authenticate_refuses_the_start_without_the_secret() {
         let jaas = format!("listener.name.internal.scram-sha-512.sasl.jaas.config={SCRAM_JAAS}");
         for (pairs, want) in [

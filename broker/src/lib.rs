@@ -30,5 +30,7 @@ pub mod session;
 pub mod shard;
 pub mod splice;
 pub mod tls_config;
+pub mod tls_reload;
+pub mod tls_stores;
 pub mod transport;
 pub mod wake_lag;

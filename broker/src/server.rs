@@ -55,6 +55,9 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
         return crate::cluster::run(cluster, &options.data_dir, &options.config);
     }
     let stop = stop_on_signals()?;
+    let reload_tls = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload_tls.clone())
+        .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     let listeners = plan_listeners(&options.listeners, &options.config)?;
     let (inter_broker, controller_security) = match &options.cluster {
         Some(cluster) => (
@@ -177,6 +180,7 @@ pub fn run(options: StartOptions, started_at: Instant) -> Result<(), String> {
             }),
             shutdown: shutdown.clone(),
             started: started_tx.clone(),
+            reload_tls: reload_tls.clone(),
         };
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(*core))
             .name(&format!("shard-{index}"))
@@ -265,6 +269,8 @@ struct ShardContext {
     admin: Option<AdminListen>,
     shutdown: Arc<Shutdown>,
     started: mpsc::Sender<ShardStarted>,
+    /// Set by SIGHUP: shard 0 reads the TLS listeners' stores again.
+    reload_tls: Arc<AtomicBool>,
 }
 
 async fn shard_main(context: ShardContext) {
@@ -328,6 +334,8 @@ async fn shard_main(context: ShardContext) {
                 "kafka listener bound"
             );
         }
+        let reload = crate::tls_reload::reload_on_sighup(shard.clone(), context.reload_tls.clone());
+        glommio::spawn_local(reload).detach();
         if let Err(reason) = start_admin(&shard, context.admin.as_ref()) {
             let _ = context.started.send(ShardStarted::Failed(reason));
             shard.close().await;
@@ -428,7 +436,7 @@ async fn accept_connections(shard: &std::rc::Rc<Shard>, listener: &BoundListener
         listener.counters.count_accepted();
         let parts = (
             listener.info.clone(),
-            listener.tls.clone(),
+            listener.tls.as_ref().map(|slot| slot.current()),
             listener.counters.clone(),
             sasl.clone(),
         );
@@ -636,6 +644,7 @@ fn plan_listeners(
                 info: info.clone(),
                 addr,
                 tls,
+                altered_ssl: Default::default(),
             })
         })
         .collect()

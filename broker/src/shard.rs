@@ -85,6 +85,8 @@ pub struct Shard {
     pub request_memory: net::RequestMemory,
     /// The producer ids this shard hands out to InitProducerId.
     pub producer_ids: crate::producer_ids::ProducerIdBlock,
+    /// The TLS of each TLS listener this shard serves (`tls_reload` replaces it).
+    pub tls_slots: RefCell<Vec<Rc<crate::tls_reload::TlsSlot>>>,
 }
 
 /// Where a node's metadata comes from and its commands go.
@@ -139,7 +141,15 @@ impl Shard {
             connection_quotas,
             request_memory,
             producer_ids: Default::default(),
+            tls_slots: RefCell::default(),
         })
+    }
+
+    /// This shard's TLS of listener `name` (any case), when it is a TLS listener.
+    pub fn tls_slot(&self, name: &str) -> Option<Rc<crate::tls_reload::TlsSlot>> {
+        let slots = self.tls_slots.borrow();
+        let slot = slots.iter().find(|s| s.listener.eq_ignore_ascii_case(name));
+        slot.cloned()
     }
 
     /// The metadata image this shard serves from.

@@ -2,15 +2,21 @@
 //! `net::tls::ServerSettings`. Each may be given for one listener with Kafka's prefix
 //! `listener.name.<name>.` (the listener name in lower case), which wins over the plain name.
 //!
-//! Kafka's PEM keystore: `ssl.keystore.type=PEM` with either `ssl.keystore.location` (a PEM
-//! file holding the private key and the certificate chain) or the PEM text itself in
-//! `ssl.keystore.certificate.chain` and `ssl.keystore.key`; the truststore likewise with
-//! `ssl.truststore.location` or `ssl.truststore.certificates`. JKS and PKCS12 stores and
-//! encrypted keys are refused with a reason.
+//! The keystore: `ssl.keystore.type=PEM` (the default) with either `ssl.keystore.location` (a
+//! PEM file holding the private key and the certificate chain) or the PEM text itself in
+//! `ssl.keystore.certificate.chain` and `ssl.keystore.key`, the key unencrypted or an
+//! encrypted PKCS#8 one with `ssl.key.password`; or `PKCS12` / `JKS` at
+//! `ssl.keystore.location` with `ssl.keystore.password` (and, for JKS, `ssl.key.password`
+//! when the key's differs), its first private key entry served. The truststore likewise:
+//! `ssl.truststore.location` (PEM, PKCS12 or JKS, `ssl.truststore.password`) or PEM text in
+//! `ssl.truststore.certificates`. Stores are turned into PEM here (`tls_stores`), so
+//! `net::tls` and the inter-broker client take one form.
 
 use crate::config::BrokerConfig;
 use crate::principal_mapping::PrincipalMapper;
+use crate::tls_stores::{self, StoreType};
 use net::tls::{ClientAuth, ServerSettings};
+use std::collections::BTreeMap;
 
 /// The `ssl.*` settings a listener reads: (name, default).
 pub const SSL_SETTINGS: &[(&str, &str)] = &[
@@ -18,8 +24,11 @@ pub const SSL_SETTINGS: &[(&str, &str)] = &[
     ("ssl.keystore.location", ""),
     ("ssl.keystore.certificate.chain", ""),
     ("ssl.keystore.key", ""),
+    ("ssl.keystore.password", ""),
+    ("ssl.key.password", ""),
     ("ssl.truststore.type", "PEM"),
     ("ssl.truststore.location", ""),
+    ("ssl.truststore.password", ""),
     ("ssl.truststore.certificates", ""),
     ("ssl.client.auth", "none"),
     ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3"),
@@ -42,16 +51,22 @@ pub fn server_settings(
     config: &BrokerConfig,
     listener_name: &str,
 ) -> Result<ServerSettings, String> {
-    let get = |name: &str| listener_value(config, listener_name, name);
+    server_settings_altered(config, listener_name, &BTreeMap::new())
+}
+
+/// [`server_settings`] with the settings altered at run time (`listener.name.<name>.ssl.*`,
+/// by full name: `tls_reload`) over the static ones; files are read again either way.
+pub fn server_settings_altered(
+    config: &BrokerConfig,
+    listener_name: &str,
+    altered: &BTreeMap<String, String>,
+) -> Result<ServerSettings, String> {
+    let prefix = listener_prefix(listener_name);
+    let get = |name: &str| match altered.get(&format!("{prefix}{name}")) {
+        Some(value) => value.trim().to_string(),
+        None => listener_value(config, listener_name, name),
+    };
     let context = |e: String| format!("listener {listener_name}: {e}");
-    for store in ["ssl.keystore.type", "ssl.truststore.type"] {
-        if !get(store).eq_ignore_ascii_case("PEM") {
-            return Err(context(format!(
-                "{store}={} is not supported; use PEM",
-                get(store)
-            )));
-        }
-    }
     let (certificate_chain_pem, key_pem) = keystore(&get).map_err(context)?;
     let truststore_pem = truststore(&get).map_err(context)?;
     let client_auth = match get("ssl.client.auth").to_ascii_lowercase().as_str() {
@@ -78,13 +93,18 @@ pub fn server_settings(
 /// Setting `name` of listener `listener_name`: `listener.name.<name>.`-prefixed first, then
 /// plain, then its default; trimmed.
 fn listener_value(config: &BrokerConfig, listener_name: &str, name: &str) -> String {
-    let prefix = format!("listener.name.{}.", listener_name.to_ascii_lowercase());
+    let prefix = listener_prefix(listener_name);
     config
         .value(&format!("{prefix}{name}"))
         .or_else(|| config.value(name))
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// `listener.name.<name>.`, Kafka's prefix of one listener's settings (the name in lower case).
+pub fn listener_prefix(listener_name: &str) -> String {
+    format!("listener.name.{}.", listener_name.to_ascii_lowercase())
 }
 
 /// `ssl.principal.mapping.rules` of listener `listener_name`, parsed; `None` for `DEFAULT`
@@ -99,19 +119,28 @@ pub fn principal_mapper(
     Ok((!mapper.is_default()).then_some(mapper))
 }
 
-/// (certificate chain, key) as PEM.
+/// (certificate chain, key) as PEM, the key decrypted.
 fn keystore(get: &dyn Fn(&str) -> String) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let kind = StoreType::parse(&get("ssl.keystore.type"), "ssl.keystore.type")?;
     let location = get("ssl.keystore.location");
     let (chain, key) = (
         get("ssl.keystore.certificate.chain"),
         get("ssl.keystore.key"),
     );
+    let passwords = (get("ssl.keystore.password"), get("ssl.key.password"));
     match (location.is_empty(), chain.is_empty(), key.is_empty()) {
         (false, true, true) => {
-            let pem = read(&location, "ssl.keystore.location")?;
-            Ok((pem.clone(), pem))
+            let bytes = read(&location, "ssl.keystore.location")?;
+            tls_stores::keystore(kind, &bytes, &passwords.0, &passwords.1)
         }
-        (true, false, false) => Ok((chain.into_bytes(), key.into_bytes())),
+        (true, false, false) if kind == StoreType::Pem => {
+            let (_, key) =
+                tls_stores::keystore(kind, key.as_bytes(), &passwords.0, &passwords.1)?;
+            Ok((chain.into_bytes(), key))
+        }
+        (true, false, false) => {
+            Err("ssl.keystore.certificate.chain and ssl.keystore.key need ssl.keystore.type=PEM".into())
+        }
         (true, true, true) => Err(
             "a TLS listener needs ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key".into(),
         ),
@@ -120,11 +149,16 @@ fn keystore(get: &dyn Fn(&str) -> String) -> Result<(Vec<u8>, Vec<u8>), String> 
 }
 
 fn truststore(get: &dyn Fn(&str) -> String) -> Result<Option<Vec<u8>>, String> {
+    let kind = StoreType::parse(&get("ssl.truststore.type"), "ssl.truststore.type")?;
     let location = get("ssl.truststore.location");
     let certificates = get("ssl.truststore.certificates");
     match (location.is_empty(), certificates.is_empty()) {
         (true, true) => Ok(None),
-        (false, true) => read(&location, "ssl.truststore.location").map(Some),
+        (false, true) => {
+            let bytes = read(&location, "ssl.truststore.location")?;
+            let password = get("ssl.truststore.password");
+            tls_stores::truststore(kind, &bytes, &password).map(Some)
+        }
         (true, false) => Ok(Some(certificates.into_bytes())),
         (false, false) => {
             Err("give ssl.truststore.location or ssl.truststore.certificates, not both".into())
@@ -186,7 +220,8 @@ mod tests {
         let s = server_settings(&config, "SSL").unwrap();
         assert_eq!(s.client_auth, ClientAuth::Required);
         for (bad, want) in [
-            ("ssl.keystore.type=JKS", "use PEM"),
+            ("ssl.keystore.type=BCFKS", "PEM, PKCS12 or JKS"),
+            ("ssl.keystore.type=JKS", "need ssl.keystore.type=PEM"),
             ("ssl.client.auth=maybe", "expected none"),
             ("ssl.enabled.protocols=TLSv1.1", "not supported"),
             ("ssl.keystore.location=/nonexistent", "either"),

@@ -14,6 +14,7 @@ use crate::principal_mapping::PrincipalMapper;
 use crate::sasl::ListenerSasl;
 use crate::session::{Principal, Session};
 use crate::shard::Shard;
+use crate::tls_reload::{AlteredSsl, TlsSlot};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -25,7 +26,8 @@ use tracing::{debug, info};
 /// waiting for an answer on a TLS port, is closed then.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a TLS listener (SSL, SASL_SSL) does to a connection before framing.
+/// What a TLS listener (SSL, SASL_SSL) does to a connection before framing (the one in force
+/// when it was accepted).
 #[derive(Clone)]
 pub struct ListenerTls {
     pub acceptor: net::tls::Acceptor,
@@ -37,8 +39,8 @@ pub struct ListenerTls {
 pub struct BoundListener {
     pub info: Rc<ListenerInfo>,
     pub socket: TcpListener,
-    /// The listener's TLS, for SSL and SASL_SSL.
-    pub tls: Option<ListenerTls>,
+    /// The listener's TLS, for SSL and SASL_SSL (replaced when its stores are reloaded).
+    pub tls: Option<Rc<TlsSlot>>,
     pub counters: Rc<ListenerCounters>,
 }
 
@@ -48,6 +50,8 @@ pub struct ListenerPlan {
     pub info: ListenerInfo,
     pub addr: SocketAddr,
     pub tls: Option<ListenerTls>,
+    /// Its `ssl.*` settings altered at run time, shared by every shard.
+    pub altered_ssl: Arc<AlteredSsl>,
 }
 
 impl ListenerPlan {
@@ -62,10 +66,16 @@ impl ListenerPlan {
             .listeners
             .borrow_mut()
             .push((Rc::from(self.info.name.as_str()), counters.clone()));
+        let tls = self.tls.clone().map(|tls| {
+            let slot = TlsSlot::new(&self.info.name, tls, self.altered_ssl.clone());
+            let slot = Rc::new(slot);
+            shard.tls_slots.borrow_mut().push(slot.clone());
+            slot
+        });
         Ok(BoundListener {
             info: Rc::new(self.info.clone()),
             socket,
-            tls: self.tls.clone(),
+            tls,
             counters,
         })
     }

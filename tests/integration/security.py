@@ -8,6 +8,7 @@ import datetime
 import ipaddress
 import ssl
 import subprocess
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,9 +34,11 @@ SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 ALICE = {"C": "US", "O": "Acme, Inc.", "OU": "eng", "CN": "alice"}
 
 
-def make_pki(root: Path, clients: dict | None = None, nodes: dict | None = None) -> dict:
-    """A CA (`ca`) signing a server certificate for localhost and 127.0.0.1 (`server_*`, and
-    `server_pem`: Kafka's PEM keystore, key and chain in one file) and a client certificate per
+def make_pki(root: Path, clients: dict | None = None, servers: tuple = ("server",),
+             nodes: dict | None = None) -> dict:
+    """A CA (`ca`) signing a server certificate for localhost and 127.0.0.1 per stem of
+    `servers` (`server_*`, and `server_pem`: Kafka's PEM keystore, key and chain in one file;
+    each its own key) and a client certificate per
     entry of `clients` (stem: subject attributes C, O, OU, CN; default alice, subject
     C=US,O=Acme\\, Inc.,OU=eng,CN=alice: `alice_crt`, `alice_key`, `alice_pem`); another CA
     (`other_ca`) signing mallory's. `nodes` (stem: (subject, "ca" or "other-ca")): a node's
@@ -85,13 +88,16 @@ def make_pki(root: Path, clients: dict | None = None, nodes: dict | None = None)
         write(ca_name, cert)
         files[ca_name] = (cert, key)
     ca_cert, ca_key = files["ca"]
-    server_key = new_key()
-    server = issue(name(CN="localhost"), server_key, ca_cert.subject, ca_key,
-                   usage=ExtendedKeyUsageOID.SERVER_AUTH,
-                   sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    write("server", server, server_key)
-    # Kafka's PEM keystore file: the key and the chain in one file.
-    (root / "server.pem").write_bytes((root / "server.key").read_bytes() + (root / "server.crt").read_bytes())
+    server_paths = {}
+    for stem in servers:
+        server_key = new_key()
+        server = issue(name(CN="localhost"), server_key, ca_cert.subject, ca_key,
+                       usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                       sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        write(stem, server, server_key)
+        # Kafka's PEM keystore file: the key and the chain in one file.
+        (root / f"{stem}.pem").write_bytes((root / f"{stem}.key").read_bytes() + (root / f"{stem}.crt").read_bytes())
+        server_paths.update({f"{stem}_{ext}": str(root / f"{stem}.{ext}") for ext in ("crt", "key", "pem")})
     client_paths = {}
     for stem, subject in (clients or {"alice": ALICE}).items():
         client_key = new_key()
@@ -116,11 +122,44 @@ def make_pki(root: Path, clients: dict | None = None, nodes: dict | None = None)
         client_paths[f"{stem}_pem"] = str(root / f"{stem}.pem")
     return {
         "ca": str(root / "ca.crt"), "other_ca": str(root / "other-ca.crt"),
-        "server_pem": str(root / "server.pem"), "server_crt": str(root / "server.crt"),
-        "server_key": str(root / "server.key"),
+        **server_paths,
         **client_paths,
         "mallory_crt": str(root / "mallory.crt"), "mallory_key": str(root / "mallory.key"),
     }
+
+
+STORE_PASSWORD = "store-secret"
+KEY_PASSWORD = "key-secret"
+
+
+def make_stores(pki: dict, stem: str = "server") -> dict:
+    """Kafka's other store formats of `stem`'s key and chain (and of the CA), made by the tools
+    operators use, beside the PEM files: `{stem}_p12` (openssl pkcs12, STORE_PASSWORD),
+    `{stem}_jks` (keytool, STORE_PASSWORD, the key under KEY_PASSWORD), `{stem}_enc_key` (an
+    encrypted PKCS#8 PEM key and its chain, KEY_PASSWORD), `ca_p12` (a PKCS12 truststore made by
+    keytool, STORE_PASSWORD). Paths by name."""
+    crt, key = Path(pki[f"{stem}_crt"]), Path(pki[f"{stem}_key"])
+    root = crt.parent
+    out = {f"{stem}_p12": root / f"{stem}.p12", f"{stem}_jks": root / f"{stem}.jks",
+           f"{stem}_enc_key": root / f"{stem}-encrypted.pem", "ca_p12": root / "ca-trust.p12"}
+
+    def run(*args):
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, f"{args[0]}: {p.stderr}"
+
+    run("openssl", "pkcs12", "-export", "-in", str(crt), "-inkey", str(key), "-certfile", pki["ca"],
+        "-name", stem, "-passout", f"pass:{STORE_PASSWORD}", "-out", str(out[f"{stem}_p12"]))
+    run("keytool", "-importkeystore", "-noprompt", "-srckeystore", str(out[f"{stem}_p12"]),
+        "-srcstoretype", "PKCS12", "-srcstorepass", STORE_PASSWORD, "-srcalias", stem,
+        "-destkeystore", str(out[f"{stem}_jks"]), "-deststoretype", "JKS",
+        "-deststorepass", STORE_PASSWORD, "-destkeypass", KEY_PASSWORD)
+    encrypted = root / f"{stem}-key-encrypted.pem"
+    run("openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(key),
+        "-passout", f"pass:{KEY_PASSWORD}", "-out", str(encrypted))
+    out[f"{stem}_enc_key"].write_bytes(encrypted.read_bytes() + crt.read_bytes())
+    run("keytool", "-importcert", "-noprompt", "-alias", "ca", "-file", pki["ca"],
+        "-keystore", str(out["ca_p12"]), "-storetype", "PKCS12", "-storepass", STORE_PASSWORD)
+    return {name: str(path) for name, path in out.items()}
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +232,37 @@ def client_properties(path: Path, protocol: str, *, truststore=None, keystore=No
                   f'sasl.jaas.config={module} required username="{user}" password="{password}";']
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def ssl_conf(pki, client=None):
+    """librdkafka's SSL settings trusting the test CA (and presenting `client`'s certificate)."""
+    conf = {"security.protocol": "SSL", "ssl.ca.location": pki["ca"]}
+    if client:
+        conf |= {"ssl.certificate.location": pki[f"{client}_crt"], "ssl.key.location": pki[f"{client}_key"]}
+    return conf
+
+
+def confluent_round_trip(bootstrap, conf, topic, n=200):
+    """confluent-kafka produces `n` records to `topic` (acks=all) and a new group consumes them."""
+    from confluent_kafka import Consumer, Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", **conf})
+    errors = []
+    for i in range(n):
+        p.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
+                  on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(30) == 0 and not errors, errors
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + uuid.uuid4().hex[:6],
+                  "auto.offset.reset": "earliest", **conf})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 60
+    while len(got) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value().decode())
+    c.close()
+    assert got == [f"v{i}" for i in range(n)]
 
 
 def kcat_security(protocol, *, ca=None, cert=None, key=None, mechanism=None, user=None, password=None):

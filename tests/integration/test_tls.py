@@ -21,6 +21,7 @@ import kafka_wire as w
 from conftest import SPATE_BIN, free_port
 from helpers import kafka_tool
 from security import CONSUMER, PRODUCER, api_versions_over, client_properties, kcat_security
+from security import confluent_round_trip, ssl_conf
 from security import pki, secure_brokers  # noqa: F401 (fixtures)
 
 N = 200
@@ -41,36 +42,6 @@ def tls_broker(secure_brokers, pki, monkeypatch):
         "listener.name.mtls.ssl.client.auth": "required",
         "listener.name.mtls.ssl.truststore.location": pki["ca"],
     })
-
-
-# --- clients ---------------------------------------------------------------------------------------
-def ssl_conf(pki, client=None):
-    conf = {"security.protocol": "SSL", "ssl.ca.location": pki["ca"]}
-    if client:
-        conf |= {"ssl.certificate.location": pki[f"{client}_crt"], "ssl.key.location": pki[f"{client}_key"]}
-    return conf
-
-
-def confluent_round_trip(bootstrap, conf, topic, n=N):
-    from confluent_kafka import Consumer, Producer
-
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", **conf})
-    errors = []
-    for i in range(n):
-        p.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
-                  on_delivery=lambda err, msg: err and errors.append(err))
-    assert p.flush(30) == 0 and not errors, errors
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + uuid.uuid4().hex[:6],
-                  "auto.offset.reset": "earliest", **conf})
-    c.subscribe([topic])
-    got = []
-    deadline = time.monotonic() + 60
-    while len(got) < n and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and m.error() is None:
-            got.append(m.value().decode())
-    c.close()
-    assert got == [f"v{i}" for i in range(n)]
 
 
 def create(broker, topic, partitions=1):

@@ -1,7 +1,8 @@
 //! IncrementalAlterConfigs (44): SET / DELETE / APPEND / SUBTRACT on topic configs through the
 //! controller. The new image reaches every shard before the answer, and each shard hands the
-//! new configs to the partition logs it owns (`Shard::install_image`). Broker settings are
-//! static (`--set` at start) and are refused here.
+//! new configs to the partition logs it owns (`Shard::install_image`). On a broker, only a TLS
+//! listener's stores change at run time (`tls_reload`, as Kafka reloads them); the other
+//! broker settings are static (`--set` at start) and are refused.
 
 use crate::authorizer::Authz;
 use crate::handlers::code;
@@ -57,13 +58,18 @@ async fn alter(
     resource: &AlterConfigsResource,
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    let ops = match ops_of(resource) {
+        Ok(ops) => ops,
+        Err(message) => return (code::INVALID_REQUEST, Some(message)),
+    };
     match resource.resource_type {
         RESOURCE_TOPIC => {}
         RESOURCE_BROKER => {
-            return (
-                code::INVALID_REQUEST,
-                Some("broker settings are static: set them with --set at start".into()),
-            )
+            let broker = resource.resource_name.as_str();
+            return match crate::tls_reload::alter(shard, broker, &ops, validate_only).await {
+                Ok(()) => (code::NONE, None),
+                Err((error_code, message)) => (error_code, Some(message)),
+            };
         }
         other => {
             return (
@@ -72,10 +78,6 @@ async fn alter(
             )
         }
     }
-    let ops = match ops_of(resource) {
-        Ok(ops) => ops,
-        Err(message) => return (code::INVALID_REQUEST, Some(message)),
-    };
     let command = MetadataCommand::AlterTopicConfigs {
         name: resource.resource_name.to_string(),
         ops,

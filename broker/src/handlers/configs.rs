@@ -1,4 +1,5 @@
-//! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings.
+//! DescribeConfigs (32): topic configs (explicit and defaults) and broker settings (static, and
+//! a TLS listener's stores altered at run time as dynamic ones: `tls_reload`).
 
 use crate::authorizer::Authz;
 use crate::handlers::code;
@@ -15,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -50,6 +52,15 @@ fn refused(resource: &DescribeConfigsResource, authz: &Authz) -> Option<i16> {
             .then_some(code::CLUSTER_AUTHORIZATION_FAILED),
         _ => None,
     }
+}
+
+/// The TLS listeners' settings altered at run time (`tls_reload`), as Kafka's dynamic ones.
+fn altered_ssl(shard: &Shard) -> Vec<(String, String, i8)> {
+    let slots = shard.tls_slots.borrow();
+    let altered = slots.iter().flat_map(|slot| slot.altered_settings());
+    altered
+        .map(|(name, value)| (name, value, SOURCE_DYNAMIC_BROKER))
+        .collect()
 }
 
 fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> DescribeConfigsResult {
@@ -89,6 +100,7 @@ fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> Descr
                 };
                 (name.to_string(), value.to_string(), source)
             })
+            .chain(altered_ssl(shard))
             .collect(),
         _ => {
             return result
@@ -113,7 +125,9 @@ fn describe_resource(shard: &Shard, resource: &DescribeConfigsResource) -> Descr
                 .with_name(StrBytes::from_string(name))
                 .with_value((!sensitive).then(|| StrBytes::from_string(value)))
                 .with_is_sensitive(sensitive)
-                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                .with_read_only(
+                    resource.resource_type == RESOURCE_BROKER && source != SOURCE_DYNAMIC_BROKER,
+                )
                 .with_config_source(source)
         })
         .collect();
