@@ -61,6 +61,10 @@ struct Inner {
     closed: RefCell<Option<String>>,
     address: String,
     client_id: &'static str,
+    /// The credentials the connection authenticated with, for re-authentication.
+    sasl: Option<crate::sasl::SaslConfig>,
+    /// When the session should be re-authenticated (KIP-368); `None`: never.
+    reauthenticate_at: Cell<Option<std::time::Instant>>,
 }
 
 /// One pipelined connection: any number of tasks of this executor may call concurrently; writes
@@ -106,8 +110,10 @@ impl Connection {
             .map_err(|e| format!("set_nodelay on {address}: {e}"))?;
         let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
         let mut stream = Stream::over_with(stream, host, tls).await?;
+        let mut reauthenticate_at = None;
         if let Some(sasl) = sasl {
-            crate::sasl::authenticate(&mut stream, sasl, address, client_id).await?;
+            let session = crate::sasl::authenticate(&mut stream, sasl, address, client_id).await?;
+            reauthenticate_at = session.reauthenticate_at(crate::sasl::random_fraction());
         }
         let flush = stream.is_tls();
         let (reader, writer) = stream.split();
@@ -119,6 +125,8 @@ impl Connection {
             closed: RefCell::new(None),
             address: address.to_string(),
             client_id,
+            sasl: sasl.cloned(),
+            reauthenticate_at: Cell::new(reauthenticate_at),
         });
         glommio::spawn_local(read_replies(reader, inner.clone())).detach();
         Ok(Connection { inner })
@@ -131,6 +139,32 @@ impl Connection {
     /// Whether the connection was lost (its reader stopped): every later call fails.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.borrow().is_some()
+    }
+
+    /// Whether the SASL session should be re-authenticated before a request that may take
+    /// `within` (a fetch's wait): its re-authentication point (85-95 % of the session's
+    /// lifetime) falls before the request would end.
+    pub fn reauthentication_due(&self, within: std::time::Duration) -> bool {
+        let at = self.inner.reauthenticate_at.get();
+        at.is_some_and(|at| std::time::Instant::now() + within >= at)
+    }
+
+    /// Re-authenticates the SASL session on this connection (KIP-368): SaslHandshake and
+    /// SaslAuthenticate with the same credentials, as Kafka's clients do. The caller must
+    /// have no request in flight on the connection (the broker takes the exchange between
+    /// two requests).
+    pub async fn reauthenticate(&self) -> Result<()> {
+        let sasl = self.inner.sasl.clone().ok_or("not a SASL connection")?;
+        if !self.inner.pending.borrow().is_empty() {
+            return Err("re-authentication with a request in flight".into());
+        }
+        let address = self.inner.address.clone();
+        let mut caller = self.clone();
+        let session = crate::sasl::exchange(&mut caller, &sasl, &address).await?;
+        self.inner
+            .reauthenticate_at
+            .set(session.reauthenticate_at(crate::sasl::random_fraction()));
+        Ok(())
     }
 
     /// Sends a request and waits for its reply.
@@ -220,6 +254,17 @@ impl Connection {
                 .map_err(|e| format!("write to {}: {e}", self.inner.address))?;
         }
         Ok(reply)
+    }
+}
+
+impl crate::sasl::SaslCall for Connection {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Result<Resp> {
+        Connection::call(self, api_key, version, body).await
     }
 }
 

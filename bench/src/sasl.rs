@@ -2,7 +2,9 @@
 //! for (`sasl.mechanism`, credentials from `sasl.username`/`sasl.password` or
 //! `sasl.jaas.config`), and the exchange each new connection runs before it speaks Kafka:
 //! SaslHandshake v1, then SaslAuthenticate v2 with PLAIN's one message or SCRAM's two
-//! (RFC 5802, RFC 7677; SHA-256 and SHA-512, no channel binding, as Kafka's clients).
+//! (RFC 5802, RFC 7677; SHA-256 and SHA-512, no channel binding, as Kafka's clients). The
+//! same exchange re-authenticates a connection (KIP-368) when the broker gave its session a
+//! lifetime (`Session`, `Connection::reauthenticate`).
 
 use crate::jaas;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,6 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sha2::{Digest, Sha256, Sha512};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 const HANDSHAKE_VERSION: i16 = 1;
 const AUTHENTICATE_VERSION: i16 = 2;
@@ -140,18 +143,66 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     sasl: &SaslConfig,
     address: &str,
     client_id: &str,
-) -> Result<(), String> {
+) -> Result<Session, String> {
+    let mut wire = Wire {
+        stream,
+        client_id,
+        correlation_id: 0,
+    };
+    exchange(&mut wire, sasl, address).await
+}
+
+/// What an authentication gave: the session's lifetime (KIP-368), counted from when the
+/// exchange began (a little before the broker's count starts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub began: Instant,
+    /// The broker's `session_lifetime_ms`; 0: the session does not expire.
+    pub lifetime_ms: i64,
+}
+
+impl Session {
+    /// When to re-authenticate, as Kafka's clients do: at a random point between 85 % and
+    /// 95 % of the lifetime (`None`: never). `random` is in [0, 1].
+    pub fn reauthenticate_at(&self, random: f64) -> Option<Instant> {
+        if self.lifetime_ms <= 0 {
+            return None;
+        }
+        let fraction = 0.85 + 0.10 * random.clamp(0.0, 1.0);
+        let after_ms = (self.lifetime_ms as f64 * fraction) as u64;
+        Some(self.began + Duration::from_millis(after_ms))
+    }
+}
+
+/// A number in [0, 1] from the process's randomness (v4 UUIDs, as the nonces).
+pub fn random_fraction() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() % 10_001) as f64 / 10_000.0
+}
+
+/// How the SASL requests reach the broker: a fresh stream, or a `Connection` between two of
+/// its requests (re-authentication).
+pub(crate) trait SaslCall {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Result<Resp, String>;
+}
+
+/// SaslHandshake v1, then SaslAuthenticate v2 round(s) of `sasl`'s mechanism.
+pub(crate) async fn exchange(
+    wire: &mut impl SaslCall,
+    sasl: &SaslConfig,
+    address: &str,
+) -> Result<Session, String> {
     let failed = |e: String| {
         format!(
             "SASL {} authentication with {address}: {e}",
             sasl.mechanism.name()
         )
     };
-    let mut wire = Wire {
-        stream,
-        client_id,
-        correlation_id: 0,
-    };
+    let began = Instant::now();
     let handshake: SaslHandshakeResponse = wire
         .call(
             ApiKey::SaslHandshake,
@@ -169,30 +220,49 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
             offered.join(", ")
         )));
     }
-    match sasl.mechanism {
+    let lifetime_ms = match sasl.mechanism {
         Mechanism::Plain => {
             let token = format!("\0{}\0{}", sasl.username, sasl.password);
-            wire.authenticate(token.into_bytes())
+            authenticate_round(wire, token.into_bytes())
                 .await
-                .map_err(failed)?;
+                .map_err(failed)?
+                .1
         }
         Mechanism::Scram(hash) => {
             let client = ScramClient::new(hash, &sasl.username, &sasl.password, &fresh_nonce());
-            let server_first = wire
-                .authenticate(client.client_first().into_bytes())
+            let (server_first, _) = authenticate_round(wire, client.client_first().into_bytes())
                 .await
                 .map_err(failed)?;
             let server_first = std::str::from_utf8(&server_first)
                 .map_err(|_| failed("server-first is not UTF-8".into()))?;
             let (client_final, expected) = client.client_final(server_first).map_err(failed)?;
-            let server_final = wire
-                .authenticate(client_final.into_bytes())
+            let (server_final, lifetime_ms) = authenticate_round(wire, client_final.into_bytes())
                 .await
                 .map_err(failed)?;
             verify_server_final(&expected, &server_final).map_err(failed)?;
+            lifetime_ms
         }
+    };
+    Ok(Session { began, lifetime_ms })
+}
+
+/// One SaslAuthenticate round: the broker's bytes and session lifetime, or its error.
+async fn authenticate_round(
+    wire: &mut impl SaslCall,
+    token: Vec<u8>,
+) -> Result<(Bytes, i64), String> {
+    let reply: SaslAuthenticateResponse = wire
+        .call(
+            ApiKey::SaslAuthenticate,
+            AUTHENTICATE_VERSION,
+            &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
+        )
+        .await?;
+    if reply.error_code != 0 {
+        let message = reply.error_message.as_ref().map_or("", |m| m.as_str());
+        return Err(format!("{}: {message}", error_name(reply.error_code)));
     }
-    Ok(())
+    Ok((reply.auth_bytes, reply.session_lifetime_ms))
 }
 
 /// Requests and replies on a connection before it is handed to `Connection`.
@@ -202,23 +272,7 @@ struct Wire<'a, S> {
     correlation_id: i32,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<'_, S> {
-    /// One SaslAuthenticate round: the broker's bytes, or its error.
-    async fn authenticate(&mut self, token: Vec<u8>) -> Result<Bytes, String> {
-        let reply: SaslAuthenticateResponse = self
-            .call(
-                ApiKey::SaslAuthenticate,
-                AUTHENTICATE_VERSION,
-                &SaslAuthenticateRequest::default().with_auth_bytes(token.into()),
-            )
-            .await?;
-        if reply.error_code != 0 {
-            let message = reply.error_message.as_ref().map_or("", |m| m.as_str());
-            return Err(format!("{}: {message}", error_name(reply.error_code)));
-        }
-        Ok(reply.auth_bytes)
-    }
-
+impl<S: AsyncRead + AsyncWrite + Unpin> SaslCall for Wire<'_, S> {
     async fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         api_key: ApiKey,
@@ -415,6 +469,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_session_is_reauthenticated_between_85_and_95_percent_of_its_lifetime() {
+        let began = Instant::now();
+        let session = Session {
+            began,
+            lifetime_ms: 10_000,
+        };
+        let after = |random| session.reauthenticate_at(random).unwrap() - began;
+        assert_eq!(after(0.0), Duration::from_millis(8_500));
+        assert_eq!(after(1.0), Duration::from_millis(9_500));
+        assert_eq!(after(7.0), Duration::from_millis(9_500));
+        for _ in 0..100 {
+            let at = after(random_fraction());
+            assert!(at >= Duration::from_millis(8_500) && at <= Duration::from_millis(9_500));
+        }
+        let endless = Session {
+            began,
+            lifetime_ms: 0,
+        };
+        assert_eq!(endless.reauthenticate_at(0.5), None);
     }
 
     #[test]

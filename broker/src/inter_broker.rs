@@ -205,13 +205,13 @@ mod tests {
             truststore.as_str(),
             "listener.name.internal.ssl.truststore.password=store-secret",
         ]);
-        assert!(tls_client(&c, "INTERNAL").is_ok());
+        assert!(listener_tls_client(&c, "INTERNAL", "inter-broker").is_ok());
         let wrong = config(&[
             "listener.name.internal.ssl.keystore.type=PKCS12",
             keystore.as_str(),
             "listener.name.internal.ssl.keystore.password=wrong",
         ]);
-        let err = tls_client(&wrong, "INTERNAL").unwrap_err();
+        let err = listener_tls_client(&wrong, "INTERNAL", "inter-broker").unwrap_err();
         assert!(err.contains("ssl.keystore.password"), "{err}");
     }
 

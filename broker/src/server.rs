@@ -631,10 +631,9 @@ fn plan_listeners(
             };
             let addr = resolve(&bind).map_err(|e| e.replace("--listen", &info.name))?;
             if info.security_protocol.uses_sasl() {
-                crate::sasl::oauth_settings::check_listener(
-                    &config.sasl.for_listener(&info.name),
-                    &info.name,
-                )?;
+                let sasl = config.sasl.for_listener(&info.name);
+                crate::sasl::oauth_settings::check_listener(&sasl, &info.name)?;
+                crate::sasl::oauth_settings::start_jwks(&sasl, &info.name)?;
             }
             let tls = match info.security_protocol.uses_tls() {
                 false => None,

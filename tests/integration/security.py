@@ -167,6 +167,53 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
+class HttpsJson:
+    """An HTTPS server on loopback (certificate `pki["server_crt"]`, for localhost and
+    127.0.0.1) answering every GET with the JSON document `document` (which a test may
+    replace), counting the GETs; a context manager that stops it (`stop()` earlier)."""
+
+    def __init__(self, pki: dict, document: str):
+        import http.server
+        import threading
+
+        self.document, self.gets = document, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                outer.gets += 1
+                body = outer.document.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}/.well-known/jwks.json"
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki["server_crt"], pki["server_key"])
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(10)
+        self._server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # --- brokers --------------------------------------------------------------------------------------
 def with_listeners(broker: Broker, **listeners: tuple) -> Broker:
     """Gives a broker that is not started more listeners: `attr=(NAME, PROTOCOL[, PORT])` binds

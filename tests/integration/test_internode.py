@@ -358,6 +358,67 @@ def test_wrong_inter_broker_credentials_leave_that_follower_out_with_a_clear_log
     assert node3.alive()
 
 
+@pytest.mark.spate_only("a multi-node cluster and Spate's /metrics")
+@pytest.mark.solo("replicates across several 3 s SASL session lifetimes on the wall clock")
+def test_followers_reauthenticate_their_sasl_sessions_and_replication_carries_on(start_nodes):
+    """KIP-368 between brokers: with connections.max.reauth.ms on the inter-broker listener,
+    each follower re-authenticates its fetch connection before the session expires (at 85-95 %
+    of it, between two fetches), as Kafka's followers do; no connection is closed for an
+    expired session and the ISRs keep every replica."""
+    from metrics_scrape import scrape
+
+    jaas = f'{PLAIN_MODULE} required username="broker" password="broker-secret" user_broker="broker-secret";'
+    cluster = start_nodes(lambda node: sasl_internal(node, "SASL_PLAINTEXT", "PLAIN", jaas, {
+        "listener.name.internal.connections.max.reauth.ms": 3000}))
+    node1 = cluster.node(1)
+    grant_cluster_action(node1.bootstrap, "User:broker")
+    topic = "sasl-reauth"
+    create_topic(node1.bootstrap, topic, 3, replication_factor=3)
+    cluster.wait_full_isr(topic, 3, rf=3, timeout=60)
+
+    def counts():
+        return {n.node_id: (scrape(n).value("spate_sasl_reauthentications_total", mechanism="PLAIN"),
+                            scrape(n).value("spate_sasl_expired_sessions_closed_total"))
+                for n in cluster.brokers}
+
+    before = counts()
+    from confluent_kafka import Consumer, Producer
+
+    p = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all", "enable.idempotence": True,
+                  "message.timeout.ms": 30000})
+    errors, sent = [], []
+    deadline = time.monotonic() + 10  # over three session lifetimes
+    while time.monotonic() < deadline:
+        for part in range(3):
+            value = f"r-{len(sent)}"
+            p.produce(topic, value=value.encode(), partition=part,
+                      on_delivery=lambda err, msg: err and errors.append(err))
+            sent.append(value)
+        p.poll(0.1)
+    assert p.flush(40) == 0 and not errors, errors
+    after = counts()
+    for node_id in before:
+        reauths = after[node_id][0] - before[node_id][0]
+        # Two followers fetch from each leader; each re-authenticates every 2-3 s.
+        assert reauths >= 4, (node_id, before, after)
+        assert after[node_id][1] == before[node_id][1], ("expired sessions closed", node_id, after)
+    for part, meta in cluster.partitions(topic).items():
+        assert sorted(meta.isr) == [1, 2, 3], (part, meta)
+    c = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "reauth-" + uuid_hex(),
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    try:
+        end = time.monotonic() + 60
+        while len(got) < len(sent) and time.monotonic() < end:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+    finally:
+        c.close()
+    assert sorted(got) == sorted(sent)
+
+
 # --- 4. the controller port is bounded --------------------------------------------------------
 CONTROLLER_CONNECTIONS_MAX = 256  # broker::cluster::admission::CONNECTIONS_MAX
 

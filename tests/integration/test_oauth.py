@@ -8,6 +8,7 @@ and a closed connection. A token's expiry ends its session (KIP-368), as in Kafk
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -17,14 +18,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import kafka_wire as w
 from helpers import create_topic
-from security import JAAS, authenticate_v1, expired_closed, handshake, metric, reauth_metric
+from conftest import SPATE_BIN, free_port
+from security import (JAAS, HttpsJson, authenticate_v1, expired_closed, handshake, make_pki, metric,
+                      reauth_metric)
 from security import secure_brokers  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.spate_only("Spate's JWKS-file settings, its /metrics and its log lines")
+pytestmark = pytest.mark.spate_only("Spate's /metrics and its log lines")
 
 ISSUER = "https://idp.spate.test"
 AUDIENCE = "spate"
 INVALID_TOKEN = '{"status":"invalid_token"}'
+OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
+JWKS_URL = "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url"
 
 
 class Issuer:
@@ -41,12 +46,20 @@ class Issuer:
             keys.append(jwk)
         self.jwks = directory / "jwks.json"
         self.jwks.write_text(json.dumps({"keys": keys}))
+        self.rotated = {}
+
+    def rotate(self, kid: str) -> str:
+        """A new RSA key `kid`: the JWKS document that publishes it alone."""
+        self.rotated[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.rotated[kid].public_key()))
+        jwk.update(kid=kid, use="sig")
+        return json.dumps({"keys": [jwk]})
 
     def token(self, sub="alice", lifetime_s=300, key=None, kid="rsa-1", **claims) -> str:
         now = int(time.time())
         body = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime_s,
                 "scope": "kafka", **claims}
-        key = key or (self.ec if kid == "ec-1" else self.rsa)
+        key = key or self.rotated.get(kid) or (self.ec if kid == "ec-1" else self.rsa)
         algorithm = "ES256" if kid == "ec-1" else "RS256"
         return jwt.encode(body, key, algorithm=algorithm, headers={"kid": kid})
 
@@ -61,8 +74,7 @@ def oauth_broker(secure_brokers, tmp_path):
         b = secure_brokers("oauth", {"sasl": ("SASL_PLAINTEXT", "SASL_PLAINTEXT")}, {
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "OAUTHBEARER,PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": JAAS,
-            "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url":
-                f"file://{issuer.jwks}",
+            JWKS_URL: f"file://{issuer.jwks}",
             "sasl.oauthbearer.expected.issuer": ISSUER,
             "sasl.oauthbearer.expected.audience": AUDIENCE,
             **(settings or {}),
@@ -256,8 +268,6 @@ def test_librdkafka_reauthenticates_with_tokens_across_session_lifetimes(oauth_b
 def test_the_java_client_produces_and_consumes_with_a_token_from_a_file(oauth_broker, tmp_path):
     """Kafka's own OAuthBearerLoginCallbackHandler reads the token from a file: URL (KIP-768's
     file token retriever; Kafka 4 wants the URL in org.apache.kafka.sasl.oauthbearer.allowed.urls)."""
-    import subprocess
-
     from helpers import KAFKA_LIB
     from security import CONSUMER, PRODUCER
 
@@ -287,3 +297,106 @@ def test_the_java_client_produces_and_consumes_with_a_token_from_a_file(oauth_br
                        capture_output=True, text=True, timeout=120)
     assert c.stdout.splitlines() == lines, c.stderr[-3000:]
     assert metric(broker, "OAUTHBEARER", "success") >= successes + 2
+
+
+def accepted(broker, token) -> bool:
+    """Whether the SASL listener takes `token` (one OAUTHBEARER exchange on the wire)."""
+    host, port = broker.sasl.split(":")
+    with w.Conn(host, int(port)) as conn:
+        assert handshake(conn, "OAUTHBEARER")[0] == 0
+        error, _, challenge, _ = authenticate_v1(conn, client_first(token))
+        assert error == 0
+        assert challenge in (b"", INVALID_TOKEN.encode()), challenge
+        return challenge == b""
+
+
+def https_jwks_broker(secure_brokers, tmp_path, settings: dict):
+    """A broker whose JWKS is served over HTTPS by an `HttpsJson` of a private CA, which the
+    OAUTHBEARER JAAS options trust (Kafka's names): (broker, the server)."""
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    issuer = Issuer(tmp_path)
+    idp = HttpsJson(pki, issuer.jwks.read_text())
+    jaas = f'{OAUTH_MODULE} required ssl.truststore.type="PEM" ssl.truststore.location="{pki["ca"]}";'
+    try:
+        b = secure_brokers("oauth-https", {"sasl": ("SASL_PLAINTEXT", "SASL_PLAINTEXT")}, {
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "OAUTHBEARER",
+            JWKS_URL: idp.url,
+            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": jaas,
+            "sasl.oauthbearer.expected.issuer": ISSUER,
+            "sasl.oauthbearer.expected.audience": AUDIENCE,
+            **settings,
+        })
+    except BaseException:
+        idp.stop()
+        raise
+    b.issuer = issuer
+    return b, idp
+
+
+def test_a_jwks_over_https_is_refreshed_early_for_a_new_key_id(secure_brokers, tmp_path):
+    """KIP-768's RefreshingHttpsJwks: a token of a kid the set lacks fails, and asks for a
+    refresh at once (not an hour later): the identity provider's new key is taken without a
+    restart."""
+    broker, idp = https_jwks_broker(secure_brokers, tmp_path, {})
+    with idp:
+        topic = "oauth-https-" + uuid.uuid4().hex[:6]
+        create_topic(broker.bootstrap, topic, partitions=1)
+        confluent_round_trip(broker, topic, lambda: broker.issuer.token(), n=5)
+        gets = idp.gets
+        idp.document = broker.issuer.rotate("rsa-2")
+        new_token = broker.issuer.token(kid="rsa-2")
+        deadline = time.monotonic() + 20
+        while not accepted(broker, new_token):
+            assert time.monotonic() < deadline, "the rotated key was never fetched"
+            time.sleep(0.2)
+        assert idp.gets > gets
+        broker.wait_for_log("OAuth JWKS refresh expedited")
+        # The old key left the set.
+        assert not accepted(broker, broker.issuer.token())
+        topic2 = topic + "-rotated"
+        create_topic(broker.bootstrap, topic2, partitions=1)
+        confluent_round_trip(broker, topic2, lambda: broker.issuer.token(kid="rsa-2"), n=5)
+
+
+@pytest.mark.solo("waits for periodic JWKS refreshes (sasl.oauthbearer.jwks.endpoint.refresh.ms)")
+def test_a_jwks_endpoint_that_goes_down_keeps_the_keys_in_use(secure_brokers, tmp_path):
+    broker, idp = https_jwks_broker(secure_brokers, tmp_path, {
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms": "1000",
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": "50",
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": "200",
+    })
+    with idp:
+        deadline = time.monotonic() + 20
+        while idp.gets < 3:  # the fetch at start and two refreshes
+            assert time.monotonic() < deadline, f"{idp.gets} GETs"
+            time.sleep(0.1)
+        assert accepted(broker, broker.issuer.token())
+    # Stopped: the next refresh fails after its retries, and the keys stay.
+    broker.wait_for_log("OAuth JWKS refresh failed; keeping the keys in use", timeout=20)
+    assert accepted(broker, broker.issuer.token(kid="ec-1"))
+    assert not accepted(broker, broker.issuer.token(kid="rsa-9"))
+
+
+def test_a_jwks_endpoint_unreachable_or_untrusted_at_start_refuses_the_start(tmp_path):
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    with HttpsJson(pki, Issuer(tmp_path).jwks.read_text()) as idp:
+        cases = {
+            "unreachable": (f"https://127.0.0.1:{free_port()}/jwks", None, "connecting to"),
+            # The system's CAs do not know the test CA; another CA is not it either.
+            "untrusted": (idp.url, None, "certificate"),
+            "other CA": (idp.url, pki["other_ca"], "certificate"),
+        }
+        for case, (url, ca, why) in cases.items():
+            argv = [str(SPATE_BIN), "start", "--data-dir", str(tmp_path / case), "--admin-listen", "none",
+                    "--set", f"listeners=PLAINTEXT://127.0.0.1:{free_port()},SASL_PLAINTEXT://127.0.0.1:{free_port()}",
+                    "--set", "sasl.enabled.mechanisms=OAUTHBEARER",
+                    "--set", f"sasl.oauthbearer.jwks.endpoint.url={url}",
+                    "--set", "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms=300"]
+            if ca:
+                argv += ["--set", f'sasl.jaas.config={OAUTH_MODULE} required ssl.truststore.location="{ca}";']
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            assert out.returncode != 0, (case, out.stdout[-2000:])
+            assert "sasl.oauthbearer.jwks.endpoint.url" in out.stderr, (case, out.stderr)
+            assert "could not fetch the JWKS from" in out.stderr and why in out.stderr, (case, out.stderr)

@@ -140,6 +140,15 @@ async fn run(shard: Rc<Shard>, stream: Rc<Stream>) {
             };
         }
         let conn = connection.as_ref().expect("connected");
+        let fetch_wait = Duration::from_millis(shard.config.replica_fetch_wait_max_ms);
+        if conn.reauthentication_due(fetch_wait) {
+            if let Err(e) = reauthenticate(conn).await {
+                warned.report(&shard, stream.leader, e);
+                connection = None;
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+                continue;
+            }
+        }
         if let Err(e) = fetch_round(&shard, conn, &partitions).await {
             debug!(
                 shard = shard.id,
@@ -161,6 +170,21 @@ async fn connect(client: &InterBrokerClient, address: &str) -> Result<Connection
         .unwrap_or_else(|_| {
             Err(format!(
                 "{address}: not connected within {CONNECT_TIMEOUT:?}"
+            ))
+        })
+}
+
+/// Re-authenticates the stream's connection before its SASL session expires (KIP-368), as
+/// Kafka's followers do: between two fetches, so nothing is in flight; early enough that the
+/// next fetch (which may wait `replica.fetch.wait.max.ms`) ends inside the session.
+async fn reauthenticate(conn: &Connection) -> Result<(), String> {
+    let reauthenticating = conn.reauthenticate();
+    glommio::timer::timeout(CONNECT_TIMEOUT, async { Ok(reauthenticating.await) })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{}: SASL re-authentication not done within {CONNECT_TIMEOUT:?}",
+                conn.address()
             ))
         })
 }

@@ -376,12 +376,16 @@ fn step(
             }
         }
         Server::OAuth(server) => {
-            let validator = listener
+            let jwks = listener
                 .oauth
                 .as_ref()
                 .expect("offered only with a validator");
-            match server.step(token, validator, credentials.now_ms()) {
+            let now_ms = credentials.now_ms();
+            match server.step(token, &jwks.validator(), now_ms) {
                 Ok(oauthbearer::Step::Challenge(json)) => {
+                    if let Some(kid) = server.unknown_kid() {
+                        jwks.key_missing(kid, now_ms.max(0) as u64);
+                    }
                     Ok(challenge(Bytes::from_static(json.as_bytes())))
                 }
                 Ok(oauthbearer::Step::Authenticated(valid)) => Ok(Step {
@@ -402,6 +406,7 @@ fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::jwks::Jwks;
     use crate::sasl::jwt::tests as jwt;
     use crate::sasl::scram::{credential, salted_password};
 
@@ -429,7 +434,7 @@ mod tests {
     fn listener() -> Arc<ListenerSasl> {
         Arc::new(ListenerSasl {
             plain_users: [("alice".to_string(), "alice-secret".to_string())].into(),
-            oauth: Some(Arc::new(jwt::validator(&jwt::rsa_jwks("k")))),
+            oauth: Some(Arc::new(Jwks::fixed(jwt::validator(&jwt::rsa_jwks("k"))))),
             ..ListenerSasl::with_mechanisms(vec![
                 Mechanism::Plain,
                 Mechanism::Scram(ScramMechanism::Sha512),

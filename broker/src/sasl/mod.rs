@@ -5,6 +5,8 @@
 
 pub mod authenticator;
 pub mod gate;
+pub mod jwks;
+pub mod jwks_fetch;
 pub mod jwt;
 pub mod metrics;
 pub mod oauth_settings;
@@ -68,9 +70,9 @@ pub struct ListenerSasl {
     pub mechanisms: Vec<Mechanism>,
     /// PLAIN users and passwords (`user_<name>="<password>"` of the PlainLoginModule).
     pub plain_users: BTreeMap<String, String>,
-    /// How OAUTHBEARER tokens are checked (`sasl.oauthbearer.*`); `None`: no JWKS, so
-    /// OAUTHBEARER is not offered.
-    pub oauth: Option<Arc<jwt::Validator>>,
+    /// How OAUTHBEARER tokens are checked (`sasl.oauthbearer.*`), with the JWKS kept fresh;
+    /// `None`: no JWKS, so OAUTHBEARER is not offered.
+    pub oauth: Option<Arc<jwks::Jwks>>,
     /// `connections.max.reauth.ms` per mechanism (by `Mechanism::index`); 0: sessions do not
     /// expire (but an OAUTHBEARER session still ends with its token, as in Kafka).
     pub reauth_ms: [i64; Mechanism::ALL.len()],
@@ -101,7 +103,7 @@ impl std::fmt::Debug for ListenerSasl {
             f,
             "ListenerSasl({:?}, PLAIN users {users:?}, JWKS keys {}, reauth {:?})",
             self.mechanisms,
-            self.oauth.as_ref().map_or(0, |v| v.keys.len()),
+            self.oauth.as_ref().map_or(0, |j| j.validator().keys.len()),
             self.reauth_ms
         )
     }

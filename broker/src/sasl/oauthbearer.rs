@@ -37,6 +37,15 @@ pub struct OAuthServer {
 }
 
 impl OAuthServer {
+    /// The `kid` of a refused token whose key is not in the JWKS (an early refresh may
+    /// find it).
+    pub fn unknown_kid(&self) -> Option<&str> {
+        match &self.refused {
+            Some(JwtError::UnknownKey(Some(kid))) => Some(kid),
+            _ => None,
+        }
+    }
+
     pub fn step(
         &mut self,
         message: &[u8],
