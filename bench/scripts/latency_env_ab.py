@@ -10,7 +10,8 @@ CPU 0, its admin endpoint on) on a fresh data dir, then `spate bench e2e` (pinne
 
 Prints per run and as medians per variant: produce p50/p99/p99.9, end-to-end p99/p99.9, the
 produce requests' round trip p99, the broker's produce handler, storage write and shard
-wake-lag p99 (and p99.9 of the wake lag), and the broker's CPU per GB (utime + stime of its
+wake-lag p99 (and p99.9 of the wake lag), the client's batch wait and in-flight wait p99
+(`spate bench`'s split of a produce request), and the broker's CPU per GB (utime + stime of its
 process over the run, /proc). The JSON of every run and the medians go to --json.
 
 Usage: bench/scripts/latency_env_ab.py [--binary target/release/spate] [--rounds 2]
@@ -62,6 +63,8 @@ def summarize(result, cpu_s):
         "produce_p999_us": p["latency_us"]["p99.9"],
         "e2e_p99_us": c["latency_us"]["p99"],
         "e2e_p999_us": c["latency_us"]["p99.9"],
+        "batch_wait_p99_us": p["request_us"]["batch_wait"]["p99"],
+        "in_flight_wait_p99_us": p["request_us"]["in_flight_wait"]["p99"],
         "round_trip_p99_us": p["request_us"]["round_trip"]["p99"],
         "handler_p99_us": stage(result, "produce", "handler"),
         "storage_write_p99_us": stage(result, "storage", "write"),
