@@ -108,6 +108,18 @@ def consume(client, bootstrap, topic, partitions, expect, timeout_s=120):
     return recs
 
 
+
+def poll_values(consumer, want: int, timeout_s: float, into: list | None = None) -> list:
+    """Polls a confluent-kafka `consumer` until `into` (a new list when None) holds `want`
+    values, decoded, or `timeout_s` passed; returns the list."""
+    got = [] if into is None else into
+    end = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < end:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    return got
+
 def create_topic(bootstrap, topic, partitions, timeout=30, replication_factor=1, config=None):
     """CreateTopics through confluent-kafka's AdminClient, then wait until every partition has a leader.
     `bootstrap` is one HOST:PORT (the broker asked for the leaders)."""

@@ -20,7 +20,7 @@ import pytest
 import kafka_wire as w
 from cluster_faults import Cluster, ClusterNode, wait_for
 from conftest import free_port
-from helpers import create_topic
+from helpers import create_topic, poll_values
 
 BROKER_DN = "CN=spate-broker,O=spate"
 N = 60
@@ -407,13 +407,8 @@ def test_followers_reauthenticate_their_sasl_sessions_and_replication_carries_on
     c = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": "reauth-" + uuid_hex(),
                   "auto.offset.reset": "earliest"})
     c.subscribe([topic])
-    got = []
     try:
-        end = time.monotonic() + 60
-        while len(got) < len(sent) and time.monotonic() < end:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
+        got = poll_values(c, len(sent), 60)
     finally:
         c.close()
     assert sorted(got) == sorted(sent)

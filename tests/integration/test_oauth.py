@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import kafka_wire as w
-from helpers import create_topic
+from helpers import create_topic, poll_values
 from conftest import SPATE_BIN, free_port
 from security import (JAAS, HttpsJson, authenticate_v1, expired_closed, handshake, make_pki, metric,
                       reauth_metric)
@@ -253,11 +253,7 @@ def test_librdkafka_reauthenticates_with_tokens_across_session_lifetimes(oauth_b
             if m is not None and not m.error():
                 got.append(m.value().decode())
         assert p.flush(30) == 0
-        end = time.monotonic() + 30
-        while len(got) < len(sent) and time.monotonic() < end:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
+        poll_values(c, len(sent), 30, into=got)
     finally:
         c.close()
     assert got == sent

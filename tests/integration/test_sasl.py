@@ -15,7 +15,7 @@ import pytest
 
 import kafka_wire as w
 from conftest import SPATE_BIN, free_port
-from helpers import KAFKA_LIB, create_topic, kafka_tool
+from helpers import KAFKA_LIB, create_topic, kafka_tool, poll_values
 from security import (CONSUMER, JAAS, PRODUCER, SASL_AUTHENTICATE, SASL_HANDSHAKE, authenticate_v1,
                       client_properties, expired_closed, handshake, kcat_security, metric, reauth_metric,
                       spate_cli)
@@ -411,11 +411,7 @@ def test_librdkafka_and_the_java_client_reauthenticate_across_session_lifetimes(
             if m is not None and not m.error():
                 got.append(m.value().decode())
         assert p.flush(30) == 0
-        end = time.monotonic() + 30
-        while len(got) < len(sent) and time.monotonic() < end:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
+        poll_values(c, len(sent), 30, into=got)
     finally:
         c.close()
     assert got == sent
