@@ -1336,6 +1336,7 @@ impl Reactor {
         }
 
         let link_fd = latency_ring.ring_fd();
+        restrict_io_workers(main_ring.ring_fd());
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -2027,6 +2028,64 @@ fn queue_request_into_ring(
 
 impl Drop for Reactor {
     fn drop(&mut self) {}
+}
+
+
+/// Spate: `SPATE_IOWQ_CPUS` (a CPU list: `1`, `1,3`, `2-5`) keeps this thread's io_uring
+/// workers (io-wq: requests the kernel cannot issue inline, such as O_DIRECT writes it punts)
+/// on those CPUs (`IORING_REGISTER_IOWQ_AFF`, Linux 5.14). Unset: the workers inherit the
+/// thread's affinity, i.e. run on its own core. The setting is per thread (its io-wq serves
+/// all its rings), so registering it on one ring is enough.
+fn restrict_io_workers(ring_fd: RawFd) {
+    let Ok(list) = std::env::var("SPATE_IOWQ_CPUS") else {
+        return;
+    };
+    let Some(cpus) = parse_cpu_list(&list) else {
+        warn!("SPATE_IOWQ_CPUS={list}: not a CPU list; io_uring workers left as they are");
+        return;
+    };
+    const IORING_REGISTER_IOWQ_AFF: libc::c_long = 17;
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in cpus {
+        // SAFETY: `set` is a valid cpu_set_t; out-of-range CPUs are ignored by CPU_SET.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the kernel reads `size_of::<cpu_set_t>()` bytes from `set`, which lives across
+    // the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            IORING_REGISTER_IOWQ_AFF,
+            &set as *const libc::cpu_set_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    };
+    if rc < 0 {
+        warn!(
+            "SPATE_IOWQ_CPUS={list}: io_uring worker affinity not set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// `1`, `1,3`, `2-5,7` as CPU numbers; `None` if malformed or empty.
+fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 #[cfg(test)]
